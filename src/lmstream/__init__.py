@@ -1,0 +1,120 @@
+"""lmstream: stream language-model output as typed events, token by token.
+
+    emitter = EventEmitter.with_stream_handler()
+    lmrp = LMRequestProcessor(PromptBuilder(user_template="{question}"), build_lm_invoker("local/smollm2-135m"))
+    task = asyncio.create_task(lmrp.process(question="...", event_emitter=emitter))
+    async for event in emitter.stream():
+        print(event.value, end="")
+
+Provider invokers (and their SDKs, and llama.cpp) are imported only when first used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    ConfigurationError,
+    LMStreamError,
+    LMTimeoutError,
+    OutputParserError,
+    PromptError,
+    ProviderError,
+    RateLimitError,
+    StreamInterruptedError,
+    ToolError,
+)
+from .events import (
+    BaseEventHandler,
+    CallbackEventHandler,
+    ConsoleEventHandler,
+    Event,
+    EventEmitter,
+    EventLevel,
+    EventType,
+    PrintEventHandler,
+    StreamEventHandler,
+)
+from .invokers import BaseLMInvoker, build_lm_invoker
+from .parsers import BaseOutputParser, JSONOutputParser
+from .processor import LMRequestProcessor, build_lm_request_processor
+from .prompt import Message, PromptBuilder
+from .retry import RetryConfig
+from .tools import Tool, tool
+from .types import Attachment, LMOutput, TokenUsage, ToolCall, ToolResult
+
+if TYPE_CHECKING:
+    from .invokers import (
+        AnthropicLMInvoker,
+        GoogleLMInvoker,
+        LocalLMInvoker,
+        OpenAIChatCompletionsLMInvoker,
+        OpenAICompatibleLMInvoker,
+        OpenAILMInvoker,
+    )
+
+__version__ = "0.1.0"
+
+_LAZY_INVOKERS = frozenset(
+    {
+        "LocalLMInvoker",
+        "OpenAILMInvoker",
+        "OpenAIChatCompletionsLMInvoker",
+        "OpenAICompatibleLMInvoker",
+        "AnthropicLMInvoker",
+        "GoogleLMInvoker",
+    }
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY_INVOKERS:
+        from . import invokers
+
+        return getattr(invokers, name)
+    raise AttributeError(f"module 'lmstream' has no attribute {name!r}")
+
+
+__all__ = [
+    "AnthropicLMInvoker",
+    "Attachment",
+    "BaseEventHandler",
+    "BaseLMInvoker",
+    "BaseOutputParser",
+    "CallbackEventHandler",
+    "ConfigurationError",
+    "ConsoleEventHandler",
+    "Event",
+    "EventEmitter",
+    "EventLevel",
+    "EventType",
+    "GoogleLMInvoker",
+    "JSONOutputParser",
+    "LMOutput",
+    "LMRequestProcessor",
+    "LMStreamError",
+    "LMTimeoutError",
+    "LocalLMInvoker",
+    "Message",
+    "OpenAIChatCompletionsLMInvoker",
+    "OpenAICompatibleLMInvoker",
+    "OpenAILMInvoker",
+    "OutputParserError",
+    "PrintEventHandler",
+    "PromptBuilder",
+    "PromptError",
+    "ProviderError",
+    "RateLimitError",
+    "RetryConfig",
+    "StreamEventHandler",
+    "StreamInterruptedError",
+    "TokenUsage",
+    "Tool",
+    "ToolCall",
+    "ToolError",
+    "ToolResult",
+    "__version__",
+    "build_lm_invoker",
+    "build_lm_request_processor",
+    "tool",
+]

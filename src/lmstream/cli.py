@@ -1,0 +1,119 @@
+"""`lmstream "question"`: stream an answer token by token (embedded model by default)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any
+
+from . import _json
+from .errors import ConfigurationError, LMStreamError, OutputParserError, PromptError
+from .events import EventEmitter, StreamEventHandler
+from .parsers import JSONOutputParser
+from .processor import LMRequestProcessor
+from .prompt import PromptBuilder
+
+DEFAULT_MODEL = "local/smollm2-135m"
+
+EPILOG = """\
+examples:
+  lmstream "What should I do in Tokyo?"
+  lmstream --events "Hi"                       # one JSON line per event
+  lmstream --json "Give three cities as a JSON list"
+  lmstream --model openai/gpt-4.1-nano "Hi"    # needs OPENAI_API_KEY
+  lmstream --model openai-compatible/any --base-url http://127.0.0.1:8000/v1 "Hi"
+  echo "Hi" | lmstream -
+
+exit codes: 0 success, 1 the provider or model failed, 2 bad input or configuration,
+130 interrupted.
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="lmstream",
+        description="Stream a language model's answer token by token. The default model is embedded "
+        "(SmolLM2-135M-Instruct via llama-cpp-python): no API key, no network.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("prompt", nargs="?", help="the question; '-' or nothing reads standard input")
+    p.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"provider/model id (default {DEFAULT_MODEL})")
+    p.add_argument("--system", "-s", default="", help="system prompt")
+    p.add_argument("--max-tokens", type=int, default=None, help="maximum tokens to generate")
+    p.add_argument("--temperature", type=float, default=None, help="sampling temperature, 0 to 2")
+    p.add_argument("--base-url", default=None, help="provider endpoint (for openai-compatible servers)")
+    p.add_argument("--events", action="store_true", help="print every event as one JSON line (value, level, type, ...)")
+    p.add_argument("--json", action="store_true", help="parse the answer as JSON and print it (answer streams to stderr)")
+    return p
+
+
+async def _run(args: argparse.Namespace, question: str) -> int:
+    from .invokers import build_lm_invoker
+
+    config: dict[str, Any] = {}
+    if args.base_url:
+        config["base_url"] = args.base_url
+    invoker = build_lm_invoker(args.model, config=config)
+    hyper: dict[str, Any] = {}
+    if args.max_tokens is not None:
+        hyper["max_tokens"] = args.max_tokens
+    if args.temperature is not None:
+        hyper["temperature"] = args.temperature
+    # The user's text goes in as a value, so braces in it are never treated as placeholders.
+    lmrp = LMRequestProcessor(
+        PromptBuilder(system_template=args.system.replace("{", "{{").replace("}", "}}"), user_template="{prompt}"),
+        invoker,
+        JSONOutputParser() if args.json else None,
+    )
+    emitter = EventEmitter([StreamEventHandler(serialize=args.events)])
+    task = asyncio.create_task(lmrp.process(prompt=question, hyperparameters=hyper, event_emitter=emitter))
+    text_out = sys.stderr if args.json else sys.stdout
+    try:
+        async for event in emitter.stream():
+            if args.events:
+                sys.stdout.write(event + "\n")
+                sys.stdout.flush()
+            elif event.type == "response":
+                text_out.write(event.value)
+                text_out.flush()
+            elif event.type == "thinking":
+                sys.stderr.write(event.value)
+                sys.stderr.flush()
+        result = await task
+    finally:
+        if not task.done():
+            task.cancel()
+        await emitter.close()
+    if args.json:
+        sys.stderr.write("\n")
+        sys.stdout.write(_json.dumps(result) + "\n")
+    elif not args.events:
+        sys.stdout.write("\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    question = args.prompt
+    if question is None or question == "-":
+        if sys.stdin is None or sys.stdin.isatty():
+            _parser().error("give a prompt, or '-' with text on standard input")
+        question = sys.stdin.read().strip()
+    if not question:
+        _parser().error("the prompt is empty")
+    try:
+        return asyncio.run(_run(args, question))
+    except (ConfigurationError, PromptError, OutputParserError) as exc:
+        print(f"lmstream: error: {exc}", file=sys.stderr)
+        return 2
+    except LMStreamError as exc:
+        print(f"lmstream: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Exceptions raised by lmstream: one base class, one subclass per kind of failure.
+
+Messages say how to fix the problem and never contain credentials.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .types import LMOutput
+
+__all__ = [
+    "LMStreamError",
+    "ConfigurationError",
+    "PromptError",
+    "ProviderError",
+    "RateLimitError",
+    "LMTimeoutError",
+    "StreamInterruptedError",
+    "OutputParserError",
+    "ToolError",
+]
+
+
+class LMStreamError(Exception):
+    """Base class of every error lmstream raises on purpose."""
+
+    #: whether a retry before the first token may succeed (set by the provider layer)
+    retryable: bool = False
+    retry_after: float | None = None
+
+
+class ConfigurationError(LMStreamError, ValueError):
+    """Bad set-up: unknown model id, missing credentials, bad hyperparameter."""
+
+
+class PromptError(LMStreamError, KeyError):
+    """Template keys missing or unknown; names every offending key."""
+
+    def __init__(self, message: str, missing: list[str] | None = None, unknown: list[str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.missing = missing or []
+        self.unknown = unknown or []
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return self.message
+
+
+class ProviderError(LMStreamError):
+    """The provider answered with an error (HTTP status or in-band error)."""
+
+    def __init__(
+        self,
+        message: str,
+        status_code: int | None = None,
+        provider: str | None = None,
+        body: Any = None,
+        retryable: bool | None = None,
+        retry_after: float | None = None,
+    ):
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.provider = provider
+        self.body = body
+        if retryable is None:
+            retryable = status_code is None or status_code in (408, 409, 429) or status_code >= 500
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        parts = []
+        if self.provider:
+            parts.append(self.provider)
+        if self.status_code is not None:
+            parts.append(f"HTTP {self.status_code}")
+        prefix = " ".join(parts)
+        return f"{prefix}: {self.message}" if prefix else self.message
+
+
+class RateLimitError(ProviderError):
+    """HTTP 429 after every retry."""
+
+
+class LMTimeoutError(LMStreamError, TimeoutError):
+    """The total timeout or the idle (between-chunks) timeout expired."""
+
+    def __init__(self, message: str, retryable: bool = False):
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class StreamInterruptedError(LMStreamError):
+    """The stream broke after tokens were emitted; `.partial_output` holds exactly those."""
+
+    def __init__(self, message: str, partial_output: LMOutput, cause: BaseException | None = None):
+        super().__init__(message)
+        self.partial_output = partial_output
+        self.cause = cause
+
+
+class OutputParserError(LMStreamError, ValueError):
+    """The output could not be parsed; `.text` holds the raw text."""
+
+    def __init__(self, message: str, text: str):
+        super().__init__(message)
+        self.text = text
+
+
+class ToolError(LMStreamError):
+    """Tool loop failure, e.g. `max_lm_calls` reached before the model answered."""

@@ -1,0 +1,23 @@
+"""Output parsers: turn the model's final text into something else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .structured import extract_json
+
+__all__ = ["BaseOutputParser", "JSONOutputParser"]
+
+
+class BaseOutputParser:
+    """Subclass and implement `parse(text)`; raise `OutputParserError` with the raw text."""
+
+    def parse(self, text: str) -> Any:
+        raise NotImplementedError
+
+
+class JSONOutputParser(BaseOutputParser):
+    """Parse JSON, tolerating a code fence or prose around it."""
+
+    def parse(self, text: str) -> Any:
+        return extract_json(text)

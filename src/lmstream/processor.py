@@ -1,0 +1,158 @@
+"""The LM Request Processor: prompt builder -> LM invoker -> optional output parser."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .errors import ConfigurationError, ToolError
+from .events import EventEmitter, EventLevel, EventType
+from .invokers import build_lm_invoker
+from .invokers.base import BaseLMInvoker, RequestContext, _current, emit_done, emit_failure
+from .parsers import BaseOutputParser, JSONOutputParser
+from .prompt import Content, Message, PromptBuilder
+from .retry import RetryConfig
+from .tools import execute_tool_calls
+from .types import LMOutput, TokenUsage
+
+__all__ = ["LMRequestProcessor", "build_lm_request_processor"]
+
+
+class LMRequestProcessor:
+    """Formats the prompt, streams the model (running tools it asks for) and parses the output."""
+
+    def __init__(
+        self,
+        prompt_builder: PromptBuilder,
+        lm_invoker: BaseLMInvoker,
+        output_parser: BaseOutputParser | None = None,
+        tools: Sequence[Any] | None = None,
+        response_schema: Any = None,
+    ) -> None:
+        if not isinstance(prompt_builder, PromptBuilder):
+            raise ConfigurationError("prompt_builder must be a PromptBuilder")
+        if not isinstance(lm_invoker, BaseLMInvoker):
+            raise ConfigurationError("lm_invoker must be an invoker, e.g. build_lm_invoker('local/smollm2-135m')")
+        self.prompt_builder = prompt_builder
+        self.lm_invoker = lm_invoker
+        self.output_parser = output_parser
+        if tools:
+            self.set_tools(tools)
+        if response_schema is not None:
+            self.set_response_schema(response_schema)
+
+    def set_tools(self, tools: Sequence[Any]) -> None:
+        self.lm_invoker.set_tools(tools)
+
+    def clear_tools(self) -> None:
+        self.lm_invoker.clear_tools()
+
+    def set_response_schema(self, schema: Any) -> None:
+        self.lm_invoker.set_response_schema(schema)
+
+    async def process(
+        self,
+        prompt_kwargs: Mapping[str, Any] | None = None,
+        history: Sequence[Message | Mapping[str, Any]] | None = None,
+        extra_contents: Sequence[Content] | None = None,
+        hyperparameters: Mapping[str, Any] | None = None,
+        event_emitter: EventEmitter | None = None,
+        auto_execute_tools: bool = True,
+        max_lm_calls: int = 5,
+        **kwargs: Any,
+    ) -> Any:
+        """Run one request; returns the parsed output if a parser is set, else the `LMOutput`.
+
+        Events end with one `done` (usage summed over every model call) or one `error`.
+        """
+        ctx = RequestContext(event_emitter)
+        token = _current.set(ctx)
+        if event_emitter is not None:
+            event_emitter._begin_request()
+        try:
+            try:
+                result, output = await self._run(
+                    ctx, prompt_kwargs, history, extra_contents, hyperparameters, auto_execute_tools, max_lm_calls, kwargs
+                )
+            except BaseException as exc:
+                await emit_failure(ctx, exc)
+                raise
+            await emit_done(ctx, output)
+            return result
+        finally:
+            _current.reset(token)
+            if event_emitter is not None:
+                event_emitter._end_request()
+
+    async def _run(
+        self,
+        ctx: RequestContext,
+        prompt_kwargs: Mapping[str, Any] | None,
+        history: Sequence[Message | Mapping[str, Any]] | None,
+        extra_contents: Sequence[Content] | None,
+        hyperparameters: Mapping[str, Any] | None,
+        auto_execute_tools: bool,
+        max_lm_calls: int,
+        kwargs: dict[str, Any],
+    ) -> tuple[Any, LMOutput]:
+        values = dict(prompt_kwargs or {})
+        both = sorted(set(values) & set(kwargs))
+        if both:
+            raise ConfigurationError(f"prompt keys given twice (in prompt_kwargs and as keywords): {', '.join(both)}")
+        values.update(kwargs)
+        if not isinstance(max_lm_calls, int) or max_lm_calls < 1:
+            raise ConfigurationError("max_lm_calls must be an int >= 1")
+        messages = self.prompt_builder.format(history=history, extra_contents=extra_contents, **values)
+        invoker = self.lm_invoker
+        total = TokenUsage()
+        output: LMOutput | None = None
+        for call in range(1, max_lm_calls + 1):
+            output = await invoker.invoke(messages, hyperparameters, ctx.emitter)
+            total.add(output.usage)
+            if not output.tool_calls or not auto_execute_tools or not invoker.tools:
+                break
+            if call == max_lm_calls:
+                raise ToolError(
+                    f"the model still asked for tools after max_lm_calls={max_lm_calls} calls; "
+                    "raise max_lm_calls or check the tools' results"
+                )
+            results = await execute_tool_calls(invoker.tools, output.tool_calls)
+            for r in results:
+                meta = {"is_error": True} if r.is_error else {}
+                await ctx.emit(r.to_dict(), EventType.TOOL_RESULT, EventLevel.INFO, **meta)
+            messages = [*messages, Message.assistant(output.text, tool_calls=output.tool_calls), Message.tool(results)]
+        assert output is not None
+        output.usage = total
+        if ctx.first_token_at is not None:
+            output.time_to_first_token = ctx.first_token_at - ctx.started
+        if self.output_parser is not None:
+            return self.output_parser.parse(output.text), output
+        return output, output
+
+
+def build_lm_request_processor(
+    model_id: str,
+    credentials: str | None = None,
+    config: dict[str, Any] | None = None,
+    system_template: str = "",
+    user_template: str = "",
+    key_defaults: Mapping[str, Any] | None = None,
+    output_parser_type: str = "none",
+    tools: Sequence[Any] | None = None,
+    retry_config: RetryConfig | None = None,
+    response_schema: Any = None,
+) -> LMRequestProcessor:
+    """One call from a model id and templates to a ready processor."""
+    parsers: dict[str, type[BaseOutputParser] | None] = {"none": None, "json": JSONOutputParser}
+    if output_parser_type not in parsers:
+        raise ConfigurationError(f"output_parser_type must be one of {', '.join(parsers)}, got {output_parser_type!r}")
+    parser_cls = parsers[output_parser_type]
+    invoker = build_lm_invoker(model_id, credentials=credentials, config=config, retry_config=retry_config)
+    return LMRequestProcessor(
+        PromptBuilder(system_template, user_template, key_defaults),
+        invoker,
+        parser_cls() if parser_cls else None,
+        tools=tools,
+        response_schema=response_schema,
+    )
+

@@ -1,0 +1,208 @@
+"""Tools the model may call: plain Python functions or explicit schemas."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import inspect
+import re
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Union, get_args, get_origin
+
+from . import _json
+from .errors import ConfigurationError
+from .types import ToolCall, ToolResult
+
+__all__ = ["Tool", "to_tool", "tool", "execute_tool_calls"]
+
+
+@dataclass(slots=True)
+class Tool:
+    """A callable tool: name, description, JSON-schema `parameters` and the function to run."""
+
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
+    func: Callable[..., Any] | None = None
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.name or ""):
+            raise ConfigurationError(
+                f"tool name {self.name!r} must be 1-64 letters, digits, '_' or '-' (providers reject others)"
+            )
+        if not isinstance(self.parameters, dict) or self.parameters.get("type", "object") != "object":
+            raise ConfigurationError(f"tool {self.name!r}: parameters must be a JSON schema of type 'object'")
+
+    async def run(self, arguments: dict[str, Any]) -> Any:
+        if self.func is None:
+            raise ConfigurationError(f"tool {self.name!r} has no function to execute")
+        if inspect.iscoroutinefunction(self.func):
+            return await self.func(**arguments)
+        result = await asyncio.to_thread(self.func, **arguments)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+
+def tool(func: Callable[..., Any] | None = None, *, name: str | None = None, description: str | None = None) -> Any:
+    """Decorator form of `to_tool` that lets you override the name or description."""
+
+    def wrap(f: Callable[..., Any]) -> Tool:
+        t = to_tool(f)
+        if name:
+            t.name = name
+        if description:
+            t.description = description
+        return t
+
+    return wrap(func) if func is not None else wrap
+
+
+def to_tool(obj: Any) -> Tool:
+    """Accept a `Tool`, a `{"name","description","parameters"}` dict or a function."""
+    if isinstance(obj, Tool):
+        return obj
+    if isinstance(obj, dict):
+        try:
+            return Tool(obj["name"], obj.get("description", ""), obj.get("parameters") or {"type": "object", "properties": {}}, obj.get("func"))
+        except KeyError:
+            raise ConfigurationError("a tool given as a dict needs at least a 'name'") from None
+    if callable(obj):
+        return _from_function(obj)
+    raise ConfigurationError(f"cannot make a tool from {type(obj).__name__}; pass a function, a Tool or a dict")
+
+
+_ARG_LINE = re.compile(r"^\s*(?::param\s+)?\*{0,2}(\w+)\s*(?:\([^)]*\))?\s*:\s*(.+)$")
+
+
+def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
+    """Description (text before Args:) and per-parameter help (Google or Sphinx style)."""
+    if not doc:
+        return "", {}
+    doc = inspect.cleandoc(doc)
+    desc_lines: list[str] = []
+    params: dict[str, str] = {}
+    in_args = False
+    last: str | None = None
+    for line in doc.splitlines():
+        stripped = line.strip()
+        if stripped.lower() in ("args:", "arguments:", "parameters:", "params:"):
+            in_args = True
+            continue
+        if stripped.lower() in ("returns:", "return:", "raises:", "yields:", "example:", "examples:"):
+            in_args = False
+            last = None
+            continue
+        if stripped.startswith(":param"):
+            m = _ARG_LINE.match(stripped)
+            if m:
+                params[m.group(1)] = m.group(2).strip()
+            continue
+        if stripped.startswith(":return") or stripped.startswith(":raises"):
+            continue
+        if in_args:
+            m = _ARG_LINE.match(line)
+            if m and line.startswith((" ", "\t")) and (len(line) - len(line.lstrip())) <= 8:
+                last = m.group(1)
+                params[last] = m.group(2).strip()
+            elif last and stripped:
+                params[last] += " " + stripped
+            continue
+        desc_lines.append(line)
+    return "\n".join(desc_lines).strip(), params
+
+
+def _schema(tp: Any) -> dict[str, Any]:
+    if tp is inspect.Parameter.empty or tp is Any:
+        return {}
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        inner = _schema(args[0]) if len(args) == 1 else {"anyOf": [_schema(a) for a in args]}
+        return inner
+    if origin is Literal:
+        values = list(get_args(tp))
+        return {"enum": values}
+    if origin in (list, tuple, set, frozenset, typing.Sequence):
+        args = get_args(tp)
+        return {"type": "array", "items": _schema(args[0]) if args else {}}
+    if origin is dict:
+        return {"type": "object"}
+    if isinstance(tp, type):
+        if issubclass(tp, bool):
+            return {"type": "boolean"}
+        if issubclass(tp, int):
+            return {"type": "integer"}
+        if issubclass(tp, float):
+            return {"type": "number"}
+        if issubclass(tp, str):
+            return {"type": "string"}
+        if issubclass(tp, enum.Enum):
+            return {"enum": [m.value for m in tp]}
+        if issubclass(tp, (list, tuple, set)):
+            return {"type": "array"}
+        if issubclass(tp, dict):
+            return {"type": "object"}
+        if hasattr(tp, "model_json_schema"):
+            return dict(tp.model_json_schema())
+    return {}
+
+
+def _from_function(func: Callable[..., Any]) -> Tool:
+    description, param_docs = _parse_docstring(inspect.getdoc(func) or "")
+    try:
+        hints = typing.get_type_hints(func)
+    except Exception:  # noqa: BLE001 - fall back to raw annotations
+        hints = {}
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    for pname, p in inspect.signature(func).parameters.items():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        prop = _schema(hints.get(pname, p.annotation))
+        if pname in param_docs:
+            prop["description"] = param_docs[pname]
+        if p.default is inspect.Parameter.empty:
+            required.append(pname)
+        elif p.default is not None and _json_safe(p.default):
+            prop["default"] = p.default
+        properties[pname] = prop
+    params: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        params["required"] = required
+    return Tool(getattr(func, "__name__", "tool"), description, params, func)
+
+
+def _json_safe(v: Any) -> bool:
+    return isinstance(v, (str, int, float, bool, list, dict))
+
+
+def _stringify(result: Any) -> str:
+    if isinstance(result, str):
+        return result
+    if hasattr(result, "model_dump_json"):
+        return str(result.model_dump_json())
+    return _json.dumps(result)
+
+
+async def execute_tool_calls(tools: list[Tool], calls: list[ToolCall]) -> list[ToolResult]:
+    """Run the calls concurrently. A tool that raises becomes an error result for the model."""
+    by_name = {t.name: t for t in tools}
+
+    async def one(call: ToolCall) -> ToolResult:
+        t = by_name.get(call.name)
+        if t is None:
+            return ToolResult(call.id, call.name, f"Error: no tool named {call.name!r}; available: {', '.join(by_name)}", True)
+        if "_raw" in call.arguments and len(call.arguments) == 1:
+            return ToolResult(call.id, call.name, f"Error: arguments are not valid JSON: {call.arguments['_raw']}", True)
+        try:
+            return ToolResult(call.id, call.name, _stringify(await t.run(call.arguments)))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported back to the model, not a crash
+            return ToolResult(call.id, call.name, f"Error: {type(exc).__name__}: {exc}", True)
+
+    return list(await asyncio.gather(*(one(c) for c in calls)))

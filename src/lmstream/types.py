@@ -1,0 +1,91 @@
+"""Plain data types shared by prompts, invokers and the processor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["TokenUsage", "ToolCall", "ToolResult", "Attachment", "LMOutput"]
+
+
+@dataclass(slots=True)
+class TokenUsage:
+    """Token counts as the provider reported them (0 when it did not)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cached_tokens": self.cached_tokens,
+            "reasoning_tokens": self.reasoning_tokens,
+        }
+
+    def add(self, other: TokenUsage) -> None:
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        self.cached_tokens += other.cached_tokens
+        self.reasoning_tokens += other.reasoning_tokens
+
+
+@dataclass(slots=True)
+class ToolCall:
+    """A tool call the model asked for; `arguments` is the parsed JSON object."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "arguments": self.arguments}
+
+
+@dataclass(slots=True)
+class ToolResult:
+    """What a tool returned (or the error it raised), sent back to the model."""
+
+    id: str
+    name: str
+    output: str
+    is_error: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "output": self.output}
+
+
+@dataclass(slots=True)
+class Attachment:
+    """Binary content (an image, a file) attached to a message."""
+
+    data: bytes
+    mime_type: str
+    filename: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Attachment(mime_type={self.mime_type!r}, filename={self.filename!r}, size={len(self.data)})"
+
+
+@dataclass(slots=True)
+class LMOutput:
+    """Everything one request produced. `str(output)` is the text."""
+
+    text: str = ""
+    thinking: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    structured_output: Any = None
+    usage: TokenUsage = field(default_factory=TokenUsage)
+    finish_reason: str | None = None
+    duration: float | None = None
+    time_to_first_token: float | None = None
+    model: str | None = None
+
+    def __str__(self) -> str:
+        return self.text

@@ -1,0 +1,18 @@
+"""Shared fixtures: the real embedded model, loaded once per test session."""
+
+from __future__ import annotations
+
+import pytest
+
+from lmstream import build_lm_invoker
+from lmstream.invokers.base import BaseLMInvoker
+
+# Short, deterministic generations keep the suite fast on 2 cores.
+SHORT = {"max_tokens": 24, "temperature": 0.0}
+
+
+@pytest.fixture(scope="session")
+def local_invoker() -> BaseLMInvoker:
+    inv = build_lm_invoker("local/smollm2-135m")
+    inv.load()  # type: ignore[attr-defined]
+    return inv
