@@ -16,3 +16,12 @@ def local_invoker() -> BaseLMInvoker:
     inv = build_lm_invoker("local/smollm2-135m")
     inv.load()  # type: ignore[attr-defined]
     return inv
+
+
+@pytest.fixture(scope="session")
+def llama_server_url():
+    """Base URL of a real llama.cpp OpenAI-compatible server serving the embedded model."""
+    from .llama_server import llama_server
+
+    with llama_server() as url:
+        yield url

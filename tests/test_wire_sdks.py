@@ -22,6 +22,9 @@ from google.genai import types as genai_types
 from tests.wire import fixtures as fx
 from tests.wire.server import Script, WireServer
 
+# google-genai's own aiohttp subclass warns at import/first use; not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning")
+
 KEY = "sk-wire-dummy"
 
 
@@ -34,7 +37,8 @@ def _anthropic(srv: WireServer) -> anthropic.AsyncAnthropic:
 
 
 def _genai(srv: WireServer) -> genai.Client:
-    opts = genai_types.HttpOptions(base_url=srv.base_url, timeout=5000)
+    # google-genai 3.x defaults to /v1/; the public Gemini API docs use /v1beta/.
+    opts = genai_types.HttpOptions(base_url=srv.base_url, api_version="v1beta", timeout=5000)
     return genai.Client(api_key=KEY, http_options=opts)
 
 
@@ -183,7 +187,9 @@ async def test_openai_error_bodies(status: int, exc: type[Exception]) -> None:
 
 @pytest.mark.asyncio
 async def test_openai_responses_text_and_usage() -> None:
-    chunks = fx.openai_responses_text(("Hi", " from", " responses"), usage=fx.openai_responses_usage(10, 3, cached_tokens=4))
+    chunks = fx.openai_responses_text(
+        ("Hi", " from", " responses"), usage=fx.openai_responses_usage(10, 3, cached_tokens=4)
+    )
     async with WireServer() as srv:
         srv.enqueue(Script(chunks=chunks))
         stream = await _openai(srv).responses.create(model="gpt-4.1-mini", input="hi", stream=True)
@@ -280,9 +286,11 @@ async def test_openai_responses_error_and_failed_events() -> None:
 @pytest.mark.asyncio
 async def test_anthropic_create_stream_text() -> None:
     async with WireServer() as srv:
-        srv.enqueue(Script(chunks=fx.anthropic_text(("Hello", " Claude"), input_tokens=11, output_tokens=4, ping_every=1)))
+        srv.enqueue(
+            Script(chunks=fx.anthropic_text(("Hello", " Claude"), input_tokens=11, output_tokens=4, ping_every=1))
+        )
         stream = await _anthropic(srv).messages.create(
-            model="claude-sonnet-4-5", max_tokens=64, messages=[{"role": "user", "content": "hi"}], stream=True
+            model="claude-haiku-4-5", max_tokens=64, messages=[{"role": "user", "content": "hi"}], stream=True
         )
         text, types, out_tokens, in_tokens = "", [], None, None
         async for event in stream:
@@ -311,7 +319,7 @@ async def test_anthropic_stream_helper_thinking_and_tools() -> None:
     async with WireServer() as srv:
         srv.enqueue(Script(chunks=fx.anthropic_stream(blocks, cache_read_input_tokens=100)))
         async with _anthropic(srv).messages.stream(
-            model="claude-sonnet-4-5", max_tokens=64, messages=[{"role": "user", "content": "hi"}]
+            model="claude-haiku-4-5", max_tokens=64, messages=[{"role": "user", "content": "hi"}]
         ) as stream:
             text = "".join([t async for t in stream.text_stream])
             msg = await stream.get_final_message()
@@ -330,7 +338,7 @@ async def test_anthropic_inband_overloaded_error() -> None:
     async with WireServer() as srv:
         srv.enqueue(Script(chunks=fx.anthropic_overloaded_stream()))
         stream = await _anthropic(srv).messages.create(
-            model="claude-sonnet-4-5", max_tokens=64, messages=[{"role": "user", "content": "hi"}], stream=True
+            model="claude-haiku-4-5", max_tokens=64, messages=[{"role": "user", "content": "hi"}], stream=True
         )
         with pytest.raises(anthropic.APIStatusError) as info:
             async for _ in stream:
@@ -353,7 +361,7 @@ async def test_anthropic_error_bodies(status: int, exc: type[Exception]) -> None
         srv.enqueue(Script(status=status, body=fx.anthropic_error_body(status), headers={"retry-after": "2"}))
         with pytest.raises(exc) as info:
             await _anthropic(srv).messages.create(
-                model="claude-sonnet-4-5", max_tokens=8, messages=[{"role": "user", "content": "hi"}], stream=True
+                model="claude-haiku-4-5", max_tokens=8, messages=[{"role": "user", "content": "hi"}], stream=True
             )
         err = info.value
         assert isinstance(err, anthropic.APIStatusError) and err.status_code == status
@@ -449,18 +457,32 @@ async def test_stall_after_read_timeout_and_disconnect_seen() -> None:
     async with WireServer() as srv:
         srv.enqueue(Script(chunks=fx.anthropic_text(), stall_after=2))
         client = anthropic.AsyncAnthropic(
-            base_url=srv.base_url, api_key=KEY, max_retries=0, timeout=httpx.Timeout(5.0, read=0.3)
+            base_url=srv.base_url,
+            api_key=KEY,
+            max_retries=0,
+            timeout=anthropic.Timeout(5.0, read=0.3),  # anthropic 2.x is on httpx2
         )
         stream = await client.messages.create(
-            model="claude-sonnet-4-5", max_tokens=8, messages=[{"role": "user", "content": "hi"}], stream=True
+            model="claude-haiku-4-5", max_tokens=8, messages=[{"role": "user", "content": "hi"}], stream=True
         )
-        with pytest.raises(anthropic.APITimeoutError):
+        # A mid-body read timeout escapes unwrapped (httpx2.ReadTimeout), not APITimeoutError.
+        with pytest.raises(Exception) as info:
             async for _ in stream:
                 pass
+        assert "Timeout" in type(info.value).__name__
         await stream.close()
         assert await srv.wait_for(lambda s: s.disconnects == 1, timeout=1.5)
         req = srv.requests[0]
         assert req.chunks_written == 2 and req.disconnected and req.outcome == "client-closed"
+
+        srv.enqueue(Script(chunks=fx.gemini_text(), stall_after=1))
+        async with httpx.AsyncClient(timeout=httpx.Timeout(5.0, read=0.3)) as raw:
+            with pytest.raises(httpx.ReadTimeout):
+                async with raw.stream("POST", f"{srv.base_url}/v1beta/models/m:streamGenerateContent?alt=sse") as r:
+                    async for _ in r.aiter_bytes():
+                        pass
+        assert await srv.wait_for(lambda s: s.disconnects == 2, timeout=1.5)
+        assert srv.requests[1].chunks_written == 1 and srv.requests[1].query == {"alt": "sse"}
 
 
 @pytest.mark.asyncio
@@ -525,12 +547,57 @@ def test_fixture_framing() -> None:
 @pytest.mark.asyncio
 async def test_rechunked_streams_still_parse() -> None:
     """Events split at arbitrary byte offsets (mid-UTF-8 too) still decode."""
-    chunks = fx.rechunk(fx.anthropic_text(("héllo ", "wörld ✓",)), 7)
+    chunks = fx.rechunk(
+        fx.anthropic_text(
+            (
+                "héllo ",
+                "wörld ✓",
+            )
+        ),
+        7,
+    )
     async with WireServer() as srv:
         srv.enqueue(Script(chunks=chunks))
         async with _anthropic(srv).messages.stream(
-            model="claude-sonnet-4-5", max_tokens=8, messages=[{"role": "user", "content": "hi"}]
+            model="claude-haiku-4-5", max_tokens=8, messages=[{"role": "user", "content": "hi"}]
         ) as stream:
             text = "".join([t async for t in stream.text_stream])
         assert text == "héllo wörld ✓"
         await asyncio.sleep(0)
+
+
+def test_fixtures_validate_strictly_against_sdk_models() -> None:
+    """Every event passes the SDKs' pydantic models in strict (validating) mode.
+
+    The SDKs themselves parse leniently (``construct``), so this catches a
+    missing required field or a misspelt discriminator the stream tests miss.
+    """
+    from anthropic.types import RawMessageStreamEvent
+    from openai.types.chat import ChatCompletionChunk
+    from openai.types.responses import ResponseStreamEvent
+    from pydantic import TypeAdapter
+
+    usage = fx.openai_responses_usage(cache_write_tokens=0)
+    responses = TypeAdapter(ResponseStreamEvent)
+    for chunks in (
+        fx.openai_responses_text(usage=usage),
+        fx.openai_responses_reasoning(usage=usage),
+        fx.openai_responses_function_call(usage=usage),
+        fx.openai_responses_structured(usage=usage),
+        fx.openai_responses_error(after_text=("a",)),
+        fx.openai_responses_failed(),
+    ):
+        for _, data in _events(chunks):
+            responses.validate_python(data)
+    for chunks in (fx.openai_chat_text(reasoning_deltas=("r",)), fx.openai_chat_tool_calls(interleave=True)):
+        for _, data in _events(chunks):
+            if data != "[DONE]":
+                ChatCompletionChunk.model_validate(data)
+    messages = TypeAdapter(RawMessageStreamEvent)
+    for chunks in (fx.anthropic_thinking(), fx.anthropic_tool_use()):
+        for event, data in _events(chunks):
+            if event != "ping":
+                messages.validate_python(data)
+    for chunks in (fx.gemini_thinking(), fx.gemini_function_call()):
+        for _, data in _events(chunks):
+            genai_types.GenerateContentResponse.model_validate(data)

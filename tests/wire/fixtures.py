@@ -90,7 +90,7 @@ DEFAULT_TOOL_CALLS: tuple[ToolCall, ...] = (
 
 def openai_error_body(
     message: str = "Invalid request.",
-    type: str = "invalid_request_error",  # noqa: A002 - wire field name
+    type: str = "invalid_request_error",
     param: str | None = None,
     code: str | None = None,
 ) -> bytes:
@@ -101,9 +101,21 @@ def openai_error_body(
 #: Representative OpenAI error bodies by HTTP status.
 OPENAI_ERRORS: dict[int, tuple[str, str, str | None]] = {
     400: ("Invalid value for 'messages'.", "invalid_request_error", None),
-    401: ("Incorrect API key provided: sk-wire. You can find your API key at https://platform.openai.com/account/api-keys.", "invalid_request_error", "invalid_api_key"),
-    404: ("The model `gpt-wire` does not exist or you do not have access to it.", "invalid_request_error", "model_not_found"),
-    429: ("Rate limit reached for gpt-4o-mini on requests per min (RPM): Limit 3, Used 3, Requested 1.", "requests", "rate_limit_exceeded"),
+    401: (
+        "Incorrect API key provided: sk-wire. You can find your API key at https://platform.openai.com/account/api-keys.",
+        "invalid_request_error",
+        "invalid_api_key",
+    ),
+    404: (
+        "The model `gpt-wire` does not exist or you do not have access to it.",
+        "invalid_request_error",
+        "model_not_found",
+    ),
+    429: (
+        "Rate limit reached for gpt-4o-mini on requests per min (RPM): Limit 3, Used 3, Requested 1.",
+        "requests",
+        "rate_limit_exceeded",
+    ),
     500: ("The server had an error while processing your request. Sorry about that!", "server_error", None),
     503: ("The engine is currently overloaded, please try again later.", "server_error", None),
 }
@@ -269,7 +281,7 @@ def openai_chat_tool_calls(
 
 def openai_chat_error_chunk(
     message: str = "The server had an error while processing your request. Sorry about that!",
-    type: str = "server_error",  # noqa: A002 - wire field name
+    type: str = "server_error",
     code: str | None = None,
     param: str | None = None,
 ) -> bytes:
@@ -292,11 +304,19 @@ def openai_responses_usage(
     *,
     cached_tokens: int = 0,
     reasoning_tokens: int = 0,
+    cache_write_tokens: int | None = None,
 ) -> dict[str, Any]:
-    """``ResponseUsage`` with ``input_tokens_details``/``output_tokens_details``."""
+    """``ResponseUsage`` with ``input_tokens_details``/``output_tokens_details``.
+
+    ``cache_write_tokens`` is a newer ``input_tokens_details`` field (required
+    by openai-python 3.x models, absent from older docs); omitted when None.
+    """
+    details: dict[str, Any] = {"cached_tokens": cached_tokens}
+    if cache_write_tokens is not None:
+        details["cache_write_tokens"] = cache_write_tokens
     return {
         "input_tokens": input_tokens,
-        "input_tokens_details": {"cached_tokens": cached_tokens},
+        "input_tokens_details": details,
         "output_tokens": output_tokens,
         "output_tokens_details": {"reasoning_tokens": reasoning_tokens},
         "total_tokens": input_tokens + output_tokens,
@@ -377,8 +397,14 @@ def openai_responses_stream(
     """
     w = _ResponsesWriter()
     effort = "medium" if reasoning_summary_deltas else None
-    w.emit("response.created", response=_response_obj(response_id, model, created_at, "in_progress", [], None, None, text_format, effort))
-    w.emit("response.in_progress", response=_response_obj(response_id, model, created_at, "in_progress", [], None, None, text_format, effort))
+    w.emit(
+        "response.created",
+        response=_response_obj(response_id, model, created_at, "in_progress", [], None, None, text_format, effort),
+    )
+    w.emit(
+        "response.in_progress",
+        response=_response_obj(response_id, model, created_at, "in_progress", [], None, None, text_format, effort),
+    )
     output: list[dict[str, Any]] = []
 
     if reasoning_summary_deltas:
@@ -388,7 +414,9 @@ def openai_responses_stream(
         part0 = {"type": "summary_text", "text": ""}
         w.emit("response.reasoning_summary_part.added", item_id=item_id, output_index=idx, summary_index=0, part=part0)
         for piece in reasoning_summary_deltas:
-            w.emit("response.reasoning_summary_text.delta", item_id=item_id, output_index=idx, summary_index=0, delta=piece)
+            w.emit(
+                "response.reasoning_summary_text.delta", item_id=item_id, output_index=idx, summary_index=0, delta=piece
+            )
         w.emit("response.reasoning_summary_text.done", item_id=item_id, output_index=idx, summary_index=0, text=summary)
         part = {"type": "summary_text", "text": summary}
         w.emit("response.reasoning_summary_part.done", item_id=item_id, output_index=idx, summary_index=0, part=part)
@@ -407,7 +435,14 @@ def openai_responses_stream(
         empty = {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}
         w.emit("response.content_part.added", item_id=item_id, output_index=idx, content_index=0, part=empty)
         for piece in text_deltas:
-            w.emit("response.output_text.delta", item_id=item_id, output_index=idx, content_index=0, delta=piece, logprobs=[])
+            w.emit(
+                "response.output_text.delta",
+                item_id=item_id,
+                output_index=idx,
+                content_index=0,
+                delta=piece,
+                logprobs=[],
+            )
         w.emit("response.output_text.done", item_id=item_id, output_index=idx, content_index=0, text=text, logprobs=[])
         part = {"type": "output_text", "annotations": [], "logprobs": [], "text": text}
         w.emit("response.content_part.done", item_id=item_id, output_index=idx, content_index=0, part=part)
@@ -427,7 +462,12 @@ def openai_responses_stream(
         output.append(item)
 
     final_usage = usage if usage is not None else openai_responses_usage()
-    w.emit("response.completed", response=_response_obj(response_id, model, created_at, "completed", output, final_usage, None, text_format, effort))
+    w.emit(
+        "response.completed",
+        response=_response_obj(
+            response_id, model, created_at, "completed", output, final_usage, None, text_format, effort
+        ),
+    )
     return w.out
 
 
@@ -532,7 +572,7 @@ class AToolUse:
 def anthropic_stream(
     blocks: Sequence[AText | AThinking | AToolUse] = (AText(),),
     *,
-    model: str = "claude-sonnet-4-5-20250929",
+    model: str = "claude-haiku-4-5-20251001",
     message_id: str = "msg_wire014p7gG3wDgGV9EUtLvnow3U",
     input_tokens: int = 25,
     output_tokens: int = 15,
@@ -778,7 +818,7 @@ def gemini_thinking(
 
 def gemini_function_call(
     calls: Sequence[GeminiCall] = (
-        GeminiCall(thought_signature="CiQB0e2Kb7wire"),
+        GeminiCall(thought_signature="d2lyZS10aG91Z2h0LXNpZ25hdHVyZQ=="),
         GeminiCall("get_time", {"timezone": "Europe/Paris"}),
     ),
     text_deltas: Sequence[str] = (),
@@ -795,7 +835,10 @@ GEMINI_STATUS: dict[int, tuple[str, str]] = {
     403: ("PERMISSION_DENIED", "Method doesn't allow unregistered callers."),
     404: ("NOT_FOUND", "models/gemini-wire is not found for API version v1beta."),
     429: ("RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota)."),
-    500: ("INTERNAL", "An internal error has occurred. Please retry or report in https://developers.generativeai.google/guide/troubleshooting"),
+    500: (
+        "INTERNAL",
+        "An internal error has occurred. Please retry or report in https://developers.generativeai.google/guide/troubleshooting",
+    ),
     503: ("UNAVAILABLE", "The model is overloaded. Please try again later."),
 }
 
@@ -803,4 +846,6 @@ GEMINI_STATUS: dict[int, tuple[str, str]] = {
 def gemini_error_body(status: int = 429, message: str | None = None) -> bytes:
     """``{"error": {"code","message","status"}}``, pretty-printed as Google sends it."""
     rpc, default = GEMINI_STATUS.get(status, GEMINI_STATUS[500])
-    return (json.dumps({"error": {"code": status, "message": message or default, "status": rpc}}, indent=2) + "\n").encode()
+    return (
+        json.dumps({"error": {"code": status, "message": message or default, "status": rpc}}, indent=2) + "\n"
+    ).encode()

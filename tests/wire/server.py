@@ -209,7 +209,7 @@ class WireServer:
             self._loop = loop
             try:
                 loop.run_until_complete(self.start())
-            except BaseException as exc:  # noqa: BLE001 - reported to caller
+            except BaseException as exc:
                 errors.append(exc)
                 ready.set()
                 loop.close()

@@ -1,0 +1,192 @@
+"""Shared HTTP plumbing: credentials, a fast SSE reader, and error mapping.
+
+Providers are leaves; this module knows HTTP, not events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Mapping
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+
+from .. import _json
+from ..errors import ConfigurationError, LMTimeoutError, ProviderError, RateLimitError
+
+__all__ = ["resolve_api_key", "iter_sse", "error_from_status", "map_transport_error", "ClientCache", "parse_retry_after"]
+
+
+def _read_dotenv(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return values
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        if line.startswith("export "):
+            line = line[7:]
+        key, _, value = line.partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def resolve_api_key(explicit: str | None, env_vars: tuple[str, ...], provider: str, required: bool = True) -> str | None:
+    """The key from the argument, the environment, or `.env` in the working directory."""
+    if explicit:
+        return explicit
+    for name in env_vars:
+        value = os.environ.get(name)
+        if value:
+            return value
+    dotenv = _read_dotenv(Path.cwd() / ".env")
+    for name in env_vars:
+        if dotenv.get(name):
+            return dotenv[name]
+    if required:
+        raise ConfigurationError(
+            f"no API key for {provider}: set the environment variable {env_vars[0]} "
+            f"(or put {env_vars[0]}=... in .env), or pass credentials=/api_key="
+        )
+    return None
+
+
+class ClientCache:
+    """One httpx.AsyncClient per event loop (a client cannot cross loops), created on demand."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._kwargs = kwargs
+        self._client: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def get(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop or self._client.is_closed:
+            import httpx
+
+            self._client = httpx.AsyncClient(**self._kwargs)
+            self._loop = loop
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None and self._loop is asyncio.get_running_loop():
+            await self._client.aclose()
+        self._client = None
+
+
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds from `retry-after-ms` / `Retry-After` (delta seconds or an HTTP date)."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        import time
+
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def _error_message(body: bytes) -> str:
+    text = body.decode("utf-8", "replace").strip()
+    try:
+        data = _json.loads(body)
+    except ValueError:
+        return text[:500] or "(empty body)"
+    if isinstance(data, list) and data:
+        data = data[0]
+    if isinstance(data, dict):
+        err = data.get("error", data)
+        if isinstance(err, dict):
+            msg = err.get("message") or err.get("detail") or err.get("msg")
+            kind = err.get("type") or err.get("status") or err.get("code")
+            if msg:
+                return f"{msg} ({kind})" if kind and isinstance(kind, str) else str(msg)
+        elif isinstance(err, str):
+            return err
+        if isinstance(data.get("message"), str):
+            return str(data["message"])
+        if isinstance(data.get("detail"), str):
+            return str(data["detail"])
+    return text[:500]
+
+
+def error_from_status(provider: str, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
+    """Map an HTTP error reply to RateLimitError / ProviderError with the provider's message."""
+    message = _error_message(body)
+    retry_after = parse_retry_after(headers)
+    if status == 429:
+        return RateLimitError(message, status_code=status, provider=provider, body=body, retry_after=retry_after)
+    if status in (401, 403):
+        message += " — check the API key (it was sent but rejected)"
+    return ProviderError(message, status_code=status, provider=provider, body=body, retry_after=retry_after)
+
+
+def map_transport_error(provider: str, exc: BaseException, where: str) -> Exception:
+    """httpx transport failures -> lmstream errors (retryable; the base decides)."""
+    import httpx
+
+    if isinstance(exc, httpx.ReadTimeout):
+        return LMTimeoutError(f"{provider}: no data from {where} within the idle timeout", retryable=True)
+    if isinstance(exc, httpx.TimeoutException):
+        return LMTimeoutError(f"{provider}: timed out talking to {where} ({type(exc).__name__})", retryable=True)
+    if isinstance(exc, httpx.ConnectError):
+        return ProviderError(f"could not connect to {where}: {exc}", provider=provider, retryable=True)
+    return ProviderError(f"connection to {where} failed: {type(exc).__name__}: {exc}", provider=provider, retryable=True)
+
+
+async def iter_sse(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[bytes, bytes]]:
+    """Parse a Server-Sent Events byte stream into `(event, data)` pairs.
+
+    Handles `\\n`, `\\r\\n` and `\\r` line ends, multi-line `data:`, comments and events split
+    across network reads. `event` is b"" when the server named none.
+    """
+    buf = b""
+    event = b""
+    data: list[bytes] = []
+    async for chunk in chunks:
+        if buf:
+            buf += chunk
+        else:
+            buf = chunk
+        if b"\r" in buf:
+            if buf.endswith(b"\r"):  # a \r\n may be split across reads: wait for more
+                continue
+            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        start = 0
+        while True:
+            nl = buf.find(b"\n", start)
+            if nl < 0:
+                break
+            line = buf[start:nl]
+            start = nl + 1
+            if not line:
+                if data:
+                    yield event, data[0] if len(data) == 1 else b"\n".join(data)
+                    data = []
+                event = b""
+                continue
+            if line[:5] == b"data:":
+                data.append(line[6:] if line[5:6] == b" " else line[5:])
+            elif line[:6] == b"event:":
+                event = line[6:].strip()
+            # comments (':'), id:, retry: and unknown fields are ignored, as the spec says
+        buf = buf[start:] if start < len(buf) else b""
+    # An event not terminated by a blank line at EOF is incomplete: discarded, per the SSE spec.

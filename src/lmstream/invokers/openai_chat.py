@@ -1,0 +1,234 @@
+"""OpenAI Chat Completions and every server that speaks it (vLLM, Ollama, llama.cpp, LM Studio).
+
+This path is the benchmarked hot loop, so it speaks HTTP itself (httpx plus lmstream's SSE
+reader) rather than through the openai SDK: importing the SDK alone costs several times a whole
+first request here, and its per-chunk pydantic models cost about 10x the bare JSON loop (see
+benchmarks/). Request shapes and error bodies follow the OpenAI API reference.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+from .. import _json
+from ..errors import ConfigurationError, ProviderError
+from ..prompt import Message
+from ..types import Attachment, ToolCall, ToolResult
+from ._http import ClientCache, error_from_status, iter_sse, map_transport_error, resolve_api_key
+from .base import BaseLMInvoker, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta, _is_int, _is_num
+
+__all__ = ["OpenAIChatCompletionsLMInvoker", "OpenAICompatibleLMInvoker", "to_chat_messages"]
+
+_FINISH = {"function_call": "tool_calls"}
+
+
+def _image_part(a: Attachment) -> dict[str, Any]:
+    if not a.mime_type.startswith("image/"):
+        raise ConfigurationError(f"Chat Completions accepts image attachments only, got {a.mime_type}")
+    url = f"data:{a.mime_type};base64,{base64.b64encode(a.data).decode()}"
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def to_chat_messages(messages: list[Message]) -> list[dict[str, Any]]:
+    """lmstream messages -> Chat Completions `messages` (tool results become `tool` messages)."""
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        if m.role == "tool" or any(isinstance(c, ToolResult) for c in m.contents):
+            for r in m.tool_results:
+                out.append({"role": "tool", "tool_call_id": r.id, "content": r.output})
+            continue
+        texts = [c for c in m.contents if isinstance(c, str)]
+        attachments = [c for c in m.contents if isinstance(c, Attachment)]
+        calls = [c for c in m.contents if isinstance(c, ToolCall)]
+        msg: dict[str, Any] = {"role": m.role}
+        if attachments:
+            msg["content"] = [{"type": "text", "text": t} for t in texts] + [_image_part(a) for a in attachments]
+        else:
+            msg["content"] = "".join(texts) if texts or not calls else None
+        if calls:
+            msg["tool_calls"] = [
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": _json.dumps(c.arguments)}}
+                for c in calls
+            ]
+        out.append(msg)
+    return out
+
+
+class OpenAIChatCompletionsLMInvoker(BaseLMInvoker):
+    """`openai-chat/<model>`: OpenAI's Chat Completions API, streamed."""
+
+    provider: ClassVar[str] = "openai-chat"
+    env_vars: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY",)
+    default_base_url: ClassVar[str | None] = "https://api.openai.com/v1"
+    key_required: ClassVar[bool] = True
+    max_tokens_field: ClassVar[str] = "max_completion_tokens"
+    extra_params: ClassVar[dict[str, Any]] = {
+        "frequency_penalty": (_is_num, "a number"),
+        "presence_penalty": (_is_num, "a number"),
+        "logit_bias": (lambda v: isinstance(v, dict), "a dict"),
+        "logprobs": (lambda v: isinstance(v, bool), "a bool"),
+        "top_logprobs": (_is_int, "an int"),
+        "n": (lambda v: v == 1, "1 (one choice is streamed)"),
+        "reasoning_effort": (lambda v: isinstance(v, str), "a string"),
+        "user": (lambda v: isinstance(v, str), "a string"),
+        "parallel_tool_calls": (lambda v: isinstance(v, bool), "a bool"),
+        "tool_choice": (lambda v: isinstance(v, (str, dict)), "a string or a dict"),
+        "service_tier": (lambda v: isinstance(v, str), "a string"),
+        "extra_body": (lambda v: isinstance(v, dict), "a dict merged into the request body"),
+    }
+
+    def __init__(
+        self,
+        model_name: str,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        default_hyperparameters: dict[str, Any] | None = None,
+        retry_config: Any = None,
+        tools: Any = None,
+        response_schema: Any = None,
+        connect_timeout: float = 10.0,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        base_url = base_url or os.environ.get("OPENAI_BASE_URL") or self.default_base_url
+        if not base_url:
+            raise ConfigurationError(
+                f"{type(self).__name__} needs a base_url, e.g. config={{'base_url': 'http://127.0.0.1:8000/v1'}}"
+            )
+        super().__init__(
+            model_name,
+            api_key=resolve_api_key(api_key, self.env_vars, self.provider, required=self.key_required),
+            base_url=base_url.rstrip("/"),
+            default_hyperparameters=default_hyperparameters,
+            retry_config=retry_config,
+            tools=tools,
+            response_schema=response_schema,
+        )
+        self._url = f"{self.base_url}/chat/completions"
+        self._headers = {"content-type": "application/json", "accept": "text/event-stream", **(headers or {})}
+        if self._api_key:
+            self._headers["authorization"] = f"Bearer {self._api_key}"
+        self._connect_timeout = connect_timeout
+        self._clients = ClientCache()
+
+    def _body(self, messages: list[Message], params: dict[str, Any]) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.model_name,
+            "messages": to_chat_messages(messages),
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        extra = params.pop("extra_body", None)
+        for k, v in params.items():
+            body[self.max_tokens_field if k == "max_tokens" else k] = v
+        if self.tools:
+            body["tools"] = [
+                {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
+                for t in self.tools
+            ]
+        if self.response_schema is not None:
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "response", "schema": self.response_schema},
+            }
+        if extra:
+            body.update(extra)
+        return body
+
+    async def aclose(self) -> None:
+        await self._clients.aclose()
+
+    async def _stream(self, messages: list[Message], params: dict[str, Any]) -> AsyncIterator[Any]:
+        import httpx
+
+        client = self._clients.get()
+        timeout = httpx.Timeout(connect=self._connect_timeout, read=self.retry_config.idle_timeout, write=60.0, pool=60.0)
+        request = client.build_request(
+            "POST", self._url, content=_json.dumpb(self._body(messages, dict(params))), headers=self._headers,
+            timeout=timeout,
+        )
+        where = self.base_url
+        try:
+            response = await client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise map_transport_error(self.provider, exc, where) from None
+        try:
+            if response.status_code >= 400:
+                raise error_from_status(self.provider, response.status_code, response.headers, await response.aread())
+            loads = _json.loads
+            finish: str | None = None
+            async for _event, data in iter_sse(response.aiter_raw()):
+                if data == b"[DONE]":
+                    yield FinishDelta(finish)
+                    return
+                try:
+                    chunk = loads(data)
+                except ValueError:
+                    raise ProviderError(
+                        f"malformed stream chunk from {where}: {data[:200]!r}", provider=self.provider, retryable=False
+                    ) from None
+                choices = chunk.get("choices")
+                if choices:
+                    choice = choices[0]
+                    delta = choice.get("delta")
+                    if delta:
+                        content = delta.get("content")
+                        if content:
+                            yield content
+                        if content is None or len(delta) > 1:
+                            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+                            if reasoning:
+                                yield ThinkingDelta(reasoning)
+                            calls = delta.get("tool_calls")
+                            if calls:
+                                for tc in calls:
+                                    fn = tc.get("function") or {}
+                                    yield ToolCallDelta(tc.get("index", 0), tc.get("id"), fn.get("name"), fn.get("arguments") or "")
+                    reason = choice.get("finish_reason")
+                    if reason:
+                        finish = _FINISH.get(reason, reason)
+                elif "error" in chunk:
+                    err = chunk["error"]
+                    message = err.get("message", str(err)) if isinstance(err, dict) else str(err)
+                    raise ProviderError(f"in-band error: {message}", provider=self.provider, retryable=False)
+                usage = chunk.get("usage")
+                if usage:
+                    yield _usage(usage)
+            if finish is not None:  # some servers omit [DONE]; a finish_reason is an end marker too
+                yield FinishDelta(finish)
+        except httpx.HTTPError as exc:
+            raise map_transport_error(self.provider, exc, where) from None
+        finally:
+            await response.aclose()
+
+
+def _usage(u: dict[str, Any]) -> UsageDelta:
+    details = u.get("prompt_tokens_details") or {}
+    out_details = u.get("completion_tokens_details") or {}
+    return UsageDelta(
+        u.get("prompt_tokens"),
+        u.get("completion_tokens"),
+        details.get("cached_tokens"),
+        out_details.get("reasoning_tokens"),
+    )
+
+
+class OpenAICompatibleLMInvoker(OpenAIChatCompletionsLMInvoker):
+    """`openai-compatible/<model>` with `config={"base_url": ...}`: vLLM, Ollama, llama.cpp, LM Studio.
+
+    The API key is optional (`OPENAI_COMPATIBLE_API_KEY`, then `OPENAI_API_KEY`).
+    """
+
+    provider: ClassVar[str] = "openai-compatible"
+    env_vars: ClassVar[tuple[str, ...]] = ("OPENAI_COMPATIBLE_API_KEY", "OPENAI_API_KEY")
+    default_base_url: ClassVar[str | None] = None
+    key_required: ClassVar[bool] = False
+    max_tokens_field: ClassVar[str] = "max_tokens"
+    extra_params: ClassVar[dict[str, Any]] = {
+        **OpenAIChatCompletionsLMInvoker.extra_params,
+        "top_k": (_is_int, "an int"),
+        "min_p": (_is_num, "a number"),
+        "repeat_penalty": (_is_num, "a number"),
+    }

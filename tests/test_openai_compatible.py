@@ -1,0 +1,100 @@
+"""The OpenAI-format path against a real llama.cpp server (python -m llama_cpp.server)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from lmstream import (
+    ConfigurationError,
+    EventEmitter,
+    LMRequestProcessor,
+    Message,
+    OpenAIChatCompletionsLMInvoker,
+    OpenAICompatibleLMInvoker,
+    PromptBuilder,
+    ProviderError,
+    build_lm_invoker,
+)
+
+from .llama_server import MODEL_ALIAS
+
+HP = {"max_tokens": 16, "temperature": 0.0}
+
+
+async def _run(invoker, **kwargs):
+    emitter = EventEmitter.with_stream_handler()
+    lmrp = LMRequestProcessor(PromptBuilder(system_template="Be brief.", user_template="{q}"), invoker)
+    task = asyncio.create_task(lmrp.process(q="Name a fruit.", event_emitter=emitter, hyperparameters=HP, **kwargs))
+    events = [e async for e in emitter.stream()]
+    return events, await task
+
+
+@pytest.mark.parametrize(
+    ("model_id", "config", "cls"),
+    [
+        ("openai-compatible/" + MODEL_ALIAS, "base", OpenAICompatibleLMInvoker),
+        ("openai-chat/" + MODEL_ALIAS, "base", OpenAIChatCompletionsLMInvoker),
+        ("openai-chat-completions/" + MODEL_ALIAS, "base", OpenAIChatCompletionsLMInvoker),
+        ("openai/{base}:" + MODEL_ALIAS, None, OpenAICompatibleLMInvoker),
+    ],
+)
+async def test_streams_real_tokens_from_llama_cpp_server(llama_server_url, model_id, config, cls):
+    cfg = {"base_url": llama_server_url} if config else None
+    invoker = build_lm_invoker(model_id.format(base=llama_server_url), credentials="sk-local", config=cfg)
+    assert type(invoker) is cls
+    events, out = await _run(invoker)
+    text = [e for e in events if e.type == "response"]
+    assert len(text) >= 3, "tokens must arrive one by one"
+    assert "".join(e.value for e in text) == out.text and out.text.strip()
+    assert out.finish_reason in ("stop", "length")
+    assert events[-1].type == "done" and events[-1].metadata["finish_reason"] == out.finish_reason
+    assert out.time_to_first_token is not None and out.time_to_first_token > 0
+
+
+async def test_same_output_as_embedded_model(llama_server_url, local_invoker):
+    """Same GGUF, greedy decoding: the server path and the in-process path agree."""
+    remote = build_lm_invoker("openai-compatible/" + MODEL_ALIAS, config={"base_url": llama_server_url})
+    msgs = [Message.user("Name a fruit.")]
+    a = await remote.invoke(msgs, {"max_tokens": 8, "temperature": 0.0})
+    b = await local_invoker.invoke(msgs, {"max_tokens": 8, "temperature": 0.0})
+    assert a.text == b.text
+
+
+async def test_history_multi_turn(llama_server_url):
+    invoker = build_lm_invoker("openai-compatible/" + MODEL_ALIAS, config={"base_url": llama_server_url})
+    history = [Message.user("My name is Ada."), Message.assistant("Hello Ada!")]
+    events, out = await _run(invoker, history=history)
+    assert out.text
+
+
+async def test_unknown_route_is_a_provider_error_with_status(llama_server_url):
+    invoker = build_lm_invoker(
+        "openai-compatible/" + MODEL_ALIAS, config={"base_url": llama_server_url + "/nope"},
+    )
+    with pytest.raises(ProviderError) as info:
+        await invoker.invoke("hi", {"max_tokens": 2})
+    assert info.value.status_code == 404
+
+
+def test_openai_compatible_needs_base_url(monkeypatch):
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with pytest.raises(ConfigurationError, match="base_url"):
+        build_lm_invoker("openai-compatible/x")
+
+
+def test_missing_key_names_the_variable(monkeypatch, tmp_path):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigurationError, match="OPENAI_API_KEY"):
+        build_lm_invoker("openai-chat/gpt-4o-mini")
+
+
+def test_key_from_dotenv_and_never_in_repr(monkeypatch, tmp_path):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text('OPENAI_API_KEY="sk-planted-secret-123"\n')
+    inv = build_lm_invoker("openai-chat/gpt-4o-mini")
+    assert "sk-planted-secret-123" not in repr(inv)
+    assert inv._headers["authorization"] == "Bearer sk-planted-secret-123"
