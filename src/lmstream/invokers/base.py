@@ -296,11 +296,6 @@ class BaseLMInvoker:
             acc = _Accumulator(ctx, self.model_name, self.response_schema is not None)
             try:
                 out = await acc.run(self._stream(msgs, params))
-                if self.response_schema is not None and not out.tool_calls:
-                    from ..structured import validate_structured
-
-                    out.structured_output = validate_structured(out.text, self.response_schema, self._schema_model)
-                return out
             except StreamInterruptedError:
                 raise
             except (LMStreamError, OSError) as exc:
@@ -318,12 +313,18 @@ class BaseLMInvoker:
                 delay = cfg.delay(attempt, getattr(err, "retry_after", None))
                 logger.info("%s: %s; retry %d/%d in %.2fs", self.model_id, err, attempt, cfg.max_retries, delay)
                 await asyncio.sleep(delay)
+                continue
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 if acc.started:
                     raise acc.interrupted(exc) from exc
                 raise
+            if self.response_schema is not None and not out.tool_calls:
+                from ..structured import validate_structured
+
+                out.structured_output = validate_structured(out.text, self.response_schema, self._schema_model)
+            return out
 
     def _stream(self, messages: list[Message], params: dict[str, Any]) -> AsyncIterator[Any]:
         """Yield normalised deltas for one attempt. Raise lmstream errors for failures."""

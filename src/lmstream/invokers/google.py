@@ -1,0 +1,171 @@
+"""Google Gemini through the official `google-genai` SDK, streamed (streamGenerateContent, SSE)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+from .. import _json
+from ..errors import ConfigurationError
+from ..prompt import Message
+from ..types import Attachment, ToolCall, ToolResult
+from ._http import resolve_api_key
+from ._sdk import map_sdk_error, with_idle_timeout
+from .base import BaseLMInvoker, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta, _is_int
+
+__all__ = ["GoogleLMInvoker"]
+
+_FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter", "RECITATION": "content_filter",
+           "BLOCKLIST": "content_filter", "PROHIBITED_CONTENT": "content_filter", "SPII": "content_filter",
+           "MALFORMED_FUNCTION_CALL": "error", "OTHER": "other"}
+
+
+def to_gemini(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]:
+    """System text apart; assistant -> role "model"; tool results -> functionResponse parts."""
+    import base64
+
+    system: list[str] = []
+    contents: list[dict[str, Any]] = []
+    for m in messages:
+        if m.role == "system":
+            system.append(m.text)
+            continue
+        role = "model" if m.role == "assistant" else "user"
+        parts: list[dict[str, Any]] = []
+        for c in m.contents:
+            if isinstance(c, str):
+                if c:
+                    parts.append({"text": c})
+            elif isinstance(c, ToolCall):
+                parts.append({"function_call": {"name": c.name, "args": c.arguments}})
+            elif isinstance(c, ToolResult):
+                parts.append({"function_response": {"name": c.name, "response": {"error" if c.is_error else "output": c.output}}})
+            elif isinstance(c, Attachment):
+                parts.append({"inline_data": {"mime_type": c.mime_type, "data": base64.b64encode(c.data).decode()}})
+        if not parts:
+            continue
+        if contents and contents[-1]["role"] == role:
+            contents[-1]["parts"].extend(parts)
+        else:
+            contents.append({"role": role, "parts": parts})
+    return "\n\n".join(system), contents
+
+
+class GoogleLMInvoker(BaseLMInvoker):
+    """`google/<model>` (Gemini API). Key from `GOOGLE_API_KEY` or `GEMINI_API_KEY`.
+
+    Thinking: `hyperparameters={"thinking_budget": N}` (thoughts are streamed as `thinking`).
+    """
+
+    provider: ClassVar[str] = "google"
+    extra_params: ClassVar[dict[str, Any]] = {
+        "top_k": (_is_int, "an int"),
+        "thinking_budget": (_is_int, "an int"),
+        "include_thoughts": (lambda v: isinstance(v, bool), "a bool"),
+        "presence_penalty": (lambda v: isinstance(v, (int, float)), "a number"),
+        "frequency_penalty": (lambda v: isinstance(v, (int, float)), "a number"),
+    }
+
+    def __init__(self, model_name: str, api_key: str | None = None, base_url: str | None = None,
+                 default_hyperparameters: dict[str, Any] | None = None, retry_config: Any = None,
+                 tools: Any = None, response_schema: Any = None, api_version: str = "v1beta") -> None:
+        super().__init__(
+            model_name,
+            api_key=resolve_api_key(api_key, ("GOOGLE_API_KEY", "GEMINI_API_KEY"), "google"),
+            base_url=base_url,
+            default_hyperparameters=default_hyperparameters,
+            retry_config=retry_config,
+            tools=tools,
+            response_schema=response_schema,
+        )
+        self.api_version = api_version
+        self._client: Any = None
+
+    def _get_client(self) -> Any:
+        if self._client is None:
+            try:
+                from google import genai
+                from google.genai import types
+            except ImportError as exc:
+                raise ConfigurationError("the google-genai SDK is not installed; run: pip install 'lmstream[google]'") from exc
+            opts: dict[str, Any] = {"api_version": self.api_version}
+            if self.base_url:
+                opts["base_url"] = self.base_url
+            self._client = genai.Client(api_key=self._api_key, http_options=types.HttpOptions(**opts))
+        return self._client
+
+    def _config(self, system: str, params: dict[str, Any]) -> dict[str, Any]:
+        cfg: dict[str, Any] = {}
+        if system:
+            cfg["system_instruction"] = system
+        names = {"max_tokens": "max_output_tokens", "temperature": "temperature", "top_p": "top_p", "seed": "seed",
+                 "top_k": "top_k", "presence_penalty": "presence_penalty", "frequency_penalty": "frequency_penalty"}
+        for k, v in params.items():
+            if k == "stop":
+                cfg["stop_sequences"] = [v] if isinstance(v, str) else list(v)
+            elif k in names:
+                cfg[names[k]] = v
+        budget = params.get("thinking_budget")
+        include = params.get("include_thoughts", budget is not None and budget != 0)
+        if budget is not None or include:
+            tc: dict[str, Any] = {"include_thoughts": include}
+            if budget is not None:
+                tc["thinking_budget"] = budget
+            cfg["thinking_config"] = tc
+        if self.tools:
+            cfg["tools"] = [{"function_declarations": [
+                {"name": t.name, "description": t.description, "parameters_json_schema": t.parameters}
+                for t in self.tools]}]
+        if self.response_schema is not None:
+            cfg["response_mime_type"] = "application/json"
+            cfg["response_json_schema"] = self.response_schema
+        return cfg
+
+    async def _stream(self, messages: list[Message], params: dict[str, Any]) -> AsyncIterator[Any]:
+        client = self._get_client()
+        system, contents = to_gemini(messages)
+        try:
+            stream = await client.aio.models.generate_content_stream(
+                model=self.model_name, contents=contents, config=self._config(system, params)
+            )
+        except Exception as exc:
+            raise map_sdk_error(self.provider, exc) from None
+        finish: str | None = None
+        n_calls = 0
+        in_thought = False
+        try:
+            async for chunk in with_idle_timeout(stream.__aiter__(), self.retry_config.idle_timeout, self.provider):
+                for cand in (chunk.candidates or [])[:1]:
+                    content = cand.content
+                    for part in (content.parts if content and content.parts else []):
+                        if part.thought:
+                            if part.text:
+                                in_thought = True
+                                yield ThinkingDelta(part.text)
+                            continue
+                        if in_thought:
+                            in_thought = False
+                            yield ThinkingDelta(end=True)
+                        if part.text:
+                            yield part.text
+                        fc = part.function_call
+                        if fc is not None:
+                            yield ToolCallDelta(n_calls, fc.id or f"call_{n_calls}", fc.name,
+                                                _json.dumps(dict(fc.args or {})))
+                            n_calls += 1
+                    if cand.finish_reason:
+                        reason = getattr(cand.finish_reason, "value", cand.finish_reason)
+                        finish = _FINISH.get(str(reason), str(reason).lower())
+                u = chunk.usage_metadata
+                if u is not None:
+                    yield UsageDelta(u.prompt_token_count, (u.candidates_token_count or 0) + (u.thoughts_token_count or 0),
+                                     u.cached_content_token_count, u.thoughts_token_count)
+        except GeneratorExit:
+            raise
+        except Exception as exc:
+            mapped = map_sdk_error(self.provider, exc)
+            if mapped is exc:
+                raise
+            raise mapped from None
+        if finish is not None:
+            yield FinishDelta(finish)

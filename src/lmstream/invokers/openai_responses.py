@@ -1,0 +1,178 @@
+"""OpenAI Responses API (`openai/<model>`) through the official `openai` SDK, streamed.
+
+Reasoning summaries stream as `thinking`; function-call argument fragments are assembled into
+tool calls; structured output uses `text.format` json_schema. SDK retries are off: lmstream
+retries only before the first token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+from .. import _json
+from ..errors import ConfigurationError, ProviderError
+from ..prompt import Message
+from ..types import Attachment, ToolCall, ToolResult
+from ._http import resolve_api_key
+from ._sdk import map_sdk_error, with_idle_timeout
+from .base import BaseLMInvoker, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
+
+__all__ = ["OpenAILMInvoker"]
+
+
+def to_responses_input(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]:
+    """System text -> `instructions`; tool calls/results -> function_call(_output) items."""
+    system: list[str] = []
+    items: list[dict[str, Any]] = []
+    for m in messages:
+        if m.role == "system":
+            system.append(m.text)
+            continue
+        parts: list[dict[str, Any]] = []
+        for c in m.contents:
+            if isinstance(c, str):
+                if c:
+                    kind = "output_text" if m.role == "assistant" else "input_text"
+                    parts.append({"type": kind, "text": c})
+            elif isinstance(c, Attachment):
+                url = f"data:{c.mime_type};base64,{base64.b64encode(c.data).decode()}"
+                if c.mime_type.startswith("image/"):
+                    parts.append({"type": "input_image", "image_url": url})
+                else:
+                    parts.append({"type": "input_file", "file_data": url, "filename": c.filename or "file"})
+        if parts:
+            items.append({"role": "assistant" if m.role == "assistant" else "user", "content": parts})
+        for c in m.contents:
+            if isinstance(c, ToolCall):
+                items.append({"type": "function_call", "call_id": c.id, "name": c.name,
+                              "arguments": _json.dumps(c.arguments)})
+            elif isinstance(c, ToolResult):
+                items.append({"type": "function_call_output", "call_id": c.id, "output": c.output})
+    return "\n\n".join(system), items
+
+
+class OpenAILMInvoker(BaseLMInvoker):
+    """`openai/<model>`: the Responses API. Reasoning: `hyperparameters={"reasoning_effort": "low"}`."""
+
+    provider: ClassVar[str] = "openai"
+    extra_params: ClassVar[dict[str, Any]] = {
+        "reasoning_effort": (lambda v: v in ("minimal", "low", "medium", "high", "none"), "minimal/low/medium/high"),
+        "reasoning_summary": (lambda v: v in ("auto", "concise", "detailed"), "auto/concise/detailed"),
+        "parallel_tool_calls": (lambda v: isinstance(v, bool), "a bool"),
+        "tool_choice": (lambda v: isinstance(v, (str, dict)), "a string or a dict"),
+        "store": (lambda v: isinstance(v, bool), "a bool"),
+        "user": (lambda v: isinstance(v, str), "a string"),
+        "service_tier": (lambda v: isinstance(v, str), "a string"),
+        "previous_response_id": (lambda v: isinstance(v, str), "a string"),
+    }
+
+    def __init__(self, model_name: str, api_key: str | None = None, base_url: str | None = None,
+                 default_hyperparameters: dict[str, Any] | None = None, retry_config: Any = None,
+                 tools: Any = None, response_schema: Any = None, connect_timeout: float = 10.0) -> None:
+        super().__init__(
+            model_name,
+            api_key=resolve_api_key(api_key, ("OPENAI_API_KEY",), "openai"),
+            base_url=base_url,
+            default_hyperparameters=default_hyperparameters,
+            retry_config=retry_config,
+            tools=tools,
+            response_schema=response_schema,
+        )
+        self._connect_timeout = connect_timeout
+        self._client: Any = None
+        self._loop: Any = None
+
+    def _get_client(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            try:
+                import httpx
+                import openai
+            except ImportError as exc:
+                raise ConfigurationError("the openai SDK is not installed; run: pip install 'lmstream[openai]'") from exc
+            timeout = httpx.Timeout(connect=self._connect_timeout, read=self.retry_config.idle_timeout,
+                                    write=60.0, pool=60.0)
+            kwargs: dict[str, Any] = {"api_key": self._api_key, "max_retries": 0, "timeout": timeout}
+            if self.base_url:
+                kwargs["base_url"] = self.base_url
+            self._client = openai.AsyncOpenAI(**kwargs)
+            self._loop = loop
+        return self._client
+
+    def _request(self, messages: list[Message], params: dict[str, Any]) -> dict[str, Any]:
+        instructions, items = to_responses_input(messages)
+        req: dict[str, Any] = {"model": self.model_name, "input": items, "stream": True}
+        if instructions:
+            req["instructions"] = instructions
+        if "max_tokens" in params:
+            req["max_output_tokens"] = params.pop("max_tokens")
+        if "stop" in params or "seed" in params:
+            raise ConfigurationError("the Responses API has no 'stop' or 'seed'; use openai-chat/<model> for them")
+        effort = params.pop("reasoning_effort", None)
+        summary = params.pop("reasoning_summary", None)
+        if effort or summary:
+            req["reasoning"] = {k: v for k, v in (("effort", effort), ("summary", summary or "auto")) if v}
+        req.update(params)
+        if self.tools:
+            req["tools"] = [{"type": "function", "name": t.name, "description": t.description,
+                             "parameters": t.parameters, "strict": False} for t in self.tools]
+        if self.response_schema is not None:
+            req["text"] = {"format": {"type": "json_schema", "name": "response", "schema": self.response_schema,
+                                      "strict": False}}
+        return req
+
+    async def _stream(self, messages: list[Message], params: dict[str, Any]) -> AsyncIterator[Any]:
+        client = self._get_client()
+        try:
+            stream = await client.responses.create(**self._request(messages, dict(params)))
+        except Exception as exc:
+            raise map_sdk_error(self.provider, exc) from None
+        try:
+            async for ev in with_idle_timeout(stream.__aiter__(), self.retry_config.idle_timeout, self.provider):
+                t = ev.type
+                if t == "response.output_text.delta":
+                    yield ev.delta
+                elif t == "response.reasoning_summary_text.delta" or t == "response.reasoning_text.delta":
+                    yield ThinkingDelta(ev.delta)
+                elif t == "response.reasoning_summary_part.done":
+                    yield ThinkingDelta(end=True)
+                elif t == "response.output_item.added":
+                    item = ev.item
+                    if item.type == "function_call":
+                        yield ToolCallDelta(ev.output_index, item.call_id, item.name)
+                elif t == "response.function_call_arguments.delta":
+                    yield ToolCallDelta(ev.output_index, arguments=ev.delta)
+                elif t in ("response.completed", "response.incomplete"):
+                    resp = ev.response
+                    u = resp.usage
+                    if u is not None:
+                        cached = getattr(u.input_tokens_details, "cached_tokens", None) if u.input_tokens_details else None
+                        reasoning = (getattr(u.output_tokens_details, "reasoning_tokens", None)
+                                     if u.output_tokens_details else None)
+                        yield UsageDelta(u.input_tokens, u.output_tokens, cached, reasoning)
+                    reason = "stop"
+                    if t == "response.incomplete":
+                        details = getattr(resp, "incomplete_details", None)
+                        why = getattr(details, "reason", None)
+                        reason = "length" if why == "max_output_tokens" else (why or "incomplete")
+                    yield FinishDelta(reason)
+                    return
+                elif t == "response.failed":
+                    err = getattr(ev.response, "error", None)
+                    raise ProviderError(f"response failed: {getattr(err, 'message', err)} ({getattr(err, 'code', '')})",
+                                        provider=self.provider, retryable=getattr(err, "code", "") == "server_error")
+                elif t == "error":
+                    raise ProviderError(f"in-band error: {getattr(ev, 'message', ev)} ({getattr(ev, 'code', '')})",
+                                        provider=self.provider, retryable=False)
+        except (ProviderError, GeneratorExit):
+            raise
+        except Exception as exc:
+            mapped = map_sdk_error(self.provider, exc)
+            if mapped is exc:
+                raise
+            raise mapped from None
+        finally:
+            await stream.close()
