@@ -8,7 +8,7 @@ from typing import Any
 try:  # orjson is a hard dependency, but stay importable without it
     import orjson as _orjson
 
-    loads = _orjson.loads
+    loads: Any = _orjson.loads
     JSONDecodeError: type[ValueError] = _orjson.JSONDecodeError
 
     def dumps(obj: Any) -> str:

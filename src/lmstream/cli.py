@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from typing import Any
 
@@ -26,7 +27,7 @@ examples:
   echo "Hi" | lmstream -
 
 exit codes: 0 success, 1 the provider or model failed, 2 bad input or configuration,
-130 interrupted.
+130 interrupted, 141 the output pipe was closed.
 """
 
 
@@ -104,7 +105,15 @@ def main(argv: list[str] | None = None) -> int:
     if not question:
         _parser().error("the prompt is empty")
     try:
-        return asyncio.run(_run(args, question))
+        code = asyncio.run(_run(args, question))
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # The reader went away (`lmstream ... | head`): stop quietly, and keep the interpreter's
+        # final flush of stdout from failing again at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except (ConfigurationError, PromptError, OutputParserError) as exc:
         print(f"lmstream: error: {exc}", file=sys.stderr)
         return 2

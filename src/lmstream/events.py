@@ -16,7 +16,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
 from typing import IO, Any
 
@@ -84,7 +84,7 @@ def _now() -> float:
 
 _ID_PREFIX = os.urandom(4).hex()
 _next_seq = itertools.count(1).__next__
-_UTC = timezone.utc
+_UTC = UTC
 
 
 class Event:
@@ -95,7 +95,7 @@ class Event:
     events of one block share the same dict.
     """
 
-    __slots__ = ("value", "type", "level", "metadata", "_ts", "_seq", "_id")
+    __slots__ = ("_id", "_seq", "_ts", "level", "metadata", "type", "value")
 
     value: str | dict[str, Any]
     type: str
@@ -422,7 +422,10 @@ class CallbackEventHandler(BaseEventHandler):
     ) -> None:
         super().__init__(name or getattr(callback, "__name__", None), raise_errors)
         self._callback = callback
-        self._async = inspect.iscoroutinefunction(callback)
+        # an object whose __call__ is async counts too (iscoroutinefunction misses it)
+        self._async = inspect.iscoroutinefunction(callback) or inspect.iscoroutinefunction(
+            getattr(callback, "__call__", None)  # noqa: B004 - the method object itself is wanted
+        )
 
     @property
     def _is_sync(self) -> bool:
@@ -540,7 +543,7 @@ class EventEmitter:
         for call in self._sync_calls:
             try:
                 call(event)
-            except Exception as exc:  # noqa: BLE001 - isolation is the point
+            except Exception as exc:
                 self._handler_failed(call.__self__, exc)  # type: ignore[attr-defined]
 
     async def dispatch(self, event: Event) -> None:
@@ -561,7 +564,7 @@ class EventEmitter:
                 h.emit_nowait(event)
             else:
                 await h.emit(event)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self._handler_failed(h, exc)
 
     def _handler_failed(self, handler: BaseEventHandler, exc: Exception) -> None:
@@ -597,7 +600,7 @@ class EventEmitter:
         for h in self.handlers:
             try:
                 await h.close()
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 self._handler_failed(h, exc)
 
     def __repr__(self) -> str:

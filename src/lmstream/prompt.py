@@ -77,9 +77,9 @@ class Message:
             return item
         if isinstance(item, Mapping):
             content = item.get("contents", item.get("content", ""))
-            return cls(item["role"], _as_list(content))
+            return cls(item["role"], _as_list(content))  # type: ignore[arg-type]
         if isinstance(item, tuple) and len(item) == 2:
-            return cls(item[0], _as_list(item[1]))
+            return cls(item[0], _as_list(item[1]))  # type: ignore[arg-type]
         raise PromptError(f"history items must be Message, dict or (role, content); got {type(item).__name__}")
 
 
@@ -92,7 +92,7 @@ def _as_list(contents: Any) -> list[Content]:
 class _Template:
     """A parsed template: literal chunks and placeholder names, rendered without `str.format`."""
 
-    __slots__ = ("parts", "keys")
+    __slots__ = ("keys", "parts")
 
     def __init__(self, template: str, which: str) -> None:
         parts: list[tuple[str, str | None]] = []

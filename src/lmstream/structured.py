@@ -178,8 +178,14 @@ class PartialJSONParser:
                 if self._uni is not None:
                     self._uni.append(c)
                     if len(self._uni) == 4:
-                        self._str.append(chr(int("".join(self._uni), 16)))
+                        code = int("".join(self._uni), 16)
                         self._uni = None
+                        prev = self._str[-1] if self._str else ""
+                        if 0xDC00 <= code <= 0xDFFF and prev and 0xD800 <= ord(prev) <= 0xDBFF:
+                            # a \uD83D\uDE00 surrogate pair is one character (json.dumps' default)
+                            self._str[-1] = chr(0x10000 + ((ord(prev) - 0xD800) << 10) + (code - 0xDC00))
+                        else:
+                            self._str.append(chr(code))
                 elif self._esc:
                     self._esc = False
                     if c == "u":
@@ -248,6 +254,8 @@ class PartialJSONParser:
         """A snapshot of the partial object (strings in progress included)."""
         if self._str is not None and not self._str_is_key:
             partial = "".join(self._str)
+            if partial and 0xD800 <= ord(partial[-1]) <= 0xDBFF:
+                partial = partial[:-1]  # half a surrogate pair: wait for the other half
             loc = self._str_loc
             if loc is None:
                 return partial

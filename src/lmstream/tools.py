@@ -124,11 +124,11 @@ def _schema(tp: Any) -> dict[str, Any]:
         inner = _schema(args[0]) if len(args) == 1 else {"anyOf": [_schema(a) for a in args]}
         return inner
     if origin is Literal:
-        values = list(get_args(tp))
+        values: list[Any] = list(get_args(tp))
         return {"enum": values}
     if origin in (list, tuple, set, frozenset, typing.Sequence):
-        args = get_args(tp)
-        return {"type": "array", "items": _schema(args[0]) if args else {}}
+        item_types = get_args(tp)
+        return {"type": "array", "items": _schema(item_types[0]) if item_types else {}}
     if origin is dict:
         return {"type": "object"}
     if isinstance(tp, type):
@@ -155,7 +155,7 @@ def _from_function(func: Callable[..., Any]) -> Tool:
     description, param_docs = _parse_docstring(inspect.getdoc(func) or "")
     try:
         hints = typing.get_type_hints(func)
-    except Exception:  # noqa: BLE001 - fall back to raw annotations
+    except Exception:
         hints = {}
     properties: dict[str, Any] = {}
     required: list[str] = []
@@ -202,7 +202,7 @@ async def execute_tool_calls(tools: list[Tool], calls: list[ToolCall]) -> list[T
             return ToolResult(call.id, call.name, _stringify(await t.run(call.arguments)))
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 - reported back to the model, not a crash
+        except Exception as exc:
             return ToolResult(call.id, call.name, f"Error: {type(exc).__name__}: {exc}", True)
 
     return list(await asyncio.gather(*(one(c) for c in calls)))

@@ -161,14 +161,19 @@ async def iter_sse(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[bytes, b
     buf = b""
     event = b""
     data: list[bytes] = []
+    skip_lf = False  # the last read ended with \r: a \n opening the next read belongs to it
     async for chunk in chunks:
+        if skip_lf and chunk:
+            skip_lf = False
+            if chunk[:1] == b"\n":
+                chunk = chunk[1:]
         if buf:
             buf += chunk
         else:
             buf = chunk
         if b"\r" in buf:
-            if buf.endswith(b"\r"):  # a \r\n may be split across reads: wait for more
-                continue
+            # (not "wait for more": with CR-only framing the stream's last \r would never end it)
+            skip_lf = buf.endswith(b"\r")
             buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         start = 0
         while True:

@@ -50,6 +50,10 @@ def map_sdk_error(provider: str, exc: BaseException) -> BaseException:
             message += " — check the API key (it was sent but rejected)"
         cls = RateLimitError if status == 429 else ProviderError
         return cls(message, status_code=status, provider=provider, retry_after=retry_after)
+    if isinstance(exc, ValueError):
+        # undecodable stream data (JSONDecodeError, UnicodeDecodeError, google-genai's
+        # UnknownApiResponseError): the reply is malformed, a retry would not help
+        return ProviderError(f"malformed stream data: {name}: {exc}", provider=provider, retryable=False)
     if "Timeout" in name:
         return LMTimeoutError(f"{provider}: timed out ({name})", retryable=True)
     if "Connection" in name or "Protocol" in name or "ReadError" in name or isinstance(exc, OSError):

@@ -54,7 +54,7 @@ logger = logging.getLogger("lmstream")
 class ThinkingDelta:
     """A fragment of reasoning text; `end=True` closes the current thinking block."""
 
-    __slots__ = ("text", "end")
+    __slots__ = ("end", "text")
 
     def __init__(self, text: str = "", end: bool = False) -> None:
         self.text = text
@@ -64,7 +64,7 @@ class ThinkingDelta:
 class ToolCallDelta:
     """A fragment of a streamed tool call, keyed by the provider's index within the response."""
 
-    __slots__ = ("index", "id", "name", "arguments")
+    __slots__ = ("arguments", "id", "index", "name")
 
     def __init__(self, index: int, id: str | None = None, name: str | None = None, arguments: str = "") -> None:
         self.index = index
@@ -76,7 +76,7 @@ class ToolCallDelta:
 class UsageDelta:
     """Token usage; fields left as None keep what an earlier delta reported."""
 
-    __slots__ = ("input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens")
+    __slots__ = ("cached_tokens", "input_tokens", "output_tokens", "reasoning_tokens")
 
     def __init__(
         self,
@@ -110,7 +110,7 @@ _REQ_PREFIX = os.urandom(3).hex()
 class RequestContext:
     """One logical request (one `process()` call, or one standalone `invoke()`)."""
 
-    __slots__ = ("request_id", "emitter", "started", "_blocks", "first_token_at")
+    __slots__ = ("_blocks", "emitter", "first_token_at", "request_id", "started")
 
     def __init__(self, emitter: EventEmitter | None) -> None:
         self.request_id = f"req_{_REQ_PREFIX}_{next(_request_ids)}"

@@ -88,7 +88,10 @@ class GoogleLMInvoker(BaseLMInvoker):
                 from google.genai import types
             except ImportError as exc:
                 raise ConfigurationError("the google-genai SDK is not installed; run: pip install 'lmstream[google]'") from exc
-            opts: dict[str, Any] = {"api_version": self.api_version}
+            # SDK retries off (lmstream retries only before the first token). Without this the
+            # aiohttp path sleeps 1-10 s and retries once on any connection error, per attempt.
+            opts: dict[str, Any] = {"api_version": self.api_version,
+                                    "retry_options": types.HttpRetryOptions(attempts=1)}
             if self.base_url:
                 opts["base_url"] = self.base_url
             self._client = genai.Client(api_key=self._api_key, http_options=types.HttpOptions(**opts))

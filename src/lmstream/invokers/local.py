@@ -80,7 +80,7 @@ def _close_models() -> None:
         for model in _models.values():
             try:
                 model.close()
-            except Exception:  # noqa: BLE001 - best effort at exit
+            except Exception:
                 pass
         _models.clear()
 
@@ -188,7 +188,6 @@ class LocalLMInvoker(BaseLMInvoker):
                     if stop.is_set():
                         return
                 try:
-                    prompt_tokens = _count_prompt_tokens(model, llama_messages)
                     completion = model.create_chat_completion(messages=llama_messages, stream=True, **kwargs)
                     n_out = 0
                     reason = None
@@ -206,11 +205,13 @@ class LocalLMInvoker(BaseLMInvoker):
                     finally:
                         completion.close()
                     if not stop.is_set():
+                        # counted after generation so it never delays the first token
+                        prompt_tokens = _count_prompt_tokens(model, llama_messages)
                         loop.call_soon_threadsafe(put, UsageDelta(prompt_tokens, n_out))
                         loop.call_soon_threadsafe(put, FinishDelta(reason or "stop"))
                 finally:
                     lock.release()
-            except BaseException as exc:  # noqa: BLE001 - hand every failure to the loop
+            except BaseException as exc:
                 if not stop.is_set():
                     loop.call_soon_threadsafe(put, exc)
             finally:
@@ -245,18 +246,23 @@ class LocalLMInvoker(BaseLMInvoker):
             stop.set()
 
 
+_formatters: dict[int, Any] = {}
+
+
 def _count_prompt_tokens(model: Any, messages: list[dict[str, str]]) -> int | None:
     """Prompt tokens as the model's chat template renders them (None if it cannot tell)."""
     try:
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+        formatter = _formatters.get(id(model))
+        if formatter is None:
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-        template = model.metadata.get("tokenizer.chat_template")
-        if not template:
-            return None
-        eos = model.detokenize([model.token_eos()]).decode("utf-8", "ignore")
-        bos = model.detokenize([model.token_bos()]).decode("utf-8", "ignore")
-        formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
-        prompt = formatter(messages=messages).prompt
+            template = model.metadata.get("tokenizer.chat_template")
+            if not template:
+                return None
+            eos = model.detokenize([model.token_eos()]).decode("utf-8", "ignore")
+            bos = model.detokenize([model.token_bos()]).decode("utf-8", "ignore")
+            formatter = _formatters[id(model)] = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+        prompt = formatter(messages=messages).prompt  # type: ignore[arg-type]
         return len(model.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
-    except Exception:  # noqa: BLE001 - usage is best effort for the local runtime
+    except Exception:
         return None

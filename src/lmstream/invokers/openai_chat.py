@@ -149,7 +149,7 @@ class OpenAIChatCompletionsLMInvoker(BaseLMInvoker):
             "POST", self._url, content=_json.dumpb(self._body(messages, dict(params))), headers=self._headers,
             timeout=timeout,
         )
-        where = self.base_url
+        where = self._url
         try:
             response = await client.send(request, stream=True)
         except httpx.HTTPError as exc:
