@@ -452,6 +452,12 @@ class EventEmitter:
     Requests register with the emitter while they run; when the last one finishes, `stream()`
     ends after delivering every event. A handler that raises is logged and skipped, unless it
     was created with `raise_errors=True`.
+
+    Blocking handlers: an async handler gets `handler_timeout` seconds (default 5) per event;
+    past that the call is cancelled and treated like a raise (logged and skipped, or raised
+    with `raise_errors=True`), so a stuck handler delays a request by at most that much per
+    event and never stalls it forever. Built-in handlers never block. A synchronous callback
+    runs on the event loop: keep it quick.
     """
 
     def __init__(
@@ -459,8 +465,10 @@ class EventEmitter:
         handlers: Sequence[BaseEventHandler] | None = None,
         event_level: EventLevel | int = EventLevel.INFO,
         hooks: Sequence[Hook] | None = None,
+        handler_timeout: float | None = 5.0,
     ) -> None:
         self.handlers: list[BaseEventHandler] = list(handlers or [])
+        self.handler_timeout = handler_timeout
         self.event_level = EventLevel(event_level)
         self.hooks: list[Hook] = list(hooks or [])
         self._active = 0
@@ -562,12 +570,17 @@ class EventEmitter:
         try:
             if h._is_sync:
                 h.emit_nowait(event)
-            else:
+            elif self.handler_timeout is None:
                 await h.emit(event)
+            else:
+                async with asyncio.timeout(self.handler_timeout):
+                    await h.emit(event)
         except Exception as exc:
             self._handler_failed(h, exc)
 
     def _handler_failed(self, handler: BaseEventHandler, exc: Exception) -> None:
+        if isinstance(exc, TimeoutError):
+            exc = TimeoutError(f"handler {handler.name!r} took longer than handler_timeout={self.handler_timeout}s")
         if handler.raise_errors:
             raise exc
         logger.error("event handler %r raised %s: %s (ignored)", handler.name, type(exc).__name__, exc)
