@@ -114,9 +114,12 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
-    except (ConfigurationError, PromptError, OutputParserError) as exc:
+    except (ConfigurationError, PromptError) as exc:
         print(f"lmstream: error: {exc}", file=sys.stderr)
         return 2
+    except OutputParserError as exc:  # the model's answer, not the user's input, is at fault
+        print(f"lmstream: {exc}", file=sys.stderr)
+        return 1
     except LMStreamError as exc:
         print(f"lmstream: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

@@ -248,6 +248,7 @@ class StreamEventHandler(BaseEventHandler):
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
         self.coalesced = 0  # how many deltas were merged into earlier ones (observability)
+        self._owner: EventEmitter | None = None
 
     def __len__(self) -> int:
         return len(self._buf)
@@ -329,8 +330,18 @@ class StreamEventHandler(BaseEventHandler):
             else:
                 fut = loop.create_future()
                 self._waiter = fut
+                owner = self._owner
                 try:
-                    await fut
+                    if owner is not None and owner._pending:
+                        # a request is registered but has not started: if its task is cancelled
+                        # before its first step no code of it ever runs, so look every 0.1 s
+                        try:
+                            async with asyncio.timeout(0.1):
+                                await fut
+                        except TimeoutError:
+                            owner._sweep_pending()
+                    else:
+                        await fut
                 finally:
                     if self._waiter is fut:
                         self._waiter = None
@@ -472,10 +483,14 @@ class EventEmitter:
         self.event_level = EventLevel(event_level)
         self.hooks: list[Hook] = list(hooks or [])
         self._active = 0
+        self._pending: dict[object, Any] = {}  # registered requests whose coroutine has not started
         self._closed = False
         self._refresh()
 
     def _refresh(self) -> None:
+        for h in self.handlers:
+            if isinstance(h, StreamEventHandler):
+                h._owner = self
         self._sync_calls = [h.emit_nowait for h in self.handlers]
         self._all_sync = not self.hooks and all(h._is_sync for h in self.handlers)
 
@@ -536,8 +551,7 @@ class EventEmitter:
             skip = set(disabled_handlers)
             if event.level < self.event_level:
                 return
-            for hook in self.hooks:
-                event = await hook(event)
+            event = await self._apply_hooks(event)
             for h in self.handlers:
                 if h.name not in skip:
                     await self._call_async(h, event)
@@ -561,10 +575,19 @@ class EventEmitter:
             return
         if event.level < self.event_level:
             return
-        for hook in self.hooks:
-            event = await hook(event)
+        event = await self._apply_hooks(event)
         for h in self.handlers:
             await self._call_async(h, event)
+
+    async def _apply_hooks(self, event: Event) -> Event:
+        """Run hooks in order; a hook that raises is logged and skipped (the event goes on)."""
+        for hook in self.hooks:
+            try:
+                event = await hook(event)
+            except Exception as exc:
+                logger.error("event hook %r raised %s: %s (ignored)", getattr(hook, "__name__", hook),
+                             type(exc).__name__, exc)
+        return event
 
     async def _call_async(self, h: BaseEventHandler, event: Event) -> None:
         try:
@@ -588,6 +611,33 @@ class EventEmitter:
     # ----- request lifecycle (driven by the processor / invoker)
     def _begin_request(self) -> None:
         self._active += 1
+
+    def _register(self, token: object, coro: Any) -> None:
+        """Count a request from the moment `process()` is called, before its task runs."""
+        self._active += 1
+        self._pending[token] = coro
+
+    def _started(self, token: object) -> None:
+        self._pending.pop(token, None)
+
+    def _sweep_pending(self) -> None:
+        """End requests whose coroutine was closed before it ever ran (task cancelled early)."""
+        for token, coro in list(self._pending.items()):
+            if inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED:
+                del self._pending[token]
+                event = Event(
+                    "request cancelled before it started",
+                    EventType.ERROR,
+                    EventLevel.ERROR,
+                    {"error_type": "CancelledError"},
+                )
+                for h in self.handlers:
+                    if h._is_sync:
+                        try:
+                            h.emit_nowait(event)
+                        except Exception as exc:
+                            self._handler_failed(h, exc)
+                self._end_request()
 
     def _end_request(self) -> None:
         self._active -= 1

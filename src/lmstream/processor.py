@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 
 from .errors import ConfigurationError, ToolError
@@ -50,7 +50,7 @@ class LMRequestProcessor:
     def set_response_schema(self, schema: Any) -> None:
         self.lm_invoker.set_response_schema(schema)
 
-    async def process(
+    def process(
         self,
         prompt_kwargs: Mapping[str, Any] | None = None,
         history: Sequence[Message | Mapping[str, Any]] | None = None,
@@ -60,15 +60,38 @@ class LMRequestProcessor:
         auto_execute_tools: bool = True,
         max_lm_calls: int = 5,
         **kwargs: Any,
-    ) -> Any:
+    ) -> Coroutine[Any, Any, Any]:
         """Run one request; returns the parsed output if a parser is set, else the `LMOutput`.
 
-        Events end with one `done` (usage summed over every model call) or one `error`.
+        Events end with one `done` (usage summed over every model call) or one `error`. The
+        request counts as watched by the emitter from this call on, so `stream()` ends even if
+        the task running it is cancelled before it starts.
         """
+        marker = object()
+        coro = self._process(
+            marker, prompt_kwargs, history, extra_contents, hyperparameters, event_emitter,
+            auto_execute_tools, max_lm_calls, kwargs,
+        )
+        if event_emitter is not None:
+            event_emitter._register(marker, coro)
+        return coro
+
+    async def _process(
+        self,
+        marker: object,
+        prompt_kwargs: Mapping[str, Any] | None,
+        history: Sequence[Message | Mapping[str, Any]] | None,
+        extra_contents: Sequence[Content] | None,
+        hyperparameters: Mapping[str, Any] | None,
+        event_emitter: EventEmitter | None,
+        auto_execute_tools: bool,
+        max_lm_calls: int,
+        kwargs: dict[str, Any],
+    ) -> Any:
         ctx = RequestContext(event_emitter)
         token = _current.set(ctx)
         if event_emitter is not None:
-            event_emitter._begin_request()
+            event_emitter._started(marker)
         try:
             try:
                 result, output = await self._run(

@@ -49,6 +49,7 @@ def embedded_model_path(name: str) -> Path:
 _models: dict[tuple[str, int], Any] = {}
 _model_locks: dict[tuple[str, int], threading.Lock] = {}
 _load_lock = threading.Lock()
+_shutting_down = threading.Event()
 
 
 def _load(path: str, n_ctx: int, n_threads: int | None) -> tuple[Any, threading.Lock]:
@@ -76,8 +77,12 @@ def _load(path: str, n_ctx: int, n_threads: int | None) -> tuple[Any, threading.
 @atexit.register
 def _close_models() -> None:
     """Free llama.cpp models before interpreter teardown (their __del__ fails late)."""
+    _shutting_down.set()  # running workers stop at their next token
     with _load_lock:
-        for model in _models.values():
+        for key, model in _models.items():
+            lock = _model_locks.get(key)
+            if lock is not None and not lock.acquire(timeout=10):
+                continue  # still generating: leaking at exit beats freeing under a running thread
             try:
                 model.close()
             except Exception:
@@ -193,7 +198,7 @@ class LocalLMInvoker(BaseLMInvoker):
                     reason = None
                     try:
                         for chunk in completion:
-                            if stop.is_set():
+                            if stop.is_set() or _shutting_down.is_set():
                                 break
                             choice = chunk["choices"][0]
                             text = choice["delta"].get("content")

@@ -1,0 +1,22 @@
+"""The shipped examples run as scripts on the embedded model."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def test_pattern2_collect_full_response():
+    script = EXAMPLES / "pattern2_collect_full_response.py"
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    # the script asserts internally that the streamed chunks equal output.text
+    first = proc.stdout.splitlines()[0]
+    assert first.startswith("collected ") and " tokens, " in first
+    n_chars = int(first.split(" tokens, ")[1].split(" characters")[0])
+    assert n_chars > 0
+    assert len(proc.stdout.split(":\n", 1)[1].rstrip("\n")) == n_chars
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
