@@ -579,6 +579,25 @@ class EventEmitter:
         for h in self.handlers:
             await self._call_async(h, event)
 
+    async def deliver_bounded(self, event: Event, seconds: float) -> None:
+        """Deliver a final event: sync handlers at once, each async one for at most `seconds`."""
+        if event.level < self.event_level:
+            return
+        # failures are logged, never raised: this runs while a request is being torn down
+        for h in self.handlers:
+            if h._is_sync:
+                try:
+                    h.emit_nowait(event)
+                except Exception as exc:
+                    logger.error("event handler %r raised %s: %s (ignored)", h.name, type(exc).__name__, exc)
+        for h in self.handlers:
+            if not h._is_sync:
+                try:
+                    async with asyncio.timeout(seconds):
+                        await h.emit(event)
+                except Exception as exc:
+                    logger.error("event handler %r raised %s: %s (ignored)", h.name, type(exc).__name__, exc)
+
     async def _apply_hooks(self, event: Event) -> Event:
         """Run hooks in order; a hook that raises is logged and skipped (the event goes on)."""
         for hook in self.hooks:

@@ -7,6 +7,7 @@ tree built so far, so a UI can render fields as they arrive without re-parsing t
 from __future__ import annotations
 
 import copy
+import json as _std_json
 from typing import Any
 
 from . import _json
@@ -165,7 +166,7 @@ class PartialJSONParser:
         raw = "".join(self._scalar or [])
         self._scalar = None
         try:
-            self._attach(_json.loads(raw))
+            self._attach(_std_json.loads(raw))  # exact big ints (orjson caps at 64 bits)
         except ValueError:
             self.error = f"invalid JSON literal {raw!r}"
 

@@ -351,7 +351,10 @@ async def emit_failure(ctx: RequestContext, exc: BaseException) -> None:
     if ctx.emitter is None:
         return
     if isinstance(exc, asyncio.CancelledError):
-        await ctx.emit("request cancelled", EventType.ERROR, EventLevel.ERROR, error_type="CancelledError")
+        # Cancellation must end the request at once: a stuck handler gets no more than a moment.
+        event = Event("request cancelled", EventType.ERROR, EventLevel.ERROR,
+                      {"request_id": ctx.request_id, "error_type": "CancelledError"})
+        await ctx.emitter.deliver_bounded(event, 0.2)
         return
     meta: dict[str, Any] = {"error_type": type(exc).__name__}
     status = getattr(exc, "status_code", None)
@@ -514,10 +517,7 @@ class _Accumulator:
         if thinking_meta is not None:
             await self._end_thinking(thinking_meta)
         if not self.finished:
-            raise ProviderError(
-                "the stream ended without the provider's end marker (dropped connection?)",
-                provider=self.model,
-            )
+            raise ProviderError("the stream ended without the provider's end marker (dropped connection?)")
         out = self.output()
         if out.tool_calls:
             if self.finish in (None, "stop"):

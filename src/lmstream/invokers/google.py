@@ -80,9 +80,14 @@ class GoogleLMInvoker(BaseLMInvoker):
         )
         self.api_version = api_version
         self._client: Any = None
+        self._loop: Any = None
 
     def _get_client(self) -> Any:
-        if self._client is None:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:  # aiohttp sessions cannot cross loops
+            self._loop = loop
             try:
                 from google import genai
                 from google.genai import types
