@@ -2,7 +2,9 @@
 content delta to `out` (any object with `.append`).
 
 A client is registered as `CLIENTS[name] = Client(requires=[...], make=async factory)`. The
-factory takes the server base URL (no `/v1`) and returns `(run, aclose)`, where
+factory takes the server base URL (no `/v1`) and the number of concurrent streams the caller
+will run (the floor sizes its connection pool from it; the others keep their defaults, so a
+library whose default pool is too small shows it), and returns `(run, aclose)`, where
 `await run(n, out)` streams an n-token completion and returns the library's own final text when
 it has one (else None), and `await aclose()` releases the client. All imports happen inside the
 factory, so importing this module costs nothing and `first-call` timings include the library
@@ -36,13 +38,14 @@ class Client:
 
 
 # --------------------------------------------------------------------------- floor
-async def _make_floor(base_url: str):
+async def _make_floor(base_url: str, concurrency: int = 1):
     """Bare httpx.AsyncClient + aiter_lines() + stdlib json.loads per data line."""
     import json
 
     import httpx
 
-    client = httpx.AsyncClient(timeout=None)
+    limits = httpx.Limits(max_connections=max(100, concurrency), max_keepalive_connections=max(20, concurrency))
+    client = httpx.AsyncClient(timeout=None, limits=limits)
     url = base_url + "/v1/chat/completions"
     loads = json.loads
 
@@ -74,7 +77,7 @@ async def _make_floor(base_url: str):
 
 
 # --------------------------------------------------------------------------- openai
-async def _make_openai(base_url: str):
+async def _make_openai(base_url: str, concurrency: int = 1):
     from openai import AsyncOpenAI
 
     client = AsyncOpenAI(base_url=base_url + "/v1", api_key="x", max_retries=0)
@@ -98,7 +101,7 @@ async def _make_openai(base_url: str):
 
 
 # --------------------------------------------------------------------------- langchain
-async def _make_langchain(base_url: str):
+async def _make_langchain(base_url: str, concurrency: int = 1):
     from langchain_openai import ChatOpenAI
 
     llms: dict = {}
@@ -130,7 +133,7 @@ async def _make_langchain(base_url: str):
 
 
 # --------------------------------------------------------------------------- litellm
-async def _make_litellm(base_url: str):
+async def _make_litellm(base_url: str, concurrency: int = 1):
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network fetch at import
     os.environ.setdefault("LITELLM_TELEMETRY", "False")
     import litellm
@@ -163,7 +166,7 @@ async def _make_litellm(base_url: str):
 
 
 # --------------------------------------------------------------------------- lmstream
-async def _make_lmstream(base_url: str):
+async def _make_lmstream(base_url: str, concurrency: int = 1):
     """The full lmstream pipeline: prompt builder -> invoker -> emitter -> stream handler."""
     import asyncio
 

@@ -117,9 +117,9 @@ def _affinity(cpus):
     return lambda: os.sched_setaffinity(0, cpus)
 
 
-def start_server(tokens: int, cpus, timeout: float = 15.0, max_seconds: float = 3600):
+def start_server(tokens: int, cpus, timeout: float = 15.0, max_seconds: float = 3600, extra: list[str] | None = None):
     cmd = [sys.executable, os.path.join(HERE, "sse_server.py"), "--port", "0", "--tokens", str(tokens),
-           "--max-seconds", str(max_seconds)]
+           "--max-seconds", str(max_seconds), *(extra or [])]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=_affinity(cpus))
     deadline = time.monotonic() + timeout

@@ -29,6 +29,8 @@ through its base_url, e.g. base_url `http://127.0.0.1:8765/delay=0.02/ts=1/first
     delay=S      seconds between content chunks (paced mode, for latency tests)
     first=S      seconds to hold after the response headers before the first chunk
                  (the stream is then "idle": used to measure memory per idle stream)
+    hold=1       after the headers, hold the stream until `/release` is requested (any method),
+                 at most 120 s: all streams then start together (memory-per-idle-stream tests)
     ts=1         token text is " <time.time() at send>" instead of " wK", so a client can
                  compute per-token delivery latency from the text alone (works through any SDK)
 
@@ -36,6 +38,7 @@ Paced streams are driven by one ticker (not one timer per stream) with streams s
 `--slots` phases of the interval, so 1,000 paced streams cost one process little CPU.
 
 `GET /stats` returns JSON counters: open connections, active streams, idle (held) streams.
+`GET /release` releases every stream held with hold=1.
 """
 
 from __future__ import annotations
@@ -135,7 +138,10 @@ _RESP_HEAD = (
 
 
 class Server:
-    def __init__(self, default_tokens: int, default_delay: float, slots: int, cache_max: int = 8) -> None:
+    def __init__(
+        self, default_tokens: int, default_delay: float, slots: int, cache_max: int = 8, hold_max: float = 120.0
+    ) -> None:
+        self.hold_max = hold_max
         self.default_tokens = default_tokens
         self.default_delay = default_delay
         self.slots = max(1, slots)
@@ -145,6 +151,8 @@ class Server:
         self.active = 0
         self.idle = 0
         self.requests = 0
+        self.held = 0
+        self.gate: asyncio.Event | None = None  # created in the loop (amain)
         # paced streams: interval -> list of slot lists of _Paced
         self._pacers: dict[float, list[list[_Paced]]] = {}
         self._ticker_tasks: dict[float, asyncio.Task] = {}
@@ -250,9 +258,21 @@ class Server:
     async def respond(self, method: str, target: str, body: bytes, writer: asyncio.StreamWriter) -> bool:
         url = urlsplit(target)
         path = url.path
+        if path.rstrip("/").endswith("/release"):
+            # open the gate for every stream held with hold=1
+            gate, self.gate = self.gate, asyncio.Event()
+            released = self.held
+            gate.set()
+            data = json.dumps({"released": released}).encode()
+            writer.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%b" % (len(data), data)
+            )
+            await writer.drain()
+            return True
         if method == "GET" and path.rstrip("/").endswith("/stats"):
             data = json.dumps(
-                {"conns": self.conns, "active": self.active, "idle": self.idle, "requests": self.requests}
+                {"conns": self.conns, "active": self.active, "idle": self.idle, "held": self.held,
+                 "requests": self.requests}
             ).encode()
             writer.write(
                 b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%b" % (len(data), data)
@@ -281,11 +301,23 @@ class Server:
         include_usage = bool((req.get("stream_options") or {}).get("include_usage"))
         delay = float(opts.get("delay", self.default_delay))
         first = float(opts.get("first", 0))
+        hold = opts.get("hold") == "1"
         ts = opts.get("ts") == "1"
 
         writer.write(_RESP_HEAD)
         self.active += 1
         try:
+            if hold:
+                await writer.drain()
+                self.held += 1
+                self.idle += 1
+                try:
+                    await asyncio.wait_for(self.gate.wait(), self.hold_max)
+                except asyncio.TimeoutError:
+                    pass
+                finally:
+                    self.held -= 1
+                    self.idle -= 1
             if first > 0:
                 await writer.drain()
                 self.idle += 1
@@ -356,6 +388,7 @@ class _Paced:
 
 async def amain(args: argparse.Namespace) -> None:
     srv = Server(args.tokens, args.delay, args.slots)
+    srv.gate = asyncio.Event()
     server = await asyncio.start_server(
         srv.handle, args.host, args.port, backlog=args.backlog, reuse_port=args.reuse_port or None
     )

@@ -71,7 +71,10 @@ class ClientCache:
         if self._client is None or self._loop is not loop or self._client.is_closed:
             import httpx
 
-            self._client = httpx.AsyncClient(**self._kwargs)
+            # No cap on connections: one invoker may serve a thousand concurrent streams, and
+            # httpx's default pool of 100 would queue the rest until its pool timeout.
+            kwargs = {"limits": httpx.Limits(max_connections=None, max_keepalive_connections=100), **self._kwargs}
+            self._client = httpx.AsyncClient(**kwargs)
             self._loop = loop
         return self._client
 
