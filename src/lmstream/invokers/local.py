@@ -1,9 +1,14 @@
 """The embedded model: a GGUF file run in-process by llama-cpp-python.
 
 The model loads once per process (per path and context size) and is reused. Generation runs
-in a worker thread so the event loop never blocks; tokens cross to the loop one
-`call_soon_threadsafe` each. Cancelling the request stops generation at the next token.
+on one long-lived thread per model so the event loop never blocks; tokens cross to the loop
+one `call_soon_threadsafe` each. Cancelling the request stops generation at the next token.
 One generation at a time per model (llama.cpp contexts are not re-entrant); others queue.
+
+Why one long-lived thread: llama.cpp's OpenMP compute threads belong to the thread that calls
+it. A new thread per request built a new team each time, and the old team's spinning threads
+fought the new one for the cores: 60% of raw llama-cpp-python's tokens/s on 2 cores, against
+~98% now (benchmarks/bench_local.py).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import atexit
 import importlib.util
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -49,6 +55,18 @@ def embedded_model_path(name: str) -> Path:
 _models: dict[tuple[str, int], Any] = {}
 _model_locks: dict[tuple[str, int], threading.Lock] = {}
 _load_lock = threading.Lock()
+_executors: dict[tuple[str, int], ThreadPoolExecutor] = {}
+
+
+def _executor_for(path: str, n_ctx: int) -> ThreadPoolExecutor:
+    """One long-lived generation thread per model: llama.cpp's compute threads (OpenMP) are
+    bound to the thread that calls it, so a new thread per request would build a new team."""
+    key = (path, n_ctx)
+    with _load_lock:
+        ex = _executors.get(key)
+        if ex is None:
+            ex = _executors[key] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmstream-local")
+        return ex
 _shutting_down = threading.Event()
 
 
@@ -226,8 +244,7 @@ class LocalLMInvoker(BaseLMInvoker):
                     except RuntimeError:
                         pass
 
-        thread = threading.Thread(target=worker, name="lmstream-local", daemon=True)
-        thread.start()
+        _executor_for(self.model_path, self.n_ctx).submit(worker)
         idle = self.retry_config.idle_timeout
         try:
             while True:
