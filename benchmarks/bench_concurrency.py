@@ -69,7 +69,7 @@ async def _http_get(port: int, path: str) -> dict:
         w.write(f"GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n".encode())
         await w.drain()
         head = await r.readuntil(b"\r\n\r\n")
-        n = int([ln for ln in head.decode().split("\r\n") if ln.lower().startswith("content-length")][0].split(":")[1])
+        n = int(next(ln for ln in head.decode().split("\r\n") if ln.lower().startswith("content-length")).split(":")[1])
         return json.loads(await r.readexactly(n))
     finally:
         w.close()
@@ -120,7 +120,7 @@ def worker(args: argparse.Namespace) -> dict:
         async def one(s: _Sink) -> None:
             try:
                 await run(args.tokens, s)
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 errors.append(f"{type(e).__name__}: {e}"[:200])
 
         t_open = time.perf_counter()
@@ -151,13 +151,13 @@ def worker(args: argparse.Namespace) -> dict:
         w0 = time.perf_counter()
         await _http_get(port, "/release")
         budget = args.tokens * args.interval + args.drain_timeout
-        done, pending = await asyncio.wait(tasks, timeout=budget)
+        _, pending = await asyncio.wait(tasks, timeout=budget)
         if pending and held < args.streams:
             # streams that were queued behind a connection-pool limit get held on arrival: keep releasing
             end = time.monotonic() + budget
             while pending and time.monotonic() < end:
                 await _http_get(port, "/release")
-                done, pending = await asyncio.wait(pending, timeout=0.2)
+                _, pending = await asyncio.wait(pending, timeout=0.2)
         for t in pending:
             t.cancel()
         res["cpu_s"] = time.process_time() - c0
@@ -181,8 +181,13 @@ def worker(args: argparse.Namespace) -> dict:
         lat.sort()
         if lat:
             q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))]  # noqa: E731
-            res.update(p50_ms=q(0.50) * 1e3, p90_ms=q(0.90) * 1e3, p99_ms=q(0.99) * 1e3, max_ms=lat[-1] * 1e3,
-                       mean_ms=statistics.fmean(lat) * 1e3)
+            res.update(
+                p50_ms=q(0.50) * 1e3,
+                p90_ms=q(0.90) * 1e3,
+                p99_ms=q(0.99) * 1e3,
+                max_ms=lat[-1] * 1e3,
+                mean_ms=statistics.fmean(lat) * 1e3,
+            )
         import resource
 
         res["peak_rss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -195,12 +200,20 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--streams", type=int, default=1000)
     ap.add_argument("--tokens", type=int, default=50, help="tokens per stream (default 50)")
-    ap.add_argument("--interval", type=float, default=0.1,
-                    help="seconds between tokens of one stream (default 0.1: 10,000 tokens/s offered at 1,000 "
-                         "streams; 0.02 = 50,000 tokens/s saturates even the floor on one 2-core box)")
-    ap.add_argument("--slots", type=int, default=100,
-                    help="server pacing phases per interval (default 100): streams are spread over this many "
-                         "evenly spaced send times, so at most streams/slots tokens leave the server at once")
+    ap.add_argument(
+        "--interval",
+        type=float,
+        default=0.1,
+        help="seconds between tokens of one stream (default 0.1: 10,000 tokens/s offered at 1,000 "
+        "streams; 0.02 = 50,000 tokens/s saturates even the floor on one 2-core box)",
+    )
+    ap.add_argument(
+        "--slots",
+        type=int,
+        default=100,
+        help="server pacing phases per interval (default 100): streams are spread over this many "
+        "evenly spaced send times, so at most streams/slots tokens leave the server at once",
+    )
     ap.add_argument("--clients", default="floor,lmstream", help="comma list from benchmarks/_clients.py")
     ap.add_argument("--open-timeout", type=float, default=15.0, help="max seconds to open all streams")
     ap.add_argument("--drain-timeout", type=float, default=60.0, help="extra seconds allowed past the pacing time")
@@ -240,12 +253,29 @@ def main(argv: list[str] | None = None) -> int:
         # a fresh server per client: no state (held streams, pacers) leaks between runs
         server, port = start_server(args.tokens, server_cpus, extra=["--slots", str(args.slots)])
         try:
-            cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--client", name, "--port", str(port),
-                   "--streams", str(args.streams), "--tokens", str(args.tokens), "--interval", str(args.interval),
-                   "--open-timeout", str(args.open_timeout), "--drain-timeout", str(args.drain_timeout)]
+            cmd = [
+                sys.executable,
+                os.path.abspath(__file__),
+                "--worker",
+                "--client",
+                name,
+                "--port",
+                str(port),
+                "--streams",
+                str(args.streams),
+                "--tokens",
+                str(args.tokens),
+                "--interval",
+                str(args.interval),
+                "--open-timeout",
+                str(args.open_timeout),
+                "--drain-timeout",
+                str(args.drain_timeout),
+            ]
             try:
-                p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
-                                   preexec_fn=_affinity(client_cpus))
+                p = subprocess.run(
+                    cmd, capture_output=True, text=True, timeout=timeout, env=env, preexec_fn=_affinity(client_cpus)
+                )
                 out = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
                 if out:
                     rows[name] = json.loads(out[-1][7:])
@@ -262,30 +292,38 @@ def main(argv: list[str] | None = None) -> int:
 
     total = args.streams * args.tokens
     print()
-    print(f"{args.streams:,} concurrent streams x {args.tokens} tokens, one token per {args.interval * 1e3:.0f} ms "
-          f"per stream (~{args.streams / args.interval:,.0f} tokens/s offered, spread over {args.slots} phases), one client process; "
-          f"server in a separate process{' on another CPU' if server_cpus else ''}.")
+    print(
+        f"{args.streams:,} concurrent streams x {args.tokens} tokens, one token per {args.interval * 1e3:.0f} ms "
+        f"per stream (~{args.streams / args.interval:,.0f} tokens/s offered, spread over {args.slots} phases), one client process; "
+        f"server in a separate process{' on another CPU' if server_cpus else ''}."
+    )
     print()
-    print("| client | tokens delivered | all delivered | added latency p50 / p99 / max ms | p99 < "
-          f"{args.p99_target_ms:g} ms | tokens/s | µs CPU/token | client CPU % | RSS per idle stream KiB | peak RSS MiB "
-          "| open all s | notes |")
+    print(
+        "| client | tokens delivered | all delivered | added latency p50 / p99 / max ms | p99 < "
+        f"{args.p99_target_ms:g} ms | tokens/s | µs CPU/token | client CPU % | RSS per idle stream KiB | peak RSS MiB "
+        "| open all s | notes |"
+    )
     print("|---|---:|:-:|---:|:-:|---:|---:|---:|---:|---:|---:|---|")
     for name, r in rows.items():
         if "tokens_total" not in r:
             print(f"| {name} | — | — | — | — | — | — | — | — | — | — | {'; '.join(r.get('notes', []))} |")
             continue
         ok = r["tokens_total"] == total and r["streams_complete"] == args.streams
-        lat = (f"{r['p50_ms']:.2f} / {r['p99_ms']:.2f} / {r['max_ms']:.1f}" if "p50_ms" in r else "—")
-        p99ok = ("yes" if r.get("p99_ms", 1e9) < args.p99_target_ms else "NO")
+        lat = f"{r['p50_ms']:.2f} / {r['p99_ms']:.2f} / {r['max_ms']:.1f}" if "p50_ms" in r else "—"
+        p99ok = "yes" if r.get("p99_ms", 1e9) < args.p99_target_ms else "NO"
         # every started stream is idle (held by the server, or queued for a connection): divide by all
         per_idle = (r["rss_idle_kib"] - r["rss_base_kib"]) / args.streams
         cpu_tok = r["cpu_s"] / max(1, r["tokens_total"]) * 1e6
-        print(f"| {name} | {r['tokens_total']:,} / {total:,} | {'yes' if ok else 'NO'} | {lat} | {p99ok} | "
-              f"{r['tokens_total'] / r['wall_s']:,.0f} | {cpu_tok:.1f} | {100 * r['cpu_s'] / r['wall_s']:.0f} | {per_idle:.1f} | {r['peak_rss_kib'] / 1024:.0f} | {r['open_s']:.2f} | "
-              f"{'; '.join(r['notes'])} |")
+        print(
+            f"| {name} | {r['tokens_total']:,} / {total:,} | {'yes' if ok else 'NO'} | {lat} | {p99ok} | "
+            f"{r['tokens_total'] / r['wall_s']:,.0f} | {cpu_tok:.1f} | {100 * r['cpu_s'] / r['wall_s']:.0f} | {per_idle:.1f} | {r['peak_rss_kib'] / 1024:.0f} | {r['open_s']:.2f} | "
+            f"{'; '.join(r['notes'])} |"
+        )
     print()
-    print(f"(total {time.monotonic() - t_start:.0f}s; RSS per idle stream = (RSS with {args.streams} held streams − "
-          "RSS after warm-up) / streams started; µs CPU/token = client process CPU over the streaming phase / tokens)")
+    print(
+        f"(total {time.monotonic() - t_start:.0f}s; RSS per idle stream = (RSS with {args.streams} held streams − "
+        "RSS after warm-up) / streams started; µs CPU/token = client process CPU over the streaming phase / tokens)"
+    )
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"args": vars(args), "rows": rows}, fh, indent=2)

@@ -22,14 +22,16 @@ QUESTION = "What are some great activities in Tokyo?"
 
 
 def raw_child(n: int, threads: int | None, reps: int) -> list[tuple[int, float, float]]:
+    import os
+
     import llama_cpp
 
     from lmstream.invokers.local import embedded_model_path
 
-    import os
-
     model = llama_cpp.Llama(
-        model_path=str(embedded_model_path("smollm2-135m")), n_ctx=2048, verbose=False,
+        model_path=str(embedded_model_path("smollm2-135m")),
+        n_ctx=2048,
+        verbose=False,
         n_threads=threads or os.cpu_count(),
     )
     msgs = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": QUESTION}]
@@ -61,7 +63,9 @@ def lmstream_child(n: int, threads: int | None, reps: int) -> list[tuple[int, fl
         emitter = EventEmitter.with_stream_handler()
         t0 = time.perf_counter()
         task = asyncio.create_task(
-            lmrp.process(question=QUESTION, event_emitter=emitter, hyperparameters={"max_tokens": k, "temperature": 0.0})
+            lmrp.process(
+                question=QUESTION, event_emitter=emitter, hyperparameters={"max_tokens": k, "temperature": 0.0}
+            )
         )
         first = None
         parts = []
@@ -107,9 +111,11 @@ def main() -> None:
     tps = {c: statistics.median(r[0] / r[2] for r in rs) for c, rs in results.items()}
     ttft = {c: statistics.median(r[1] for r in rs) for c, rs in results.items()}
     n = args.runs * args.reps
-    print(f"embedded model SmolLM2-135M-Instruct Q4_1, {args.tokens} tokens, greedy, "
-          f"n_threads={args.threads or 'all cores'}, median of {n} requests per client "
-          f"({args.runs} alternating processes each)\n")
+    print(
+        f"embedded model SmolLM2-135M-Instruct Q4_1, {args.tokens} tokens, greedy, "
+        f"n_threads={args.threads or 'all cores'}, median of {n} requests per client "
+        f"({args.runs} alternating processes each)\n"
+    )
     print("| client | tokens/s | time to first token (ms) |")
     print("|---|---:|---:|")
     print(f"| raw llama-cpp-python (create_chat_completion stream) | {tps['raw']:.1f} | {ttft['raw'] * 1000:.1f} |")

@@ -118,10 +118,18 @@ def _affinity(cpus):
 
 
 def start_server(tokens: int, cpus, timeout: float = 15.0, max_seconds: float = 3600, extra: list[str] | None = None):
-    cmd = [sys.executable, os.path.join(HERE, "sse_server.py"), "--port", "0", "--tokens", str(tokens),
-           "--max-seconds", str(max_seconds), *(extra or [])]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=_affinity(cpus))
+    cmd = [
+        sys.executable,
+        os.path.join(HERE, "sse_server.py"),
+        "--port",
+        "0",
+        "--tokens",
+        str(tokens),
+        "--max-seconds",
+        str(max_seconds),
+        *(extra or []),
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_affinity(cpus))
     deadline = time.monotonic() + timeout
     line = ""
     while time.monotonic() < deadline:
@@ -146,9 +154,23 @@ def _run_child(cmd: list[str], timeout: float, cpus, env=None) -> tuple[dict | N
     return None, err[:160]
 
 
-def measure_cpu(client: str, base_url: str, tokens: int, warmup: int, timeout: float, cpus, env) -> tuple[dict | None, str]:
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", "cpu", "--client", client, "--base-url", base_url,
-           "--tokens", str(tokens), "--warmup", str(warmup)]
+def measure_cpu(
+    client: str, base_url: str, tokens: int, warmup: int, timeout: float, cpus, env
+) -> tuple[dict | None, str]:
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--worker",
+        "cpu",
+        "--client",
+        client,
+        "--base-url",
+        base_url,
+        "--tokens",
+        str(tokens),
+        "--warmup",
+        str(warmup),
+    ]
     return _run_child(cmd, timeout, cpus, env)
 
 
@@ -235,8 +257,11 @@ def main(argv: list[str] | None = None) -> int:
                     break
                 row["cpu"].append(res["cpu_s"])
                 row["wall"].append(res["wall_s"])
-                print(f"[{name}] cpu run {i + 1}: {res['cpu_s'] / args.tokens * 1e6:.2f} µs/token, "
-                      f"{args.tokens / res['wall_s']:,.0f} tok/s ({res['deltas']} deltas)", file=sys.stderr)
+                print(
+                    f"[{name}] cpu run {i + 1}: {res['cpu_s'] / args.tokens * 1e6:.2f} µs/token, "
+                    f"{args.tokens / res['wall_s']:,.0f} tok/s ({res['deltas']} deltas)",
+                    file=sys.stderr,
+                )
             if args.no_first_call or not row["cpu"]:
                 continue
             for i in range(args.repeats):
@@ -251,8 +276,11 @@ def main(argv: list[str] | None = None) -> int:
                 row["import"].append(res["import_s"])
                 if res.get("ttft_s") is not None:
                     row["ttft"].append(res["ttft_s"])
-                print(f"[{name}] first-call {i + 1}: {res['first_call_s'] * 1e3:.0f} ms "
-                      f"(import {res['import_s'] * 1e3:.0f} ms)", file=sys.stderr)
+                print(
+                    f"[{name}] first-call {i + 1}: {res['first_call_s'] * 1e3:.0f} ms "
+                    f"(import {res['import_s'] * 1e3:.0f} ms)",
+                    file=sys.stderr,
+                )
     finally:
         server.kill()
         server.wait(timeout=10)
@@ -263,11 +291,15 @@ def main(argv: list[str] | None = None) -> int:
     floor_us, openai_us, openai_first = us.get("floor"), us.get("openai"), first.get("openai")
 
     print()
-    print(f"Client CPU per streamed token — {args.tokens:,}-token stream, median of {args.repeats} fresh processes; "
-          f"first call = import + {args.first_tokens}-token request; server in a separate process"
-          f"{' (pinned to another CPU)' if server_cpus else ''}.")
+    print(
+        f"Client CPU per streamed token — {args.tokens:,}-token stream, median of {args.repeats} fresh processes; "
+        f"first call = import + {args.first_tokens}-token request; server in a separate process"
+        f"{' (pinned to another CPU)' if server_cpus else ''}."
+    )
     print()
-    print("| client | µs CPU/token | tokens/s | first-call ms (import ms) | CPU × floor | CPU ÷ openai | first-call × openai | notes |")
+    print(
+        "| client | µs CPU/token | tokens/s | first-call ms (import ms) | CPU × floor | CPU ÷ openai | first-call × openai | notes |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---|")
     for name, r in rows.items():
         u = us[name]
@@ -281,12 +313,19 @@ def main(argv: list[str] | None = None) -> int:
         f_openai = f"{f / openai_first:.2f}×" if f and openai_first else "—"
         notes = "; ".join(dict.fromkeys(r["notes"]))
         if len(r["cpu"]) > 1:
-            notes = (notes + "; " if notes else "") + "runs µs/token: " + "/".join(
-                f"{c / args.tokens * 1e6:.1f}" for c in r["cpu"])
-        print(f"| {name} | {_fmt(u, '.2f')} | {_fmt(tps, ',.0f')} | {fc} | {x_floor} | {d_openai} | {f_openai} | {notes} |")
+            notes = (
+                (notes + "; " if notes else "")
+                + "runs µs/token: "
+                + "/".join(f"{c / args.tokens * 1e6:.1f}" for c in r["cpu"])
+            )
+        print(
+            f"| {name} | {_fmt(u, '.2f')} | {_fmt(tps, ',.0f')} | {fc} | {x_floor} | {d_openai} | {f_openai} | {notes} |"
+        )
     print()
-    print(f"(total {time.monotonic() - t_start:.0f}s; floor = httpx.AsyncClient.stream + aiter_lines + stdlib json.loads; "
-          "'CPU ÷ openai' > 1 means cheaper than the openai SDK)")
+    print(
+        f"(total {time.monotonic() - t_start:.0f}s; floor = httpx.AsyncClient.stream + aiter_lines + stdlib json.loads; "
+        "'CPU ÷ openai' > 1 means cheaper than the openai SDK)"
+    )
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"args": vars(args), "rows": rows, "us_per_token": us, "first_call_ms": first}, fh, indent=2)

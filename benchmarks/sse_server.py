@@ -46,8 +46,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import sys
 import time
 from urllib.parse import parse_qs, urlsplit
 
@@ -174,7 +172,7 @@ class Server:
         return chunks
 
     # ------------------------------------------------------------------ paced
-    def _add_paced(self, p: "_Paced") -> None:
+    def _add_paced(self, p: _Paced) -> None:
         slots = self._pacers.get(p.delay)
         if slots is None:
             slots = self._pacers[p.delay] = [[] for _ in range(self.slots)]
@@ -271,8 +269,13 @@ class Server:
             return True
         if method == "GET" and path.rstrip("/").endswith("/stats"):
             data = json.dumps(
-                {"conns": self.conns, "active": self.active, "idle": self.idle, "held": self.held,
-                 "requests": self.requests}
+                {
+                    "conns": self.conns,
+                    "active": self.active,
+                    "idle": self.idle,
+                    "held": self.held,
+                    "requests": self.requests,
+                }
             ).encode()
             writer.write(
                 b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%b" % (len(data), data)
@@ -281,7 +284,10 @@ class Server:
             return True
         if method != "POST" or not path.endswith("/chat/completions"):
             msg = b'{"error":{"message":"not found","type":"invalid_request_error"}}'
-            writer.write(b"HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%b" % (len(msg), msg))
+            writer.write(
+                b"HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%b"
+                % (len(msg), msg)
+            )
             await writer.drain()
             return True
         self.requests += 1
@@ -313,7 +319,7 @@ class Server:
                 self.idle += 1
                 try:
                     await asyncio.wait_for(self.gate.wait(), self.hold_max)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 finally:
                     self.held -= 1
@@ -354,7 +360,7 @@ class Server:
 
 
 class _Paced:
-    __slots__ = ("writer", "transport", "n", "i", "pre", "post", "include_usage", "delay", "ts", "done")
+    __slots__ = ("delay", "done", "i", "include_usage", "n", "post", "pre", "transport", "ts", "writer")
 
     def __init__(self, writer: asyncio.StreamWriter, n: int, include_usage: bool, delay: float, ts: bool) -> None:
         self.writer = writer
@@ -398,7 +404,7 @@ async def amain(args: argparse.Namespace) -> None:
         if args.max_seconds > 0:
             try:
                 await asyncio.wait_for(server.serve_forever(), args.max_seconds)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         else:
             await server.serve_forever()
@@ -410,7 +416,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--port", type=int, default=8765, help="0 picks a free port (printed)")
     ap.add_argument("--tokens", type=int, default=20000, help="default token count")
     ap.add_argument(
-        "--delay", "--tokens-per-chunk-delay", dest="delay", type=float, default=0.0,
+        "--delay",
+        "--tokens-per-chunk-delay",
+        dest="delay",
+        type=float,
+        default=0.0,
         help="default seconds between content chunks (0 = as fast as possible)",
     )
     ap.add_argument("--slots", type=int, default=10, help="phases per pacing interval for paced streams")

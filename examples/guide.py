@@ -21,8 +21,10 @@ async def main() -> None:
         print(event.value, end="", flush=True)  # "Here" -> " are" -> " some" -> ...
     output = await task  # LMOutput: .text, .usage, .finish_reason, ...
     await event_emitter.close()
-    print(f"\n\n[{output.usage.output_tokens} tokens, finish_reason={output.finish_reason}, "
-          f"first token after {output.time_to_first_token:.2f}s, total {output.duration:.2f}s]")
+    print(
+        f"\n\n[{output.usage.output_tokens} tokens, finish_reason={output.finish_reason}, "
+        f"first token after {output.time_to_first_token:.2f}s, total {output.duration:.2f}s]"
+    )
 
 
 if __name__ == "__main__":

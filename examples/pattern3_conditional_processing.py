@@ -9,8 +9,9 @@ async def main() -> None:
     emitter = EventEmitter.with_stream_handler(event_level=EventLevel.DEBUG)
     lmrp = build_lm_request_processor("local/smollm2-135m", user_template="{question}")
     task = asyncio.create_task(
-        lmrp.process(question="Give me one tip for learning Japanese.", event_emitter=emitter,
-                     hyperparameters={"max_tokens": 80})
+        lmrp.process(
+            question="Give me one tip for learning Japanese.", event_emitter=emitter, hyperparameters={"max_tokens": 80}
+        )
     )
     async for event in emitter.stream():
         if event.level >= EventLevel.ERROR:

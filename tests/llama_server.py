@@ -27,11 +27,19 @@ def llama_server(timeout: float = 60.0) -> Iterator[str]:
     """Start the server on a free loopback port; yield its base URL (ending in /v1)."""
     port = _free_port()
     cmd = [
-        sys.executable, "-m", "llama_cpp.server",
-        "--model", str(embedded_model_path("smollm2-135m")),
-        "--model_alias", MODEL_ALIAS,
-        "--host", "127.0.0.1", "--port", str(port),
-        "--n_ctx", "2048",
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(embedded_model_path("smollm2-135m")),
+        "--model_alias",
+        MODEL_ALIAS,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        "2048",
     ]
     # The server logs a lot: a pipe nobody reads would fill and block it, so log to a file.
     log = tempfile.TemporaryFile()

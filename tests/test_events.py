@@ -106,14 +106,33 @@ def test_event_level_ordering_and_names():
     assert order == sorted(order, key=int)
     assert EventLevel.DEBUG < EventLevel.INFO < EventLevel.ERROR
     assert [Event("", level=level).to_dict()["level"] for level in order] == [
-        "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL",
+        "TRACE",
+        "DEBUG",
+        "INFO",
+        "WARN",
+        "ERROR",
+        "FATAL",
     ]
 
 
 def test_event_type_values():
     assert {t.value for t in EventType} >= {
-        "response", "thinking_start", "thinking", "thinking_end", "code_start", "code", "code_end", "activity",
-        "reference", "data", "status", "tool_call", "tool_result", "usage", "error", "done",
+        "response",
+        "thinking_start",
+        "thinking",
+        "thinking_end",
+        "code_start",
+        "code",
+        "code_end",
+        "activity",
+        "reference",
+        "data",
+        "status",
+        "tool_call",
+        "tool_result",
+        "usage",
+        "error",
+        "done",
     }
     assert EventType.RESPONSE == "response"
 
@@ -221,8 +240,13 @@ async def test_failing_handler_is_isolated_and_logged(caplog):
     def boom(event: Event) -> None:
         raise ValueError("sync boom")
 
-    emitter = EventEmitter([CallbackEventHandler(boom, name="boomer"), Recorder("bad", fail=True),
-                            CallbackEventHandler(lambda e: got.append(e.value))])
+    emitter = EventEmitter(
+        [
+            CallbackEventHandler(boom, name="boomer"),
+            Recorder("bad", fail=True),
+            CallbackEventHandler(lambda e: got.append(e.value)),
+        ]
+    )
     with caplog.at_level(logging.ERROR, logger="lmstream"):
         await emitter.emit("a")
         await emitter.emit("b")
@@ -319,15 +343,19 @@ async def test_console_handler_inline_text_and_plain_when_not_a_tty():
         await emitter.emit(tok)
     await emitter.emit("careful", type=EventType.STATUS)
     await emitter.emit(
-        "", type=EventType.DONE,
-        metadata={"usage": {"input_tokens": 3, "output_tokens": 4}, "finish_reason": "stop",
-                  "duration": 1.5, "time_to_first_token": 0.25},
+        "",
+        type=EventType.DONE,
+        metadata={
+            "usage": {"input_tokens": 3, "output_tokens": 4},
+            "finish_reason": "stop",
+            "duration": 1.5,
+            "time_to_first_token": 0.25,
+        },
     )
     out = buf.getvalue()
     assert "\x1b" not in out
     assert out == (
-        "Here are some\n[status] careful\n"
-        "[done] finish_reason=stop in=3 out=4 ttft=0.250s duration=1.500s\n"
+        "Here are some\n[status] careful\n[done] finish_reason=stop in=3 out=4 ttft=0.250s duration=1.500s\n"
     )
     coloured = io.StringIO()
     emitter = EventEmitter([ConsoleEventHandler(file=coloured, colour=True)])
@@ -438,8 +466,9 @@ async def test_stream_buffer_never_merges_other_types_or_blocks():
     for i in range(50):
         sent.append(Event(f"a{i};", EventType.RESPONSE, EventLevel.INFO, text_a))
     for i in range(5):
-        sent.append(Event({"id": f"c{i}", "name": "f", "arguments": {"i": i}}, EventType.TOOL_CALL,
-                          EventLevel.INFO, text_a))
+        sent.append(
+            Event({"id": f"c{i}", "name": "f", "arguments": {"i": i}}, EventType.TOOL_CALL, EventLevel.INFO, text_a)
+        )
     for i in range(50):
         sent.append(Event(f"t{i};", EventType.THINKING, EventLevel.INFO, think))
     for i in range(50):
@@ -482,16 +511,18 @@ async def test_real_request_fans_out_to_every_handler_and_stream_ends(local_invo
 
     stream = StreamEventHandler()
     rec = Recorder("rec")
-    emitter = EventEmitter([
-        CallbackEventHandler(boom, name="boom"),
-        Recorder("bad", fail=True),
-        stream,
-        PrintEventHandler(file=printed),
-        ConsoleEventHandler(file=console),
-        CallbackEventHandler(lambda e: sync_values.append(e.value)),
-        CallbackEventHandler(acb),
-        rec,
-    ])
+    emitter = EventEmitter(
+        [
+            CallbackEventHandler(boom, name="boom"),
+            Recorder("bad", fail=True),
+            stream,
+            PrintEventHandler(file=printed),
+            ConsoleEventHandler(file=console),
+            CallbackEventHandler(lambda e: sync_values.append(e.value)),
+            CallbackEventHandler(acb),
+            rec,
+        ]
+    )
     with caplog.at_level(logging.ERROR, logger="lmstream"):
         task = asyncio.create_task(
             processor(local_invoker).process(question="Name a fruit.", event_emitter=emitter, hyperparameters=SHORT)
@@ -525,9 +556,7 @@ async def test_real_request_fans_out_to_every_handler_and_stream_ends(local_invo
 async def test_stream_ends_after_a_failed_request(local_invoker):
     emitter = EventEmitter.with_stream_handler()
     task = asyncio.create_task(
-        processor(local_invoker).process(
-            question="Hi", event_emitter=emitter, hyperparameters={"max_tokens": 0}
-        )
+        processor(local_invoker).process(question="Hi", event_emitter=emitter, hyperparameters={"max_tokens": 0})
     )
     events = await collect(emitter.stream(), 10)
     with pytest.raises(ConfigurationError, match="max_tokens"):

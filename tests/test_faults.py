@@ -357,8 +357,9 @@ def _no_end_marker(name: str) -> list[bytes]:
         chunks = fx.anthropic_text(TEXT, stop=False)
     else:  # no finishReason
         chunks = [c.replace(b',"finishReason": "STOP"', b"") for c in chunks]
-    assert not any(m in b"".join(chunks) for m in (b"[DONE]", b'"stop"', b"response.completed", b"message_stop",
-                                                  b"finishReason"))
+    assert not any(
+        m in b"".join(chunks) for m in (b"[DONE]", b'"stop"', b"response.completed", b"message_stop", b"finishReason")
+    )
     return chunks
 
 
@@ -444,13 +445,24 @@ async def test_cli_events_never_show_key():
     env = {**os.environ, "OPENAI_API_KEY": KEY, "PYTHONPATH": os.pathsep.join(sys.path)}
     p = PROVIDERS["openai-chat"]
     async with WireServer() as srv:
-        srv.enqueue(Script(chunks=p.text(TEXT)), Script(status=401, body=p.error(401)),
-                    Script(chunks=_inband("openai-chat")))
+        srv.enqueue(
+            Script(chunks=p.text(TEXT)), Script(status=401, body=p.error(401)), Script(chunks=_inband("openai-chat"))
+        )
         outputs = []
         for _ in range(3):  # success, 401, in-band error
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "lmstream.cli", "--model", "openai-chat/x", "--base-url", srv.base_url + "/v1",
-                "--events", "hi", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                sys.executable,
+                "-m",
+                "lmstream.cli",
+                "--model",
+                "openai-chat/x",
+                "--base-url",
+                srv.base_url + "/v1",
+                "--events",
+                "hi",
+                env=env,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
             )
             out, errb = await asyncio.wait_for(proc.communicate(), 20)
             outputs.append((proc.returncode, out.decode(), errb.decode()))

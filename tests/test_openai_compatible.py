@@ -66,12 +66,13 @@ async def test_history_multi_turn(llama_server_url):
     invoker = build_lm_invoker("openai-compatible/" + MODEL_ALIAS, config={"base_url": llama_server_url})
     history = [Message.user("My name is Ada."), Message.assistant("Hello Ada!")]
     events, out = await _run(invoker, history=history)
-    assert out.text
+    assert out.text and events[-1].type == "done"
 
 
 async def test_unknown_route_is_a_provider_error_with_status(llama_server_url):
     invoker = build_lm_invoker(
-        "openai-compatible/" + MODEL_ALIAS, config={"base_url": llama_server_url + "/nope"},
+        "openai-compatible/" + MODEL_ALIAS,
+        config={"base_url": llama_server_url + "/nope"},
     )
     with pytest.raises(ProviderError) as info:
         await invoker.invoke("hi", {"max_tokens": 2})

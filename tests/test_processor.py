@@ -46,8 +46,9 @@ async def test_prompt_kwargs_as_keywords_and_as_prompt_kwargs_reach_the_model(lo
     a = await asyncio.wait_for(lmrp.process(question="Say hello.", hyperparameters=tiny), WAIT)
     b = await asyncio.wait_for(lmrp.process(prompt_kwargs={"question": "Say hello."}, hyperparameters=tiny), WAIT)
     c = await asyncio.wait_for(
-        lmrp.process(prompt_kwargs={"question": "Say hello to every single person in this crowded room."},
-                     hyperparameters=tiny),
+        lmrp.process(
+            prompt_kwargs={"question": "Say hello to every single person in this crowded room."}, hyperparameters=tiny
+        ),
         WAIT,
     )
     assert isinstance(a, LMOutput) and isinstance(b, LMOutput)
@@ -117,8 +118,9 @@ async def test_json_parser_error_from_process_keeps_the_raw_text(local_invoker):
     emitter = EventEmitter.with_stream_handler()
     lmrp = make(local_invoker, output_parser=JSONOutputParser())
     task = asyncio.create_task(
-        lmrp.process(question="Say hello in plain words.", hyperparameters={**SHORT, "max_tokens": 6},
-                     event_emitter=emitter)
+        lmrp.process(
+            question="Say hello in plain words.", hyperparameters={**SHORT, "max_tokens": 6}, event_emitter=emitter
+        )
     )
     events = await collect(emitter)
     text = "".join(e.value for e in events if e.type == "response")
@@ -212,7 +214,10 @@ def test_build_processor_bad_parser_type_and_model_id():
 
 def test_build_processor_json(local_invoker):
     lmrp = build_lm_request_processor(
-        "local/smollm2-135m", system_template="S", user_template="{q}", key_defaults={"q": "d"},
+        "local/smollm2-135m",
+        system_template="S",
+        user_template="{q}",
+        key_defaults={"q": "d"},
         output_parser_type="json",
     )
     assert isinstance(lmrp.output_parser, JSONOutputParser)

@@ -73,7 +73,7 @@ def test_non_string_values_are_stringified():
 
 
 def test_escaped_braces_in_templates():
-    pb = PromptBuilder(system_template="JSON like {{\"k\": 1}}", user_template="{{literal}} {q} }}{{")
+    pb = PromptBuilder(system_template='JSON like {{"k": 1}}', user_template="{{literal}} {q} }}{{")
     msgs = pb.format(q="v")
     assert texts(msgs) == [("system", 'JSON like {"k": 1}'), ("user", "{literal} v }{")]
     assert pb.prompt_keys == ["q"]

@@ -76,32 +76,48 @@ def _split(obj: dict[str, Any]) -> tuple[str, ...]:
 
 PROVIDERS = {
     "openai-chat": P(
-        "openai-chat/gpt-4o-mini", lambda u: u + "/v1",
+        "openai-chat/gpt-4o-mini",
+        lambda u: u + "/v1",
         lambda t: fx.openai_chat_text(t, usage=fx.openai_chat_usage(11, len(t))),
         lambda: fx.openai_chat_text(TEXT, reasoning_deltas=THINK),
-        _chat_tools, lambda o: fx.openai_chat_text(_split(o)),
-        "/v1/chat/completions", (11, len(TEXT)), fx.openai_error_for,
+        _chat_tools,
+        lambda o: fx.openai_chat_text(_split(o)),
+        "/v1/chat/completions",
+        (11, len(TEXT)),
+        fx.openai_error_for,
     ),
     "openai": P(
-        "openai/gpt-4.1-mini", lambda u: u + "/v1",
+        "openai/gpt-4.1-mini",
+        lambda u: u + "/v1",
         lambda t: fx.openai_responses_text(t, usage=fx.openai_responses_usage(11, len(t))),
         lambda: fx.openai_responses_reasoning(THINK, TEXT),
-        _resp_tools, lambda o: fx.openai_responses_structured(o, fragment=5),
-        "/v1/responses", (11, len(TEXT)), fx.openai_error_for,
+        _resp_tools,
+        lambda o: fx.openai_responses_structured(o, fragment=5),
+        "/v1/responses",
+        (11, len(TEXT)),
+        fx.openai_error_for,
     ),
     "anthropic": P(
-        "anthropic/claude-haiku-4-5", lambda u: u,
+        "anthropic/claude-haiku-4-5",
+        lambda u: u,
         lambda t: fx.anthropic_text(t, input_tokens=11, output_tokens=len(t)),
         lambda: fx.anthropic_thinking(THINK, TEXT),
-        _anth_tools, lambda o: fx.anthropic_text(_split(o)),
-        "/v1/messages", (11, len(TEXT)), lambda s: fx.anthropic_error_body(s),
+        _anth_tools,
+        lambda o: fx.anthropic_text(_split(o)),
+        "/v1/messages",
+        (11, len(TEXT)),
+        lambda s: fx.anthropic_error_body(s),
     ),
     "google": P(
-        "google/gemini-2.5-flash", lambda u: u,
+        "google/gemini-2.5-flash",
+        lambda u: u,
         lambda t: fx.gemini_text(t, usage=fx.gemini_usage(11, len(t))),
         lambda: fx.gemini_thinking(THINK, TEXT),
-        _gem_tools, lambda o: fx.gemini_text(_split(o)),
-        "/v1beta/models/gemini-2.5-flash:streamGenerateContent", (11, len(TEXT)), lambda s: fx.gemini_error_body(s),
+        _gem_tools,
+        lambda o: fx.gemini_text(_split(o)),
+        "/v1beta/models/gemini-2.5-flash:streamGenerateContent",
+        (11, len(TEXT)),
+        lambda s: fx.gemini_error_body(s),
     ),
 }
 NAMES = list(PROVIDERS)
@@ -254,7 +270,10 @@ async def test_invalid_structured_output_is_output_parser_error(name):
     p = PROVIDERS[name]
     async with WireServer() as srv:
         srv.enqueue(Script(chunks=p.structured({"city": "Paris"})))
-        inv = _invoker(p, srv, )
+        inv = _invoker(
+            p,
+            srv,
+        )
         inv.set_response_schema(Forecast)
         with pytest.raises(OutputParserError) as info:
             await inv.invoke([Message.user("Forecast?")])
@@ -267,7 +286,7 @@ async def test_history_is_sent_multi_turn(name):
     async with WireServer() as srv:
         srv.enqueue(Script(chunks=p.text(("Ada",))))
         history = [Message.user("My name is Ada."), Message.assistant("Hello Ada!")]
-        events, out = await _process(_lmrp(_invoker(p, srv)), q="My name?", history=history)
+        _, out = await _process(_lmrp(_invoker(p, srv)), q="My name?", history=history)
         body = json.dumps(srv.requests[0].json)
     assert out.text == "Ada"
     assert body.index("My name is Ada.") < body.index("Hello Ada!") < body.index("My name?")

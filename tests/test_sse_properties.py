@@ -125,8 +125,12 @@ def _feed_all(doc: str, cuts: list[int]) -> Any:
 
 
 @settings(max_examples=300, deadline=None)
-@given(value=_json_values, cuts=st.lists(st.integers(min_value=0), max_size=10), ascii_only=st.booleans(),
-       indent=st.sampled_from([None, 2]))
+@given(
+    value=_json_values,
+    cuts=st.lists(st.integers(min_value=0), max_size=10),
+    ascii_only=st.booleans(),
+    indent=st.sampled_from([None, 2]),
+)
 def test_partial_json_ends_with_the_document(value, cuts, ascii_only, indent):
     doc = json.dumps(value, ensure_ascii=ascii_only, indent=indent)
     assert _feed_all(doc, cuts) == value

@@ -46,7 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=None, help="sampling temperature, 0 to 2")
     p.add_argument("--base-url", default=None, help="provider endpoint (for openai-compatible servers)")
     p.add_argument("--events", action="store_true", help="print every event as one JSON line (value, level, type, ...)")
-    p.add_argument("--json", action="store_true", help="parse the answer as JSON and print it (answer streams to stderr)")
+    p.add_argument(
+        "--json", action="store_true", help="parse the answer as JSON and print it (answer streams to stderr)"
+    )
     return p
 
 

@@ -153,8 +153,7 @@ class Event:
 
     def __repr__(self) -> str:
         return (
-            f"Event(type={str(self.type)!r}, value={self.value!r}, "
-            f"level={EventLevel(self.level).name}, id={self.id!r})"
+            f"Event(type={str(self.type)!r}, value={self.value!r}, level={EventLevel(self.level).name}, id={self.id!r})"
         )
 
     def __eq__(self, other: object) -> bool:
@@ -357,9 +356,7 @@ class PrintEventHandler(BaseEventHandler):
     def emit_nowait(self, event: Event) -> None:
         out = self._file or sys.stdout
         value = event.value if isinstance(event.value, str) else _json.dumps(event.value)
-        out.write(
-            f"{event.timestamp.isoformat()} {EventLevel(event.level).name} {event.type} {value!r}\n"
-        )
+        out.write(f"{event.timestamp.isoformat()} {EventLevel(event.level).name} {event.type} {value!r}\n")
 
 
 _COLOURS = {
@@ -604,8 +601,9 @@ class EventEmitter:
             try:
                 event = await hook(event)
             except Exception as exc:
-                logger.error("event hook %r raised %s: %s (ignored)", getattr(hook, "__name__", hook),
-                             type(exc).__name__, exc)
+                logger.error(
+                    "event hook %r raised %s: %s (ignored)", getattr(hook, "__name__", hook), type(exc).__name__, exc
+                )
         return event
 
     async def _call_async(self, h: BaseEventHandler, event: Event) -> None:

@@ -69,8 +69,15 @@ class LMRequestProcessor:
         """
         marker = object()
         coro = self._process(
-            marker, prompt_kwargs, history, extra_contents, hyperparameters, event_emitter,
-            auto_execute_tools, max_lm_calls, kwargs,
+            marker,
+            prompt_kwargs,
+            history,
+            extra_contents,
+            hyperparameters,
+            event_emitter,
+            auto_execute_tools,
+            max_lm_calls,
+            kwargs,
         )
         if event_emitter is not None:
             event_emitter._register(marker, coro)
@@ -95,7 +102,14 @@ class LMRequestProcessor:
         try:
             try:
                 result, output = await self._run(
-                    ctx, prompt_kwargs, history, extra_contents, hyperparameters, auto_execute_tools, max_lm_calls, kwargs
+                    ctx,
+                    prompt_kwargs,
+                    history,
+                    extra_contents,
+                    hyperparameters,
+                    auto_execute_tools,
+                    max_lm_calls,
+                    kwargs,
                 )
             except BaseException as exc:
                 await emit_failure(ctx, exc)
@@ -178,4 +192,3 @@ def build_lm_request_processor(
         tools=tools,
         response_schema=response_schema,
     )
-

@@ -170,8 +170,7 @@ class PromptBuilder:
             if unknown:
                 problems.append(f"unknown key {', '.join(unknown)}")
             raise PromptError(
-                "prompt: " + "; ".join(problems)
-                + f" (the templates use: {', '.join(self.prompt_keys) or 'no keys'}; "
+                "prompt: " + "; ".join(problems) + f" (the templates use: {', '.join(self.prompt_keys) or 'no keys'}; "
                 "pass values as keyword arguments or prompt_kwargs=, or set key_defaults)",
                 missing=missing,
                 unknown=unknown,

@@ -67,7 +67,12 @@ def to_tool(obj: Any) -> Tool:
         return obj
     if isinstance(obj, dict):
         try:
-            return Tool(obj["name"], obj.get("description", ""), obj.get("parameters") or {"type": "object", "properties": {}}, obj.get("func"))
+            return Tool(
+                obj["name"],
+                obj.get("description", ""),
+                obj.get("parameters") or {"type": "object", "properties": {}},
+                obj.get("func"),
+            )
         except KeyError:
             raise ConfigurationError("a tool given as a dict needs at least a 'name'") from None
     if callable(obj):
@@ -195,9 +200,13 @@ async def execute_tool_calls(tools: list[Tool], calls: list[ToolCall]) -> list[T
     async def one(call: ToolCall) -> ToolResult:
         t = by_name.get(call.name)
         if t is None:
-            return ToolResult(call.id, call.name, f"Error: no tool named {call.name!r}; available: {', '.join(by_name)}", True)
+            return ToolResult(
+                call.id, call.name, f"Error: no tool named {call.name!r}; available: {', '.join(by_name)}", True
+            )
         if "_raw" in call.arguments and len(call.arguments) == 1:
-            return ToolResult(call.id, call.name, f"Error: arguments are not valid JSON: {call.arguments['_raw']}", True)
+            return ToolResult(
+                call.id, call.name, f"Error: arguments are not valid JSON: {call.arguments['_raw']}", True
+            )
         try:
             return ToolResult(call.id, call.name, _stringify(await t.run(call.arguments)))
         except asyncio.CancelledError:

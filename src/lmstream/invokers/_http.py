@@ -15,7 +15,14 @@ from typing import Any
 from .. import _json
 from ..errors import ConfigurationError, LMTimeoutError, ProviderError, RateLimitError
 
-__all__ = ["resolve_api_key", "iter_sse", "error_from_status", "map_transport_error", "ClientCache", "parse_retry_after"]
+__all__ = [
+    "resolve_api_key",
+    "iter_sse",
+    "error_from_status",
+    "map_transport_error",
+    "ClientCache",
+    "parse_retry_after",
+]
 
 
 def _read_dotenv(path: Path) -> dict[str, str]:
@@ -38,7 +45,9 @@ def _read_dotenv(path: Path) -> dict[str, str]:
     return values
 
 
-def resolve_api_key(explicit: str | None, env_vars: tuple[str, ...], provider: str, required: bool = True) -> str | None:
+def resolve_api_key(
+    explicit: str | None, env_vars: tuple[str, ...], provider: str, required: bool = True
+) -> str | None:
     """The key from the argument, the environment, or `.env` in the working directory."""
     if explicit:
         return explicit
@@ -152,7 +161,9 @@ def map_transport_error(provider: str, exc: BaseException, where: str) -> Except
         return LMTimeoutError(f"{provider}: timed out talking to {where} ({type(exc).__name__})", retryable=True)
     if isinstance(exc, httpx.ConnectError):
         return ProviderError(f"could not connect to {where}: {exc}", provider=provider, retryable=True)
-    return ProviderError(f"connection to {where} failed: {type(exc).__name__}: {exc}", provider=provider, retryable=True)
+    return ProviderError(
+        f"connection to {where} failed: {type(exc).__name__}: {exc}", provider=provider, retryable=True
+    )
 
 
 async def iter_sse(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[bytes, bytes]]:

@@ -21,8 +21,14 @@ from .base import BaseLMInvoker, FinishDelta, ThinkingDelta, ToolCallDelta, Usag
 
 __all__ = ["AnthropicLMInvoker"]
 
-_STOP = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
-         "refusal": "content_filter", "pause_turn": "pause"}
+_STOP = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+    "pause_turn": "pause",
+}
 
 
 def _blocks(m: Message) -> list[dict[str, Any]]:
@@ -37,8 +43,12 @@ def _blocks(m: Message) -> list[dict[str, Any]]:
             out.append({"type": "tool_result", "tool_use_id": c.id, "content": c.output, "is_error": c.is_error})
         elif isinstance(c, Attachment):
             kind = "image" if c.mime_type.startswith("image/") else "document"
-            out.append({"type": kind, "source": {"type": "base64", "media_type": c.mime_type,
-                                                  "data": base64.b64encode(c.data).decode()}})
+            out.append(
+                {
+                    "type": kind,
+                    "source": {"type": "base64", "media_type": c.mime_type, "data": base64.b64encode(c.data).decode()},
+                }
+            )
     return out
 
 
@@ -74,9 +84,17 @@ class AnthropicLMInvoker(BaseLMInvoker):
     }
     default_max_tokens = 4096
 
-    def __init__(self, model_name: str, api_key: str | None = None, base_url: str | None = None,
-                 default_hyperparameters: dict[str, Any] | None = None, retry_config: Any = None,
-                 tools: Any = None, response_schema: Any = None, connect_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        model_name: str,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        default_hyperparameters: dict[str, Any] | None = None,
+        retry_config: Any = None,
+        tools: Any = None,
+        response_schema: Any = None,
+        connect_timeout: float = 10.0,
+    ) -> None:
         super().__init__(
             model_name,
             api_key=resolve_api_key(api_key, ("ANTHROPIC_API_KEY",), "anthropic"),
@@ -98,9 +116,12 @@ class AnthropicLMInvoker(BaseLMInvoker):
             try:
                 import anthropic
             except ImportError as exc:
-                raise ConfigurationError("the anthropic SDK is not installed; run: pip install 'lmstream[anthropic]'") from exc
-            timeout = anthropic.Timeout(connect=self._connect_timeout, read=self.retry_config.idle_timeout,
-                                        write=60.0, pool=60.0)
+                raise ConfigurationError(
+                    "the anthropic SDK is not installed; run: pip install 'lmstream[anthropic]'"
+                ) from exc
+            timeout = anthropic.Timeout(
+                connect=self._connect_timeout, read=self.retry_config.idle_timeout, write=60.0, pool=60.0
+            )
             kwargs: dict[str, Any] = {"api_key": self._api_key, "max_retries": 0, "timeout": timeout}
             if self.base_url:
                 kwargs["base_url"] = self.base_url
@@ -110,8 +131,12 @@ class AnthropicLMInvoker(BaseLMInvoker):
 
     def _request(self, messages: list[Message], params: dict[str, Any]) -> dict[str, Any]:
         system, msgs = to_anthropic(messages)
-        req: dict[str, Any] = {"model": self.model_name, "messages": msgs, "stream": True,
-                               "max_tokens": params.pop("max_tokens", self.default_max_tokens)}
+        req: dict[str, Any] = {
+            "model": self.model_name,
+            "messages": msgs,
+            "stream": True,
+            "max_tokens": params.pop("max_tokens", self.default_max_tokens),
+        }
         if "stop" in params:
             stop = params.pop("stop")
             req["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
@@ -127,8 +152,9 @@ class AnthropicLMInvoker(BaseLMInvoker):
         if system:
             req["system"] = system
         if self.tools:
-            req["tools"] = [{"name": t.name, "description": t.description, "input_schema": t.parameters}
-                            for t in self.tools]
+            req["tools"] = [
+                {"name": t.name, "description": t.description, "input_schema": t.parameters} for t in self.tools
+            ]
         return req
 
     async def _stream(self, messages: list[Message], params: dict[str, Any]) -> AsyncIterator[Any]:
@@ -164,10 +190,11 @@ class AnthropicLMInvoker(BaseLMInvoker):
                         yield ThinkingDelta(end=True)
                 elif t == "message_start":
                     u = ev.message.usage
-                    cached = (getattr(u, "cache_read_input_tokens", None) or 0)
+                    cached = getattr(u, "cache_read_input_tokens", None) or 0
                     yield UsageDelta(
                         (u.input_tokens or 0) + cached + (getattr(u, "cache_creation_input_tokens", None) or 0),
-                        u.output_tokens, cached,
+                        u.output_tokens,
+                        cached,
                     )
                 elif t == "message_delta":
                     if ev.delta.stop_reason:
@@ -179,8 +206,11 @@ class AnthropicLMInvoker(BaseLMInvoker):
                     return
                 elif t == "error":
                     err = getattr(ev, "error", None)
-                    raise ProviderError(f"in-band error: {getattr(err, 'message', err)}", provider=self.provider,
-                                        retryable=getattr(err, "type", "") in ("overloaded_error", "api_error"))
+                    raise ProviderError(
+                        f"in-band error: {getattr(err, 'message', err)}",
+                        provider=self.provider,
+                        retryable=getattr(err, "type", "") in ("overloaded_error", "api_error"),
+                    )
         except (ProviderError, GeneratorExit):
             raise
         except Exception as exc:

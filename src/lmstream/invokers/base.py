@@ -290,7 +290,9 @@ class BaseLMInvoker:
                 "(RetryConfig.timeout)"
             ) from exc
 
-    async def _attempts(self, ctx: RequestContext, msgs: list[Message], params: dict[str, Any], cfg: RetryConfig) -> LMOutput:
+    async def _attempts(
+        self, ctx: RequestContext, msgs: list[Message], params: dict[str, Any], cfg: RetryConfig
+    ) -> LMOutput:
         attempt = 0
         while True:
             acc = _Accumulator(ctx, self.model_name, self.response_schema is not None)
@@ -301,8 +303,10 @@ class BaseLMInvoker:
             except (LMStreamError, OSError) as exc:
                 if acc.started:
                     raise acc.interrupted(exc) from exc
-                err = exc if isinstance(exc, LMStreamError) else ProviderError(
-                    f"connection failed: {exc}", provider=self.provider
+                err = (
+                    exc
+                    if isinstance(exc, LMStreamError)
+                    else ProviderError(f"connection failed: {exc}", provider=self.provider)
                 )
                 retryable = getattr(err, "retryable", False) or isinstance(exc, OSError)
                 if not retryable or attempt >= cfg.max_retries:
@@ -352,8 +356,12 @@ async def emit_failure(ctx: RequestContext, exc: BaseException) -> None:
         return
     if isinstance(exc, asyncio.CancelledError):
         # Cancellation must end the request at once: a stuck handler gets no more than a moment.
-        event = Event("request cancelled", EventType.ERROR, EventLevel.ERROR,
-                      {"request_id": ctx.request_id, "error_type": "CancelledError"})
+        event = Event(
+            "request cancelled",
+            EventType.ERROR,
+            EventLevel.ERROR,
+            {"request_id": ctx.request_id, "error_type": "CancelledError"},
+        )
         await ctx.emitter.deliver_bounded(event, 0.2)
         return
     meta: dict[str, Any] = {"error_type": type(exc).__name__}

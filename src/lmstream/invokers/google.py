@@ -15,9 +15,17 @@ from .base import BaseLMInvoker, FinishDelta, ThinkingDelta, ToolCallDelta, Usag
 
 __all__ = ["GoogleLMInvoker"]
 
-_FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter", "RECITATION": "content_filter",
-           "BLOCKLIST": "content_filter", "PROHIBITED_CONTENT": "content_filter", "SPII": "content_filter",
-           "MALFORMED_FUNCTION_CALL": "error", "OTHER": "other"}
+_FINISH = {
+    "STOP": "stop",
+    "MAX_TOKENS": "length",
+    "SAFETY": "content_filter",
+    "RECITATION": "content_filter",
+    "BLOCKLIST": "content_filter",
+    "PROHIBITED_CONTENT": "content_filter",
+    "SPII": "content_filter",
+    "MALFORMED_FUNCTION_CALL": "error",
+    "OTHER": "other",
+}
 
 
 def to_gemini(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]:
@@ -39,7 +47,9 @@ def to_gemini(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]:
             elif isinstance(c, ToolCall):
                 parts.append({"function_call": {"name": c.name, "args": c.arguments}})
             elif isinstance(c, ToolResult):
-                parts.append({"function_response": {"name": c.name, "response": {"error" if c.is_error else "output": c.output}}})
+                parts.append(
+                    {"function_response": {"name": c.name, "response": {"error" if c.is_error else "output": c.output}}}
+                )
             elif isinstance(c, Attachment):
                 parts.append({"inline_data": {"mime_type": c.mime_type, "data": base64.b64encode(c.data).decode()}})
         if not parts:
@@ -66,9 +76,17 @@ class GoogleLMInvoker(BaseLMInvoker):
         "frequency_penalty": (lambda v: isinstance(v, (int, float)), "a number"),
     }
 
-    def __init__(self, model_name: str, api_key: str | None = None, base_url: str | None = None,
-                 default_hyperparameters: dict[str, Any] | None = None, retry_config: Any = None,
-                 tools: Any = None, response_schema: Any = None, api_version: str = "v1beta") -> None:
+    def __init__(
+        self,
+        model_name: str,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        default_hyperparameters: dict[str, Any] | None = None,
+        retry_config: Any = None,
+        tools: Any = None,
+        response_schema: Any = None,
+        api_version: str = "v1beta",
+    ) -> None:
         super().__init__(
             model_name,
             api_key=resolve_api_key(api_key, ("GOOGLE_API_KEY", "GEMINI_API_KEY"), "google"),
@@ -92,11 +110,15 @@ class GoogleLMInvoker(BaseLMInvoker):
                 from google import genai
                 from google.genai import types
             except ImportError as exc:
-                raise ConfigurationError("the google-genai SDK is not installed; run: pip install 'lmstream[google]'") from exc
+                raise ConfigurationError(
+                    "the google-genai SDK is not installed; run: pip install 'lmstream[google]'"
+                ) from exc
             # SDK retries off (lmstream retries only before the first token). Without this the
             # aiohttp path sleeps 1-10 s and retries once on any connection error, per attempt.
-            opts: dict[str, Any] = {"api_version": self.api_version,
-                                    "retry_options": types.HttpRetryOptions(attempts=1)}
+            opts: dict[str, Any] = {
+                "api_version": self.api_version,
+                "retry_options": types.HttpRetryOptions(attempts=1),
+            }
             if self.base_url:
                 opts["base_url"] = self.base_url
             self._client = genai.Client(api_key=self._api_key, http_options=types.HttpOptions(**opts))
@@ -106,8 +128,15 @@ class GoogleLMInvoker(BaseLMInvoker):
         cfg: dict[str, Any] = {}
         if system:
             cfg["system_instruction"] = system
-        names = {"max_tokens": "max_output_tokens", "temperature": "temperature", "top_p": "top_p", "seed": "seed",
-                 "top_k": "top_k", "presence_penalty": "presence_penalty", "frequency_penalty": "frequency_penalty"}
+        names = {
+            "max_tokens": "max_output_tokens",
+            "temperature": "temperature",
+            "top_p": "top_p",
+            "seed": "seed",
+            "top_k": "top_k",
+            "presence_penalty": "presence_penalty",
+            "frequency_penalty": "frequency_penalty",
+        }
         for k, v in params.items():
             if k == "stop":
                 cfg["stop_sequences"] = [v] if isinstance(v, str) else list(v)
@@ -121,9 +150,14 @@ class GoogleLMInvoker(BaseLMInvoker):
                 tc["thinking_budget"] = budget
             cfg["thinking_config"] = tc
         if self.tools:
-            cfg["tools"] = [{"function_declarations": [
-                {"name": t.name, "description": t.description, "parameters_json_schema": t.parameters}
-                for t in self.tools]}]
+            cfg["tools"] = [
+                {
+                    "function_declarations": [
+                        {"name": t.name, "description": t.description, "parameters_json_schema": t.parameters}
+                        for t in self.tools
+                    ]
+                }
+            ]
         if self.response_schema is not None:
             cfg["response_mime_type"] = "application/json"
             cfg["response_json_schema"] = self.response_schema
@@ -145,7 +179,7 @@ class GoogleLMInvoker(BaseLMInvoker):
             async for chunk in with_idle_timeout(stream.__aiter__(), self.retry_config.idle_timeout, self.provider):
                 for cand in (chunk.candidates or [])[:1]:
                     content = cand.content
-                    for part in (content.parts if content and content.parts else []):
+                    for part in content.parts if content and content.parts else []:
                         if part.thought:
                             if part.text:
                                 in_thought = True
@@ -158,16 +192,21 @@ class GoogleLMInvoker(BaseLMInvoker):
                             yield part.text
                         fc = part.function_call
                         if fc is not None:
-                            yield ToolCallDelta(n_calls, fc.id or f"call_{n_calls}", fc.name,
-                                                _json.dumps(dict(fc.args or {})))
+                            yield ToolCallDelta(
+                                n_calls, fc.id or f"call_{n_calls}", fc.name, _json.dumps(dict(fc.args or {}))
+                            )
                             n_calls += 1
                     if cand.finish_reason:
                         reason = getattr(cand.finish_reason, "value", cand.finish_reason)
                         finish = _FINISH.get(str(reason), str(reason).lower())
                 u = chunk.usage_metadata
                 if u is not None:
-                    yield UsageDelta(u.prompt_token_count, (u.candidates_token_count or 0) + (u.thoughts_token_count or 0),
-                                     u.cached_content_token_count, u.thoughts_token_count)
+                    yield UsageDelta(
+                        u.prompt_token_count,
+                        (u.candidates_token_count or 0) + (u.thoughts_token_count or 0),
+                        u.cached_content_token_count,
+                        u.thoughts_token_count,
+                    )
         except GeneratorExit:
             raise
         except Exception as exc:

@@ -18,8 +18,8 @@ import atexit
 import importlib.util
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -67,6 +67,8 @@ def _executor_for(path: str, n_ctx: int) -> ThreadPoolExecutor:
         if ex is None:
             ex = _executors[key] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmstream-local")
         return ex
+
+
 _shutting_down = threading.Event()
 
 
@@ -82,9 +84,7 @@ def _load(path: str, n_ctx: int, n_threads: int | None) -> tuple[Any, threading.
                     "the local runtime llama-cpp-python is not installed; run: pip install 'lmstream[local]'"
                 ) from exc
             try:
-                model = llama_cpp.Llama(
-                    model_path=path, n_ctx=n_ctx, n_threads=n_threads, verbose=False
-                )
+                model = llama_cpp.Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads, verbose=False)
             except Exception as exc:
                 raise ConfigurationError(f"could not load GGUF model {path}: {exc}") from exc
             _models[key] = model

@@ -125,7 +125,10 @@ class OpenAIChatCompletionsLMInvoker(BaseLMInvoker):
             body[self.max_tokens_field if k == "max_tokens" else k] = v
         if self.tools:
             body["tools"] = [
-                {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
+                {
+                    "type": "function",
+                    "function": {"name": t.name, "description": t.description, "parameters": t.parameters},
+                }
                 for t in self.tools
             ]
         if self.response_schema is not None:
@@ -144,9 +147,14 @@ class OpenAIChatCompletionsLMInvoker(BaseLMInvoker):
         import httpx
 
         client = self._clients.get()
-        timeout = httpx.Timeout(connect=self._connect_timeout, read=self.retry_config.idle_timeout, write=60.0, pool=60.0)
+        timeout = httpx.Timeout(
+            connect=self._connect_timeout, read=self.retry_config.idle_timeout, write=60.0, pool=60.0
+        )
         request = client.build_request(
-            "POST", self._url, content=_json.dumpb(self._body(messages, dict(params))), headers=self._headers,
+            "POST",
+            self._url,
+            content=_json.dumpb(self._body(messages, dict(params))),
+            headers=self._headers,
             timeout=timeout,
         )
         where = self._url
@@ -185,7 +193,9 @@ class OpenAIChatCompletionsLMInvoker(BaseLMInvoker):
                             if calls:
                                 for tc in calls:
                                     fn = tc.get("function") or {}
-                                    yield ToolCallDelta(tc.get("index", 0), tc.get("id"), fn.get("name"), fn.get("arguments") or "")
+                                    yield ToolCallDelta(
+                                        tc.get("index", 0), tc.get("id"), fn.get("name"), fn.get("arguments") or ""
+                                    )
                     reason = choice.get("finish_reason")
                     if reason:
                         finish = _FINISH.get(reason, reason)

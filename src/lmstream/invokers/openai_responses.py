@@ -47,8 +47,9 @@ def to_responses_input(messages: list[Message]) -> tuple[str, list[dict[str, Any
             items.append({"role": "assistant" if m.role == "assistant" else "user", "content": parts})
         for c in m.contents:
             if isinstance(c, ToolCall):
-                items.append({"type": "function_call", "call_id": c.id, "name": c.name,
-                              "arguments": _json.dumps(c.arguments)})
+                items.append(
+                    {"type": "function_call", "call_id": c.id, "name": c.name, "arguments": _json.dumps(c.arguments)}
+                )
             elif isinstance(c, ToolResult):
                 items.append({"type": "function_call_output", "call_id": c.id, "output": c.output})
     return "\n\n".join(system), items
@@ -69,9 +70,17 @@ class OpenAILMInvoker(BaseLMInvoker):
         "previous_response_id": (lambda v: isinstance(v, str), "a string"),
     }
 
-    def __init__(self, model_name: str, api_key: str | None = None, base_url: str | None = None,
-                 default_hyperparameters: dict[str, Any] | None = None, retry_config: Any = None,
-                 tools: Any = None, response_schema: Any = None, connect_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        model_name: str,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        default_hyperparameters: dict[str, Any] | None = None,
+        retry_config: Any = None,
+        tools: Any = None,
+        response_schema: Any = None,
+        connect_timeout: float = 10.0,
+    ) -> None:
         super().__init__(
             model_name,
             api_key=resolve_api_key(api_key, ("OPENAI_API_KEY",), "openai"),
@@ -92,9 +101,12 @@ class OpenAILMInvoker(BaseLMInvoker):
                 import httpx
                 import openai
             except ImportError as exc:
-                raise ConfigurationError("the openai SDK is not installed; run: pip install 'lmstream[openai]'") from exc
-            timeout = httpx.Timeout(connect=self._connect_timeout, read=self.retry_config.idle_timeout,
-                                    write=60.0, pool=60.0)
+                raise ConfigurationError(
+                    "the openai SDK is not installed; run: pip install 'lmstream[openai]'"
+                ) from exc
+            timeout = httpx.Timeout(
+                connect=self._connect_timeout, read=self.retry_config.idle_timeout, write=60.0, pool=60.0
+            )
             kwargs: dict[str, Any] = {"api_key": self._api_key, "max_retries": 0, "timeout": timeout}
             if self.base_url:
                 kwargs["base_url"] = self.base_url
@@ -117,11 +129,20 @@ class OpenAILMInvoker(BaseLMInvoker):
             req["reasoning"] = {k: v for k, v in (("effort", effort), ("summary", summary or "auto")) if v}
         req.update(params)
         if self.tools:
-            req["tools"] = [{"type": "function", "name": t.name, "description": t.description,
-                             "parameters": t.parameters, "strict": False} for t in self.tools]
+            req["tools"] = [
+                {
+                    "type": "function",
+                    "name": t.name,
+                    "description": t.description,
+                    "parameters": t.parameters,
+                    "strict": False,
+                }
+                for t in self.tools
+            ]
         if self.response_schema is not None:
-            req["text"] = {"format": {"type": "json_schema", "name": "response", "schema": self.response_schema,
-                                      "strict": False}}
+            req["text"] = {
+                "format": {"type": "json_schema", "name": "response", "schema": self.response_schema, "strict": False}
+            }
         return req
 
     async def _stream(self, messages: list[Message], params: dict[str, Any]) -> AsyncIterator[Any]:
@@ -149,9 +170,14 @@ class OpenAILMInvoker(BaseLMInvoker):
                     resp = ev.response
                     u = resp.usage
                     if u is not None:
-                        cached = getattr(u.input_tokens_details, "cached_tokens", None) if u.input_tokens_details else None
-                        reasoning = (getattr(u.output_tokens_details, "reasoning_tokens", None)
-                                     if u.output_tokens_details else None)
+                        cached = (
+                            getattr(u.input_tokens_details, "cached_tokens", None) if u.input_tokens_details else None
+                        )
+                        reasoning = (
+                            getattr(u.output_tokens_details, "reasoning_tokens", None)
+                            if u.output_tokens_details
+                            else None
+                        )
                         yield UsageDelta(u.input_tokens, u.output_tokens, cached, reasoning)
                     reason = "stop"
                     if t == "response.incomplete":
@@ -162,11 +188,17 @@ class OpenAILMInvoker(BaseLMInvoker):
                     return
                 elif t == "response.failed":
                     err = getattr(ev.response, "error", None)
-                    raise ProviderError(f"response failed: {getattr(err, 'message', err)} ({getattr(err, 'code', '')})",
-                                        provider=self.provider, retryable=getattr(err, "code", "") == "server_error")
+                    raise ProviderError(
+                        f"response failed: {getattr(err, 'message', err)} ({getattr(err, 'code', '')})",
+                        provider=self.provider,
+                        retryable=getattr(err, "code", "") == "server_error",
+                    )
                 elif t == "error":
-                    raise ProviderError(f"in-band error: {getattr(ev, 'message', ev)} ({getattr(ev, 'code', '')})",
-                                        provider=self.provider, retryable=False)
+                    raise ProviderError(
+                        f"in-band error: {getattr(ev, 'message', ev)} ({getattr(ev, 'code', '')})",
+                        provider=self.provider,
+                        retryable=False,
+                    )
         except (ProviderError, GeneratorExit):
             raise
         except Exception as exc:
