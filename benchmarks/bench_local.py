@@ -26,7 +26,7 @@ def raw_child(n: int, threads: int | None, reps: int) -> list[tuple[int, float, 
 
     import llama_cpp
 
-    from lmstream.invokers.local import embedded_model_path
+    from lmstream.invokers.local import DEFAULT_REPEAT_PENALTY, embedded_model_path
 
     model = llama_cpp.Llama(
         model_path=str(embedded_model_path("smollm2-135m")),
@@ -40,7 +40,9 @@ def raw_child(n: int, threads: int | None, reps: int) -> list[tuple[int, float, 
         t0 = time.perf_counter()
         first = None
         count = 0
-        for chunk in model.create_chat_completion(messages=msgs, stream=True, max_tokens=k, temperature=0.0):
+        for chunk in model.create_chat_completion(
+            messages=msgs, stream=True, max_tokens=k, temperature=0.0, repeat_penalty=DEFAULT_REPEAT_PENALTY
+        ):
             if chunk["choices"][0]["delta"].get("content"):
                 if first is None:
                     first = time.perf_counter()

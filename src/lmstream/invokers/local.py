@@ -131,6 +131,7 @@ def _to_llama_messages(messages: list[Message]) -> list[dict[str, str]]:
 
 
 _SENTINEL_DONE = object()
+DEFAULT_REPEAT_PENALTY = 1.1
 
 
 class LocalLMInvoker(BaseLMInvoker):
@@ -197,6 +198,8 @@ class LocalLMInvoker(BaseLMInvoker):
         model, lock = await asyncio.to_thread(_load, self.model_path, self.n_ctx, self.n_threads)
         kwargs: dict[str, Any] = dict(params)
         kwargs.setdefault("max_tokens", 512)
+        # Small models loop on themselves without a repetition penalty (SmolLM2-135M does).
+        kwargs.setdefault("repeat_penalty", DEFAULT_REPEAT_PENALTY)
         if self.response_schema is not None:
             kwargs["response_format"] = {"type": "json_object", "schema": self.response_schema}
         llama_messages = _to_llama_messages(messages)
