@@ -1,0 +1,90 @@
+"""The embedded model: structured output, model ids, hyperparameters, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from pydantic import BaseModel
+
+from lmstream import (
+    ConfigurationError,
+    EventEmitter,
+    LocalLMInvoker,
+    Message,
+    build_lm_invoker,
+)
+from lmstream.invokers.local import embedded_model_path
+
+
+class City(BaseModel):
+    name: str
+    country: str
+
+
+async def test_structured_output_is_grammar_constrained_with_partial_data_events():
+    inv = LocalLMInvoker(response_schema=City)
+    emitter = EventEmitter.with_stream_handler()
+    task = asyncio.create_task(
+        inv.invoke(
+            [Message.user("Give me a city in Japan as JSON with name and country.")],
+            {"max_tokens": 60, "temperature": 0.0},
+            emitter,
+        )
+    )
+    events = [e async for e in emitter.stream()]
+    out = await task
+    assert isinstance(out.structured_output, City) and out.structured_output.name
+    data = [e.value for e in events if e.type == "data"]
+    assert len(data) >= 2 and data[-1] == out.structured_output.model_dump()
+    assert events[-1].type == "done"
+
+
+async def test_gguf_path_model_id_runs_the_same_file():
+    path = embedded_model_path("smollm2-135m")
+    inv = build_lm_invoker(f"local/{path}")
+    assert isinstance(inv, LocalLMInvoker) and inv.model_path == str(path)
+    out = await inv.invoke("Say hi.", {"max_tokens": 4})
+    assert out.text and out.usage.output_tokens == 4 and out.finish_reason == "length"
+
+
+@pytest.mark.parametrize(
+    ("model_id", "needle"),
+    [("local/nope", "smollm2-135m"), ("local/missing.gguf", "not found"), ("mistral/x", "known providers")],
+)
+def test_bad_model_ids_say_how_to_fix(model_id, needle):
+    with pytest.raises(ConfigurationError, match=needle):
+        build_lm_invoker(model_id)
+
+
+@pytest.mark.parametrize(
+    ("params", "needle"),
+    [
+        ({"max_tokns": 5}, "unknown hyperparameter 'max_tokns'"),
+        ({"max_tokens": "5"}, "must be a positive int"),
+        ({"temperature": 3}, "between 0 and 2"),
+        ({"stop": 5}, "a string or a list of strings"),
+    ],
+)
+async def test_bad_hyperparameters_are_clear_errors(local_invoker, params, needle):
+    with pytest.raises(ConfigurationError, match=needle):
+        await local_invoker.invoke("hi", params)
+
+
+async def test_cancel_stops_generation_at_the_next_token(local_invoker):
+    """A long generation, cancelled: the next request starts at once instead of queueing."""
+    emitter = EventEmitter.with_stream_handler()
+    task = asyncio.create_task(local_invoker.invoke("Write a long story.", {"max_tokens": 500}, emitter))
+    seen = 0
+    async for event in emitter.stream():
+        seen += event.type == "response"
+        if seen == 3:
+            task.cancel()
+    assert seen >= 3  # the stream ended by itself after the cancel
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    t0 = time.perf_counter()
+    out = await asyncio.wait_for(local_invoker.invoke("Hi", {"max_tokens": 2}), 10)
+    # 500 tokens at ~100 tokens/s would block a queued request for seconds
+    assert out.text and time.perf_counter() - t0 < 2.0
