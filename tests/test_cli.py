@@ -126,6 +126,7 @@ def test_closed_output_pipe_stops_quietly():
     assert proc.stdout.read(1)  # the answer started streaming; now the reader goes away (`| head -c 1`)
     proc.stdout.close()
     err = proc.stderr.read().decode()
+    proc.stderr.close()
     assert proc.wait(timeout=TIMEOUT) == 141, err
     assert_clean_stderr(err)
 

@@ -28,7 +28,9 @@ async def _run(invoker, **kwargs):
     lmrp = LMRequestProcessor(PromptBuilder(system_template="Be brief.", user_template="{q}"), invoker)
     task = asyncio.create_task(lmrp.process(q="Name a fruit.", event_emitter=emitter, hyperparameters=HP, **kwargs))
     events = [e async for e in emitter.stream()]
-    return events, await task
+    out = await task
+    await invoker.aclose()  # pooled keep-alive connections; ResourceWarning fails the test otherwise
+    return events, out
 
 
 @pytest.mark.parametrize(
@@ -57,7 +59,8 @@ async def test_same_output_as_embedded_model(llama_server_url, local_invoker):
     """Same GGUF, greedy decoding: the server path and the in-process path agree."""
     remote = build_lm_invoker("openai-compatible/" + MODEL_ALIAS, config={"base_url": llama_server_url})
     msgs = [Message.user("Name a fruit.")]
-    a = await remote.invoke(msgs, {"max_tokens": 8, "temperature": 0.0})
+    async with remote:
+        a = await remote.invoke(msgs, {"max_tokens": 8, "temperature": 0.0})
     b = await local_invoker.invoke(msgs, {"max_tokens": 8, "temperature": 0.0})
     assert a.text == b.text
 
@@ -75,7 +78,8 @@ async def test_unknown_route_is_a_provider_error_with_status(llama_server_url):
         config={"base_url": llama_server_url + "/nope"},
     )
     with pytest.raises(ProviderError) as info:
-        await invoker.invoke("hi", {"max_tokens": 2})
+        async with invoker:
+            await invoker.invoke("hi", {"max_tokens": 2})
     assert info.value.status_code == 404
 
 

@@ -7,6 +7,7 @@ SDK retries are off: lmstream retries only before the first token.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
@@ -108,8 +109,12 @@ class AnthropicLMInvoker(BaseLMInvoker):
         self._client: Any = None
         self._loop: Any = None
 
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and self._loop is asyncio.get_running_loop():
+            await client.close()
+
     def _get_client(self) -> Any:
-        import asyncio
 
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop:

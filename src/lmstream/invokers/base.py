@@ -335,7 +335,13 @@ class BaseLMInvoker:
         raise NotImplementedError
 
     async def aclose(self) -> None:
-        """Release connections; the invoker stays usable (it reopens on demand)."""
+        """Release pooled connections; the invoker stays usable (it reopens on demand)."""
+
+    async def __aenter__(self) -> BaseLMInvoker:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
 
 async def emit_done(ctx: RequestContext, out: LMOutput) -> None:

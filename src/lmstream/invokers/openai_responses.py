@@ -94,6 +94,11 @@ class OpenAILMInvoker(BaseLMInvoker):
         self._client: Any = None
         self._loop: Any = None
 
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and self._loop is asyncio.get_running_loop():
+            await client.close()
+
     def _get_client(self) -> Any:
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop:
