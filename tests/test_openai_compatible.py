@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from pydantic import BaseModel
 
 from lmstream import (
     ConfigurationError,
@@ -15,6 +16,7 @@ from lmstream import (
     OpenAICompatibleLMInvoker,
     PromptBuilder,
     ProviderError,
+    RetryConfig,
     build_lm_invoker,
 )
 
@@ -23,10 +25,10 @@ from .llama_server import MODEL_ALIAS
 HP = {"max_tokens": 16, "temperature": 0.0}
 
 
-async def _run(invoker, **kwargs):
+async def _run(invoker, hp=HP, **kwargs):
     emitter = EventEmitter.with_stream_handler()
     lmrp = LMRequestProcessor(PromptBuilder(system_template="Be brief.", user_template="{q}"), invoker)
-    task = asyncio.create_task(lmrp.process(q="Name a fruit.", event_emitter=emitter, hyperparameters=HP, **kwargs))
+    task = asyncio.create_task(lmrp.process(q="Name a fruit.", event_emitter=emitter, hyperparameters=hp, **kwargs))
     events = [e async for e in emitter.stream()]
     out = await task
     await invoker.aclose()  # pooled keep-alive connections; ResourceWarning fails the test otherwise
@@ -103,3 +105,33 @@ def test_key_from_dotenv_and_never_in_repr(monkeypatch, tmp_path):
     inv = build_lm_invoker("openai-chat/gpt-4o-mini")
     assert "sk-planted-secret-123" not in repr(inv)
     assert inv._headers["authorization"] == "Bearer sk-planted-secret-123"
+
+
+class City(BaseModel):
+    name: str
+    country: str
+
+
+async def test_structured_output_through_the_real_server(llama_server_url):
+    async with build_lm_invoker(
+        "openai-compatible/" + MODEL_ALIAS,
+        config={"base_url": llama_server_url, "response_format_type": "json_object"},
+    ) as invoker:
+        invoker.set_response_schema(City)
+        events, out = await _run(invoker, hp={"max_tokens": 80, "temperature": 0.0})
+    assert isinstance(out.structured_output, City)
+    assert [e.value for e in events if e.type == "data"][-1] == out.structured_output.model_dump()
+
+
+async def test_schema_the_server_rejects_is_a_clear_provider_error(llama_server_url):
+    """llama-cpp-python's server does not know `json_schema`: its own message comes through."""
+    async with build_lm_invoker(
+        "openai-compatible/" + MODEL_ALIAS,
+        config={"base_url": llama_server_url},
+        retry_config=RetryConfig(max_retries=0),
+        response_schema=City,
+    ) as invoker:
+        with pytest.raises(ProviderError) as info:
+            await invoker.invoke("A city?", {"max_tokens": 8})
+    assert info.value.status_code is not None and info.value.status_code >= 400
+    assert "response_format" in str(info.value)

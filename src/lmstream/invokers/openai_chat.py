@@ -91,6 +91,7 @@ class OpenAIChatCompletionsLMInvoker(BaseLMInvoker):
         response_schema: Any = None,
         connect_timeout: float = 10.0,
         headers: dict[str, str] | None = None,
+        response_format_type: str = "json_schema",
     ) -> None:
         base_url = base_url or os.environ.get("OPENAI_BASE_URL") or self.default_base_url
         if not base_url:
@@ -112,6 +113,9 @@ class OpenAIChatCompletionsLMInvoker(BaseLMInvoker):
             self._headers["authorization"] = f"Bearer {self._api_key}"
         self._connect_timeout = connect_timeout
         self._clients = ClientCache()
+        if response_format_type not in ("json_schema", "json_object"):
+            raise ConfigurationError("response_format_type must be 'json_schema' or 'json_object'")
+        self.response_format_type = response_format_type
 
     def _body(self, messages: list[Message], params: dict[str, Any]) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -132,10 +136,13 @@ class OpenAIChatCompletionsLMInvoker(BaseLMInvoker):
                 for t in self.tools
             ]
         if self.response_schema is not None:
-            body["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": "response", "schema": self.response_schema},
-            }
+            if self.response_format_type == "json_object":  # llama-cpp-python's server
+                body["response_format"] = {"type": "json_object", "schema": self.response_schema}
+            else:
+                body["response_format"] = {
+                    "type": "json_schema",
+                    "json_schema": {"name": "response", "schema": self.response_schema},
+                }
         if extra:
             body.update(extra)
         return body
@@ -228,7 +235,9 @@ def _usage(u: dict[str, Any]) -> UsageDelta:
 class OpenAICompatibleLMInvoker(OpenAIChatCompletionsLMInvoker):
     """`openai-compatible/<model>` with `config={"base_url": ...}`: vLLM, Ollama, llama.cpp, LM Studio.
 
-    The API key is optional (`OPENAI_COMPATIBLE_API_KEY`, then `OPENAI_API_KEY`).
+    The API key is optional (`OPENAI_COMPATIBLE_API_KEY`, then `OPENAI_API_KEY`). Structured
+    output is sent as `json_schema` (vLLM, Ollama, LM Studio, llama.cpp's llama-server); for
+    llama-cpp-python's server pass `config={"response_format_type": "json_object"}`.
     """
 
     provider: ClassVar[str] = "openai-compatible"
