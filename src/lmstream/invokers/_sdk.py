@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import Any, TypeVar
+import importlib
+from collections.abc import AsyncIterator, Callable
+from types import ModuleType
+from typing import Any, ClassVar, NoReturn, TypeVar
 
-from ..errors import LMStreamError, LMTimeoutError, ProviderError, RateLimitError
-from ._http import parse_retry_after
+from ..errors import ConfigurationError, LMStreamError, LMTimeoutError, ProviderError, RateLimitError
+from ..prompt import Message
+from ._http import parse_retry_after, resolve_api_key
+from .base import BaseLMInvoker
 
-__all__ = ["map_sdk_error", "with_idle_timeout"]
+__all__ = ["SDKLMInvoker", "map_sdk_error", "raise_mapped", "split_turns", "with_idle_timeout"]
 
 T = TypeVar("T")
 
@@ -83,5 +87,99 @@ async def with_idle_timeout(it: AsyncIterator[T], idle: float | None, provider: 
         yield item
 
 
-def client_options(base_url: str | None) -> dict[str, Any]:
-    return {"base_url": base_url} if base_url else {}
+def raise_mapped(provider: str, exc: BaseException) -> NoReturn:
+    """Re-raise an SDK exception as the matching lmstream error (unknown ones unchanged)."""
+    mapped = map_sdk_error(provider, exc)
+    if mapped is exc:
+        raise exc
+    raise mapped from None
+
+
+def split_turns(
+    messages: list[Message], assistant_role: str, parts: Callable[[Message], list[dict[str, Any]]], key: str
+) -> tuple[str, list[dict[str, Any]]]:
+    """System text apart; tool results travel in user turns; adjacent same-role turns merge.
+
+    Anthropic and Gemini both want this shape and differ only in role name and part format.
+    """
+    system: list[str] = []
+    turns: list[dict[str, Any]] = []
+    for m in messages:
+        if m.role == "system":
+            system.append(m.text)
+            continue
+        role = assistant_role if m.role == "assistant" else "user"
+        items = parts(m)
+        if not items:
+            continue
+        if turns and turns[-1]["role"] == role:
+            turns[-1][key].extend(items)
+        else:
+            turns.append({"role": role, key: items})
+    return "\n\n".join(system), turns
+
+
+class SDKLMInvoker(BaseLMInvoker):
+    """An invoker driven through an official SDK: key lookup, one client per event loop."""
+
+    env_vars: ClassVar[tuple[str, ...]] = ()
+    sdk_module: ClassVar[str] = ""
+    sdk_extra: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        model_name: str,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        default_hyperparameters: dict[str, Any] | None = None,
+        retry_config: Any = None,
+        tools: Any = None,
+        response_schema: Any = None,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        super().__init__(
+            model_name,
+            api_key=resolve_api_key(api_key, self.env_vars, self.provider),
+            base_url=base_url,
+            default_hyperparameters=default_hyperparameters,
+            retry_config=retry_config,
+            tools=tools,
+            response_schema=response_schema,
+        )
+        self._connect_timeout = connect_timeout
+        self._client: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _sdk(self) -> ModuleType:
+        try:
+            return importlib.import_module(self.sdk_module)
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"the {self.sdk_module} SDK is not installed; run: pip install 'lmstream[{self.sdk_extra}]'"
+            ) from exc
+
+    def _make_client(self) -> Any:
+        raise NotImplementedError
+
+    def _client_kwargs(self, timeout_cls: Any) -> dict[str, Any]:
+        """Key, SDK retries off, idle timeout as the read timeout, optional base_url."""
+        timeout = timeout_cls(connect=self._connect_timeout, read=self.retry_config.idle_timeout, write=60.0, pool=60.0)
+        kwargs: dict[str, Any] = {"api_key": self._api_key, "max_retries": 0, "timeout": timeout}
+        if self.base_url:
+            kwargs["base_url"] = self.base_url
+        return kwargs
+
+    async def _close_client(self, client: Any) -> None:
+        await client.close()
+
+    def _get_client(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:  # SDK clients cannot cross loops
+            self._client = self._make_client()
+            self._loop = loop
+        return self._client
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and self._loop is asyncio.get_running_loop():
+            await self._close_client(client)

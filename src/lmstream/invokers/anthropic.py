@@ -7,7 +7,6 @@ SDK retries are off: lmstream retries only before the first token.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
@@ -16,9 +15,8 @@ from .. import _json
 from ..errors import ConfigurationError, ProviderError
 from ..prompt import Message
 from ..types import Attachment, ToolCall, ToolResult
-from ._http import resolve_api_key
-from ._sdk import map_sdk_error, with_idle_timeout
-from .base import BaseLMInvoker, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta, _is_int
+from ._sdk import SDKLMInvoker, raise_mapped, split_turns, with_idle_timeout
+from .base import FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta, _is_int
 
 __all__ = ["AnthropicLMInvoker"]
 
@@ -55,27 +53,16 @@ def _blocks(m: Message) -> list[dict[str, Any]]:
 
 def to_anthropic(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]:
     """System text apart; tool results travel in user turns; adjacent same-role turns merge."""
-    system: list[str] = []
-    out: list[dict[str, Any]] = []
-    for m in messages:
-        if m.role == "system":
-            system.append(m.text)
-            continue
-        role = "assistant" if m.role == "assistant" else "user"
-        blocks = _blocks(m)
-        if not blocks:
-            continue
-        if out and out[-1]["role"] == role:
-            out[-1]["content"].extend(blocks)
-        else:
-            out.append({"role": role, "content": blocks})
-    return "\n\n".join(system), out
+    return split_turns(messages, "assistant", _blocks, "content")
 
 
-class AnthropicLMInvoker(BaseLMInvoker):
+class AnthropicLMInvoker(SDKLMInvoker):
     """`anthropic/<model>`. Thinking: `hyperparameters={"thinking": {"type": "enabled", "budget_tokens": N}}`."""
 
     provider: ClassVar[str] = "anthropic"
+    env_vars: ClassVar[tuple[str, ...]] = ("ANTHROPIC_API_KEY",)
+    sdk_module: ClassVar[str] = "anthropic"
+    sdk_extra: ClassVar[str] = "anthropic"
     extra_params: ClassVar[dict[str, Any]] = {
         "top_k": (_is_int, "an int"),
         "thinking": (lambda v: isinstance(v, dict), "a dict such as {'type': 'enabled', 'budget_tokens': 2048}"),
@@ -85,54 +72,9 @@ class AnthropicLMInvoker(BaseLMInvoker):
     }
     default_max_tokens = 4096
 
-    def __init__(
-        self,
-        model_name: str,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        default_hyperparameters: dict[str, Any] | None = None,
-        retry_config: Any = None,
-        tools: Any = None,
-        response_schema: Any = None,
-        connect_timeout: float = 10.0,
-    ) -> None:
-        super().__init__(
-            model_name,
-            api_key=resolve_api_key(api_key, ("ANTHROPIC_API_KEY",), "anthropic"),
-            base_url=base_url,
-            default_hyperparameters=default_hyperparameters,
-            retry_config=retry_config,
-            tools=tools,
-            response_schema=response_schema,
-        )
-        self._connect_timeout = connect_timeout
-        self._client: Any = None
-        self._loop: Any = None
-
-    async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is not None and self._loop is asyncio.get_running_loop():
-            await client.close()
-
-    def _get_client(self) -> Any:
-
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop:
-            try:
-                import anthropic
-            except ImportError as exc:
-                raise ConfigurationError(
-                    "the anthropic SDK is not installed; run: pip install 'lmstream[anthropic]'"
-                ) from exc
-            timeout = anthropic.Timeout(
-                connect=self._connect_timeout, read=self.retry_config.idle_timeout, write=60.0, pool=60.0
-            )
-            kwargs: dict[str, Any] = {"api_key": self._api_key, "max_retries": 0, "timeout": timeout}
-            if self.base_url:
-                kwargs["base_url"] = self.base_url
-            self._client = anthropic.AsyncAnthropic(**kwargs)
-            self._loop = loop
-        return self._client
+    def _make_client(self) -> Any:
+        anthropic = self._sdk()  # it runs on its own httpx fork, so it takes its own Timeout
+        return anthropic.AsyncAnthropic(**self._client_kwargs(anthropic.Timeout))
 
     def _request(self, messages: list[Message], params: dict[str, Any]) -> dict[str, Any]:
         system, msgs = to_anthropic(messages)
@@ -168,7 +110,7 @@ class AnthropicLMInvoker(BaseLMInvoker):
         try:
             stream = await client.messages.create(**req)
         except Exception as exc:
-            raise map_sdk_error(self.provider, exc) from None
+            raise_mapped(self.provider, exc)
         kinds: dict[int, str] = {}
         stop: str | None = None
         try:
@@ -219,9 +161,6 @@ class AnthropicLMInvoker(BaseLMInvoker):
         except (ProviderError, GeneratorExit):
             raise
         except Exception as exc:
-            mapped = map_sdk_error(self.provider, exc)
-            if mapped is exc:
-                raise
-            raise mapped from None
+            raise_mapped(self.provider, exc)
         finally:
             await stream.close()

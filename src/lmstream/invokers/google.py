@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 from .. import _json
-from ..errors import ConfigurationError
 from ..prompt import Message
 from ..types import Attachment, ToolCall, ToolResult
-from ._http import resolve_api_key
-from ._sdk import map_sdk_error, with_idle_timeout
-from .base import BaseLMInvoker, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta, _is_int
+from ._sdk import SDKLMInvoker, raise_mapped, split_turns, with_idle_timeout
+from .base import FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta, _is_int
 
 __all__ = ["GoogleLMInvoker"]
 
@@ -28,46 +27,37 @@ _FINISH = {
 }
 
 
+def _parts(m: Message) -> list[dict[str, Any]]:
+    parts: list[dict[str, Any]] = []
+    for c in m.contents:
+        if isinstance(c, str):
+            if c:
+                parts.append({"text": c})
+        elif isinstance(c, ToolCall):
+            parts.append({"function_call": {"name": c.name, "args": c.arguments}})
+        elif isinstance(c, ToolResult):
+            result = {"error" if c.is_error else "output": c.output}
+            parts.append({"function_response": {"name": c.name, "response": result}})
+        elif isinstance(c, Attachment):
+            parts.append({"inline_data": {"mime_type": c.mime_type, "data": base64.b64encode(c.data).decode()}})
+    return parts
+
+
 def to_gemini(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]:
     """System text apart; assistant -> role "model"; tool results -> functionResponse parts."""
-    import base64
-
-    system: list[str] = []
-    contents: list[dict[str, Any]] = []
-    for m in messages:
-        if m.role == "system":
-            system.append(m.text)
-            continue
-        role = "model" if m.role == "assistant" else "user"
-        parts: list[dict[str, Any]] = []
-        for c in m.contents:
-            if isinstance(c, str):
-                if c:
-                    parts.append({"text": c})
-            elif isinstance(c, ToolCall):
-                parts.append({"function_call": {"name": c.name, "args": c.arguments}})
-            elif isinstance(c, ToolResult):
-                parts.append(
-                    {"function_response": {"name": c.name, "response": {"error" if c.is_error else "output": c.output}}}
-                )
-            elif isinstance(c, Attachment):
-                parts.append({"inline_data": {"mime_type": c.mime_type, "data": base64.b64encode(c.data).decode()}})
-        if not parts:
-            continue
-        if contents and contents[-1]["role"] == role:
-            contents[-1]["parts"].extend(parts)
-        else:
-            contents.append({"role": role, "parts": parts})
-    return "\n\n".join(system), contents
+    return split_turns(messages, "model", _parts, "parts")
 
 
-class GoogleLMInvoker(BaseLMInvoker):
+class GoogleLMInvoker(SDKLMInvoker):
     """`google/<model>` (Gemini API). Key from `GOOGLE_API_KEY` or `GEMINI_API_KEY`.
 
     Thinking: `hyperparameters={"thinking_budget": N}` (thoughts are streamed as `thinking`).
     """
 
     provider: ClassVar[str] = "google"
+    env_vars: ClassVar[tuple[str, ...]] = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
+    sdk_module: ClassVar[str] = "google.genai"
+    sdk_extra: ClassVar[str] = "google"
     extra_params: ClassVar[dict[str, Any]] = {
         "top_k": (_is_int, "an int"),
         "thinking_budget": (_is_int, "an int"),
@@ -76,53 +66,23 @@ class GoogleLMInvoker(BaseLMInvoker):
         "frequency_penalty": (lambda v: isinstance(v, (int, float)), "a number"),
     }
 
-    def __init__(
-        self,
-        model_name: str,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        default_hyperparameters: dict[str, Any] | None = None,
-        retry_config: Any = None,
-        tools: Any = None,
-        response_schema: Any = None,
-        api_version: str = "v1beta",
-    ) -> None:
-        super().__init__(
-            model_name,
-            api_key=resolve_api_key(api_key, ("GOOGLE_API_KEY", "GEMINI_API_KEY"), "google"),
-            base_url=base_url,
-            default_hyperparameters=default_hyperparameters,
-            retry_config=retry_config,
-            tools=tools,
-            response_schema=response_schema,
-        )
+    def __init__(self, model_name: str, api_version: str = "v1beta", **kwargs: Any) -> None:
+        super().__init__(model_name, **kwargs)
         self.api_version = api_version
-        self._client: Any = None
-        self._loop: Any = None
 
-    def _get_client(self) -> Any:
-        import asyncio
+    def _make_client(self) -> Any:
+        genai = self._sdk()
+        from google.genai import types
 
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop:  # aiohttp sessions cannot cross loops
-            self._loop = loop
-            try:
-                from google import genai
-                from google.genai import types
-            except ImportError as exc:
-                raise ConfigurationError(
-                    "the google-genai SDK is not installed; run: pip install 'lmstream[google]'"
-                ) from exc
-            # SDK retries off (lmstream retries only before the first token). Without this the
-            # aiohttp path sleeps 1-10 s and retries once on any connection error, per attempt.
-            opts: dict[str, Any] = {
-                "api_version": self.api_version,
-                "retry_options": types.HttpRetryOptions(attempts=1),
-            }
-            if self.base_url:
-                opts["base_url"] = self.base_url
-            self._client = genai.Client(api_key=self._api_key, http_options=types.HttpOptions(**opts))
-        return self._client
+        # SDK retries off (lmstream retries only before the first token). Without this the
+        # aiohttp path sleeps 1-10 s and retries once on any connection error, per attempt.
+        opts: dict[str, Any] = {"api_version": self.api_version, "retry_options": types.HttpRetryOptions(attempts=1)}
+        if self.base_url:
+            opts["base_url"] = self.base_url
+        return genai.Client(api_key=self._api_key, http_options=types.HttpOptions(**opts))
+
+    async def _close_client(self, client: Any) -> None:
+        await client.aio.aclose()
 
     def _config(self, system: str, params: dict[str, Any]) -> dict[str, Any]:
         cfg: dict[str, Any] = {}
@@ -171,7 +131,7 @@ class GoogleLMInvoker(BaseLMInvoker):
                 model=self.model_name, contents=contents, config=self._config(system, params)
             )
         except Exception as exc:
-            raise map_sdk_error(self.provider, exc) from None
+            raise_mapped(self.provider, exc)
         finish: str | None = None
         n_calls = 0
         in_thought = False
@@ -210,9 +170,6 @@ class GoogleLMInvoker(BaseLMInvoker):
         except GeneratorExit:
             raise
         except Exception as exc:
-            mapped = map_sdk_error(self.provider, exc)
-            if mapped is exc:
-                raise
-            raise mapped from None
+            raise_mapped(self.provider, exc)
         if finish is not None:
             yield FinishDelta(finish)

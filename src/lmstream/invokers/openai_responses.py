@@ -7,7 +7,6 @@ retries only before the first token.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
@@ -16,9 +15,8 @@ from .. import _json
 from ..errors import ConfigurationError, ProviderError
 from ..prompt import Message
 from ..types import Attachment, ToolCall, ToolResult
-from ._http import resolve_api_key
-from ._sdk import map_sdk_error, with_idle_timeout
-from .base import BaseLMInvoker, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
+from ._sdk import SDKLMInvoker, raise_mapped, with_idle_timeout
+from .base import FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
 
 __all__ = ["OpenAILMInvoker"]
 
@@ -55,10 +53,13 @@ def to_responses_input(messages: list[Message]) -> tuple[str, list[dict[str, Any
     return "\n\n".join(system), items
 
 
-class OpenAILMInvoker(BaseLMInvoker):
+class OpenAILMInvoker(SDKLMInvoker):
     """`openai/<model>`: the Responses API. Reasoning: `hyperparameters={"reasoning_effort": "low"}`."""
 
     provider: ClassVar[str] = "openai"
+    env_vars: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY",)
+    sdk_module: ClassVar[str] = "openai"
+    sdk_extra: ClassVar[str] = "openai"
     extra_params: ClassVar[dict[str, Any]] = {
         "reasoning_effort": (lambda v: v in ("minimal", "low", "medium", "high", "none"), "minimal/low/medium/high"),
         "reasoning_summary": (lambda v: v in ("auto", "concise", "detailed"), "auto/concise/detailed"),
@@ -70,54 +71,10 @@ class OpenAILMInvoker(BaseLMInvoker):
         "previous_response_id": (lambda v: isinstance(v, str), "a string"),
     }
 
-    def __init__(
-        self,
-        model_name: str,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        default_hyperparameters: dict[str, Any] | None = None,
-        retry_config: Any = None,
-        tools: Any = None,
-        response_schema: Any = None,
-        connect_timeout: float = 10.0,
-    ) -> None:
-        super().__init__(
-            model_name,
-            api_key=resolve_api_key(api_key, ("OPENAI_API_KEY",), "openai"),
-            base_url=base_url,
-            default_hyperparameters=default_hyperparameters,
-            retry_config=retry_config,
-            tools=tools,
-            response_schema=response_schema,
-        )
-        self._connect_timeout = connect_timeout
-        self._client: Any = None
-        self._loop: Any = None
+    def _make_client(self) -> Any:
+        import httpx
 
-    async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is not None and self._loop is asyncio.get_running_loop():
-            await client.close()
-
-    def _get_client(self) -> Any:
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop:
-            try:
-                import httpx
-                import openai
-            except ImportError as exc:
-                raise ConfigurationError(
-                    "the openai SDK is not installed; run: pip install 'lmstream[openai]'"
-                ) from exc
-            timeout = httpx.Timeout(
-                connect=self._connect_timeout, read=self.retry_config.idle_timeout, write=60.0, pool=60.0
-            )
-            kwargs: dict[str, Any] = {"api_key": self._api_key, "max_retries": 0, "timeout": timeout}
-            if self.base_url:
-                kwargs["base_url"] = self.base_url
-            self._client = openai.AsyncOpenAI(**kwargs)
-            self._loop = loop
-        return self._client
+        return self._sdk().AsyncOpenAI(**self._client_kwargs(httpx.Timeout))
 
     def _request(self, messages: list[Message], params: dict[str, Any]) -> dict[str, Any]:
         instructions, items = to_responses_input(messages)
@@ -155,7 +112,7 @@ class OpenAILMInvoker(BaseLMInvoker):
         try:
             stream = await client.responses.create(**self._request(messages, dict(params)))
         except Exception as exc:
-            raise map_sdk_error(self.provider, exc) from None
+            raise_mapped(self.provider, exc)
         try:
             async for ev in with_idle_timeout(stream.__aiter__(), self.retry_config.idle_timeout, self.provider):
                 t = ev.type
@@ -207,9 +164,6 @@ class OpenAILMInvoker(BaseLMInvoker):
         except (ProviderError, GeneratorExit):
             raise
         except Exception as exc:
-            mapped = map_sdk_error(self.provider, exc)
-            if mapped is exc:
-                raise
-            raise mapped from None
+            raise_mapped(self.provider, exc)
         finally:
             await stream.close()
