@@ -308,3 +308,25 @@ async def test_http_errors_map_to_provider_errors(name):
     assert limited.value.status_code == 429
     assert n_requests == 1 + 3  # 400 not retried; 429 tried 1 + 2 retries
     assert KEY not in str(bad.value) + str(limited.value) + repr(bad.value)
+
+
+async def test_anthropic_thinking_blocks_travel_back_signed_in_the_tool_loop():
+    """With thinking on, Anthropic requires the signed thinking block before the tool_use."""
+    p = PROVIDERS["anthropic"]
+    first = fx.anthropic_stream(
+        (
+            fx.AThinking(("I should", " check."), "sig-abc123"),
+            fx.AToolUse("get_weather", json.dumps(WEATHER), id="tu_1"),
+        )
+    )
+    async with WireServer() as srv:
+        srv.enqueue(Script(chunks=first), Script(chunks=p.text(("Sunny.",))))
+        lmrp = _lmrp(_invoker(p, srv))
+        lmrp.set_tools([get_weather])
+        events, out = await _process(lmrp, q="Weather?")
+        replay = srv.requests[1].json["messages"]
+    assert out.text == "Sunny."
+    assistant = next(m for m in replay if m["role"] == "assistant")
+    assert assistant["content"][0] == {"type": "thinking", "thinking": "I should check.", "signature": "sig-abc123"}
+    assert assistant["content"][1]["type"] == "tool_use" and assistant["content"][1]["id"] == "tu_1"
+    assert [e.type for e in events][:3] == ["thinking_start", "thinking", "thinking"]

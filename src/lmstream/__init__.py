@@ -41,7 +41,7 @@ from .processor import LMRequestProcessor, build_lm_request_processor
 from .prompt import Message, PromptBuilder
 from .retry import RetryConfig
 from .tools import Tool, tool
-from .types import Attachment, LMOutput, TokenUsage, ToolCall, ToolResult
+from .types import Attachment, LMOutput, ThinkingBlock, TokenUsage, ToolCall, ToolResult
 
 if TYPE_CHECKING:
     from .invokers import (
@@ -108,6 +108,7 @@ __all__ = [
     "RetryConfig",
     "StreamEventHandler",
     "StreamInterruptedError",
+    "ThinkingBlock",
     "TokenUsage",
     "Tool",
     "ToolCall",

@@ -157,7 +157,8 @@ class LMRequestProcessor:
             for r in results:
                 meta = {"is_error": True} if r.is_error else {}
                 await ctx.emit(r.to_dict(), EventType.TOOL_RESULT, EventLevel.INFO, **meta)
-            messages = [*messages, Message.assistant(output.text, tool_calls=output.tool_calls), Message.tool(results)]
+            said: list[Content] = [*output.thinking_blocks, *([output.text] if output.text else []), *output.tool_calls]
+            messages = [*messages, Message("assistant", said), Message.tool(results)]
         assert output is not None
         output.usage = total
         if ctx.first_token_at is not None:

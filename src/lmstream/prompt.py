@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .errors import PromptError
-from .types import Attachment, ToolCall, ToolResult
+from .types import Attachment, ThinkingBlock, ToolCall, ToolResult
 
 __all__ = ["Message", "PromptBuilder", "Role", "Content"]
 
 Role = Literal["system", "user", "assistant", "tool"]
-Content = str | ToolCall | ToolResult | Attachment
+Content = str | ToolCall | ToolResult | Attachment | ThinkingBlock
 _ROLES = ("system", "user", "assistant", "tool")
 
 
@@ -31,7 +31,7 @@ class Message:
     def __post_init__(self) -> None:
         if self.role not in _ROLES:
             raise PromptError(f"unknown message role {self.role!r}; use one of {', '.join(_ROLES)}")
-        if isinstance(self.contents, (str, ToolCall, ToolResult, Attachment)):
+        if isinstance(self.contents, (str, ToolCall, ToolResult, Attachment, ThinkingBlock)):
             self.contents = [self.contents]
         else:
             self.contents = list(self.contents)
@@ -84,7 +84,7 @@ class Message:
 
 
 def _as_list(contents: Any) -> list[Content]:
-    if isinstance(contents, (str, ToolCall, ToolResult, Attachment)):
+    if isinstance(contents, (str, ToolCall, ToolResult, Attachment, ThinkingBlock)):
         return [contents]
     return list(contents)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["TokenUsage", "ToolCall", "ToolResult", "Attachment", "LMOutput"]
+__all__ = ["TokenUsage", "ToolCall", "ToolResult", "Attachment", "ThinkingBlock", "LMOutput"]
 
 
 @dataclass(slots=True)
@@ -74,11 +74,23 @@ class Attachment:
 
 
 @dataclass(slots=True)
+class ThinkingBlock:
+    """One block of the model's reasoning, with the provider's signature when it gives one.
+
+    The tool loop sends it back in the assistant turn (Anthropic requires this with thinking on).
+    """
+
+    text: str
+    signature: str | None = None
+
+
+@dataclass(slots=True)
 class LMOutput:
     """Everything one request produced. `str(output)` is the text."""
 
     text: str = ""
     thinking: str = ""
+    thinking_blocks: list[ThinkingBlock] = field(default_factory=list)
     tool_calls: list[ToolCall] = field(default_factory=list)
     structured_output: Any = None
     usage: TokenUsage = field(default_factory=TokenUsage)

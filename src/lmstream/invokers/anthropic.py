@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from .. import _json
 from ..errors import ConfigurationError, ProviderError
 from ..prompt import Message
-from ..types import Attachment, ToolCall, ToolResult
+from ..types import Attachment, ThinkingBlock, ToolCall, ToolResult
 from ._sdk import SDKLMInvoker, raise_mapped, split_turns, with_idle_timeout
 from .base import FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta, _is_int
 
@@ -36,6 +36,9 @@ def _blocks(m: Message) -> list[dict[str, Any]]:
         if isinstance(c, str):
             if c:
                 out.append({"type": "text", "text": c})
+        elif isinstance(c, ThinkingBlock):
+            if c.signature:  # unsigned reasoning (another provider's) cannot be replayed here
+                out.append({"type": "thinking", "thinking": c.text, "signature": c.signature})
         elif isinstance(c, ToolCall):
             out.append({"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments})
         elif isinstance(c, ToolResult):
@@ -123,6 +126,8 @@ class AnthropicLMInvoker(SDKLMInvoker):
                         yield d.text
                     elif dt == "thinking_delta":
                         yield ThinkingDelta(d.thinking)
+                    elif dt == "signature_delta":
+                        yield ThinkingDelta(signature=d.signature)
                     elif dt == "input_json_delta":
                         yield ToolCallDelta(ev.index, arguments=d.partial_json)
                 elif t == "content_block_start":

@@ -29,7 +29,7 @@ from ..errors import (
 from ..events import Event, EventEmitter, EventLevel, EventType
 from ..prompt import Message
 from ..retry import RetryConfig
-from ..types import LMOutput, TokenUsage, ToolCall
+from ..types import LMOutput, ThinkingBlock, TokenUsage, ToolCall
 
 if TYPE_CHECKING:
     from ..structured import PartialJSONParser
@@ -52,13 +52,18 @@ logger = logging.getLogger("lmstream")
 
 
 class ThinkingDelta:
-    """A fragment of reasoning text; `end=True` closes the current thinking block."""
+    """A fragment of reasoning text; `end=True` closes the current thinking block.
 
-    __slots__ = ("end", "text")
+    `signature` is the provider's proof of the block (Anthropic), which must travel back with
+    it in a tool loop.
+    """
 
-    def __init__(self, text: str = "", end: bool = False) -> None:
+    __slots__ = ("end", "signature", "text")
+
+    def __init__(self, text: str = "", end: bool = False, signature: str | None = None) -> None:
         self.text = text
         self.end = end
+        self.signature = signature
 
 
 class ToolCallDelta:
@@ -403,6 +408,9 @@ class _Accumulator:
         self.started = False  # a delta with content was emitted: no silent retry from here
         self.text_parts: list[str] = []
         self.thinking_parts: list[str] = []
+        self.thinking_blocks: list[ThinkingBlock] = []
+        self._think_start = 0
+        self._signature: str | None = None
         self.tools: dict[int, _ToolBuf] = {}
         self.usage = TokenUsage()
         self.finish: str | None = None
@@ -414,6 +422,7 @@ class _Accumulator:
         return LMOutput(
             text="".join(self.text_parts),
             thinking="".join(self.thinking_parts),
+            thinking_blocks=self.thinking_blocks,
             tool_calls=self._tool_calls(),
             usage=self.usage,
             finish_reason=self.finish,
@@ -491,8 +500,11 @@ class _Accumulator:
                         if thinking_meta is None:
                             thinking_meta = ctx.block_meta()
                             text_meta = None
+                            self._think_start = len(self.thinking_parts) - 1
                             await self._emit(thinking_meta, "", EventType.THINKING_START)
                         await self._emit(thinking_meta, d.text, EventType.THINKING)
+                    if d.signature:
+                        self._signature = d.signature
                     if d.end and thinking_meta is not None:
                         await self._end_thinking(thinking_meta)
                         thinking_meta = None
@@ -546,4 +558,7 @@ class _Accumulator:
             await emitter.dispatch(Event(value, type, EventLevel.INFO, meta))
 
     async def _end_thinking(self, meta: dict[str, Any]) -> None:
+        text = "".join(self.thinking_parts[self._think_start :])
+        self.thinking_blocks.append(ThinkingBlock(text, self._signature))
+        self._signature = None
         await self._emit(meta, "", EventType.THINKING_END)
