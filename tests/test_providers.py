@@ -330,3 +330,20 @@ async def test_anthropic_thinking_blocks_travel_back_signed_in_the_tool_loop():
     assert assistant["content"][0] == {"type": "thinking", "thinking": "I should check.", "signature": "sig-abc123"}
     assert assistant["content"][1]["type"] == "tool_use" and assistant["content"][1]["id"] == "tu_1"
     assert [e.type for e in events][:3] == ["thinking_start", "thinking", "thinking"]
+
+
+async def test_gemini_thought_signature_travels_back_with_the_function_call():
+    p = PROVIDERS["google"]
+    signature = "d2lyZS10aG91Z2h0LXNpZ25hdHVyZQ=="  # base64, as the API sends it
+    first = fx.gemini_function_call([fx.GeminiCall("get_weather", WEATHER, thought_signature=signature)])
+    async with WireServer() as srv:
+        srv.enqueue(Script(chunks=first), Script(chunks=p.text(("Sunny.",))))
+        lmrp = _lmrp(_invoker(p, srv))
+        lmrp.set_tools([get_weather])
+        _, out = await _process(lmrp, q="Weather?")
+        replay = srv.requests[1].json["contents"]
+    assert out.text == "Sunny."
+    model_turn = next(c for c in replay if c["role"] == "model")
+    call_part = next(part for part in model_turn["parts"] if "functionCall" in part)
+    assert call_part["thoughtSignature"] == signature
+    assert call_part["functionCall"]["name"] == "get_weather"

@@ -38,11 +38,16 @@ class TokenUsage:
 
 @dataclass(slots=True)
 class ToolCall:
-    """A tool call the model asked for; `arguments` is the parsed JSON object."""
+    """A tool call the model asked for; `arguments` is the parsed JSON object.
+
+    `signature` is provider state that must travel back with the call (Gemini's thought
+    signature); it is not part of `to_dict()` or the `tool_call` event.
+    """
 
     id: str
     name: str
     arguments: dict[str, Any] = field(default_factory=dict)
+    signature: bytes | str | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "arguments": self.arguments}

@@ -69,13 +69,21 @@ class ThinkingDelta:
 class ToolCallDelta:
     """A fragment of a streamed tool call, keyed by the provider's index within the response."""
 
-    __slots__ = ("arguments", "id", "index", "name")
+    __slots__ = ("arguments", "id", "index", "name", "signature")
 
-    def __init__(self, index: int, id: str | None = None, name: str | None = None, arguments: str = "") -> None:
+    def __init__(
+        self,
+        index: int,
+        id: str | None = None,
+        name: str | None = None,
+        arguments: str = "",
+        signature: bytes | str | None = None,
+    ) -> None:
         self.index = index
         self.id = id
         self.name = name
         self.arguments = arguments
+        self.signature = signature
 
 
 class UsageDelta:
@@ -386,12 +394,13 @@ async def emit_failure(ctx: RequestContext, exc: BaseException) -> None:
 
 
 class _ToolBuf:
-    __slots__ = ("id", "name", "parts")
+    __slots__ = ("id", "name", "parts", "signature")
 
     def __init__(self) -> None:
         self.id: str | None = None
         self.name: str | None = None
         self.parts: list[str] = []
+        self.signature: bytes | str | None = None
 
 
 class _Accumulator:
@@ -442,7 +451,7 @@ class _Accumulator:
                 args = {"_raw": raw}
             if not isinstance(args, dict):
                 args = {"value": args}
-            calls.append(ToolCall(buf.id or f"call_{index}", buf.name or "", args))
+            calls.append(ToolCall(buf.id or f"call_{index}", buf.name or "", args, buf.signature))
         return calls
 
     def interrupted(self, exc: BaseException) -> StreamInterruptedError:
@@ -520,6 +529,8 @@ class _Accumulator:
                         buf.name = d.name
                     if d.arguments:
                         buf.parts.append(d.arguments)
+                    if d.signature:
+                        buf.signature = d.signature
                 elif cls is UsageDelta:
                     u = self.usage
                     if d.input_tokens is not None:

@@ -34,7 +34,10 @@ def _parts(m: Message) -> list[dict[str, Any]]:
             if c:
                 parts.append({"text": c})
         elif isinstance(c, ToolCall):
-            parts.append({"function_call": {"name": c.name, "args": c.arguments}})
+            part: dict[str, Any] = {"function_call": {"name": c.name, "args": c.arguments}}
+            if c.signature:  # Gemini rejects a replayed call without its thought signature
+                part["thought_signature"] = c.signature
+            parts.append(part)
         elif isinstance(c, ToolResult):
             result = {"error" if c.is_error else "output": c.output}
             parts.append({"function_response": {"name": c.name, "response": result}})
@@ -153,7 +156,11 @@ class GoogleLMInvoker(SDKLMInvoker):
                         fc = part.function_call
                         if fc is not None:
                             yield ToolCallDelta(
-                                n_calls, fc.id or f"call_{n_calls}", fc.name, _json.dumps(dict(fc.args or {}))
+                                n_calls,
+                                fc.id or f"call_{n_calls}",
+                                fc.name,
+                                _json.dumps(dict(fc.args or {})),
+                                part.thought_signature,
                             )
                             n_calls += 1
                     if cand.finish_reason:
