@@ -256,8 +256,18 @@ async def test_structured_output_with_partial_data_events(name):
         lmrp.set_response_schema(Forecast)
         events, out = await _process(lmrp, q="Forecast?")
         req = json.dumps(srv.requests[0].json)
+    if name == "anthropic":
+        schema = json.loads(req)["output_config"]["format"]["schema"]
+        assert schema["additionalProperties"] is False and "temperature_c" in schema["properties"]
     assert out.structured_output == Forecast(**STRUCT)
-    assert "temperature_c" in req  # the schema went to the provider
+    assert "temperature_c" in req  # the schema went to the provider, in its native field
+    native_field = {
+        "openai-chat": "response_format",
+        "openai": "text",
+        "anthropic": "output_config",
+        "google": "generationConfig",
+    }
+    assert native_field[name] in json.loads(req)
     data = [e.value for e in events if e.type == "data"]
     assert len(data) >= 3 and data[-1] == STRUCT
     # partial objects only grow: each is a prefix-state of the next
@@ -347,3 +357,15 @@ async def test_gemini_thought_signature_travels_back_with_the_function_call():
     call_part = next(part for part in model_turn["parts"] if "functionCall" in part)
     assert call_part["thoughtSignature"] == signature
     assert call_part["functionCall"]["name"] == "get_weather"
+
+
+async def test_anthropic_prompt_mode_structured_output_for_models_without_native_support():
+    p = PROVIDERS["anthropic"]
+    async with WireServer() as srv:
+        srv.enqueue(Script(chunks=p.structured(STRUCT)))
+        inv = _invoker(p, srv, structured_output_mode="prompt")
+        inv.set_response_schema(Forecast)
+        out = await inv.invoke([Message.system("Be brief."), Message.user("Forecast?")])
+        req = srv.requests[0].json
+    assert out.structured_output == Forecast(**STRUCT)
+    assert "output_config" not in req and "temperature_c" in req["system"] and "Be brief." in req["system"]

@@ -59,8 +59,24 @@ def to_anthropic(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]:
     return split_turns(messages, "assistant", _blocks, "content")
 
 
+def _closed_objects(schema: Any) -> Any:
+    """Anthropic's structured outputs want `additionalProperties: false` on every object."""
+    if isinstance(schema, dict):
+        out = {k: _closed_objects(v) for k, v in schema.items()}
+        if out.get("type") == "object":
+            out.setdefault("additionalProperties", False)
+        return out
+    if isinstance(schema, list):
+        return [_closed_objects(v) for v in schema]
+    return schema
+
+
 class AnthropicLMInvoker(SDKLMInvoker):
-    """`anthropic/<model>`. Thinking: `hyperparameters={"thinking": {"type": "enabled", "budget_tokens": N}}`."""
+    """`anthropic/<model>`. Thinking: `hyperparameters={"thinking": {"type": "enabled", "budget_tokens": N}}`.
+
+    Structured output uses Anthropic's native `output_config.format` (json_schema);
+    `structured_output_mode="prompt"` instructs and validates instead, for models without it.
+    """
 
     provider: ClassVar[str] = "anthropic"
     env_vars: ClassVar[tuple[str, ...]] = ("ANTHROPIC_API_KEY",)
@@ -74,6 +90,12 @@ class AnthropicLMInvoker(SDKLMInvoker):
         "service_tier": (lambda v: isinstance(v, str), "a string"),
     }
     default_max_tokens = 4096
+
+    def __init__(self, model_name: str, structured_output_mode: str = "native", **kwargs: Any) -> None:
+        if structured_output_mode not in ("native", "prompt"):
+            raise ConfigurationError("structured_output_mode must be 'native' or 'prompt'")
+        super().__init__(model_name, **kwargs)
+        self.structured_output_mode = structured_output_mode
 
     def _make_client(self) -> Any:
         anthropic = self._sdk()  # it runs on its own httpx fork, so it takes its own Timeout
@@ -93,8 +115,10 @@ class AnthropicLMInvoker(SDKLMInvoker):
         if "seed" in params:
             raise ConfigurationError("Anthropic does not support 'seed'; remove it from the hyperparameters")
         req.update(params)
-        if self.response_schema is not None:
-            # Instructed JSON, validated on arrival (portable across Claude models).
+        if self.response_schema is not None and self.structured_output_mode == "native":
+            req["output_config"] = {"format": {"type": "json_schema", "schema": _closed_objects(self.response_schema)}}
+        elif self.response_schema is not None:
+            # Instructed JSON, validated on arrival (for models without structured outputs).
             system = (system + "\n\n" if system else "") + (
                 "Answer with only a JSON value that matches this JSON schema, no prose, no code fence:\n"
                 + _json.dumps(self.response_schema)
