@@ -271,11 +271,8 @@ class StreamEventHandler(BaseEventHandler):
                 self.coalesced += 1
                 return
         buf.append(event)
-        w = self._waiter
-        if w is not None:
-            self._waiter = None
-            if not w.done():
-                w.set_result(None)
+        if self._waiter is not None:
+            self._wake()
 
     def _wake(self) -> None:
         w = self._waiter

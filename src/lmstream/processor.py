@@ -8,7 +8,7 @@ from typing import Any
 from .errors import ConfigurationError, ToolError
 from .events import EventEmitter, EventLevel, EventType
 from .invokers import build_lm_invoker
-from .invokers.base import BaseLMInvoker, RequestContext, _current, emit_done, emit_failure
+from .invokers.base import BaseLMInvoker, RequestContext, run_request
 from .parsers import BaseOutputParser, JSONOutputParser
 from .prompt import Content, Message, PromptBuilder
 from .retry import RetryConfig
@@ -96,30 +96,14 @@ class LMRequestProcessor:
         kwargs: dict[str, Any],
     ) -> Any:
         ctx = RequestContext(event_emitter)
-        token = _current.set(ctx)
         if event_emitter is not None:
             event_emitter._started(marker)
-        try:
-            try:
-                result, output = await self._run(
-                    ctx,
-                    prompt_kwargs,
-                    history,
-                    extra_contents,
-                    hyperparameters,
-                    auto_execute_tools,
-                    max_lm_calls,
-                    kwargs,
-                )
-            except BaseException as exc:
-                await emit_failure(ctx, exc)
-                raise
-            await emit_done(ctx, output)
-            return result
-        finally:
-            _current.reset(token)
-            if event_emitter is not None:
-                event_emitter._end_request()
+        return await run_request(
+            ctx,
+            lambda: self._run(
+                ctx, prompt_kwargs, history, extra_contents, hyperparameters, auto_execute_tools, max_lm_calls, kwargs
+            ),
+        )
 
     async def _run(
         self,

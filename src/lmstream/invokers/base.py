@@ -15,8 +15,8 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from .. import _json
 from ..errors import (
@@ -274,21 +274,14 @@ class BaseLMInvoker:
         if ctx is not None:
             return await self._invoke_with_retries(ctx, msgs, params)
         ctx = RequestContext(event_emitter)
-        token = _current.set(ctx)
         if event_emitter is not None:
             event_emitter._begin_request()
-        try:
-            try:
-                out = await self._invoke_with_retries(ctx, msgs, params)
-            except BaseException as exc:
-                await emit_failure(ctx, exc)
-                raise
-            await emit_done(ctx, out)
-            return out
-        finally:
-            _current.reset(token)
-            if event_emitter is not None:
-                event_emitter._end_request()
+
+        async def work() -> tuple[LMOutput, LMOutput]:
+            out = await self._invoke_with_retries(ctx, msgs, params)
+            return out, out
+
+        return await run_request(ctx, work)
 
     async def _invoke_with_retries(self, ctx: RequestContext, msgs: list[Message], params: dict[str, Any]) -> LMOutput:
         cfg = self.retry_config
@@ -355,6 +348,27 @@ class BaseLMInvoker:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+T = TypeVar("T")
+
+
+async def run_request(ctx: RequestContext, work: Callable[[], Awaitable[tuple[T, LMOutput]]]) -> T:
+    """Run one registered request: its events end with one `done` or one `error`, and the
+    emitter learns it finished (so `stream()` can end) however it ends."""
+    token = _current.set(ctx)
+    try:
+        try:
+            result, output = await work()
+        except BaseException as exc:
+            await emit_failure(ctx, exc)
+            raise
+        await emit_done(ctx, output)
+        return result
+    finally:
+        _current.reset(token)
+        if ctx.emitter is not None:
+            ctx.emitter._end_request()
 
 
 async def emit_done(ctx: RequestContext, out: LMOutput) -> None:
