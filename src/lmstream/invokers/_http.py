@@ -67,30 +67,73 @@ def resolve_api_key(
     return None
 
 
+_SSL: Any = None
+
+
+def _ssl_context() -> Any:
+    """One TLS context for every client: building one costs ~20 ms and ~100 KiB."""
+    global _SSL
+    if _SSL is None:
+        import ssl
+
+        import certifi
+
+        _SSL = ssl.create_default_context(cafile=certifi.where())
+    return _SSL
+
+
+class _Shard:
+    __slots__ = ("active", "client")
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.active = 0
+
+
 class ClientCache:
-    """One httpx.AsyncClient per event loop (a client cannot cross loops), created on demand."""
+    """httpx clients for the running event loop (a client cannot cross loops), sharded.
+
+    Each client serves at most `shard_size` streams at once and more clients open as needed.
+    httpx's connection pool does work proportional to its number of connections whenever a
+    request starts or ends, so one client carrying 1,000 concurrent streams costs quadratic
+    time and shows up as per-token latency; shards keep that bounded. First fit keeps
+    low-concurrency traffic on one client, so keep-alive connections are reused.
+    """
+
+    shard_size = 64
 
     def __init__(self, **kwargs: Any) -> None:
         self._kwargs = kwargs
-        self._client: Any = None
+        self._shards: list[_Shard] = []
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def get(self) -> Any:
+    def acquire(self) -> _Shard:
+        """A shard with room for one more stream; pair with `release()`."""
         loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop or self._client.is_closed:
-            import httpx
-
-            # No cap on connections: one invoker may serve a thousand concurrent streams, and
-            # httpx's default pool of 100 would queue the rest until its pool timeout.
-            kwargs = {"limits": httpx.Limits(max_connections=None, max_keepalive_connections=100), **self._kwargs}
-            self._client = httpx.AsyncClient(**kwargs)
+        if self._loop is not loop:
+            self._shards = []
             self._loop = loop
-        return self._client
+        for shard in self._shards:
+            if shard.active < self.shard_size and not shard.client.is_closed:
+                shard.active += 1
+                return shard
+        import httpx
+
+        limits = httpx.Limits(max_connections=self.shard_size, max_keepalive_connections=self.shard_size)
+        shard = _Shard(httpx.AsyncClient(**{"limits": limits, "verify": _ssl_context(), **self._kwargs}))
+        shard.active = 1
+        self._shards.append(shard)
+        return shard
+
+    @staticmethod
+    def release(shard: _Shard) -> None:
+        shard.active -= 1
 
     async def aclose(self) -> None:
-        if self._client is not None and self._loop is asyncio.get_running_loop():
-            await self._client.aclose()
-        self._client = None
+        shards, self._shards = self._shards, []
+        if self._loop is asyncio.get_running_loop():
+            for shard in shards:
+                await shard.client.aclose()
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:

@@ -153,72 +153,81 @@ class OpenAIChatCompletionsLMInvoker(BaseLMInvoker):
     async def _stream(self, messages: list[Message], params: dict[str, Any]) -> AsyncIterator[Any]:
         import httpx
 
-        client = self._clients.get()
-        timeout = httpx.Timeout(
-            connect=self._connect_timeout, read=self.retry_config.idle_timeout, write=60.0, pool=60.0
-        )
-        request = client.build_request(
-            "POST",
-            self._url,
-            content=_json.dumpb(self._body(messages, dict(params))),
-            headers=self._headers,
-            timeout=timeout,
-        )
-        where = self._url
+        shard = self._clients.acquire()  # released when the stream ends, however it ends
+        client = shard.client
         try:
-            response = await client.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            raise map_transport_error(self.provider, exc, where) from None
-        try:
-            if response.status_code >= 400:
-                raise error_from_status(self.provider, response.status_code, response.headers, await response.aread())
-            loads = _json.loads
-            finish: str | None = None
-            async for _event, data in iter_sse(response.aiter_raw()):
-                if data == b"[DONE]":
+            timeout = httpx.Timeout(
+                connect=self._connect_timeout, read=self.retry_config.idle_timeout, write=60.0, pool=60.0
+            )
+            request = client.build_request(
+                "POST",
+                self._url,
+                content=_json.dumpb(self._body(messages, dict(params))),
+                headers=self._headers,
+                timeout=timeout,
+            )
+            where = self._url
+            try:
+                response = await client.send(request, stream=True)
+            except httpx.HTTPError as exc:
+                raise map_transport_error(self.provider, exc, where) from None
+            try:
+                if response.status_code >= 400:
+                    raise error_from_status(
+                        self.provider, response.status_code, response.headers, await response.aread()
+                    )
+                loads = _json.loads
+                finish: str | None = None
+                async for _event, data in iter_sse(response.aiter_raw()):
+                    if data == b"[DONE]":
+                        yield FinishDelta(finish)
+                        return
+                    try:
+                        chunk = loads(data)
+                    except ValueError:
+                        raise ProviderError(
+                            f"malformed stream chunk from {where}: {data[:200]!r}",
+                            provider=self.provider,
+                            retryable=False,
+                        ) from None
+                    choices = chunk.get("choices")
+                    if choices:
+                        choice = choices[0]
+                        delta = choice.get("delta")
+                        if delta:
+                            content = delta.get("content")
+                            if content:
+                                yield content
+                            if content is None or len(delta) > 1:
+                                reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+                                if reasoning:
+                                    yield ThinkingDelta(reasoning)
+                                calls = delta.get("tool_calls")
+                                if calls:
+                                    for tc in calls:
+                                        fn = tc.get("function") or {}
+                                        yield ToolCallDelta(
+                                            tc.get("index", 0), tc.get("id"), fn.get("name"), fn.get("arguments") or ""
+                                        )
+                        reason = choice.get("finish_reason")
+                        if reason:
+                            finish = _FINISH.get(reason, reason)
+                    elif "error" in chunk:
+                        err = chunk["error"]
+                        message = err.get("message", str(err)) if isinstance(err, dict) else str(err)
+                        raise ProviderError(f"in-band error: {message}", provider=self.provider, retryable=False)
+                    usage = chunk.get("usage")
+                    if usage:
+                        yield _usage(usage)
+                if finish is not None:  # some servers omit [DONE]; a finish_reason is an end marker too
                     yield FinishDelta(finish)
-                    return
-                try:
-                    chunk = loads(data)
-                except ValueError:
-                    raise ProviderError(
-                        f"malformed stream chunk from {where}: {data[:200]!r}", provider=self.provider, retryable=False
-                    ) from None
-                choices = chunk.get("choices")
-                if choices:
-                    choice = choices[0]
-                    delta = choice.get("delta")
-                    if delta:
-                        content = delta.get("content")
-                        if content:
-                            yield content
-                        if content is None or len(delta) > 1:
-                            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-                            if reasoning:
-                                yield ThinkingDelta(reasoning)
-                            calls = delta.get("tool_calls")
-                            if calls:
-                                for tc in calls:
-                                    fn = tc.get("function") or {}
-                                    yield ToolCallDelta(
-                                        tc.get("index", 0), tc.get("id"), fn.get("name"), fn.get("arguments") or ""
-                                    )
-                    reason = choice.get("finish_reason")
-                    if reason:
-                        finish = _FINISH.get(reason, reason)
-                elif "error" in chunk:
-                    err = chunk["error"]
-                    message = err.get("message", str(err)) if isinstance(err, dict) else str(err)
-                    raise ProviderError(f"in-band error: {message}", provider=self.provider, retryable=False)
-                usage = chunk.get("usage")
-                if usage:
-                    yield _usage(usage)
-            if finish is not None:  # some servers omit [DONE]; a finish_reason is an end marker too
-                yield FinishDelta(finish)
-        except httpx.HTTPError as exc:
-            raise map_transport_error(self.provider, exc, where) from None
+            except httpx.HTTPError as exc:
+                raise map_transport_error(self.provider, exc, where) from None
+            finally:
+                await response.aclose()
+
         finally:
-            await response.aclose()
+            self._clients.release(shard)
 
 
 def _usage(u: dict[str, Any]) -> UsageDelta:
