@@ -19,6 +19,8 @@ from lmstream import (
     RetryConfig,
     build_lm_invoker,
 )
+from tests.wire import fixtures as fx
+from tests.wire.server import Script, WireServer
 
 from .llama_server import MODEL_ALIAS
 
@@ -135,3 +137,17 @@ async def test_schema_the_server_rejects_is_a_clear_provider_error(llama_server_
             await invoker.invoke("A city?", {"max_tokens": 8})
     assert info.value.status_code is not None and info.value.status_code >= 400
     assert "response_format" in str(info.value)
+
+
+async def test_many_concurrent_streams_spread_over_bounded_client_shards():
+    """httpx's pool work grows with its connection count: past 64 streams a new client opens."""
+    n = 80
+    async with WireServer(repeat_last=True) as srv:
+        srv.enqueue(Script(chunks=fx.openai_chat_text(("a", "b", "c")), delay_between=0.05))
+        async with build_lm_invoker("openai-compatible/x", config={"base_url": srv.base_url + "/v1"}) as invoker:
+            outs = await asyncio.gather(*(invoker.invoke("hi") for _ in range(n)))
+            shards = invoker._clients._shards
+            assert [s.active for s in shards] == [0, 0]  # every stream released its slot
+        assert len(srv.requests) == n
+    assert all(o.text == "abc" for o in outs)
+    assert len(shards) == 2
