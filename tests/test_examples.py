@@ -20,3 +20,26 @@ def test_pattern2_collect_full_response():
     assert n_chars > 0
     assert len(proc.stdout.split(":\n", 1)[1].rstrip("\n")) == n_chars
     assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
+
+
+def _run(name: str) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([sys.executable, str(EXAMPLES / name)], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
+    return proc
+
+
+def test_guide_demo_streams_then_reports():
+    out = _run("guide.py").stdout
+    text, _, summary = out.rpartition("\n\n[")
+    assert text.strip()
+    assert " tokens, finish_reason=" in summary and "first token after" in summary
+
+
+def test_pattern1_realtime_display():
+    assert _run("pattern1_realtime_display.py").stdout.strip()
+
+
+def test_pattern3_conditional_processing():
+    out = _run("pattern3_conditional_processing.py").stdout
+    assert "[done: " in out and "finish_reason=" in out
