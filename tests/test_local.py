@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import pytest
@@ -74,6 +75,8 @@ async def test_bad_hyperparameters_are_clear_errors(local_invoker, params, needl
 
 async def test_cancel_stops_generation_at_the_next_token(local_invoker):
     """A long generation, cancelled: the next request starts at once instead of queueing."""
+    await local_invoker.invoke("Hi", {"max_tokens": 1})  # the generation thread exists from here on
+    threads_before = threading.active_count()
     emitter = EventEmitter.with_stream_handler()
     task = asyncio.create_task(local_invoker.invoke("Write a long story.", {"max_tokens": 500}, emitter))
     seen = 0
@@ -88,3 +91,4 @@ async def test_cancel_stops_generation_at_the_next_token(local_invoker):
     out = await asyncio.wait_for(local_invoker.invoke("Hi", {"max_tokens": 2}), 10)
     # 500 tokens at ~100 tokens/s would block a queued request for seconds
     assert out.text and time.perf_counter() - t0 < 2.0
+    assert threading.active_count() == threads_before  # no thread left behind by the cancel
