@@ -583,6 +583,20 @@ async def test_stream_ends_after_cancellation_before_the_first_token(local_invok
     await emitter.close()
 
 
+async def test_stream_ends_when_the_task_is_cancelled_before_it_ever_runs(local_invoker):
+    """No code of process() runs at all: the emitter still learns the request is gone."""
+    emitter = EventEmitter.with_stream_handler()
+    task = asyncio.create_task(processor(local_invoker).process(question="Hi", event_emitter=emitter))
+    task.cancel()  # before the task's first step
+    events = await collect(emitter.stream(), 5)
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert [e.type for e in events] == ["error"]
+    assert events[0].metadata["error_type"] == "CancelledError"
+    assert events[0].metadata["request_id"].startswith("req_")
+    await emitter.close()
+
+
 async def test_slow_consumer_gets_the_full_text_from_the_real_model(local_invoker, caplog):
     handler = StreamEventHandler(max_buffer=2)
     seen: list[Event] = []

@@ -627,7 +627,10 @@ class EventEmitter:
         self._active += 1
 
     def _register(self, token: object, coro: Any) -> None:
-        """Count a request from the moment `process()` is called, before its task runs."""
+        """Count a request from the moment `process()` is called, before its task runs.
+
+        `token` identifies the request (its `request_id` attribute, if any, tags the event sent
+        when it turns out to have been cancelled before it started)."""
         self._active += 1
         self._pending[token] = coro
 
@@ -643,7 +646,7 @@ class EventEmitter:
                     "request cancelled before it started",
                     EventType.ERROR,
                     EventLevel.ERROR,
-                    {"error_type": "CancelledError"},
+                    {"request_id": getattr(token, "request_id", None), "error_type": "CancelledError"},
                 )
                 for h in self.handlers:
                     if h._is_sync:

@@ -67,37 +67,27 @@ class LMRequestProcessor:
         request counts as watched by the emitter from this call on, so `stream()` ends even if
         the task running it is cancelled before it starts.
         """
-        marker = object()
+        ctx = RequestContext(event_emitter)
         coro = self._process(
-            marker,
-            prompt_kwargs,
-            history,
-            extra_contents,
-            hyperparameters,
-            event_emitter,
-            auto_execute_tools,
-            max_lm_calls,
-            kwargs,
+            ctx, prompt_kwargs, history, extra_contents, hyperparameters, auto_execute_tools, max_lm_calls, kwargs
         )
         if event_emitter is not None:
-            event_emitter._register(marker, coro)
+            event_emitter._register(ctx, coro)
         return coro
 
     async def _process(
         self,
-        marker: object,
+        ctx: RequestContext,
         prompt_kwargs: Mapping[str, Any] | None,
         history: Sequence[Message | Mapping[str, Any]] | None,
         extra_contents: Sequence[Content] | None,
         hyperparameters: Mapping[str, Any] | None,
-        event_emitter: EventEmitter | None,
         auto_execute_tools: bool,
         max_lm_calls: int,
         kwargs: dict[str, Any],
     ) -> Any:
-        ctx = RequestContext(event_emitter)
-        if event_emitter is not None:
-            event_emitter._started(marker)
+        if ctx.emitter is not None:
+            ctx.emitter._started(ctx)
         return await run_request(
             ctx,
             lambda: self._run(
