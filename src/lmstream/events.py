@@ -161,7 +161,8 @@ class Event:
             return NotImplemented
         return self.id == other.id and self.value == other.value and self.type == other.type
 
-    __hash__ = None  # type: ignore[assignment]
+    def __hash__(self) -> int:  # ids are unique, so events can go in sets and dict keys
+        return hash(self.id)
 
 
 # --------------------------------------------------------------------------- handlers
