@@ -53,14 +53,14 @@ def embedded_model_path(name: str) -> Path:
 
 
 _models: dict[tuple[str, int], Any] = {}
-_model_locks: dict[tuple[str, int], threading.Lock] = {}
 _load_lock = threading.Lock()
 _executors: dict[tuple[str, int], ThreadPoolExecutor] = {}
 
 
 def _executor_for(path: str, n_ctx: int) -> ThreadPoolExecutor:
     """One long-lived generation thread per model: llama.cpp's compute threads (OpenMP) are
-    bound to the thread that calls it, so a new thread per request would build a new team."""
+    bound to the thread that calls it, so a new thread per request would build a new team.
+    One worker also means one generation at a time per model, as llama.cpp requires."""
     key = (path, n_ctx)
     with _load_lock:
         ex = _executors.get(key)
@@ -69,10 +69,7 @@ def _executor_for(path: str, n_ctx: int) -> ThreadPoolExecutor:
         return ex
 
 
-_shutting_down = threading.Event()
-
-
-def _load(path: str, n_ctx: int, n_threads: int | None) -> tuple[Any, threading.Lock]:
+def _load(path: str, n_ctx: int, n_threads: int | None) -> Any:
     key = (path, n_ctx)
     with _load_lock:
         model = _models.get(key)
@@ -88,19 +85,18 @@ def _load(path: str, n_ctx: int, n_threads: int | None) -> tuple[Any, threading.
             except Exception as exc:
                 raise ConfigurationError(f"could not load GGUF model {path}: {exc}") from exc
             _models[key] = model
-            _model_locks[key] = threading.Lock()
-        return model, _model_locks[key]
+        return model
 
 
 @atexit.register
 def _close_models() -> None:
-    """Free llama.cpp models before interpreter teardown (their __del__ fails late)."""
-    _shutting_down.set()  # running workers stop at their next token
+    """Free llama.cpp models before interpreter teardown (their __del__ fails late).
+
+    Safe against a running generation: the interpreter joins the executors' (non-daemon)
+    generation threads before it runs atexit hooks, so no model is freed under a worker.
+    """
     with _load_lock:
-        for key, model in _models.items():
-            lock = _model_locks.get(key)
-            if lock is not None and not lock.acquire(timeout=10):
-                continue  # still generating: leaking at exit beats freeing under a running thread
+        for model in _models.values():
             try:
                 model.close()
             except Exception:
@@ -191,11 +187,11 @@ class LocalLMInvoker(BaseLMInvoker):
 
     def load(self) -> Any:
         """Load (once per process) and return the llama_cpp.Llama instance."""
-        return _load(self.model_path, self.n_ctx, self.n_threads)[0]
+        return _load(self.model_path, self.n_ctx, self.n_threads)
 
     async def _stream(self, messages: list[Message], params: dict[str, Any]) -> AsyncIterator[Any]:
         loop = asyncio.get_running_loop()
-        model, lock = await asyncio.to_thread(_load, self.model_path, self.n_ctx, self.n_threads)
+        model = await asyncio.to_thread(_load, self.model_path, self.n_ctx, self.n_threads)
         kwargs: dict[str, Any] = dict(params)
         kwargs.setdefault("max_tokens", 512)
         # Small models loop on themselves without a repetition penalty (SmolLM2-135M does).
@@ -210,33 +206,29 @@ class LocalLMInvoker(BaseLMInvoker):
         def worker() -> None:
             # Runs in a thread: every hand-off goes through call_soon_threadsafe.
             try:
-                while not lock.acquire(timeout=0.05):
-                    if stop.is_set():
-                        return
+                if stop.is_set():  # cancelled while queued behind another generation
+                    return
+                completion = model.create_chat_completion(messages=llama_messages, stream=True, **kwargs)
+                n_out = 0
+                reason = None
                 try:
-                    completion = model.create_chat_completion(messages=llama_messages, stream=True, **kwargs)
-                    n_out = 0
-                    reason = None
-                    try:
-                        for chunk in completion:
-                            if stop.is_set() or _shutting_down.is_set():
-                                break
-                            choice = chunk["choices"][0]
-                            text = choice["delta"].get("content")
-                            if text:
-                                n_out += 1
-                                loop.call_soon_threadsafe(put, text)
-                            if choice.get("finish_reason"):
-                                reason = choice["finish_reason"]
-                    finally:
-                        completion.close()
-                    if not stop.is_set():
-                        # counted after generation so it never delays the first token
-                        prompt_tokens = _count_prompt_tokens(model, llama_messages)
-                        loop.call_soon_threadsafe(put, UsageDelta(prompt_tokens, n_out))
-                        loop.call_soon_threadsafe(put, FinishDelta(reason or "stop"))
+                    for chunk in completion:
+                        if stop.is_set():
+                            break
+                        choice = chunk["choices"][0]
+                        text = choice["delta"].get("content")
+                        if text:
+                            n_out += 1
+                            loop.call_soon_threadsafe(put, text)
+                        if choice.get("finish_reason"):
+                            reason = choice["finish_reason"]
                 finally:
-                    lock.release()
+                    completion.close()
+                if not stop.is_set():
+                    # counted after generation so it never delays the first token
+                    prompt_tokens = _count_prompt_tokens(model, llama_messages)
+                    loop.call_soon_threadsafe(put, UsageDelta(prompt_tokens, n_out))
+                    loop.call_soon_threadsafe(put, FinishDelta(reason or "stop"))
             except BaseException as exc:
                 if not stop.is_set():
                     loop.call_soon_threadsafe(put, exc)
