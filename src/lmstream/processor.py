@@ -68,32 +68,15 @@ class LMRequestProcessor:
         the task running it is cancelled before it starts.
         """
         ctx = RequestContext(event_emitter)
-        coro = self._process(
-            ctx, prompt_kwargs, history, extra_contents, hyperparameters, auto_execute_tools, max_lm_calls, kwargs
-        )
-        if event_emitter is not None:
-            event_emitter._register(ctx, coro)
-        return coro
-
-    async def _process(
-        self,
-        ctx: RequestContext,
-        prompt_kwargs: Mapping[str, Any] | None,
-        history: Sequence[Message | Mapping[str, Any]] | None,
-        extra_contents: Sequence[Content] | None,
-        hyperparameters: Mapping[str, Any] | None,
-        auto_execute_tools: bool,
-        max_lm_calls: int,
-        kwargs: dict[str, Any],
-    ) -> Any:
-        if ctx.emitter is not None:
-            ctx.emitter._started(ctx)
-        return await run_request(
+        coro = run_request(
             ctx,
             lambda: self._run(
                 ctx, prompt_kwargs, history, extra_contents, hyperparameters, auto_execute_tools, max_lm_calls, kwargs
             ),
         )
+        if event_emitter is not None:
+            event_emitter._register(ctx, coro)
+        return coro
 
     async def _run(
         self,

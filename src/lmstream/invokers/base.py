@@ -357,6 +357,8 @@ async def run_request(ctx: RequestContext, work: Callable[[], Awaitable[tuple[T,
     """Run one registered request: its events end with one `done` or one `error`, and the
     emitter learns it finished (so `stream()` can end) however it ends."""
     token = _current.set(ctx)
+    if ctx.emitter is not None:
+        ctx.emitter._started(ctx)  # no-op unless process() registered it at call time
     try:
         try:
             result, output = await work()
