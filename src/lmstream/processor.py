@@ -73,6 +73,7 @@ class LMRequestProcessor:
             lambda: self._run(
                 ctx, prompt_kwargs, history, extra_contents, hyperparameters, auto_execute_tools, max_lm_calls, kwargs
             ),
+            kind="process",  # observability seam: names the request's parent span
         )
         if event_emitter is not None:
             event_emitter._register(ctx, coro)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union, get_args, get_origin
 
-from . import _json
+from . import _json, _observe
 from .errors import ConfigurationError
 from .types import ToolCall, ToolResult
 
@@ -196,22 +196,37 @@ def _stringify(result: Any) -> str:
 async def execute_tool_calls(tools: list[Tool], calls: list[ToolCall]) -> list[ToolResult]:
     """Run the calls concurrently. A tool that raises becomes an error result for the model."""
     by_name = {t.name: t for t in tools}
+    obs = _observe.current()  # observability seam (lmstream.otel): a span per tool run; None when tracing is off
 
     async def one(call: ToolCall) -> ToolResult:
         t = by_name.get(call.name)
-        if t is None:
-            return ToolResult(
-                call.id, call.name, f"Error: no tool named {call.name!r}; available: {', '.join(by_name)}", True
-            )
-        if "_raw" in call.arguments and len(call.arguments) == 1:
-            return ToolResult(
-                call.id, call.name, f"Error: arguments are not valid JSON: {call.arguments['_raw']}", True
-            )
+        span = obs.tool_started(call, t) if obs is not None else None
         try:
-            return ToolResult(call.id, call.name, _stringify(await t.run(call.arguments)))
-        except asyncio.CancelledError:
+            result, error = await _run_one(t, call, by_name)
+        except BaseException as exc:  # cancelled
+            if span is not None:
+                span.end(None, exc)
             raise
-        except Exception as exc:
-            return ToolResult(call.id, call.name, f"Error: {type(exc).__name__}: {exc}", True)
+        if span is not None:
+            span.end(result, error)
+        return result
 
     return list(await asyncio.gather(*(one(c) for c in calls)))
+
+
+async def _run_one(
+    t: Tool | None, call: ToolCall, by_name: dict[str, Tool]
+) -> tuple[ToolResult, Exception | None]:
+    """The result for the model, and the exception the tool raised (if it did)."""
+    if t is None:
+        msg = f"Error: no tool named {call.name!r}; available: {', '.join(by_name)}"
+        return ToolResult(call.id, call.name, msg, True), None
+    if "_raw" in call.arguments and len(call.arguments) == 1:
+        msg = f"Error: arguments are not valid JSON: {call.arguments['_raw']}"
+        return ToolResult(call.id, call.name, msg, True), None
+    try:
+        return ToolResult(call.id, call.name, _stringify(await t.run(call.arguments))), None
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        return ToolResult(call.id, call.name, f"Error: {type(exc).__name__}: {exc}", True), exc

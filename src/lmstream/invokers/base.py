@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from .. import _json
+from .. import _json, _observe
 from ..errors import (
     ConfigurationError,
     LMStreamError,
@@ -284,12 +284,28 @@ class BaseLMInvoker:
         return await run_request(ctx, work)
 
     async def _invoke_with_retries(self, ctx: RequestContext, msgs: list[Message], params: dict[str, Any]) -> LMOutput:
+        # observability seam (lmstream.otel): one span per model call, all attempts; None when tracing is off
+        obs = _observe.current()
+        call = obs.call_started(self, msgs, params, ctx.request_id) if obs is not None else None
+        try:
+            out = await self._invoke_with_timeout(ctx, msgs, params, call)
+        except BaseException as exc:
+            if call is not None:
+                call.end(None, exc)
+            raise
+        if call is not None:
+            call.end(out, None)
+        return out
+
+    async def _invoke_with_timeout(
+        self, ctx: RequestContext, msgs: list[Message], params: dict[str, Any], call: _observe.CallHandle | None
+    ) -> LMOutput:
         cfg = self.retry_config
         if cfg.timeout is None:
-            return await self._attempts(ctx, msgs, params, cfg)
+            return await self._attempts(ctx, msgs, params, cfg, call)
         try:
             async with asyncio.timeout(cfg.timeout):
-                return await self._attempts(ctx, msgs, params, cfg)
+                return await self._attempts(ctx, msgs, params, cfg, call)
         except TimeoutError as exc:
             raise LMTimeoutError(
                 f"{self.model_id}: request did not finish within the total timeout of {cfg.timeout}s "
@@ -297,11 +313,18 @@ class BaseLMInvoker:
             ) from exc
 
     async def _attempts(
-        self, ctx: RequestContext, msgs: list[Message], params: dict[str, Any], cfg: RetryConfig
+        self,
+        ctx: RequestContext,
+        msgs: list[Message],
+        params: dict[str, Any],
+        cfg: RetryConfig,
+        call: _observe.CallHandle | None = None,
     ) -> LMOutput:
         attempt = 0
         while True:
             acc = _Accumulator(ctx, self.model_name, self.response_schema is not None)
+            if call is not None:  # observability seam: first-chunk time and chunk count are read at the end
+                call.attempt(acc)
             try:
                 out = await acc.run(self._stream(msgs, params))
             except StreamInterruptedError:
@@ -322,6 +345,8 @@ class BaseLMInvoker:
                 attempt += 1
                 delay = cfg.delay(attempt, getattr(err, "retry_after", None))
                 logger.info("%s: %s; retry %d/%d in %.2fs", self.model_id, err, attempt, cfg.max_retries, delay)
+                if call is not None:  # observability seam: a retry is a span event
+                    call.retry(attempt, err, delay)
                 await asyncio.sleep(delay)
                 continue
             except asyncio.CancelledError:
@@ -353,21 +378,37 @@ class BaseLMInvoker:
 T = TypeVar("T")
 
 
-async def run_request(ctx: RequestContext, work: Callable[[], Awaitable[tuple[T, LMOutput]]]) -> T:
+async def run_request(
+    ctx: RequestContext, work: Callable[[], Awaitable[tuple[T, LMOutput]]], kind: str | None = None
+) -> T:
     """Run one registered request: its events end with one `done` or one `error`, and the
-    emitter learns it finished (so `stream()` can end) however it ends."""
+    emitter learns it finished (so `stream()` can end) however it ends.
+
+    `kind` ("process", "stream") names the request's parent span when tracing is on; a
+    standalone `invoke()` passes None (its model-call span is the whole request)."""
     token = _current.set(ctx)
     if ctx.emitter is not None:
         ctx.emitter._started(ctx)  # no-op unless process() registered it at call time
+    # observability seam (lmstream.otel): the request's parent span; None when tracing is off
+    obs = _observe.current() if kind is not None else None
+    span = obs.request_started(ctx.request_id, kind) if obs is not None and kind is not None else None
     try:
         try:
             result, output = await work()
         except BaseException as exc:
+            if span is not None:
+                span.end(None, exc)
+                span = None
             await emit_failure(ctx, exc)
             raise
+        if span is not None:
+            span.end(output, None)
+            span = None
         await emit_done(ctx, output)
         return result
     finally:
+        if span is not None:  # emit_done itself failed or was cancelled
+            span.end(None, None)
         _current.reset(token)
         if ctx.emitter is not None:
             ctx.emitter._end_request()

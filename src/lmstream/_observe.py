@@ -1,0 +1,89 @@
+"""The observer seam: where the core reports requests, model calls, retries and tool runs.
+
+The core calls `current()` once per request, per model call and per tool call (never per
+token) and, when it returns an observer, reports start and end through the handles it gets
+back. Without `opentelemetry-api` installed, or with no tracer or meter provider configured,
+`current()` returns None and the core does nothing more. This module imports no
+OpenTelemetry code; `lmstream.otel` holds all of it and is imported only when the API is
+installed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from .prompt import Message
+    from .tools import Tool
+    from .types import LMOutput, ToolCall
+
+__all__ = ["CallHandle", "Observer", "SpanHandle", "current", "set_observer"]
+
+
+class SpanHandle(Protocol):
+    """A started request or tool span; `end()` must run in the task that started it."""
+
+    def end(self, result: Any, exc: BaseException | None) -> None: ...
+
+
+class CallHandle(Protocol):
+    """A started model call (one `invoke()`, all its attempts)."""
+
+    def attempt(self, acc: Any) -> None:
+        """The accumulator of the attempt now running: the first-chunk time and the chunk
+        count are read from it once, when the call ends (nothing is done per chunk)."""
+
+    def retry(self, attempt: int, exc: BaseException, delay: float) -> None: ...
+
+    def end(self, output: LMOutput | None, exc: BaseException | None) -> None: ...
+
+
+class Observer(Protocol):
+    def active(self) -> bool:
+        """Whether a provider is configured now (checked once per request, cheaply)."""
+
+    def request_started(self, request_id: str, kind: str) -> SpanHandle: ...
+
+    def call_started(
+        self, invoker: Any, messages: Sequence[Message], params: Mapping[str, Any], request_id: str | None
+    ) -> CallHandle: ...
+
+    def tool_started(self, call: ToolCall, tool: Tool | None) -> SpanHandle: ...
+
+
+_observer: Observer | None = None
+_unavailable = False
+
+
+def current() -> Observer | None:
+    """The active observer, or None (the common case, and then the core does nothing)."""
+    global _observer, _unavailable
+    obs = _observer
+    if obs is None:
+        if _unavailable:
+            return None
+        mods, env = sys.modules, os.environ
+        if (
+            "opentelemetry.trace" not in mods
+            and "opentelemetry.metrics" not in mods
+            and "OTEL_PYTHON_TRACER_PROVIDER" not in env
+            and "OTEL_PYTHON_METER_PROVIDER" not in env
+        ):
+            return None  # nothing imported OpenTelemetry, so nothing configured it: stay import-free
+        try:
+            from . import otel
+        except ImportError:  # opentelemetry-api is not installed: checked once per process
+            _unavailable = True
+            return None
+        obs = _observer = otel.observer()
+    return obs if obs.active() else None
+
+
+def set_observer(observer: Observer | None) -> None:
+    """Install another observer (None: back to the OpenTelemetry one, found on next use)."""
+    global _observer, _unavailable
+    _observer = observer
+    _unavailable = False

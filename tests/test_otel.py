@@ -1,0 +1,426 @@
+"""OpenTelemetry GenAI spans and metrics, read back through the SDK's in-memory exporter and
+metric reader, for real requests through the providers' wire paths (tests/wire/server.py).
+
+Attribute names and values are those of the GenAI semantic conventions (development status):
+`chat {model}` CLIENT spans, `execute_tool {name}` spans, the client metrics and their buckets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from lmstream import EventEmitter, LMRequestProcessor, PromptBuilder, RetryConfig, _observe, otel
+from tests.test_providers import NAMES, PROVIDERS, TEXT, WEATHER, _invoker, _process, get_time, get_weather
+from tests.wire import fixtures as fx
+from tests.wire.server import Script, WireServer
+
+pytestmark = pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning")
+
+DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
+PROVIDER_NAME = {"openai-chat": "openai", "openai": "openai", "anthropic": "anthropic", "google": "gcp.gemini"}
+MODEL = {name: p.model_id.split("/", 1)[1] for name, p in PROVIDERS.items()}
+
+
+class Telemetry:
+    """Fresh SDK providers wired into lmstream.otel for one test."""
+
+    def __init__(self) -> None:
+        self.spans_exporter = InMemorySpanExporter()
+        self.tp = TracerProvider()
+        self.tp.add_span_processor(SimpleSpanProcessor(self.spans_exporter))
+        self.reader = InMemoryMetricReader()
+        self.mp = MeterProvider(metric_readers=[self.reader], shutdown_on_exit=False)
+
+    def spans(self) -> list[ReadableSpan]:
+        return list(self.spans_exporter.get_finished_spans())
+
+    def span(self, name: str) -> ReadableSpan:
+        found = [s for s in self.spans() if s.name == name]
+        assert len(found) == 1, [s.name for s in self.spans()]
+        return found[0]
+
+    def points(self, metric: str) -> list[Any]:
+        data = self.reader.get_metrics_data()
+        out: list[Any] = []
+        for rm in data.resource_metrics if data else []:
+            for sm in rm.scope_metrics:
+                for m in sm.metrics:
+                    if m.name == metric:
+                        out.extend(m.data.data_points)
+        return out
+
+    def units(self) -> dict[str, str]:
+        data = self.reader.get_metrics_data()
+        return {m.name: m.unit for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
+
+
+@pytest.fixture
+def tel() -> Iterator[Telemetry]:
+    t = Telemetry()
+    otel.configure(tracer_provider=t.tp, meter_provider=t.mp, capture_content=False)
+    try:
+        yield t
+    finally:
+        otel.configure()  # back to the global providers (none configured in the test process)
+        t.tp.shutdown()
+        t.mp.shutdown()
+
+
+def _lmrp(inv: Any, **kw: Any) -> LMRequestProcessor:
+    return LMRequestProcessor(PromptBuilder(system_template="Be brief.", user_template="{q}"), inv, **kw)
+
+
+def _attrs(span: ReadableSpan) -> dict[str, Any]:
+    return dict(span.attributes or {})
+
+
+# =========================================================================== a streamed answer
+
+
+@pytest.mark.parametrize("name", NAMES)
+async def test_streamed_answer_spans_and_metrics(tel: Telemetry, name: str) -> None:
+    p = PROVIDERS[name]
+    params: dict[str, Any] = {"max_tokens": 50, "temperature": 0.2}
+    extra: dict[str, Any] = {}
+    if name == "openai-chat":  # the one API here that takes them all
+        params.update(top_p=0.9, stop=["\n\n"], seed=7)
+        extra = {"gen_ai.request.top_p": 0.9, "gen_ai.request.stop_sequences": ("\n\n",), "gen_ai.request.seed": 7}
+    async with WireServer() as srv:
+        srv.enqueue(Script(chunks=p.text(TEXT), delay_between=0.005))
+        inv = _invoker(p, srv)
+        events, out = await _process(_lmrp(inv), q="Tokyo?", hyperparameters=params)
+        await inv.aclose()
+        port = srv.port
+    assert out.text == "".join(TEXT)
+    model = MODEL[name]
+    parent = tel.span("lmstream.process")
+    chat = tel.span(f"chat {model}")
+    assert len(tel.spans()) == 2
+    assert chat.kind == SpanKind.CLIENT and parent.kind == SpanKind.INTERNAL
+    assert chat.parent is not None and chat.parent.span_id == parent.context.span_id
+    assert chat.context.trace_id == parent.context.trace_id
+    a = _attrs(chat)
+    ttfc = a.pop("gen_ai.response.time_to_first_chunk")
+    assert a == {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": PROVIDER_NAME[name],
+        "gen_ai.request.model": model,
+        "gen_ai.request.stream": True,
+        "gen_ai.request.max_tokens": 50,
+        "gen_ai.request.temperature": 0.2,
+        **extra,
+        "gen_ai.response.finish_reasons": ("stop",),
+        "gen_ai.usage.input_tokens": 11,
+        "gen_ai.usage.output_tokens": len(TEXT),
+        "server.address": "127.0.0.1",
+        "server.port": port,
+        "lmstream.request_id": events[-1].metadata["request_id"],
+        "lmstream.response.chunks": len(TEXT),
+    }
+    duration = (chat.end_time - chat.start_time) / 1e9  # type: ignore[operator]
+    assert 0 < ttfc < duration
+    assert chat.status.status_code == StatusCode.UNSET and not chat.events
+    assert _attrs(parent) == {"lmstream.request_id": events[-1].metadata["request_id"]}
+
+    base = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": PROVIDER_NAME[name],
+        "gen_ai.request.model": model,
+        "server.address": "127.0.0.1",
+        "server.port": port,
+    }
+    (d,) = tel.points("gen_ai.client.operation.duration")
+    assert dict(d.attributes) == base and d.count == 1 and tuple(d.explicit_bounds) == DURATION_BUCKETS
+    assert abs(d.sum - duration) < 0.05
+    usage = {dict(pt.attributes)["gen_ai.token.type"]: pt for pt in tel.points("gen_ai.client.token.usage")}
+    assert set(usage) == {"input", "output"}
+    assert usage["input"].sum == 11 and usage["output"].sum == len(TEXT)
+    assert dict(usage["output"].attributes) == {**base, "gen_ai.token.type": "output"}
+    assert tuple(usage["input"].explicit_bounds) == TOKEN_BUCKETS
+    (first,) = tel.points("gen_ai.client.operation.time_to_first_chunk")
+    assert dict(first.attributes) == base and first.count == 1 and first.sum == pytest.approx(ttfc)
+    (per,) = tel.points("gen_ai.client.operation.time_per_output_chunk")
+    assert dict(per.attributes) == base and per.count == 1 and 0 < per.sum < duration
+    assert tuple(per.explicit_bounds) == DURATION_BUCKETS
+    assert tel.units() == {
+        "gen_ai.client.operation.duration": "s",
+        "gen_ai.client.token.usage": "{token}",
+        "gen_ai.client.operation.time_to_first_chunk": "s",
+        "gen_ai.client.operation.time_per_output_chunk": "s",
+    }
+
+
+async def test_message_content_only_on_opt_in(tel: Telemetry, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = PROVIDERS["anthropic"]
+    async with WireServer() as srv:
+        srv.enqueue(Script(chunks=p.text(TEXT)), Script(chunks=p.text(TEXT)))
+        inv = _invoker(p, srv)
+        lmrp = _lmrp(inv, tools=[get_weather])
+        await _process(lmrp, q="Tokyo?")  # not opted in
+        monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
+        otel.configure(tracer_provider=tel.tp, meter_provider=tel.mp)  # capture_content from the environment
+        await _process(lmrp, q="Tokyo?")
+        await inv.aclose()
+    plain, captured = (s for s in tel.spans() if s.name.startswith("chat "))
+    content_keys = {
+        "gen_ai.input.messages",
+        "gen_ai.output.messages",
+        "gen_ai.system_instructions",
+        "gen_ai.tool.definitions",
+    }
+    assert not content_keys & set(_attrs(plain))
+    a = _attrs(captured)
+    assert json.loads(a["gen_ai.system_instructions"]) == [{"type": "text", "content": "Be brief."}]
+    assert json.loads(a["gen_ai.input.messages"]) == [{"role": "user", "parts": [{"type": "text", "content": "Tokyo?"}]}]
+    assert json.loads(a["gen_ai.output.messages"]) == [
+        {"role": "assistant", "parts": [{"type": "text", "content": "".join(TEXT)}], "finish_reason": "stop"}
+    ]
+    (tool_def,) = json.loads(a["gen_ai.tool.definitions"])
+    assert tool_def["type"] == "function" and tool_def["name"] == "get_weather"
+    assert tool_def["parameters"]["required"] == ["city"]
+
+
+# =========================================================================== a tool loop
+
+
+def broken_tool(x: int) -> str:
+    """Always fails."""
+    raise ValueError("no luck")
+
+
+async def test_tool_loop_spans(tel: Telemetry) -> None:
+    p = PROVIDERS["openai-chat"]
+    calls = [
+        ("get_weather", WEATHER, "call_a"),
+        ("get_time", {"timezone": "Europe/Paris"}, "call_b"),
+        ("broken_tool", {"x": 1}, "call_c"),
+        ("no_such_tool", {}, "call_d"),
+    ]
+    async with WireServer() as srv:
+        srv.enqueue(Script(chunks=p.tools(calls)), Script(chunks=p.text(TEXT)))
+        inv = _invoker(p, srv)
+        _events, out = await _process(_lmrp(inv, tools=[get_weather, get_time, broken_tool]), q="Paris?")
+        await inv.aclose()
+    assert out.text == "".join(TEXT)
+    parent = tel.span("lmstream.process")
+    chats = sorted((s for s in tel.spans() if s.name == "chat gpt-4o-mini"), key=lambda s: s.start_time or 0)
+    tools = {s.name: s for s in tel.spans() if s.name.startswith("execute_tool ")}
+    assert len(chats) == 2 and len(tel.spans()) == 1 + 2 + 4
+    assert set(tools) == {f"execute_tool {n}" for n, _, _ in calls}
+    for s in [*chats, *tools.values()]:
+        assert s.parent is not None and s.parent.span_id == parent.context.span_id
+    assert _attrs(chats[0])["gen_ai.response.finish_reasons"] == ("tool_calls",)
+    assert _attrs(chats[1])["gen_ai.response.finish_reasons"] == ("stop",)
+    for t in tools.values():  # tools run after the first call ended and before the second began
+        assert chats[0].end_time <= t.start_time and t.end_time <= chats[1].start_time  # type: ignore[operator]
+        assert t.kind == SpanKind.INTERNAL
+    w = tools["execute_tool get_weather"]
+    assert _attrs(w) == {
+        "gen_ai.operation.name": "execute_tool",
+        "gen_ai.tool.name": "get_weather",
+        "gen_ai.tool.type": "function",
+        "gen_ai.tool.call.id": "call_a",
+        "gen_ai.tool.description": "Current weather for a city.",
+    }
+    assert w.status.status_code == StatusCode.UNSET
+    broken = tools["execute_tool broken_tool"]
+    assert _attrs(broken)["error.type"] == "ValueError" and broken.status.status_code == StatusCode.ERROR
+    assert [e.name for e in broken.events] == ["exception"]
+    missing = tools["execute_tool no_such_tool"]
+    assert _attrs(missing)["error.type"] == "_OTHER" and missing.status.status_code == StatusCode.ERROR
+    durations = tel.points("gen_ai.execute_tool.duration")
+    assert len(durations) == 4 and sum(pt.count for pt in durations) == 4
+    assert sum(pt.count for pt in tel.points("gen_ai.client.operation.duration")) == 2
+
+
+async def test_tool_arguments_and_results_on_opt_in(tel: Telemetry) -> None:
+    otel.configure(tracer_provider=tel.tp, meter_provider=tel.mp, capture_content=True)
+    p = PROVIDERS["openai-chat"]
+    async with WireServer() as srv:
+        srv.enqueue(Script(chunks=p.tools([("get_weather", WEATHER, "call_a")])), Script(chunks=p.text(TEXT)))
+        inv = _invoker(p, srv)
+        await _process(_lmrp(inv, tools=[get_weather]), q="Paris?")
+        await inv.aclose()
+    a = _attrs(tel.span("execute_tool get_weather"))
+    assert json.loads(a["gen_ai.tool.call.arguments"]) == WEATHER
+    assert json.loads(a["gen_ai.tool.call.result"]) == {"city": "Paris", "temp": 21}
+    second = [s for s in tel.spans() if s.name.startswith("chat ")][-1]
+    history = json.loads(_attrs(second)["gen_ai.input.messages"])
+    assert [m["role"] for m in history] == ["system", "user", "assistant", "tool"]
+    assert history[2]["parts"] == [{"type": "tool_call", "id": "call_a", "name": "get_weather", "arguments": WEATHER}]
+    assert history[3]["parts"] == [
+        {"type": "tool_call_response", "id": "call_a", "response": '{"city":"Paris","temp":21}'}
+    ]
+
+
+# =========================================================================== failures
+
+
+async def test_failure_marks_span_and_duration(tel: Telemetry) -> None:
+    p = PROVIDERS["openai-chat"]
+    async with WireServer() as srv:
+        srv.enqueue(Script(status=400, body=p.error(400)))
+        inv = _invoker(p, srv, retry_config=RetryConfig(max_retries=2, base_delay=0.01))
+        _events, err = await _process(_lmrp(inv), q="x")
+        await inv.aclose()
+        assert len(srv.requests) == 1
+    assert type(err).__name__ == "ProviderError"
+    chat, parent = tel.span("chat gpt-4o-mini"), tel.span("lmstream.process")
+    for s in (chat, parent):
+        assert _attrs(s)["error.type"] == "ProviderError"
+        assert s.status.status_code == StatusCode.ERROR and "HTTP 400" in (s.status.description or "")
+    assert "gen_ai.usage.output_tokens" not in _attrs(chat) and "gen_ai.response.time_to_first_chunk" not in _attrs(chat)
+    (d,) = tel.points("gen_ai.client.operation.duration")
+    assert dict(d.attributes)["error.type"] == "ProviderError"
+    assert tel.points("gen_ai.client.token.usage") == []
+    assert tel.points("gen_ai.client.operation.time_to_first_chunk") == []
+
+
+async def test_retried_429_is_a_span_event(tel: Telemetry) -> None:
+    p = PROVIDERS["openai-chat"]
+    async with WireServer() as srv:
+        srv.enqueue(Script(status=429, headers={"Retry-After": "0"}, body=p.error(429)), Script(chunks=p.text(TEXT)))
+        inv = _invoker(p, srv, retry_config=RetryConfig(max_retries=2, base_delay=0.01))
+        _events, out = await _process(_lmrp(inv), q="x")
+        await inv.aclose()
+        assert len(srv.requests) == 2
+    assert out.text == "".join(TEXT)
+    chat = tel.span("chat gpt-4o-mini")  # one span for the call, whatever its attempts
+    (ev,) = chat.events
+    assert ev.name == "lmstream.retry"
+    assert dict(ev.attributes or {}) == {
+        "lmstream.retry.attempt": 1,
+        "lmstream.retry.delay": 0.0,
+        "error.type": "RateLimitError",
+        "http.response.status_code": 429,
+    }
+    assert chat.status.status_code == StatusCode.UNSET and "error.type" not in _attrs(chat)
+    assert _attrs(chat)["gen_ai.usage.output_tokens"] == len(TEXT)
+
+
+async def test_cancel_ends_spans_with_partial_count(tel: Telemetry) -> None:
+    p = PROVIDERS["openai-chat"]
+    async with WireServer() as srv:
+        chunks = p.text(TEXT)
+        srv.enqueue(Script(chunks=chunks, stall_after=4))  # role chunk + 3 text deltas, then silence
+        inv = _invoker(p, srv)
+        emitter = EventEmitter.with_stream_handler()
+        task = asyncio.create_task(_lmrp(inv).process(q="x", event_emitter=emitter))
+        seen = 0
+        async for e in emitter.stream():
+            seen += e.type == "response"
+            if seen == 3:
+                task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await emitter.close()
+        await inv.aclose()
+    chat, parent = tel.span("chat gpt-4o-mini"), tel.span("lmstream.process")
+    for s in (chat, parent):
+        assert _attrs(s)["error.type"] == "CancelledError" and s.status.status_code == StatusCode.ERROR
+        assert s.end_time is not None and not s.events  # a cancel is no fault: no exception event
+    assert _attrs(chat)["gen_ai.usage.output_tokens"] == 3 and _attrs(chat)["lmstream.response.chunks"] == 3
+    (d,) = tel.points("gen_ai.client.operation.duration")
+    assert dict(d.attributes)["error.type"] == "CancelledError"
+
+
+async def test_interrupted_stream_keeps_partial_tokens(tel: Telemetry) -> None:
+    p = PROVIDERS["openai-chat"]
+    async with WireServer() as srv:
+        srv.enqueue(Script(chunks=p.text(TEXT), drop_after=3))  # role chunk + 2 text deltas, then the drop
+        inv = _invoker(p, srv)
+        _events, err = await _process(_lmrp(inv), q="x")
+        await inv.aclose()
+    assert type(err).__name__ == "StreamInterruptedError"
+    a = _attrs(tel.span("chat gpt-4o-mini"))
+    assert a["error.type"] == "StreamInterruptedError"
+    assert a["gen_ai.usage.output_tokens"] == 2 and a["gen_ai.response.finish_reasons"] == ("error",)
+    out_tokens = [pt for pt in tel.points("gen_ai.client.token.usage")]
+    assert [pt.sum for pt in out_tokens] == [2]
+
+
+# =========================================================================== context and cost
+
+
+async def test_incoming_traceparent_is_the_parent(tel: Telemetry) -> None:
+    trace_id, parent_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    headers = {"traceparent": f"00-{trace_id}-{parent_id}-01"}
+    p = PROVIDERS["openai-chat"]
+    async with WireServer() as srv:
+        srv.enqueue(Script(chunks=p.text(TEXT)))
+        inv = _invoker(p, srv)
+        with otel.remote_parent(headers):
+            await _process(_lmrp(inv), q="x")
+        await inv.aclose()
+    parent = tel.span("lmstream.process")
+    assert format(parent.context.trace_id, "032x") == trace_id
+    assert parent.parent is not None and format(parent.parent.span_id, "016x") == parent_id
+    assert parent.parent.is_remote
+    ctx = otel.extract_context(headers)
+    from opentelemetry import trace
+
+    assert format(trace.get_current_span(ctx).get_span_context().trace_id, "032x") == trace_id
+
+
+def test_no_provider_means_no_observer() -> None:
+    otel.configure()  # the global providers: none is set in the test process
+    assert _observe.current() is None
+
+
+def test_import_lmstream_does_not_import_opentelemetry() -> None:
+    code = (
+        "import sys, lmstream, lmstream._observe as o\n"
+        "assert o.current() is None\n"
+        "assert not [m for m in sys.modules if m.startswith('opentelemetry')], 'imported'\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_PYTHON_")}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)
+
+
+def test_standalone_invoke_has_no_parent_span(tel: Telemetry) -> None:
+    p = PROVIDERS["openai-chat"]
+
+    async def go() -> None:
+        async with WireServer() as srv:
+            srv.enqueue(Script(chunks=p.text(TEXT)))
+            inv = _invoker(p, srv)
+            await inv.invoke("hi")
+            await inv.aclose()
+
+    asyncio.run(go())
+    (chat,) = tel.spans()
+    assert chat.name == "chat gpt-4o-mini" and chat.parent is None
+    assert _attrs(chat)["lmstream.request_id"].startswith("req_")
+
+
+def test_provider_names_follow_the_conventions() -> None:
+    from lmstream import build_lm_invoker
+    from lmstream._otel_content import provider_name, server_of
+
+    def inv(model_id: str, base_url: str | None = None) -> Any:
+        return build_lm_invoker(model_id, credentials="k", config={"base_url": base_url} if base_url else None)
+
+    assert provider_name(inv("openai/gpt-4.1")) == "openai"
+    assert server_of(inv("openai/gpt-4.1")) == ("api.openai.com", 443)
+    assert provider_name(inv("anthropic/claude-haiku-4-5")) == "anthropic"
+    assert server_of(inv("anthropic/claude-haiku-4-5")) == ("api.anthropic.com", 443)
+    assert provider_name(inv("google/gemini-2.5-flash")) == "gcp.gemini"
+    assert provider_name(inv("openai-compatible/deepseek-chat", "https://api.deepseek.com/v1")) == "deepseek"
+    assert provider_name(inv("openai-compatible/llama-3.3-70b", "https://api.groq.com/openai/v1")) == "groq"
+    assert provider_name(inv("openai-compatible/qwen", "http://127.0.0.1:8000/v1")) == "openai"
+    assert server_of(inv("openai-compatible/qwen", "http://127.0.0.1:8000/v1")) == ("127.0.0.1", 8000)
