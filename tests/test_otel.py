@@ -25,7 +25,6 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from lmstream import EventEmitter, LMRequestProcessor, PromptBuilder, RetryConfig, _observe, otel
 from tests.test_providers import NAMES, PROVIDERS, TEXT, WEATHER, _invoker, _process, get_time, get_weather
-from tests.wire import fixtures as fx
 from tests.wire.server import Script, WireServer
 
 pytestmark = pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning")
@@ -98,9 +97,9 @@ async def test_streamed_answer_spans_and_metrics(tel: Telemetry, name: str) -> N
     params: dict[str, Any] = {"max_tokens": 50}
     extra: dict[str, Any] = {}
     if name == "openai-chat":  # the one API here that takes every sampling parameter
-        params.update(temperature=0.2, top_p=0.9, stop=["\n\n"], seed=7)
+        params.update(temperature=1, top_p=0.9, stop=["\n\n"], seed=7)
         extra = {
-            "gen_ai.request.temperature": 0.2,
+            "gen_ai.request.temperature": 1.0,  # a double, though given as an int
             "gen_ai.request.top_p": 0.9,
             "gen_ai.request.stop_sequences": ("\n\n",),
             "gen_ai.request.seed": 7,
@@ -136,6 +135,7 @@ async def test_streamed_answer_spans_and_metrics(tel: Telemetry, name: str) -> N
         "lmstream.request_id": events[-1].metadata["request_id"],
         "lmstream.response.chunks": len(TEXT),
     }
+    assert all(type(a[k]) is float for k in ("gen_ai.request.temperature", "gen_ai.request.top_p") if k in a)
     duration = (chat.end_time - chat.start_time) / 1e9  # type: ignore[operator]
     assert 0 < ttfc < duration
     assert chat.status.status_code == StatusCode.UNSET and not chat.events
@@ -190,7 +190,9 @@ async def test_message_content_only_on_opt_in(tel: Telemetry, monkeypatch: pytes
     assert not content_keys & set(_attrs(plain))
     a = _attrs(captured)
     assert json.loads(a["gen_ai.system_instructions"]) == [{"type": "text", "content": "Be brief."}]
-    assert json.loads(a["gen_ai.input.messages"]) == [{"role": "user", "parts": [{"type": "text", "content": "Tokyo?"}]}]
+    assert json.loads(a["gen_ai.input.messages"]) == [
+        {"role": "user", "parts": [{"type": "text", "content": "Tokyo?"}]}
+    ]
     assert json.loads(a["gen_ai.output.messages"]) == [
         {"role": "assistant", "parts": [{"type": "text", "content": "".join(TEXT)}], "finish_reason": "stop"}
     ]
@@ -288,7 +290,9 @@ async def test_failure_marks_span_and_duration(tel: Telemetry) -> None:
     for s in (chat, parent):
         assert _attrs(s)["error.type"] == "ProviderError"
         assert s.status.status_code == StatusCode.ERROR and "HTTP 400" in (s.status.description or "")
-    assert "gen_ai.usage.output_tokens" not in _attrs(chat) and "gen_ai.response.time_to_first_chunk" not in _attrs(chat)
+    assert "gen_ai.usage.output_tokens" not in _attrs(chat) and "gen_ai.response.time_to_first_chunk" not in _attrs(
+        chat
+    )
     (d,) = tel.points("gen_ai.client.operation.duration")
     assert dict(d.attributes)["error.type"] == "ProviderError"
     assert tel.points("gen_ai.client.token.usage") == []
@@ -368,8 +372,9 @@ async def test_incoming_traceparent_is_the_parent(tel: Telemetry) -> None:
     async with WireServer() as srv:
         srv.enqueue(Script(chunks=p.text(TEXT)))
         inv = _invoker(p, srv)
-        with otel.remote_parent(headers):
-            await _process(_lmrp(inv), q="x")
+        with _observe.remote_parent(headers):  # as a server does: the request's task starts inside
+            task = asyncio.create_task(_process(_lmrp(inv), q="x"))
+        await task
         await inv.aclose()
     parent = tel.span("lmstream.process")
     assert format(parent.context.trace_id, "032x") == trace_id
@@ -428,3 +433,15 @@ def test_provider_names_follow_the_conventions() -> None:
     assert provider_name(inv("openai-compatible/llama-3.3-70b", "https://api.groq.com/openai/v1")) == "groq"
     assert provider_name(inv("openai-compatible/qwen", "http://127.0.0.1:8000/v1")) == "openai"
     assert server_of(inv("openai-compatible/qwen", "http://127.0.0.1:8000/v1")) == ("127.0.0.1", 8000)
+
+
+def test_tracing_example_prints_the_spans() -> None:
+    """README's "Tracing" example, on the embedded model: the console shows the GenAI spans and metrics."""
+    script = os.path.join(os.path.dirname(__file__), "..", "examples", "tracing.py")
+    proc = subprocess.run([sys.executable, script], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert '"name": "chat smollm2-135m"' in out and '"kind": "SpanKind.INTERNAL"' in out
+    assert '"gen_ai.provider.name": "llama_cpp"' in out and '"name": "lmstream.process"' in out
+    for metric in ("gen_ai.client.operation.duration", "gen_ai.client.token.usage"):
+        assert f'"name": "{metric}"' in out

@@ -10,6 +10,7 @@ installed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from .tools import Tool
     from .types import LMOutput, ToolCall
 
-__all__ = ["CallHandle", "Observer", "SpanHandle", "current", "set_observer"]
+__all__ = ["CallHandle", "Observer", "SpanHandle", "current", "remote_parent", "set_observer"]
 
 
 class SpanHandle(Protocol):
@@ -87,3 +88,14 @@ def set_observer(observer: Observer | None) -> None:
     global _observer, _unavailable
     _observer = observer
     _unavailable = False
+
+
+def remote_parent(headers: Mapping[str, str]) -> contextlib.AbstractContextManager[None]:
+    """Serve one incoming HTTP request under the trace context its headers carry (W3C
+    `traceparent`): start the request (or create its task) inside the `with` block and its
+    spans join the caller's trace. A no-op when tracing is off."""
+    if current() is None:
+        return contextlib.nullcontext()
+    from .otel import remote_parent as attach
+
+    return attach(headers)

@@ -46,14 +46,14 @@ logger = logging.getLogger("lmstream.otel")
 DURATION_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
 TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864]
 
-_PARAMS = {  # lmstream hyperparameter -> span attribute
-    "max_tokens": "gen_ai.request.max_tokens",
-    "temperature": "gen_ai.request.temperature",
-    "top_p": "gen_ai.request.top_p",
-    "top_k": "gen_ai.request.top_k",
-    "seed": "gen_ai.request.seed",
-    "frequency_penalty": "gen_ai.request.frequency_penalty",
-    "presence_penalty": "gen_ai.request.presence_penalty",
+_PARAMS: dict[str, tuple[str, type]] = {  # lmstream hyperparameter -> span attribute and its type
+    "max_tokens": ("gen_ai.request.max_tokens", int),
+    "temperature": ("gen_ai.request.temperature", float),
+    "top_p": ("gen_ai.request.top_p", float),
+    "top_k": ("gen_ai.request.top_k", float),
+    "seed": ("gen_ai.request.seed", int),
+    "frequency_penalty": ("gen_ai.request.frequency_penalty", float),
+    "presence_penalty": ("gen_ai.request.presence_penalty", float),
 }
 _CAPTURE_ON = {"true", "1", "yes", "on", "span_only", "span_and_event"}
 
@@ -70,10 +70,14 @@ class _Instruments:
         meter = mp.get_meter("lmstream", __version__)
 
         def hist(name: str, unit: str, desc: str, buckets: list[float] | list[int]) -> Any:
-            return meter.create_histogram(name, unit=unit, description=desc, explicit_bucket_boundaries_advisory=buckets)
+            return meter.create_histogram(
+                name, unit=unit, description=desc, explicit_bucket_boundaries_advisory=buckets
+            )
 
         self.duration = hist("gen_ai.client.operation.duration", "s", "GenAI operation duration.", DURATION_BUCKETS)
-        self.tokens = hist("gen_ai.client.token.usage", "{token}", "Number of input and output tokens used.", TOKEN_BUCKETS)
+        self.tokens = hist(
+            "gen_ai.client.token.usage", "{token}", "Number of input and output tokens used.", TOKEN_BUCKETS
+        )
         self.ttfc = hist(
             "gen_ai.client.operation.time_to_first_chunk",
             "s",
@@ -245,9 +249,9 @@ class _Call:
         self.attrs = attrs  # the metric attributes (span attributes add the request details)
         span_attrs = {**attrs, "gen_ai.request.stream": True}
         for name, value in params.items():
-            key = _PARAMS.get(name)
-            if key is not None:
-                span_attrs[key] = value
+            spec = _PARAMS.get(name)
+            if spec is not None:
+                span_attrs[spec[0]] = spec[1](value)
             elif name == "stop":
                 span_attrs["gen_ai.request.stop_sequences"] = [value] if isinstance(value, str) else list(value)
         if getattr(invoker, "response_schema", None) is not None:
@@ -352,9 +356,7 @@ def observer() -> OTelObserver:
     return _OBSERVER
 
 
-def configure(
-    tracer_provider: Any = None, meter_provider: Any = None, capture_content: bool | None = None
-) -> None:
+def configure(tracer_provider: Any = None, meter_provider: Any = None, capture_content: bool | None = None) -> None:
     """Use these providers instead of the global ones (None: the global one), and turn message
     content capture on or off (None: from `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`)."""
     obs = observer()

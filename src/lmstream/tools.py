@@ -214,9 +214,7 @@ async def execute_tool_calls(tools: list[Tool], calls: list[ToolCall]) -> list[T
     return list(await asyncio.gather(*(one(c) for c in calls)))
 
 
-async def _run_one(
-    t: Tool | None, call: ToolCall, by_name: dict[str, Tool]
-) -> tuple[ToolResult, Exception | None]:
+async def _run_one(t: Tool | None, call: ToolCall, by_name: dict[str, Tool]) -> tuple[ToolResult, Exception | None]:
     """The result for the model, and the exception the tool raised (if it did)."""
     if t is None:
         msg = f"Error: no tool named {call.name!r}; available: {', '.join(by_name)}"
