@@ -196,10 +196,68 @@ async def _make_lmstream(base_url: str, concurrency: int = 1):
     return run, aclose
 
 
+# --------------------------------------------------------------------------- lmstream and OpenTelemetry
+class _NoOpenTelemetry:
+    """A meta-path finder that makes `opentelemetry` look uninstalled in this process."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "opentelemetry" or name.startswith("opentelemetry."):
+            raise ImportError(f"{name} hidden by the benchmark (lmstream-no-otel)")
+        return None
+
+
+async def _make_lmstream_no_otel(base_url: str, concurrency: int = 1):
+    """opentelemetry-api not installed (hidden from imports)."""
+    import sys
+
+    sys.meta_path.insert(0, _NoOpenTelemetry())
+    return await _make_lmstream(base_url, concurrency)
+
+
+async def _make_lmstream_otel_unset(base_url: str, concurrency: int = 1):
+    """The application imported OpenTelemetry but configured no provider."""
+    import opentelemetry.metrics
+    import opentelemetry.trace  # noqa: F401
+
+    return await _make_lmstream(base_url, concurrency)
+
+
+async def _make_lmstream_otel(base_url: str, concurrency: int = 1):
+    """SDK tracer and meter providers configured (spans kept in memory, metrics read at exit)."""
+    from opentelemetry import metrics, trace
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    tp = TracerProvider()
+    tp.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(tp)
+    reader = InMemoryMetricReader()
+    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+    run, aclose = await _make_lmstream(base_url, concurrency)
+
+    async def checked_run(n: int, out):
+        before = len(exporter.get_finished_spans())
+        final = await run(n, out)
+        if len(exporter.get_finished_spans()) != before + 2:  # lmstream.process + chat
+            raise AssertionError("lmstream-otel: the request was not traced")
+        return final
+
+    return checked_run, aclose
+
+
 CLIENTS: dict[str, Client] = {
     "floor": Client(["httpx"], _make_floor, "httpx aiter_lines + stdlib json.loads"),
     "openai": Client(["openai"], _make_openai),
     "langchain": Client(["langchain_openai"], _make_langchain, "astream_events v2"),
     "litellm": Client(["litellm"], _make_litellm),
     "lmstream": Client(["lmstream"], _make_lmstream, "full pipeline"),
+    "lmstream-no-otel": Client(["lmstream"], _make_lmstream_no_otel, "opentelemetry hidden"),
+    "lmstream-otel-unset": Client(
+        ["lmstream", "opentelemetry"], _make_lmstream_otel_unset, "opentelemetry imported, no provider"
+    ),
+    "lmstream-otel": Client(["lmstream", "opentelemetry.sdk"], _make_lmstream_otel, "SDK providers configured"),
 }
