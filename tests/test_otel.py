@@ -33,6 +33,12 @@ DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 
 TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
 PROVIDER_NAME = {"openai-chat": "openai", "openai": "openai", "anthropic": "anthropic", "google": "gcp.gemini"}
 MODEL = {name: p.model_id.split("/", 1)[1] for name, p in PROVIDERS.items()}
+RESPONSE = {  # (gen_ai.response.id, gen_ai.response.model) as each provider's wire fixture sends them
+    "openai-chat": ("chatcmpl-wire0001", "gpt-4o-mini-2024-07-18"),
+    "openai": ("resp_wire0001", "gpt-4.1-mini-2025-04-14"),
+    "anthropic": ("msg_wire014p7gG3wDgGV9EUtLvnow3U", "claude-haiku-4-5-20251001"),
+    "google": ("wireRespId0001", "gemini-2.5-flash"),
+}
 
 
 class Telemetry:
@@ -128,6 +134,8 @@ async def test_streamed_answer_spans_and_metrics(tel: Telemetry, name: str) -> N
         "gen_ai.request.max_tokens": 50,
         **extra,
         "gen_ai.response.finish_reasons": ("stop",),
+        "gen_ai.response.id": RESPONSE[name][0],
+        "gen_ai.response.model": RESPONSE[name][1],
         "gen_ai.usage.input_tokens": 11,
         "gen_ai.usage.output_tokens": len(TEXT),
         "server.address": "127.0.0.1",
@@ -147,6 +155,7 @@ async def test_streamed_answer_spans_and_metrics(tel: Telemetry, name: str) -> N
         "gen_ai.request.model": model,
         "server.address": "127.0.0.1",
         "server.port": port,
+        "gen_ai.response.model": RESPONSE[name][1],
     }
     (d,) = tel.points("gen_ai.client.operation.duration")
     assert dict(d.attributes) == base and d.count == 1 and tuple(d.explicit_bounds) == DURATION_BUCKETS

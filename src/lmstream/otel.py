@@ -309,6 +309,8 @@ class _Call:
             chunks = len(acc.text_parts) + len(acc.thinking_parts)
             if acc.ttft is not None:
                 first_at = acc.ctx.started + acc.ttft
+        if acc is not None and acc.response_model:  # the metrics carry it too
+            attrs = {**attrs, "gen_ai.response.model": acc.response_model}
         input_tokens = usage.input_tokens if usage is not None else 0
         output_tokens = usage.output_tokens if usage is not None else 0
         if exc is not None:
@@ -327,6 +329,10 @@ class _Call:
             if first_at is not None:
                 span.set_attribute("gen_ai.response.time_to_first_chunk", first_at - self.t0)
             span.set_attribute("lmstream.response.chunks", chunks)
+            if acc is not None and acc.response_id:
+                span.set_attribute("gen_ai.response.id", acc.response_id)
+            if acc is not None and acc.response_model:
+                span.set_attribute("gen_ai.response.model", acc.response_model)
             if self.content and output is not None and exc is None:
                 from . import _json
 

@@ -140,6 +140,7 @@ class AnthropicLMInvoker(SDKLMInvoker):
             raise_mapped(self.provider, exc)
         kinds: dict[int, str] = {}
         stop: str | None = None
+        mid = mmodel = None
         try:
             async for ev in with_idle_timeout(stream.__aiter__(), self.retry_config.idle_timeout, self.provider):
                 t = ev.type
@@ -165,6 +166,7 @@ class AnthropicLMInvoker(SDKLMInvoker):
                     if kinds.get(ev.index) in ("thinking", "redacted_thinking"):
                         yield ThinkingDelta(end=True)
                 elif t == "message_start":
+                    mid, mmodel = getattr(ev.message, "id", None), getattr(ev.message, "model", None)
                     u = ev.message.usage
                     cached = getattr(u, "cache_read_input_tokens", None) or 0
                     yield UsageDelta(
@@ -178,7 +180,7 @@ class AnthropicLMInvoker(SDKLMInvoker):
                     if ev.usage is not None and ev.usage.output_tokens is not None:
                         yield UsageDelta(output_tokens=ev.usage.output_tokens)
                 elif t == "message_stop":
-                    yield FinishDelta(stop or "stop")
+                    yield FinishDelta(stop or "stop", mid, mmodel)
                     return
                 elif t == "error":
                     err = getattr(ev, "error", None)

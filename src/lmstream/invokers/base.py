@@ -105,12 +105,18 @@ class UsageDelta:
 
 
 class FinishDelta:
-    """The provider's end marker was seen; `reason` is normalised (stop, length, tool_calls, ...)."""
+    """The provider's end marker was seen; `reason` is normalised (stop, length, tool_calls, ...).
 
-    __slots__ = ("reason",)
+    `response_id` and `response_model` are the provider's id of the response and the exact
+    model that produced it, where the stream says (read by tracing: `gen_ai.response.*`).
+    """
 
-    def __init__(self, reason: str | None) -> None:
+    __slots__ = ("reason", "response_id", "response_model")
+
+    def __init__(self, reason: str | None, response_id: str | None = None, response_model: str | None = None) -> None:
         self.reason = reason
+        self.response_id = response_id
+        self.response_model = response_model
 
 
 # --------------------------------------------------------------------------- request context
@@ -481,6 +487,8 @@ class _Accumulator:
         self.usage = TokenUsage()
         self.finish: str | None = None
         self.finished = False
+        self.response_id: str | None = None  # from FinishDelta, for tracing
+        self.response_model: str | None = None
         self.t0 = time.perf_counter()
         self.ttft: float | None = None
 
@@ -602,6 +610,7 @@ class _Accumulator:
                     self.finished = True
                     if d.reason:
                         self.finish = d.reason
+                    self.response_id, self.response_model = d.response_id, d.response_model
                 else:
                     raise TypeError(f"provider yielded an unknown delta {d!r}")
         finally:

@@ -136,6 +136,7 @@ class GoogleLMInvoker(SDKLMInvoker):
         except Exception as exc:
             raise_mapped(self.provider, exc)
         finish: str | None = None
+        rid = rmodel = None
         n_calls = 0
         in_thought = False
         try:
@@ -166,6 +167,7 @@ class GoogleLMInvoker(SDKLMInvoker):
                     if cand.finish_reason:
                         reason = getattr(cand.finish_reason, "value", cand.finish_reason)
                         finish = _FINISH.get(str(reason), str(reason).lower())
+                        rid, rmodel = chunk.response_id, chunk.model_version
                 u = chunk.usage_metadata
                 if u is not None:
                     yield UsageDelta(
@@ -179,4 +181,4 @@ class GoogleLMInvoker(SDKLMInvoker):
         except Exception as exc:
             raise_mapped(self.provider, exc)
         if finish is not None:
-            yield FinishDelta(finish)
+            yield FinishDelta(finish, rid, rmodel)

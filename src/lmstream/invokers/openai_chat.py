@@ -178,9 +178,10 @@ class OpenAIChatCompletionsLMInvoker(BaseLMInvoker):
                     )
                 loads = _json.loads
                 finish: str | None = None
+                rid = rmodel = None  # read from the finish chunk only (nothing extra per token)
                 async for _event, data in iter_sse(response.aiter_raw()):
                     if data == b"[DONE]":
-                        yield FinishDelta(finish)
+                        yield FinishDelta(finish, rid, rmodel)
                         return
                     try:
                         chunk = loads(data)
@@ -212,6 +213,7 @@ class OpenAIChatCompletionsLMInvoker(BaseLMInvoker):
                         reason = choice.get("finish_reason")
                         if reason:
                             finish = _FINISH.get(reason, reason)
+                            rid, rmodel = chunk.get("id"), chunk.get("model")
                     elif "error" in chunk:
                         err = chunk["error"]
                         message = err.get("message", str(err)) if isinstance(err, dict) else str(err)
@@ -220,7 +222,7 @@ class OpenAIChatCompletionsLMInvoker(BaseLMInvoker):
                     if usage:
                         yield _usage(usage)
                 if finish is not None:  # some servers omit [DONE]; a finish_reason is an end marker too
-                    yield FinishDelta(finish)
+                    yield FinishDelta(finish, rid, rmodel)
             except httpx.HTTPError as exc:
                 raise map_transport_error(self.provider, exc, where) from None
             finally:

@@ -146,7 +146,7 @@ class OpenAILMInvoker(SDKLMInvoker):
                         details = getattr(resp, "incomplete_details", None)
                         why = getattr(details, "reason", None)
                         reason = "length" if why == "max_output_tokens" else (why or "incomplete")
-                    yield FinishDelta(reason)
+                    yield FinishDelta(reason, getattr(resp, "id", None), getattr(resp, "model", None))
                     return
                 elif t == "response.failed":
                     err = getattr(ev.response, "error", None)
