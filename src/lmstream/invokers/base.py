@@ -395,26 +395,22 @@ async def run_request(
     token = _current.set(ctx)
     if ctx.emitter is not None:
         ctx.emitter._started(ctx)  # no-op unless process() registered it at call time
-    # observability seam (lmstream.otel): the request's parent span; None when tracing is off
-    obs = _observe.current() if kind is not None else None
-    span = obs.request_started(ctx.request_id, kind) if obs is not None and kind is not None else None
+    span = None  # observability seam (lmstream.otel): the request's parent span, when tracing is on
+    if kind is not None and (obs := _observe.current()) is not None:
+        span = obs.request_started(ctx.request_id, kind)
     try:
         try:
             result, output = await work()
         except BaseException as exc:
             if span is not None:
                 span.end(None, exc)
-                span = None
             await emit_failure(ctx, exc)
             raise
         if span is not None:
             span.end(output, None)
-            span = None
         await emit_done(ctx, output)
         return result
     finally:
-        if span is not None:  # emit_done itself failed or was cancelled
-            span.end(None, None)
         _current.reset(token)
         if ctx.emitter is not None:
             ctx.emitter._end_request()
