@@ -213,9 +213,9 @@ async def test_message_content_only_on_opt_in(tel: Telemetry, monkeypatch: pytes
 # =========================================================================== a tool loop
 
 
-def broken_tool(x: int) -> str:
+def broken_tool(x: str) -> str:
     """Always fails."""
-    raise ValueError("no luck")
+    raise ValueError(f"no luck with {x}")
 
 
 async def test_tool_loop_spans(tel: Telemetry) -> None:
@@ -223,7 +223,7 @@ async def test_tool_loop_spans(tel: Telemetry) -> None:
     calls = [
         ("get_weather", WEATHER, "call_a"),
         ("get_time", {"timezone": "Europe/Paris"}, "call_b"),
-        ("broken_tool", {"x": 1}, "call_c"),
+        ("broken_tool", {"x": "SECRET-7f3a"}, "call_c"),
         ("no_such_tool", {}, "call_d"),
     ]
     async with WireServer() as srv:
@@ -255,7 +255,10 @@ async def test_tool_loop_spans(tel: Telemetry) -> None:
     assert w.status.status_code == StatusCode.UNSET
     broken = tools["execute_tool broken_tool"]
     assert _attrs(broken)["error.type"] == "ValueError" and broken.status.status_code == StatusCode.ERROR
-    assert [e.name for e in broken.events] == ["exception"]
+    (exc_event,) = broken.events
+    assert exc_event.name == "exception" and dict(exc_event.attributes or {})["exception.type"] == "ValueError"
+    everything = json.dumps([s.to_json() for s in tel.spans()])
+    assert "SECRET-7f3a" not in everything  # a tool's message may quote the model: recorded on opt-in only
     missing = tools["execute_tool no_such_tool"]
     assert _attrs(missing)["error.type"] == "_OTHER" and missing.status.status_code == StatusCode.ERROR
     durations = tel.points("gen_ai.execute_tool.duration")
@@ -267,19 +270,27 @@ async def test_tool_arguments_and_results_on_opt_in(tel: Telemetry) -> None:
     otel.configure(tracer_provider=tel.tp, meter_provider=tel.mp, capture_content=True)
     p = PROVIDERS["openai-chat"]
     async with WireServer() as srv:
-        srv.enqueue(Script(chunks=p.tools([("get_weather", WEATHER, "call_a")])), Script(chunks=p.text(TEXT)))
+        calls = [("get_weather", WEATHER, "call_a"), ("broken_tool", {"x": "SECRET-7f3a"}, "call_b")]
+        srv.enqueue(Script(chunks=p.tools(calls)), Script(chunks=p.text(TEXT)))
         inv = _invoker(p, srv)
-        await _process(_lmrp(inv, tools=[get_weather]), q="Paris?")
+        await _process(_lmrp(inv, tools=[get_weather, broken_tool]), q="Paris?")
         await inv.aclose()
     a = _attrs(tel.span("execute_tool get_weather"))
     assert json.loads(a["gen_ai.tool.call.arguments"]) == WEATHER
+    broken = tel.span("execute_tool broken_tool")
+    assert broken.status.description == "no luck with SECRET-7f3a"
+    assert dict(broken.events[0].attributes or {})["exception.message"] == "no luck with SECRET-7f3a"
     assert json.loads(a["gen_ai.tool.call.result"]) == {"city": "Paris", "temp": 21}
     second = [s for s in tel.spans() if s.name.startswith("chat ")][-1]
     history = json.loads(_attrs(second)["gen_ai.input.messages"])
     assert [m["role"] for m in history] == ["system", "user", "assistant", "tool"]
-    assert history[2]["parts"] == [{"type": "tool_call", "id": "call_a", "name": "get_weather", "arguments": WEATHER}]
+    assert history[2]["parts"] == [
+        {"type": "tool_call", "id": "call_a", "name": "get_weather", "arguments": WEATHER},
+        {"type": "tool_call", "id": "call_b", "name": "broken_tool", "arguments": {"x": "SECRET-7f3a"}},
+    ]
     assert history[3]["parts"] == [
-        {"type": "tool_call_response", "id": "call_a", "response": '{"city":"Paris","temp":21}'}
+        {"type": "tool_call_response", "id": "call_a", "response": '{"city":"Paris","temp":21}'},
+        {"type": "tool_call_response", "id": "call_b", "response": "Error: ValueError: no luck with SECRET-7f3a"},
     ]
 
 
@@ -306,6 +317,22 @@ async def test_failure_marks_span_and_duration(tel: Telemetry) -> None:
     assert dict(d.attributes)["error.type"] == "ProviderError"
     assert tel.points("gen_ai.client.token.usage") == []
     assert tel.points("gen_ai.client.operation.time_to_first_chunk") == []
+
+
+async def test_parser_error_keeps_the_answer_out_of_spans(tel: Telemetry) -> None:
+    from lmstream import JSONOutputParser
+
+    p = PROVIDERS["openai-chat"]
+    async with WireServer() as srv:
+        srv.enqueue(Script(chunks=p.text(TEXT)))
+        inv = _invoker(p, srv)
+        _events, err = await _process(_lmrp(inv, output_parser=JSONOutputParser()), q="x")
+        await inv.aclose()
+    assert type(err).__name__ == "OutputParserError" and "some ideas" in str(err)
+    parent = tel.span("lmstream.process")
+    assert _attrs(parent)["error.type"] == "OutputParserError"
+    assert parent.status.description == "OutputParserError"
+    assert "some ideas" not in json.dumps([s.to_json() for s in tel.spans()])  # the answer is content
 
 
 async def test_retried_429_is_a_span_event(tel: Telemetry) -> None:

@@ -26,6 +26,7 @@ import contextlib
 import logging
 import os
 import time
+import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -36,7 +37,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import __version__, _observe
 from ._otel_content import input_messages, output_messages, provider_name, server_of, tool_definitions
-from .errors import StreamInterruptedError
+from .errors import LMStreamError, OutputParserError, StreamInterruptedError
 
 __all__ = ["configure", "extract_context", "remote_parent", "observer"]
 
@@ -139,7 +140,7 @@ class OTelObserver:
         span = self.inst.tracer.start_span(
             f"lmstream.{kind}", kind=SpanKind.INTERNAL, attributes={"lmstream.request_id": request_id}
         )
-        return _Span(span, None, None)
+        return _Span(span, None, self.content())
 
     def call_started(
         self, invoker: Any, messages: Sequence[Any], params: Mapping[str, Any], request_id: str | None
@@ -173,13 +174,25 @@ def _error_type(exc: BaseException) -> str:
     return type(exc).__qualname__
 
 
-def _fail(span: Any, exc: BaseException) -> str:
-    """Mark a span failed; returns the `error.type`."""
+def _fail(span: Any, exc: BaseException, content: bool) -> str:
+    """Mark a span failed; returns the `error.type`.
+
+    The message is recorded only when it cannot carry prompt or answer text (lmstream's own
+    provider, timeout and configuration errors) or when content capture is on: a tool's
+    exception or an output-parser error may quote what the model said.
+    """
     etype = _error_type(exc)
     span.set_attribute("error.type", etype)
-    span.set_status(Status(StatusCode.ERROR, str(exc) or etype))
-    if not isinstance(exc, asyncio.CancelledError):  # a cancel is no fault: no stack trace
+    if isinstance(exc, asyncio.CancelledError):  # a cancel is no fault: no stack trace
+        span.set_status(Status(StatusCode.ERROR, "cancelled"))
+        return etype
+    if content or (isinstance(exc, LMStreamError) and not isinstance(exc, OutputParserError)):
+        span.set_status(Status(StatusCode.ERROR, str(exc) or etype))
         span.record_exception(exc)
+    else:
+        span.set_status(Status(StatusCode.ERROR, etype))
+        trace_only = "".join(traceback.format_tb(exc.__traceback__))
+        span.record_exception(exc, {"exception.message": etype, "exception.stacktrace": trace_only})
     return etype
 
 
@@ -199,11 +212,12 @@ class _Span:
             span = self.span
             etype = None
             if exc is not None:
-                etype = _fail(span, exc)
+                etype = _fail(span, exc, bool(self.content))
             elif getattr(result, "is_error", False):  # a tool error result sent back to the model
                 etype = "_OTHER"
                 span.set_attribute("error.type", etype)
-                span.set_status(Status(StatusCode.ERROR, str(getattr(result, "output", ""))[:200]))
+                why = str(getattr(result, "output", ""))[:200] if self.content else "tool error"
+                span.set_status(Status(StatusCode.ERROR, why))
             if self.content and result is not None and hasattr(result, "output"):
                 span.set_attribute("gen_ai.tool.call.result", result.output)
             if self.metric is not None:
@@ -339,7 +353,7 @@ class _Call:
                 span.set_attribute("gen_ai.output.messages", _json.dumps(output_messages(output)))
         metric_attrs = attrs
         if exc is not None:
-            metric_attrs = {**attrs, "error.type": _fail(span, exc)}
+            metric_attrs = {**attrs, "error.type": _fail(span, exc, self.content)}
         inst.duration.record(t1 - self.t0, metric_attrs)
         if input_tokens:
             inst.tokens.record(input_tokens, {**attrs, "gen_ai.token.type": "input"})
