@@ -9,21 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from lmstream import EventEmitter, LMRequestProcessor, PromptBuilder, RetryConfig, _observe, otel
+from lmstream import EventEmitter, RetryConfig, otel
+from tests.otel_support import Telemetry, _attrs, _lmrp, telemetry
 from tests.test_providers import NAMES, PROVIDERS, TEXT, WEATHER, _invoker, _process, get_time, get_weather
 from tests.wire.server import Script, WireServer
 
@@ -41,57 +34,10 @@ RESPONSE = {  # (gen_ai.response.id, gen_ai.response.model) as each provider's w
 }
 
 
-class Telemetry:
-    """Fresh SDK providers wired into lmstream.otel for one test."""
-
-    def __init__(self) -> None:
-        self.spans_exporter = InMemorySpanExporter()
-        self.tp = TracerProvider()
-        self.tp.add_span_processor(SimpleSpanProcessor(self.spans_exporter))
-        self.reader = InMemoryMetricReader()
-        self.mp = MeterProvider(metric_readers=[self.reader], shutdown_on_exit=False)
-
-    def spans(self) -> list[ReadableSpan]:
-        return list(self.spans_exporter.get_finished_spans())
-
-    def span(self, name: str) -> ReadableSpan:
-        found = [s for s in self.spans() if s.name == name]
-        assert len(found) == 1, [s.name for s in self.spans()]
-        return found[0]
-
-    def points(self, metric: str) -> list[Any]:
-        data = self.reader.get_metrics_data()
-        out: list[Any] = []
-        for rm in data.resource_metrics if data else []:
-            for sm in rm.scope_metrics:
-                for m in sm.metrics:
-                    if m.name == metric:
-                        out.extend(m.data.data_points)
-        return out
-
-    def units(self) -> dict[str, str]:
-        data = self.reader.get_metrics_data()
-        return {m.name: m.unit for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
-
-
 @pytest.fixture
 def tel() -> Iterator[Telemetry]:
-    t = Telemetry()
-    otel.configure(tracer_provider=t.tp, meter_provider=t.mp, capture_content=False)
-    try:
+    with telemetry() as t:
         yield t
-    finally:
-        otel.configure()  # back to the global providers (none configured in the test process)
-        t.tp.shutdown()
-        t.mp.shutdown()
-
-
-def _lmrp(inv: Any, **kw: Any) -> LMRequestProcessor:
-    return LMRequestProcessor(PromptBuilder(system_template="Be brief.", user_template="{q}"), inv, **kw)
-
-
-def _attrs(span: ReadableSpan) -> dict[str, Any]:
-    return dict(span.attributes or {})
 
 
 # =========================================================================== a streamed answer
@@ -396,88 +342,3 @@ async def test_interrupted_stream_keeps_partial_tokens(tel: Telemetry) -> None:
     assert a["gen_ai.usage.output_tokens"] == 2 and a["gen_ai.response.finish_reasons"] == ("error",)
     out_tokens = [pt for pt in tel.points("gen_ai.client.token.usage")]
     assert [pt.sum for pt in out_tokens] == [2]
-
-
-# =========================================================================== context and cost
-
-
-async def test_incoming_traceparent_is_the_parent(tel: Telemetry) -> None:
-    trace_id, parent_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
-    headers = {"traceparent": f"00-{trace_id}-{parent_id}-01"}
-    p = PROVIDERS["openai-chat"]
-    async with WireServer() as srv:
-        srv.enqueue(Script(chunks=p.text(TEXT)))
-        inv = _invoker(p, srv)
-        with _observe.remote_parent(headers):  # as a server does: the request's task starts inside
-            task = asyncio.create_task(_process(_lmrp(inv), q="x"))
-        await task
-        await inv.aclose()
-    parent = tel.span("lmstream.process")
-    assert format(parent.context.trace_id, "032x") == trace_id
-    assert parent.parent is not None and format(parent.parent.span_id, "016x") == parent_id
-    assert parent.parent.is_remote
-    ctx = otel.extract_context(headers)
-    from opentelemetry import trace
-
-    assert format(trace.get_current_span(ctx).get_span_context().trace_id, "032x") == trace_id
-
-
-def test_no_provider_means_no_observer() -> None:
-    otel.configure()  # the global providers: none is set in the test process
-    assert _observe.current() is None
-
-
-def test_import_lmstream_does_not_import_opentelemetry() -> None:
-    code = (
-        "import sys, lmstream, lmstream._observe as o\n"
-        "assert o.current() is None\n"
-        "assert not [m for m in sys.modules if m.startswith('opentelemetry')], 'imported'\n"
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_PYTHON_")}
-    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)
-
-
-def test_standalone_invoke_has_no_parent_span(tel: Telemetry) -> None:
-    p = PROVIDERS["openai-chat"]
-
-    async def go() -> None:
-        async with WireServer() as srv:
-            srv.enqueue(Script(chunks=p.text(TEXT)))
-            inv = _invoker(p, srv)
-            await inv.invoke("hi")
-            await inv.aclose()
-
-    asyncio.run(go())
-    (chat,) = tel.spans()
-    assert chat.name == "chat gpt-4o-mini" and chat.parent is None
-    assert _attrs(chat)["lmstream.request_id"].startswith("req_")
-
-
-def test_provider_names_follow_the_conventions() -> None:
-    from lmstream import build_lm_invoker
-    from lmstream._otel_content import provider_name, server_of
-
-    def inv(model_id: str, base_url: str | None = None) -> Any:
-        return build_lm_invoker(model_id, credentials="k", config={"base_url": base_url} if base_url else None)
-
-    assert provider_name(inv("openai/gpt-4.1")) == "openai"
-    assert server_of(inv("openai/gpt-4.1")) == ("api.openai.com", 443)
-    assert provider_name(inv("anthropic/claude-haiku-4-5")) == "anthropic"
-    assert server_of(inv("anthropic/claude-haiku-4-5")) == ("api.anthropic.com", 443)
-    assert provider_name(inv("google/gemini-2.5-flash")) == "gcp.gemini"
-    assert provider_name(inv("openai-compatible/deepseek-chat", "https://api.deepseek.com/v1")) == "deepseek"
-    assert provider_name(inv("openai-compatible/llama-3.3-70b", "https://api.groq.com/openai/v1")) == "groq"
-    assert provider_name(inv("openai-compatible/qwen", "http://127.0.0.1:8000/v1")) == "openai"
-    assert server_of(inv("openai-compatible/qwen", "http://127.0.0.1:8000/v1")) == ("127.0.0.1", 8000)
-
-
-def test_tracing_example_prints_the_spans() -> None:
-    """README's "Tracing" example, on the embedded model: the console shows the GenAI spans and metrics."""
-    script = os.path.join(os.path.dirname(__file__), "..", "examples", "tracing.py")
-    proc = subprocess.run([sys.executable, script], capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, proc.stderr
-    out = proc.stdout
-    assert '"name": "chat smollm2-135m"' in out and '"kind": "SpanKind.INTERNAL"' in out
-    assert '"gen_ai.provider.name": "llama_cpp"' in out and '"name": "lmstream.process"' in out
-    for metric in ("gen_ai.client.operation.duration", "gen_ai.client.token.usage"):
-        assert f'"name": "{metric}"' in out

@@ -1,0 +1,108 @@
+"""OpenTelemetry around the request: the caller's trace context (W3C `traceparent`), the
+standalone `invoke()`, provider names, no import and no work when unused, the README example."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from lmstream import _observe, otel
+from tests.otel_support import Telemetry, _attrs, _lmrp, telemetry
+from tests.test_providers import PROVIDERS, TEXT, _invoker, _process
+from tests.wire.server import Script, WireServer
+
+pytestmark = pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning")
+
+
+@pytest.fixture
+def tel() -> Iterator[Telemetry]:
+    with telemetry() as t:
+        yield t
+
+
+async def test_incoming_traceparent_is_the_parent(tel: Telemetry) -> None:
+    trace_id, parent_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    headers = {"traceparent": f"00-{trace_id}-{parent_id}-01"}
+    p = PROVIDERS["openai-chat"]
+    async with WireServer() as srv:
+        srv.enqueue(Script(chunks=p.text(TEXT)))
+        inv = _invoker(p, srv)
+        with _observe.remote_parent(headers):  # as a server does: the request's task starts inside
+            task = asyncio.create_task(_process(_lmrp(inv), q="x"))
+        await task
+        await inv.aclose()
+    parent = tel.span("lmstream.process")
+    assert format(parent.context.trace_id, "032x") == trace_id
+    assert parent.parent is not None and format(parent.parent.span_id, "016x") == parent_id
+    assert parent.parent.is_remote
+    ctx = otel.extract_context(headers)
+    from opentelemetry import trace
+
+    assert format(trace.get_current_span(ctx).get_span_context().trace_id, "032x") == trace_id
+
+
+def test_no_provider_means_no_observer() -> None:
+    otel.configure()  # the global providers: none is set in the test process
+    assert _observe.current() is None
+
+
+def test_import_lmstream_does_not_import_opentelemetry() -> None:
+    code = (
+        "import sys, lmstream, lmstream._observe as o\n"
+        "assert o.current() is None\n"
+        "assert not [m for m in sys.modules if m.startswith('opentelemetry')], 'imported'\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_PYTHON_")}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)
+
+
+def test_standalone_invoke_has_no_parent_span(tel: Telemetry) -> None:
+    p = PROVIDERS["openai-chat"]
+
+    async def go() -> None:
+        async with WireServer() as srv:
+            srv.enqueue(Script(chunks=p.text(TEXT)))
+            inv = _invoker(p, srv)
+            await inv.invoke("hi")
+            await inv.aclose()
+
+    asyncio.run(go())
+    (chat,) = tel.spans()
+    assert chat.name == "chat gpt-4o-mini" and chat.parent is None
+    assert _attrs(chat)["lmstream.request_id"].startswith("req_")
+
+
+def test_provider_names_follow_the_conventions() -> None:
+    from lmstream import build_lm_invoker
+    from lmstream._otel_content import provider_name, server_of
+
+    def inv(model_id: str, base_url: str | None = None) -> Any:
+        return build_lm_invoker(model_id, credentials="k", config={"base_url": base_url} if base_url else None)
+
+    assert provider_name(inv("openai/gpt-4.1")) == "openai"
+    assert server_of(inv("openai/gpt-4.1")) == ("api.openai.com", 443)
+    assert provider_name(inv("anthropic/claude-haiku-4-5")) == "anthropic"
+    assert server_of(inv("anthropic/claude-haiku-4-5")) == ("api.anthropic.com", 443)
+    assert provider_name(inv("google/gemini-2.5-flash")) == "gcp.gemini"
+    assert provider_name(inv("openai-compatible/deepseek-chat", "https://api.deepseek.com/v1")) == "deepseek"
+    assert provider_name(inv("openai-compatible/llama-3.3-70b", "https://api.groq.com/openai/v1")) == "groq"
+    assert provider_name(inv("openai-compatible/qwen", "http://127.0.0.1:8000/v1")) == "openai"
+    assert server_of(inv("openai-compatible/qwen", "http://127.0.0.1:8000/v1")) == ("127.0.0.1", 8000)
+
+
+def test_tracing_example_prints_the_spans() -> None:
+    """README's "Tracing" example, on the embedded model: the console shows the GenAI spans and metrics."""
+    script = os.path.join(os.path.dirname(__file__), "..", "examples", "tracing.py")
+    proc = subprocess.run([sys.executable, script], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert '"name": "chat smollm2-135m"' in out and '"kind": "SpanKind.INTERNAL"' in out
+    assert '"gen_ai.provider.name": "llama_cpp"' in out and '"name": "lmstream.process"' in out
+    for metric in ("gen_ai.client.operation.duration", "gen_ai.client.token.usage"):
+        assert f'"name": "{metric}"' in out
