@@ -106,3 +106,23 @@ def test_tracing_example_prints_the_spans() -> None:
     assert '"gen_ai.provider.name": "llama_cpp"' in out and '"name": "lmstream.process"' in out
     for metric in ("gen_ai.client.operation.duration", "gen_ai.client.token.usage"):
         assert f'"name": "{metric}"' in out
+
+
+async def test_a_tracing_failure_never_breaks_the_request(
+    tel: Telemetry, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import lmstream._otel_spans as spans
+
+    def broken(invoker: Any) -> str:
+        raise RuntimeError("provider lookup failed")
+
+    monkeypatch.setattr(spans, "provider_name", broken)
+    p = PROVIDERS["openai-chat"]
+    async with WireServer() as srv:
+        srv.enqueue(Script(chunks=p.text(TEXT)))
+        inv = _invoker(p, srv)
+        _events, out = await _process(_lmrp(inv), q="x")
+        await inv.aclose()
+    assert out.text == "".join(TEXT)
+    assert [s.name for s in tel.spans()] == ["lmstream.process"]  # the model call went untraced, not failed
+    assert "could not start a model call span" in caplog.text

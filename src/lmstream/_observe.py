@@ -11,6 +11,7 @@ installed.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -80,7 +81,12 @@ def current() -> Observer | None:
             _unavailable = True
             return None
         obs = _observer = otel.observer()
-    return obs if obs.active() else None
+    try:
+        return obs if obs.active() else None
+    except Exception:  # e.g. an OpenTelemetry API too old for lmstream.otel: never break a request
+        logging.getLogger("lmstream.otel").warning("lmstream.otel: tracing disabled", exc_info=True)
+        _observer, _unavailable = None, True
+        return None
 
 
 def set_observer(observer: Observer | None) -> None:

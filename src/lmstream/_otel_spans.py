@@ -20,7 +20,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from ._otel_content import input_messages, output_messages, provider_name, server_of, tool_definitions
 from .errors import LMStreamError, OutputParserError, StreamInterruptedError
 
-__all__ = ["ModelCall", "OpenSpan"]
+__all__ = ["ModelCall", "OpenSpan", "Unobserved"]
 
 logger = logging.getLogger("lmstream.otel")
 
@@ -59,6 +59,19 @@ def _fail(span: Any, exc: BaseException, content: bool) -> str:
         trace_only = "".join(traceback.format_tb(exc.__traceback__))
         span.record_exception(exc, {"exception.message": etype, "exception.stacktrace": trace_only})
     return etype
+
+
+class Unobserved:
+    """The handle given when a span could not be started: every report is a no-op."""
+
+    def attempt(self, acc: Any) -> None:
+        pass
+
+    def retry(self, attempt: int, exc: BaseException, delay: float) -> None:
+        pass
+
+    def end(self, result: Any, exc: BaseException | None) -> None:
+        pass
 
 
 class OpenSpan:

@@ -22,6 +22,7 @@ Message contents (`gen_ai.input.messages`, `gen_ai.output.messages`, `gen_ai.sys
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -33,9 +34,11 @@ from opentelemetry.propagate import extract
 from opentelemetry.trace import SpanKind
 
 from . import __version__, _observe
-from ._otel_spans import ModelCall, OpenSpan
+from ._otel_spans import ModelCall, OpenSpan, Unobserved
 
 __all__ = ["configure", "extract_context", "remote_parent", "observer"]
+
+logger = logging.getLogger("lmstream.otel")
 
 #: ExplicitBucketBoundaries the conventions give for the GenAI client histograms
 DURATION_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
@@ -119,21 +122,33 @@ class OTelObserver:
             return self.capture_content
         return os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "").strip().lower() in _CAPTURE_ON
 
-    # ----- the seam
-    def request_started(self, request_id: str, kind: str) -> OpenSpan:
-        assert self.inst is not None
-        span = self.inst.tracer.start_span(
-            f"lmstream.{kind}", kind=SpanKind.INTERNAL, attributes={"lmstream.request_id": request_id}
-        )
-        return OpenSpan(span, None, self.content())
+    # ----- the seam: a failure here is logged and costs the request nothing but its telemetry
+    def request_started(self, request_id: str, kind: str) -> OpenSpan | Unobserved:
+        try:
+            assert self.inst is not None
+            span = self.inst.tracer.start_span(
+                f"lmstream.{kind}", kind=SpanKind.INTERNAL, attributes={"lmstream.request_id": request_id}
+            )
+            return OpenSpan(span, None, self.content())
+        except Exception:
+            return _failed("request")
 
     def call_started(
         self, invoker: Any, messages: Sequence[Any], params: Mapping[str, Any], request_id: str | None
-    ) -> ModelCall:
-        assert self.inst is not None
-        return ModelCall(self.inst, self.content(), invoker, messages, params, request_id)
+    ) -> ModelCall | Unobserved:
+        try:
+            assert self.inst is not None
+            return ModelCall(self.inst, self.content(), invoker, messages, params, request_id)
+        except Exception:
+            return _failed("model call")
 
-    def tool_started(self, call: Any, tool: Any) -> OpenSpan:
+    def tool_started(self, call: Any, tool: Any) -> OpenSpan | Unobserved:
+        try:
+            return self._tool_started(call, tool)
+        except Exception:
+            return _failed("tool")
+
+    def _tool_started(self, call: Any, tool: Any) -> OpenSpan:
         inst = self.inst
         assert inst is not None
         attrs: dict[str, Any] = {
@@ -153,6 +168,11 @@ class OTelObserver:
         span = inst.tracer.start_span(f"execute_tool {call.name}", kind=SpanKind.INTERNAL, attributes=attrs)
         metric_attrs = {k: attrs[k] for k in ("gen_ai.operation.name", "gen_ai.tool.name", "gen_ai.tool.type")}
         return OpenSpan(span, (inst.tool_duration, metric_attrs, time.perf_counter()), content)
+
+
+def _failed(what: str) -> Unobserved:
+    logger.warning("lmstream.otel: could not start a %s span; the request goes on untraced", what, exc_info=True)
+    return Unobserved()
 
 
 _OBSERVER: OTelObserver | None = None
