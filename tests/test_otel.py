@@ -327,6 +327,8 @@ async def test_cancel_ends_spans_with_partial_count(tel: Telemetry) -> None:
     assert _attrs(chat)["gen_ai.usage.output_tokens"] == 3 and _attrs(chat)["lmstream.response.chunks"] == 3
     (d,) = tel.points("gen_ai.client.operation.duration")
     assert dict(d.attributes)["error.type"] == "CancelledError"
+    assert len(tel.points("gen_ai.client.operation.time_to_first_chunk")) == 1
+    assert tel.points("gen_ai.client.operation.time_per_output_chunk") == []  # the end was no chunk
 
 
 async def test_interrupted_stream_keeps_partial_tokens(tel: Telemetry) -> None:

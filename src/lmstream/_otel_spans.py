@@ -239,5 +239,5 @@ class ModelCall:
             inst.tokens.record(output_tokens, {**attrs, "gen_ai.token.type": "output"})
         if first_at is not None:
             inst.ttfc.record(first_at - self.t0, attrs)
-            if chunks > 1:
+            if chunks > 1 and exc is None:  # a cut-short call's end is not its last chunk
                 inst.tpoc.record((t1 - first_at) / (chunks - 1), attrs)
