@@ -16,7 +16,8 @@ from ..errors import ConfigurationError, ProviderError
 from ..prompt import Message
 from ..types import Attachment, ThinkingBlock, ToolCall, ToolResult
 from ._sdk import SDKLMInvoker, raise_mapped, split_turns, with_idle_timeout
-from .base import FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta, _is_int
+from .base import FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
+from .params import DICT, INT, STRING, Check, ParamTable
 
 __all__ = ["AnthropicLMInvoker"]
 
@@ -82,12 +83,12 @@ class AnthropicLMInvoker(SDKLMInvoker):
     env_vars: ClassVar[tuple[str, ...]] = ("ANTHROPIC_API_KEY",)
     sdk_module: ClassVar[str] = "anthropic"
     sdk_extra: ClassVar[str] = "anthropic"
-    extra_params: ClassVar[dict[str, Any]] = {
-        "top_k": (_is_int, "an int"),
-        "thinking": (lambda v: isinstance(v, dict), "a dict such as {'type': 'enabled', 'budget_tokens': 2048}"),
-        "tool_choice": (lambda v: isinstance(v, dict), "a dict"),
-        "metadata": (lambda v: isinstance(v, dict), "a dict"),
-        "service_tier": (lambda v: isinstance(v, str), "a string"),
+    extra_params: ClassVar[ParamTable] = {
+        "top_k": INT,
+        "thinking": Check(DICT.test, "a dict such as {'type': 'enabled', 'budget_tokens': 2048}"),
+        "tool_choice": DICT,
+        "metadata": DICT,
+        "service_tier": STRING,
     }
     default_max_tokens = 4096
 

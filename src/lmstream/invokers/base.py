@@ -30,6 +30,7 @@ from ..events import Event, EventEmitter, EventLevel, EventType
 from ..prompt import Message
 from ..retry import RetryConfig
 from ..types import LMOutput, ThinkingBlock, TokenUsage, ToolCall
+from .params import COMMON_PARAMS as _COMMON_PARAMS
 
 if TYPE_CHECKING:
     from ..structured import PartialJSONParser
@@ -149,29 +150,6 @@ _current: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar
 
 def current_request() -> RequestContext | None:
     return _current.get()
-
-
-# --------------------------------------------------------------------------- hyperparameters
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-_COMMON_PARAMS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "max_tokens": (lambda v: _is_int(v) and v > 0, "a positive int"),
-    "temperature": (lambda v: _is_num(v) and 0 <= v <= 2, "a number between 0 and 2"),
-    "top_p": (lambda v: _is_num(v) and 0 <= v <= 1, "a number between 0 and 1"),
-    "stop": (
-        lambda v: isinstance(v, str) or (isinstance(v, (list, tuple)) and all(isinstance(s, str) for s in v)),
-        "a string or a list of strings",
-    ),
-    "seed": (_is_int, "an int"),
-}
 
 
 # --------------------------------------------------------------------------- invoker

@@ -10,7 +10,8 @@ from .. import _json
 from ..prompt import Message
 from ..types import Attachment, ToolCall, ToolResult
 from ._sdk import SDKLMInvoker, raise_mapped, split_turns, with_idle_timeout
-from .base import FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta, _is_int
+from .base import FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
+from .params import BOOL, INT, NUMBER, ParamTable
 
 __all__ = ["GoogleLMInvoker"]
 
@@ -61,12 +62,12 @@ class GoogleLMInvoker(SDKLMInvoker):
     env_vars: ClassVar[tuple[str, ...]] = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
     sdk_module: ClassVar[str] = "google.genai"
     sdk_extra: ClassVar[str] = "google"
-    extra_params: ClassVar[dict[str, Any]] = {
-        "top_k": (_is_int, "an int"),
-        "thinking_budget": (_is_int, "an int"),
-        "include_thoughts": (lambda v: isinstance(v, bool), "a bool"),
-        "presence_penalty": (lambda v: isinstance(v, (int, float)), "a number"),
-        "frequency_penalty": (lambda v: isinstance(v, (int, float)), "a number"),
+    extra_params: ClassVar[ParamTable] = {
+        "top_k": INT,
+        "thinking_budget": INT,
+        "include_thoughts": BOOL,
+        "presence_penalty": NUMBER,
+        "frequency_penalty": NUMBER,
     }
 
     def __init__(self, model_name: str, api_version: str = "v1beta", **kwargs: Any) -> None:

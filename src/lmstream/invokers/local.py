@@ -26,7 +26,8 @@ from typing import Any, ClassVar
 from ..errors import ConfigurationError, LMTimeoutError, ProviderError
 from ..prompt import Message
 from ..types import Attachment, ToolCall, ToolResult
-from .base import BaseLMInvoker, FinishDelta, UsageDelta, _is_int, _is_num
+from .base import BaseLMInvoker, FinishDelta, UsageDelta
+from .params import NUMBER, ParamTable, int_at_least, is_int, number_between
 
 __all__ = ["LocalLMInvoker", "embedded_model_path", "EMBEDDED_MODELS"]
 
@@ -138,13 +139,13 @@ class LocalLMInvoker(BaseLMInvoker):
     """
 
     provider: ClassVar[str] = "local"
-    extra_params: ClassVar[dict[str, Any]] = {
-        "top_k": (lambda v: _is_int(v) and v >= 0, "an int >= 0"),
-        "min_p": (lambda v: _is_num(v) and 0 <= v <= 1, "a number between 0 and 1"),
-        "repeat_penalty": (_is_num, "a number"),
-        "presence_penalty": (_is_num, "a number"),
-        "frequency_penalty": (_is_num, "a number"),
-        "typical_p": (_is_num, "a number"),
+    extra_params: ClassVar[ParamTable] = {
+        "top_k": int_at_least(0),
+        "min_p": number_between(0, 1),
+        "repeat_penalty": NUMBER,
+        "presence_penalty": NUMBER,
+        "frequency_penalty": NUMBER,
+        "typical_p": NUMBER,
     }
 
     def __init__(
@@ -180,7 +181,7 @@ class LocalLMInvoker(BaseLMInvoker):
                 f"unknown local model {model_name!r}; use one of {', '.join(EMBEDDED_MODELS)} "
                 "or the path of a .gguf file (local/<path>.gguf)"
             )
-        if not _is_int(n_ctx) or n_ctx < 64:
+        if not is_int(n_ctx) or n_ctx < 64:
             raise ConfigurationError("n_ctx must be an int >= 64")
         self.n_ctx = n_ctx
         self.n_threads = n_threads or os.cpu_count() or 1

@@ -18,7 +18,8 @@ from ..errors import ConfigurationError, ProviderError
 from ..prompt import Message
 from ..types import Attachment, ToolCall, ToolResult
 from ._http import ClientCache, error_from_status, iter_sse, map_transport_error, resolve_api_key
-from .base import BaseLMInvoker, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta, _is_int, _is_num
+from .base import BaseLMInvoker, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
+from .params import BOOL, DICT, INT, NUMBER, STRING, STRING_OR_DICT, Check, ParamTable, one_of
 
 __all__ = ["OpenAIChatCompletionsLMInvoker", "OpenAICompatibleLMInvoker", "to_chat_messages"]
 
@@ -65,19 +66,19 @@ class OpenAIChatCompletionsLMInvoker(BaseLMInvoker):
     default_base_url: ClassVar[str | None] = "https://api.openai.com/v1"
     key_required: ClassVar[bool] = True
     max_tokens_field: ClassVar[str] = "max_completion_tokens"
-    extra_params: ClassVar[dict[str, Any]] = {
-        "frequency_penalty": (_is_num, "a number"),
-        "presence_penalty": (_is_num, "a number"),
-        "logit_bias": (lambda v: isinstance(v, dict), "a dict"),
-        "logprobs": (lambda v: isinstance(v, bool), "a bool"),
-        "top_logprobs": (_is_int, "an int"),
-        "n": (lambda v: v == 1, "1 (one choice is streamed)"),
-        "reasoning_effort": (lambda v: isinstance(v, str), "a string"),
-        "user": (lambda v: isinstance(v, str), "a string"),
-        "parallel_tool_calls": (lambda v: isinstance(v, bool), "a bool"),
-        "tool_choice": (lambda v: isinstance(v, (str, dict)), "a string or a dict"),
-        "service_tier": (lambda v: isinstance(v, str), "a string"),
-        "extra_body": (lambda v: isinstance(v, dict), "a dict merged into the request body"),
+    extra_params: ClassVar[ParamTable] = {
+        "frequency_penalty": NUMBER,
+        "presence_penalty": NUMBER,
+        "logit_bias": DICT,
+        "logprobs": BOOL,
+        "top_logprobs": INT,
+        "n": one_of(1, expected="1 (one choice is streamed)"),
+        "reasoning_effort": STRING,
+        "user": STRING,
+        "parallel_tool_calls": BOOL,
+        "tool_choice": STRING_OR_DICT,
+        "service_tier": STRING,
+        "extra_body": Check(DICT.test, "a dict merged into the request body"),
     }
 
     def __init__(
@@ -254,9 +255,9 @@ class OpenAICompatibleLMInvoker(OpenAIChatCompletionsLMInvoker):
     default_base_url: ClassVar[str | None] = None
     key_required: ClassVar[bool] = False
     max_tokens_field: ClassVar[str] = "max_tokens"
-    extra_params: ClassVar[dict[str, Any]] = {
+    extra_params: ClassVar[ParamTable] = {
         **OpenAIChatCompletionsLMInvoker.extra_params,
-        "top_k": (_is_int, "an int"),
-        "min_p": (_is_num, "a number"),
-        "repeat_penalty": (_is_num, "a number"),
+        "top_k": INT,
+        "min_p": NUMBER,
+        "repeat_penalty": NUMBER,
     }

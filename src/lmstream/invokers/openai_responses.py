@@ -17,6 +17,7 @@ from ..prompt import Message
 from ..types import Attachment, ToolCall, ToolResult
 from ._sdk import SDKLMInvoker, raise_mapped, with_idle_timeout
 from .base import FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
+from .params import BOOL, STRING, STRING_OR_DICT, ParamTable, one_of
 
 __all__ = ["OpenAILMInvoker"]
 
@@ -60,15 +61,15 @@ class OpenAILMInvoker(SDKLMInvoker):
     env_vars: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY",)
     sdk_module: ClassVar[str] = "openai"
     sdk_extra: ClassVar[str] = "openai"
-    extra_params: ClassVar[dict[str, Any]] = {
-        "reasoning_effort": (lambda v: v in ("minimal", "low", "medium", "high", "none"), "minimal/low/medium/high"),
-        "reasoning_summary": (lambda v: v in ("auto", "concise", "detailed"), "auto/concise/detailed"),
-        "parallel_tool_calls": (lambda v: isinstance(v, bool), "a bool"),
-        "tool_choice": (lambda v: isinstance(v, (str, dict)), "a string or a dict"),
-        "store": (lambda v: isinstance(v, bool), "a bool"),
-        "user": (lambda v: isinstance(v, str), "a string"),
-        "service_tier": (lambda v: isinstance(v, str), "a string"),
-        "previous_response_id": (lambda v: isinstance(v, str), "a string"),
+    extra_params: ClassVar[ParamTable] = {
+        "reasoning_effort": one_of("minimal", "low", "medium", "high", "none", expected="minimal/low/medium/high/none"),
+        "reasoning_summary": one_of("auto", "concise", "detailed"),
+        "parallel_tool_calls": BOOL,
+        "tool_choice": STRING_OR_DICT,
+        "store": BOOL,
+        "user": STRING,
+        "service_tier": STRING,
+        "previous_response_id": STRING,
     }
 
     def _make_client(self) -> Any:
