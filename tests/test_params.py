@@ -68,3 +68,38 @@ def test_invoker_errors_name_the_expectation() -> None:
         inv.validate_hyperparameters({"n": 2})
     with pytest.raises(ConfigurationError, match="unknown hyperparameter 'topk'.*top_k"):
         inv.validate_hyperparameters({"topk": 3})
+
+
+def test_invoker_options_match_the_base_constructor() -> None:
+    """InvokerOptions types the keywords every provider forwards to BaseLMInvoker: no drift."""
+    import inspect
+
+    from lmstream.invokers.base import BaseLMInvoker
+    from lmstream.invokers.options import InvokerOptions
+
+    base = set(inspect.signature(BaseLMInvoker.__init__).parameters) - {"self", "model_name"}
+    assert set(InvokerOptions.__annotations__) == base
+    assert not InvokerOptions.__required_keys__
+
+
+@pytest.mark.parametrize("cls_name", sorted(set(PROVIDERS.values()) - {"LocalLMInvoker"}))
+def test_every_cloud_invoker_takes_the_shared_keywords(cls_name: str) -> None:
+    from lmstream import RetryConfig
+
+    cls = getattr(importlib.import_module("lmstream.invokers"), cls_name)
+    retry = RetryConfig(max_retries=1)
+    inv = cls(
+        model_name="m",
+        api_key="sk-test",
+        base_url="http://127.0.0.1:9/v1",
+        default_hyperparameters={"temperature": 0.5},
+        retry_config=retry,
+        tools=[{"name": "lookup"}],
+        response_schema={"type": "object", "properties": {}},
+    )
+    assert inv.model_name == "m" and inv.base_url == "http://127.0.0.1:9/v1"
+    assert inv.default_hyperparameters == {"temperature": 0.5} and inv.retry_config is retry
+    assert [t.name for t in inv.tools] == ["lookup"] and inv.response_schema is not None
+    assert "sk-test" not in repr(inv)
+    with pytest.raises(TypeError, match="api_kye"):
+        cls("m", api_key="sk-test", base_url="http://127.0.0.1:9/v1", api_kye="sk-test")

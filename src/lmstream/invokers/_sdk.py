@@ -6,12 +6,13 @@ import asyncio
 import importlib
 from collections.abc import AsyncIterator, Callable
 from types import ModuleType
-from typing import Any, ClassVar, NoReturn, TypeVar
+from typing import Any, ClassVar, NoReturn, TypeVar, Unpack
 
 from ..errors import ConfigurationError, LMStreamError, LMTimeoutError, ProviderError, RateLimitError
 from ..prompt import Message
 from ._http import parse_retry_after, resolve_api_key
 from .base import BaseLMInvoker
+from .options import InvokerOptions
 
 __all__ = ["SDKLMInvoker", "map_sdk_error", "raise_mapped", "split_turns", "with_idle_timeout"]
 
@@ -127,25 +128,10 @@ class SDKLMInvoker(BaseLMInvoker):
     sdk_extra: ClassVar[str] = ""
 
     def __init__(
-        self,
-        model_name: str,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        default_hyperparameters: dict[str, Any] | None = None,
-        retry_config: Any = None,
-        tools: Any = None,
-        response_schema: Any = None,
-        connect_timeout: float = 10.0,
+        self, model_name: str, *, connect_timeout: float = 10.0, **options: Unpack[InvokerOptions]
     ) -> None:
-        super().__init__(
-            model_name,
-            api_key=resolve_api_key(api_key, self.env_vars, self.provider),
-            base_url=base_url,
-            default_hyperparameters=default_hyperparameters,
-            retry_config=retry_config,
-            tools=tools,
-            response_schema=response_schema,
-        )
+        options["api_key"] = resolve_api_key(options.get("api_key"), self.env_vars, self.provider)
+        super().__init__(model_name, **options)
         self._connect_timeout = connect_timeout
         self._client: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Unpack
 
 from .. import _json
 from ..errors import ConfigurationError, ProviderError
@@ -17,6 +17,7 @@ from ..prompt import Message
 from ..types import Attachment, ThinkingBlock, ToolCall, ToolResult
 from ._sdk import SDKLMInvoker, raise_mapped, split_turns, with_idle_timeout
 from .base import FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
+from .options import InvokerOptions
 from .params import DICT, INT, STRING, Check, ParamTable
 
 __all__ = ["AnthropicLMInvoker"]
@@ -92,10 +93,17 @@ class AnthropicLMInvoker(SDKLMInvoker):
     }
     default_max_tokens = 4096
 
-    def __init__(self, model_name: str, structured_output_mode: str = "native", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        model_name: str,
+        *,
+        structured_output_mode: str = "native",
+        connect_timeout: float = 10.0,
+        **options: Unpack[InvokerOptions],
+    ) -> None:
         if structured_output_mode not in ("native", "prompt"):
             raise ConfigurationError("structured_output_mode must be 'native' or 'prompt'")
-        super().__init__(model_name, **kwargs)
+        super().__init__(model_name, connect_timeout=connect_timeout, **options)
         self.structured_output_mode = structured_output_mode
 
     def _make_client(self) -> Any:

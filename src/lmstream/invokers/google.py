@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Unpack
 
 from .. import _json
 from ..prompt import Message
 from ..types import Attachment, ToolCall, ToolResult
 from ._sdk import SDKLMInvoker, raise_mapped, split_turns, with_idle_timeout
 from .base import FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
+from .options import InvokerOptions
 from .params import BOOL, INT, NUMBER, ParamTable
 
 __all__ = ["GoogleLMInvoker"]
@@ -70,8 +71,15 @@ class GoogleLMInvoker(SDKLMInvoker):
         "frequency_penalty": NUMBER,
     }
 
-    def __init__(self, model_name: str, api_version: str = "v1beta", **kwargs: Any) -> None:
-        super().__init__(model_name, **kwargs)
+    def __init__(
+        self,
+        model_name: str,
+        *,
+        api_version: str = "v1beta",
+        connect_timeout: float = 10.0,
+        **options: Unpack[InvokerOptions],
+    ) -> None:
+        super().__init__(model_name, connect_timeout=connect_timeout, **options)
         self.api_version = api_version
 
     def _make_client(self) -> Any:

@@ -21,12 +21,13 @@ import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Unpack
 
 from ..errors import ConfigurationError, LMTimeoutError, ProviderError
 from ..prompt import Message
 from ..types import Attachment, ToolCall, ToolResult
 from .base import BaseLMInvoker, FinishDelta, UsageDelta
+from .options import InvokerOptions
 from .params import NUMBER, ParamTable, int_at_least, is_int, number_between
 
 __all__ = ["LocalLMInvoker", "embedded_model_path", "EMBEDDED_MODELS"]
@@ -151,24 +152,12 @@ class LocalLMInvoker(BaseLMInvoker):
     def __init__(
         self,
         model_name: str = "smollm2-135m",
-        api_key: str | None = None,
-        base_url: str | None = None,
-        default_hyperparameters: dict[str, Any] | None = None,
-        retry_config: Any = None,
-        tools: Any = None,
-        response_schema: Any = None,
+        *,
         n_ctx: int = 2048,
         n_threads: int | None = None,
+        **options: Unpack[InvokerOptions],
     ) -> None:
-        super().__init__(
-            model_name,
-            api_key=api_key,
-            base_url=base_url,
-            default_hyperparameters=default_hyperparameters,
-            retry_config=retry_config,
-            tools=tools,
-            response_schema=response_schema,
-        )
+        super().__init__(model_name, **options)
         if model_name in EMBEDDED_MODELS:
             self.model_path = str(embedded_model_path(model_name))
         elif model_name.endswith(".gguf"):

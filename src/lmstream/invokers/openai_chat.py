@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import AsyncIterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Unpack
 
 from .. import _json
 from ..errors import ConfigurationError, ProviderError
@@ -19,6 +19,7 @@ from ..prompt import Message
 from ..types import Attachment, ToolCall, ToolResult
 from ._http import ClientCache, error_from_status, iter_sse, map_transport_error, resolve_api_key
 from .base import BaseLMInvoker, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
+from .options import InvokerOptions
 from .params import BOOL, DICT, INT, NUMBER, STRING, STRING_OR_DICT, Check, ParamTable, one_of
 
 __all__ = ["OpenAIChatCompletionsLMInvoker", "OpenAICompatibleLMInvoker", "to_chat_messages"]
@@ -84,30 +85,22 @@ class OpenAIChatCompletionsLMInvoker(BaseLMInvoker):
     def __init__(
         self,
         model_name: str,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        default_hyperparameters: dict[str, Any] | None = None,
-        retry_config: Any = None,
-        tools: Any = None,
-        response_schema: Any = None,
+        *,
         connect_timeout: float = 10.0,
         headers: dict[str, str] | None = None,
         response_format_type: str = "json_schema",
+        **options: Unpack[InvokerOptions],
     ) -> None:
-        base_url = base_url or os.environ.get("OPENAI_BASE_URL") or self.default_base_url
+        base_url = options.get("base_url") or os.environ.get("OPENAI_BASE_URL") or self.default_base_url
         if not base_url:
             raise ConfigurationError(
                 f"{type(self).__name__} needs a base_url, e.g. config={{'base_url': 'http://127.0.0.1:8000/v1'}}"
             )
-        super().__init__(
-            model_name,
-            api_key=resolve_api_key(api_key, self.env_vars, self.provider, required=self.key_required),
-            base_url=base_url.rstrip("/"),
-            default_hyperparameters=default_hyperparameters,
-            retry_config=retry_config,
-            tools=tools,
-            response_schema=response_schema,
+        options["base_url"] = base_url.rstrip("/")
+        options["api_key"] = resolve_api_key(
+            options.get("api_key"), self.env_vars, self.provider, required=self.key_required
         )
+        super().__init__(model_name, **options)
         self._url = f"{self.base_url}/chat/completions"
         self._headers = {"content-type": "application/json", "accept": "text/event-stream", **(headers or {})}
         if self._api_key:
