@@ -43,14 +43,13 @@ from lmstream import (
     StreamInterruptedError,
 )
 from lmstream.events import BaseEventHandler, EventLevel, StreamEventHandler
-from tests.test_providers import KEY, PROVIDERS, _invoker
+from tests.wire.providers import KEY, NAMES, PROVIDERS, TEXT
+from tests.wire.providers import invoker as _invoker
 from tests.wire import fixtures as fx
 from tests.wire.server import Script, WireServer
 
 pytestmark = pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning")
 
-NAMES = list(PROVIDERS)
-TEXT = ("Here", " are", " some", " ideas", ".")
 FAST = RetryConfig(max_retries=2, base_delay=0.01)
 
 # Import the SDKs once up front so that timing assertions measure lmstream, not imports.
