@@ -66,7 +66,7 @@ def test_invoker_errors_name_the_expectation() -> None:
     assert inv.validate_hyperparameters({"top_k": 3, "temperature": None}) == {"top_k": 3}
     with pytest.raises(ConfigurationError, match=r"'n' must be 1 \(one choice is streamed\), got int 2"):
         inv.validate_hyperparameters({"n": 2})
-    with pytest.raises(ConfigurationError, match="unknown hyperparameter 'topk'.*top_k"):
+    with pytest.raises(ConfigurationError, match=r"unknown hyperparameter 'topk'.*top_k"):
         inv.validate_hyperparameters({"topk": 3})
 
 

@@ -61,8 +61,8 @@ def test_scalar_enum_literal_and_optional_parameters() -> None:
     [
         list[str],
         typing.List[str],  # noqa: UP006
-        typing.Sequence[str],  # noqa: UP006
-        typing.Iterable[str],  # noqa: UP006
+        typing.Sequence[str],
+        typing.Iterable[str],
         collections.abc.Sequence[str],
         collections.abc.Iterable[str],
         collections.abc.Collection[str],
@@ -79,7 +79,8 @@ def test_sequences_of_strings_are_arrays_of_strings(annotation: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    "annotation", [set[int], frozenset[int], collections.abc.Set[int], typing.AbstractSet[int], typing.Set[int]]
+    "annotation",
+    [set[int], frozenset[int], collections.abc.Set[int], typing.AbstractSet[int], typing.Set[int]],  # noqa: UP006
 )
 def test_sets_are_arrays_of_unique_items(annotation: Any) -> None:
     def f(ids):  # type: ignore[no-untyped-def]
