@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import sys
 from collections.abc import AsyncIterator, Callable
 from types import ModuleType
 from typing import Any, ClassVar, NoReturn, TypeVar, Unpack
 
 from ..errors import ConfigurationError, LMStreamError, LMTimeoutError, ProviderError, RateLimitError
 from ..prompt import Message
-from ._http import parse_retry_after, resolve_api_key
+from ._http import is_event_stream, map_transport_error, not_a_stream_error, parse_retry_after, resolve_api_key
 from .base import BaseLMInvoker
 from .options import InvokerOptions
 
-__all__ = ["SDKLMInvoker", "map_sdk_error", "raise_mapped", "split_turns", "with_idle_timeout"]
+__all__ = [
+    "SDKLMInvoker",
+    "check_stream_response",
+    "map_sdk_error",
+    "raise_mapped",
+    "split_turns",
+    "with_idle_timeout",
+]
 
 T = TypeVar("T")
 
@@ -41,6 +49,9 @@ def map_sdk_error(provider: str, exc: BaseException) -> BaseException:
         code = getattr(exc, "code", None)  # google-genai errors carry the HTTP status as .code
         status = code if isinstance(code, int) and 100 <= code < 600 else None
     name = type(exc).__name__
+    httpx = sys.modules.get("httpx")
+    if httpx is not None and isinstance(exc, httpx.TransportError):  # google-genai runs on lmstream's httpx
+        return map_transport_error(provider, exc, "the provider")
     if status is not None and status < 400:
         # an error event inside a 200 stream (e.g. Anthropic's `event: error`)
         message = _sdk_message(exc)
@@ -88,6 +99,19 @@ async def with_idle_timeout(it: AsyncIterator[T], idle: float | None, provider: 
         yield item
 
 
+async def check_stream_response(provider: str, response: Any) -> None:
+    """Raise `ProviderError` quoting the server when a 2xx reply is a JSON or HTML document.
+
+    The SDKs would parse such a body as an empty event stream, which lmstream would then
+    report (and retry) as a dropped connection, losing the server's message.
+    """
+    if response is None:
+        return
+    content_type = response.headers.get("content-type")
+    if not is_event_stream(content_type):
+        raise not_a_stream_error(provider, response.status_code, content_type, await response.aread())
+
+
 def raise_mapped(provider: str, exc: BaseException) -> NoReturn:
     """Re-raise an SDK exception as the matching lmstream error (unknown ones unchanged)."""
     mapped = map_sdk_error(provider, exc)
@@ -127,9 +151,7 @@ class SDKLMInvoker(BaseLMInvoker):
     sdk_module: ClassVar[str] = ""
     sdk_extra: ClassVar[str] = ""
 
-    def __init__(
-        self, model_name: str, *, connect_timeout: float = 10.0, **options: Unpack[InvokerOptions]
-    ) -> None:
+    def __init__(self, model_name: str, *, connect_timeout: float = 10.0, **options: Unpack[InvokerOptions]) -> None:
         options["api_key"] = resolve_api_key(options.get("api_key"), self.env_vars, self.provider)
         super().__init__(model_name, **options)
         self._connect_timeout = connect_timeout

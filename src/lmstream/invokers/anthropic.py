@@ -15,7 +15,7 @@ from .. import _json
 from ..errors import ConfigurationError, ProviderError
 from ..prompt import Message
 from ..types import Attachment, ThinkingBlock, ToolCall, ToolResult
-from ._sdk import SDKLMInvoker, raise_mapped, split_turns, with_idle_timeout
+from ._sdk import SDKLMInvoker, check_stream_response, raise_mapped, split_turns, with_idle_timeout
 from .base import FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
 from .options import InvokerOptions
 from .params import DICT, INT, STRING, Check, ParamTable
@@ -150,6 +150,7 @@ class AnthropicLMInvoker(SDKLMInvoker):
         kinds: dict[int, str] = {}
         stop: str | None = None
         try:
+            await check_stream_response(self.provider, stream.response)
             async for ev in with_idle_timeout(stream.__aiter__(), self.retry_config.idle_timeout, self.provider):
                 t = ev.type
                 if t == "content_block_delta":

@@ -9,7 +9,8 @@ from typing import Any, ClassVar, Unpack
 from .. import _json
 from ..prompt import Message
 from ..types import Attachment, ToolCall, ToolResult
-from ._sdk import SDKLMInvoker, raise_mapped, split_turns, with_idle_timeout
+from ._http import _ssl_context
+from ._sdk import SDKLMInvoker, check_stream_response, raise_mapped, split_turns, with_idle_timeout
 from .base import FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
 from .options import InvokerOptions
 from .params import BOOL, INT, NUMBER, ParamTable
@@ -81,6 +82,8 @@ class GoogleLMInvoker(SDKLMInvoker):
     ) -> None:
         super().__init__(model_name, connect_timeout=connect_timeout, **options)
         self.api_version = api_version
+        self._http: Any = None  # the httpx clients handed to the SDK (one pair per SDK client)
+        self._sync_http: Any = None
 
     def _make_client(self) -> Any:
         genai = self._sdk()
@@ -91,10 +94,31 @@ class GoogleLMInvoker(SDKLMInvoker):
         opts: dict[str, Any] = {"api_version": self.api_version, "retry_options": types.HttpRetryOptions(attempts=1)}
         if self.base_url:
             opts["base_url"] = self.base_url
+        # lmstream's own httpx client: its response hook sees the reply before the SDK parses
+        # it (the SDK's stream hides the response), so a JSON or HTML page that came with 200
+        # is reported with the server's message instead of failing inside the SDK's parser.
+        import httpx
+
+        provider = self.provider
+
+        async def check(response: httpx.Response) -> None:
+            if response.status_code < 300:
+                await check_stream_response(provider, response)
+
+        timeout = httpx.Timeout(
+            connect=self._connect_timeout, read=self.retry_config.idle_timeout, write=60.0, pool=60.0
+        )
+        self._http = httpx.AsyncClient(timeout=timeout, verify=_ssl_context(), event_hooks={"response": [check]})
+        opts["httpx_async_client"] = self._http
+        # with both clients given the SDK builds no TLS context of its own (~100 ms each)
+        self._sync_http = opts["httpx_client"] = httpx.Client(timeout=timeout, verify=_ssl_context())
         return genai.Client(api_key=self._api_key, http_options=types.HttpOptions(**opts))
 
     async def _close_client(self, client: Any) -> None:
         await client.aio.aclose()
+        if self._http is not None:
+            await self._http.aclose()
+            self._sync_http.close()
 
     def _config(self, system: str, params: dict[str, Any]) -> dict[str, Any]:
         cfg: dict[str, Any] = {}

@@ -17,7 +17,15 @@ from .. import _json
 from ..errors import ConfigurationError, ProviderError
 from ..prompt import Message
 from ..types import Attachment, ToolCall, ToolResult
-from ._http import ClientCache, error_from_status, iter_sse, map_transport_error, resolve_api_key
+from ._http import (
+    ClientCache,
+    error_from_status,
+    is_event_stream,
+    iter_sse,
+    map_transport_error,
+    not_a_stream_error,
+    resolve_api_key,
+)
 from .base import BaseLMInvoker, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
 from .options import InvokerOptions
 from .params import BOOL, DICT, INT, NUMBER, STRING, STRING_OR_DICT, Check, ParamTable, one_of
@@ -170,6 +178,9 @@ class OpenAIChatCompletionsLMInvoker(BaseLMInvoker):
                     raise error_from_status(
                         self.provider, response.status_code, response.headers, await response.aread()
                     )
+                content_type = response.headers.get("content-type")
+                if not is_event_stream(content_type):
+                    raise not_a_stream_error(self.provider, response.status_code, content_type, await response.aread())
                 loads = _json.loads
                 finish: str | None = None
                 async for _event, data in iter_sse(response.aiter_raw()):

@@ -15,7 +15,7 @@ from .. import _json
 from ..errors import ConfigurationError, ProviderError
 from ..prompt import Message
 from ..types import Attachment, ToolCall, ToolResult
-from ._sdk import SDKLMInvoker, raise_mapped, with_idle_timeout
+from ._sdk import SDKLMInvoker, check_stream_response, raise_mapped, with_idle_timeout
 from .base import FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
 from .params import BOOL, STRING, STRING_OR_DICT, ParamTable, one_of
 
@@ -115,6 +115,7 @@ class OpenAILMInvoker(SDKLMInvoker):
         except Exception as exc:
             raise_mapped(self.provider, exc)
         try:
+            await check_stream_response(self.provider, stream.response)
             async for ev in with_idle_timeout(stream.__aiter__(), self.retry_config.idle_timeout, self.provider):
                 t = ev.type
                 if t == "response.output_text.delta":
