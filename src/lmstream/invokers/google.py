@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, ClassVar, Unpack
 
 from .. import _json
 from ..prompt import Message
 from ..types import Attachment, ToolCall, ToolResult
 from ._http import _ssl_context
-from ._sdk import SDKLMInvoker, check_stream_response, raise_mapped, split_turns, with_idle_timeout
+from ._sdk import SDKLMInvoker, check_stream_response, split_turns
+from ._sdk_errors import ErrorTable, status_error
 from .base import FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
 from .options import InvokerOptions
 from .params import BOOL, INT, NUMBER, ParamTable
@@ -159,57 +160,62 @@ class GoogleLMInvoker(SDKLMInvoker):
             cfg["response_json_schema"] = self.response_schema
         return cfg
 
-    async def _stream(self, messages: list[Message], params: dict[str, Any]) -> AsyncIterator[Any]:
-        client = self._get_client()
+    def _error_table(self) -> ErrorTable:
+        from google.genai import errors
+
+        # its transport is lmstream's httpx client (see _make_client), whose errors are mapped too
+        return {errors.APIError: status_error}  # .code is the HTTP status; UnknownApiResponseError is a ValueError
+
+    async def _open(self, client: Any, messages: list[Message], params: dict[str, Any]) -> Any:
         system, contents = to_gemini(messages)
-        try:
-            stream = await client.aio.models.generate_content_stream(
-                model=self.model_name, contents=contents, config=self._config(system, params)
-            )
-        except Exception as exc:
-            raise_mapped(self.provider, exc)
+        return await client.aio.models.generate_content_stream(
+            model=self.model_name, contents=contents, config=self._config(system, params)
+        )
+
+    def _http_response(self, stream: Any) -> Any:
+        return None  # hidden by the SDK; the httpx response hook checks it instead
+
+    async def _close_stream(self, stream: Any) -> None:
+        await stream.aclose()  # an async generator: closing it releases the response
+
+    async def _translate(self, events: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:
         finish: str | None = None
         n_calls = 0
         in_thought = False
-        try:
-            async for chunk in with_idle_timeout(stream.__aiter__(), self.retry_config.idle_timeout, self.provider):
-                for cand in (chunk.candidates or [])[:1]:
-                    content = cand.content
-                    for part in content.parts if content and content.parts else []:
-                        if part.thought:
-                            if part.text:
-                                in_thought = True
-                                yield ThinkingDelta(part.text)
-                            continue
-                        if in_thought:
-                            in_thought = False
-                            yield ThinkingDelta(end=True)
+        async for chunk in events:
+            for cand in (chunk.candidates or [])[:1]:
+                content = cand.content
+                for part in content.parts if content and content.parts else []:
+                    if part.thought:
                         if part.text:
-                            yield part.text
-                        fc = part.function_call
-                        if fc is not None:
-                            yield ToolCallDelta(
-                                n_calls,
-                                fc.id or f"call_{n_calls}",
-                                fc.name,
-                                _json.dumps(dict(fc.args or {})),
-                                part.thought_signature,
-                            )
-                            n_calls += 1
-                    if cand.finish_reason:
-                        reason = getattr(cand.finish_reason, "value", cand.finish_reason)
-                        finish = _FINISH.get(str(reason), str(reason).lower())
-                u = chunk.usage_metadata
-                if u is not None:
-                    yield UsageDelta(
-                        u.prompt_token_count,
-                        (u.candidates_token_count or 0) + (u.thoughts_token_count or 0),
-                        u.cached_content_token_count,
-                        u.thoughts_token_count,
-                    )
-        except GeneratorExit:
-            raise
-        except Exception as exc:
-            raise_mapped(self.provider, exc)
+                            in_thought = True
+                            yield ThinkingDelta(part.text)
+                        continue
+                    if in_thought:
+                        in_thought = False
+                        yield ThinkingDelta(end=True)
+                    if part.text:
+                        yield part.text
+                    fc = part.function_call
+                    if fc is not None:
+                        yield ToolCallDelta(
+                            n_calls,
+                            fc.id or f"call_{n_calls}",
+                            fc.name,
+                            _json.dumps(dict(fc.args or {})),
+                            part.thought_signature,
+                        )
+                        n_calls += 1
+                if cand.finish_reason:
+                    reason = getattr(cand.finish_reason, "value", cand.finish_reason)
+                    finish = _FINISH.get(str(reason), str(reason).lower())
+            u = chunk.usage_metadata
+            if u is not None:
+                yield UsageDelta(
+                    u.prompt_token_count,
+                    (u.candidates_token_count or 0) + (u.thoughts_token_count or 0),
+                    u.cached_content_token_count,
+                    u.thoughts_token_count,
+                )
         if finish is not None:
             yield FinishDelta(finish)
