@@ -167,10 +167,10 @@ def _schema(tp: Any) -> dict[str, Any]:
     if origin is tuple or origin in _ARRAY_ORIGINS:
         return _array(origin, get_args(tp))
     if origin in _OBJECT_ORIGINS:
-        args = get_args(tp)
+        kv = get_args(tp)
         obj: dict[str, Any] = {"type": "object"}
-        if len(args) == 2 and args[1] is not Any:
-            obj["additionalProperties"] = _schema(args[1])
+        if len(kv) == 2 and kv[1] is not Any:
+            obj["additionalProperties"] = _schema(kv[1])
         return obj
     if isinstance(tp, type):
         if issubclass(tp, bool):
@@ -214,7 +214,7 @@ def _from_function(func: Callable[..., Any], name: str | None = None, descriptio
     params: dict[str, Any] = {"type": "object", "properties": properties}
     if required:
         params["required"] = required
-    return Tool(name or getattr(func, "__name__", "tool"), description or doc_description, params, func)
+    return Tool(name or str(getattr(func, "__name__", "tool")), description or doc_description, params, func)
 
 
 def _json_safe(v: Any) -> bool:

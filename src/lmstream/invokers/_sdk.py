@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 from types import ModuleType
 from typing import Any, ClassVar, NoReturn, TypeVar, Unpack
@@ -29,7 +29,7 @@ __all__ = ["SDKLMInvoker", "check_stream_response", "split_turns", "with_idle_ti
 T = TypeVar("T")
 
 
-async def with_idle_timeout(it: AsyncIterator[T], idle: float | None, provider: str) -> AsyncIterator[T]:
+async def with_idle_timeout(it: AsyncIterator[T], idle: float | None, provider: str) -> AsyncGenerator[T, None]:
     """Bound the wait for each next item (one timer per stream, rescheduled per item)."""
     if idle is None:
         async for item in it:
@@ -174,7 +174,7 @@ class SDKLMInvoker(BaseLMInvoker):
         """Start one streamed request; return the SDK's stream object (async-iterable)."""
         raise NotImplementedError
 
-    def _translate(self, events: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    def _translate(self, events: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:
         """The SDK's stream events -> normalised deltas (an async generator)."""
         raise NotImplementedError
 
