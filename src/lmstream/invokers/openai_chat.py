@@ -152,7 +152,8 @@ class OpenAIChatCompletionsLMInvoker(BaseLMInvoker):
     async def aclose(self) -> None:
         await self._clients.aclose()
 
-    async def _stream(self, messages: list[Message], params: dict[str, Any]) -> AsyncIterator[Any]:
+    async def stream_deltas(self, messages: list[Message], params: dict[str, Any]) -> AsyncIterator[Any]:
+        """One streamed Chat Completions request as normalised deltas (the hot path)."""
         import httpx
 
         shard = self._clients.acquire()  # released when the stream ends, however it ends
@@ -233,6 +234,8 @@ class OpenAIChatCompletionsLMInvoker(BaseLMInvoker):
 
         finally:
             self._clients.release(shard)
+
+    _stream = stream_deltas  # the name the invoker base calls until it calls stream_deltas
 
 
 def _usage(u: dict[str, Any]) -> UsageDelta:
