@@ -11,7 +11,7 @@ import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Generic, Literal, ParamSpec, TypeVar, Union, cast, get_args, get_origin, overload
 
 from . import _json
 from .errors import ConfigurationError
@@ -20,14 +20,27 @@ from .types import ToolCall, ToolResult
 __all__ = ["Tool", "to_tool", "tool", "execute_tool_calls"]
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
 @dataclass(slots=True)
-class Tool:
-    """A callable tool: name, description, JSON-schema `parameters` and the function to run."""
+class Tool(Generic[P, R]):
+    """A callable tool: name, description, JSON-schema `parameters` and the function to run.
+
+    Calling the tool calls its function, with the function's own signature (so `@tool` keeps
+    what an editor and mypy know about it).
+    """
 
     name: str
     description: str = ""
     parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
-    func: Callable[..., Any] | None = None
+    func: Callable[P, R] | None = None
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        if self.func is None:
+            raise ConfigurationError(f"tool {self.name!r} has no function to call")
+        return self.func(*args, **kwargs)
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.name or ""):
@@ -38,28 +51,41 @@ class Tool:
             raise ConfigurationError(f"tool {self.name!r}: parameters must be a JSON schema of type 'object'")
 
     async def run(self, arguments: dict[str, Any]) -> Any:
-        if self.func is None:
+        func = cast("Callable[..., Any] | None", self.func)  # arguments come from the model, by name
+        if func is None:
             raise ConfigurationError(f"tool {self.name!r} has no function to execute")
-        if inspect.iscoroutinefunction(self.func):
-            return await self.func(**arguments)
-        result = await asyncio.to_thread(self.func, **arguments)
+        if inspect.iscoroutinefunction(func):
+            return await func(**arguments)
+        result = await asyncio.to_thread(func, **arguments)
         if inspect.isawaitable(result):
             result = await result
         return result
 
 
-def tool(func: Callable[..., Any] | None = None, *, name: str | None = None, description: str | None = None) -> Any:
+@overload
+def tool(func: Callable[P, R], *, name: str | None = None, description: str | None = None) -> Tool[P, R]: ...
+
+
+@overload
+def tool(
+    func: None = None, *, name: str | None = None, description: str | None = None
+) -> Callable[[Callable[P, R]], Tool[P, R]]: ...
+
+
+def tool(
+    func: Callable[P, R] | None = None, *, name: str | None = None, description: str | None = None
+) -> Tool[P, R] | Callable[[Callable[P, R]], Tool[P, R]]:
     """Decorator form of `to_tool` that lets you override the name or description."""
 
-    def wrap(f: Callable[..., Any]) -> Tool:
+    def wrap(f: Callable[P, R]) -> Tool[P, R]:
         if isinstance(f, Tool):
             return Tool(name or f.name, description or f.description, f.parameters, f.func)
-        return _from_function(f, name, description)  # the name is validated like any other
+        return cast("Tool[P, R]", _from_function(f, name, description))  # the name is validated like any other
 
     return wrap(func) if func is not None else wrap
 
 
-def to_tool(obj: Any) -> Tool:
+def to_tool(obj: Any) -> Tool[..., Any]:
     """Accept a `Tool`, a `{"name","description","parameters"}` dict or a function."""
     if isinstance(obj, Tool):
         return obj
@@ -192,7 +218,7 @@ def _schema(tp: Any) -> dict[str, Any]:
     return {}
 
 
-def _from_function(func: Callable[..., Any], name: str | None = None, description: str | None = None) -> Tool:
+def _from_function(func: Callable[..., Any], name: str | None = None, description: str | None = None) -> Tool[..., Any]:
     doc_description, param_docs = _parse_docstring(inspect.getdoc(func) or "")
     try:
         hints = typing.get_type_hints(func)
@@ -229,7 +255,7 @@ def _stringify(result: Any) -> str:
     return _json.dumps(result)
 
 
-async def execute_tool_calls(tools: list[Tool], calls: list[ToolCall]) -> list[ToolResult]:
+async def execute_tool_calls(tools: list[Tool[..., Any]], calls: list[ToolCall]) -> list[ToolResult]:
     """Run the calls concurrently. A tool that raises becomes an error result for the model."""
     by_name = {t.name: t for t in tools}
 

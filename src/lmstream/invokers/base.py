@@ -74,7 +74,7 @@ class BaseLMInvoker:
         self.base_url = base_url
         self.retry_config = retry_config or RetryConfig()
         self.default_hyperparameters = self.validate_hyperparameters(default_hyperparameters or {})
-        self.tools: list[Tool] = []
+        self.tools: list[Tool[..., Any]] = []
         if tools:
             self.set_tools(tools)
         self.response_schema: dict[str, Any] | None = None
