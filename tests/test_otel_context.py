@@ -126,3 +126,25 @@ async def test_a_tracing_failure_never_breaks_the_request(
     assert out.text == "".join(TEXT)
     assert [s.name for s in tel.spans()] == ["lmstream.process"]  # the model call went untraced, not failed
     assert "could not start a model call span" in caplog.text
+
+
+async def test_stream_request_and_early_close(tel: Telemetry) -> None:
+    """`lmrp.stream()` is an `lmstream.stream` span; leaving the stream early ends it as cancelled."""
+    p = PROVIDERS["openai-chat"]
+    async with WireServer() as srv:
+        srv.enqueue(Script(chunks=p.text(TEXT)), Script(chunks=p.text(TEXT), stall_after=3))
+        inv = _invoker(p, srv)
+        lmrp = _lmrp(inv)
+        async with lmrp.stream(q="x") as s:
+            text = [t async for t in s.text()]
+        assert "".join(text) == "".join(TEXT)
+        async with lmrp.stream(q="x") as s:
+            async for ev in s:
+                if ev.type == "response":
+                    break  # leaving the block closes the stream: the request is cancelled
+        await inv.aclose()
+    done, closed = sorted((x for x in tel.spans() if x.name == "lmstream.stream"), key=lambda x: x.start_time or 0)
+    assert "error.type" not in _attrs(done)
+    assert _attrs(closed)["error.type"] == "CancelledError"
+    chats = [x for x in tel.spans() if x.name == "chat gpt-4o-mini"]
+    assert {c.parent.span_id for c in chats if c.parent} == {done.context.span_id, closed.context.span_id}

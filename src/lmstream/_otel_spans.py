@@ -199,8 +199,7 @@ class ModelCall:
         chunks, first_at = 0, None
         if acc is not None:
             chunks = len(acc.text_parts) + len(acc.thinking_parts)
-            if acc.ttft is not None:
-                first_at = acc.ctx.started + acc.ttft
+            first_at = acc.first_at  # time.perf_counter() at its first content delta
         if acc is not None and acc.response_model:  # the metrics carry it too
             attrs = {**attrs, "gen_ai.response.model": acc.response_model}
         input_tokens = usage.input_tokens if usage is not None else 0
