@@ -6,6 +6,16 @@ back. Without `opentelemetry-api` installed, or with no tracer or meter provider
 `current()` returns None and the core does nothing more. This module imports no
 OpenTelemetry code; `lmstream.otel` holds all of it and is imported only when the API is
 installed.
+
+Call sites (each marked "observability seam" in the code):
+* `invokers/lifecycle.run_request(ctx, work, kind)`: `request_started` / `end` around the
+  request (`kind` "process" or "stream"; None for a standalone `invoke()`: no parent span);
+* `BaseLMInvoker._invoke_with_retries`: `call_started` / `end` around one model call, the
+  total timeout included; `_attempts`: `attempt(acc)` per attempt, `retry(...)` before a
+  retry's back-off;
+* `tools.execute_tool_calls`: `tool_started` / `end` around each tool run.
+Every `end()` runs in the task that made the matching start (the span is the task's current
+OpenTelemetry context in between, so spans nest by themselves).
 """
 
 from __future__ import annotations
