@@ -148,3 +148,18 @@ async def test_stream_request_and_early_close(tel: Telemetry) -> None:
     assert _attrs(closed)["error.type"] == "CancelledError"
     chats = [x for x in tel.spans() if x.name == "chat gpt-4o-mini"]
     assert {c.parent.span_id for c in chats if c.parent} == {done.context.span_id, closed.context.span_id}
+
+
+async def test_metrics_without_tracing(tel: Telemetry) -> None:
+    """A meter provider alone turns the metrics on; with no tracer provider no span is made."""
+    otel.configure(meter_provider=tel.mp)
+    p = PROVIDERS["openai-chat"]
+    async with WireServer() as srv:
+        srv.enqueue(Script(chunks=p.text(TEXT)))
+        inv = _invoker(p, srv)
+        await _process(_lmrp(inv), q="x")
+        await inv.aclose()
+    assert tel.spans() == []
+    (d,) = tel.points("gen_ai.client.operation.duration")
+    assert d.count == 1 and dict(d.attributes)["gen_ai.provider.name"] == "openai"
+    assert sum(pt.sum for pt in tel.points("gen_ai.client.token.usage")) == 11 + len(TEXT)
