@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -27,6 +27,7 @@ from lmstream import (
     ToolError,
     build_lm_invoker,
 )
+from tests.wire import eventstream as es
 from tests.wire import fixtures as fx
 from tests.wire.server import Script, WireServer
 
@@ -52,6 +53,10 @@ class P:
     path: str
     usage: tuple[int, int]
     error: Callable[[int], bytes]
+    #: the wire format family (chat, responses, anthropic, gemini, bedrock): what tests decode
+    wire: str = "chat"
+    #: extra build_lm_invoker config (api_version, region, vertexai, ...)
+    config: dict[str, Any] = field(default_factory=dict)
 
 
 def _chat_tools(calls):
@@ -68,6 +73,26 @@ def _anth_tools(calls):
 
 def _gem_tools(calls):
     return fx.gemini_function_call([fx.GeminiCall(n, a) for n, a, _ in calls])
+
+
+def _bedrock_tools(calls):
+    return es.bedrock_tool_use([es.BToolUse(n, json.dumps(a), id=i, fragment=5) for n, a, i in calls])
+
+
+def _chat_like(model_id: str, url: Callable[[str], str], path: str, reasoning_field: str, **kw: Any) -> P:
+    """A provider speaking Chat Completions (Azure, xAI, Ollama, LiteLLM's openai route)."""
+    return P(
+        model_id,
+        url,
+        lambda t: fx.openai_chat_text(t, usage=fx.openai_chat_usage(11, len(t))),
+        lambda: fx.openai_chat_text(TEXT, reasoning_deltas=THINK, reasoning_field=reasoning_field),
+        _chat_tools,
+        lambda o: fx.openai_chat_text(_split(o)),
+        path,
+        (11, len(TEXT)),
+        fx.openai_error_for,
+        **kw,
+    )
 
 
 def _split(obj: dict[str, Any]) -> tuple[str, ...]:
@@ -96,6 +121,7 @@ PROVIDERS = {
         "/v1/responses",
         (11, len(TEXT)),
         fx.openai_error_for,
+        wire="responses",
     ),
     "anthropic": P(
         "anthropic/claude-haiku-4-5",
@@ -107,6 +133,7 @@ PROVIDERS = {
         "/v1/messages",
         (11, len(TEXT)),
         lambda s: fx.anthropic_error_body(s),
+        wire="anthropic",
     ),
     "google": P(
         "google/gemini-2.5-flash",
@@ -118,13 +145,37 @@ PROVIDERS = {
         "/v1beta/models/gemini-2.5-flash:streamGenerateContent",
         (11, len(TEXT)),
         lambda s: fx.gemini_error_body(s),
+        wire="gemini",
+    ),
+    "azure-openai": _chat_like(
+        "azure-openai/my-gpt-4o-deployment",
+        lambda u: u,  # the resource endpoint
+        "/openai/deployments/my-gpt-4o-deployment/chat/completions",
+        "reasoning_content",
+        config={"api_version": "2024-10-21"},
+    ),
+    "xai": _chat_like("xai/grok-3-mini", lambda u: u + "/v1", "/v1/chat/completions", "reasoning_content"),
+    "ollama": _chat_like("ollama/qwen3:0.6b", lambda u: u + "/v1", "/v1/chat/completions", "reasoning"),
+    "bedrock": P(
+        "bedrock/anthropic.claude-3-7-sonnet-20250219-v1:0",
+        lambda u: u,  # endpoint_url
+        lambda t: es.bedrock_text(t, usage=(11, len(t))),
+        lambda: es.bedrock_thinking(THINK, TEXT),
+        _bedrock_tools,
+        lambda o: es.bedrock_text(_split(o)),
+        "/model/anthropic.claude-3-7-sonnet-20250219-v1%3A0/converse-stream",
+        (11, len(TEXT)),
+        es.bedrock_error_body,
+        wire="bedrock",
+        config={"region": "us-east-1"},
     ),
 }
 NAMES = list(PROVIDERS)
 
 
 def _invoker(p: P, srv: WireServer, **kw: Any):
-    return build_lm_invoker(p.model_id, credentials=KEY, config={"base_url": p.url(srv.base_url)}, **kw)
+    config = {**p.config, "base_url": p.url(srv.base_url)}
+    return build_lm_invoker(p.model_id, credentials=KEY, config=config, **kw)
 
 
 async def _process(lmrp: LMRequestProcessor, **kw: Any) -> tuple[list[Any], Any]:
@@ -256,18 +307,19 @@ async def test_structured_output_with_partial_data_events(name):
         lmrp.set_response_schema(Forecast)
         events, out = await _process(lmrp, q="Forecast?")
         req = json.dumps(srv.requests[0].json)
-    if name == "anthropic":
+    if p.wire == "anthropic":
         schema = json.loads(req)["output_config"]["format"]["schema"]
         assert schema["additionalProperties"] is False and "temperature_c" in schema["properties"]
     assert out.structured_output == Forecast(**STRUCT)
     assert "temperature_c" in req  # the schema went to the provider, in its native field
     native_field = {
-        "openai-chat": "response_format",
-        "openai": "text",
+        "chat": "response_format",
+        "responses": "text",
         "anthropic": "output_config",
-        "google": "generationConfig",
+        "gemini": "generationConfig",
+        "bedrock": "outputConfig",
     }
-    assert native_field[name] in json.loads(req)
+    assert native_field[p.wire] in json.loads(req)
     data = [e.value for e in events if e.type == "data"]
     assert len(data) >= 3 and data[-1] == STRUCT
     # partial objects only grow: each is a prefix-state of the next

@@ -46,11 +46,17 @@ from .types import Attachment, LMOutput, ThinkingBlock, TokenUsage, ToolCall, To
 if TYPE_CHECKING:
     from .invokers import (
         AnthropicLMInvoker,
+        AzureOpenAILMInvoker,
+        BedrockLMInvoker,
         GoogleLMInvoker,
+        LangChainLMInvoker,
+        LiteLLMLMInvoker,
         LocalLMInvoker,
+        OllamaLMInvoker,
         OpenAIChatCompletionsLMInvoker,
         OpenAICompatibleLMInvoker,
         OpenAILMInvoker,
+        XAILMInvoker,
     )
 
 __version__ = "0.1.0"
@@ -63,6 +69,12 @@ _LAZY_INVOKERS = frozenset(
         "OpenAICompatibleLMInvoker",
         "AnthropicLMInvoker",
         "GoogleLMInvoker",
+        "AzureOpenAILMInvoker",
+        "BedrockLMInvoker",
+        "XAILMInvoker",
+        "OllamaLMInvoker",
+        "LiteLLMLMInvoker",
+        "LangChainLMInvoker",
     }
 )
 
@@ -78,6 +90,8 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "AnthropicLMInvoker",
     "Attachment",
+    "AzureOpenAILMInvoker",
+    "BedrockLMInvoker",
     "BaseEventHandler",
     "BaseLMInvoker",
     "BaseOutputParser",
@@ -90,12 +104,15 @@ __all__ = [
     "EventType",
     "GoogleLMInvoker",
     "JSONOutputParser",
+    "LangChainLMInvoker",
+    "LiteLLMLMInvoker",
     "LMOutput",
     "LMRequestProcessor",
     "LMStreamError",
     "LMTimeoutError",
     "LocalLMInvoker",
     "Message",
+    "OllamaLMInvoker",
     "OpenAIChatCompletionsLMInvoker",
     "OpenAICompatibleLMInvoker",
     "OpenAILMInvoker",
@@ -114,6 +131,7 @@ __all__ = [
     "ToolCall",
     "ToolError",
     "ToolResult",
+    "XAILMInvoker",
     "__version__",
     "build_lm_invoker",
     "build_lm_request_processor",

@@ -14,10 +14,16 @@ from .base import BaseLMInvoker
 
 if TYPE_CHECKING:
     from .anthropic import AnthropicLMInvoker
+    from .azure_openai import AzureOpenAILMInvoker
+    from .bedrock import BedrockLMInvoker
     from .google import GoogleLMInvoker
+    from .langchain import LangChainLMInvoker
+    from .litellm import LiteLLMLMInvoker
     from .local import LocalLMInvoker
+    from .ollama import OllamaLMInvoker
     from .openai_chat import OpenAIChatCompletionsLMInvoker, OpenAICompatibleLMInvoker
     from .openai_responses import OpenAILMInvoker
+    from .xai import XAILMInvoker
 
 __all__ = [
     "BaseLMInvoker",
@@ -28,6 +34,12 @@ __all__ = [
     "OpenAICompatibleLMInvoker",
     "AnthropicLMInvoker",
     "GoogleLMInvoker",
+    "AzureOpenAILMInvoker",
+    "BedrockLMInvoker",
+    "XAILMInvoker",
+    "OllamaLMInvoker",
+    "LiteLLMLMInvoker",
+    "LangChainLMInvoker",
     "PROVIDERS",
 ]
 
@@ -39,6 +51,12 @@ _LAZY = {
     "OpenAICompatibleLMInvoker": ".openai_chat",
     "AnthropicLMInvoker": ".anthropic",
     "GoogleLMInvoker": ".google",
+    "AzureOpenAILMInvoker": ".azure_openai",
+    "BedrockLMInvoker": ".bedrock",
+    "XAILMInvoker": ".xai",
+    "OllamaLMInvoker": ".ollama",
+    "LiteLLMLMInvoker": ".litellm",
+    "LangChainLMInvoker": ".langchain",
 }
 
 #: provider prefix of a model id -> invoker class name
@@ -50,6 +68,12 @@ PROVIDERS: dict[str, str] = {
     "openai-compatible": "OpenAICompatibleLMInvoker",
     "anthropic": "AnthropicLMInvoker",
     "google": "GoogleLMInvoker",
+    "azure-openai": "AzureOpenAILMInvoker",
+    "bedrock": "BedrockLMInvoker",
+    "xai": "XAILMInvoker",
+    "ollama": "OllamaLMInvoker",
+    "litellm": "LiteLLMLMInvoker",
+    "langchain": "LangChainLMInvoker",
 }
 
 

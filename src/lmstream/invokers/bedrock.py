@@ -1,0 +1,377 @@
+"""Amazon Bedrock's Converse stream API (ConverseStream) through boto3/botocore.
+
+botocore is blocking, so each stream runs its HTTP request and event iteration in a worker
+thread of its own and hands parsed events to the event loop; the loop never waits on a socket.
+Cancelling (or an idle timeout) shuts the socket down from the loop, which wakes the worker at
+once; the worker then closes the response it owns. botocore retries are off: lmstream retries,
+only before the first token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+from .. import _json
+from ..errors import ConfigurationError, LMTimeoutError
+from ..prompt import Message
+from ..retry import RetryConfig
+from ..types import Attachment, ThinkingBlock, ToolCall, ToolResult
+from ._aws import map_aws_error
+from ._sdk import split_turns
+from .base import BaseLMInvoker, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta, _is_int
+
+__all__ = ["BedrockLMInvoker", "to_converse"]
+
+_STOP = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "guardrail_intervened": "content_filter",
+    "content_filtered": "content_filter",
+    "malformed_model_output": "error",
+    "malformed_tool_use": "error",
+}
+_IMAGE = {"image/png": "png", "image/jpeg": "jpeg", "image/gif": "gif", "image/webp": "webp"}
+_DOCS = {"application/pdf": "pdf", "text/csv": "csv", "text/plain": "txt", "text/html": "html", "text/markdown": "md"}
+
+
+def _blocks(m: Message) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for c in m.contents:
+        if isinstance(c, str):
+            if c:
+                out.append({"text": c})
+        elif isinstance(c, ThinkingBlock):
+            if c.signature:  # unsigned reasoning (another provider's) cannot be replayed
+                out.append({"reasoningContent": {"reasoningText": {"text": c.text, "signature": c.signature}}})
+        elif isinstance(c, ToolCall):
+            out.append({"toolUse": {"toolUseId": c.id, "name": c.name, "input": c.arguments}})
+        elif isinstance(c, ToolResult):
+            status = "error" if c.is_error else "success"
+            content = [{"text": c.output or "(empty)"}]  # Bedrock rejects an empty text block
+            out.append({"toolResult": {"toolUseId": c.id, "content": content, "status": status}})
+        elif isinstance(c, Attachment):
+            if c.mime_type in _IMAGE:
+                out.append({"image": {"format": _IMAGE[c.mime_type], "source": {"bytes": c.data}}})
+            elif c.mime_type in _DOCS:
+                name = "".join(ch if ch.isalnum() else "-" for ch in (c.filename or "document"))
+                out.append({"document": {"format": _DOCS[c.mime_type], "name": name, "source": {"bytes": c.data}}})
+            else:
+                raise ConfigurationError(f"Bedrock Converse does not accept {c.mime_type} attachments")
+    return out
+
+
+def to_converse(messages: list[Message]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """lmstream messages -> Converse (`system` blocks, alternating `messages`)."""
+    system, turns = split_turns(messages, "assistant", _blocks, "content")
+    return ([{"text": system}] if system else []), turns
+
+
+class _Secret(str):
+    """A header value that is sent as it is but shows as `***` in reprs (botocore logs the
+    request's headers at DEBUG, formatted lazily)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+
+class _Done:
+    """End of the worker's stream (sentinel class: no allocation per event)."""
+
+
+class _Failed:
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+class _Handle:
+    """The worker's response, closable from the loop thread (by shutting its socket down)."""
+
+    __slots__ = ("closed", "lock", "stream")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.stream: Any = None
+        self.closed = False
+
+    def attach(self, stream: Any) -> bool:
+        with self.lock:
+            self.stream = stream
+            return not self.closed
+
+    def close(self) -> None:
+        """Wake a worker blocked in recv(): shutdown() does, close() from another thread does not."""
+        with self.lock:
+            self.closed = True
+            stream = self.stream
+        sock = _socket_of(stream) if stream is not None else None
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def _socket_of(stream: Any) -> socket.socket | None:
+    raw = getattr(stream, "_raw_stream", None)  # botocore EventStream -> urllib3 HTTPResponse
+    sock = getattr(getattr(raw, "_connection", None), "sock", None)
+    if sock is None:  # http.client response -> socket file -> socket
+        fp = getattr(getattr(raw, "_fp", None), "fp", None)
+        sock = getattr(getattr(fp, "raw", None), "_sock", None)
+    return sock if isinstance(sock, socket.socket) else None
+
+
+class BedrockLMInvoker(BaseLMInvoker):
+    """`bedrock/<model-id>` (e.g. `bedrock/anthropic.claude-3-5-haiku-20241022-v1:0`, or an
+    inference profile such as `us.anthropic...`).
+
+    Credentials: the standard AWS chain (environment, `AWS_PROFILE`/`profile_name=`, config files,
+    instance roles), or a Bedrock API key as `api_key=` / `AWS_BEARER_TOKEN_BEDROCK`. Region:
+    `region=`, else `AWS_REGION` / `AWS_DEFAULT_REGION` / the profile's. `base_url` is the
+    endpoint URL (a VPC endpoint, a proxy). Thinking (Claude): `hyperparameters={"thinking":
+    {"type": "enabled", "budget_tokens": N}}`; other model fields via
+    `additional_model_request_fields`.
+    """
+
+    provider: ClassVar[str] = "bedrock"
+    extra_params: ClassVar[dict[str, Any]] = {
+        "top_k": (_is_int, "an int"),
+        "thinking": (lambda v: isinstance(v, dict), "a dict such as {'type': 'enabled', 'budget_tokens': 2048}"),
+        "additional_model_request_fields": (lambda v: isinstance(v, dict), "a dict"),
+        "tool_choice": (lambda v: isinstance(v, dict), "a dict such as {'auto': {}}"),
+        "guardrail_config": (lambda v: isinstance(v, dict), "a dict"),
+        "performance_config": (lambda v: isinstance(v, dict), "a dict such as {'latency': 'optimized'}"),
+        "request_metadata": (lambda v: isinstance(v, dict), "a dict of strings"),
+    }
+
+    def __init__(
+        self,
+        model_name: str,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        region: str | None = None,
+        profile_name: str | None = None,
+        default_hyperparameters: dict[str, Any] | None = None,
+        retry_config: RetryConfig | None = None,
+        tools: Any = None,
+        response_schema: Any = None,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        super().__init__(
+            model_name,
+            api_key=api_key,
+            base_url=base_url,
+            default_hyperparameters=default_hyperparameters,
+            retry_config=retry_config,
+            tools=tools,
+            response_schema=response_schema,
+        )
+        self.region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        self.profile_name = profile_name
+        self._connect_timeout = connect_timeout
+        self._client: Any = None
+        self._client_lock = threading.Lock()
+
+    def _make_client(self) -> Any:
+        try:
+            import boto3
+            from botocore import UNSIGNED
+            from botocore.config import Config
+        except ImportError as exc:
+            raise ConfigurationError("boto3 is not installed; run: pip install 'lmstream[bedrock]'") from exc
+        session = boto3.session.Session(profile_name=self.profile_name, region_name=self.region)
+        if not session.region_name:
+            raise ConfigurationError(
+                "no AWS region for Bedrock: set AWS_REGION (or AWS_DEFAULT_REGION), or pass config={'region': ...}"
+            )
+        opts: dict[str, Any] = {
+            "retries": {"total_max_attempts": 1, "mode": "standard"},  # lmstream retries
+            "connect_timeout": self._connect_timeout,
+            "read_timeout": self.retry_config.idle_timeout or 300,
+            "max_pool_connections": 64,
+            "user_agent_extra": "lmstream",
+        }
+        if self._api_key:
+            opts["signature_version"] = UNSIGNED  # a Bedrock API key replaces SigV4
+        client = session.client("bedrock-runtime", endpoint_url=self.base_url, config=Config(**opts))
+        if self._api_key:
+            key = self._api_key
+
+            def bearer(request: Any, **_: Any) -> None:
+                request.headers["Authorization"] = _Secret(f"Bearer {key}")
+
+            client.meta.events.register("before-send.bedrock-runtime.ConverseStream", bearer)
+        return client
+
+    def _get_client(self) -> Any:
+        """One client per invoker (botocore clients are thread-safe), built in a worker thread."""
+        with self._client_lock:
+            if self._client is None:
+                self._client = self._make_client()
+            return self._client
+
+    async def aclose(self) -> None:
+        with self._client_lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def _request(self, messages: list[Message], params: dict[str, Any]) -> dict[str, Any]:
+        system, turns = to_converse(messages)
+        req: dict[str, Any] = {"modelId": self.model_name, "messages": turns}
+        if system:
+            req["system"] = system
+        if "seed" in params:
+            raise ConfigurationError("Bedrock Converse has no 'seed'; remove it from the hyperparameters")
+        inference: dict[str, Any] = {}
+        for ours, theirs in (("max_tokens", "maxTokens"), ("temperature", "temperature"), ("top_p", "topP")):
+            if ours in params:
+                inference[theirs] = params[ours]
+        if "stop" in params:
+            stop = params["stop"]
+            inference["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
+        if inference:
+            req["inferenceConfig"] = inference
+        extra = dict(params.get("additional_model_request_fields") or {})
+        if "thinking" in params:
+            extra["thinking"] = params["thinking"]
+        if "top_k" in params:
+            extra["top_k"] = params["top_k"]
+        if extra:
+            req["additionalModelRequestFields"] = extra
+        for ours, theirs in (
+            ("guardrail_config", "guardrailConfig"),
+            ("performance_config", "performanceConfig"),
+            ("request_metadata", "requestMetadata"),
+        ):
+            if ours in params:
+                req[theirs] = params[ours]
+        if self.tools:
+            specs = []
+            for t in self.tools:
+                spec: dict[str, Any] = {"name": t.name, "inputSchema": {"json": t.parameters}}
+                if t.description:  # Bedrock rejects an empty description
+                    spec["description"] = t.description
+                specs.append({"toolSpec": spec})
+            tool_config: dict[str, Any] = {"tools": specs}
+            if "tool_choice" in params:
+                tool_config["toolChoice"] = params["tool_choice"]
+            req["toolConfig"] = tool_config
+        if self.response_schema is not None:
+            schema = {"schema": _json.dumps(self.response_schema), "name": "response"}
+            req["outputConfig"] = {"textFormat": {"type": "json_schema", "structure": {"jsonSchema": schema}}}
+        return req
+
+    async def stream_deltas(self, messages: list[Message], params: dict[str, Any]) -> AsyncIterator[Any]:
+        req = self._request(messages, dict(params))
+        client = self._client
+        if client is None:  # loading botocore's service model takes a while: not on the loop
+            try:
+                client = await asyncio.to_thread(self._get_client)
+            except Exception as exc:
+                raise map_aws_error(self.provider, exc) from None
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        handle = _Handle()
+
+        def put(item: Any) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the loop is gone: nobody is listening any more
+                pass
+
+        def work() -> None:
+            stream = None
+            try:
+                stream = client.converse_stream(**req)["stream"]
+                if not handle.attach(stream):
+                    return
+                for event in stream:
+                    if handle.closed:
+                        return
+                    put(event)
+                put(_Done)
+            except BaseException as exc:
+                if not handle.closed:
+                    put(_Failed(exc))
+            finally:
+                if stream is not None:
+                    try:
+                        stream.close()
+                    except Exception:
+                        pass
+
+        threading.Thread(target=work, name=f"lmstream-bedrock-{self.model_name}", daemon=True).start()
+        idle = self.retry_config.idle_timeout
+        kinds: dict[int, str] = {}
+        try:
+            while True:
+                if idle is None:
+                    item = await queue.get()
+                else:
+                    try:
+                        async with asyncio.timeout(idle):
+                            item = await queue.get()
+                    except TimeoutError:
+                        raise LMTimeoutError(
+                            f"{self.provider}: no data for {idle}s (RetryConfig.idle_timeout)", retryable=True
+                        ) from None
+                if item is _Done:
+                    return
+                if item.__class__ is _Failed:
+                    raise map_aws_error(self.provider, item.exc) from None
+                for delta in _deltas(item, kinds):
+                    yield delta
+        finally:
+            handle.close()
+
+    _stream = stream_deltas
+
+
+def _deltas(event: dict[str, Any], kinds: dict[int, str]) -> list[Any]:
+    """One parsed ConverseStream event -> lmstream deltas."""
+    if "contentBlockDelta" in event:
+        ev = event["contentBlockDelta"]
+        d = ev["delta"]
+        index = ev.get("contentBlockIndex", 0)
+        if "text" in d:
+            return [d["text"]]
+        if "reasoningContent" in d:
+            kinds[index] = "reasoning"
+            r = d["reasoningContent"]
+            return [ThinkingDelta(r.get("text", ""), signature=r.get("signature"))]
+        if "toolUse" in d:
+            return [ToolCallDelta(index, arguments=d["toolUse"].get("input", ""))]
+        return []
+    if "contentBlockStart" in event:
+        ev = event["contentBlockStart"]
+        tool = ev.get("start", {}).get("toolUse")
+        if tool is not None:
+            index = ev.get("contentBlockIndex", 0)
+            kinds[index] = "tool"
+            return [ToolCallDelta(index, tool.get("toolUseId"), tool.get("name"))]
+        return []
+    if "contentBlockStop" in event:
+        if kinds.get(event["contentBlockStop"].get("contentBlockIndex", 0)) == "reasoning":
+            return [ThinkingDelta(end=True)]
+        return []
+    if "messageStop" in event:
+        reason = event["messageStop"].get("stopReason")
+        return [FinishDelta(_STOP.get(reason, reason) if reason else "stop")]
+    if "metadata" in event:
+        u = event["metadata"].get("usage") or {}
+        cached = u.get("cacheReadInputTokens") or 0
+        written = u.get("cacheWriteInputTokens") or 0
+        return [UsageDelta((u.get("inputTokens") or 0) + cached + written, u.get("outputTokens"), cached)]
+    return []  # messageStart and events newer than this code

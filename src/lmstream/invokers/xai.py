@@ -1,0 +1,32 @@
+"""xAI (Grok) through its OpenAI-compatible Chat Completions endpoint.
+
+Speaks the same wire as `openai-chat/`; grok reasoning models stream their reasoning as
+`reasoning_content` deltas, which the shared parser maps to `thinking` events.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from .openai_chat import OpenAIChatCompletionsLMInvoker
+
+__all__ = ["XAILMInvoker"]
+
+
+class XAILMInvoker(OpenAIChatCompletionsLMInvoker):
+    """`xai/<model>` (e.g. `xai/grok-4`). Key from `XAI_API_KEY`; base URL `https://api.x.ai/v1`.
+
+    Reasoning effort (grok-3-mini): `hyperparameters={"reasoning_effort": "low" | "high"}`.
+    """
+
+    provider: ClassVar[str] = "xai"
+    env_vars: ClassVar[tuple[str, ...]] = ("XAI_API_KEY",)
+    default_base_url: ClassVar[str | None] = "https://api.x.ai/v1"
+    base_url_env: ClassVar[str | None] = None
+    key_required: ClassVar[bool] = True
+    max_tokens_field: ClassVar[str] = "max_tokens"
+    extra_params: ClassVar[dict[str, Any]] = {
+        **OpenAIChatCompletionsLMInvoker.extra_params,
+        "reasoning_effort": (lambda v: v in ("low", "high"), "'low' or 'high'"),
+        "search_parameters": (lambda v: isinstance(v, dict), "a dict (xAI live search)"),
+    }
