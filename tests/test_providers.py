@@ -57,6 +57,8 @@ class P:
     wire: str = "chat"
     #: extra build_lm_invoker config (api_version, region, vertexai, ...)
     config: dict[str, Any] = field(default_factory=dict)
+    #: run tests/test_faults.py's table for it (adapters over other libraries have their own rows)
+    faults: bool = True
 
 
 def _chat_tools(calls):
@@ -156,6 +158,23 @@ PROVIDERS = {
     ),
     "xai": _chat_like("xai/grok-3-mini", lambda u: u + "/v1", "/v1/chat/completions", "reasoning_content"),
     "ollama": _chat_like("ollama/qwen3:0.6b", lambda u: u + "/v1", "/v1/chat/completions", "reasoning"),
+    "litellm": _chat_like(
+        "litellm/openai/gpt-4o-mini", lambda u: u + "/v1", "/v1/chat/completions", "reasoning_content", faults=False
+    ),
+    "vertex": P(
+        "google/gemini-2.5-flash",
+        lambda u: u,
+        lambda t: fx.gemini_text(t, usage=fx.gemini_usage(11, len(t))),
+        lambda: fx.gemini_thinking(THINK, TEXT),
+        _gem_tools,
+        lambda o: fx.gemini_text(_split(o)),
+        "/v1beta1/projects/wire-project/locations/europe-west4/publishers/google/models/gemini-2.5-flash"
+        ":streamGenerateContent",
+        (11, len(TEXT)),
+        lambda s: fx.gemini_error_body(s),
+        wire="gemini",
+        config={"vertexai": True, "project": "wire-project", "location": "europe-west4"},
+    ),
     "bedrock": P(
         "bedrock/anthropic.claude-3-7-sonnet-20250219-v1:0",
         lambda u: u,  # endpoint_url

@@ -123,6 +123,8 @@ class SDKLMInvoker(BaseLMInvoker):
     """An invoker driven through an official SDK: key lookup, one client per event loop."""
 
     env_vars: ClassVar[tuple[str, ...]] = ()
+    #: an instance may set this False before `__init__` (Vertex AI authenticates otherwise)
+    key_required: bool = True
     sdk_module: ClassVar[str] = ""
     sdk_extra: ClassVar[str] = ""
 
@@ -139,7 +141,7 @@ class SDKLMInvoker(BaseLMInvoker):
     ) -> None:
         super().__init__(
             model_name,
-            api_key=resolve_api_key(api_key, self.env_vars, self.provider),
+            api_key=resolve_api_key(api_key, self.env_vars, self.provider, required=self.key_required),
             base_url=base_url,
             default_hyperparameters=default_hyperparameters,
             retry_config=retry_config,

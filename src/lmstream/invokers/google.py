@@ -55,6 +55,10 @@ class GoogleLMInvoker(SDKLMInvoker):
     """`google/<model>` (Gemini API). Key from `GOOGLE_API_KEY` or `GEMINI_API_KEY`.
 
     Thinking: `hyperparameters={"thinking_budget": N}` (thoughts are streamed as `thinking`).
+    Vertex AI: `config={"vertexai": True, "project": ..., "location": ...}` authenticates with
+    Application Default Credentials, or `google_credentials=` (a google.auth Credentials), or
+    an OAuth2 `access_token=` (`credentials=` is taken as one); without a project an API key
+    means Vertex AI express mode.
     """
 
     provider: ClassVar[str] = "google"
@@ -69,9 +73,28 @@ class GoogleLMInvoker(SDKLMInvoker):
         "frequency_penalty": (lambda v: isinstance(v, (int, float)), "a number"),
     }
 
-    def __init__(self, model_name: str, api_version: str = "v1beta", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        model_name: str,
+        api_version: str | None = None,
+        vertexai: bool = False,
+        project: str | None = None,
+        location: str | None = None,
+        access_token: str | None = None,
+        google_credentials: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        self.key_required = not vertexai
+        explicit_key = kwargs.get("api_key")
         super().__init__(model_name, **kwargs)
-        self.api_version = api_version
+        if vertexai and not explicit_key:
+            self._api_key = None  # Vertex authenticates with Google credentials, not GOOGLE_API_KEY
+        self.api_version = api_version or ("v1beta1" if vertexai else "v1beta")
+        self.vertexai = vertexai
+        self.project = project
+        self.location = location
+        self._access_token = access_token
+        self._google_credentials = google_credentials
 
     def _make_client(self) -> Any:
         genai = self._sdk()
@@ -82,7 +105,23 @@ class GoogleLMInvoker(SDKLMInvoker):
         opts: dict[str, Any] = {"api_version": self.api_version, "retry_options": types.HttpRetryOptions(attempts=1)}
         if self.base_url:
             opts["base_url"] = self.base_url
-        return genai.Client(api_key=self._api_key, http_options=types.HttpOptions(**opts))
+        if not self.vertexai:
+            return genai.Client(api_key=self._api_key, http_options=types.HttpOptions(**opts))
+        vertex: dict[str, Any] = {"vertexai": True, "http_options": types.HttpOptions(**opts)}
+        token = self._access_token or (self._api_key if self.project else None)
+        if self._google_credentials is not None:
+            vertex["credentials"] = self._google_credentials
+        elif token:
+            from google.oauth2.credentials import Credentials
+
+            vertex["credentials"] = Credentials(token)
+        elif self._api_key:
+            vertex["api_key"] = self._api_key  # express mode
+        if self.project:
+            vertex["project"] = self.project
+        if self.location:
+            vertex["location"] = self.location
+        return genai.Client(**vertex)
 
     async def _close_client(self, client: Any) -> None:
         await client.aio.aclose()
