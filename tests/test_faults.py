@@ -55,7 +55,7 @@ TEXT = ("Here", " are", " some", " ideas", ".")
 FAST = RetryConfig(max_retries=2, base_delay=0.01)
 
 # Import the SDKs once up front so that timing assertions measure lmstream, not imports.
-for _mod in ("openai", "anthropic", "google.genai"):
+for _mod in ("openai", "anthropic", "google.genai", "boto3"):
     with contextlib.suppress(ImportError):
         importlib.import_module(_mod)
 

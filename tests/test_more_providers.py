@@ -372,3 +372,26 @@ async def test_langchain_reasoning_blocks_and_tool_call_chunks():
     assert out.text == "Checking"
     assert [(c.id, c.name, c.arguments) for c in out.tool_calls] == [("c1", "get_weather", {"city": "Paris"})]
     assert out.finish_reason == "tool_calls" and (out.usage.input_tokens, out.usage.output_tokens) == (7, 9)
+
+
+async def test_langchain_history_and_structured_output():
+    from pydantic import BaseModel
+
+    from lmstream import LangChainLMInvoker, Message
+
+    class City(BaseModel):
+        city: str
+        population: int
+
+    answer = json.dumps({"city": "Paris", "population": 2100000})
+    async with WireServer() as srv:
+        srv.enqueue(Script(chunks=fx.openai_chat_text(tuple(fx.split_text(answer, 6)))))
+        lmrp = _lmrp(LangChainLMInvoker(_chat_openai(srv)))
+        lmrp.set_response_schema(City)
+        history = [Message.user("My name is Ada."), Message.assistant("Hello Ada!")]
+        events, out = await _process(lmrp, q="Biggest city?", history=history)
+        sent = srv.requests[0].json["messages"]
+    assert out.structured_output == City(city="Paris", population=2100000)
+    assert [e.value for e in events if e.type == "data"][-1] == {"city": "Paris", "population": 2100000}
+    assert "population" in sent[0]["content"] and sent[0]["role"] == "system"  # the schema, instructed
+    assert [m["content"] for m in sent[-3:]] == ["My name is Ada.", "Hello Ada!", "Biggest city?"]
