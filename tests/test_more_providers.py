@@ -395,3 +395,20 @@ async def test_langchain_history_and_structured_output():
     assert [e.value for e in events if e.type == "data"][-1] == {"city": "Paris", "population": 2100000}
     assert "population" in sent[0]["content"] and sent[0]["role"] == "system"  # the schema, instructed
     assert [m["content"] for m in sent[-3:]] == ["My name is Ada.", "Hello Ada!", "Biggest city?"]
+
+
+async def test_azure_responses_dated_api_version_and_api_key_header():
+    p = PROVIDERS["azure-openai-responses"]
+    async with WireServer() as srv:
+        srv.enqueue(Script(chunks=p.text(TEXT)), Script(chunks=p.text(TEXT)))
+        dated = build_lm_invoker(
+            p.model_id, credentials=KEY, config={"base_url": srv.base_url, "api_version": "2025-04-01-preview"}
+        )
+        v1 = _invoker(p, srv)
+        assert (await dated.invoke("hi")).text == (await v1.invoke("hi")).text == "".join(TEXT)
+        await dated.aclose()
+        await v1.aclose()
+        first, second = srv.requests
+    assert first.path == "/openai/responses" and first.query == {"api-version": "2025-04-01-preview"}
+    assert first.json["model"] == second.json["model"] == "my-gpt-5-deployment"
+    assert first.headers["api-key"] == second.headers["api-key"] == KEY

@@ -156,6 +156,18 @@ PROVIDERS = {
         "reasoning_content",
         config={"api_version": "2024-10-21"},
     ),
+    "azure-openai-responses": P(
+        "azure-openai-responses/my-gpt-5-deployment",
+        lambda u: u,
+        lambda t: fx.openai_responses_text(t, usage=fx.openai_responses_usage(11, len(t))),
+        lambda: fx.openai_responses_reasoning(THINK, TEXT),
+        _resp_tools,
+        lambda o: fx.openai_responses_structured(o, fragment=5),
+        "/openai/v1/responses",
+        (11, len(TEXT)),
+        fx.openai_error_for,
+        wire="responses",
+    ),
     "xai": _chat_like("xai/grok-3-mini", lambda u: u + "/v1", "/v1/chat/completions", "reasoning_content"),
     "ollama": _chat_like("ollama/qwen3:0.6b", lambda u: u + "/v1", "/v1/chat/completions", "reasoning"),
     "litellm": _chat_like(

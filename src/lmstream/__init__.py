@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from .invokers import (
         AnthropicLMInvoker,
         AzureOpenAILMInvoker,
+        AzureOpenAIResponsesLMInvoker,
         BedrockLMInvoker,
         GoogleLMInvoker,
         LangChainLMInvoker,
@@ -70,6 +71,7 @@ _LAZY_INVOKERS = frozenset(
         "AnthropicLMInvoker",
         "GoogleLMInvoker",
         "AzureOpenAILMInvoker",
+        "AzureOpenAIResponsesLMInvoker",
         "BedrockLMInvoker",
         "XAILMInvoker",
         "OllamaLMInvoker",
@@ -91,6 +93,7 @@ __all__ = [
     "AnthropicLMInvoker",
     "Attachment",
     "AzureOpenAILMInvoker",
+    "AzureOpenAIResponsesLMInvoker",
     "BedrockLMInvoker",
     "BaseEventHandler",
     "BaseLMInvoker",

@@ -14,7 +14,7 @@ from .base import BaseLMInvoker
 
 if TYPE_CHECKING:
     from .anthropic import AnthropicLMInvoker
-    from .azure_openai import AzureOpenAILMInvoker
+    from .azure_openai import AzureOpenAILMInvoker, AzureOpenAIResponsesLMInvoker
     from .bedrock import BedrockLMInvoker
     from .google import GoogleLMInvoker
     from .langchain import LangChainLMInvoker
@@ -35,6 +35,7 @@ __all__ = [
     "AnthropicLMInvoker",
     "GoogleLMInvoker",
     "AzureOpenAILMInvoker",
+    "AzureOpenAIResponsesLMInvoker",
     "BedrockLMInvoker",
     "XAILMInvoker",
     "OllamaLMInvoker",
@@ -52,6 +53,7 @@ _LAZY = {
     "AnthropicLMInvoker": ".anthropic",
     "GoogleLMInvoker": ".google",
     "AzureOpenAILMInvoker": ".azure_openai",
+    "AzureOpenAIResponsesLMInvoker": ".azure_openai",
     "BedrockLMInvoker": ".bedrock",
     "XAILMInvoker": ".xai",
     "OllamaLMInvoker": ".ollama",
@@ -69,6 +71,7 @@ PROVIDERS: dict[str, str] = {
     "anthropic": "AnthropicLMInvoker",
     "google": "GoogleLMInvoker",
     "azure-openai": "AzureOpenAILMInvoker",
+    "azure-openai-responses": "AzureOpenAIResponsesLMInvoker",
     "bedrock": "BedrockLMInvoker",
     "xai": "XAILMInvoker",
     "ollama": "OllamaLMInvoker",

@@ -18,8 +18,9 @@ from urllib.parse import quote
 
 from ..errors import ConfigurationError
 from .openai_chat import OpenAIChatCompletionsLMInvoker
+from .openai_responses import OpenAILMInvoker
 
-__all__ = ["AzureOpenAILMInvoker", "azure_base"]
+__all__ = ["AzureOpenAILMInvoker", "AzureOpenAIResponsesLMInvoker", "azure_base"]
 
 
 def azure_base(endpoint: str | None, api_version: str | None) -> tuple[str, str]:
@@ -70,3 +71,29 @@ class AzureOpenAILMInvoker(OpenAIChatCompletionsLMInvoker):
 
     def _auth_headers(self, key: str) -> dict[str, str]:
         return {"api-key": key}
+
+
+class AzureOpenAIResponsesLMInvoker(OpenAILMInvoker):
+    """`azure-openai-responses/<deployment>`: the Responses API on Azure, through the `openai`
+    SDK (`{endpoint}/openai/v1/responses`, or `{endpoint}/openai/responses?api-version=` for a
+    dated `api_version`). Same key, endpoint and version settings as `azure-openai/`."""
+
+    provider: ClassVar[str] = "azure-openai-responses"
+    env_vars: ClassVar[tuple[str, ...]] = ("AZURE_OPENAI_API_KEY",)
+
+    def __init__(
+        self, model_name: str, base_url: str | None = None, api_version: str | None = None, **kwargs: Any
+    ) -> None:
+        endpoint, self.api_version = azure_base(base_url, api_version)
+        super().__init__(model_name, base_url=endpoint, **kwargs)
+
+    def _make_client(self) -> Any:
+        import httpx
+
+        openai = self._sdk()
+        kwargs = self._client_kwargs(httpx.Timeout)
+        kwargs.pop("base_url", None)
+        if self.api_version == "v1":
+            headers = {"api-key": self._api_key} if self._api_key else {}
+            return openai.AsyncOpenAI(base_url=f"{self.base_url}/openai/v1/", default_headers=headers, **kwargs)
+        return openai.AsyncAzureOpenAI(azure_endpoint=self.base_url, api_version=self.api_version, **kwargs)
