@@ -1,27 +1,25 @@
 """Amazon Bedrock's Converse stream API (ConverseStream) through boto3/botocore.
 
 botocore is blocking, so each stream runs its HTTP request and event iteration in a worker
-thread of its own and hands parsed events to the event loop; the loop never waits on a socket.
-Cancelling (or an idle timeout) shuts the socket down from the loop, which wakes the worker at
-once; the worker then closes the response it owns. botocore retries are off: lmstream retries,
-only before the first token.
+thread of its own (`_aws.iterate_in_thread`) that hands parsed events to the event loop; the
+loop never waits on a socket, and cancelling closes the connection at once. botocore retries
+are off: lmstream retries, only before the first token.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import threading
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 from .. import _json
-from ..errors import ConfigurationError, LMTimeoutError
+from ..errors import ConfigurationError
 from ..prompt import Message
 from ..retry import RetryConfig
 from ..types import Attachment, ThinkingBlock, ToolCall, ToolResult
-from ._aws import map_aws_error
+from ._aws import Secret, iterate_in_thread, map_aws_error
 from ._sdk import split_turns
 from .base import BaseLMInvoker, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta, _is_int
 
@@ -72,64 +70,6 @@ def to_converse(messages: list[Message]) -> tuple[list[dict[str, Any]], list[dic
     """lmstream messages -> Converse (`system` blocks, alternating `messages`)."""
     system, turns = split_turns(messages, "assistant", _blocks, "content")
     return ([{"text": system}] if system else []), turns
-
-
-class _Secret(str):
-    """A header value that is sent as it is but shows as `***` in reprs (botocore logs the
-    request's headers at DEBUG, formatted lazily)."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "'***'"
-
-
-class _Done:
-    """End of the worker's stream (sentinel class: no allocation per event)."""
-
-
-class _Failed:
-    __slots__ = ("exc",)
-
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
-
-
-class _Handle:
-    """The worker's response, closable from the loop thread (by shutting its socket down)."""
-
-    __slots__ = ("closed", "lock", "stream")
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.stream: Any = None
-        self.closed = False
-
-    def attach(self, stream: Any) -> bool:
-        with self.lock:
-            self.stream = stream
-            return not self.closed
-
-    def close(self) -> None:
-        """Wake a worker blocked in recv(): shutdown() does, close() from another thread does not."""
-        with self.lock:
-            self.closed = True
-            stream = self.stream
-        sock = _socket_of(stream) if stream is not None else None
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-
-def _socket_of(stream: Any) -> socket.socket | None:
-    raw = getattr(stream, "_raw_stream", None)  # botocore EventStream -> urllib3 HTTPResponse
-    sock = getattr(getattr(raw, "_connection", None), "sock", None)
-    if sock is None:  # http.client response -> socket file -> socket
-        fp = getattr(getattr(raw, "_fp", None), "fp", None)
-        sock = getattr(getattr(fp, "raw", None), "_sock", None)
-    return sock if isinstance(sock, socket.socket) else None
 
 
 class BedrockLMInvoker(BaseLMInvoker):
@@ -209,7 +149,7 @@ class BedrockLMInvoker(BaseLMInvoker):
             key = self._api_key
 
             def bearer(request: Any, **_: Any) -> None:
-                request.headers["Authorization"] = _Secret(f"Bearer {key}")
+                request.headers["Authorization"] = Secret(f"Bearer {key}")
 
             client.meta.events.register("before-send.bedrock-runtime.ConverseStream", bearer)
         return client
@@ -281,60 +221,16 @@ class BedrockLMInvoker(BaseLMInvoker):
                 client = await asyncio.to_thread(self._get_client)
             except Exception as exc:
                 raise map_aws_error(self.provider, exc) from None
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        handle = _Handle()
-
-        def put(item: Any) -> None:
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-            except RuntimeError:  # the loop is gone: nobody is listening any more
-                pass
-
-        def work() -> None:
-            stream = None
-            try:
-                stream = client.converse_stream(**req)["stream"]
-                if not handle.attach(stream):
-                    return
-                for event in stream:
-                    if handle.closed:
-                        return
-                    put(event)
-                put(_Done)
-            except BaseException as exc:
-                if not handle.closed:
-                    put(_Failed(exc))
-            finally:
-                if stream is not None:
-                    try:
-                        stream.close()
-                    except Exception:
-                        pass
-
-        threading.Thread(target=work, name=f"lmstream-bedrock-{self.model_name}", daemon=True).start()
-        idle = self.retry_config.idle_timeout
         kinds: dict[int, str] = {}
+        events = iterate_in_thread(
+            lambda: client.converse_stream(**req)["stream"], f"lmstream-bedrock-{self.model_name}"
+        )
         try:
-            while True:
-                if idle is None:
-                    item = await queue.get()
-                else:
-                    try:
-                        async with asyncio.timeout(idle):
-                            item = await queue.get()
-                    except TimeoutError:
-                        raise LMTimeoutError(
-                            f"{self.provider}: no data for {idle}s (RetryConfig.idle_timeout)", retryable=True
-                        ) from None
-                if item is _Done:
-                    return
-                if item.__class__ is _Failed:
-                    raise map_aws_error(self.provider, item.exc) from None
-                for delta in _deltas(item, kinds):
+            async for event in events.items(self.retry_config.idle_timeout, self.provider):
+                for delta in _deltas(event, kinds):
                     yield delta
         finally:
-            handle.close()
+            events.close()
 
     _stream = stream_deltas
 

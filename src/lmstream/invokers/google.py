@@ -114,7 +114,7 @@ class GoogleLMInvoker(SDKLMInvoker):
         elif token:
             from google.oauth2.credentials import Credentials
 
-            vertex["credentials"] = Credentials(token)
+            vertex["credentials"] = Credentials(token)  # type: ignore[no-untyped-call]
         elif self._api_key:
             vertex["api_key"] = self._api_key  # express mode
         if self.project:
