@@ -97,7 +97,9 @@ def build_lm_invoker(
     """Build an invoker from `"provider/model"`.
 
     `credentials` is the API key (default: the provider's environment variable or `.env`);
-    `config` holds provider options such as `base_url`, `default_hyperparameters`, `n_ctx`.
+    `config` holds provider options such as `base_url` (every provider; the endpoint for Azure
+    and Bedrock), `api_version` (Azure), `region` (Bedrock), `vertexai`/`project`/`location`
+    (Google on Vertex AI), `default_hyperparameters`, `n_ctx`.
     The seed system's spelling `openai/<base_url>:<model>` means an OpenAI-compatible endpoint.
     """
     if not isinstance(model_id, str) or "/" not in model_id:
