@@ -412,3 +412,15 @@ async def test_azure_responses_dated_api_version_and_api_key_header():
     assert first.path == "/openai/responses" and first.query == {"api-version": "2025-04-01-preview"}
     assert first.json["model"] == second.json["model"] == "my-gpt-5-deployment"
     assert first.headers["api-key"] == second.headers["api-key"] == KEY
+
+
+async def test_bedrock_concurrent_streams_do_not_mix():
+    """Each stream has its own worker thread and buffer; one client serves them all."""
+    p = PROVIDERS["bedrock"]
+    texts = [tuple(f"s{i}-{k} " for k in range(20)) for i in range(12)]
+    async with WireServer() as srv:
+        srv.enqueue(*[Script(chunks=es.bedrock_text(t), delay_between=0.002) for t in texts])
+        inv = _invoker(p, srv)
+        outs = await asyncio.gather(*[inv.invoke("hi") for _ in texts])
+        await inv.aclose()
+    assert sorted(o.text for o in outs) == sorted("".join(t) for t in texts)

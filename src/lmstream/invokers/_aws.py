@@ -182,7 +182,8 @@ class ThreadedStream:
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            stream = self._stream
+            # a finished worker may have handed its connection back to the pool: leave it be
+            stream = self._stream if self._end is False else None
         sock = _socket_of(stream) if stream is not None else None
         if sock is not None:
             try:
