@@ -424,3 +424,30 @@ async def test_bedrock_concurrent_streams_do_not_mix():
         outs = await asyncio.gather(*[inv.invoke("hi") for _ in texts])
         await inv.aclose()
     assert sorted(o.text for o in outs) == sorted("".join(t) for t in texts)
+
+
+async def test_bedrock_request_stream_aclose_closes_the_connection():
+    """`await s.aclose()` on lmrp.stream() ends a Bedrock request at once: the worker thread's
+    socket is shut down, the server sees the disconnect, no thread is left reading."""
+    import threading
+
+    p = PROVIDERS["bedrock"]
+    async with WireServer() as srv:
+        srv.enqueue(Script(chunks=p.text(tuple(f" w{i}" for i in range(40))), delay_between=0.1))
+        lmrp = LMRequestProcessor(PromptBuilder(user_template="{q}"), _invoker(p, srv))
+        got = []
+        async with lmrp.stream(prompt_kwargs={"q": "x"}) as s:
+            async for ev in s:
+                if ev.type == "response":
+                    got.append(ev.value)
+                    if len(got) == 2:
+                        await s.aclose()
+                        break
+        assert await srv.wait_for(lambda s: s.disconnects >= 1, 1.0)
+        assert srv.requests[0].outcome == "client-closed"
+    for _ in range(50):  # the worker notices the shut-down socket and exits
+        if not [t for t in threading.enumerate() if t.name.startswith("lmstream-bedrock")]:
+            break
+        await asyncio.sleep(0.02)
+    assert not [t for t in threading.enumerate() if t.name.startswith("lmstream-bedrock")]
+    assert got == [" w0", " w1"]
