@@ -169,7 +169,7 @@ class ThreadedStream:
                 continue
             if end is None:
                 return
-            if end is not False:
+            if isinstance(end, BaseException):
                 raise map_aws_error(provider, end) from None
             try:
                 async with asyncio.timeout(idle):
