@@ -14,7 +14,9 @@ import pytest
 
 from lmstream import _observe, otel
 from tests.otel_support import Telemetry, _attrs, _lmrp, telemetry
-from tests.test_providers import PROVIDERS, TEXT, _invoker, _process
+from tests.wire.providers import PROVIDERS, TEXT
+from tests.wire.providers import invoker as _invoker
+from tests.wire.providers import process as _process
 from tests.wire.server import Script, WireServer
 
 pytestmark = pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning")
@@ -94,6 +96,19 @@ def test_provider_names_follow_the_conventions() -> None:
     assert provider_name(inv("openai-compatible/llama-3.3-70b", "https://api.groq.com/openai/v1")) == "groq"
     assert provider_name(inv("openai-compatible/qwen", "http://127.0.0.1:8000/v1")) == "openai"
     assert server_of(inv("openai-compatible/qwen", "http://127.0.0.1:8000/v1")) == ("127.0.0.1", 8000)
+    azure = build_lm_invoker(
+        "azure-openai/my-deployment", credentials="k", config={"base_url": "https://res.openai.azure.com"}
+    )
+    assert provider_name(azure) == "azure.ai.openai" and server_of(azure) == ("res.openai.azure.com", 443)
+    assert provider_name(inv("xai/grok-4")) == "x_ai"
+    vertex = build_lm_invoker(
+        "google/gemini-2.5-flash",
+        credentials="k",
+        config={"vertexai": True, "project": "p", "location": "europe-west4"},
+    )
+    assert provider_name(vertex) == "gcp.vertex_ai"
+    assert server_of(vertex) == ("europe-west4-aiplatform.googleapis.com", 443)
+    assert provider_name(inv("litellm/anthropic/claude-haiku-4-5")) == "anthropic"
 
 
 def test_tracing_example_prints_the_spans() -> None:

@@ -24,6 +24,7 @@ PROVIDER_NAMES = {
     "anthropic": "anthropic",
     "google": "gcp.gemini",
     "azure-openai": "azure.ai.openai",
+    "azure-openai-responses": "azure.ai.openai",
     "bedrock": "aws.bedrock",
     "xai": "x_ai",
     "local": "llama_cpp",  # the embedded model (llama.cpp in process); no well-known value
@@ -50,19 +51,53 @@ _DEFAULT_URLS = {
     "google": "https://generativelanguage.googleapis.com",
 }
 
+#: LiteLLM's own model prefixes -> the provider it routes to
+_LITELLM = {
+    "openai": "openai",
+    "anthropic": "anthropic",
+    "gemini": "gcp.gemini",
+    "vertex_ai": "gcp.vertex_ai",
+    "bedrock": "aws.bedrock",
+    "azure": "azure.ai.openai",
+    "mistral": "mistral_ai",
+    "groq": "groq",
+    "deepseek": "deepseek",
+    "cohere": "cohere",
+    "xai": "x_ai",
+    "perplexity": "perplexity",
+}
+
 #: providers whose API takes the system prompt apart from the chat history
 _SEPARATE_SYSTEM = frozenset({"openai", "anthropic", "google"})
 
 _cache: dict[tuple[Any, ...], tuple[str, str | None, int | None]] = {}
 
 
+def _default_url(invoker: Any, prefix: str) -> str | None:
+    if prefix == "google" and getattr(invoker, "vertexai", False):
+        location = getattr(invoker, "location", None)
+        return f"https://{location + '-' if location else ''}aiplatform.googleapis.com"
+    if prefix == "bedrock" and getattr(invoker, "region", None):
+        return f"https://bedrock-runtime.{invoker.region}.amazonaws.com"
+    return _DEFAULT_URLS.get(prefix)
+
+
 def _lookup(invoker: Any) -> tuple[str, str | None, int | None]:
-    key = (type(invoker), invoker.provider, invoker.base_url, getattr(invoker, "vertexai", None))
+    vertex = getattr(invoker, "vertexai", None)
+    key = (
+        type(invoker),
+        invoker.provider,
+        getattr(invoker, "base_url", None),
+        vertex,
+        getattr(invoker, "location", None),
+        getattr(invoker, "region", None),
+        invoker.model_name if invoker.provider == "litellm" else None,
+    )
     hit = _cache.get(key)
     if hit is not None:
         return hit
     prefix = invoker.provider
-    url = invoker.base_url or _DEFAULT_URLS.get(prefix)
+    url = getattr(invoker, "base_url", None) or _default_url(invoker, prefix)
     host: str | None = None
     port: int | None = None
     if url and prefix != "local":
@@ -75,8 +110,10 @@ def _lookup(invoker: Any) -> tuple[str, str | None, int | None]:
     name = PROVIDER_NAMES.get(prefix)
     if host and (name is None or prefix == "google"):  # learn the provider from the endpoint
         name = _HOSTS.get(host) or next((n for s, n in _HOST_SUFFIXES if host.endswith(s)), None) or name
-    if prefix == "google" and getattr(invoker, "vertexai", False):
+    if prefix == "google" and vertex:
         name = "gcp.vertex_ai"
+    if prefix == "litellm":  # "anthropic/claude-..." goes to Anthropic
+        name = _LITELLM.get(str(invoker.model_name).split("/", 1)[0]) if "/" in invoker.model_name else None
     if name is None:
         # an OpenAI-compatible server speaks OpenAI's API: the conventions name the API's flavour
         name = "openai" if prefix.startswith("openai") else prefix
