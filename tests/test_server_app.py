@@ -255,7 +255,10 @@ def test_resume_replays_the_running_answer_then_204(wire):
         (json.dumps({"id": "c", "messages": "hi"}).encode(), "messages"),
         (json.dumps({"id": "c", "messages": []}).encode(), "messages"),
         (json.dumps({"id": "c", "messages": [{"role": "robot", "parts": []}]}).encode(), "messages[0].role"),
-        (json.dumps({"id": "c", "messages": [{"role": "user", "parts": [{"type": "text"}]}]}).encode(), "messages[0].parts[0].text"),
+        (
+            json.dumps({"id": "c", "messages": [{"role": "user", "parts": [{"type": "text"}]}]}).encode(),
+            "messages[0].parts[0].text",
+        ),
         (json.dumps({"messages": [user("x")]}).encode(), "id"),
         (json.dumps({"id": "c", "trigger": "nope", "messages": [user("x")]}).encode(), "trigger"),
         (json.dumps({"id": "c", "messages": [user(str(i)) for i in range(4)]}).encode(), "messages"),

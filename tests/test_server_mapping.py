@@ -107,7 +107,14 @@ def test_thinking_maps_to_reasoning_parts_before_the_text():
             ("done", "", {"request_id": R, "finish_reason": "stop"}),
         ]
     )
-    assert types(out)[:6] == ["start", "start-step", "reasoning-start", "reasoning-delta", "reasoning-delta", "reasoning-end"]
+    assert types(out)[:6] == [
+        "start",
+        "start-step",
+        "reasoning-start",
+        "reasoning-delta",
+        "reasoning-delta",
+        "reasoning-end",
+    ]
     assert [c["delta"] for c in out if c["type"] == "reasoning-delta"] == ["Let me", " think"]
     assert types(out)[6:8] == ["text-start", "text-delta"]
 
@@ -157,7 +164,13 @@ def test_tool_result_with_step_mark_stays_in_its_step():
             ("response", "ok", meta(2, step=2)),
         ]
     )
-    assert types(out)[1:6] == ["start-step", "tool-input-start", "tool-input-available", "tool-output-available", "finish-step"]
+    assert types(out)[1:6] == [
+        "start-step",
+        "tool-input-start",
+        "tool-input-available",
+        "tool-output-available",
+        "finish-step",
+    ]
     assert out[4]["output"] == "plain text"
 
 

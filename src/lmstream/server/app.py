@@ -22,7 +22,7 @@ from starlette.routing import Route
 from .._json import dumpb
 from ..events import Event
 from ..processor import LMRequestProcessor
-from .guard import Guard, error_response, read_json
+from .guard import AuthMiddleware, Guard, error_response, read_json
 from .registry import ChatLog, ChatRegistry, InMemoryChatRegistry
 from .relay import SSEResponse
 from .requests import BadRequest, PromptSlot, parse_chat, parse_stream
@@ -62,7 +62,7 @@ class _Server:
         self.guard.release()
 
     # ------------------------------------------------------------------ routes
-    async def chat(self, request: Request) -> Response:
+    async def chat(self, request: Request) -> Response | SSEResponse:
         try:
             body = await read_json(request, self.guard.max_body_bytes)
             req = parse_chat(body, self.guard.max_messages)
@@ -120,7 +120,7 @@ class _Server:
             run.cancel()
             await log.close()
 
-    async def stream(self, request: Request) -> Response:
+    async def stream(self, request: Request) -> Response | SSEResponse:
         try:
             body = await read_json(request, self.guard.max_body_bytes)
             req = parse_stream(body, self.slot, self.guard.max_messages)
@@ -155,7 +155,7 @@ class _Server:
         stopped = await self.registry.stop(request.path_params["chat_id"])
         return JSONResponse({"stopped": stopped})
 
-    async def resume(self, request: Request) -> Response:
+    async def resume(self, request: Request) -> Response | SSEResponse:
         frames = await self.registry.resume(request.path_params["chat_id"], request.headers.get("last-event-id"))
         if frames is None:
             return Response(status_code=204)
@@ -195,7 +195,7 @@ def create_app(
         Route("/api/chat/{chat_id}/stream", server.resume, methods=["GET"]),
         Route("/v1/stream", server.stream, methods=["POST"]),
     ]
-    middleware = [Middleware(guard.middleware_class())]
+    middleware = [Middleware(AuthMiddleware, guard=guard)]
     if cors_origins:
         middleware.insert(
             0,

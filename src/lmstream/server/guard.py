@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse
 from .._json import JSONDecodeError, loads
 from .requests import BadRequest
 
-__all__ = ["Guard", "error_response", "read_json"]
+__all__ = ["AuthMiddleware", "Guard", "error_response", "read_json"]
 
 # Routes a browser or a load balancer reaches without the key: the page holds no secret (it asks
 # for the key when the API answers 401) and health checks carry no credentials.
@@ -86,33 +86,30 @@ class Guard:
             {"retry-after": "1"},
         )
 
-    def middleware_class(self) -> type:
-        guard = self
 
-        class AuthMiddleware:
-            """Pure ASGI (no BaseHTTPMiddleware): it must not sit between a stream and its client."""
+class AuthMiddleware:
+    """Pure ASGI (no BaseHTTPMiddleware, which would sit between a stream and its client)."""
 
-            def __init__(self, app: Any) -> None:
-                self.app = app
+    def __init__(self, app: Any, guard: Guard) -> None:
+        self.app = app
+        self.guard = guard
 
-            async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-                if scope["type"] != "http" or scope["path"] in OPEN_PATHS or scope["method"] == "OPTIONS":
-                    await self.app(scope, receive, send)
-                    return
-                header = None
-                for k, v in scope["headers"]:
-                    if k == b"authorization":
-                        header = v.decode("latin-1")
-                        break
-                if guard.authorized(header):
-                    await self.app(scope, receive, send)
-                    return
-                response = error_response(
-                    401,
-                    "missing or wrong API key: send 'Authorization: Bearer <key>'",
-                    "authentication_error",
-                    {"www-authenticate": "Bearer"},
-                )
-                await response(scope, receive, send)
-
-        return AuthMiddleware
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or scope["method"] == "OPTIONS":
+            await self.app(scope, receive, send)
+            return
+        header = None
+        for k, v in scope["headers"]:
+            if k == b"authorization":
+                header = v.decode("latin-1")
+                break
+        if self.guard.authorized(header):
+            await self.app(scope, receive, send)
+            return
+        response = error_response(
+            401,
+            "missing or wrong API key: send 'Authorization: Bearer <key>'",
+            "authentication_error",
+            {"www-authenticate": "Bearer"},
+        )
+        await response(scope, receive, send)

@@ -42,7 +42,7 @@ class ChatRegistry(ABC):
         """The running answer's frames (all of them, or those after `last_event_id`), then the
         rest as they come; None when nothing runs for the chat."""
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional hook: most registries hold nothing
         """Release what the registry holds (connections); the in-memory one holds nothing."""
 
 

@@ -176,7 +176,12 @@ class UIStreamMapper:
                 self._enter_step(meta, out)
                 self._announce(value, out)
                 out.append(
-                    {"type": "tool-input-available", "toolCallId": call_id, "toolName": str(value.get("name")), "input": {}}
+                    {
+                        "type": "tool-input-available",
+                        "toolCallId": call_id,
+                        "toolName": str(value.get("name")),
+                        "input": {},
+                    }
                 )
             if meta.get("is_error"):
                 out.append({"type": "tool-output-error", "toolCallId": call_id, "errorText": str(value.get("output"))})
