@@ -340,3 +340,24 @@ def test_provider_error_mid_stream_sends_error_chunk_and_the_server_keeps_servin
     assert failed[-2]["errorText"]
     assert "sk-wire-test" not in json.dumps(failed)
     assert types(fine)[-2] == "finish"
+
+
+def test_cors_preflight_for_allowed_origins_and_json_404(wire):
+    with ServedApp(wire_processor(wire), cors_origins=("http://app.test",), api_key="k") as app, httpx.Client() as c:
+        pre = c.options(
+            f"{app.url}/api/chat",
+            headers={
+                "origin": "http://app.test",
+                "access-control-request-method": "POST",
+                "access-control-request-headers": "authorization, content-type",
+            },
+        )
+        other = c.options(
+            f"{app.url}/api/chat",
+            headers={"origin": "http://evil.test", "access-control-request-method": "POST"},
+        )
+        missing = c.get(f"{app.url}/nope", headers={"authorization": "Bearer k"})
+    assert pre.status_code == 200 and pre.headers["access-control-allow-origin"] == "http://app.test"
+    assert "authorization" in pre.headers["access-control-allow-headers"].lower()
+    assert other.status_code == 400 and "access-control-allow-origin" not in other.headers
+    assert missing.status_code == 404 and missing.json()["error"]["type"] == "not_found_error"
