@@ -23,7 +23,7 @@ from .._json import dumpb
 from ..events import Event
 from ..processor import LMRequestProcessor
 from .guard import AuthMiddleware, Guard, error_response, read_json
-from .registry import ChatLog, ChatRegistry, InMemoryChatRegistry
+from .registry import ChatRegistry, InMemoryChatRegistry
 from .relay import SSEResponse
 from .requests import BadRequest, PromptSlot, parse_chat, parse_stream
 from .running import RunningRequest, start_request
@@ -77,6 +77,17 @@ class _Server:
             **self.slot.kwargs(req.text, req.attachments),
         )
         self.running.add(run)
+        return SSEResponse(
+            self._chat_frames(run, req.chat_id),
+            on_disconnect=run.cancel,
+            heartbeat=self.heartbeat,
+            headers=UI_HEADERS,
+            on_end=lambda: self._finish(run),
+        )
+
+    async def _chat_frames(self, run: RunningRequest, chat_id: str) -> AsyncIterator[bytes]:
+        """The answer's frames, also written to the chat's log (for stop and resume). Registered
+        here, when the response starts, so a response that never starts leaves no entry."""
         stopped = False
 
         def stop() -> None:
@@ -84,25 +95,14 @@ class _Server:
             stopped = True
             run.cancel()
 
-        log = await self.registry.open(req.chat_id, stop)
+        log = await self.registry.open(chat_id, stop)
         mapper = UIStreamMapper()
-        return SSEResponse(
-            self._chat_frames(run, mapper, log, lambda: stopped),
-            on_disconnect=run.cancel,
-            heartbeat=self.heartbeat,
-            headers=UI_HEADERS,
-            on_end=lambda: self._finish(run),
-        )
-
-    async def _chat_frames(
-        self, run: RunningRequest, mapper: UIStreamMapper, log: ChatLog, was_stopped: Any
-    ) -> AsyncIterator[bytes]:
         try:
             frame = _ui_frame([mapper.start()])
             log.write(frame)
             yield frame
             async for ev in run.events():
-                if ev.type == "error" and was_stopped():
+                if ev.type == "error" and stopped:
                     chunks = mapper.stopped()
                 else:
                     chunks = mapper.feed(ev.type, ev.value, ev.metadata)

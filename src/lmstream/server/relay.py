@@ -71,8 +71,12 @@ class SSEResponse:
             while not self.disconnected:
                 await asyncio.sleep(max(0.0, last_sent + self.heartbeat - time.monotonic()))
                 if time.monotonic() - last_sent >= self.heartbeat and not self.disconnected:
-                    async with lock:
-                        await send({"type": "http.response.body", "body": _PING, "more_body": True})
+                    try:
+                        async with lock:
+                            await send({"type": "http.response.body", "body": _PING, "more_body": True})
+                    except OSError:
+                        left()
+                        return
                     last_sent = time.monotonic()
 
         watcher = asyncio.create_task(watch())
