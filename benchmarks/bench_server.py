@@ -44,7 +44,7 @@ def role_floor(upstream: str, port: int) -> None:
     from starlette.responses import StreamingResponse
     from starlette.routing import Route
 
-    client = httpx.AsyncClient(timeout=None, limits=httpx.Limits(max_connections=1000))
+    client = httpx.AsyncClient(timeout=None, limits=httpx.Limits(max_connections=10_000))
 
     async def relay(request: Request) -> StreamingResponse:
         body = await request.body()
@@ -178,6 +178,9 @@ def main() -> None:
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.role:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
         {"floor": role_floor, "lmstream": role_lmstream}[args.role](args.upstream, args.port)
         return
     ncpu = os.cpu_count() or 1
