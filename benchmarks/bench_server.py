@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -91,7 +93,65 @@ SERVERS = {
         },
     ),
     "lmstream-v1": ("lmstream", "/v1/stream", lambda n: {"prompt": "go", "hyperparameters": {"max_tokens": n}}),
+    "litellm-proxy": (
+        "litellm",
+        "/v1/chat/completions",
+        lambda n: {
+            "model": "openai/bench",
+            "stream": True,
+            "max_tokens": n,
+            "messages": [{"role": "user", "content": "go"}],
+        },
+    ),
 }
+
+
+def server_cmd(role: str, upstream: str, port: int, litellm: str | None) -> tuple[list[str], dict[str, str]]:
+    """The command line of one server under test (LiteLLM's proxy runs from its own interpreter)."""
+    if role != "litellm":
+        return [sys.executable, __file__, "--role", role, "--upstream", upstream, "--port", str(port)], dict(os.environ)
+    if not litellm:
+        raise RuntimeError("litellm-proxy needs --litellm PATH (the `litellm` command of an env with litellm[proxy])")
+    env = {
+        **os.environ,
+        "OPENAI_API_KEY": "sk-bench",
+        "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true",  # loopback only, benchmark only
+        "LITELLM_LOG": "ERROR",
+    }
+    cmd = [litellm, "--model", "openai/bench", "--api_base", f"{upstream}/v1", "--host", "127.0.0.1"]
+    return [*cmd, "--port", str(port), "--num_workers", "1"], env
+
+
+def descendants(pid: int) -> list[int]:
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    kids = [int(c) for c in f.read().split()]
+                out.extend(kids)
+                todo.extend(kids)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return out
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of a process and its descendants (LiteLLM's CLI runs uvicorn in a child)."""
+    total = 0.0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            total += cpu_seconds(p)
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
 
 
 def cpu_seconds(pid: int) -> float:
@@ -131,22 +191,24 @@ async def drive(url: str, body_of, n: int, requests: int, concurrency: int, pid:
             async with sem:
                 await one(client, url, body_of(n), n)
 
-        cpu0, t0 = cpu_seconds(pid), time.perf_counter()
+        cpu0, t0 = tree_cpu_seconds(pid), time.perf_counter()
         await asyncio.gather(*(task() for _ in range(requests)))
-        return cpu_seconds(pid) - cpu0, time.perf_counter() - t0
+        return tree_cpu_seconds(pid) - cpu0, time.perf_counter() - t0
 
 
 def measure(name: str, upstream: str, args: argparse.Namespace, cpus: set[int] | None) -> dict:
     role, path, body_of = SERVERS[name]
     port = free_port()
-    cmd = [sys.executable, __file__, "--role", role, "--upstream", upstream, "--port", str(port)]
-    proc = subprocess.Popen(cmd)
+    cmd, env = server_cmd(role, upstream, port, args.litellm)
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL if role == "litellm" else None
+    )
     try:
         if cpus:
             os.sched_setaffinity(proc.pid, cpus)
         import httpx
 
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while True:
             try:
                 httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
@@ -159,8 +221,12 @@ def measure(name: str, upstream: str, args: argparse.Namespace, cpus: set[int] |
             drive(f"http://127.0.0.1:{port}{path}", body_of, args.tokens, args.requests, args.concurrency, proc.pid)
         )
     finally:
+        kids = descendants(proc.pid)
         proc.terminate()
         proc.wait(10)
+        for k in kids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(k, signal.SIGTERM)
     tokens = args.tokens * args.requests
     return {"server": name, "tokens": tokens, "wall_s": wall, "cpu_s": cpu, "us_per_token": cpu / tokens * 1e6}
 
@@ -171,12 +237,15 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=20, help="measured requests per server")
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--servers", default="floor,lmstream-chat,lmstream-v1")
+    ap.add_argument("--litellm", default=None, help="path of a `litellm` command (litellm[proxy]) to add its proxy")
     ap.add_argument("--no-pin", action="store_true")
     ap.add_argument("--json", default=None, help="also write the rows here")
     ap.add_argument("--role", help=argparse.SUPPRESS)
     ap.add_argument("--upstream", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.litellm and "litellm" not in args.servers:
+        args.servers += ",litellm-proxy"
     if args.role:
         import resource
 

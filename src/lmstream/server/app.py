@@ -101,6 +101,7 @@ class _Server:
             frame = _ui_frame([mapper.start()])
             log.write(frame)
             yield frame
+            batch: list[bytes] = []  # frames of events that were already waiting: one write for all
             async for ev in run.events():
                 if ev.type == "error" and stopped:
                     chunks = mapper.stopped()
@@ -109,7 +110,12 @@ class _Server:
                 if chunks:
                     frame = _ui_frame(chunks)
                     log.write(frame)
-                    yield frame
+                    batch.append(frame)
+                if batch and not run.pending():
+                    yield batch[0] if len(batch) == 1 else b"".join(batch)
+                    batch.clear()
+            if batch:
+                yield b"".join(batch)
             if not mapper.closed:  # ended without done/error: it was cancelled
                 frame = _ui_frame(mapper.stopped())
                 log.write(frame)
@@ -146,8 +152,14 @@ class _Server:
     @staticmethod
     async def _event_frames(run: RunningRequest) -> AsyncIterator[bytes]:
         try:
+            batch: list[bytes] = []
             async for ev in run.events():
-                yield _event_frame(ev)
+                batch.append(_event_frame(ev))
+                if not run.pending():
+                    yield batch[0] if len(batch) == 1 else b"".join(batch)
+                    batch.clear()
+            if batch:
+                yield b"".join(batch)
         finally:
             run.cancel()
 

@@ -38,6 +38,10 @@ class RunningRequest:
         """This request's events in order; ends after `done`, `error` or a cancellation."""
         return self.emitter.stream()
 
+    def pending(self) -> int:
+        """Events already waiting: the next `events()` step returns without waiting."""
+        return len(self.emitter.stream_handler)
+
     def cancel(self) -> None:
         """Stop the request now: the provider connection is closed as the task unwinds."""
         self.task.cancel()
