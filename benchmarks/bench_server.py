@@ -13,6 +13,7 @@ Method:
     `/v1/stream` (events as lmstream SSE).
   * Client: this process, httpx, reads every byte; each response is checked to carry exactly
     the N tokens " w0".." w{N-1}" in order.
+  * Each row is the median of --repeats fresh server processes, the servers alternating.
   * CPU: the server process's user+sys CPU (from /proc) across the measured requests (after one
     warm-up request), divided by the tokens relayed. Ratio = that / the floor's.
 """
@@ -236,6 +237,7 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=2000, help="tokens per request")
     ap.add_argument("--requests", type=int, default=20, help="measured requests per server")
     ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--repeats", type=int, default=3, help="fresh server processes per row; the median is shown")
     ap.add_argument("--servers", default="floor,lmstream-chat,lmstream-v1")
     ap.add_argument("--litellm", default=None, help="path of a `litellm` command (litellm[proxy]) to add its proxy")
     ap.add_argument("--no-pin", action="store_true")
@@ -266,12 +268,19 @@ def main() -> None:
             os.sched_setaffinity(up.pid, others)
         line = up.stdout.readline().split()
         upstream = f"http://127.0.0.1:{line[-1]}"
-        rows = [measure(name, upstream, args, server_cpus) for name in args.servers.split(",")]
+        runs: dict[str, list[dict]] = {name: [] for name in args.servers.split(",")}
+        for _ in range(args.repeats):  # alternate the servers, so drift in machine load hits all alike
+            for name in runs:
+                runs[name].append(measure(name, upstream, args, server_cpus))
+        rows = [sorted(rs, key=lambda r: r["us_per_token"])[len(rs) // 2] for rs in runs.values()]
     finally:
         up.terminate()
         up.wait(10)
     floor = next((r["us_per_token"] for r in rows if r["server"] == "floor"), None)
-    print(f"\n{args.requests} requests x {args.tokens} tokens, {args.concurrency} at a time; server pinned: {pin}\n")
+    print(
+        f"\n{args.requests} requests x {args.tokens} tokens, {args.concurrency} at a time, median of {args.repeats} "
+        f"fresh server processes; server pinned: {pin}\n"
+    )
     print("| server | tokens | wall s | server CPU s | CPU µs/token | vs floor |")
     print("|---|---:|---:|---:|---:|---:|")
     for r in rows:
