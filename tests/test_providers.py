@@ -6,140 +6,27 @@ One parametrised test per capability: the README's provider table is this file.
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 import pytest
 from pydantic import BaseModel
 
 from lmstream import (
-    EventEmitter,
-    LMRequestProcessor,
     Message,
     OutputParserError,
-    PromptBuilder,
     ProviderError,
     RateLimitError,
     RetryConfig,
     ToolError,
-    build_lm_invoker,
 )
 from tests.wire import fixtures as fx
+from tests.wire.providers import KEY, NAMES, PROVIDERS, STRUCT, TEXT, WEATHER, get_time, get_weather
+from tests.wire.providers import invoker as _invoker
+from tests.wire.providers import lmrp as _lmrp
+from tests.wire.providers import process as _process
 from tests.wire.server import Script, WireServer
 
 pytestmark = pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning")
-
-KEY = "sk-wire-planted-key-0123456789"
-TEXT = ("Here", " are", " some", " ideas", ".")
-THINK = ("Let me", " think", ".")
-WEATHER = {"city": "Paris", "unit": "c"}
-STRUCT = {"city": "Paris", "temperature_c": 21, "tags": ["sunny", "mild"]}
-
-
-@dataclass
-class P:
-    """How to build one provider's invoker and its wire fixtures."""
-
-    model_id: str
-    url: Callable[[str], str]
-    text: Callable[[tuple[str, ...]], list[bytes]]
-    thinking: Callable[[], list[bytes]]
-    tools: Callable[[list[tuple[str, dict[str, Any], str]]], list[bytes]]
-    structured: Callable[[dict[str, Any]], list[bytes]]
-    path: str
-    usage: tuple[int, int]
-    error: Callable[[int], bytes]
-
-
-def _chat_tools(calls):
-    return fx.openai_chat_tool_calls([fx.ToolCall(n, json.dumps(a), id=i, fragment=5) for n, a, i in calls])
-
-
-def _resp_tools(calls):
-    return fx.openai_responses_function_call([fx.ToolCall(n, json.dumps(a), id=i, fragment=5) for n, a, i in calls])
-
-
-def _anth_tools(calls):
-    return fx.anthropic_tool_use(text=(), tools=[fx.AToolUse(n, json.dumps(a), id=i, fragment=4) for n, a, i in calls])
-
-
-def _gem_tools(calls):
-    return fx.gemini_function_call([fx.GeminiCall(n, a) for n, a, _ in calls])
-
-
-def _split(obj: dict[str, Any]) -> tuple[str, ...]:
-    return tuple(fx.split_text(json.dumps(obj), 5))
-
-
-PROVIDERS = {
-    "openai-chat": P(
-        "openai-chat/gpt-4o-mini",
-        lambda u: u + "/v1",
-        lambda t: fx.openai_chat_text(t, usage=fx.openai_chat_usage(11, len(t))),
-        lambda: fx.openai_chat_text(TEXT, reasoning_deltas=THINK),
-        _chat_tools,
-        lambda o: fx.openai_chat_text(_split(o)),
-        "/v1/chat/completions",
-        (11, len(TEXT)),
-        fx.openai_error_for,
-    ),
-    "openai": P(
-        "openai/gpt-4.1-mini",
-        lambda u: u + "/v1",
-        lambda t: fx.openai_responses_text(t, usage=fx.openai_responses_usage(11, len(t))),
-        lambda: fx.openai_responses_reasoning(THINK, TEXT),
-        _resp_tools,
-        lambda o: fx.openai_responses_structured(o, fragment=5),
-        "/v1/responses",
-        (11, len(TEXT)),
-        fx.openai_error_for,
-    ),
-    "anthropic": P(
-        "anthropic/claude-haiku-4-5",
-        lambda u: u,
-        lambda t: fx.anthropic_text(t, input_tokens=11, output_tokens=len(t)),
-        lambda: fx.anthropic_thinking(THINK, TEXT),
-        _anth_tools,
-        lambda o: fx.anthropic_text(_split(o)),
-        "/v1/messages",
-        (11, len(TEXT)),
-        lambda s: fx.anthropic_error_body(s),
-    ),
-    "google": P(
-        "google/gemini-2.5-flash",
-        lambda u: u,
-        lambda t: fx.gemini_text(t, usage=fx.gemini_usage(11, len(t))),
-        lambda: fx.gemini_thinking(THINK, TEXT),
-        _gem_tools,
-        lambda o: fx.gemini_text(_split(o)),
-        "/v1beta/models/gemini-2.5-flash:streamGenerateContent",
-        (11, len(TEXT)),
-        lambda s: fx.gemini_error_body(s),
-    ),
-}
-NAMES = list(PROVIDERS)
-
-
-def _invoker(p: P, srv: WireServer, **kw: Any):
-    return build_lm_invoker(p.model_id, credentials=KEY, config={"base_url": p.url(srv.base_url)}, **kw)
-
-
-async def _process(lmrp: LMRequestProcessor, **kw: Any) -> tuple[list[Any], Any]:
-    emitter = EventEmitter.with_stream_handler()
-    task = asyncio.create_task(lmrp.process(event_emitter=emitter, **kw))
-    events = [e async for e in emitter.stream()]
-    try:
-        result = await asyncio.wait_for(task, 10)
-    except BaseException as exc:
-        return events, exc
-    return events, result
-
-
-def _lmrp(inv) -> LMRequestProcessor:
-    return LMRequestProcessor(PromptBuilder(system_template="Be brief.", user_template="{q}"), inv)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -177,22 +64,6 @@ async def test_thinking_streams_as_thinking_events(name):
     assert len(ids) == 1 and ids.isdisjoint({e.metadata["block_id"] for e in events if e.type == "response"})
 
 
-def get_weather(city: str, unit: str = "c") -> dict[str, Any]:
-    """Current weather for a city.
-
-    Args:
-        city: the city name
-        unit: c or f
-    """
-    return {"city": city, "temp": 21 if unit == "c" else 70}
-
-
-async def get_time(timezone: str) -> str:
-    """Current time in a timezone."""
-    await asyncio.sleep(0)
-    return f"12:00 in {timezone}"
-
-
 @pytest.mark.parametrize("name", NAMES)
 async def test_tool_loop_end_to_end(name):
     """The model asks for two tools at once; both run; the model is called again and answers."""
@@ -209,7 +80,7 @@ async def test_tool_loop_end_to_end(name):
     assert [c["name"] for c in tool_calls] == ["get_weather", "get_time"]
     assert tool_calls[0]["arguments"] == WEATHER
     results = {e.value["name"]: e.value["output"] for e in events if e.type == "tool_result"}
-    assert json.loads(results["get_weather"]) == {"city": "Paris", "temp": 21}
+    assert results["get_weather"] == {"city": "Paris", "temp": 21}  # the tool's own value, not its text
     assert results["get_time"] == "12:00 in Europe/Paris"
     assert "get_weather" in json.dumps(first) and "city" in json.dumps(first)  # schema sent
     assert "12:00 in Europe/Paris" in json.dumps(second)  # results sent back
@@ -256,18 +127,19 @@ async def test_structured_output_with_partial_data_events(name):
         lmrp.set_response_schema(Forecast)
         events, out = await _process(lmrp, q="Forecast?")
         req = json.dumps(srv.requests[0].json)
-    if name == "anthropic":
+    if p.wire == "anthropic":
         schema = json.loads(req)["output_config"]["format"]["schema"]
         assert schema["additionalProperties"] is False and "temperature_c" in schema["properties"]
     assert out.structured_output == Forecast(**STRUCT)
     assert "temperature_c" in req  # the schema went to the provider, in its native field
     native_field = {
-        "openai-chat": "response_format",
-        "openai": "text",
+        "chat": "response_format",
+        "responses": "text",
         "anthropic": "output_config",
-        "google": "generationConfig",
+        "gemini": "generationConfig",
+        "bedrock": "outputConfig",
     }
-    assert native_field[name] in json.loads(req)
+    assert native_field[p.wire] in json.loads(req)
     data = [e.value for e in events if e.type == "data"]
     assert len(data) >= 3 and data[-1] == STRUCT
     # partial objects only grow: each is a prefix-state of the next

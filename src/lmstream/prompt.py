@@ -51,7 +51,7 @@ class Message:
 
     @classmethod
     def tool(cls, results: ToolResult | Sequence[ToolResult]) -> Message:
-        return cls("tool", _as_list(results))  # type: ignore[arg-type]
+        return cls("tool", _as_list(results))
 
     @property
     def text(self) -> str:
@@ -77,7 +77,7 @@ class Message:
             return item
         if isinstance(item, Mapping):
             content = item.get("contents", item.get("content", ""))
-            return cls(item["role"], _as_list(content))  # type: ignore[arg-type]
+            return cls(item["role"], _as_list(content))
         if isinstance(item, tuple) and len(item) == 2:
             return cls(item[0], _as_list(item[1]))  # type: ignore[arg-type]
         raise PromptError(f"history items must be Message, dict or (role, content); got {type(item).__name__}")
@@ -160,6 +160,17 @@ class PromptBuilder:
         **kwargs: Any,
     ) -> list[Message]:
         """Return the messages; raises `PromptError` naming every missing and unknown key."""
+        return self.format_values(kwargs, history, extra_contents)
+
+    def format_values(
+        self,
+        values: Mapping[str, Any],
+        history: Iterable[Message | Mapping[str, Any]] | None = None,
+        extra_contents: Sequence[Content] | None = None,
+    ) -> list[Message]:
+        """`format()` with the template values as one mapping, so a key may be named anything
+        (even `history`)."""
+        kwargs = values
         values = {**self.key_defaults, **kwargs}
         missing = [k for k in self.prompt_keys if k not in values]
         unknown = [] if self.ignore_extra_keys else sorted(k for k in kwargs if k not in self.prompt_keys)

@@ -86,6 +86,21 @@ class Script:
     #: Content-Type; ``None`` = text/event-stream for chunks, JSON for body.
     content_type: str | None = None
 
+    @classmethod
+    def document(cls, kind: str = "json", message: str = "The model is overloaded") -> Script:
+        """200 OK whose body is a JSON or HTML document where an event stream was expected.
+
+        What an overloaded OpenAI-compatible server or a gateway's error page sends:
+        ``kind="json"`` is ``{"error": {"message": ...}}`` as application/json, ``kind="html"``
+        a small error page as text/html. Clients must report ``message``, not a dropped stream.
+        """
+        if kind == "json":
+            return cls(status=200, body={"error": {"message": message, "type": "server_error"}})
+        if kind == "html":
+            page = f"<html><head><title>{message}</title></head><body><h1>{message}</h1></body></html>"
+            return cls(status=200, body=page, content_type="text/html; charset=utf-8")
+        raise ValueError(f"unknown document kind {kind!r}; use 'json' or 'html'")
+
     def body_bytes(self) -> bytes:
         """The non-streaming body encoded to bytes."""
         if self.body is None:
@@ -393,7 +408,7 @@ class WireServer:
     ) -> None:
         streaming = bool(script.chunks) or bool(script.garbage)
         chunked = script.chunked if script.chunked is not None else streaming
-        ctype = script.content_type or ("text/event-stream" if streaming else "application/json")
+        ctype = script.content_type or (_stream_type(script.chunks) if streaming else "application/json")
         try:
             reason = http.HTTPStatus(script.status).phrase
         except ValueError:
@@ -464,6 +479,17 @@ class WireServer:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         writer.transport.abort()
+
+
+def _stream_type(chunks: list[bytes]) -> str:
+    """`application/vnd.amazon.eventstream` when the body opens with a valid event-stream prelude
+    (its CRC32 matches), else `text/event-stream`."""
+    import binascii
+
+    first = chunks[0] if chunks else b""
+    if len(first) >= 12 and struct.unpack(">I", first[8:12])[0] == binascii.crc32(first[:8]) & 0xFFFFFFFF:
+        return "application/vnd.amazon.eventstream"
+    return "text/event-stream"
 
 
 def _main() -> None:
