@@ -272,3 +272,24 @@ def test_import_lmstream_and_the_mapping_load_no_web_framework():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+async def test_request_stream_cancel_is_synchronous_and_ends_the_stream_quietly():
+    """What the server's disconnect path relies on: `cancel()` needs no `await`, the provider's
+    stream is closed, and the stream ends with the cancellation event instead of raising."""
+    import asyncio
+
+    from lmstream import LMRequestProcessor, PromptBuilder
+    from lmstream.testing import ScriptedLMInvoker
+
+    inv = ScriptedLMInvoker([f" t{i}" for i in range(100)], delay=0.01)
+    stream = LMRequestProcessor(PromptBuilder(user_template="{q}"), inv).stream(q="x")
+    seen = []
+    async with asyncio.timeout(5):
+        async for ev in stream:
+            seen.append(ev.type)
+            if len(seen) == 3:
+                stream.cancel()
+    await stream.aclose()
+    assert seen[:3] == ["response"] * 3 and seen[-1] == "error" and len(seen) < 10
+    assert inv.open_streams == 0
