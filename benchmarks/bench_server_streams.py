@@ -107,6 +107,11 @@ async def drive(port: int, path: str, body_of, args: argparse.Namespace) -> dict
 
 
 def measure(name: str, upstream: str, args: argparse.Namespace, cpus: set[int] | None) -> dict:
+    if name == "direct":  # no server in between: what the upstream and this client add by themselves
+        _, path, body_of = SERVERS["floor"]
+        up_port = int(upstream.rsplit(":", 1)[1].split("/")[0])
+        up_path = "/" + upstream.split("/", 3)[3] + "/v1/chat/completions"
+        return {"server": name, **asyncio.run(drive(up_port, up_path, body_of, args))}
     role, path, body_of = SERVERS[name]
     port = free_port()
     cmd = [sys.executable, os.path.join(HERE, "bench_server.py"), "--role", role, "--upstream", upstream]
@@ -138,7 +143,7 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=30, help="tokens per stream")
     ap.add_argument("--interval", type=float, default=0.1, help="seconds between tokens of one stream")
     ap.add_argument("--ramp", type=float, default=1.0, help="seconds over which the streams open")
-    ap.add_argument("--servers", default="floor,lmstream-chat")
+    ap.add_argument("--servers", default="direct,floor,lmstream-chat", help="direct = the client reads the upstream")
     ap.add_argument("--no-pin", action="store_true")
     args = ap.parse_args()
     raise_nofile()
