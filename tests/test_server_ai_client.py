@@ -174,3 +174,43 @@ def test_provider_error_mid_stream_puts_the_chat_in_error_state(wire, ai_js_dir)
     assert error_event.type == "error" and chunks[-1]["errorText"] == error_event.value
     assert out["failed"]["status"] == "error" and "upstream exploded" in out["failed"]["error"]
     assert out["recovered"]["status"] == "ready"  # the server keeps serving
+
+
+def test_resume_stream_replays_a_running_answer_and_gets_204_when_none_runs(wire, ai_js_dir):
+    import threading
+
+    import httpx
+
+    from tests.serve_helpers import parse_ui_stream
+
+    words = tuple(f" part{i}" for i in range(12))
+    wire.enqueue(Script(chunks=fx.openai_chat_text(words), delay_between=0.15))
+    proc = recording_processor(wire)
+    with ServedApp(proc) as app:
+        got: dict[str, Any] = {}
+        started = threading.Event()
+
+        def post() -> None:
+            body = {
+                "id": "resumable",
+                "messages": [{"id": "u", "role": "user", "parts": [{"type": "text", "text": "Hi"}]}],
+            }
+            with httpx.Client(timeout=30) as c, c.stream("POST", f"{app.url}/api/chat", json=body) as r:
+                started.set()
+                got["chunks"] = parse_ui_stream(r)
+
+        t = threading.Thread(target=post)
+        t.start()
+        assert started.wait(10)
+        resumed = node(ai_js_dir, app.url, "resume", "resumable")  # joins mid-answer
+        t.join(30)
+        after = node(ai_js_dir, app.url, "resume", "resumable")
+    check_runs(resumed["runs"])
+    (run,) = resumed["runs"]
+    assert run["request"]["method"] == "GET" and run["request"]["url"].endswith("/api/chat/resumable/stream")
+    assert run["chunks"] == got["chunks"][:-1]  # the whole answer, replayed from its start ([DONE] aside)
+    assert resumed["status"] == "ready" and resumed["errors"] == []
+    (message,) = resumed["messages"]
+    assert "".join(p["text"] for p in message["parts"] if p["type"] == "text") == "".join(words)
+    assert message["id"] == got["chunks"][0]["messageId"]
+    assert after["runs"][0]["status"] == 204 and after["messages"] == []

@@ -3,6 +3,7 @@
 //   node ai_client.mjs <base-url> transport "<question>"   one answer: DefaultChatTransport + readUIMessageStream
 //   node ai_client.mjs <base-url> chat "<q1>" "<q2>"        AbstractChat: two turns, then regenerate
 //   node ai_client.mjs <base-url> error "<question>"         AbstractChat: a failing answer, then one that works
+//   node ai_client.mjs <base-url> resume <chat-id>            AbstractChat.resumeStream() (GET {api}/{id}/stream)
 //
 // Every response body is also teed (through the transport's `fetch` option, so it is the same
 // run) into parseJsonEventStream with the package's own uiMessageChunkSchema: each chunk must
@@ -36,7 +37,7 @@ async function validate(body, run) {
 async function teeFetch(input, init) {
   const res = await fetch(input, init);
   const run = {
-    request: JSON.parse(init.body),
+    request: init.body ? JSON.parse(init.body) : { method: init.method ?? "GET", url: String(input) },
     status: res.status,
     headers: Object.fromEntries(res.headers.entries()),
     chunks: [],
@@ -119,7 +120,16 @@ async function failThenRecover(q) {
   return { failed, recovered, errors, runs };
 }
 
+async function resume(chatId) {
+  const errors = [];
+  const chat = new NodeChat({ id: chatId, transport, onError: (e) => errors.push(String(e.message ?? e)) });
+  await chat.resumeStream();
+  await Promise.all(pending);
+  return { status: chat.status, messages: structuredClone(chat.messages), errors, runs };
+}
+
 const modes = {
+  resume: () => resume(questions[0]),
   transport: () => oneAnswer(questions[0]),
   chat: () => twoTurnsAndRegenerate(questions[0], questions[1]),
   error: () => failThenRecover(questions[0]),
