@@ -1,0 +1,157 @@
+"""`RedisStreamReader`: replay or resume a chat's stream from Redis, exactly once, in order.
+
+Why the counters: `XREAD` from an id that was trimmed silently returns the first surviving entry,
+a gap nobody notices. Every entry carries the sequence number of its first event, so the reader
+checks that each entry starts where the previous one ended, and that a resume position still
+exists, and raises `StreamGoneError` instead of skipping.
+
+A producer that died without writing `done`/`error` (its lease expired) would leave readers
+blocked forever; instead a reader that waited a block interval runs the reaper script, which ends
+such a stream with one `error` entry, written once for every reader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from ..errors import StreamGoneError
+from ..events import Event, EventLevel
+from ._common import (
+    DEFAULT_LEASE,
+    DEFAULT_PREFIX,
+    DEFAULT_TTL,
+    REAP_SCRIPT,
+    Keys,
+    StreamItem,
+    decode_events,
+    encode_events,
+    field,
+    make_position,
+    naming_redis,
+    parse_position,
+    s,
+)
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+__all__ = ["RedisStreamReader", "reap"]
+
+_PAGE = 128
+
+
+async def reap(
+    redis: Redis,
+    chat_id: str,
+    *,
+    keys: Keys | None = None,
+    request_id: str | None = None,
+    message: str = "the process running this request stopped (its lease expired); the answer is incomplete",
+    ttl: float = DEFAULT_TTL,
+) -> bool:
+    """End the chat's stream with an `error` event if its producer is gone. True if it wrote one."""
+    keys = keys or Keys()
+    ev = Event(message, "error", EventLevel.ERROR, {"request_id": request_id, "error_type": "WorkerLostError"})
+    res = await redis.eval(  # type: ignore[misc]
+        REAP_SCRIPT, 2, keys.stream(chat_id), keys.lease(chat_id), encode_events([ev]), str(int(ttl))
+    )
+    return int(res) == 1
+
+
+class RedisStreamReader:
+    """Reads chats' streams. `block` is how long one `XREAD BLOCK` waits before the reader checks
+    that the producer is still alive (keep it well under the lease)."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        hash_tag: bool = False,
+        block: float = 1.0,
+        lease: float = DEFAULT_LEASE,
+        page: int = _PAGE,
+    ) -> None:
+        self.redis = redis
+        self.page = page
+        self.keys = Keys(prefix, hash_tag)
+        self.block_ms = max(10, int(min(block, lease / 5) * 1000))
+
+    async def exists(self, chat_id: str) -> bool:
+        """Whether there is anything to replay for the chat (a stream, or a request about to start)."""
+        async with naming_redis(self.redis):
+            return bool(await self.redis.exists(self.keys.stream(chat_id), self.keys.lease(chat_id)))
+
+    async def read(self, chat_id: str, after: str | None = None) -> AsyncIterator[StreamItem]:
+        """Yield `StreamItem(id, event)` after position `after` (all of them when None), blocking
+        while the request runs; ends after `done`/`error`. Raises `StreamGoneError` when `after`
+        (or, for a full replay, the start) is no longer in Redis, `RedisUnavailableError` when Redis fails."""
+        key = self.keys.stream(chat_id)
+        async with naming_redis(self.redis):
+            if after is not None:
+                entry_id, index = parse_position(after)
+                page = await self.redis.xrange(key, min=entry_id, max="+", count=self.page)
+                if not page or s(page[0][0]) != entry_id:
+                    raise StreamGoneError(
+                        f"chat {chat_id!r}: position {after} is no longer in Redis (trimmed or expired); "
+                        "replay from the start instead"
+                    )
+                first_s = int(field(page[0][1], "s"))
+                expected = first_s + index + 1
+                skip = index + 1
+                last_id = "0-0"
+            else:
+                page = await self.redis.xrange(key, min="-", max="+", count=self.page)
+                expected, skip, last_id = 0, 0, "0-0"
+                if not page and not await self.redis.exists(self.keys.lease(chat_id)):
+                    return  # nothing to replay
+            request_id: str | None = None
+            while True:
+                for entry_id_raw, fields in page:
+                    entry_id = s(entry_id_raw)
+                    last_id = entry_id
+                    start = int(field(fields, "s"))
+                    if start + skip != expected:
+                        raise StreamGoneError(
+                            f"chat {chat_id!r}: events {expected}..{start + skip - 1} are no longer in Redis "
+                            "(trimmed, expired, or replaced by a newer request)"
+                        )
+                    events = decode_events(field(fields, "e"))
+                    for i in range(skip, len(events)):
+                        ev = events[i]
+                        request_id = ev.metadata.get("request_id", request_id)
+                        expected += 1
+                        yield StreamItem(make_position(entry_id, i), ev)
+                    skip = 0
+                    if s(field(fields, "t") or "") == "1":
+                        return
+                if len(page) >= self.page:
+                    page = await self.redis.xrange(key, min="(" + last_id, max="+", count=self.page)
+                    continue
+                page = await self._wait(chat_id, key, last_id, expected, request_id)
+                if not page:
+                    return
+
+    async def _wait(
+        self, chat_id: str, key: str, last_id: str, expected: int, request_id: str | None
+    ) -> list[tuple[Any, Any]]:
+        """Block for entries after `last_id`; between blocks, make sure the producer is alive."""
+        while True:
+            res = await self.redis.xread({key: last_id}, count=self.page, block=self.block_ms)
+            if res:
+                return list(res[0][1])
+            # Nothing new for a whole block: is anyone still producing?
+            if await reap(self.redis, chat_id, keys=self.keys, request_id=request_id):
+                continue  # the error entry we (or another reader) wrote comes next
+            if not await self.redis.exists(key, self.keys.lease(chat_id)):
+                if expected == 0 and last_id == "0-0":
+                    return []  # nothing ever existed: an empty stream
+                raise StreamGoneError(f"chat {chat_id!r}: the stream expired before it ended")
+            await asyncio.sleep(0)
+
+    async def events(self, chat_id: str, after: str | None = None) -> AsyncIterator[Event]:
+        """Like `read`, events only."""
+        async for item in self.read(chat_id, after):
+            yield item.event
