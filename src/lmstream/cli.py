@@ -98,6 +98,11 @@ async def _run(args: argparse.Namespace, question: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["worker"]:
+        from .redis.cli import main as worker_main
+
+        return worker_main(argv[1:])
     args = _parser().parse_args(argv)
     question = args.prompt
     if question is None or question == "-":

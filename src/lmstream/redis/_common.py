@@ -198,8 +198,8 @@ async def naming_redis(redis: Redis) -> AsyncIterator[None]:
 REAP_SCRIPT = """
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-if #last == 0 then return -1 end
-local f = last[1][2]
+local f = {}
+if #last > 0 then f = last[1][2] end
 local s, n, t = 0, 0, nil
 for i = 1, #f, 2 do
   if f[i] == 's' then s = tonumber(f[i+1]) elseif f[i] == 'n' then n = tonumber(f[i+1])

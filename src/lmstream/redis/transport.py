@@ -112,11 +112,16 @@ class RedisEventHandler(BaseEventHandler):
         self._wake.set()
 
     async def start(self) -> None:
-        """Take the lease now (before any event), so readers wait instead of answering 'no stream'."""
-        self._urgent = True
+        """Take the lease and clear the chat's old stream now, before any event, so readers wait
+        instead of answering 'no stream'. Raises `RedisUnavailableError` when Redis is down."""
+        if self._task is not None:
+            return
+        try:
+            await self._flush()
+        except redis_errors() as exc:
+            self._fail(exc)
+            raise self.error from exc  # type: ignore[misc]
         self._ensure_task()
-        self._wake.set()
-        await asyncio.sleep(0)
 
     @property
     def finished(self) -> bool:
