@@ -6,7 +6,6 @@ import socket
 import subprocess
 import tempfile
 import time
-from pathlib import Path
 
 from tests.system_deps import ensure_apt
 
@@ -74,4 +73,3 @@ class RedisServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-

@@ -78,7 +78,12 @@ async def serve(args: argparse.Namespace) -> int:
     processor = LMRequestProcessor(PromptBuilder(system_template=system, user_template="{prompt}"), invoker)
     redis = connect(args.redis)
     worker = Worker(
-        redis, job_handler(processor), prefix=args.prefix, name=args.name, concurrency=args.concurrency, lease=args.lease
+        redis,
+        job_handler(processor),
+        prefix=args.prefix,
+        name=args.name,
+        concurrency=args.concurrency,
+        lease=args.lease,
     )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

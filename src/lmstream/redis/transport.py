@@ -197,7 +197,7 @@ class RedisEventHandler(BaseEventHandler):
             else:
                 pipe.xadd(self.key, fields, maxlen=self.maxlen, approximate=True)  # type: ignore[arg-type]
             n += 1
-        if (self._reset or terminal or now - self._last_expire >= min(60.0, self.ttl / 4)):
+        if self._reset or terminal or now - self._last_expire >= min(60.0, self.ttl / 4):
             pipe.expire(self.key, self.ttl)
             self._last_expire = now
             n += 1
