@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -226,3 +227,31 @@ async def test_redis_down_is_a_clear_error() -> None:
         assert isinstance(h.error, RedisUnavailableError) and errors == [h.error]
     finally:
         await c.aclose()
+
+
+async def test_redis_restart_mid_read_errors_then_recovers() -> None:
+    with RedisServer() as srv:
+        c = aioredis.Redis.from_url(srv.url, socket_connect_timeout=1, socket_timeout=10)
+        try:
+            h = RedisEventHandler(c, "live")
+            await h.start()
+            h.emit_nowait(Event("a", "status", metadata={"request_id": "r"}))
+            got: list[Event] = []
+
+            async def follow() -> None:
+                async for it in RedisStreamReader(c, block=0.5).read("live"):
+                    got.append(it.event)
+
+            task = asyncio.create_task(follow())
+            await asyncio.sleep(0.3)
+            srv.stop()  # Redis dies while the reader blocks in XREAD
+            with pytest.raises(RedisUnavailableError, match="Redis at"):
+                await asyncio.wait_for(task, 5)
+            assert [e.value for e in got] == ["a"]
+            with contextlib.suppress(Exception):
+                await h.aclose(timeout=1)
+            srv.start()  # back (empty: no persistence): the same client works again
+            await produce(c, "after", script(10))
+            assert len([it async for it in RedisStreamReader(c).read("after")]) == 13
+        finally:
+            await c.aclose()
