@@ -127,9 +127,12 @@ class ChatRunner:
         return [c for c, t in self._tasks.items() if not t.done()]
 
     # ---------------------------------------------------------------- running
-    def spawn(self, chat_id: str, start: Start, *, clear_stop: bool = True) -> asyncio.Task[RedisEventHandler]:
-        """`run` in a background task the runner owns."""
-        task = asyncio.create_task(self.run(chat_id, start, clear_stop=clear_stop), name=f"lmstream-chat-{chat_id}")
+    async def launch(self, chat_id: str, start: Start, *, clear_stop: bool = True) -> asyncio.Task[RedisEventHandler]:
+        """Start a request in a background task the runner owns, not tied to any client
+        connection. Returns once the chat's stream is claimed (old stream cleared, lease held), so
+        a reader that starts right after sees this request, never the previous one."""
+        handler, stopped = await self._prepare(chat_id, clear_stop)
+        task = asyncio.create_task(self._drive(chat_id, handler, start, stopped), name=f"lmstream-chat-{chat_id}")
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return task
@@ -137,7 +140,12 @@ class ChatRunner:
     async def run(self, chat_id: str, start: Start, *, clear_stop: bool = True) -> RedisEventHandler:
         """Run `start(emitter)` (e.g. ``lambda em: lmrp.process(..., event_emitter=em)``) with the
         chat's events going to Redis; returns once every event is written. Never raises for the
-        request's own failure: that is the stream's `error` event."""
+        request's own failure: that is the stream's `error` event. Raises `RedisUnavailableError`
+        when Redis is down before the request starts."""
+        handler, stopped = await self._prepare(chat_id, clear_stop)
+        return await self._drive(chat_id, handler, start, stopped)
+
+    async def _prepare(self, chat_id: str, clear_stop: bool) -> tuple[RedisEventHandler, bool]:
         handler = RedisEventHandler(self.redis, chat_id, owner=self.owner, **self.handler_options)
         old = self._tasks.get(chat_id)
         if old is not None and not old.done():
@@ -150,6 +158,9 @@ class ChatRunner:
             else:
                 stopped = bool(await self.redis.exists(stop_key))
         await handler.start()
+        return handler, stopped
+
+    async def _drive(self, chat_id: str, handler: RedisEventHandler, start: Start, stopped: bool) -> RedisEventHandler:
         emitter = EventEmitter([handler])
         task: asyncio.Task[Any] = asyncio.create_task(_call(start, emitter))
         handler.on_error = lambda _exc: task.cancel()

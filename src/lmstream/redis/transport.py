@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..errors import LMStreamError, StreamGoneError
 from ..events import BaseEventHandler, Event
 from ._common import (
     BATCHED_TYPES,
@@ -21,6 +23,7 @@ from ._common import (
     DEFAULT_MAXLEN,
     DEFAULT_PREFIX,
     DEFAULT_TTL,
+    FLUSH_SCRIPT,
     Keys,
     encode_events,
     redis_errors,
@@ -29,8 +32,6 @@ from ._common import (
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
-
-    from ..errors import RedisUnavailableError
 
 __all__ = ["RedisEventHandler"]
 
@@ -65,7 +66,7 @@ class RedisEventHandler(BaseEventHandler):
         lease: float = DEFAULT_LEASE,
         owner: str = "producer",
         reset: bool = True,
-        on_error: Callable[[RedisUnavailableError], Any] | None = None,
+        on_error: Callable[[LMStreamError], Any] | None = None,
         name: str | None = None,
     ) -> None:
         super().__init__(name or f"redis:{chat_id}")
@@ -81,6 +82,9 @@ class RedisEventHandler(BaseEventHandler):
         self.lease_ms = max(100, int(lease * 1000 * 0.8))
         self._renew_every = lease / 4
         self.owner = owner
+        #: fencing token: writes are accepted only while the chat's lease holds it
+        self.token = f"{owner}:{os.urandom(6).hex()}"
+        self._script = redis.register_script(FLUSH_SCRIPT)
         self.on_error = on_error
         self._reset = reset
         self._buf: list[Event] = []
@@ -91,7 +95,7 @@ class RedisEventHandler(BaseEventHandler):
         self._task: asyncio.Task[None] | None = None
         self._last_renew = 0.0
         self._last_expire = 0.0
-        self.error: RedisUnavailableError | None = None
+        self.error: LMStreamError | None = None
         #: counters for tests and benchmarks
         self.entries_written = 0
         self.round_trips = 0
@@ -163,13 +167,21 @@ class RedisEventHandler(BaseEventHandler):
                     return
         except asyncio.CancelledError:
             raise
+        except _LostChat:
+            self._fail(None)
         except redis_errors() as exc:
             self._fail(exc)
         except Exception as exc:  # keep the request alive; report once
             self._fail(exc)
 
-    def _fail(self, exc: BaseException) -> None:
-        self.error = unavailable(self.redis, exc)
+    def _fail(self, exc: BaseException | None) -> None:
+        if exc is None:
+            self.error = StreamGoneError(
+                f"chat {self.chat_id!r}: this producer no longer owns the stream (a newer request took the chat "
+                "over, or the lease expired while this process stalled); it stopped writing"
+            )
+        else:
+            self.error = unavailable(self.redis, exc)
         self._buf.clear()
         logger.error("lmstream redis transport for chat %r: %s", self.chat_id, self.error)
         if self.on_error is not None:
@@ -178,44 +190,40 @@ class RedisEventHandler(BaseEventHandler):
             except Exception:  # pragma: no cover - user callback
                 logger.exception("on_error callback raised")
 
-    async def _flush(self) -> None:
+    async def _flush(self, release: bool = False) -> None:
         batch, self._buf = self._buf, []
         self._urgent = False
         now = time.monotonic()
-        pipe = self.redis.pipeline(transaction=False)
-        n = 0
-        if self._reset:
-            pipe.delete(self.key)
-            n += 1
         terminal = bool(batch) and batch[-1].type in _TERMINAL
-        if batch:
-            fields: dict[str, Any] = {"s": self._seq, "n": len(batch), "e": encode_events(batch)}
-            if terminal:
-                fields["t"] = "1"
-            if self.maxlen is None:
-                pipe.xadd(self.key, fields)  # type: ignore[arg-type]
-            else:
-                pipe.xadd(self.key, fields, maxlen=self.maxlen, approximate=True)  # type: ignore[arg-type]
-            n += 1
-        if self._reset or terminal or now - self._last_expire >= min(60.0, self.ttl / 4):
-            pipe.expire(self.key, self.ttl)
-            self._last_expire = now
-            n += 1
-        if terminal:
-            pipe.delete(self.lease_key)
-            n += 1
-        elif self._reset or now - self._last_renew >= self._renew_every:
-            pipe.set(self.lease_key, self.owner, px=self.lease_ms)
-            self._last_renew = now
-            n += 1
-        if n == 0:
+        expire = self._reset or terminal or now - self._last_expire >= min(60.0, self.ttl / 4)
+        renew = not terminal and (self._reset or now - self._last_renew >= self._renew_every)
+        if not (batch or expire or renew or release):
             return
-        await pipe.execute()
+        args: list[Any] = [
+            self.token,
+            self.lease_ms,
+            self.ttl,
+            "" if self.maxlen is None else self.maxlen,
+            "1" if self._reset else "0",
+            "1" if (terminal or release) else "0",
+            "1" if renew else "0",
+            "1" if expire else "0",
+        ]
+        args.append("1" if terminal else "0")
+        if batch:
+            args += [self._seq, len(batch), encode_events(batch)]
+        res = await self._script(keys=[self.key, self.lease_key], args=args)
+        if int(res) < 0:
+            raise _LostChat()
         self._reset = False
+        if expire:
+            self._last_expire = now
+        if renew:
+            self._last_renew = now
         self._seq += len(batch)
         self.entries_written += 1 if batch else 0
         self.round_trips += 1
-        self.commands_sent += n
+        self.commands_sent += 1
 
     # ---------------------------------------------------------------- closing
     async def aclose(self, timeout: float = 5.0) -> None:
@@ -241,9 +249,13 @@ class RedisEventHandler(BaseEventHandler):
             raise
         if orphan and self.error is None:
             try:
-                await self.redis.delete(self.lease_key)
-            except redis_errors():
+                await self._flush(release=True)
+            except (_LostChat, *redis_errors()):
                 pass
 
     async def close(self) -> None:
         await self.aclose()
+
+
+class _LostChat(Exception):
+    """The chat's lease no longer carries this producer's token."""
