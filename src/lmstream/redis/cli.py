@@ -48,15 +48,24 @@ def parser() -> argparse.ArgumentParser:
 
 
 def job_handler(processor: Any) -> Any:
-    """`handle(job, emitter)` for `Worker`: a job is {"prompt" | "prompt_kwargs", "history",
-    "hyperparameters"}; the prompt fills the processor's user template."""
+    """`handle(job, emitter)` for `Worker`. A job is what a web node enqueued: {"chat": the POST
+    /api/chat body, "max_messages"} (parsed here exactly as the server parses it), or, for library
+    use, {"prompt", "history", "hyperparameters"} (the prompt is the user message)."""
 
     def handle(job: dict[str, Any], emitter: EventEmitter) -> Any:
-        kwargs = job.get("prompt_kwargs")
-        if kwargs is None:
-            kwargs = {"prompt": job.get("prompt", "")}
+        if "chat" in job:
+            from ..server.requests import PromptSlot, parse_chat
+
+            req = parse_chat(job["chat"], int(job.get("max_messages", 500)))
+            return processor.process(
+                event_emitter=emitter,
+                history=req.history,
+                hyperparameters=req.hyperparameters,
+                **PromptSlot.of(processor.prompt_builder).kwargs(req.text, req.attachments),
+            )
         return processor.process(
-            prompt_kwargs=kwargs,
+            prompt_kwargs={},
+            extra_contents=[str(job.get("prompt", ""))],
             history=job.get("history") or None,
             hyperparameters=job.get("hyperparameters") or None,
             event_emitter=emitter,
@@ -66,16 +75,15 @@ def job_handler(processor: Any) -> Any:
 
 
 async def serve(args: argparse.Namespace) -> int:
-    from ..invokers import build_lm_invoker
-    from ..processor import LMRequestProcessor
-    from ..prompt import PromptBuilder
+    from ..processor import build_lm_request_processor
     from ._common import connect
     from .queue import Worker
 
-    config: dict[str, Any] = {"base_url": args.base_url} if args.base_url else {}
-    invoker = build_lm_invoker(args.model, config=config)
+    # built as `lmstream serve` builds its processor, so a queued chat runs as it would on the node
+    config = {"base_url": args.base_url} if args.base_url else None
     system = args.system.replace("{", "{{").replace("}", "}}")
-    processor = LMRequestProcessor(PromptBuilder(system_template=system, user_template="{prompt}"), invoker)
+    processor = build_lm_request_processor(args.model, config=config, system_template=system)
+    invoker = processor.lm_invoker
     redis = connect(args.redis)
     worker = Worker(
         redis,

@@ -84,6 +84,17 @@ class RedisStreamReader:
         async with naming_redis(self.redis):
             return bool(await self.redis.exists(self.keys.stream(chat_id), self.keys.lease(chat_id)))
 
+    async def validate(self, chat_id: str, position: str) -> None:
+        """Raise `StreamGoneError` unless `position` names an entry still in the chat's stream."""
+        entry_id, _index = parse_position(position)
+        async with naming_redis(self.redis):
+            found = await self.redis.xrange(self.keys.stream(chat_id), min=entry_id, max=entry_id, count=1)
+        if not found:
+            raise StreamGoneError(
+                f"chat {chat_id!r}: position {position} is no longer in Redis (trimmed or expired); "
+                "replay from the start instead"
+            )
+
     async def read(self, chat_id: str, after: str | None = None) -> AsyncIterator[StreamItem]:
         """Yield `StreamItem(id, event)` after position `after` (all of them when None), blocking
         while the request runs; ends after `done`/`error`. Raises `StreamGoneError` when `after`
