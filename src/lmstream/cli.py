@@ -99,6 +99,10 @@ async def _run(args: argparse.Namespace, question: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:  # subcommand: its own parser, imported only when used
+        from .server.cli import main as serve
+
+        return serve(argv[1:])
     if argv[:1] == ["worker"]:
         from .redis.cli import main as worker_main
 
