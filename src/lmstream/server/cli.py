@@ -51,6 +51,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (or set LMSTREAM_API_KEY)")
     p.add_argument("--insecure", action="store_true", help="allow a non-loopback --host without an API key")
+    p.add_argument(
+        "--redis", default=None, metavar="URL", help="keep answers in Redis: any node resumes or stops any chat"
+    )
+    p.add_argument("--queue", action="store_true", help="with --redis: run answers on `lmstream worker` processes")
     return p
 
 
@@ -82,7 +86,16 @@ def main(argv: list[str]) -> int:
     except ConfigurationError as exc:
         print(f"lmstream serve: error: {exc}", file=sys.stderr)
         return 2
-    app = create_app(processor, api_key=api_key)
+    registry = None
+    if args.redis:
+        from ..redis._common import connect
+        from ..redis.web import RedisChatRegistry
+
+        registry = RedisChatRegistry(connect(args.redis), queue=args.queue, close_redis=True)
+    elif args.queue:
+        print("lmstream serve: --queue needs --redis URL", file=sys.stderr)
+        return 2
+    app = create_app(processor, api_key=api_key, registry=registry)
     where = f"[{args.host}]" if ":" in args.host else args.host
     print(f"lmstream serve: {args.model} on http://{where}:{args.port}/", file=sys.stderr, flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=3)
