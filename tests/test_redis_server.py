@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -125,8 +126,16 @@ def n_deltas(msgs: list[Message]) -> int:
     return sum(1 for _, d in msgs if '"text-delta"' in d)
 
 
+def resume_with_ai_client(js_dir: Path, url: str, chat_id: str) -> dict[str, Any]:
+    proc = subprocess.run(
+        ["node", str(js_dir / "ai_resume.mjs"), url, chat_id], capture_output=True, text=True, timeout=120, cwd=js_dir
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout)  # type: ignore[no-any-return]
+
+
 def test_resume_on_node_b_after_node_a_is_killed_equals_an_uninterrupted_run(
-    redis_server: RedisServer, upstream: WireServer
+    redis_server: RedisServer, upstream: WireServer, ai_js_dir: Path
 ) -> None:
     w = worker(redis_server.url, upstream)
     a, a_url = node(redis_server.url, upstream, "--queue")
@@ -150,7 +159,15 @@ def test_resume_on_node_b_after_node_a_is_killed_equals_an_uninterrupted_run(
         assert len(ids) == len(set(ids)), "no duplicate"
         assert text_of(full) == "".join(WORDS), "no gap"
         assert full[-1][1] == "[DONE]" and json.loads(full[-2][1])["type"] == "finish"
-        assert json.loads(full[0][1])["type"] == "start"
+        start = json.loads(full[0][1])
+        assert start["type"] == "start"
+        # the real `ai` client's resumeStream() path against node B rebuilds the same message
+        out = resume_with_ai_client(ai_js_dir, b_url, "k1")
+        assert out["errors"] == []
+        msg = out["message"]
+        assert msg["id"] == start["messageId"] and msg["role"] == "assistant"
+        assert "".join(p["text"] for p in msg["parts"] if p["type"] == "text") == "".join(WORDS)
+        assert resume_with_ai_client(ai_js_dir, b_url, "none-such")["message"] is None  # 204
     finally:
         for p in (a, b, w):
             p.kill()
