@@ -279,3 +279,36 @@ async def test_newer_request_fences_off_the_older_producer(r: aioredis.Redis) ->
         await em.emit(ev)
     await new.aclose()
     same([it.event async for it in RedisStreamReader(r).read("cf")], new_events)
+
+
+def test_import_lmstream_does_not_import_redis() -> None:
+    code = "import sys, lmstream, lmstream.redis; assert 'redis' not in sys.modules, 'redis imported'"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(["src", os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 0, out.stderr
+
+
+async def test_many_live_readers_on_one_client(r: aioredis.Redis, redis_server: RedisServer) -> None:
+    """More blocked readers than redis-py's default pool (100) on the client `connect()` makes."""
+    from lmstream.redis import connect
+
+    c = connect(redis_server.url)
+    try:
+        reader = RedisStreamReader(c, block=0.5)
+        handlers = [RedisEventHandler(c, f"m{i}") for i in range(150)]
+        for h in handlers:
+            await h.start()
+
+        async def follow(i: int) -> int:
+            return len([it async for it in reader.read(f"m{i}")])
+
+        tasks = [asyncio.create_task(follow(i)) for i in range(150)]
+        await asyncio.sleep(0.2)
+        for h in handlers:
+            for ev in script(4):
+                h.emit_nowait(ev)
+        for h in handlers:
+            await h.aclose()
+        assert await asyncio.wait_for(asyncio.gather(*tasks), 20) == [7] * 150
+    finally:
+        await c.aclose()

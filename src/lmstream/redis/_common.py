@@ -167,6 +167,8 @@ def connect(url: str, **kwargs: Any) -> Redis:
         "socket_timeout": 15.0,  # above every BLOCK we issue
         "health_check_interval": 30,
         "retry_on_timeout": False,
+        # a live reader holds a connection while it blocks in XREAD: allow many (redis-py's default is 100)
+        "max_connections": 10_000,
     }
     opts.update(kwargs)
     return aioredis.Redis.from_url(url, **opts)

@@ -66,7 +66,7 @@ class ChatRunner:
         max_batch: int = 64,
         owner: str | None = None,
     ) -> None:
-        self.redis = redis
+        self.redis: Any = redis  # redis-py's precise stubs fight its dynamic replies
         self.keys = Keys(prefix, hash_tag)
         self.handler_options: dict[str, Any] = {
             "prefix": prefix,

@@ -51,7 +51,7 @@ class RedisQueue:
         queue_timeout: float = 60.0,
         maxlen: int = 100_000,
     ) -> None:
-        self.redis = redis
+        self.redis: Any = redis  # redis-py's precise stubs fight its dynamic replies
         self.keys = Keys(prefix, hash_tag)
         self.queue_timeout_ms = int(queue_timeout * 1000)
         self.maxlen = maxlen
@@ -92,7 +92,7 @@ class Worker:
         lease: float = DEFAULT_LEASE,
         runner_options: dict[str, Any] | None = None,
     ) -> None:
-        self.redis = redis
+        self.redis: Any = redis  # redis-py's precise stubs fight its dynamic replies
         self.handle = handle
         self.keys = Keys(prefix, hash_tag)
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"

@@ -43,7 +43,7 @@ _PAGE = 128
 
 
 async def reap(
-    redis: Redis,
+    redis: Any,
     chat_id: str,
     *,
     keys: Keys | None = None,
@@ -54,7 +54,7 @@ async def reap(
     """End the chat's stream with an `error` event if its producer is gone. True if it wrote one."""
     keys = keys or Keys()
     ev = Event(message, "error", EventLevel.ERROR, {"request_id": request_id, "error_type": "WorkerLostError"})
-    res = await redis.eval(  # type: ignore[misc]
+    res = await redis.eval(
         REAP_SCRIPT, 2, keys.stream(chat_id), keys.lease(chat_id), encode_events([ev]), str(int(ttl))
     )
     return int(res) == 1
@@ -74,7 +74,7 @@ class RedisStreamReader:
         lease: float = DEFAULT_LEASE,
         page: int = _PAGE,
     ) -> None:
-        self.redis = redis
+        self.redis: Any = redis  # redis-py's precise stubs fight its dynamic replies
         self.page = page
         self.keys = Keys(prefix, hash_tag)
         self.block_ms = max(10, int(min(block, lease / 5) * 1000))

@@ -70,7 +70,7 @@ class RedisEventHandler(BaseEventHandler):
         name: str | None = None,
     ) -> None:
         super().__init__(name or f"redis:{chat_id}")
-        self.redis = redis
+        self.redis: Any = redis  # redis-py's precise stubs fight its dynamic replies
         self.chat_id = chat_id
         keys = Keys(prefix, hash_tag)
         self.key = keys.stream(chat_id)
@@ -250,8 +250,9 @@ class RedisEventHandler(BaseEventHandler):
         if orphan and self.error is None:
             try:
                 await self._flush(release=True)
-            except (_LostChat, *redis_errors()):
-                pass
+            except Exception as exc:  # lost the chat, or Redis is down: the lease expires anyway
+                if not isinstance(exc, (_LostChat, *redis_errors())):
+                    raise
 
     async def close(self) -> None:
         await self.aclose()

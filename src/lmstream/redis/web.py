@@ -97,7 +97,7 @@ class RedisChatRegistry(ChatRegistry):
         max_messages: int = 500,
         close_redis: bool = False,
     ) -> None:
-        self.redis = redis
+        self.redis: Any = redis  # redis-py's precise stubs fight its dynamic replies
         self.prefix = prefix
         self.reader = RedisStreamReader(redis, prefix=prefix, lease=lease)
         self.runner = ChatRunner(redis, prefix=prefix, lease=lease, ttl=ttl)
