@@ -98,7 +98,7 @@ class _Server:
             on_end=lambda: self._finish(run),
         )
 
-    async def _chat_elsewhere(self, launch: Any, req: Any, body: Any) -> Response:
+    async def _chat_elsewhere(self, launch: Any, req: Any, body: Any) -> Response | SSEResponse:
         """Start the answer detached (this process or a worker) and follow it like a resume; the
         client leaving does not cancel it (it may come back), only stop does."""
         kwargs = {
