@@ -48,7 +48,10 @@ async def reap(
     *,
     keys: Keys | None = None,
     request_id: str | None = None,
-    message: str = "the process running this request stopped (its lease expired); the answer is incomplete",
+    message: str = (
+        "the process running this request stopped responding (its worker died, or no worker took the job: "
+        "lease expired); the answer is incomplete and was not re-run"
+    ),
     ttl: float = DEFAULT_TTL,
 ) -> bool:
     """End the chat's stream with an `error` event if its producer is gone. True if it wrote one."""
