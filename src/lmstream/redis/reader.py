@@ -119,7 +119,8 @@ class RedisStreamReader:
             else:
                 page = await self.redis.xrange(key, min="-", max="+", count=self.page)
                 expected, skip, last_id = 0, 0, "0-0"
-                if not page and not await self.redis.exists(self.keys.lease(chat_id)):
+                # (the stream too: it may have been written, lease released, since the XRANGE)
+                if not page and not await self.redis.exists(key, self.keys.lease(chat_id)):
                     return  # nothing to replay
             request_id: str | None = None
             while True:
