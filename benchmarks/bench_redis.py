@@ -140,7 +140,7 @@ async def one_design(args: argparse.Namespace, url: str, design: str, r: aioredi
     assert child.stdout is not None and child.stdin is not None
     assert child.stdout.readline().strip() == "ready"
     lat: list[float] = []
-    reader = RedisStreamReader(r)
+    reader = RedisStreamReader(r, multiplex=True)  # as a web node reads: one XREAD BLOCK for all
     prefix = "naive" if design == "naive" else "lmstream"
 
     async def follow(i: int) -> int:
@@ -159,6 +159,7 @@ async def one_design(args: argparse.Namespace, url: str, design: str, r: aioredi
     child.wait(30)
     info = json.loads(line)
     counts = await asyncio.gather(*readers)
+    await reader.aclose()
     assert all(c == n_events for c in counts), f"a reader missed events: {set(counts)}"
     after = await commands(r)
     delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}

@@ -288,28 +288,47 @@ def test_import_lmstream_does_not_import_redis() -> None:
     assert out.returncode == 0, out.stderr
 
 
-async def test_many_live_readers_on_one_client(r: aioredis.Redis, redis_server: RedisServer) -> None:
-    """More blocked readers than redis-py's default pool (100) on the client `connect()` makes."""
+@pytest.mark.parametrize("multiplex", [False, True])
+async def test_many_live_readers_on_one_client(r: aioredis.Redis, redis_server: RedisServer, multiplex: bool) -> None:
+    """More live readers than redis-py's default pool (100) on the client `connect()` makes; with
+    `multiplex=True` they share one XREAD BLOCK (and one connection)."""
     from lmstream.redis import connect
 
     c = connect(redis_server.url)
+    reader = RedisStreamReader(c, block=0.5, multiplex=multiplex)
     try:
-        reader = RedisStreamReader(c, block=0.5)
         handlers = [RedisEventHandler(c, f"m{i}") for i in range(150)]
         for h in handlers:
             await h.start()
 
-        async def follow(i: int) -> int:
-            return len([it async for it in reader.read(f"m{i}")])
+        async def follow(i: int) -> list[str]:
+            return [it.id async for it in reader.read(f"m{i}")]
 
         tasks = [asyncio.create_task(follow(i)) for i in range(150)]
-        await asyncio.sleep(0.2)
-        for h in handlers:
-            for ev in script(4):
-                h.emit_nowait(ev)
+        want = 1 if multiplex else 150
+        async with asyncio.timeout(10):
+            while (blocked := sum(1 for cl in await r.client_list() if "b" in cl["flags"])) < want:
+                await asyncio.sleep(0.05)  # until every reader waits (clients blocked in XREAD)
+        await asyncio.sleep(0.1)
+        blocked = sum(1 for cl in await r.client_list() if "b" in cl["flags"])
+        evs = script(40)
+        for k in range(0, len(evs), 6):  # several entries per stream, all streams at once
+            for h in handlers:
+                for ev in evs[k : k + 6]:
+                    h.emit_nowait(ev)
+            await asyncio.sleep(0.01)
         for h in handlers:
             await h.aclose()
-        counts = await asyncio.wait_for(asyncio.gather(*tasks), 20)
-        assert counts == [7] * 150, sorted(set(counts))
+        got = await asyncio.wait_for(asyncio.gather(*tasks), 30)
+        assert [len(ids) for ids in got] == [43] * 150
+        assert all(len(set(ids)) == 43 for ids in got)
+        entries = sum(h.entries_written for h in handlers)
+        if multiplex:
+            assert reader.hub is not None
+            assert blocked == 1, "one blocked connection for all the readers"
+            assert reader.hub.reads < entries / 5, (reader.hub.reads, entries)
+        else:
+            assert blocked == 150
     finally:
+        await reader.aclose()
         await c.aclose()

@@ -33,6 +33,7 @@ from ._common import (
     parse_position,
     s,
 )
+from .hub import Follower, StreamHub
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -76,11 +77,18 @@ class RedisStreamReader:
         block: float = 1.0,
         lease: float = DEFAULT_LEASE,
         page: int = _PAGE,
+        multiplex: bool = False,
     ) -> None:
         self.redis: Any = redis  # redis-py's precise stubs fight its dynamic replies
         self.page = page
         self.keys = Keys(prefix, hash_tag)
         self.block_ms = max(10, int(min(block, lease / 5) * 1000))
+        #: with `multiplex=True` all live reads share one XREAD BLOCK (see `StreamHub`); call `aclose()`
+        self.hub = StreamHub(redis, block_ms=self.block_ms, page=page) if multiplex else None
+
+    async def aclose(self) -> None:
+        if self.hub is not None:
+            await self.hub.aclose()
 
     async def exists(self, chat_id: str) -> bool:
         """Whether there is anything to replay for the chat (a stream, or a request about to start)."""
@@ -123,40 +131,58 @@ class RedisStreamReader:
                 if not page and not await self.redis.exists(key, self.keys.lease(chat_id)):
                     return  # nothing to replay
             request_id: str | None = None
-            while True:
-                for entry_id_raw, fields in page:
-                    entry_id = s(entry_id_raw)
-                    last_id = entry_id
-                    start = int(field(fields, "s"))
-                    if start + skip != expected:
-                        raise StreamGoneError(
-                            f"chat {chat_id!r}: events {expected}..{start + skip - 1} are no longer in Redis "
-                            "(trimmed, expired, or replaced by a newer request)"
-                        )
-                    events = decode_events(field(fields, "e"))
-                    for i in range(skip, len(events)):
-                        ev = events[i]
-                        request_id = ev.metadata.get("request_id", request_id)
-                        expected += 1
-                        yield StreamItem(make_position(entry_id, i), ev)
-                    skip = 0
-                    if s(field(fields, "t") or "") == "1":
+            follower: Follower | None = None
+            try:
+                while True:
+                    for entry_id_raw, fields in page:
+                        entry_id = s(entry_id_raw)
+                        last_id = entry_id
+                        start = int(field(fields, "s"))
+                        if start + skip != expected:
+                            raise StreamGoneError(
+                                f"chat {chat_id!r}: events {expected}..{start + skip - 1} are no longer in Redis "
+                                "(trimmed, expired, or replaced by a newer request)"
+                            )
+                        events = decode_events(field(fields, "e"))
+                        for i in range(skip, len(events)):
+                            ev = events[i]
+                            request_id = ev.metadata.get("request_id", request_id)
+                            expected += 1
+                            yield StreamItem(make_position(entry_id, i), ev)
+                        skip = 0
+                        if s(field(fields, "t") or "") == "1":
+                            return
+                    if len(page) >= self.page and follower is None:
+                        page = await self.redis.xrange(key, min="(" + last_id, max="+", count=self.page)
+                        continue
+                    if self.hub is not None and follower is None:
+                        follower = self.hub.follow(key, last_id)
+                    page = await self._wait(chat_id, key, last_id, expected, request_id, follower)
+                    if not page:
                         return
-                if len(page) >= self.page:
-                    page = await self.redis.xrange(key, min="(" + last_id, max="+", count=self.page)
-                    continue
-                page = await self._wait(chat_id, key, last_id, expected, request_id)
-                if not page:
-                    return
+            finally:
+                if follower is not None and self.hub is not None:
+                    self.hub.unfollow(follower)
 
     async def _wait(
-        self, chat_id: str, key: str, last_id: str, expected: int, request_id: str | None
+        self,
+        chat_id: str,
+        key: str,
+        last_id: str,
+        expected: int,
+        request_id: str | None,
+        follower: Follower | None = None,
     ) -> list[tuple[Any, Any]]:
         """Block for entries after `last_id`; between blocks, make sure the producer is alive."""
         while True:
-            res = await self.redis.xread({key: last_id}, count=self.page, block=self.block_ms)
-            if res:
-                return list(res[0][1])
+            if follower is not None:
+                got = await follower.next(self.block_ms / 1000)
+                if got:
+                    return got
+            else:
+                res = await self.redis.xread({key: last_id}, count=self.page, block=self.block_ms)
+                if res:
+                    return list(res[0][1])
             # Nothing new for a whole block: is anyone still producing?
             if await reap(self.redis, chat_id, keys=self.keys, request_id=request_id):
                 continue  # the error entry we (or another reader) wrote comes next

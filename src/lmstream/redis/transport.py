@@ -112,8 +112,10 @@ class RedisEventHandler(BaseEventHandler):
             self._urgent = True
         elif t not in BATCHED_TYPES or len(self._buf) >= self.max_batch:
             self._urgent = True
-        self._ensure_task()
-        self._wake.set()
+        if self._task is None:
+            self._ensure_task()
+        if self._urgent or len(self._buf) == 1:
+            self._wake.set()  # only what changes the flusher's plan wakes it: not every token
 
     async def start(self) -> None:
         """Take the lease and clear the chat's old stream now, before any event, so readers wait

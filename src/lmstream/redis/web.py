@@ -99,7 +99,7 @@ class RedisChatRegistry(ChatRegistry):
     ) -> None:
         self.redis: Any = redis  # redis-py's precise stubs fight its dynamic replies
         self.prefix = prefix
-        self.reader = RedisStreamReader(redis, prefix=prefix, lease=lease)
+        self.reader = RedisStreamReader(redis, prefix=prefix, lease=lease, multiplex=True)
         self.runner = ChatRunner(redis, prefix=prefix, lease=lease, ttl=ttl)
         self.queue = RedisQueue(redis, prefix=prefix) if queue else None
         self.max_messages = max_messages
@@ -150,5 +150,6 @@ class RedisChatRegistry(ChatRegistry):
 
     async def aclose(self) -> None:
         await self.runner.aclose()
+        await self.reader.aclose()
         if self.close_redis:
             await self.redis.aclose()
