@@ -233,9 +233,11 @@ async def test_redis_down_is_a_clear_error() -> None:
         await c.aclose()
 
 
-async def test_redis_restart_mid_read_errors_then_recovers() -> None:
+@pytest.mark.parametrize("multiplex", [False, True])
+async def test_redis_restart_mid_read_errors_then_recovers(multiplex: bool) -> None:
     with RedisServer() as srv:
         c = aioredis.Redis.from_url(srv.url, socket_connect_timeout=1, socket_timeout=10)
+        reader = RedisStreamReader(c, block=0.5, multiplex=multiplex)
         try:
             h = RedisEventHandler(c, "live")
             await h.start()
@@ -243,7 +245,7 @@ async def test_redis_restart_mid_read_errors_then_recovers() -> None:
             got: list[Event] = []
 
             async def follow() -> None:
-                async for it in RedisStreamReader(c, block=0.5).read("live"):
+                async for it in reader.read("live"):
                     got.append(it.event)
 
             task = asyncio.create_task(follow())
@@ -255,9 +257,12 @@ async def test_redis_restart_mid_read_errors_then_recovers() -> None:
             with contextlib.suppress(Exception):
                 await h.aclose(timeout=1)
             srv.start()  # back (empty: no persistence): the same client works again
-            await produce(c, "after", script(10))
-            assert len([it async for it in RedisStreamReader(c).read("after")]) == 13
+            prod = asyncio.create_task(produce(c, "after", script(10), pace=0.01))
+            await asyncio.sleep(0.01)
+            assert len([it async for it in reader.read("after")]) == 13
+            await prod
         finally:
+            await reader.aclose()
             await c.aclose()
 
 
@@ -335,3 +340,21 @@ async def test_many_live_readers_on_one_client(r: aioredis.Redis, redis_server: 
     finally:
         await reader.aclose()
         await c.aclose()
+
+
+async def test_a_retried_flush_never_writes_a_batch_twice(r: aioredis.Redis) -> None:
+    """The flush script with the retry flag (first reply lost) skips a batch that already landed."""
+    from lmstream.redis._common import encode_events
+
+    h = RedisEventHandler(r, "rt")
+    await h.start()
+    batch = encode_events(script(2)[:2])
+    args: list[Any] = [h.token, h.lease_ms, h.ttl, "", "0", "0", "0", "0", "0", "0", 0, 2, batch]
+    assert await h._script(keys=[h.key, h.lease_key], args=args) == 1
+    args[9] = "1"  # the same flush again, as a retry
+    assert await h._script(keys=[h.key, h.lease_key], args=args) == 1
+    assert await r.xlen("lmstream:rt") == 1
+    args[10] = 2  # the next batch, sent as a retry whose first attempt never arrived
+    assert await h._script(keys=[h.key, h.lease_key], args=args) == 1
+    assert await r.xlen("lmstream:rt") == 2
+    await h.aclose()

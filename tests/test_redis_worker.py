@@ -222,3 +222,15 @@ async def test_worker_survives_redis_restart(upstream: WireServer) -> None:
         finally:
             await c.aclose()
             stop_proc(worker)
+
+
+def test_worker_cli_needs_redis_and_explains_itself(capsys: pytest.CaptureFixture[str]) -> None:
+    from lmstream.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["worker"])
+    assert exc.value.code == 2 and "--redis" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["worker", "--help"])
+    out = capsys.readouterr().out
+    assert exc.value.code == 0 and "consumer group" in out and "--lease" in out

@@ -217,31 +217,45 @@ return 1
 # One flush = one round trip. Fenced: a producer writes only while the chat's lease holds its
 # token, so a request that was replaced (or declared dead) can never append to the new stream.
 # ARGV: 1 token, 2 lease ms, 3 ttl s, 4 maxlen ('' = none), 5 reset, 6 release lease, 7 renew lease,
-# 8 refresh ttl, 9 terminal entry, then optionally 10 s, 11 n, 12 events JSON.
+# 8 refresh ttl, 9 terminal entry, 10 retry, then optionally 11 s, 12 n, 13 events JSON.
+# A retry (the previous attempt's reply was lost) neither resets twice nor adds a batch twice.
 FLUSH_SCRIPT = """
 local token = ARGV[1]
-if ARGV[5] == '1' then
+local retry = ARGV[10] == '1'
+local owned = redis.call('GET', KEYS[2]) == token
+local reset = ARGV[5] == '1' and not (retry and owned)
+if reset then
   redis.call('DEL', KEYS[1])
   redis.call('SET', KEYS[2], token, 'PX', ARGV[2])
-elseif redis.call('GET', KEYS[2]) ~= token then
+elseif not owned then
   return -1
 end
-if ARGV[12] then
+local add_batch = ARGV[13] ~= nil
+if add_batch and retry then
+  local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+  if #last > 0 then
+    local f = last[1][2]
+    for i = 1, #f, 2 do
+      if f[i] == 's' and tonumber(f[i + 1]) >= tonumber(ARGV[11]) then add_batch = false end
+    end
+  end
+end
+if add_batch then
   local add = {'XADD', KEYS[1]}
   if ARGV[4] ~= '' then
     add[#add + 1] = 'MAXLEN'; add[#add + 1] = '~'; add[#add + 1] = ARGV[4]
   end
   add[#add + 1] = '*'
-  add[#add + 1] = 's'; add[#add + 1] = ARGV[10]
-  add[#add + 1] = 'n'; add[#add + 1] = ARGV[11]
-  add[#add + 1] = 'e'; add[#add + 1] = ARGV[12]
+  add[#add + 1] = 's'; add[#add + 1] = ARGV[11]
+  add[#add + 1] = 'n'; add[#add + 1] = ARGV[12]
+  add[#add + 1] = 'e'; add[#add + 1] = ARGV[13]
   if ARGV[9] == '1' then add[#add + 1] = 't'; add[#add + 1] = '1' end
   redis.call(unpack(add))
 end
 if ARGV[8] == '1' then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
 if ARGV[6] == '1' then
   redis.call('DEL', KEYS[2])
-elseif ARGV[7] == '1' and ARGV[5] ~= '1' then
+elseif ARGV[7] == '1' and not reset then
   redis.call('PEXPIRE', KEYS[2], ARGV[2])
 end
 return 1

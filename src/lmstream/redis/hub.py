@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 from typing import Any
 
+from ..errors import RedisUnavailableError
 from ._common import naming_redis, redis_errors, s, unavailable
 
 __all__ = ["Follower", "StreamHub"]
@@ -122,7 +123,8 @@ class StreamHub:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            err = exc if not isinstance(exc, redis_errors()) else unavailable(self.redis, exc)
+            already = isinstance(exc, RedisUnavailableError) or not isinstance(exc, redis_errors())
+            err = exc if already else unavailable(self.redis, exc)
             for fs in self.followers.values():
                 for f in fs:
                     f.fail(err)

@@ -38,6 +38,7 @@ __all__ = ["RedisEventHandler"]
 logger = logging.getLogger("lmstream.redis")
 
 _TERMINAL = frozenset({"done", "error"})
+_RETRY_DELAYS = (0.05, 0.25, 1.0)  # then the flush fails: Redis is down, not blinking
 
 
 class RedisEventHandler(BaseEventHandler):
@@ -211,10 +212,21 @@ class RedisEventHandler(BaseEventHandler):
             "1" if renew else "0",
             "1" if expire else "0",
         ]
-        args.append("1" if terminal else "0")
+        args += ["1" if terminal else "0", "0"]
         if batch:
             args += [self._seq, len(batch), encode_events(batch)]
-        res = await self._script(keys=[self.key, self.lease_key], args=args)
+        for delay in (*_RETRY_DELAYS, None):
+            try:
+                res = await self._script(keys=[self.key, self.lease_key], args=args)
+                break
+            except redis_errors():
+                # A stale pooled connection (Redis restarted) or a blip: retry. The retry flag makes
+                # the script skip a batch that did land (reply lost), so nothing is written twice.
+                if delay is None:
+                    self._buf[:0] = batch
+                    raise
+                args[9] = "1"
+                await asyncio.sleep(delay)
         if int(res) < 0:
             raise _LostChat()
         self._reset = False
