@@ -36,7 +36,8 @@ sys.path[:0] = [os.path.join(ROOT, "src"), ROOT]
 import redis.asyncio as aioredis  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
 
-from lmstream.events import BaseEventHandler, Event, EventEmitter, _now  # noqa: E402
+from lmstream.events import BaseEventHandler, Event, EventEmitter  # noqa: E402
+from lmstream.events.event import _now  # noqa: E402
 from lmstream.redis import RedisEventHandler, RedisStreamReader  # noqa: E402
 from lmstream.redis._common import encode_events  # noqa: E402
 

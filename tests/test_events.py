@@ -24,8 +24,10 @@ from lmstream import (
     LMRequestProcessor,
     PrintEventHandler,
     PromptBuilder,
+    ProviderError,
     StreamEventHandler,
 )
+from lmstream.testing import ScriptedLMInvoker
 
 from .conftest import SHORT
 
@@ -115,26 +117,32 @@ def test_event_level_ordering_and_names():
     ]
 
 
-def test_event_type_values():
-    assert {t.value for t in EventType} >= {
-        "response",
-        "thinking_start",
-        "thinking",
-        "thinking_end",
-        "code_start",
-        "code",
-        "code_end",
-        "activity",
-        "reference",
-        "data",
-        "status",
-        "tool_call",
-        "tool_result",
-        "usage",
-        "error",
-        "done",
-    }
-    assert EventType.RESPONSE == "response"
+async def test_every_event_type_is_emitted_by_lmstream_or_documented_as_reserved():
+    """Run every path (thinking, tools, structured data, done, error) and compare the types seen
+    with the enum: what lmstream never emits must be the documented reserved set."""
+    import re
+
+    from lmstream.invokers.deltas import FinishDelta, ThinkingDelta, ToolCallDelta
+
+    def echo(x: str) -> str:
+        """Echo."""
+        return x
+
+    seen: set[str] = set()
+    emitter = EventEmitter([CallbackEventHandler(lambda e: seen.add(str(e.type)))])
+    inv = ScriptedLMInvoker(
+        [[ThinkingDelta("t"), ToolCallDelta(0, "c", "echo", '{"x": "1"}'), FinishDelta("tool_calls")], ['{"a": 1}']]
+    )
+    proc = LMRequestProcessor(PromptBuilder(user_template="{q}"), inv, tools=[echo], response_schema={"type": "object"})
+    await proc.process(q="go", event_emitter=emitter)
+    with pytest.raises(ProviderError):
+        await LMRequestProcessor(
+            PromptBuilder(user_template="{q}"), ScriptedLMInvoker([ProviderError("x", provider="p")])
+        ).process(q="go", event_emitter=emitter)
+    doc = EventType.__doc__ or ""
+    reserved = set(re.findall(r"`(\w+)`", doc.split("Reserved", 1)[1].split(".", 1)[0]))
+    assert seen | reserved == {t.value for t in EventType}
+    assert not seen & reserved, "a type documented as never emitted was emitted"
 
 
 # --------------------------------------------------------------------------- emitter
@@ -553,10 +561,12 @@ async def test_real_request_fans_out_to_every_handler_and_stream_ends(local_invo
     assert out.endswith("\n") and out.count("\n") == output.text.count("\n") + 2
 
 
-async def test_stream_ends_after_a_failed_request(local_invoker):
+async def test_stream_ends_after_a_failed_request():
     emitter = EventEmitter.with_stream_handler()
     task = asyncio.create_task(
-        processor(local_invoker).process(question="Hi", event_emitter=emitter, hyperparameters={"max_tokens": 0})
+        processor(ScriptedLMInvoker(["tok"] * 200, delay=0.002)).process(
+            question="Hi", event_emitter=emitter, hyperparameters={"max_tokens": 0}
+        )
     )
     events = await collect(emitter.stream(), 10)
     with pytest.raises(ConfigurationError, match="max_tokens"):
@@ -568,10 +578,12 @@ async def test_stream_ends_after_a_failed_request(local_invoker):
     await emitter.close()
 
 
-async def test_stream_ends_after_cancellation_before_the_first_token(local_invoker):
+async def test_stream_ends_after_cancellation_before_the_first_token():
     emitter = EventEmitter.with_stream_handler()
     task = asyncio.create_task(
-        processor(local_invoker).process(question="Hi", event_emitter=emitter, hyperparameters=SHORT)
+        processor(ScriptedLMInvoker(["tok"] * 200, delay=0.002)).process(
+            question="Hi", event_emitter=emitter, hyperparameters=SHORT
+        )
     )
     await asyncio.sleep(0)  # the request has started (registered with the emitter)
     task.cancel()
@@ -583,10 +595,12 @@ async def test_stream_ends_after_cancellation_before_the_first_token(local_invok
     await emitter.close()
 
 
-async def test_stream_ends_when_the_task_is_cancelled_before_it_ever_runs(local_invoker):
+async def test_stream_ends_when_the_task_is_cancelled_before_it_ever_runs():
     """No code of process() runs at all: the emitter still learns the request is gone."""
     emitter = EventEmitter.with_stream_handler()
-    task = asyncio.create_task(processor(local_invoker).process(question="Hi", event_emitter=emitter))
+    task = asyncio.create_task(
+        processor(ScriptedLMInvoker(["tok"] * 200, delay=0.002)).process(question="Hi", event_emitter=emitter)
+    )
     task.cancel()  # before the task's first step
     events = await collect(emitter.stream(), 5)
     with pytest.raises(asyncio.CancelledError):
@@ -629,15 +643,21 @@ async def test_slow_consumer_gets_the_full_text_from_the_real_model(local_invoke
     assert sum("sync handler bug" in r.getMessage() for r in caplog.records) == len(seen)
 
 
-async def test_abandoning_a_stream_early_is_quiet(local_invoker):
+async def test_abandoning_a_stream_early_is_quiet(caplog):
     emitter = EventEmitter.with_stream_handler()
-    task = asyncio.create_task(
-        processor(local_invoker).process(question="Hi", event_emitter=emitter, hyperparameters=SHORT)
-    )
-    async for event in emitter.stream():
-        assert event.type == "response"
-        break  # the generator is left unfinished; nothing may complain about it
-    output = await asyncio.wait_for(task, WAIT)
-    await emitter.close()
-    gc.collect()
+    with caplog.at_level(logging.DEBUG):
+        task = asyncio.create_task(
+            processor(ScriptedLMInvoker(["tok"] * 200, delay=0.002)).process(
+                question="Hi", event_emitter=emitter, hyperparameters=SHORT
+            )
+        )
+        async for event in emitter.stream():
+            assert event.type == "response"
+            break  # left unfinished: nothing may complain about it
+        output = await asyncio.wait_for(task, WAIT)
+        await emitter.close()
+        gc.collect()
+        await asyncio.sleep(0.05)  # let any finalizer callbacks run and log
     assert output.text
+    loud = [r for r in caplog.records if r.levelno >= logging.ERROR and r.name in ("asyncio", "lmstream")]
+    assert not loud, [r.getMessage() for r in loud]

@@ -43,3 +43,10 @@ def test_pattern1_realtime_display():
 def test_pattern3_conditional_processing():
     out = _run("pattern3_conditional_processing.py").stdout
     assert "[done: " in out and "finish_reason=" in out
+
+
+def test_custom_provider_example_streams_through_the_public_seam():
+    lines = _run("custom_provider.py").stdout.splitlines()
+    assert lines[:3] == ["response: 'You '", "response: 'asked: '", "response: 'is '"]
+    assert lines[-2] == "done: ''"
+    assert lines[-1].startswith("text='You asked: is this streaming? ' usage={'input_tokens': 5, 'output_tokens': 4")

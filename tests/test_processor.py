@@ -20,6 +20,7 @@ from lmstream import (
     build_lm_request_processor,
 )
 from lmstream.invokers import PROVIDERS
+from lmstream.testing import ScriptedLMInvoker
 
 from .conftest import SHORT
 
@@ -58,10 +59,12 @@ async def test_prompt_kwargs_as_keywords_and_as_prompt_kwargs_reach_the_model(lo
     assert c.usage.input_tokens > a.usage.input_tokens
 
 
-async def test_same_key_given_both_ways_is_an_error(local_invoker):
+async def test_same_key_given_both_ways_is_an_error():
     emitter = EventEmitter.with_stream_handler()
     task = asyncio.create_task(
-        make(local_invoker).process(prompt_kwargs={"question": "a"}, question="b", event_emitter=emitter)
+        make(ScriptedLMInvoker(["Blue", " it is"], delay=0.001)).process(
+            prompt_kwargs={"question": "a"}, question="b", event_emitter=emitter
+        )
     )
     events = await collect(emitter, 10)
     with pytest.raises(LMStreamError, match="question"):
@@ -70,11 +73,13 @@ async def test_same_key_given_both_ways_is_an_error(local_invoker):
     assert "question" in events[0].value
 
 
-async def test_prompt_error_inside_process_ends_a_waiting_stream(local_invoker):
+async def test_prompt_error_inside_process_ends_a_waiting_stream():
     emitter = EventEmitter.with_stream_handler()
     consumer = asyncio.create_task(collect(emitter, 10))
     await asyncio.sleep(0.01)  # the consumer is already waiting when the request starts
-    task = asyncio.create_task(make(local_invoker).process(wrong_key="x", event_emitter=emitter))
+    task = asyncio.create_task(
+        make(ScriptedLMInvoker(["Blue", " it is"], delay=0.001)).process(wrong_key="x", event_emitter=emitter)
+    )
     events = await asyncio.wait_for(consumer, 10)
     with pytest.raises(PromptError) as info:
         await asyncio.wait_for(task, 10)
@@ -114,24 +119,31 @@ def test_json_parser_arrays_and_errors():
     assert "JSON" in str(info.value)
 
 
-async def test_json_parser_error_from_process_keeps_the_raw_text(local_invoker):
+async def test_json_parser_error_from_process_keeps_the_raw_text():
     emitter = EventEmitter.with_stream_handler()
-    lmrp = make(local_invoker, output_parser=JSONOutputParser())
-    task = asyncio.create_task(
-        lmrp.process(
-            question="Say hello in plain words.", hyperparameters={**SHORT, "max_tokens": 6}, event_emitter=emitter
-        )
-    )
+    lmrp = make(ScriptedLMInvoker(["Hello", " in plain words."]), output_parser=JSONOutputParser())
+    task = asyncio.create_task(lmrp.process(question="Say hello.", event_emitter=emitter))
     events = await collect(emitter)
-    text = "".join(e.value for e in events if e.type == "response")
-    try:
-        result = await asyncio.wait_for(task, WAIT)
-    except OutputParserError as exc:
-        assert exc.text == text
-        assert events[-1].type == "error" and events[-1].metadata["error_type"] == "OutputParserError"
-    else:  # the model happened to answer in JSON: then it was parsed
-        assert result == JSONOutputParser().parse(text)
-        assert events[-1].type == "done"
+    with pytest.raises(OutputParserError) as info:
+        await asyncio.wait_for(task, WAIT)
+    assert info.value.text == "Hello in plain words." == "".join(e.value for e in events if e.type == "response")
+    assert events[-1].type == "error" and events[-1].metadata["error_type"] == "OutputParserError"
+
+
+async def test_json_parser_parses_a_fenced_answer_from_process():
+    lmrp = make(ScriptedLMInvoker(["Sure:\n```json\n", '{"cities": ["Tokyo",', ' "Kyoto"]}', "\n```"]),
+                output_parser=JSONOutputParser())  # fmt: skip
+    assert await asyncio.wait_for(lmrp.process(question="Two cities"), WAIT) == {"cities": ["Tokyo", "Kyoto"]}
+
+
+async def test_a_template_key_named_like_a_process_argument():
+    lmrp = LMRequestProcessor(PromptBuilder(user_template="Summarize: {history}"), ScriptedLMInvoker(["ok"]))
+    out = await lmrp.process(prompt_kwargs={"history": "we met in Kyoto"})
+    assert out.text == "ok"
+    assert lmrp.lm_invoker.calls[0][0][-1].text == "Summarize: we met in Kyoto"  # type: ignore[attr-defined]
+    with pytest.raises(PromptError, match=r"prompt_kwargs=\{'history': \.\.\.\}") as info:
+        await lmrp.process(history=[])
+    assert info.value.missing == ["history"]
 
 
 # --------------------------------------------------------------------------- cancellation
@@ -173,9 +185,9 @@ async def test_cancelling_the_task_ends_stream_with_a_cancelled_error_event(loca
 # --------------------------------------------------------------------------- shared emitter
 
 
-async def test_two_requests_share_one_emitter_and_are_told_apart(local_invoker):
+async def test_two_requests_share_one_emitter_and_are_told_apart():
     emitter = EventEmitter.with_stream_handler()
-    lmrp = make(local_invoker)
+    lmrp = make(ScriptedLMInvoker(["Blue", " it is"], delay=0.001))
     t1 = asyncio.create_task(lmrp.process(question="Name a color.", hyperparameters=SHORT, event_emitter=emitter))
     t2 = asyncio.create_task(lmrp.process(question="Name an animal.", hyperparameters=SHORT, event_emitter=emitter))
     events = await collect(emitter)  # ends only after both requests finished

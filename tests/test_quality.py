@@ -40,3 +40,32 @@ def test_import_does_not_load_sdks_or_llama():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "", f"import lmstream loaded: {proc.stdout}"
+
+
+def test_mypy_strict_catches_typos_in_a_user_script(tmp_path):
+    """A user's editor and mypy see real types: events are `Event`, outputs follow the parser."""
+    script = tmp_path / "user.py"
+    script.write_text(
+        "from lmstream import EventEmitter, JSONOutputParser, LMRequestProcessor, PromptBuilder, build_lm_invoker\n"
+        "async def main() -> None:\n"
+        "    lmrp = LMRequestProcessor(PromptBuilder(user_template='{q}'), build_lm_invoker('local/smollm2-135m'))\n"
+        "    async with lmrp.stream(q='hi') as stream:\n"
+        "        async for event in stream:\n"
+        "            print(event.valeu)\n"
+        "    out = await stream.result()\n"
+        "    print(out.txet)\n"
+        "    done = await lmrp.process(q='hi')\n"
+        "    print(done.text, done.usage.output_tokens)\n"
+        "    emitter = EventEmitter.with_stream_handler()\n"
+        "    async for ev in emitter.stream():\n"
+        "        print(ev.levle)\n"
+        "    parsed = LMRequestProcessor(PromptBuilder(), build_lm_invoker('x/y'), JSONOutputParser())\n"
+        "    reveal_type(await parsed.process())\n"
+    )
+    proc = subprocess.run([_tool("mypy"), "--strict", str(script)], cwd=ROOT, capture_output=True, text=True)
+    out = proc.stdout
+    assert '"Event" has no attribute "valeu"' in out, out
+    assert '"LMOutput" has no attribute "txet"' in out, out
+    assert '"Event" has no attribute "levle"' in out, out
+    assert 'Revealed type is "Any"' in out, out
+    assert out.count("error:") == 3, out

@@ -358,3 +358,27 @@ async def test_a_retried_flush_never_writes_a_batch_twice(r: aioredis.Redis) -> 
     assert await h._script(keys=[h.key, h.lease_key], args=args) == 1
     assert await r.xlen("lmstream:rt") == 2
     await h.aclose()
+
+
+async def test_request_stream_and_processor_feed_the_transport(r: aioredis.Redis) -> None:
+    """Both ways a real request reaches Redis: a RequestStream fed by hand, and event_emitter=."""
+    from lmstream import LMRequestProcessor, PromptBuilder
+    from lmstream.testing import ScriptedLMInvoker
+
+    lmrp = LMRequestProcessor(PromptBuilder(user_template="{q}"), ScriptedLMInvoker([f" t{i}" for i in range(30)]))
+    h = RedisEventHandler(r, "rs1")
+    seen: list[Event] = []
+    async with lmrp.stream(q="hi") as stream:
+        async for ev in stream:
+            seen.append(ev)
+            h.emit_nowait(ev)
+    await h.aclose()
+    same([it.event async for it in RedisStreamReader(r).read("rs1")], seen)
+    assert seen[-1].type == "done"
+
+    h2 = RedisEventHandler(r, "rs2")
+    await lmrp.process(q="hi", event_emitter=EventEmitter([h2]))
+    await h2.aclose()
+    got = [it.event async for it in RedisStreamReader(r).read("rs2")]
+    assert "".join(e.value for e in got if e.type == "response") == "".join(f" t{i}" for i in range(30))
+    assert got[-1].type == "done" and all(e.metadata.get("request_id") for e in got)

@@ -1,10 +1,10 @@
 """lmstream: stream language-model output as typed events, token by token.
 
-    emitter = EventEmitter.with_stream_handler()
     lmrp = LMRequestProcessor(PromptBuilder(user_template="{question}"), build_lm_invoker("local/smollm2-135m"))
-    task = asyncio.create_task(lmrp.process(question="...", event_emitter=emitter))
-    async for event in emitter.stream():
-        print(event.value, end="")
+    async with lmrp.stream(question="...") as stream:
+        async for event in stream:
+            print(event.value, end="")
+    output = await stream.result()
 
 Provider invokers (and their SDKs, and llama.cpp) are imported only when first used.
 """
@@ -33,12 +33,14 @@ from .events import (
     EventLevel,
     EventType,
     PrintEventHandler,
+    RequestTracker,
     StreamEventHandler,
 )
 from .invokers import BaseLMInvoker, build_lm_invoker
 from .parsers import BaseOutputParser, JSONOutputParser
 from .processor import LMRequestProcessor, build_lm_request_processor
 from .prompt import Message, PromptBuilder
+from .request_stream import RequestStream
 from .retry import RetryConfig
 from .tools import Tool, tool
 from .types import Attachment, LMOutput, ThinkingBlock, TokenUsage, ToolCall, ToolResult
@@ -105,6 +107,8 @@ __all__ = [
     "PromptError",
     "ProviderError",
     "RateLimitError",
+    "RequestStream",
+    "RequestTracker",
     "RetryConfig",
     "StreamEventHandler",
     "StreamInterruptedError",

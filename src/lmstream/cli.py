@@ -70,11 +70,12 @@ async def _run(args: argparse.Namespace, question: str) -> int:
         invoker,
         JSONOutputParser() if args.json else None,
     )
-    emitter = EventEmitter([StreamEventHandler(serialize=args.events)])
+    handler = StreamEventHandler(serialize=args.events)  # JSON lines with --events, else Event objects
+    emitter = EventEmitter([handler])
     task = asyncio.create_task(lmrp.process(prompt=question, hyperparameters=hyper, event_emitter=emitter))
     text_out = sys.stderr if args.json else sys.stdout
     try:
-        async for event in emitter.stream():
+        async for event in handler.stream():
             if args.events:
                 sys.stdout.write(event + "\n")
                 sys.stdout.flush()

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from .structured import extract_json
+
+T = TypeVar("T")
 
 __all__ = ["BaseOutputParser", "JSONOutputParser"]
 
 
-class BaseOutputParser:
+class BaseOutputParser(Generic[T]):
     """Subclass and implement `parse(text)`; raise `OutputParserError` with the raw text."""
 
-    def parse(self, text: str) -> Any:
+    def parse(self, text: str) -> T:
         raise NotImplementedError
 
 
-class JSONOutputParser(BaseOutputParser):
+class JSONOutputParser(BaseOutputParser[Any]):
     """Parse JSON, tolerating a code fence or prose around it."""
 
     def parse(self, text: str) -> Any:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from typing import Any, Generic, TypeVar, overload
 
-from .errors import ConfigurationError, ToolError
+from .errors import ConfigurationError, PromptError, ToolError
 from .events import EventEmitter, EventLevel, EventType
 from .invokers import build_lm_invoker
-from .invokers.base import BaseLMInvoker, RequestContext, run_request
+from .invokers.base import BaseLMInvoker
+from .invokers.lifecycle import RequestContext, run_request
 from .parsers import BaseOutputParser, JSONOutputParser
 from .prompt import Content, Message, PromptBuilder
+from .request_stream import RequestStream
 from .retry import RetryConfig
 from .tools import execute_tool_calls
 from .types import LMOutput, TokenUsage
@@ -18,14 +20,54 @@ from .types import LMOutput, TokenUsage
 __all__ = ["LMRequestProcessor", "build_lm_request_processor"]
 
 
-class LMRequestProcessor:
-    """Formats the prompt, streams the model (running tools it asks for) and parses the output."""
+OutT = TypeVar("OutT")
+
+# process()'s own parameters: a template key with one of these names must go in prompt_kwargs=
+_OWN_ARGS = frozenset(
+    {
+        "prompt_kwargs",
+        "history",
+        "extra_contents",
+        "hyperparameters",
+        "event_emitter",
+        "auto_execute_tools",
+        "max_lm_calls",
+    }
+)
+
+
+class LMRequestProcessor(Generic[OutT]):
+    """Formats the prompt, streams the model (running tools it asks for) and parses the output.
+
+    Typed by its parser: `process()` and `stream().result()` give the parser's value, or the
+    `LMOutput` when there is no parser.
+    """
+
+    @overload
+    def __init__(
+        self: LMRequestProcessor[LMOutput],
+        prompt_builder: PromptBuilder,
+        lm_invoker: BaseLMInvoker,
+        output_parser: None = None,
+        tools: Sequence[Any] | None = None,
+        response_schema: Any = None,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: LMRequestProcessor[OutT],
+        prompt_builder: PromptBuilder,
+        lm_invoker: BaseLMInvoker,
+        output_parser: BaseOutputParser[OutT],
+        tools: Sequence[Any] | None = None,
+        response_schema: Any = None,
+    ) -> None: ...
 
     def __init__(
         self,
         prompt_builder: PromptBuilder,
         lm_invoker: BaseLMInvoker,
-        output_parser: BaseOutputParser | None = None,
+        output_parser: BaseOutputParser[Any] | None = None,
         tools: Sequence[Any] | None = None,
         response_schema: Any = None,
     ) -> None:
@@ -60,23 +102,69 @@ class LMRequestProcessor:
         auto_execute_tools: bool = True,
         max_lm_calls: int = 5,
         **kwargs: Any,
-    ) -> Coroutine[Any, Any, Any]:
+    ) -> Coroutine[Any, Any, OutT]:
         """Run one request; returns the parsed output if a parser is set, else the `LMOutput`.
 
         Events end with one `done` (usage summed over every model call) or one `error`. The
         request counts as watched by the emitter from this call on, so `stream()` ends even if
-        the task running it is cancelled before it starts.
+        the task running it is cancelled before it starts. A closed emitter is refused here.
         """
         ctx = RequestContext(event_emitter)
         coro = run_request(
             ctx,
-            lambda: self._run(
+            self._work(
                 ctx, prompt_kwargs, history, extra_contents, hyperparameters, auto_execute_tools, max_lm_calls, kwargs
             ),
         )
-        if event_emitter is not None:
-            event_emitter._register(ctx, coro)
+        ctx.register(coro)
         return coro
+
+    def stream(
+        self,
+        prompt_kwargs: Mapping[str, Any] | None = None,
+        history: Sequence[Message | Mapping[str, Any]] | None = None,
+        extra_contents: Sequence[Content] | None = None,
+        hyperparameters: Mapping[str, Any] | None = None,
+        auto_execute_tools: bool = True,
+        max_lm_calls: int = 5,
+        event_emitter: EventEmitter | None = None,
+        **kwargs: Any,
+    ) -> RequestStream[OutT]:
+        """The request as its own event stream: `async with lmrp.stream(...) as stream`.
+
+        Same arguments as `process()`; `event_emitter=` also feeds that emitter's handlers.
+        """
+        return RequestStream(
+            lambda ctx: run_request(
+                ctx,
+                self._work(
+                    ctx,
+                    prompt_kwargs,
+                    history,
+                    extra_contents,
+                    hyperparameters,
+                    auto_execute_tools,
+                    max_lm_calls,
+                    kwargs,
+                ),
+            ),
+            event_emitter,
+        )
+
+    def _work(
+        self,
+        ctx: RequestContext,
+        prompt_kwargs: Mapping[str, Any] | None,
+        history: Sequence[Message | Mapping[str, Any]] | None,
+        extra_contents: Sequence[Content] | None,
+        hyperparameters: Mapping[str, Any] | None,
+        auto_execute_tools: bool,
+        max_lm_calls: int,
+        kwargs: dict[str, Any],
+    ) -> Callable[[], Coroutine[Any, Any, tuple[OutT, LMOutput]]]:
+        return lambda: self._run(
+            ctx, prompt_kwargs, history, extra_contents, hyperparameters, auto_execute_tools, max_lm_calls, kwargs
+        )
 
     async def _run(
         self,
@@ -88,7 +176,7 @@ class LMRequestProcessor:
         auto_execute_tools: bool,
         max_lm_calls: int,
         kwargs: dict[str, Any],
-    ) -> tuple[Any, LMOutput]:
+    ) -> tuple[OutT, LMOutput]:
         values = dict(prompt_kwargs or {})
         both = sorted(set(values) & set(kwargs))
         if both:
@@ -96,7 +184,7 @@ class LMRequestProcessor:
         values.update(kwargs)
         if not isinstance(max_lm_calls, int) or max_lm_calls < 1:
             raise ConfigurationError("max_lm_calls must be an int >= 1")
-        messages = self.prompt_builder.format(history=history, extra_contents=extra_contents, **values)
+        messages = self._messages(values, history, extra_contents)
         invoker = self.lm_invoker
         total = TokenUsage()
         output: LMOutput | None = None
@@ -113,7 +201,7 @@ class LMRequestProcessor:
             results = await execute_tool_calls(invoker.tools, output.tool_calls)
             for r in results:
                 meta = {"is_error": True} if r.is_error else {}
-                await ctx.emit(r.to_dict(), EventType.TOOL_RESULT, EventLevel.INFO, **meta)
+                await ctx.emit(r.to_event_value(), EventType.TOOL_RESULT, EventLevel.INFO, step=ctx.step, **meta)
             said: list[Content] = [*output.thinking_blocks, *([output.text] if output.text else []), *output.tool_calls]
             messages = [*messages, Message("assistant", said), Message.tool(results)]
         assert output is not None
@@ -122,7 +210,28 @@ class LMRequestProcessor:
             output.time_to_first_token = ctx.first_token_at - ctx.started
         if self.output_parser is not None:
             return self.output_parser.parse(output.text), output
-        return output, output
+        return output, output  # type: ignore[return-value]  # OutT is LMOutput without a parser
+
+    def _messages(
+        self,
+        values: dict[str, Any],
+        history: Sequence[Message | Mapping[str, Any]] | None,
+        extra_contents: Sequence[Content] | None,
+    ) -> list[Message]:
+        try:
+            return self.prompt_builder.format_values(values, history, extra_contents)
+        except PromptError as exc:
+            shadowed = sorted(set(exc.missing) & _OWN_ARGS)
+            if not shadowed:
+                raise
+            names = ", ".join(shadowed)
+            example = ", ".join(f"{k!r}: ..." for k in shadowed)
+            raise PromptError(
+                f"{exc} -- {names} is also a process()/stream() argument, so a keyword of that name "
+                f"does not fill the template; pass it as prompt_kwargs={{{example}}}",
+                missing=exc.missing,
+                unknown=exc.unknown,
+            ) from None
 
 
 def build_lm_request_processor(
@@ -136,9 +245,9 @@ def build_lm_request_processor(
     tools: Sequence[Any] | None = None,
     retry_config: RetryConfig | None = None,
     response_schema: Any = None,
-) -> LMRequestProcessor:
+) -> LMRequestProcessor[Any]:
     """One call from a model id and templates to a ready processor."""
-    parsers: dict[str, type[BaseOutputParser] | None] = {"none": None, "json": JSONOutputParser}
+    parsers: dict[str, type[BaseOutputParser[Any]] | None] = {"none": None, "json": JSONOutputParser}
     if output_parser_type not in parsers:
         raise ConfigurationError(f"output_parser_type must be one of {', '.join(parsers)}, got {output_parser_type!r}")
     parser_cls = parsers[output_parser_type]

@@ -160,6 +160,17 @@ class PromptBuilder:
         **kwargs: Any,
     ) -> list[Message]:
         """Return the messages; raises `PromptError` naming every missing and unknown key."""
+        return self.format_values(kwargs, history, extra_contents)
+
+    def format_values(
+        self,
+        values: Mapping[str, Any],
+        history: Iterable[Message | Mapping[str, Any]] | None = None,
+        extra_contents: Sequence[Content] | None = None,
+    ) -> list[Message]:
+        """`format()` with the template values as one mapping, so a key may be named anything
+        (even `history`)."""
+        kwargs = values
         values = {**self.key_defaults, **kwargs}
         missing = [k for k in self.prompt_keys if k not in values]
         unknown = [] if self.ignore_extra_keys else sorted(k for k in kwargs if k not in self.prompt_keys)

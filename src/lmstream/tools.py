@@ -208,7 +208,8 @@ async def execute_tool_calls(tools: list[Tool], calls: list[ToolCall]) -> list[T
                 call.id, call.name, f"Error: arguments are not valid JSON: {call.arguments['_raw']}", True
             )
         try:
-            return ToolResult(call.id, call.name, _stringify(await t.run(call.arguments)))
+            value = await t.run(call.arguments)
+            return ToolResult(call.id, call.name, _stringify(value), value=value)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

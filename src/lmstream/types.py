@@ -61,9 +61,18 @@ class ToolResult:
     name: str
     output: str
     is_error: bool = False
+    #: what the tool returned, before it was turned into text for the model
+    value: Any = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "output": self.output}
+
+    def to_event_value(self) -> dict[str, Any]:
+        """The `tool_result` event's value: `output` is the tool's own value when it is JSON
+        data (a dict stays a dict for a browser), else the text the model was sent."""
+        value = self.value
+        output = value if not self.is_error and _is_json_data(value) else self.output
+        return {"id": self.id, "name": self.name, "output": output}
 
 
 @dataclass(slots=True)
@@ -106,3 +115,13 @@ class LMOutput:
 
     def __str__(self) -> str:
         return self.text
+
+
+def _is_json_data(v: Any) -> bool:
+    if v is None or isinstance(v, (str, bool, int, float)):
+        return v is not None
+    if isinstance(v, (list, tuple)):
+        return all(_is_json_data(x) or x is None for x in v)
+    if isinstance(v, dict):
+        return all(isinstance(k, str) and (_is_json_data(x) or x is None) for k, x in v.items())
+    return False

@@ -1,0 +1,265 @@
+"""The one accumulator: a provider's deltas in, events and an `LMOutput` out.
+
+A pure state machine, no I/O and no awaits: `feed(delta)` returns the events that delta
+produces and `finish()` the output, so every provider streams identically and the whole
+thing is tested without a network or a model. Events are built by the factory passed in
+(`lmstream.events.Event` in the library), so this module knows no event classes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+from .. import _json
+from ..errors import ProviderError, StreamInterruptedError
+from ..structured import PartialJSONParser
+from ..types import LMOutput, ThinkingBlock, TokenUsage, ToolCall
+from .deltas import Delta, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
+
+__all__ = ["Accumulator"]
+
+E = TypeVar("E")
+
+# event type names: the values of lmstream.events.EventType
+RESPONSE = "response"
+THINKING_START = "thinking_start"
+THINKING = "thinking"
+THINKING_END = "thinking_end"
+TOOL_CALL_START = "tool_call_start"
+TOOL_CALL_DELTA = "tool_call_delta"
+TOOL_CALL = "tool_call"
+DATA = "data"
+
+_NONE: tuple[()] = ()
+
+
+class _ToolBuf:
+    __slots__ = ("emitted", "id", "meta", "name", "parts", "signature")
+
+    def __init__(self) -> None:
+        self.id: str | None = None
+        self.name: str | None = None
+        self.parts: list[str] = []
+        self.signature: bytes | str | None = None
+        self.meta: dict[str, Any] | None = None  # set once tool_call_start went out
+        self.emitted = False  # the complete tool_call went out
+
+
+class Accumulator(Generic[E]):
+    """Turns one model call's deltas into events and an `LMOutput` (O(n) in stream length).
+
+    `make_event(value, type, level, metadata)` builds each event (all at `level`);
+    `new_block()` returns the metadata dict shared by the events of one new content block.
+    Text, thinking and each tool call are blocks. `started` turns true with the first content
+    delta: from then on a failure is an interruption, never a silent retry.
+    """
+
+    def __init__(
+        self,
+        make_event: Callable[[Any, str, Any, dict[str, Any]], E],
+        level: Any,
+        new_block: Callable[[], dict[str, Any]],
+        *,
+        model: str = "",
+        structured: bool = False,
+        started_at: float | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self._make = make_event
+        self._level = level
+        self._new_block = new_block
+        self._clock = clock
+        self.model = model
+        self.started_at = clock() if started_at is None else started_at
+        self.partial = PartialJSONParser() if structured else None
+        self.started = False
+        self.first_at: float | None = None  # clock() at the first content delta
+        self.ttft: float | None = None
+        self.text_parts: list[str] = []
+        self.thinking_parts: list[str] = []
+        self.thinking_blocks: list[ThinkingBlock] = []
+        self.tools: dict[int, _ToolBuf] = {}
+        self.usage = TokenUsage()
+        self.finish_reason: str | None = None
+        self.finished = False  # the provider's end marker was seen
+        self._text_meta: dict[str, Any] | None = None
+        self._thinking_meta: dict[str, Any] | None = None
+        self._think_start = 0
+        self._signature: str | None = None
+
+    # ----- deltas in, events out
+    def feed(self, d: Delta) -> Sequence[E]:
+        """The events this delta produces, in order (often none, one for a text token)."""
+        if d.__class__ is str:
+            meta = self._text_meta
+            if meta is None or self.partial is not None or not d:
+                return self._text(d)
+            self.text_parts.append(d)
+            return (self._make(d, RESPONSE, self._level, meta),)
+        cls = d.__class__
+        if cls is ThinkingDelta:
+            return self._thinking(d)  # type: ignore[arg-type]
+        if cls is ToolCallDelta:
+            return self._tool(d)  # type: ignore[arg-type]
+        if cls is UsageDelta:
+            self._usage(d)  # type: ignore[arg-type]
+            return _NONE
+        if cls is FinishDelta:
+            self.finished = True
+            if d.reason:  # type: ignore[union-attr]
+                self.finish_reason = d.reason  # type: ignore[union-attr]
+            return self._close_blocks()
+        raise TypeError(f"provider yielded an unknown delta {d!r}")
+
+    def _first(self) -> None:
+        self.started = True
+        self.first_at = now = self._clock()
+        self.ttft = now - self.started_at
+
+    def _text(self, d: str) -> Sequence[E]:
+        if not d:
+            return _NONE
+        out: list[E] = []
+        if not self.started:
+            self._first()
+        if self._thinking_meta is not None:
+            out.append(self._end_thinking())
+        self.text_parts.append(d)
+        meta = self._text_meta
+        if meta is None:
+            meta = self._text_meta = self._new_block()
+        out.append(self._make(d, RESPONSE, self._level, meta))
+        if self.partial is not None and self.partial.feed(d):
+            out.append(self._make(self.partial.value, DATA, self._level, meta))
+        return out
+
+    def _thinking(self, d: ThinkingDelta) -> Sequence[E]:
+        out: list[E] = []
+        if d.text:
+            if not self.started:
+                self._first()
+            self.thinking_parts.append(d.text)
+            meta = self._thinking_meta
+            if meta is None:
+                meta = self._thinking_meta = self._new_block()
+                self._text_meta = None
+                self._think_start = len(self.thinking_parts) - 1
+                out.append(self._make("", THINKING_START, self._level, meta))
+            out.append(self._make(d.text, THINKING, self._level, meta))
+        if d.signature:
+            self._signature = d.signature
+        if d.end and self._thinking_meta is not None:
+            out.append(self._end_thinking())
+        return out
+
+    def _end_thinking(self) -> E:
+        meta = self._thinking_meta
+        assert meta is not None
+        self._thinking_meta = None
+        self.thinking_blocks.append(ThinkingBlock("".join(self.thinking_parts[self._think_start :]), self._signature))
+        self._signature = None
+        return self._make("", THINKING_END, self._level, meta)
+
+    def _tool(self, d: ToolCallDelta) -> Sequence[E]:
+        out: list[E] = []
+        if not self.started:
+            self._first()  # a tool-only turn's first fragment is its first token
+        if self._thinking_meta is not None:
+            out.append(self._end_thinking())
+        buf = self.tools.get(d.index)
+        if buf is None:
+            buf = self.tools[d.index] = _ToolBuf()
+        if d.id:
+            buf.id = d.id
+        if d.name:
+            buf.name = d.name
+        if d.signature:
+            buf.signature = d.signature
+        if d.arguments:
+            buf.parts.append(d.arguments)
+        if buf.meta is None:
+            if buf.name:  # the call is known by name: announce it with what arrived so far
+                self._start_tool(buf, d.index, out)
+        elif d.arguments:
+            out.append(self._make(d.arguments, TOOL_CALL_DELTA, self._level, buf.meta))
+        return out
+
+    def _start_tool(self, buf: _ToolBuf, index: int, out: list[E]) -> dict[str, Any]:
+        buf.meta = meta = self._new_block()
+        self._text_meta = None  # text after a tool call is a new block
+        out.append(
+            self._make({"id": buf.id or f"call_{index}", "name": buf.name or ""}, TOOL_CALL_START, self._level, meta)
+        )
+        if buf.parts:
+            out.append(self._make("".join(buf.parts), TOOL_CALL_DELTA, self._level, meta))
+        return meta
+
+    def _usage(self, d: UsageDelta) -> None:
+        u = self.usage
+        if d.input_tokens is not None:
+            u.input_tokens = d.input_tokens
+        if d.output_tokens is not None:
+            u.output_tokens = d.output_tokens
+        if d.cached_tokens is not None:
+            u.cached_tokens = d.cached_tokens
+        if d.reasoning_tokens is not None:
+            u.reasoning_tokens = d.reasoning_tokens
+
+    def _close_blocks(self) -> Sequence[E]:
+        """At the end marker: close thinking, and complete every tool call (once)."""
+        out: list[E] = []
+        if self._thinking_meta is not None:
+            out.append(self._end_thinking())
+        for index in sorted(self.tools):
+            buf = self.tools[index]
+            if buf.emitted:
+                continue
+            meta = buf.meta if buf.meta is not None else self._start_tool(buf, index, out)
+            buf.emitted = True
+            out.append(self._make(_tool_call(buf, index).to_dict(), TOOL_CALL, self._level, meta))
+        return out
+
+    # ----- the output
+    def finish(self) -> LMOutput:
+        """The call's output; raises `ProviderError` if the provider's end marker never came."""
+        if not self.finished:
+            raise ProviderError("the stream ended without the provider's end marker (dropped connection?)")
+        out = self.output()
+        if out.tool_calls and self.finish_reason in (None, "stop"):
+            out.finish_reason = self.finish_reason = "tool_calls"
+        return out
+
+    def output(self) -> LMOutput:
+        """What has accumulated so far (also the partial output of an interrupted stream)."""
+        return LMOutput(
+            text="".join(self.text_parts),
+            thinking="".join(self.thinking_parts),
+            thinking_blocks=list(self.thinking_blocks),
+            tool_calls=[_tool_call(self.tools[i], i) for i in sorted(self.tools)],
+            usage=self.usage,
+            finish_reason=self.finish_reason,
+            duration=self._clock() - self.started_at,
+            time_to_first_token=self.ttft,
+            model=self.model,
+        )
+
+    def interrupted(self, exc: BaseException) -> StreamInterruptedError:
+        """The error for a failure after the first token: it carries exactly what was streamed."""
+        out = self.output()
+        out.finish_reason = "error"
+        return StreamInterruptedError(
+            f"stream interrupted after {len(self.text_parts)} text deltas: {exc}", partial_output=out, cause=exc
+        )
+
+
+def _tool_call(buf: _ToolBuf, index: int) -> ToolCall:
+    raw = "".join(buf.parts)
+    try:
+        args = _json.loads(raw) if raw.strip() else {}
+    except ValueError:
+        args = {"_raw": raw}
+    if not isinstance(args, dict):
+        args = {"value": args}
+    return ToolCall(buf.id or f"call_{index}", buf.name or "", args, buf.signature)

@@ -1,0 +1,168 @@
+"""One request's life: its context, its run (ending with one `done` or one `error` event), and
+the loop that pours a provider's deltas through the accumulator into the emitter."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import itertools
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from typing import Any, TypeVar
+
+from ..errors import ConfigurationError
+from ..events import Event, EventEmitter, EventLevel, EventType, RequestTracker
+from ..types import LMOutput
+from .accumulator import Accumulator
+from .deltas import Delta
+
+__all__ = ["RequestContext", "check_open", "current_request", "emit_done", "emit_failure", "pour", "run_request"]
+
+_request_ids = itertools.count(1)
+_REQ_PREFIX = os.urandom(3).hex()
+
+
+class RequestContext:
+    """One logical request: one `process()`/`stream()` call, or one standalone `invoke()`.
+
+    `emitter` receives its events; `trackers` are told when it is created, starts and ends
+    (the emitter's own tracker, plus a user's emitter's when a request stream forwards to it).
+    `step` counts the model calls of its tool loop.
+    """
+
+    __slots__ = ("_blocks", "emitter", "first_token_at", "request_id", "started", "step", "trackers")
+
+    def __init__(self, emitter: EventEmitter | None, trackers: Sequence[RequestTracker] | None = None) -> None:
+        check_open(emitter)
+        self.request_id = f"req_{_REQ_PREFIX}_{next(_request_ids)}"
+        self.emitter = emitter
+        if trackers is None:
+            trackers = (emitter.tracker,) if emitter is not None else ()
+        self.trackers = tuple(trackers)
+        self.started = time.perf_counter()
+        self.step = 0
+        self._blocks = 0
+        self.first_token_at: float | None = None
+
+    def register(self, coro: Coroutine[Any, Any, Any] | None = None) -> None:
+        """Count the request as running from now on (`coro`: its not-yet-started coroutine)."""
+        for t in self.trackers:
+            t.register(self.request_id, coro)
+
+    def block_meta(self) -> dict[str, Any]:
+        """Metadata shared (same dict) by every event of one new content block."""
+        self._blocks += 1
+        return {"request_id": self.request_id, "block_id": f"{self.request_id}.{self._blocks}", "step": self.step}
+
+    async def emit(self, value: Any, type: str, level: EventLevel = EventLevel.INFO, **meta: Any) -> None:
+        if self.emitter is None:
+            return
+        meta["request_id"] = self.request_id
+        await self.emitter.dispatch(Event(value, type, level, meta))
+
+
+def check_open(emitter: EventEmitter | None) -> None:
+    """A closed emitter takes no new request: say so when the request is made, not never."""
+    if emitter is not None and emitter.closed:
+        raise ConfigurationError(
+            "this EventEmitter is closed and takes no new requests; create a new one "
+            "(or call close() only after the last request)"
+        )
+
+
+_current: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar("lmstream_request", default=None)
+
+
+def current_request() -> RequestContext | None:
+    """The request running in this task, if any (an invoker called inside `process()` joins it)."""
+    return _current.get()
+
+
+T = TypeVar("T")
+
+
+async def run_request(ctx: RequestContext, work: Callable[[], Awaitable[tuple[T, LMOutput]]]) -> T:
+    """Run one registered request: its events end with one `done` or one `error`, and its
+    trackers learn it finished (so `stream()` can end) however it ends."""
+    token = _current.set(ctx)
+    for t in ctx.trackers:
+        t.started(ctx.request_id)
+    try:
+        try:
+            result, output = await work()
+        except BaseException as exc:
+            await emit_failure(ctx, exc)
+            raise
+        await emit_done(ctx, output)
+        return result
+    finally:
+        _current.reset(token)
+        for t in ctx.trackers:
+            t.finished(ctx.request_id)
+
+
+async def emit_done(ctx: RequestContext, out: LMOutput) -> None:
+    await ctx.emit(
+        "",
+        EventType.DONE,
+        EventLevel.INFO,
+        usage=out.usage.to_dict(),
+        finish_reason=out.finish_reason,
+        duration=out.duration,
+        time_to_first_token=out.time_to_first_token,
+    )
+
+
+async def emit_failure(ctx: RequestContext, exc: BaseException) -> None:
+    """The last event of a failed or cancelled request."""
+    if ctx.emitter is None:
+        return
+    if isinstance(exc, asyncio.CancelledError):
+        # Cancellation must end the request at once: a stuck handler gets no more than a moment.
+        event = Event(
+            "request cancelled",
+            EventType.ERROR,
+            EventLevel.ERROR,
+            {"request_id": ctx.request_id, "error_type": "CancelledError"},
+        )
+        await ctx.emitter.deliver_bounded(event, 0.2)
+        return
+    meta: dict[str, Any] = {"error_type": type(exc).__name__}
+    status = getattr(exc, "status_code", None)
+    if status is not None:
+        meta["status_code"] = status
+    await ctx.emit(str(exc), EventType.ERROR, EventLevel.ERROR, **meta)
+
+
+def new_accumulator(ctx: RequestContext, model: str, structured: bool) -> Accumulator[Event]:
+    return Accumulator(
+        Event, EventLevel.INFO, ctx.block_meta, model=model, structured=structured, started_at=ctx.started
+    )
+
+
+async def pour(ctx: RequestContext, acc: Accumulator[Event], deltas: AsyncIterator[Delta]) -> LMOutput:
+    """Feed one attempt's deltas through the accumulator, delivering its events as they come."""
+    emitter = ctx.emitter
+    feed = acc.feed
+    try:
+        if emitter is None:
+            async for d in deltas:
+                feed(d)
+        elif emitter.all_sync:
+            deliver = emitter.dispatch_nowait
+            async for d in deltas:
+                for e in feed(d):
+                    deliver(e)
+        else:
+            dispatch = emitter.dispatch
+            async for d in deltas:
+                for e in feed(d):
+                    await dispatch(e)
+    finally:
+        if acc.first_at is not None and ctx.first_token_at is None:
+            ctx.first_token_at = acc.first_at
+        aclose = getattr(deltas, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    return acc.finish()
