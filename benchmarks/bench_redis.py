@@ -113,7 +113,7 @@ async def producer_main(args: argparse.Namespace) -> None:
         for h in hs:
             await h.start()
     print("ready", flush=True)
-    sys.stdin.readline()
+    await asyncio.to_thread(sys.stdin.readline)  # the loop keeps running: leases stay renewed
     t0 = time.perf_counter()
     await asyncio.gather(
         *(
