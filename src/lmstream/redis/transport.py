@@ -29,6 +29,7 @@ from ._common import (
     redis_errors,
     unavailable,
 )
+from ._writer import SharedWriter
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -217,7 +218,7 @@ class RedisEventHandler(BaseEventHandler):
             args += [self._seq, len(batch), encode_events(batch)]
         for delay in (*_RETRY_DELAYS, None):
             try:
-                res = await self._script(keys=[self.key, self.lease_key], args=args)
+                res = await SharedWriter.of(self.redis).submit([self.key, self.lease_key], list(args))
                 break
             except redis_errors():
                 # A stale pooled connection (Redis restarted) or a blip: retry. The retry flag makes
