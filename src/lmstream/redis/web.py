@@ -132,11 +132,12 @@ class RedisChatRegistry(ChatRegistry):
         return _NoLog()
 
     async def stop(self, chat_id: str) -> bool:
-        heard = await request_stop(self.redis, chat_id, prefix=self.prefix)
-        if heard:
-            return True
-        async with naming_redis(self.redis):  # queued, not yet picked up: the stop key catches it
-            return bool(await self.redis.exists(self.reader.keys.lease(chat_id)))
+        """Stop the chat's answer wherever it runs (or is queued); False when none is."""
+        async with naming_redis(self.redis):
+            if not await self.redis.exists(self.reader.keys.lease(chat_id)):
+                return False  # nobody owns the chat: nothing runs
+        await request_stop(self.redis, chat_id, prefix=self.prefix)
+        return True
 
     async def resume(self, chat_id: str, last_event_id: str | None = None) -> AsyncIterator[bytes] | None:
         """Frames after `last_event_id` (all when None); None when the chat has no stream.
