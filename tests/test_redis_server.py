@@ -209,6 +209,7 @@ def test_client_leaving_does_not_cancel_with_redis_and_410_for_a_gone_position(
             assert upstream.requests[-1].completed and not upstream.requests[-1].disconnected
             with c.stream("GET", f"{b_url}/api/chat/d1/stream") as r:
                 full = messages(r)
+            assert c.post(f"{b_url}/api/chat/d1/stop").json() == {"stopped": False}  # it finished
             assert text_of(full) == "".join(WORDS)
             gone = c.get(f"{b_url}/api/chat/d1/stream", headers={"Last-Event-ID": "1-0:0"})
             assert gone.status_code == 410 and gone.json()["error"]["type"] == "stream_gone"
