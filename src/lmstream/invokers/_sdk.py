@@ -157,7 +157,6 @@ class SDKLMInvoker(BaseLMInvoker):
         finally:
             await self._close_stream(stream)
 
-
     def _raise_mapped(self, exc: Exception) -> NoReturn:
         cls = type(self)
         table = cls.__dict__.get("_errors")

@@ -236,7 +236,6 @@ class OpenAIChatCompletionsLMInvoker(BaseLMInvoker):
             self._clients.release(shard)
 
 
-
 def _usage(u: dict[str, Any]) -> UsageDelta:
     details = u.get("prompt_tokens_details") or {}
     out_details = u.get("completion_tokens_details") or {}
