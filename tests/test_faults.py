@@ -43,14 +43,13 @@ from lmstream import (
     StreamInterruptedError,
 )
 from lmstream.events import BaseEventHandler, EventLevel, StreamEventHandler
-from tests.test_providers import KEY, PROVIDERS, _invoker
 from tests.wire import fixtures as fx
+from tests.wire.providers import KEY, NAMES, PROVIDERS, TEXT
+from tests.wire.providers import invoker as _invoker
 from tests.wire.server import Script, WireServer
 
 pytestmark = pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning")
 
-NAMES = list(PROVIDERS)
-TEXT = ("Here", " are", " some", " ideas", ".")
 FAST = RetryConfig(max_retries=2, base_delay=0.01)
 
 # Import the SDKs once up front so that timing assertions measure lmstream, not imports.
@@ -227,6 +226,24 @@ async def test_total_timeout_bounds_retries(name):
     assert 0.45 <= elapsed < 1.0, elapsed
     assert n >= 2  # it was retrying, Retry-After honoured
     assert events[-1].type == "error" and events[-1].metadata["error_type"] == "LMTimeoutError"
+
+
+@pytest.mark.parametrize("kind", ["json", "html"])
+@pytest.mark.parametrize("name", NAMES)
+async def test_200_with_a_document_instead_of_a_stream_quotes_the_server(name, kind):
+    """An overloaded server or a gateway answers 200 with a JSON or HTML page: a ProviderError
+    naming the provider and quoting the page, at once; not retried as a dropped stream."""
+    p = PROVIDERS[name]
+    async with WireServer() as srv:
+        srv.enqueue(Script.document(kind, "The model is overloaded"), Script(chunks=p.text(TEXT)))
+        events, err, _ = await _invoke(_invoker(p, srv, retry_config=FAST))
+        n = len(srv.requests)
+    assert isinstance(err, ProviderError) and not isinstance(err, StreamInterruptedError), repr(err)
+    assert err.provider == name and err.status_code == 200 and not err.retryable
+    assert "The model is overloaded" in str(err) and str(err).startswith(f"{name} HTTP 200")
+    assert "end marker" not in str(err) and "<" not in str(err)
+    assert n == 1  # not retried
+    assert [e.type for e in events] == ["error"] and "The model is overloaded" in events[0].value
 
 
 # =========================================================================== after the first token

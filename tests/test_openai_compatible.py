@@ -87,6 +87,32 @@ async def test_unknown_route_is_a_provider_error_with_status(llama_server_url):
     assert info.value.status_code == 404
 
 
+@pytest.mark.parametrize("kind", ["json", "html"])
+async def test_200_document_instead_of_stream_is_a_provider_error_quoting_it(kind):
+    """e.g. an overloaded vLLM/Ollama behind a proxy: 200 + `{"error": {"message": ...}}`."""
+    async with WireServer() as srv:
+        srv.enqueue(Script.document(kind, "The model is overloaded"))
+        invoker = build_lm_invoker("openai-compatible/any", config={"base_url": srv.base_url + "/v1"})
+        with pytest.raises(ProviderError) as info:
+            async with invoker:
+                await invoker.invoke("hi", {"max_tokens": 2})
+        assert len(srv.requests) == 1  # answered, so not retried
+    err = info.value
+    assert str(err).startswith("openai-compatible HTTP 200: expected an event stream")
+    assert "The model is overloaded" in str(err) and not err.retryable
+
+
+@pytest.mark.parametrize("content_type", ["text/event-stream; charset=utf-8", "text/plain", "application/octet-stream"])
+async def test_a_stream_with_a_missing_or_loose_content_type_still_streams(content_type):
+    """Only JSON, HTML and XML documents are refused: servers that mislabel SSE keep working."""
+    async with WireServer() as srv:
+        srv.enqueue(Script(chunks=fx.openai_chat_text(("Hel", "lo")), content_type=content_type))
+        invoker = build_lm_invoker("openai-compatible/any", config={"base_url": srv.base_url + "/v1"})
+        async with invoker:
+            out = await invoker.invoke("hi")
+    assert out.text == "Hello" and out.finish_reason == "stop"
+
+
 def test_openai_compatible_needs_base_url(monkeypatch):
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     with pytest.raises(ConfigurationError, match="base_url"):

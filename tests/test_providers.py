@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -25,106 +23,13 @@ from lmstream import (
     RateLimitError,
     RetryConfig,
     ToolError,
-    build_lm_invoker,
 )
 from tests.wire import fixtures as fx
+from tests.wire.providers import KEY, NAMES, PROVIDERS, STRUCT, TEXT, WEATHER
+from tests.wire.providers import invoker as _invoker
 from tests.wire.server import Script, WireServer
 
 pytestmark = pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning")
-
-KEY = "sk-wire-planted-key-0123456789"
-TEXT = ("Here", " are", " some", " ideas", ".")
-THINK = ("Let me", " think", ".")
-WEATHER = {"city": "Paris", "unit": "c"}
-STRUCT = {"city": "Paris", "temperature_c": 21, "tags": ["sunny", "mild"]}
-
-
-@dataclass
-class P:
-    """How to build one provider's invoker and its wire fixtures."""
-
-    model_id: str
-    url: Callable[[str], str]
-    text: Callable[[tuple[str, ...]], list[bytes]]
-    thinking: Callable[[], list[bytes]]
-    tools: Callable[[list[tuple[str, dict[str, Any], str]]], list[bytes]]
-    structured: Callable[[dict[str, Any]], list[bytes]]
-    path: str
-    usage: tuple[int, int]
-    error: Callable[[int], bytes]
-
-
-def _chat_tools(calls):
-    return fx.openai_chat_tool_calls([fx.ToolCall(n, json.dumps(a), id=i, fragment=5) for n, a, i in calls])
-
-
-def _resp_tools(calls):
-    return fx.openai_responses_function_call([fx.ToolCall(n, json.dumps(a), id=i, fragment=5) for n, a, i in calls])
-
-
-def _anth_tools(calls):
-    return fx.anthropic_tool_use(text=(), tools=[fx.AToolUse(n, json.dumps(a), id=i, fragment=4) for n, a, i in calls])
-
-
-def _gem_tools(calls):
-    return fx.gemini_function_call([fx.GeminiCall(n, a) for n, a, _ in calls])
-
-
-def _split(obj: dict[str, Any]) -> tuple[str, ...]:
-    return tuple(fx.split_text(json.dumps(obj), 5))
-
-
-PROVIDERS = {
-    "openai-chat": P(
-        "openai-chat/gpt-4o-mini",
-        lambda u: u + "/v1",
-        lambda t: fx.openai_chat_text(t, usage=fx.openai_chat_usage(11, len(t))),
-        lambda: fx.openai_chat_text(TEXT, reasoning_deltas=THINK),
-        _chat_tools,
-        lambda o: fx.openai_chat_text(_split(o)),
-        "/v1/chat/completions",
-        (11, len(TEXT)),
-        fx.openai_error_for,
-    ),
-    "openai": P(
-        "openai/gpt-4.1-mini",
-        lambda u: u + "/v1",
-        lambda t: fx.openai_responses_text(t, usage=fx.openai_responses_usage(11, len(t))),
-        lambda: fx.openai_responses_reasoning(THINK, TEXT),
-        _resp_tools,
-        lambda o: fx.openai_responses_structured(o, fragment=5),
-        "/v1/responses",
-        (11, len(TEXT)),
-        fx.openai_error_for,
-    ),
-    "anthropic": P(
-        "anthropic/claude-haiku-4-5",
-        lambda u: u,
-        lambda t: fx.anthropic_text(t, input_tokens=11, output_tokens=len(t)),
-        lambda: fx.anthropic_thinking(THINK, TEXT),
-        _anth_tools,
-        lambda o: fx.anthropic_text(_split(o)),
-        "/v1/messages",
-        (11, len(TEXT)),
-        lambda s: fx.anthropic_error_body(s),
-    ),
-    "google": P(
-        "google/gemini-2.5-flash",
-        lambda u: u,
-        lambda t: fx.gemini_text(t, usage=fx.gemini_usage(11, len(t))),
-        lambda: fx.gemini_thinking(THINK, TEXT),
-        _gem_tools,
-        lambda o: fx.gemini_text(_split(o)),
-        "/v1beta/models/gemini-2.5-flash:streamGenerateContent",
-        (11, len(TEXT)),
-        lambda s: fx.gemini_error_body(s),
-    ),
-}
-NAMES = list(PROVIDERS)
-
-
-def _invoker(p: P, srv: WireServer, **kw: Any):
-    return build_lm_invoker(p.model_id, credentials=KEY, config={"base_url": p.url(srv.base_url)}, **kw)
 
 
 async def _process(lmrp: LMRequestProcessor, **kw: Any) -> tuple[list[Any], Any]:

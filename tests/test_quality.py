@@ -61,6 +61,12 @@ def test_mypy_strict_catches_typos_in_a_user_script(tmp_path):
         "        print(ev.levle)\n"
         "    parsed = LMRequestProcessor(PromptBuilder(), build_lm_invoker('x/y'), JSONOutputParser())\n"
         "    reveal_type(await parsed.process())\n"
+        "from lmstream import tool\n"
+        "@tool\n"
+        "def add(a: int, b: int) -> int:\n"
+        "    return a + b\n"
+        "reveal_type(add(1, 2))\n"
+        "add('one', 2)\n"
     )
     proc = subprocess.run([_tool("mypy"), "--strict", str(script)], cwd=ROOT, capture_output=True, text=True)
     out = proc.stdout
@@ -68,4 +74,6 @@ def test_mypy_strict_catches_typos_in_a_user_script(tmp_path):
     assert '"LMOutput" has no attribute "txet"' in out, out
     assert '"Event" has no attribute "levle"' in out, out
     assert 'Revealed type is "Any"' in out, out
-    assert out.count("error:") == 3, out
+    assert 'Revealed type is "int"' in out or 'Revealed type is "builtins.int"' in out, out  # @tool keeps the signature
+    assert 'Argument 1 to "__call__" of "Tool" has incompatible type "str"' in out, out
+    assert out.count("error:") == 4, out

@@ -51,7 +51,7 @@ class Message:
 
     @classmethod
     def tool(cls, results: ToolResult | Sequence[ToolResult]) -> Message:
-        return cls("tool", _as_list(results))  # type: ignore[arg-type]
+        return cls("tool", _as_list(results))
 
     @property
     def text(self) -> str:
@@ -77,7 +77,7 @@ class Message:
             return item
         if isinstance(item, Mapping):
             content = item.get("contents", item.get("content", ""))
-            return cls(item["role"], _as_list(content))  # type: ignore[arg-type]
+            return cls(item["role"], _as_list(content))
         if isinstance(item, tuple) and len(item) == 2:
             return cls(item[0], _as_list(item[1]))  # type: ignore[arg-type]
         raise PromptError(f"history items must be Message, dict or (role, content); got {type(item).__name__}")

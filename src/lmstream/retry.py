@@ -43,7 +43,7 @@ class RetryConfig:
         """Seconds to wait before retry number `attempt` (1-based)."""
         if retry_after is not None and retry_after >= 0:
             return float(retry_after)  # the server knows best; `timeout` still bounds the total
-        d = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
+        d = float(min(self.max_delay, self.base_delay * (2 ** (attempt - 1))))
         if self.jitter:
             d = random.uniform(d / 2, d)
         return d

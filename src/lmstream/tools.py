@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import enum
 import inspect
 import re
@@ -10,7 +11,7 @@ import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Generic, Literal, ParamSpec, TypeVar, Union, cast, get_args, get_origin, overload
 
 from . import _json
 from .errors import ConfigurationError
@@ -19,14 +20,27 @@ from .types import ToolCall, ToolResult
 __all__ = ["Tool", "to_tool", "tool", "execute_tool_calls"]
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
 @dataclass(slots=True)
-class Tool:
-    """A callable tool: name, description, JSON-schema `parameters` and the function to run."""
+class Tool(Generic[P, R]):
+    """A callable tool: name, description, JSON-schema `parameters` and the function to run.
+
+    Calling the tool calls its function, with the function's own signature (so `@tool` keeps
+    what an editor and mypy know about it).
+    """
 
     name: str
     description: str = ""
     parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
-    func: Callable[..., Any] | None = None
+    func: Callable[P, R] | None = None
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        if self.func is None:
+            raise ConfigurationError(f"tool {self.name!r} has no function to call")
+        return self.func(*args, **kwargs)
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.name or ""):
@@ -37,31 +51,41 @@ class Tool:
             raise ConfigurationError(f"tool {self.name!r}: parameters must be a JSON schema of type 'object'")
 
     async def run(self, arguments: dict[str, Any]) -> Any:
-        if self.func is None:
+        func = cast("Callable[..., Any] | None", self.func)  # arguments come from the model, by name
+        if func is None:
             raise ConfigurationError(f"tool {self.name!r} has no function to execute")
-        if inspect.iscoroutinefunction(self.func):
-            return await self.func(**arguments)
-        result = await asyncio.to_thread(self.func, **arguments)
+        if inspect.iscoroutinefunction(func):
+            return await func(**arguments)
+        result = await asyncio.to_thread(func, **arguments)
         if inspect.isawaitable(result):
             result = await result
         return result
 
 
-def tool(func: Callable[..., Any] | None = None, *, name: str | None = None, description: str | None = None) -> Any:
+@overload
+def tool(func: Callable[P, R], *, name: str | None = None, description: str | None = None) -> Tool[P, R]: ...
+
+
+@overload
+def tool(
+    func: None = None, *, name: str | None = None, description: str | None = None
+) -> Callable[[Callable[P, R]], Tool[P, R]]: ...
+
+
+def tool(
+    func: Callable[P, R] | None = None, *, name: str | None = None, description: str | None = None
+) -> Tool[P, R] | Callable[[Callable[P, R]], Tool[P, R]]:
     """Decorator form of `to_tool` that lets you override the name or description."""
 
-    def wrap(f: Callable[..., Any]) -> Tool:
-        t = to_tool(f)
-        if name:
-            t.name = name
-        if description:
-            t.description = description
-        return t
+    def wrap(f: Callable[P, R]) -> Tool[P, R]:
+        if isinstance(f, Tool):
+            return Tool(name or f.name, description or f.description, f.parameters, f.func)
+        return cast("Tool[P, R]", _from_function(f, name, description))  # the name is validated like any other
 
     return wrap(func) if func is not None else wrap
 
 
-def to_tool(obj: Any) -> Tool:
+def to_tool(obj: Any) -> Tool[..., Any]:
     """Accept a `Tool`, a `{"name","description","parameters"}` dict or a function."""
     if isinstance(obj, Tool):
         return obj
@@ -91,15 +115,18 @@ def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
     desc_lines: list[str] = []
     params: dict[str, str] = {}
     in_args = False
+    in_other = False  # inside Returns:/Raises:/...: not part of the description
     last: str | None = None
     for line in doc.splitlines():
         stripped = line.strip()
         if stripped.lower() in ("args:", "arguments:", "parameters:", "params:"):
-            in_args = True
+            in_args, in_other = True, False
             continue
         if stripped.lower() in ("returns:", "return:", "raises:", "yields:", "example:", "examples:"):
-            in_args = False
+            in_args, in_other = False, True
             last = None
+            continue
+        if in_other:
             continue
         if stripped.startswith(":param"):
             m = _ARG_LINE.match(stripped)
@@ -120,22 +147,57 @@ def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
     return "\n".join(desc_lines).strip(), params
 
 
+_ARRAY_ORIGINS: tuple[type, ...] = (
+    list,
+    set,
+    frozenset,
+    collections.abc.Iterable,
+    collections.abc.Collection,
+    collections.abc.Sequence,
+    collections.abc.MutableSequence,
+    collections.abc.Set,
+    collections.abc.MutableSet,
+)
+_OBJECT_ORIGINS: tuple[type, ...] = (dict, collections.abc.Mapping, collections.abc.MutableMapping)
+
+
+def _array(origin: Any, args: tuple[Any, ...]) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "array"}
+    if origin is tuple and args:
+        if len(args) == 2 and args[1] is Ellipsis:  # tuple[X, ...]: any length of X
+            schema["items"] = _schema(args[0])
+        else:  # tuple[X, Y]: fixed length, one schema per position
+            schema["prefixItems"] = [_schema(a) for a in args]
+            schema["minItems"] = schema["maxItems"] = len(args)
+        return schema
+    if args:
+        schema["items"] = _schema(args[0])
+    if isinstance(origin, type) and issubclass(origin, collections.abc.Set):
+        schema["uniqueItems"] = True
+    return schema
+
+
 def _schema(tp: Any) -> dict[str, Any]:
+    """The JSON schema of a parameter annotation ({} when it says nothing usable)."""
     if tp is inspect.Parameter.empty or tp is Any:
         return {}
+    if tp is None or tp is type(None):
+        return {"type": "null"}
     origin = get_origin(tp)
     if origin in (Union, types.UnionType):
         args = [a for a in get_args(tp) if a is not type(None)]
-        inner = _schema(args[0]) if len(args) == 1 else {"anyOf": [_schema(a) for a in args]}
-        return inner
+        return _schema(args[0]) if len(args) == 1 else {"anyOf": [_schema(a) for a in args]}
     if origin is Literal:
         values: list[Any] = list(get_args(tp))
         return {"enum": values}
-    if origin in (list, tuple, set, frozenset, typing.Sequence):
-        item_types = get_args(tp)
-        return {"type": "array", "items": _schema(item_types[0]) if item_types else {}}
-    if origin is dict:
-        return {"type": "object"}
+    if origin is tuple or origin in _ARRAY_ORIGINS:
+        return _array(origin, get_args(tp))
+    if origin in _OBJECT_ORIGINS:
+        kv = get_args(tp)
+        obj: dict[str, Any] = {"type": "object"}
+        if len(kv) == 2 and kv[1] is not Any:
+            obj["additionalProperties"] = _schema(kv[1])
+        return obj
     if isinstance(tp, type):
         if issubclass(tp, bool):
             return {"type": "boolean"}
@@ -147,17 +209,17 @@ def _schema(tp: Any) -> dict[str, Any]:
             return {"type": "string"}
         if issubclass(tp, enum.Enum):
             return {"enum": [m.value for m in tp]}
-        if issubclass(tp, (list, tuple, set)):
-            return {"type": "array"}
-        if issubclass(tp, dict):
-            return {"type": "object"}
-        if hasattr(tp, "model_json_schema"):
+        if hasattr(tp, "model_json_schema"):  # pydantic (before the ABCs: a model is iterable)
             return dict(tp.model_json_schema())
+        if issubclass(tp, _OBJECT_ORIGINS):
+            return {"type": "object"}
+        if issubclass(tp, tuple) or (issubclass(tp, _ARRAY_ORIGINS) and not issubclass(tp, (bytes, bytearray))):
+            return _array(tp, ())
     return {}
 
 
-def _from_function(func: Callable[..., Any]) -> Tool:
-    description, param_docs = _parse_docstring(inspect.getdoc(func) or "")
+def _from_function(func: Callable[..., Any], name: str | None = None, description: str | None = None) -> Tool[..., Any]:
+    doc_description, param_docs = _parse_docstring(inspect.getdoc(func) or "")
     try:
         hints = typing.get_type_hints(func)
     except Exception:
@@ -178,7 +240,7 @@ def _from_function(func: Callable[..., Any]) -> Tool:
     params: dict[str, Any] = {"type": "object", "properties": properties}
     if required:
         params["required"] = required
-    return Tool(getattr(func, "__name__", "tool"), description, params, func)
+    return Tool(name or str(getattr(func, "__name__", "tool")), description or doc_description, params, func)
 
 
 def _json_safe(v: Any) -> bool:
@@ -193,7 +255,7 @@ def _stringify(result: Any) -> str:
     return _json.dumps(result)
 
 
-async def execute_tool_calls(tools: list[Tool], calls: list[ToolCall]) -> list[ToolResult]:
+async def execute_tool_calls(tools: list[Tool[..., Any]], calls: list[ToolCall]) -> list[ToolResult]:
     """Run the calls concurrently. A tool that raises becomes an error result for the model."""
     by_name = {t.name: t for t in tools}
 

@@ -86,6 +86,21 @@ class Script:
     #: Content-Type; ``None`` = text/event-stream for chunks, JSON for body.
     content_type: str | None = None
 
+    @classmethod
+    def document(cls, kind: str = "json", message: str = "The model is overloaded") -> Script:
+        """200 OK whose body is a JSON or HTML document where an event stream was expected.
+
+        What an overloaded OpenAI-compatible server or a gateway's error page sends:
+        ``kind="json"`` is ``{"error": {"message": ...}}`` as application/json, ``kind="html"``
+        a small error page as text/html. Clients must report ``message``, not a dropped stream.
+        """
+        if kind == "json":
+            return cls(status=200, body={"error": {"message": message, "type": "server_error"}})
+        if kind == "html":
+            page = f"<html><head><title>{message}</title></head><body><h1>{message}</h1></body></html>"
+            return cls(status=200, body=page, content_type="text/html; charset=utf-8")
+        raise ValueError(f"unknown document kind {kind!r}; use 'json' or 'html'")
+
     def body_bytes(self) -> bytes:
         """The non-streaming body encoded to bytes."""
         if self.body is None:

@@ -22,6 +22,8 @@ __all__ = [
     "map_transport_error",
     "ClientCache",
     "parse_retry_after",
+    "is_event_stream",
+    "not_a_stream_error",
 ]
 
 
@@ -181,6 +183,55 @@ def _error_message(body: bytes) -> str:
         if isinstance(data.get("detail"), str):
             return str(data["detail"])
     return text[:500]
+
+
+#: media types that are certainly not an event stream: a JSON or HTML (or XML) document
+_NOT_A_STREAM = ("application/json", "text/html", "application/xml", "text/xml", "application/problem+json")
+
+
+def is_event_stream(content_type: str | None) -> bool:
+    """False when a 2xx reply's Content-Type says it is a document, not Server-Sent Events.
+
+    Missing or unusual types count as a stream (some OpenAI-compatible servers omit or
+    mislabel it); JSON, HTML and XML do not, so a proxy's or gateway's error page that came
+    with 200 is reported with its message instead of as a dropped stream.
+    """
+    if not content_type:
+        return True
+    media = content_type.split(";", 1)[0].strip().lower()
+    return not (media in _NOT_A_STREAM or media.endswith("+json") or media.endswith("+xml"))
+
+
+def _html_text(body: bytes) -> str:
+    import html
+    import re
+
+    text = body.decode("utf-8", "replace")
+    title = re.search(r"<title[^>]*>(.*?)</title>", text, re.S | re.I)
+    text = re.sub(r"<(head|script|style)[^>]*>.*?</\1>", " ", text, flags=re.S | re.I)
+    text = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", text)).split())
+    heading = " ".join(html.unescape(title.group(1)).split()) if title else ""
+    if heading and text not in heading:
+        text = f"{heading}: {text}" if text else heading
+    elif heading:
+        text = heading
+    return text[:300] or "(empty page)"
+
+
+def not_a_stream_error(provider: str, status: int, content_type: str | None, body: bytes) -> ProviderError:
+    """A 2xx reply that is a document instead of a stream, quoting what the server said.
+
+    Not retried: the server answered; resending the same request would get the same page.
+    """
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    message = _html_text(body) if "html" in media else _error_message(body)
+    return ProviderError(
+        f"expected an event stream but the server answered {media or 'a document'}: {message}",
+        status_code=status,
+        provider=provider,
+        body=body,
+        retryable=False,
+    )
 
 
 def error_from_status(provider: str, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:

@@ -1,73 +1,35 @@
-"""Helpers for providers driven through an official SDK: error mapping and idle timeouts."""
+"""The skeleton every SDK-driven provider shares: open, check, iterate, map errors, close.
+
+A provider built on an official SDK (`openai`, `anthropic`, `google-genai`) supplies three
+things: `_open()` (start the SDK's stream), `_translate()` (its events -> deltas) and
+`_error_table()` (its exception types -> lmstream errors, see `_sdk_errors`).
+`SDKLMInvoker.stream_deltas()` does the rest the same way for all of them: reject a 200 reply
+that is a document rather than a stream, bound each wait by the idle timeout, map failures by
+exception type, and close the SDK stream however iteration ends.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import importlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import aclosing
 from types import ModuleType
-from typing import Any, ClassVar, NoReturn, TypeVar
+from typing import Any, ClassVar, NoReturn, TypeVar, Unpack
 
-from ..errors import ConfigurationError, LMStreamError, LMTimeoutError, ProviderError, RateLimitError
+from ..errors import ConfigurationError, LMTimeoutError
 from ..prompt import Message
-from ._http import parse_retry_after, resolve_api_key
+from ._http import is_event_stream, not_a_stream_error, resolve_api_key
+from ._sdk_errors import ErrorTable, map_error, transport_table
 from .base import BaseLMInvoker
+from .options import InvokerOptions
 
-__all__ = ["SDKLMInvoker", "map_sdk_error", "raise_mapped", "split_turns", "with_idle_timeout"]
+__all__ = ["SDKLMInvoker", "check_stream_response", "split_turns", "with_idle_timeout"]
 
 T = TypeVar("T")
 
 
-def _sdk_message(exc: BaseException) -> str:
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        err = body.get("error", body)
-        if isinstance(err, dict) and err.get("message"):
-            kind = err.get("type") or err.get("status")
-            return f"{err['message']} ({kind})" if isinstance(kind, str) else str(err["message"])
-    message = getattr(exc, "message", None)
-    if isinstance(message, str) and message:
-        return message
-    return str(exc) or type(exc).__name__
-
-
-def map_sdk_error(provider: str, exc: BaseException) -> BaseException:
-    """An SDK exception -> the matching lmstream error (unknown errors pass through)."""
-    if isinstance(exc, (LMStreamError, asyncio.CancelledError)):
-        return exc
-    status = getattr(exc, "status_code", None)
-    if not isinstance(status, int):
-        code = getattr(exc, "code", None)  # google-genai errors carry the HTTP status as .code
-        status = code if isinstance(code, int) and 100 <= code < 600 else None
-    name = type(exc).__name__
-    if status is not None and status < 400:
-        # an error event inside a 200 stream (e.g. Anthropic's `event: error`)
-        message = _sdk_message(exc)
-        transient = any(k in message for k in ("overloaded", "api_error", "UNAVAILABLE", "INTERNAL"))
-        return ProviderError(f"in-band error: {message}", provider=provider, retryable=transient)
-    if status is not None:
-        response = getattr(exc, "response", None)
-        headers = getattr(response, "headers", None) or {}
-        retry_after = parse_retry_after(headers) if headers else None
-        message = _sdk_message(exc)
-        if status in (401, 403):
-            message += " — check the API key (it was sent but rejected)"
-        cls = RateLimitError if status == 429 else ProviderError
-        return cls(message, status_code=status, provider=provider, retry_after=retry_after)
-    if isinstance(exc, ValueError):
-        # undecodable stream data (JSONDecodeError, UnicodeDecodeError, google-genai's
-        # UnknownApiResponseError): the reply is malformed, a retry would not help
-        return ProviderError(f"malformed stream data: {name}: {exc}", provider=provider, retryable=False)
-    if "Timeout" in name:
-        return LMTimeoutError(f"{provider}: timed out ({name})", retryable=True)
-    if "Connection" in name or "Protocol" in name or "ReadError" in name or isinstance(exc, OSError):
-        return ProviderError(f"connection failed: {name}: {exc}", provider=provider, retryable=True)
-    if name in ("APIError", "ServerError", "ClientError") or ("Error" in name and hasattr(exc, "body")):
-        return ProviderError(_sdk_message(exc), provider=provider, retryable=False)
-    return exc
-
-
-async def with_idle_timeout(it: AsyncIterator[T], idle: float | None, provider: str) -> AsyncIterator[T]:
+async def with_idle_timeout(it: AsyncIterator[T], idle: float | None, provider: str) -> AsyncGenerator[T, None]:
     """Bound the wait for each next item (one timer per stream, rescheduled per item)."""
     if idle is None:
         async for item in it:
@@ -87,12 +49,17 @@ async def with_idle_timeout(it: AsyncIterator[T], idle: float | None, provider: 
         yield item
 
 
-def raise_mapped(provider: str, exc: BaseException) -> NoReturn:
-    """Re-raise an SDK exception as the matching lmstream error (unknown ones unchanged)."""
-    mapped = map_sdk_error(provider, exc)
-    if mapped is exc:
-        raise exc
-    raise mapped from None
+async def check_stream_response(provider: str, response: Any) -> None:
+    """Raise `ProviderError` quoting the server when a 2xx reply is a JSON or HTML document.
+
+    The SDKs would parse such a body as an empty event stream, which lmstream would then
+    report (and retry) as a dropped connection, losing the server's message.
+    """
+    if response is None:
+        return
+    content_type = response.headers.get("content-type")
+    if not is_event_stream(content_type):
+        raise not_a_stream_error(provider, response.status_code, content_type, await response.aread())
 
 
 def split_turns(
@@ -125,27 +92,11 @@ class SDKLMInvoker(BaseLMInvoker):
     env_vars: ClassVar[tuple[str, ...]] = ()
     sdk_module: ClassVar[str] = ""
     sdk_extra: ClassVar[str] = ""
+    _errors: ClassVar[ErrorTable | None] = None  # built on first failure, per class
 
-    def __init__(
-        self,
-        model_name: str,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        default_hyperparameters: dict[str, Any] | None = None,
-        retry_config: Any = None,
-        tools: Any = None,
-        response_schema: Any = None,
-        connect_timeout: float = 10.0,
-    ) -> None:
-        super().__init__(
-            model_name,
-            api_key=resolve_api_key(api_key, self.env_vars, self.provider),
-            base_url=base_url,
-            default_hyperparameters=default_hyperparameters,
-            retry_config=retry_config,
-            tools=tools,
-            response_schema=response_schema,
-        )
+    def __init__(self, model_name: str, *, connect_timeout: float = 10.0, **options: Unpack[InvokerOptions]) -> None:
+        options["api_key"] = resolve_api_key(options.get("api_key"), self.env_vars, self.provider)
+        super().__init__(model_name, **options)
         self._connect_timeout = connect_timeout
         self._client: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -183,3 +134,55 @@ class SDKLMInvoker(BaseLMInvoker):
         client, self._client = self._client, None
         if client is not None and self._loop is asyncio.get_running_loop():
             await self._close_client(client)
+
+    # ----- the shared skeleton; a provider fills in the four hooks below it
+    async def stream_deltas(self, messages: list[Message], params: dict[str, Any]) -> AsyncIterator[Any]:
+        """Open the SDK's stream, check it, translate it with the idle timeout, map errors, close."""
+        client = self._get_client()
+        try:
+            stream = await self._open(client, messages, dict(params))
+        except Exception as exc:
+            self._raise_mapped(exc)
+        try:
+            await check_stream_response(self.provider, self._http_response(stream))
+            idle = self.retry_config.idle_timeout
+            async with (
+                aclosing(with_idle_timeout(stream.__aiter__(), idle, self.provider)) as events,
+                aclosing(self._translate(events)) as deltas,
+            ):
+                async for delta in deltas:
+                    yield delta
+        except Exception as exc:
+            self._raise_mapped(exc)
+        finally:
+            await self._close_stream(stream)
+
+    def _raise_mapped(self, exc: Exception) -> NoReturn:
+        cls = type(self)
+        table = cls.__dict__.get("_errors")
+        if table is None:
+            table = {**transport_table("httpx"), **self._error_table()}
+            cls._errors = table
+        mapped = map_error(table, self.provider, exc)
+        if mapped is exc:
+            raise exc
+        raise mapped from None
+
+    async def _open(self, client: Any, messages: list[Message], params: dict[str, Any]) -> Any:
+        """Start one streamed request; return the SDK's stream object (async-iterable)."""
+        raise NotImplementedError
+
+    def _translate(self, events: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:
+        """The SDK's stream events -> normalised deltas (an async generator)."""
+        raise NotImplementedError
+
+    def _error_table(self) -> ErrorTable:
+        """This SDK's exception types -> mappers (`_sdk_errors`); httpx's are added."""
+        return {}
+
+    def _http_response(self, stream: Any) -> Any:
+        """The stream's HTTP response (headers, `aread()`), or None when the SDK hides it."""
+        return getattr(stream, "response", None)
+
+    async def _close_stream(self, stream: Any) -> None:
+        await stream.close()

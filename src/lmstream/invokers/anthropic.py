@@ -8,15 +8,26 @@ SDK retries are off: lmstream retries only before the first token.
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
-from typing import Any, ClassVar
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any, ClassVar, Unpack
 
 from .. import _json
 from ..errors import ConfigurationError, ProviderError
 from ..prompt import Message
 from ..types import Attachment, ThinkingBlock, ToolCall, ToolResult
-from ._sdk import SDKLMInvoker, raise_mapped, split_turns, with_idle_timeout
-from .base import FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta, _is_int
+from ._sdk import SDKLMInvoker, split_turns
+from ._sdk_errors import (
+    ErrorTable,
+    api_error,
+    connection_error,
+    malformed_error,
+    status_error,
+    timeout_error,
+    transport_table,
+)
+from .base import FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
+from .options import InvokerOptions
+from .params import DICT, INT, STRING, Check, ParamTable
 
 __all__ = ["AnthropicLMInvoker"]
 
@@ -82,19 +93,26 @@ class AnthropicLMInvoker(SDKLMInvoker):
     env_vars: ClassVar[tuple[str, ...]] = ("ANTHROPIC_API_KEY",)
     sdk_module: ClassVar[str] = "anthropic"
     sdk_extra: ClassVar[str] = "anthropic"
-    extra_params: ClassVar[dict[str, Any]] = {
-        "top_k": (_is_int, "an int"),
-        "thinking": (lambda v: isinstance(v, dict), "a dict such as {'type': 'enabled', 'budget_tokens': 2048}"),
-        "tool_choice": (lambda v: isinstance(v, dict), "a dict"),
-        "metadata": (lambda v: isinstance(v, dict), "a dict"),
-        "service_tier": (lambda v: isinstance(v, str), "a string"),
+    extra_params: ClassVar[ParamTable] = {
+        "top_k": INT,
+        "thinking": Check(DICT.test, "a dict such as {'type': 'enabled', 'budget_tokens': 2048}"),
+        "tool_choice": DICT,
+        "metadata": DICT,
+        "service_tier": STRING,
     }
     default_max_tokens = 4096
 
-    def __init__(self, model_name: str, structured_output_mode: str = "native", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        model_name: str,
+        *,
+        structured_output_mode: str = "native",
+        connect_timeout: float = 10.0,
+        **options: Unpack[InvokerOptions],
+    ) -> None:
         if structured_output_mode not in ("native", "prompt"):
             raise ConfigurationError("structured_output_mode must be 'native' or 'prompt'")
-        super().__init__(model_name, **kwargs)
+        super().__init__(model_name, connect_timeout=connect_timeout, **options)
         self.structured_output_mode = structured_output_mode
 
     def _make_client(self) -> Any:
@@ -131,65 +149,66 @@ class AnthropicLMInvoker(SDKLMInvoker):
             ]
         return req
 
-    async def _stream(self, messages: list[Message], params: dict[str, Any]) -> AsyncIterator[Any]:
-        client = self._get_client()
-        req = self._request(messages, dict(params))
-        try:
-            stream = await client.messages.create(**req)
-        except Exception as exc:
-            raise_mapped(self.provider, exc)
+    def _error_table(self) -> ErrorTable:
+        anthropic = self._sdk()
+        return {
+            **transport_table("httpx2"),  # the SDK's own httpx fork, raised raw mid-stream
+            anthropic.APIStatusError: status_error,  # also `event: error` in a 200 stream
+            anthropic.APITimeoutError: timeout_error,
+            anthropic.APIConnectionError: connection_error,
+            anthropic.APIResponseValidationError: malformed_error,
+            anthropic.APIError: api_error,
+        }
+
+    async def _open(self, client: Any, messages: list[Message], params: dict[str, Any]) -> Any:
+        return await client.messages.create(**self._request(messages, params))
+
+    async def _translate(self, events: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:
         kinds: dict[int, str] = {}
         stop: str | None = None
-        try:
-            async for ev in with_idle_timeout(stream.__aiter__(), self.retry_config.idle_timeout, self.provider):
-                t = ev.type
-                if t == "content_block_delta":
-                    d = ev.delta
-                    dt = d.type
-                    if dt == "text_delta":
-                        yield d.text
-                    elif dt == "thinking_delta":
-                        yield ThinkingDelta(d.thinking)
-                    elif dt == "signature_delta":
-                        yield ThinkingDelta(signature=d.signature)
-                    elif dt == "input_json_delta":
-                        yield ToolCallDelta(ev.index, arguments=d.partial_json)
-                elif t == "content_block_start":
-                    block = ev.content_block
-                    kinds[ev.index] = block.type
-                    if block.type == "tool_use":
-                        yield ToolCallDelta(ev.index, block.id, block.name)
-                    elif block.type == "text" and getattr(block, "text", ""):
-                        yield block.text
-                elif t == "content_block_stop":
-                    if kinds.get(ev.index) in ("thinking", "redacted_thinking"):
-                        yield ThinkingDelta(end=True)
-                elif t == "message_start":
-                    u = ev.message.usage
-                    cached = getattr(u, "cache_read_input_tokens", None) or 0
-                    yield UsageDelta(
-                        (u.input_tokens or 0) + cached + (getattr(u, "cache_creation_input_tokens", None) or 0),
-                        u.output_tokens,
-                        cached,
-                    )
-                elif t == "message_delta":
-                    if ev.delta.stop_reason:
-                        stop = _STOP.get(ev.delta.stop_reason, ev.delta.stop_reason)
-                    if ev.usage is not None and ev.usage.output_tokens is not None:
-                        yield UsageDelta(output_tokens=ev.usage.output_tokens)
-                elif t == "message_stop":
-                    yield FinishDelta(stop or "stop")
-                    return
-                elif t == "error":
-                    err = getattr(ev, "error", None)
-                    raise ProviderError(
-                        f"in-band error: {getattr(err, 'message', err)}",
-                        provider=self.provider,
-                        retryable=getattr(err, "type", "") in ("overloaded_error", "api_error"),
-                    )
-        except (ProviderError, GeneratorExit):
-            raise
-        except Exception as exc:
-            raise_mapped(self.provider, exc)
-        finally:
-            await stream.close()
+        async for ev in events:
+            t = ev.type
+            if t == "content_block_delta":
+                d = ev.delta
+                dt = d.type
+                if dt == "text_delta":
+                    yield d.text
+                elif dt == "thinking_delta":
+                    yield ThinkingDelta(d.thinking)
+                elif dt == "signature_delta":
+                    yield ThinkingDelta(signature=d.signature)
+                elif dt == "input_json_delta":
+                    yield ToolCallDelta(ev.index, arguments=d.partial_json)
+            elif t == "content_block_start":
+                block = ev.content_block
+                kinds[ev.index] = block.type
+                if block.type == "tool_use":
+                    yield ToolCallDelta(ev.index, block.id, block.name)
+                elif block.type == "text" and getattr(block, "text", ""):
+                    yield block.text
+            elif t == "content_block_stop":
+                if kinds.get(ev.index) in ("thinking", "redacted_thinking"):
+                    yield ThinkingDelta(end=True)
+            elif t == "message_start":
+                u = ev.message.usage
+                cached = getattr(u, "cache_read_input_tokens", None) or 0
+                yield UsageDelta(
+                    (u.input_tokens or 0) + cached + (getattr(u, "cache_creation_input_tokens", None) or 0),
+                    u.output_tokens,
+                    cached,
+                )
+            elif t == "message_delta":
+                if ev.delta.stop_reason:
+                    stop = _STOP.get(ev.delta.stop_reason, ev.delta.stop_reason)
+                if ev.usage is not None and ev.usage.output_tokens is not None:
+                    yield UsageDelta(output_tokens=ev.usage.output_tokens)
+            elif t == "message_stop":
+                yield FinishDelta(stop or "stop")
+                return
+            elif t == "error":
+                err = getattr(ev, "error", None)
+                raise ProviderError(
+                    f"in-band error: {getattr(err, 'message', err)}",
+                    provider=self.provider,
+                    retryable=getattr(err, "type", "") in ("overloaded_error", "api_error"),
+                )

@@ -25,6 +25,8 @@ from ..retry import RetryConfig
 from ..types import LMOutput
 from .deltas import Delta, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
 from .lifecycle import RequestContext, current_request, new_accumulator, pour, run_request
+from .params import COMMON_PARAMS as _COMMON_PARAMS
+from .params import ParamTable
 
 if TYPE_CHECKING:
     from ..request_stream import RequestStream
@@ -44,29 +46,6 @@ __all__ = [
 logger = logging.getLogger("lmstream")
 
 
-# --------------------------------------------------------------------------- hyperparameters
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-_COMMON_PARAMS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "max_tokens": (lambda v: _is_int(v) and v > 0, "a positive int"),
-    "temperature": (lambda v: _is_num(v) and 0 <= v <= 2, "a number between 0 and 2"),
-    "top_p": (lambda v: _is_num(v) and 0 <= v <= 1, "a number between 0 and 1"),
-    "stop": (
-        lambda v: isinstance(v, str) or (isinstance(v, (list, tuple)) and all(isinstance(s, str) for s in v)),
-        "a string or a list of strings",
-    ),
-    "seed": (_is_int, "an int"),
-}
-
-
 class BaseLMInvoker:
     """Turns messages into a streamed `LMOutput`. Providers implement `stream_deltas()`.
 
@@ -76,7 +55,7 @@ class BaseLMInvoker:
 
     provider: ClassVar[str] = "base"
     #: provider-specific hyperparameters passed through as they are (name -> type check, help)
-    extra_params: ClassVar[Mapping[str, tuple[Callable[[Any], bool], str]]] = {}
+    extra_params: ClassVar[ParamTable] = {}
 
     def __init__(
         self,
@@ -95,7 +74,7 @@ class BaseLMInvoker:
         self.base_url = base_url
         self.retry_config = retry_config or RetryConfig()
         self.default_hyperparameters = self.validate_hyperparameters(default_hyperparameters or {})
-        self.tools: list[Tool] = []
+        self.tools: list[Tool[..., Any]] = []
         if tools:
             self.set_tools(tools)
         self.response_schema: dict[str, Any] | None = None
@@ -257,9 +236,6 @@ class BaseLMInvoker:
         `ProviderError(..., retryable=True)` (or `RateLimitError`) for failures worth retrying
         before the first token. `params` are the validated hyperparameters.
         """
-        return self._stream(messages, params)
-
-    def _stream(self, messages: list[Message], params: dict[str, Any]) -> AsyncIterator[Any]:
         raise NotImplementedError(f"{type(self).__name__} must implement stream_deltas(messages, params)")
 
     async def aclose(self) -> None:

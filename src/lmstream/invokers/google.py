@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
-from typing import Any, ClassVar
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any, ClassVar, Unpack
 
 from .. import _json
 from ..prompt import Message
 from ..types import Attachment, ToolCall, ToolResult
-from ._sdk import SDKLMInvoker, raise_mapped, split_turns, with_idle_timeout
-from .base import FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta, _is_int
+from ._http import _ssl_context
+from ._sdk import SDKLMInvoker, check_stream_response, split_turns
+from ._sdk_errors import ErrorTable, status_error
+from .base import FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
+from .options import InvokerOptions
+from .params import BOOL, INT, NUMBER, ParamTable
 
 __all__ = ["GoogleLMInvoker"]
 
@@ -61,17 +65,26 @@ class GoogleLMInvoker(SDKLMInvoker):
     env_vars: ClassVar[tuple[str, ...]] = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
     sdk_module: ClassVar[str] = "google.genai"
     sdk_extra: ClassVar[str] = "google"
-    extra_params: ClassVar[dict[str, Any]] = {
-        "top_k": (_is_int, "an int"),
-        "thinking_budget": (_is_int, "an int"),
-        "include_thoughts": (lambda v: isinstance(v, bool), "a bool"),
-        "presence_penalty": (lambda v: isinstance(v, (int, float)), "a number"),
-        "frequency_penalty": (lambda v: isinstance(v, (int, float)), "a number"),
+    extra_params: ClassVar[ParamTable] = {
+        "top_k": INT,
+        "thinking_budget": INT,
+        "include_thoughts": BOOL,
+        "presence_penalty": NUMBER,
+        "frequency_penalty": NUMBER,
     }
 
-    def __init__(self, model_name: str, api_version: str = "v1beta", **kwargs: Any) -> None:
-        super().__init__(model_name, **kwargs)
+    def __init__(
+        self,
+        model_name: str,
+        *,
+        api_version: str = "v1beta",
+        connect_timeout: float = 10.0,
+        **options: Unpack[InvokerOptions],
+    ) -> None:
+        super().__init__(model_name, connect_timeout=connect_timeout, **options)
         self.api_version = api_version
+        self._http: Any = None  # the httpx clients handed to the SDK (one pair per SDK client)
+        self._sync_http: Any = None
 
     def _make_client(self) -> Any:
         genai = self._sdk()
@@ -82,10 +95,31 @@ class GoogleLMInvoker(SDKLMInvoker):
         opts: dict[str, Any] = {"api_version": self.api_version, "retry_options": types.HttpRetryOptions(attempts=1)}
         if self.base_url:
             opts["base_url"] = self.base_url
+        # lmstream's own httpx client: its response hook sees the reply before the SDK parses
+        # it (the SDK's stream hides the response), so a JSON or HTML page that came with 200
+        # is reported with the server's message instead of failing inside the SDK's parser.
+        import httpx
+
+        provider = self.provider
+
+        async def check(response: httpx.Response) -> None:
+            if response.status_code < 300:
+                await check_stream_response(provider, response)
+
+        timeout = httpx.Timeout(
+            connect=self._connect_timeout, read=self.retry_config.idle_timeout, write=60.0, pool=60.0
+        )
+        self._http = httpx.AsyncClient(timeout=timeout, verify=_ssl_context(), event_hooks={"response": [check]})
+        opts["httpx_async_client"] = self._http
+        # with both clients given the SDK builds no TLS context of its own (~100 ms each)
+        self._sync_http = opts["httpx_client"] = httpx.Client(timeout=timeout, verify=_ssl_context())
         return genai.Client(api_key=self._api_key, http_options=types.HttpOptions(**opts))
 
     async def _close_client(self, client: Any) -> None:
         await client.aio.aclose()
+        if self._http is not None:
+            await self._http.aclose()
+            self._sync_http.close()
 
     def _config(self, system: str, params: dict[str, Any]) -> dict[str, Any]:
         cfg: dict[str, Any] = {}
@@ -126,57 +160,62 @@ class GoogleLMInvoker(SDKLMInvoker):
             cfg["response_json_schema"] = self.response_schema
         return cfg
 
-    async def _stream(self, messages: list[Message], params: dict[str, Any]) -> AsyncIterator[Any]:
-        client = self._get_client()
+    def _error_table(self) -> ErrorTable:
+        from google.genai import errors
+
+        # its transport is lmstream's httpx client (see _make_client), whose errors are mapped too
+        return {errors.APIError: status_error}  # .code is the HTTP status; UnknownApiResponseError is a ValueError
+
+    async def _open(self, client: Any, messages: list[Message], params: dict[str, Any]) -> Any:
         system, contents = to_gemini(messages)
-        try:
-            stream = await client.aio.models.generate_content_stream(
-                model=self.model_name, contents=contents, config=self._config(system, params)
-            )
-        except Exception as exc:
-            raise_mapped(self.provider, exc)
+        return await client.aio.models.generate_content_stream(
+            model=self.model_name, contents=contents, config=self._config(system, params)
+        )
+
+    def _http_response(self, stream: Any) -> Any:
+        return None  # hidden by the SDK; the httpx response hook checks it instead
+
+    async def _close_stream(self, stream: Any) -> None:
+        await stream.aclose()  # an async generator: closing it releases the response
+
+    async def _translate(self, events: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:
         finish: str | None = None
         n_calls = 0
         in_thought = False
-        try:
-            async for chunk in with_idle_timeout(stream.__aiter__(), self.retry_config.idle_timeout, self.provider):
-                for cand in (chunk.candidates or [])[:1]:
-                    content = cand.content
-                    for part in content.parts if content and content.parts else []:
-                        if part.thought:
-                            if part.text:
-                                in_thought = True
-                                yield ThinkingDelta(part.text)
-                            continue
-                        if in_thought:
-                            in_thought = False
-                            yield ThinkingDelta(end=True)
+        async for chunk in events:
+            for cand in (chunk.candidates or [])[:1]:
+                content = cand.content
+                for part in content.parts if content and content.parts else []:
+                    if part.thought:
                         if part.text:
-                            yield part.text
-                        fc = part.function_call
-                        if fc is not None:
-                            yield ToolCallDelta(
-                                n_calls,
-                                fc.id or f"call_{n_calls}",
-                                fc.name,
-                                _json.dumps(dict(fc.args or {})),
-                                part.thought_signature,
-                            )
-                            n_calls += 1
-                    if cand.finish_reason:
-                        reason = getattr(cand.finish_reason, "value", cand.finish_reason)
-                        finish = _FINISH.get(str(reason), str(reason).lower())
-                u = chunk.usage_metadata
-                if u is not None:
-                    yield UsageDelta(
-                        u.prompt_token_count,
-                        (u.candidates_token_count or 0) + (u.thoughts_token_count or 0),
-                        u.cached_content_token_count,
-                        u.thoughts_token_count,
-                    )
-        except GeneratorExit:
-            raise
-        except Exception as exc:
-            raise_mapped(self.provider, exc)
+                            in_thought = True
+                            yield ThinkingDelta(part.text)
+                        continue
+                    if in_thought:
+                        in_thought = False
+                        yield ThinkingDelta(end=True)
+                    if part.text:
+                        yield part.text
+                    fc = part.function_call
+                    if fc is not None:
+                        yield ToolCallDelta(
+                            n_calls,
+                            fc.id or f"call_{n_calls}",
+                            fc.name,
+                            _json.dumps(dict(fc.args or {})),
+                            part.thought_signature,
+                        )
+                        n_calls += 1
+                if cand.finish_reason:
+                    reason = getattr(cand.finish_reason, "value", cand.finish_reason)
+                    finish = _FINISH.get(str(reason), str(reason).lower())
+            u = chunk.usage_metadata
+            if u is not None:
+                yield UsageDelta(
+                    u.prompt_token_count,
+                    (u.candidates_token_count or 0) + (u.thoughts_token_count or 0),
+                    u.cached_content_token_count,
+                    u.thoughts_token_count,
+                )
         if finish is not None:
             yield FinishDelta(finish)

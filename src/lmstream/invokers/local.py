@@ -21,12 +21,14 @@ import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Unpack
 
 from ..errors import ConfigurationError, LMTimeoutError, ProviderError
 from ..prompt import Message
 from ..types import Attachment, ToolCall, ToolResult
-from .base import BaseLMInvoker, FinishDelta, UsageDelta, _is_int, _is_num
+from .base import BaseLMInvoker, Delta, FinishDelta, UsageDelta
+from .options import InvokerOptions
+from .params import NUMBER, ParamTable, int_at_least, is_int, number_between
 
 __all__ = ["LocalLMInvoker", "embedded_model_path", "EMBEDDED_MODELS"]
 
@@ -138,36 +140,24 @@ class LocalLMInvoker(BaseLMInvoker):
     """
 
     provider: ClassVar[str] = "local"
-    extra_params: ClassVar[dict[str, Any]] = {
-        "top_k": (lambda v: _is_int(v) and v >= 0, "an int >= 0"),
-        "min_p": (lambda v: _is_num(v) and 0 <= v <= 1, "a number between 0 and 1"),
-        "repeat_penalty": (_is_num, "a number"),
-        "presence_penalty": (_is_num, "a number"),
-        "frequency_penalty": (_is_num, "a number"),
-        "typical_p": (_is_num, "a number"),
+    extra_params: ClassVar[ParamTable] = {
+        "top_k": int_at_least(0),
+        "min_p": number_between(0, 1),
+        "repeat_penalty": NUMBER,
+        "presence_penalty": NUMBER,
+        "frequency_penalty": NUMBER,
+        "typical_p": NUMBER,
     }
 
     def __init__(
         self,
         model_name: str = "smollm2-135m",
-        api_key: str | None = None,
-        base_url: str | None = None,
-        default_hyperparameters: dict[str, Any] | None = None,
-        retry_config: Any = None,
-        tools: Any = None,
-        response_schema: Any = None,
+        *,
         n_ctx: int = 2048,
         n_threads: int | None = None,
+        **options: Unpack[InvokerOptions],
     ) -> None:
-        super().__init__(
-            model_name,
-            api_key=api_key,
-            base_url=base_url,
-            default_hyperparameters=default_hyperparameters,
-            retry_config=retry_config,
-            tools=tools,
-            response_schema=response_schema,
-        )
+        super().__init__(model_name, **options)
         if model_name in EMBEDDED_MODELS:
             self.model_path = str(embedded_model_path(model_name))
         elif model_name.endswith(".gguf"):
@@ -180,7 +170,7 @@ class LocalLMInvoker(BaseLMInvoker):
                 f"unknown local model {model_name!r}; use one of {', '.join(EMBEDDED_MODELS)} "
                 "or the path of a .gguf file (local/<path>.gguf)"
             )
-        if not _is_int(n_ctx) or n_ctx < 64:
+        if not is_int(n_ctx) or n_ctx < 64:
             raise ConfigurationError("n_ctx must be an int >= 64")
         self.n_ctx = n_ctx
         self.n_threads = n_threads or os.cpu_count() or 1
@@ -189,7 +179,7 @@ class LocalLMInvoker(BaseLMInvoker):
         """Load (once per process) and return the llama_cpp.Llama instance."""
         return _load(self.model_path, self.n_ctx, self.n_threads)
 
-    async def _stream(self, messages: list[Message], params: dict[str, Any]) -> AsyncIterator[Any]:
+    async def stream_deltas(self, messages: list[Message], params: dict[str, Any]) -> AsyncIterator[Delta]:
         loop = asyncio.get_running_loop()
         model = await asyncio.to_thread(_load, self.model_path, self.n_ctx, self.n_threads)
         kwargs: dict[str, Any] = dict(params)

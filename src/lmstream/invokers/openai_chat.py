@@ -11,14 +11,24 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import AsyncIterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Unpack
 
 from .. import _json
 from ..errors import ConfigurationError, ProviderError
 from ..prompt import Message
 from ..types import Attachment, ToolCall, ToolResult
-from ._http import ClientCache, error_from_status, iter_sse, map_transport_error, resolve_api_key
-from .base import BaseLMInvoker, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta, _is_int, _is_num
+from ._http import (
+    ClientCache,
+    error_from_status,
+    is_event_stream,
+    iter_sse,
+    map_transport_error,
+    not_a_stream_error,
+    resolve_api_key,
+)
+from .base import BaseLMInvoker, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
+from .options import InvokerOptions
+from .params import BOOL, DICT, INT, NUMBER, STRING, STRING_OR_DICT, Check, ParamTable, one_of
 
 __all__ = ["OpenAIChatCompletionsLMInvoker", "OpenAICompatibleLMInvoker", "to_chat_messages"]
 
@@ -65,48 +75,40 @@ class OpenAIChatCompletionsLMInvoker(BaseLMInvoker):
     default_base_url: ClassVar[str | None] = "https://api.openai.com/v1"
     key_required: ClassVar[bool] = True
     max_tokens_field: ClassVar[str] = "max_completion_tokens"
-    extra_params: ClassVar[dict[str, Any]] = {
-        "frequency_penalty": (_is_num, "a number"),
-        "presence_penalty": (_is_num, "a number"),
-        "logit_bias": (lambda v: isinstance(v, dict), "a dict"),
-        "logprobs": (lambda v: isinstance(v, bool), "a bool"),
-        "top_logprobs": (_is_int, "an int"),
-        "n": (lambda v: v == 1, "1 (one choice is streamed)"),
-        "reasoning_effort": (lambda v: isinstance(v, str), "a string"),
-        "user": (lambda v: isinstance(v, str), "a string"),
-        "parallel_tool_calls": (lambda v: isinstance(v, bool), "a bool"),
-        "tool_choice": (lambda v: isinstance(v, (str, dict)), "a string or a dict"),
-        "service_tier": (lambda v: isinstance(v, str), "a string"),
-        "extra_body": (lambda v: isinstance(v, dict), "a dict merged into the request body"),
+    extra_params: ClassVar[ParamTable] = {
+        "frequency_penalty": NUMBER,
+        "presence_penalty": NUMBER,
+        "logit_bias": DICT,
+        "logprobs": BOOL,
+        "top_logprobs": INT,
+        "n": one_of(1, expected="1 (one choice is streamed)"),
+        "reasoning_effort": STRING,
+        "user": STRING,
+        "parallel_tool_calls": BOOL,
+        "tool_choice": STRING_OR_DICT,
+        "service_tier": STRING,
+        "extra_body": Check(DICT.test, "a dict merged into the request body"),
     }
 
     def __init__(
         self,
         model_name: str,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        default_hyperparameters: dict[str, Any] | None = None,
-        retry_config: Any = None,
-        tools: Any = None,
-        response_schema: Any = None,
+        *,
         connect_timeout: float = 10.0,
         headers: dict[str, str] | None = None,
         response_format_type: str = "json_schema",
+        **options: Unpack[InvokerOptions],
     ) -> None:
-        base_url = base_url or os.environ.get("OPENAI_BASE_URL") or self.default_base_url
+        base_url = options.get("base_url") or os.environ.get("OPENAI_BASE_URL") or self.default_base_url
         if not base_url:
             raise ConfigurationError(
                 f"{type(self).__name__} needs a base_url, e.g. config={{'base_url': 'http://127.0.0.1:8000/v1'}}"
             )
-        super().__init__(
-            model_name,
-            api_key=resolve_api_key(api_key, self.env_vars, self.provider, required=self.key_required),
-            base_url=base_url.rstrip("/"),
-            default_hyperparameters=default_hyperparameters,
-            retry_config=retry_config,
-            tools=tools,
-            response_schema=response_schema,
+        options["base_url"] = base_url.rstrip("/")
+        options["api_key"] = resolve_api_key(
+            options.get("api_key"), self.env_vars, self.provider, required=self.key_required
         )
+        super().__init__(model_name, **options)
         self._url = f"{self.base_url}/chat/completions"
         self._headers = {"content-type": "application/json", "accept": "text/event-stream", **(headers or {})}
         if self._api_key:
@@ -150,7 +152,8 @@ class OpenAIChatCompletionsLMInvoker(BaseLMInvoker):
     async def aclose(self) -> None:
         await self._clients.aclose()
 
-    async def _stream(self, messages: list[Message], params: dict[str, Any]) -> AsyncIterator[Any]:
+    async def stream_deltas(self, messages: list[Message], params: dict[str, Any]) -> AsyncIterator[Any]:
+        """One streamed Chat Completions request as normalised deltas (the hot path)."""
         import httpx
 
         shard = self._clients.acquire()  # released when the stream ends, however it ends
@@ -176,6 +179,9 @@ class OpenAIChatCompletionsLMInvoker(BaseLMInvoker):
                     raise error_from_status(
                         self.provider, response.status_code, response.headers, await response.aread()
                     )
+                content_type = response.headers.get("content-type")
+                if not is_event_stream(content_type):
+                    raise not_a_stream_error(self.provider, response.status_code, content_type, await response.aread())
                 loads = _json.loads
                 finish: str | None = None
                 async for _event, data in iter_sse(response.aiter_raw()):
@@ -254,9 +260,9 @@ class OpenAICompatibleLMInvoker(OpenAIChatCompletionsLMInvoker):
     default_base_url: ClassVar[str | None] = None
     key_required: ClassVar[bool] = False
     max_tokens_field: ClassVar[str] = "max_tokens"
-    extra_params: ClassVar[dict[str, Any]] = {
+    extra_params: ClassVar[ParamTable] = {
         **OpenAIChatCompletionsLMInvoker.extra_params,
-        "top_k": (_is_int, "an int"),
-        "min_p": (_is_num, "a number"),
-        "repeat_penalty": (_is_num, "a number"),
+        "top_k": INT,
+        "min_p": NUMBER,
+        "repeat_penalty": NUMBER,
     }

@@ -8,15 +8,24 @@ retries only before the first token.
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, ClassVar
 
 from .. import _json
 from ..errors import ConfigurationError, ProviderError
 from ..prompt import Message
 from ..types import Attachment, ToolCall, ToolResult
-from ._sdk import SDKLMInvoker, raise_mapped, with_idle_timeout
+from ._sdk import SDKLMInvoker
+from ._sdk_errors import (
+    ErrorTable,
+    api_error,
+    connection_error,
+    malformed_error,
+    status_error,
+    timeout_error,
+)
 from .base import FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
+from .params import BOOL, STRING, STRING_OR_DICT, ParamTable, one_of
 
 __all__ = ["OpenAILMInvoker"]
 
@@ -60,15 +69,15 @@ class OpenAILMInvoker(SDKLMInvoker):
     env_vars: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY",)
     sdk_module: ClassVar[str] = "openai"
     sdk_extra: ClassVar[str] = "openai"
-    extra_params: ClassVar[dict[str, Any]] = {
-        "reasoning_effort": (lambda v: v in ("minimal", "low", "medium", "high", "none"), "minimal/low/medium/high"),
-        "reasoning_summary": (lambda v: v in ("auto", "concise", "detailed"), "auto/concise/detailed"),
-        "parallel_tool_calls": (lambda v: isinstance(v, bool), "a bool"),
-        "tool_choice": (lambda v: isinstance(v, (str, dict)), "a string or a dict"),
-        "store": (lambda v: isinstance(v, bool), "a bool"),
-        "user": (lambda v: isinstance(v, str), "a string"),
-        "service_tier": (lambda v: isinstance(v, str), "a string"),
-        "previous_response_id": (lambda v: isinstance(v, str), "a string"),
+    extra_params: ClassVar[ParamTable] = {
+        "reasoning_effort": one_of("minimal", "low", "medium", "high", "none", expected="minimal/low/medium/high/none"),
+        "reasoning_summary": one_of("auto", "concise", "detailed"),
+        "parallel_tool_calls": BOOL,
+        "tool_choice": STRING_OR_DICT,
+        "store": BOOL,
+        "user": STRING,
+        "service_tier": STRING,
+        "previous_response_id": STRING,
     }
 
     def _make_client(self) -> Any:
@@ -107,63 +116,60 @@ class OpenAILMInvoker(SDKLMInvoker):
             }
         return req
 
-    async def _stream(self, messages: list[Message], params: dict[str, Any]) -> AsyncIterator[Any]:
-        client = self._get_client()
-        try:
-            stream = await client.responses.create(**self._request(messages, dict(params)))
-        except Exception as exc:
-            raise_mapped(self.provider, exc)
-        try:
-            async for ev in with_idle_timeout(stream.__aiter__(), self.retry_config.idle_timeout, self.provider):
-                t = ev.type
-                if t == "response.output_text.delta":
-                    yield ev.delta
-                elif t == "response.reasoning_summary_text.delta" or t == "response.reasoning_text.delta":
-                    yield ThinkingDelta(ev.delta)
-                elif t == "response.reasoning_summary_part.done":
-                    yield ThinkingDelta(end=True)
-                elif t == "response.output_item.added":
-                    item = ev.item
-                    if item.type == "function_call":
-                        yield ToolCallDelta(ev.output_index, item.call_id, item.name)
-                elif t == "response.function_call_arguments.delta":
-                    yield ToolCallDelta(ev.output_index, arguments=ev.delta)
-                elif t in ("response.completed", "response.incomplete"):
-                    resp = ev.response
-                    u = resp.usage
-                    if u is not None:
-                        cached = (
-                            getattr(u.input_tokens_details, "cached_tokens", None) if u.input_tokens_details else None
-                        )
-                        reasoning = (
-                            getattr(u.output_tokens_details, "reasoning_tokens", None)
-                            if u.output_tokens_details
-                            else None
-                        )
-                        yield UsageDelta(u.input_tokens, u.output_tokens, cached, reasoning)
-                    reason = "stop"
-                    if t == "response.incomplete":
-                        details = getattr(resp, "incomplete_details", None)
-                        why = getattr(details, "reason", None)
-                        reason = "length" if why == "max_output_tokens" else (why or "incomplete")
-                    yield FinishDelta(reason)
-                    return
-                elif t == "response.failed":
-                    err = getattr(ev.response, "error", None)
-                    raise ProviderError(
-                        f"response failed: {getattr(err, 'message', err)} ({getattr(err, 'code', '')})",
-                        provider=self.provider,
-                        retryable=getattr(err, "code", "") == "server_error",
+    def _error_table(self) -> ErrorTable:
+        openai = self._sdk()
+        return {
+            openai.APIStatusError: status_error,
+            openai.APITimeoutError: timeout_error,
+            openai.APIConnectionError: connection_error,
+            openai.APIResponseValidationError: malformed_error,
+            openai.APIError: api_error,  # e.g. an `error` event the SDK raises mid-stream
+        }
+
+    async def _open(self, client: Any, messages: list[Message], params: dict[str, Any]) -> Any:
+        return await client.responses.create(**self._request(messages, params))
+
+    async def _translate(self, events: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:
+        async for ev in events:
+            t = ev.type
+            if t == "response.output_text.delta":
+                yield ev.delta
+            elif t == "response.reasoning_summary_text.delta" or t == "response.reasoning_text.delta":
+                yield ThinkingDelta(ev.delta)
+            elif t == "response.reasoning_summary_part.done":
+                yield ThinkingDelta(end=True)
+            elif t == "response.output_item.added":
+                item = ev.item
+                if item.type == "function_call":
+                    yield ToolCallDelta(ev.output_index, item.call_id, item.name)
+            elif t == "response.function_call_arguments.delta":
+                yield ToolCallDelta(ev.output_index, arguments=ev.delta)
+            elif t in ("response.completed", "response.incomplete"):
+                resp = ev.response
+                u = resp.usage
+                if u is not None:
+                    cached = getattr(u.input_tokens_details, "cached_tokens", None) if u.input_tokens_details else None
+                    reasoning = (
+                        getattr(u.output_tokens_details, "reasoning_tokens", None) if u.output_tokens_details else None
                     )
-                elif t == "error":
-                    raise ProviderError(
-                        f"in-band error: {getattr(ev, 'message', ev)} ({getattr(ev, 'code', '')})",
-                        provider=self.provider,
-                        retryable=False,
-                    )
-        except (ProviderError, GeneratorExit):
-            raise
-        except Exception as exc:
-            raise_mapped(self.provider, exc)
-        finally:
-            await stream.close()
+                    yield UsageDelta(u.input_tokens, u.output_tokens, cached, reasoning)
+                reason = "stop"
+                if t == "response.incomplete":
+                    details = getattr(resp, "incomplete_details", None)
+                    why = getattr(details, "reason", None)
+                    reason = "length" if why == "max_output_tokens" else (why or "incomplete")
+                yield FinishDelta(reason)
+                return
+            elif t == "response.failed":
+                err = getattr(ev.response, "error", None)
+                raise ProviderError(
+                    f"response failed: {getattr(err, 'message', err)} ({getattr(err, 'code', '')})",
+                    provider=self.provider,
+                    retryable=getattr(err, "code", "") == "server_error",
+                )
+            elif t == "error":
+                raise ProviderError(
+                    f"in-band error: {getattr(ev, 'message', ev)} ({getattr(ev, 'code', '')})",
+                    provider=self.provider,
+                    retryable=False,
+                )

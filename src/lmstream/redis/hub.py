@@ -72,6 +72,7 @@ class StreamHub:
         self._task: asyncio.Task[None] | None = None
         self._conn_id: int | None = None
         self._blocked = False
+        self._kicked = False
         self._exiting = False
         self.reads = 0  #: XREAD commands sent (for tests and benchmarks)
 
@@ -93,8 +94,10 @@ class StreamHub:
                 del self.followers[f.key]
 
     def _kick(self) -> None:
-        """Interrupt the current block so a new stream (or position) is read at once."""
-        if self._conn_id is not None and self._blocked:
+        """Interrupt the current block so a new stream (or position) is read at once; one
+        interruption per block however many readers join meanwhile."""
+        if self._conn_id is not None and self._blocked and not self._kicked:
+            self._kicked = True
             task = asyncio.create_task(self._unblock(self._conn_id))
             task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
@@ -112,6 +115,7 @@ class StreamHub:
                         break
                     streams = {k: min((f.last for f in fs), key=_idt) for k, fs in self.followers.items()}
                     self._blocked = True
+                    self._kicked = False
                     try:
                         res = await conn.xread(streams, count=self.page, block=self.block_ms)
                     finally:

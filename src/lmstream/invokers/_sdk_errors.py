@@ -1,0 +1,134 @@
+"""SDK exceptions -> lmstream errors, by exception type through one table per SDK.
+
+Like httpx's `map_httpcore_exceptions()`: each SDK invoker lists its SDK's exception types
+with the kind of failure each one is (`ErrorTable`); `map_error` walks the raised exception's
+class hierarchy (its MRO) and uses the most specific type listed, so no class names or
+message substrings are matched. Types not in the table pass through unchanged (the base
+class turns them into `StreamInterruptedError` after the first token).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ..errors import LMStreamError, LMTimeoutError, ProviderError, RateLimitError
+from ._http import parse_retry_after
+
+__all__ = [
+    "ErrorMapper",
+    "ErrorTable",
+    "api_error",
+    "connection_error",
+    "malformed_error",
+    "map_error",
+    "status_error",
+    "timeout_error",
+    "transport_table",
+]
+
+#: (provider, exception) -> the lmstream error to raise instead
+ErrorMapper = Callable[[str, BaseException], BaseException]
+#: exception type -> mapper; the raised exception's most specific listed class wins
+ErrorTable = Mapping[type[BaseException], ErrorMapper]
+
+#: error kinds a provider reports inside a 200 stream that a retry may cure
+_TRANSIENT_KINDS = frozenset({"overloaded_error", "api_error", "server_error", "UNAVAILABLE", "INTERNAL"})
+
+
+def _body_error(exc: BaseException) -> tuple[str | None, str | None]:
+    """(message, kind) from an SDK error's parsed JSON body, when it has one."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict) and err.get("message"):
+            kind = err.get("type") or err.get("status")
+            return str(err["message"]), kind if isinstance(kind, str) else None
+    return None, None
+
+
+def _message(exc: BaseException) -> str:
+    message, kind = _body_error(exc)
+    if message:
+        return f"{message} ({kind})" if kind else message
+    text = getattr(exc, "message", None)
+    if isinstance(text, str) and text:
+        return text
+    return str(exc) or type(exc).__name__
+
+
+def _status(exc: BaseException) -> int | None:
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int):
+        return status
+    code = getattr(exc, "code", None)  # google-genai errors carry the HTTP status as .code
+    return code if isinstance(code, int) and 100 <= code < 600 else None
+
+
+def status_error(provider: str, exc: BaseException) -> BaseException:
+    """An error reply with an HTTP status (or an error event inside a 200 stream)."""
+    status = _status(exc)
+    if status is None:
+        return api_error(provider, exc)
+    if status < 400:  # an error event inside a 200 stream (e.g. Anthropic's `event: error`)
+        _, kind = _body_error(exc)
+        return ProviderError(f"in-band error: {_message(exc)}", provider=provider, retryable=kind in _TRANSIENT_KINDS)
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    retry_after = parse_retry_after(headers) if headers else None
+    message = _message(exc)
+    if status in (401, 403):
+        message += " — check the API key (it was sent but rejected)"
+    cls = RateLimitError if status == 429 else ProviderError
+    return cls(message, status_code=status, provider=provider, retry_after=retry_after)
+
+
+def timeout_error(provider: str, exc: BaseException) -> BaseException:
+    return LMTimeoutError(f"{provider}: timed out ({type(exc).__name__})", retryable=True)
+
+
+def connection_error(provider: str, exc: BaseException) -> BaseException:
+    return ProviderError(f"connection failed: {type(exc).__name__}: {exc}", provider=provider, retryable=True)
+
+
+def malformed_error(provider: str, exc: BaseException) -> BaseException:
+    """Undecodable stream data: the reply is malformed, a retry would not help."""
+    return ProviderError(f"malformed stream data: {type(exc).__name__}: {exc}", provider=provider, retryable=False)
+
+
+def api_error(provider: str, exc: BaseException) -> BaseException:
+    """The SDK's generic API error (no status): the provider's message, not retried."""
+    return ProviderError(_message(exc), provider=provider, retryable=False)
+
+
+#: what every SDK may let through from the layers below it
+_BUILTIN: dict[type[BaseException], ErrorMapper] = {
+    TimeoutError: timeout_error,
+    OSError: connection_error,
+    ValueError: malformed_error,  # JSONDecodeError, UnicodeDecodeError, ...
+}
+
+
+def transport_table(*module_names: str) -> dict[type[BaseException], ErrorMapper]:
+    """Timeouts and transport failures of httpx-like modules (httpx, anthropic's httpx2)
+    that are already imported; an SDK raises them raw while a stream is being read."""
+    table: dict[type[BaseException], ErrorMapper] = {}
+    for name in module_names:
+        module: Any = sys.modules.get(name)
+        if module is not None:
+            table[module.TimeoutException] = timeout_error
+            table[module.TransportError] = connection_error
+    return table
+
+
+def map_error(table: ErrorTable, provider: str, exc: BaseException) -> BaseException:
+    """The lmstream error for `exc` (lmstream errors, cancellation and unknown types: `exc`)."""
+    if isinstance(exc, (LMStreamError, asyncio.CancelledError)):
+        return exc
+    for cls in type(exc).__mro__:
+        mapper = table.get(cls) or _BUILTIN.get(cls)
+        if mapper is not None:
+            return mapper(provider, exc)
+    return exc

@@ -1,0 +1,104 @@
+"""The public names of `lmstream`, pinned: adding or removing one is a deliberate API change.
+
+Update PUBLIC below (and shared/API.md) in the same commit as the change.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import lmstream
+
+PUBLIC = {
+    # events
+    "BaseEventHandler",
+    "CallbackEventHandler",
+    "ConsoleEventHandler",
+    "Event",
+    "EventEmitter",
+    "EventLevel",
+    "EventType",
+    "PrintEventHandler",
+    "StreamEventHandler",
+    # prompts, processor, parsers, tools
+    "Message",
+    "PromptBuilder",
+    "LMRequestProcessor",
+    "build_lm_request_processor",
+    "BaseOutputParser",
+    "JSONOutputParser",
+    "RequestStream",
+    "RequestTracker",
+    "Tool",
+    "tool",
+    # invokers (provider classes load lazily)
+    "BaseLMInvoker",
+    "build_lm_invoker",
+    "LocalLMInvoker",
+    "OpenAILMInvoker",
+    "OpenAIChatCompletionsLMInvoker",
+    "OpenAICompatibleLMInvoker",
+    "AnthropicLMInvoker",
+    "GoogleLMInvoker",
+    "RetryConfig",
+    # data
+    "Attachment",
+    "LMOutput",
+    "ThinkingBlock",
+    "TokenUsage",
+    "ToolCall",
+    "ToolResult",
+    # errors
+    "LMStreamError",
+    "ConfigurationError",
+    "PromptError",
+    "ProviderError",
+    "RateLimitError",
+    "LMTimeoutError",
+    "StreamInterruptedError",
+    "OutputParserError",
+    "ToolError",
+    "__version__",
+}
+
+LAZY = {
+    "LocalLMInvoker",
+    "OpenAILMInvoker",
+    "OpenAIChatCompletionsLMInvoker",
+    "OpenAICompatibleLMInvoker",
+    "AnthropicLMInvoker",
+    "GoogleLMInvoker",
+}
+
+
+def test_all_is_exactly_the_public_names() -> None:
+    assert len(lmstream.__all__) == len(set(lmstream.__all__)), "duplicate names in __all__"
+    assert set(lmstream.__all__) - PUBLIC == set(), "new public name: add it to PUBLIC and API.md"
+    assert PUBLIC - set(lmstream.__all__) == set(), "public name removed from lmstream.__all__"
+
+
+def test_every_public_name_resolves() -> None:
+    for name in lmstream.__all__:
+        assert getattr(lmstream, name) is not None, name
+    assert isinstance(lmstream.__version__, str)
+    for name in LAZY:  # a lazy invoker is the class of the same name in lmstream.invokers
+        cls = getattr(lmstream, name)
+        assert cls.__name__ == name and issubclass(cls, lmstream.BaseLMInvoker)
+
+
+def test_star_import_gives_the_public_names() -> None:
+    code = (
+        "import json\n"
+        "ns = {}\n"
+        "exec('from lmstream import *', ns)\n"
+        "print(json.dumps(sorted(k for k in ns if k != '__builtins__')))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(proc.stdout) == sorted(PUBLIC)
+
+
+def test_errors_share_one_base_class() -> None:
+    errors = {n for n in PUBLIC if n.endswith("Error")}
+    assert all(issubclass(getattr(lmstream, n), lmstream.LMStreamError) for n in errors)
