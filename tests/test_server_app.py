@@ -340,3 +340,41 @@ def test_provider_error_mid_stream_sends_error_chunk_and_the_server_keeps_servin
     assert failed[-2]["errorText"]
     assert "sk-wire-test" not in json.dumps(failed)
     assert types(fine)[-2] == "finish"
+
+
+def test_cors_preflight_for_allowed_origins_and_json_404(wire):
+    with ServedApp(wire_processor(wire), cors_origins=("http://app.test",), api_key="k") as app, httpx.Client() as c:
+        pre = c.options(
+            f"{app.url}/api/chat",
+            headers={
+                "origin": "http://app.test",
+                "access-control-request-method": "POST",
+                "access-control-request-headers": "authorization, content-type",
+            },
+        )
+        other = c.options(
+            f"{app.url}/api/chat",
+            headers={"origin": "http://evil.test", "access-control-request-method": "POST"},
+        )
+        missing = c.get(f"{app.url}/nope", headers={"authorization": "Bearer k"})
+    assert pre.status_code == 200 and pre.headers["access-control-allow-origin"] == "http://app.test"
+    assert "authorization" in pre.headers["access-control-allow-headers"].lower()
+    assert other.status_code == 400 and "access-control-allow-origin" not in other.headers
+    assert missing.status_code == 404 and missing.json()["error"]["type"] == "not_found_error"
+
+
+def test_a_new_answer_for_the_same_chat_stops_the_running_one(wire):
+    wire.enqueue(
+        Script(chunks=fx.openai_chat_text(WORDS), delay_between=0.1), Script(chunks=fx.openai_chat_text(("new",)))
+    )
+    with ServedApp(wire_processor(wire)) as app, httpx.Client(timeout=10) as c:
+        with c.stream("POST", f"{app.url}/api/chat", json=chat_body(chat_id="same")) as r:
+            it = sse_data(r.iter_lines())
+            next(it)
+            with httpx.Client(timeout=10) as other:
+                second = parse_ui_stream(other.post(f"{app.url}/api/chat", json=chat_body(chat_id="same")))
+            first = [json.loads(p) if p != "[DONE]" else {"type": "[DONE]"} for p in it]
+        assert wire.wait_for_sync(lambda s: s.requests[0].disconnected, 1.0)
+        assert app.idle()
+    assert types(first)[-2:] == ["abort", "[DONE]"]
+    assert types(second)[-2:] == ["finish", "[DONE]"]

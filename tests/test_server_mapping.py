@@ -259,3 +259,16 @@ def test_stop_closes_parts_and_steps_then_abort():
 def test_every_answer_gets_its_own_message_id():
     ids = {UIStreamMapper().message_id for _ in range(100)}
     assert len(ids) == 100
+
+
+def test_import_lmstream_and_the_mapping_load_no_web_framework():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, lmstream, lmstream.server, lmstream.server.ui_stream; "
+        "bad = [m for m in ('starlette', 'uvicorn', 'httpx') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr

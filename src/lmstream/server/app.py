@@ -24,7 +24,7 @@ from ..errors import LMStreamError, StreamGoneError
 from ..events import Event
 from ..processor import LMRequestProcessor
 from .guard import AuthMiddleware, Guard, error_response, read_json
-from .registry import ChatLog, ChatRegistry, InMemoryChatRegistry
+from .registry import ChatRegistry, InMemoryChatRegistry
 from .relay import SSEResponse
 from .requests import BadRequest, PromptSlot, parse_chat, parse_stream
 from .running import RunningRequest, start_request
@@ -81,17 +81,8 @@ class _Server:
             **self.slot.kwargs(req.text, req.attachments),
         )
         self.running.add(run)
-        stopped = False
-
-        def stop() -> None:
-            nonlocal stopped
-            stopped = True
-            run.cancel()
-
-        log = await self.registry.open(req.chat_id, stop)
-        mapper = UIStreamMapper()
         return SSEResponse(
-            self._chat_frames(run, mapper, log, lambda: stopped),
+            self._chat_frames(run, req.chat_id),
             on_disconnect=run.cancel,
             heartbeat=self.heartbeat,
             headers=UI_HEADERS,
@@ -119,22 +110,37 @@ class _Server:
             frames, on_disconnect=lambda: None, heartbeat=self.heartbeat, headers=UI_HEADERS, on_end=self.guard.release
         )
 
-    async def _chat_frames(
-        self, run: RunningRequest, mapper: UIStreamMapper, log: ChatLog, was_stopped: Any
-    ) -> AsyncIterator[bytes]:
+    async def _chat_frames(self, run: RunningRequest, chat_id: str) -> AsyncIterator[bytes]:
+        """The answer's frames, also written to the chat's log (for stop and resume). Registered
+        here, when the response starts, so a response that never starts leaves no entry."""
+        stopped = False
+
+        def stop() -> None:
+            nonlocal stopped
+            stopped = True
+            run.cancel()
+
+        log = await self.registry.open(chat_id, stop)
+        mapper = UIStreamMapper()
         try:
             frame = _ui_frame([mapper.start()])
             log.write(frame)
             yield frame
+            batch: list[bytes] = []  # frames of events that were already waiting: one write for all
             async for ev in run.events():
-                if ev.type == "error" and was_stopped():
+                if ev.type == "error" and stopped:
                     chunks = mapper.stopped()
                 else:
                     chunks = mapper.feed(ev.type, ev.value, ev.metadata)
                 if chunks:
                     frame = _ui_frame(chunks)
                     log.write(frame)
-                    yield frame
+                    batch.append(frame)
+                if batch and not run.pending():
+                    yield batch[0] if len(batch) == 1 else b"".join(batch)
+                    batch.clear()
+            if batch:
+                yield b"".join(batch)
             if not mapper.closed:  # ended without done/error: it was cancelled
                 frame = _ui_frame(mapper.stopped())
                 log.write(frame)
@@ -171,8 +177,14 @@ class _Server:
     @staticmethod
     async def _event_frames(run: RunningRequest) -> AsyncIterator[bytes]:
         try:
+            batch: list[bytes] = []
             async for ev in run.events():
-                yield _event_frame(ev)
+                batch.append(_event_frame(ev))
+                if not run.pending():
+                    yield batch[0] if len(batch) == 1 else b"".join(batch)
+                    batch.clear()
+            if batch:
+                yield b"".join(batch)
         finally:
             run.cancel()
 

@@ -51,7 +51,10 @@ class SSEResponse:
         self.disconnected = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        lock = asyncio.Lock()
+        # One writer at a time without a lock on the hot path: the heartbeat skips its turn while
+        # a frame is being written, and a frame waits for a heartbeat being written.
+        sending = False
+        pinging: asyncio.Future[None] | None = None
         last_sent = time.monotonic()
 
         def left() -> None:
@@ -67,12 +70,19 @@ class SSEResponse:
                     return
 
         async def ping() -> None:
-            nonlocal last_sent
+            nonlocal last_sent, pinging
             while not self.disconnected:
                 await asyncio.sleep(max(0.0, last_sent + self.heartbeat - time.monotonic()))
-                if time.monotonic() - last_sent >= self.heartbeat and not self.disconnected:
-                    async with lock:
+                if time.monotonic() - last_sent >= self.heartbeat and not self.disconnected and not sending:
+                    pinging = asyncio.get_running_loop().create_future()
+                    try:
                         await send({"type": "http.response.body", "body": _PING, "more_body": True})
+                    except OSError:
+                        left()
+                        return
+                    finally:
+                        pinging.set_result(None)
+                        pinging = None
                     last_sent = time.monotonic()
 
         watcher = asyncio.create_task(watch())
@@ -89,12 +99,16 @@ class SSEResponse:
             async for frame in frames:
                 if self.disconnected:
                     break
-                async with lock:
-                    await send({"type": "http.response.body", "body": frame, "more_body": True})
+                if pinging is not None:
+                    await pinging
+                sending = True
+                await send({"type": "http.response.body", "body": frame, "more_body": True})
+                sending = False
                 last_sent = time.monotonic()
             if not self.disconnected:
-                async with lock:
-                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                if pinging is not None:
+                    await pinging
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:  # the client went away while we wrote (uvicorn's ClientDisconnected)
             left()
         finally:

@@ -27,16 +27,21 @@ class RunningRequest:
     """A request in its own task. `cancel()` is synchronous on purpose: it is safe to call from a
     frame that is itself being cancelled (a client that left), where an `await` would not run."""
 
-    __slots__ = ("emitter", "task")
+    __slots__ = ("_handler", "emitter", "task")
 
     def __init__(self, emitter: EventEmitter, task: asyncio.Task[Any]) -> None:
         self.emitter = emitter
+        self._handler = emitter.stream_handler
         self.task = task
         task.add_done_callback(_retrieve)
 
     def events(self) -> AsyncIterator[Event]:
         """This request's events in order; ends after `done`, `error` or a cancellation."""
         return self.emitter.stream()
+
+    def pending(self) -> int:
+        """Events already waiting: the next `events()` step returns without waiting."""
+        return len(self._handler)
 
     def cancel(self) -> None:
         """Stop the request now: the provider connection is closed as the task unwinds."""
