@@ -382,3 +382,17 @@ async def test_request_stream_and_processor_feed_the_transport(r: aioredis.Redis
     got = [it.event async for it in RedisStreamReader(r).read("rs2")]
     assert "".join(e.value for e in got if e.type == "response") == "".join(f" t{i}" for i in range(30))
     assert got[-1].type == "done" and all(e.metadata.get("request_id") for e in got)
+
+
+async def test_hash_tag_keys_for_redis_cluster(r: aioredis.Redis) -> None:
+    """With hash_tag=True every key of a chat carries {chat_id}: one cluster slot per chat."""
+    h = RedisEventHandler(r, "ht1", hash_tag=True)
+    await h.start()
+    assert await r.exists("lmstream:{ht1}:lease")
+    em = EventEmitter([h])
+    for ev in script(10):
+        await em.emit(ev)
+    await h.aclose()
+    assert await r.exists("lmstream:{ht1}") and not await r.exists("lmstream:ht1")
+    items = [it async for it in RedisStreamReader(r, hash_tag=True).read("ht1")]
+    assert len(items) == 13 and items[-1].event.type == "done"

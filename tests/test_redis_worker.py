@@ -234,3 +234,19 @@ def test_worker_cli_needs_redis_and_explains_itself(capsys: pytest.CaptureFixtur
         main(["worker", "--help"])
     out = capsys.readouterr().out
     assert exc.value.code == 0 and "consumer group" in out and "--lease" in out
+
+
+async def test_stop_of_a_queued_job_ends_it_before_it_runs(
+    r: aioredis.Redis, redis_server: RedisServer, upstream: WireServer
+) -> None:
+    """A stop sent while the job waits in the queue (no worker yet) is kept by the stop key."""
+    await RedisQueue(r).enqueue("chat-q", {"prompt": "hi"})
+    assert await request_stop(r, "chat-q") == 0  # nobody is listening yet
+    worker = start_worker(redis_server.url, upstream)
+    try:
+        items = await asyncio.wait_for(read_all(r, "chat-q"), 20)
+        assert [x.event.type for x in items] == ["error"]
+        assert items[0].event.metadata["error_type"] == "CancelledError"
+        assert not upstream.requests, "the stopped job never reached the provider"
+    finally:
+        stop_proc(worker)
