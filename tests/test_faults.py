@@ -43,8 +43,10 @@ from lmstream import (
     StreamInterruptedError,
 )
 from lmstream.events import BaseEventHandler, EventLevel, StreamEventHandler
+from tests.wire import eventstream as es
 from tests.wire import fixtures as fx
-from tests.wire.providers import KEY, NAMES, PROVIDERS, TEXT
+from tests.wire.providers import FAULT_NAMES as NAMES
+from tests.wire.providers import KEY, PROVIDERS, TEXT
 from tests.wire.providers import invoker as _invoker
 from tests.wire.server import Script, WireServer
 
@@ -53,7 +55,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientS
 FAST = RetryConfig(max_retries=2, base_delay=0.01)
 
 # Import the SDKs once up front so that timing assertions measure lmstream, not imports.
-for _mod in ("openai", "anthropic", "google.genai"):
+for _mod in ("openai", "anthropic", "google.genai", "boto3"):
     with contextlib.suppress(ImportError):
         importlib.import_module(_mod)
 
@@ -63,6 +65,9 @@ for _mod in ("openai", "anthropic", "google.genai"):
 
 def _texts(name: str, chunks: list[bytes]) -> list[str]:
     """The text deltas a list of wire chunks carries, decoded per provider (garbage skipped)."""
+    wire = PROVIDERS[name].wire
+    if wire == "bedrock":
+        return es.bedrock_texts(chunks)
     out: list[str] = []
     for chunk in chunks:
         for line in chunk.decode("utf-8", "replace").splitlines():
@@ -74,14 +79,14 @@ def _texts(name: str, chunks: list[bytes]) -> list[str]:
                 continue
             if not isinstance(d, dict):
                 continue
-            if name == "openai-chat":
+            if wire == "chat":
                 for ch in d.get("choices") or []:
                     if (ch.get("delta") or {}).get("content"):
                         out.append(ch["delta"]["content"])
-            elif name == "openai":
+            elif wire == "responses":
                 if d.get("type") == "response.output_text.delta":
                     out.append(d["delta"])
-            elif name == "anthropic":
+            elif wire == "anthropic":
                 if d.get("type") == "content_block_delta" and d["delta"].get("type") == "text_delta":
                     out.append(d["delta"]["text"])
             else:
@@ -103,6 +108,8 @@ def _after(name: str, chunks: list[bytes], k: int) -> int:
 async def _invoke(inv: Any, timeout: float = 5.0) -> tuple[list[Any], Any, float]:
     """Run one standalone request; return (events, result or exception, seconds)."""
     emitter = EventEmitter.with_stream_handler()
+    if inv.provider == "bedrock":  # Bedrock loads botocore's service model once: not part of a timing
+        await asyncio.to_thread(inv._get_client)
     t0 = time.perf_counter()
     task = asyncio.create_task(inv.invoke("hi", event_emitter=emitter))
     events: list[Any] = []
@@ -239,8 +246,8 @@ async def test_200_with_a_document_instead_of_a_stream_quotes_the_server(name, k
         events, err, _ = await _invoke(_invoker(p, srv, retry_config=FAST))
         n = len(srv.requests)
     assert isinstance(err, ProviderError) and not isinstance(err, StreamInterruptedError), repr(err)
-    assert err.provider == name and err.status_code == 200 and not err.retryable
-    assert "The model is overloaded" in str(err) and str(err).startswith(f"{name} HTTP 200")
+    assert err.provider == p.model_id.split("/")[0] and err.status_code == 200 and not err.retryable
+    assert "The model is overloaded" in str(err) and str(err).startswith(f"{p.model_id.split('/')[0]} HTTP 200")
     assert "end marker" not in str(err) and "<" not in str(err)
     assert n == 1  # not retried
     assert [e.type for e in events] == ["error"] and "The model is overloaded" in events[0].value
@@ -311,12 +318,12 @@ async def test_malformed_sse_json_mid_stream(name):
     async with WireServer() as srv:
         srv.enqueue(Script(chunks=chunks, garbage=b"data: {not json\n\n", garbage_at=at))
         events, res, _ = await _invoke(_invoker(p, srv, retry_config=FAST))
-        if name == "anthropic":
+        if p.wire == "anthropic":
             assert res.text == "".join(TEXT) and events[-1].type == "done"
         else:
             _assert_interrupted(events, res, sent, srv)
             assert "malformed" in str(res)
-    if name == "anthropic":
+    if p.wire == "anthropic":
         async with WireServer() as srv:
             bad = b"event: content_block_delta\ndata: {not json\n\n"
             srv.enqueue(Script(chunks=chunks, garbage=bad, garbage_at=at))
@@ -328,7 +335,7 @@ async def test_malformed_sse_json_mid_stream(name):
 async def test_malformed_sse_before_first_token_is_provider_error(name):
     """Garbage before any token: a clean ProviderError (not a raw JSONDecodeError), not retried."""
     p = PROVIDERS[name]
-    if name == "anthropic":
+    if p.wire == "anthropic":
         pytest.skip("the anthropic SDK ignores unnamed garbage lines (see the test above)")
     chunks = p.text(TEXT)
     async with WireServer() as srv:
@@ -340,12 +347,15 @@ async def test_malformed_sse_before_first_token_is_provider_error(name):
 
 
 def _inband(name: str) -> list[bytes]:
-    if name == "openai-chat":
+    wire = PROVIDERS[name].wire
+    if wire == "chat":
         return fx.openai_chat_midstream_error(("Part", "ial"))
-    if name == "openai":
+    if wire == "responses":
         return fx.openai_responses_error(after_text=("Part", "ial"))
-    if name == "anthropic":
+    if wire == "anthropic":
         return fx.anthropic_overloaded_stream(("Part", "ial"))
+    if wire == "bedrock":  # `:message-type: exception` after two text deltas
+        return [*es.bedrock_stream([("Part", "ial")], stop_reason=None)[:3], es.bedrock_exception()]
     # Gemini: an error object as the next SSE event (what Google's front end sends when the
     # backend fails mid-stream); the SDK raises APIError from it.
     err = {"error": {"code": 500, "message": "An internal error has occurred.", "status": "INTERNAL"}}
@@ -366,12 +376,15 @@ async def test_in_band_error_mid_stream(name):
 
 def _no_end_marker(name: str) -> list[bytes]:
     chunks = PROVIDERS[name].text(TEXT)
-    if name == "openai-chat":  # no finish_reason chunk, no [DONE]
+    wire = PROVIDERS[name].wire
+    if wire == "chat":  # no finish_reason chunk, no [DONE]
         chunks = [c for c in fx.openai_chat_text(TEXT, done=False) if b'"finish_reason":"stop"' not in c]
-    elif name == "openai":  # no response.completed
+    elif wire == "responses":  # no response.completed
         chunks = [c for c in chunks if b"response.completed" not in c]
-    elif name == "anthropic":  # no message_stop
+    elif wire == "anthropic":  # no message_stop
         chunks = fx.anthropic_text(TEXT, stop=False)
+    elif wire == "bedrock":  # no messageStop (nor the metadata after it)
+        chunks = es.bedrock_text(TEXT, stop_reason=None)
     else:  # no finishReason
         chunks = [c.replace(b',"finishReason": "STOP"', b"") for c in chunks]
     assert not any(

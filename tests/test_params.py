@@ -88,8 +88,9 @@ def test_every_cloud_invoker_takes_the_shared_keywords(cls_name: str) -> None:
 
     cls = getattr(importlib.import_module("lmstream.invokers"), cls_name)
     retry = RetryConfig(max_retries=1)
+    model = "langchain_openai:ChatOpenAI" if cls_name == "LangChainLMInvoker" else "m"  # a model class to build
     inv = cls(
-        model_name="m",
+        model_name=model,
         api_key="sk-test",
         base_url="http://127.0.0.1:9/v1",
         default_hyperparameters={"temperature": 0.5},
@@ -97,9 +98,9 @@ def test_every_cloud_invoker_takes_the_shared_keywords(cls_name: str) -> None:
         tools=[{"name": "lookup"}],
         response_schema={"type": "object", "properties": {}},
     )
-    assert inv.model_name == "m" and inv.base_url == "http://127.0.0.1:9/v1"
+    assert inv.model_name == model and inv.base_url == "http://127.0.0.1:9/v1"
     assert inv.default_hyperparameters == {"temperature": 0.5} and inv.retry_config is retry
     assert [t.name for t in inv.tools] == ["lookup"] and inv.response_schema is not None
     assert "sk-test" not in repr(inv)
     with pytest.raises(TypeError, match="api_kye"):
-        cls("m", api_key="sk-test", base_url="http://127.0.0.1:9/v1", api_kye="sk-test")
+        cls(model, api_key="sk-test", base_url="http://127.0.0.1:9/v1", api_kye="sk-test")

@@ -6,45 +6,27 @@ One parametrised test per capability: the README's provider table is this file.
 
 from __future__ import annotations
 
-import asyncio
 import json
-from typing import Any
 
 import pytest
 from pydantic import BaseModel
 
 from lmstream import (
-    EventEmitter,
-    LMRequestProcessor,
     Message,
     OutputParserError,
-    PromptBuilder,
     ProviderError,
     RateLimitError,
     RetryConfig,
     ToolError,
 )
 from tests.wire import fixtures as fx
-from tests.wire.providers import KEY, NAMES, PROVIDERS, STRUCT, TEXT, WEATHER
+from tests.wire.providers import KEY, NAMES, PROVIDERS, STRUCT, TEXT, WEATHER, get_time, get_weather
 from tests.wire.providers import invoker as _invoker
+from tests.wire.providers import lmrp as _lmrp
+from tests.wire.providers import process as _process
 from tests.wire.server import Script, WireServer
 
 pytestmark = pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning")
-
-
-async def _process(lmrp: LMRequestProcessor, **kw: Any) -> tuple[list[Any], Any]:
-    emitter = EventEmitter.with_stream_handler()
-    task = asyncio.create_task(lmrp.process(event_emitter=emitter, **kw))
-    events = [e async for e in emitter.stream()]
-    try:
-        result = await asyncio.wait_for(task, 10)
-    except BaseException as exc:
-        return events, exc
-    return events, result
-
-
-def _lmrp(inv) -> LMRequestProcessor:
-    return LMRequestProcessor(PromptBuilder(system_template="Be brief.", user_template="{q}"), inv)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -80,22 +62,6 @@ async def test_thinking_streams_as_thinking_events(name):
     assert out.text == "".join(e.value for e in events if e.type == "response")
     ids = {e.metadata["block_id"] for e in events if e.type.startswith("thinking")}
     assert len(ids) == 1 and ids.isdisjoint({e.metadata["block_id"] for e in events if e.type == "response"})
-
-
-def get_weather(city: str, unit: str = "c") -> dict[str, Any]:
-    """Current weather for a city.
-
-    Args:
-        city: the city name
-        unit: c or f
-    """
-    return {"city": city, "temp": 21 if unit == "c" else 70}
-
-
-async def get_time(timezone: str) -> str:
-    """Current time in a timezone."""
-    await asyncio.sleep(0)
-    return f"12:00 in {timezone}"
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -161,18 +127,19 @@ async def test_structured_output_with_partial_data_events(name):
         lmrp.set_response_schema(Forecast)
         events, out = await _process(lmrp, q="Forecast?")
         req = json.dumps(srv.requests[0].json)
-    if name == "anthropic":
+    if p.wire == "anthropic":
         schema = json.loads(req)["output_config"]["format"]["schema"]
         assert schema["additionalProperties"] is False and "temperature_c" in schema["properties"]
     assert out.structured_output == Forecast(**STRUCT)
     assert "temperature_c" in req  # the schema went to the provider, in its native field
     native_field = {
-        "openai-chat": "response_format",
-        "openai": "text",
+        "chat": "response_format",
+        "responses": "text",
         "anthropic": "output_config",
-        "google": "generationConfig",
+        "gemini": "generationConfig",
+        "bedrock": "outputConfig",
     }
-    assert native_field[name] in json.loads(req)
+    assert native_field[p.wire] in json.loads(req)
     data = [e.value for e in events if e.type == "data"]
     assert len(data) >= 3 and data[-1] == STRUCT
     # partial objects only grow: each is a prefix-state of the next

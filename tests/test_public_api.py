@@ -42,6 +42,13 @@ PUBLIC = {
     "OpenAICompatibleLMInvoker",
     "AnthropicLMInvoker",
     "GoogleLMInvoker",
+    "AzureOpenAILMInvoker",
+    "AzureOpenAIResponsesLMInvoker",
+    "BedrockLMInvoker",
+    "XAILMInvoker",
+    "OllamaLMInvoker",
+    "LiteLLMLMInvoker",
+    "LangChainLMInvoker",
     "RetryConfig",
     # data
     "Attachment",
@@ -70,6 +77,13 @@ LAZY = {
     "OpenAICompatibleLMInvoker",
     "AnthropicLMInvoker",
     "GoogleLMInvoker",
+    "AzureOpenAILMInvoker",
+    "AzureOpenAIResponsesLMInvoker",
+    "BedrockLMInvoker",
+    "XAILMInvoker",
+    "OllamaLMInvoker",
+    "LiteLLMLMInvoker",
+    "LangChainLMInvoker",
 }
 
 

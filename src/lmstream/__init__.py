@@ -48,11 +48,18 @@ from .types import Attachment, LMOutput, ThinkingBlock, TokenUsage, ToolCall, To
 if TYPE_CHECKING:
     from .invokers import (
         AnthropicLMInvoker,
+        AzureOpenAILMInvoker,
+        AzureOpenAIResponsesLMInvoker,
+        BedrockLMInvoker,
         GoogleLMInvoker,
+        LangChainLMInvoker,
+        LiteLLMLMInvoker,
         LocalLMInvoker,
+        OllamaLMInvoker,
         OpenAIChatCompletionsLMInvoker,
         OpenAICompatibleLMInvoker,
         OpenAILMInvoker,
+        XAILMInvoker,
     )
 
 __version__ = "0.1.0"
@@ -65,6 +72,13 @@ _LAZY_INVOKERS = frozenset(
         "OpenAICompatibleLMInvoker",
         "AnthropicLMInvoker",
         "GoogleLMInvoker",
+        "AzureOpenAILMInvoker",
+        "AzureOpenAIResponsesLMInvoker",
+        "BedrockLMInvoker",
+        "XAILMInvoker",
+        "OllamaLMInvoker",
+        "LiteLLMLMInvoker",
+        "LangChainLMInvoker",
     }
 )
 
@@ -80,6 +94,9 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "AnthropicLMInvoker",
     "Attachment",
+    "AzureOpenAILMInvoker",
+    "AzureOpenAIResponsesLMInvoker",
+    "BedrockLMInvoker",
     "BaseEventHandler",
     "BaseLMInvoker",
     "BaseOutputParser",
@@ -92,12 +109,15 @@ __all__ = [
     "EventType",
     "GoogleLMInvoker",
     "JSONOutputParser",
+    "LangChainLMInvoker",
+    "LiteLLMLMInvoker",
     "LMOutput",
     "LMRequestProcessor",
     "LMStreamError",
     "LMTimeoutError",
     "LocalLMInvoker",
     "Message",
+    "OllamaLMInvoker",
     "OpenAIChatCompletionsLMInvoker",
     "OpenAICompatibleLMInvoker",
     "OpenAILMInvoker",
@@ -118,6 +138,7 @@ __all__ = [
     "ToolCall",
     "ToolError",
     "ToolResult",
+    "XAILMInvoker",
     "__version__",
     "build_lm_invoker",
     "build_lm_request_processor",

@@ -408,7 +408,7 @@ class WireServer:
     ) -> None:
         streaming = bool(script.chunks) or bool(script.garbage)
         chunked = script.chunked if script.chunked is not None else streaming
-        ctype = script.content_type or ("text/event-stream" if streaming else "application/json")
+        ctype = script.content_type or (_stream_type(script.chunks) if streaming else "application/json")
         try:
             reason = http.HTTPStatus(script.status).phrase
         except ValueError:
@@ -479,6 +479,17 @@ class WireServer:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         writer.transport.abort()
+
+
+def _stream_type(chunks: list[bytes]) -> str:
+    """`application/vnd.amazon.eventstream` when the body opens with a valid event-stream prelude
+    (its CRC32 matches), else `text/event-stream`."""
+    import binascii
+
+    first = chunks[0] if chunks else b""
+    if len(first) >= 12 and struct.unpack(">I", first[8:12])[0] == binascii.crc32(first[:8]) & 0xFFFFFFFF:
+        return "application/vnd.amazon.eventstream"
+    return "text/event-stream"
 
 
 def _main() -> None:

@@ -14,10 +14,16 @@ from .base import BaseLMInvoker
 
 if TYPE_CHECKING:
     from .anthropic import AnthropicLMInvoker
+    from .azure_openai import AzureOpenAILMInvoker, AzureOpenAIResponsesLMInvoker
+    from .bedrock import BedrockLMInvoker
     from .google import GoogleLMInvoker
+    from .langchain import LangChainLMInvoker
+    from .litellm import LiteLLMLMInvoker
     from .local import LocalLMInvoker
+    from .ollama import OllamaLMInvoker
     from .openai_chat import OpenAIChatCompletionsLMInvoker, OpenAICompatibleLMInvoker
     from .openai_responses import OpenAILMInvoker
+    from .xai import XAILMInvoker
 
 __all__ = [
     "BaseLMInvoker",
@@ -28,6 +34,13 @@ __all__ = [
     "OpenAICompatibleLMInvoker",
     "AnthropicLMInvoker",
     "GoogleLMInvoker",
+    "AzureOpenAILMInvoker",
+    "AzureOpenAIResponsesLMInvoker",
+    "BedrockLMInvoker",
+    "XAILMInvoker",
+    "OllamaLMInvoker",
+    "LiteLLMLMInvoker",
+    "LangChainLMInvoker",
     "PROVIDERS",
 ]
 
@@ -39,6 +52,13 @@ _LAZY = {
     "OpenAICompatibleLMInvoker": ".openai_chat",
     "AnthropicLMInvoker": ".anthropic",
     "GoogleLMInvoker": ".google",
+    "AzureOpenAILMInvoker": ".azure_openai",
+    "AzureOpenAIResponsesLMInvoker": ".azure_openai",
+    "BedrockLMInvoker": ".bedrock",
+    "XAILMInvoker": ".xai",
+    "OllamaLMInvoker": ".ollama",
+    "LiteLLMLMInvoker": ".litellm",
+    "LangChainLMInvoker": ".langchain",
 }
 
 #: provider prefix of a model id -> invoker class name
@@ -50,6 +70,13 @@ PROVIDERS: dict[str, str] = {
     "openai-compatible": "OpenAICompatibleLMInvoker",
     "anthropic": "AnthropicLMInvoker",
     "google": "GoogleLMInvoker",
+    "azure-openai": "AzureOpenAILMInvoker",
+    "azure-openai-responses": "AzureOpenAIResponsesLMInvoker",
+    "bedrock": "BedrockLMInvoker",
+    "xai": "XAILMInvoker",
+    "ollama": "OllamaLMInvoker",
+    "litellm": "LiteLLMLMInvoker",
+    "langchain": "LangChainLMInvoker",
 }
 
 
@@ -70,7 +97,9 @@ def build_lm_invoker(
     """Build an invoker from `"provider/model"`.
 
     `credentials` is the API key (default: the provider's environment variable or `.env`);
-    `config` holds provider options such as `base_url`, `default_hyperparameters`, `n_ctx`.
+    `config` holds provider options such as `base_url` (every provider; the endpoint for Azure
+    and Bedrock), `api_version` (Azure), `region` (Bedrock), `vertexai`/`project`/`location`
+    (Google on Vertex AI), `default_hyperparameters`, `n_ctx`.
     The seed system's spelling `openai/<base_url>:<model>` means an OpenAI-compatible endpoint.
     """
     if not isinstance(model_id, str) or "/" not in model_id:

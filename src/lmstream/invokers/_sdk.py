@@ -90,12 +90,16 @@ class SDKLMInvoker(BaseLMInvoker):
     """An invoker driven through an official SDK: key lookup, one client per event loop."""
 
     env_vars: ClassVar[tuple[str, ...]] = ()
+    #: an instance may set this False before `__init__` (Vertex AI authenticates otherwise)
+    key_required: bool = True
     sdk_module: ClassVar[str] = ""
     sdk_extra: ClassVar[str] = ""
     _errors: ClassVar[ErrorTable | None] = None  # built on first failure, per class
 
     def __init__(self, model_name: str, *, connect_timeout: float = 10.0, **options: Unpack[InvokerOptions]) -> None:
-        options["api_key"] = resolve_api_key(options.get("api_key"), self.env_vars, self.provider)
+        options["api_key"] = resolve_api_key(
+            options.get("api_key"), self.env_vars, self.provider, required=self.key_required
+        )
         super().__init__(model_name, **options)
         self._connect_timeout = connect_timeout
         self._client: Any = None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 from ..errors import LMStreamError, LMTimeoutError, ProviderError, RateLimitError
 from ._http import parse_retry_after
@@ -132,3 +132,32 @@ def map_error(table: ErrorTable, provider: str, exc: BaseException) -> BaseExcep
         if mapper is not None:
             return mapper(provider, exc)
     return exc
+
+
+def openai_table(openai: Any) -> ErrorTable:
+    """The openai SDK's exception types (LiteLLM's exceptions subclass them too)."""
+    return {
+        openai.APIStatusError: status_error,
+        openai.APITimeoutError: timeout_error,
+        openai.APIConnectionError: connection_error,
+        openai.APIResponseValidationError: malformed_error,
+        openai.APIError: api_error,  # e.g. an `error` event the SDK raises mid-stream
+    }
+
+
+def loaded_sdk_table() -> ErrorTable:
+    """For adapters over other libraries (LiteLLM, LangChain): the error types of the SDKs
+    below them that are already imported, plus httpx's transport errors."""
+    table: dict[type[BaseException], ErrorMapper] = dict(transport_table("httpx"))
+    openai: Any = sys.modules.get("openai")
+    if openai is not None:
+        table.update(openai_table(openai))
+    return table
+
+
+def raise_mapped(provider: str, exc: BaseException) -> NoReturn:
+    """Re-raise `exc` as the matching lmstream error (unknown types unchanged)."""
+    mapped = map_error(loaded_sdk_table(), provider, exc)
+    if mapped is exc:
+        raise exc
+    raise mapped from None

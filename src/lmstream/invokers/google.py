@@ -59,6 +59,10 @@ class GoogleLMInvoker(SDKLMInvoker):
     """`google/<model>` (Gemini API). Key from `GOOGLE_API_KEY` or `GEMINI_API_KEY`.
 
     Thinking: `hyperparameters={"thinking_budget": N}` (thoughts are streamed as `thinking`).
+    Vertex AI: `config={"vertexai": True, "project": ..., "location": ...}` authenticates with
+    Application Default Credentials, or `google_credentials=` (a google.auth Credentials), or
+    an OAuth2 `access_token=` (`credentials=` is taken as one); without a project an API key
+    means Vertex AI express mode.
     """
 
     provider: ClassVar[str] = "google"
@@ -77,12 +81,26 @@ class GoogleLMInvoker(SDKLMInvoker):
         self,
         model_name: str,
         *,
-        api_version: str = "v1beta",
+        api_version: str | None = None,
+        vertexai: bool = False,
+        project: str | None = None,
+        location: str | None = None,
+        access_token: str | None = None,
+        google_credentials: Any = None,
         connect_timeout: float = 10.0,
         **options: Unpack[InvokerOptions],
     ) -> None:
+        self.key_required = not vertexai
+        explicit_key = options.get("api_key")
         super().__init__(model_name, connect_timeout=connect_timeout, **options)
-        self.api_version = api_version
+        if vertexai and not explicit_key:
+            self._api_key = None  # Vertex authenticates with Google credentials, not GOOGLE_API_KEY
+        self.api_version = api_version or ("v1beta1" if vertexai else "v1beta")
+        self.vertexai = vertexai
+        self.project = project
+        self.location = location
+        self._access_token = access_token
+        self._google_credentials = google_credentials
         self._http: Any = None  # the httpx clients handed to the SDK (one pair per SDK client)
         self._sync_http: Any = None
 
@@ -113,7 +131,23 @@ class GoogleLMInvoker(SDKLMInvoker):
         opts["httpx_async_client"] = self._http
         # with both clients given the SDK builds no TLS context of its own (~100 ms each)
         self._sync_http = opts["httpx_client"] = httpx.Client(timeout=timeout, verify=_ssl_context())
-        return genai.Client(api_key=self._api_key, http_options=types.HttpOptions(**opts))
+        if not self.vertexai:
+            return genai.Client(api_key=self._api_key, http_options=types.HttpOptions(**opts))
+        vertex: dict[str, Any] = {"vertexai": True, "http_options": types.HttpOptions(**opts)}
+        token = self._access_token or (self._api_key if self.project else None)
+        if self._google_credentials is not None:
+            vertex["credentials"] = self._google_credentials
+        elif token:
+            from google.oauth2.credentials import Credentials
+
+            vertex["credentials"] = Credentials(token)  # type: ignore[no-untyped-call]
+        elif self._api_key:
+            vertex["api_key"] = self._api_key  # express mode
+        if self.project:
+            vertex["project"] = self.project
+        if self.location:
+            vertex["location"] = self.location
+        return genai.Client(**vertex)
 
     async def _close_client(self, client: Any) -> None:
         await client.aio.aclose()

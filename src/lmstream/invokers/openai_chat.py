@@ -74,6 +74,8 @@ class OpenAIChatCompletionsLMInvoker(BaseLMInvoker):
     env_vars: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY",)
     default_base_url: ClassVar[str | None] = "https://api.openai.com/v1"
     key_required: ClassVar[bool] = True
+    #: environment variable that overrides `default_base_url` (None: only `base_url=` does)
+    base_url_env: ClassVar[str | None] = "OPENAI_BASE_URL"
     max_tokens_field: ClassVar[str] = "max_completion_tokens"
     extra_params: ClassVar[ParamTable] = {
         "frequency_penalty": NUMBER,
@@ -99,7 +101,11 @@ class OpenAIChatCompletionsLMInvoker(BaseLMInvoker):
         response_format_type: str = "json_schema",
         **options: Unpack[InvokerOptions],
     ) -> None:
-        base_url = options.get("base_url") or os.environ.get("OPENAI_BASE_URL") or self.default_base_url
+        base_url = (
+            options.get("base_url")
+            or (os.environ.get(self.base_url_env) if self.base_url_env else None)
+            or self.default_base_url
+        )
         if not base_url:
             raise ConfigurationError(
                 f"{type(self).__name__} needs a base_url, e.g. config={{'base_url': 'http://127.0.0.1:8000/v1'}}"
@@ -109,15 +115,21 @@ class OpenAIChatCompletionsLMInvoker(BaseLMInvoker):
             options.get("api_key"), self.env_vars, self.provider, required=self.key_required
         )
         super().__init__(model_name, **options)
-        self._url = f"{self.base_url}/chat/completions"
+        self._url = self._chat_url()
         self._headers = {"content-type": "application/json", "accept": "text/event-stream", **(headers or {})}
         if self._api_key:
-            self._headers["authorization"] = f"Bearer {self._api_key}"
+            self._headers.update(self._auth_headers(self._api_key))
         self._connect_timeout = connect_timeout
         self._clients = ClientCache()
         if response_format_type not in ("json_schema", "json_object"):
             raise ConfigurationError("response_format_type must be 'json_schema' or 'json_object'")
         self.response_format_type = response_format_type
+
+    def _chat_url(self) -> str:
+        return f"{self.base_url}/chat/completions"
+
+    def _auth_headers(self, key: str) -> dict[str, str]:
+        return {"authorization": f"Bearer {key}"}
 
     def _body(self, messages: list[Message], params: dict[str, Any]) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -205,7 +217,9 @@ class OpenAIChatCompletionsLMInvoker(BaseLMInvoker):
                             if content:
                                 yield content
                             if content is None or len(delta) > 1:
-                                reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+                                reasoning = (
+                                    delta.get("reasoning_content") or delta.get("reasoning") or delta.get("thinking")
+                                )
                                 if reasoning:
                                     yield ThinkingDelta(reasoning)
                                 calls = delta.get("tool_calls")

@@ -16,14 +16,7 @@ from ..errors import ConfigurationError, ProviderError
 from ..prompt import Message
 from ..types import Attachment, ToolCall, ToolResult
 from ._sdk import SDKLMInvoker
-from ._sdk_errors import (
-    ErrorTable,
-    api_error,
-    connection_error,
-    malformed_error,
-    status_error,
-    timeout_error,
-)
+from ._sdk_errors import ErrorTable, openai_table
 from .base import FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
 from .params import BOOL, STRING, STRING_OR_DICT, ParamTable, one_of
 
@@ -117,14 +110,7 @@ class OpenAILMInvoker(SDKLMInvoker):
         return req
 
     def _error_table(self) -> ErrorTable:
-        openai = self._sdk()
-        return {
-            openai.APIStatusError: status_error,
-            openai.APITimeoutError: timeout_error,
-            openai.APIConnectionError: connection_error,
-            openai.APIResponseValidationError: malformed_error,
-            openai.APIError: api_error,  # e.g. an `error` event the SDK raises mid-stream
-        }
+        return openai_table(self._sdk())
 
     async def _open(self, client: Any, messages: list[Message], params: dict[str, Any]) -> Any:
         return await client.responses.create(**self._request(messages, params))

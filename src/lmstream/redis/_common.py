@@ -12,6 +12,7 @@ replaced by a newer request) is detected instead of silently skipped.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -182,6 +183,33 @@ def redis_errors() -> tuple[type[BaseException], ...]:
     import redis.exceptions as rex
 
     return (rex.ConnectionError, rex.TimeoutError, ConnectionError, OSError, TimeoutError)
+
+
+RETRY_DELAYS = (0.05, 0.25, 1.0)
+
+
+class Retrying:
+    """The client's commands, retried on a connection failure: for idempotent commands only
+    (reads, the reaper), where a stale pooled connection after a Redis restart must not fail a
+    reader that a fresh connection would serve."""
+
+    def __init__(self, redis: Any) -> None:
+        self._redis = redis
+
+    def __getattr__(self, name: str) -> Any:
+        fn = getattr(self._redis, name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            for delay in (*RETRY_DELAYS, None):
+                try:
+                    return await fn(*args, **kwargs)
+                except redis_errors():
+                    if delay is None:
+                        raise
+                    await asyncio.sleep(delay)
+            raise AssertionError("unreachable")  # pragma: no cover
+
+        return call
 
 
 @contextlib.asynccontextmanager

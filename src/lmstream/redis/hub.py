@@ -14,7 +14,7 @@ import contextlib
 from typing import Any
 
 from ..errors import RedisUnavailableError
-from ._common import naming_redis, redis_errors, s, unavailable
+from ._common import RETRY_DELAYS, redis_errors, s, unavailable
 
 __all__ = ["Follower", "StreamHub"]
 
@@ -106,10 +106,12 @@ class StreamHub:
 
     async def _run(self) -> None:
         conn = self.redis.client()  # one dedicated connection: CLIENT UNBLOCK needs its id
+        failures = 0
         try:
-            async with naming_redis(self.redis):
-                self._conn_id = int(await conn.client_id())
-                while True:
+            while True:
+                try:
+                    if self._conn_id is None:
+                        self._conn_id = int(await conn.client_id())
                     if not self.followers:
                         self._exiting = True  # a follow() from now on starts a new loop
                         break
@@ -120,10 +122,20 @@ class StreamHub:
                         res = await conn.xread(streams, count=self.page, block=self.block_ms)
                     finally:
                         self._blocked = False
-                    self.reads += 1
-                    for key, entries in res or []:
-                        for f in list(self.followers.get(s(key), ())):
-                            f.push(list(entries))
+                    failures = 0
+                except redis_errors():
+                    # a stale connection after a restart, or a blip: reconnect and read again (reads
+                    # are idempotent); after a few tries Redis is down: every reader gets the error
+                    self._conn_id = None
+                    if failures >= len(RETRY_DELAYS):
+                        raise
+                    await asyncio.sleep(RETRY_DELAYS[failures])
+                    failures += 1
+                    continue
+                self.reads += 1
+                for key, entries in res or []:
+                    for f in list(self.followers.get(s(key), ())):
+                        f.push(list(entries))
         except asyncio.CancelledError:
             raise
         except Exception as exc:

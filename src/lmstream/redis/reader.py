@@ -24,6 +24,7 @@ from ._common import (
     DEFAULT_TTL,
     REAP_SCRIPT,
     Keys,
+    Retrying,
     StreamItem,
     decode_events,
     encode_events,
@@ -80,6 +81,7 @@ class RedisStreamReader:
         multiplex: bool = False,
     ) -> None:
         self.redis: Any = redis  # redis-py's precise stubs fight its dynamic replies
+        self._r: Any = Retrying(redis)  # reads are idempotent: survive a stale connection
         self.page = page
         self.keys = Keys(prefix, hash_tag)
         self.block_ms = max(10, int(min(block, lease / 5) * 1000))
@@ -93,13 +95,13 @@ class RedisStreamReader:
     async def exists(self, chat_id: str) -> bool:
         """Whether there is anything to replay for the chat (a stream, or a request about to start)."""
         async with naming_redis(self.redis):
-            return bool(await self.redis.exists(self.keys.stream(chat_id), self.keys.lease(chat_id)))
+            return bool(await self._r.exists(self.keys.stream(chat_id), self.keys.lease(chat_id)))
 
     async def validate(self, chat_id: str, position: str) -> None:
         """Raise `StreamGoneError` unless `position` names an entry still in the chat's stream."""
         entry_id, _index = parse_position(position)
         async with naming_redis(self.redis):
-            found = await self.redis.xrange(self.keys.stream(chat_id), min=entry_id, max=entry_id, count=1)
+            found = await self._r.xrange(self.keys.stream(chat_id), min=entry_id, max=entry_id, count=1)
         if not found:
             raise StreamGoneError(
                 f"chat {chat_id!r}: position {position} is no longer in Redis (trimmed or expired); "
@@ -114,7 +116,7 @@ class RedisStreamReader:
         async with naming_redis(self.redis):
             if after is not None:
                 entry_id, index = parse_position(after)
-                page = await self.redis.xrange(key, min=entry_id, max="+", count=self.page)
+                page = await self._r.xrange(key, min=entry_id, max="+", count=self.page)
                 if not page or s(page[0][0]) != entry_id:
                     raise StreamGoneError(
                         f"chat {chat_id!r}: position {after} is no longer in Redis (trimmed or expired); "
@@ -125,10 +127,10 @@ class RedisStreamReader:
                 skip = index + 1
                 last_id = "0-0"
             else:
-                page = await self.redis.xrange(key, min="-", max="+", count=self.page)
+                page = await self._r.xrange(key, min="-", max="+", count=self.page)
                 expected, skip, last_id = 0, 0, "0-0"
                 # (the stream too: it may have been written, lease released, since the XRANGE)
-                if not page and not await self.redis.exists(key, self.keys.lease(chat_id)):
+                if not page and not await self._r.exists(key, self.keys.lease(chat_id)):
                     return  # nothing to replay
             request_id: str | None = None
             follower: Follower | None = None
@@ -153,7 +155,7 @@ class RedisStreamReader:
                         if s(field(fields, "t") or "") == "1":
                             return
                     if len(page) >= self.page and follower is None:
-                        page = await self.redis.xrange(key, min="(" + last_id, max="+", count=self.page)
+                        page = await self._r.xrange(key, min="(" + last_id, max="+", count=self.page)
                         continue
                     if self.hub is not None and follower is None:
                         follower = self.hub.follow(key, last_id)
@@ -180,13 +182,13 @@ class RedisStreamReader:
                 if got:
                     return got
             else:
-                res = await self.redis.xread({key: last_id}, count=self.page, block=self.block_ms)
+                res = await self._r.xread({key: last_id}, count=self.page, block=self.block_ms)
                 if res:
                     return list(res[0][1])
             # Nothing new for a whole block: is anyone still producing?
-            if await reap(self.redis, chat_id, keys=self.keys, request_id=request_id):
+            if await reap(self._r, chat_id, keys=self.keys, request_id=request_id):
                 continue  # the error entry we (or another reader) wrote comes next
-            if not await self.redis.exists(key, self.keys.lease(chat_id)):
+            if not await self._r.exists(key, self.keys.lease(chat_id)):
                 if expected == 0 and last_id == "0-0":
                     return []  # nothing ever existed: an empty stream
                 raise StreamGoneError(f"chat {chat_id!r}: the stream expired before it ended")
