@@ -47,10 +47,14 @@ def role_floor(upstream: str, port: int) -> None:
     from starlette.responses import StreamingResponse
     from starlette.routing import Route
 
-    client = httpx.AsyncClient(timeout=None, limits=httpx.Limits(max_connections=10_000))
+    # Sharded like lmstream's own HTTP client: httpx's pool does work proportional to its
+    # connection count per request, so one client carrying 1,000 streams goes quadratic.
+    shards = [httpx.AsyncClient(timeout=None, limits=httpx.Limits(max_connections=10_000)) for _ in range(32)]
+    turn = itertools.count()
 
     async def relay(request: Request) -> StreamingResponse:
         body = await request.body()
+        client = shards[next(turn) % len(shards)]
         req = client.build_request("POST", f"{upstream}/v1/chat/completions", content=body)
         resp = await client.send(req, stream=True)
 
@@ -64,6 +68,11 @@ def role_floor(upstream: str, port: int) -> None:
         return StreamingResponse(gen(), media_type="text/event-stream")
 
     app = Starlette(routes=[Route("/relay", relay, methods=["POST"])])
+    if os.environ.get("BENCH_GC_FREEZE"):
+        import gc
+
+        gc.collect()
+        gc.freeze()
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
@@ -78,6 +87,11 @@ def role_lmstream(upstream: str, port: int) -> None:
         "openai-compatible/bench", credentials="sk-bench", config={"base_url": f"{upstream}/v1"}
     )
     app = create_app(proc, max_concurrent=10_000)
+    if os.environ.get("BENCH_GC_FREEZE"):
+        import gc
+
+        gc.collect()
+        gc.freeze()  # start-up objects out of the collector's sight, as a long-lived server does
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 

@@ -110,7 +110,7 @@ def test_transport_and_read_ui_message_stream_build_the_parts_of_the_events(wire
         assert p["state"] == "output-available"
         assert p["input"] == calls[p["toolCallId"]]["arguments"]
     by_id = {p["toolCallId"]: p["output"] for p in tools}
-    assert by_id["call_wire_0"] == json.loads(results["call_wire_0"]["output"])  # a dict, not a JSON string
+    assert by_id["call_wire_0"] == results["call_wire_0"]["output"] == {"city": "Paris", "temp": 21, "unit": "celsius"}
     assert by_id["call_wire_1"] == results["call_wire_1"]["output"] == "14:05"
     # usage: the done event's
     done = events[-1]

@@ -127,7 +127,7 @@ def test_streamed_tool_call_then_result_in_the_same_step_then_the_next_step():
             ("tool_call_delta", '{"city":', meta(1)),
             ("tool_call_delta", '"Paris"}', meta(1)),
             ("tool_call", {**call, "arguments": {"city": "Paris"}}, meta(1)),
-            ("tool_result", {**call, "output": '{"temp_c": 21}'}, meta(None)),
+            ("tool_result", {**call, "output": {"temp_c": 21}}, meta(None)),
             ("response", "It is 21°C.", meta(2, step=2)),
             ("done", "", {"request_id": R, "finish_reason": "stop"}),
         ]
@@ -152,7 +152,7 @@ def test_streamed_tool_call_then_result_in_the_same_step_then_the_next_step():
     assert out[2] == {"type": "tool-input-start", "toolCallId": "call_1", "toolName": "get_weather"}
     assert "".join(c["inputTextDelta"] for c in out if c["type"] == "tool-input-delta") == '{"city":"Paris"}'
     assert out[5]["input"] == {"city": "Paris"}
-    assert out[6]["output"] == {"temp_c": 21}  # the tool's value, not a JSON string
+    assert out[6]["output"] == {"temp_c": 21}  # the tool's value, as the event carries it
 
 
 def test_tool_result_with_step_mark_stays_in_its_step():
@@ -160,7 +160,7 @@ def test_tool_result_with_step_mark_stays_in_its_step():
     out = run(
         [
             ("tool_call", {**call, "arguments": {}}, meta(1)),
-            ("tool_result", {**call, "output": "plain text"}, meta(None, step=1)),
+            ("tool_result", {**call, "output": '{"looks": "like JSON"}'}, meta(None, step=1)),
             ("response", "ok", meta(2, step=2)),
         ]
     )
@@ -171,7 +171,7 @@ def test_tool_result_with_step_mark_stays_in_its_step():
         "tool-output-available",
         "finish-step",
     ]
-    assert out[4]["output"] == "plain text"
+    assert out[4]["output"] == '{"looks": "like JSON"}'  # a tool's string stays a string
 
 
 def test_tool_error_result_maps_to_tool_output_error():
@@ -272,3 +272,24 @@ def test_import_lmstream_and_the_mapping_load_no_web_framework():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+async def test_request_stream_cancel_is_synchronous_and_ends_the_stream_quietly():
+    """What the server's disconnect path relies on: `cancel()` needs no `await`, the provider's
+    stream is closed, and the stream ends with the cancellation event instead of raising."""
+    import asyncio
+
+    from lmstream import LMRequestProcessor, PromptBuilder
+    from lmstream.testing import ScriptedLMInvoker
+
+    inv = ScriptedLMInvoker([f" t{i}" for i in range(100)], delay=0.01)
+    stream = LMRequestProcessor(PromptBuilder(user_template="{q}"), inv).stream(q="x")
+    seen = []
+    async with asyncio.timeout(5):
+        async for ev in stream:
+            seen.append(ev.type)
+            if len(seen) == 3:
+                stream.cancel()
+    await stream.aclose()
+    assert seen[:3] == ["response"] * 3 and seen[-1] == "error" and len(seen) < 10
+    assert inv.open_streams == 0

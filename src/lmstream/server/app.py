@@ -49,7 +49,9 @@ def _event_frame(ev: Event) -> bytes:
 class _Server:
     """State shared by the routes: the processor, the registry, the running requests."""
 
-    def __init__(self, processor: LMRequestProcessor, registry: ChatRegistry, guard: Guard, heartbeat: float) -> None:
+    def __init__(
+        self, processor: LMRequestProcessor[Any], registry: ChatRegistry, guard: Guard, heartbeat: float
+    ) -> None:
         self.processor = processor
         self.registry = registry
         self.guard = guard
@@ -127,18 +129,19 @@ class _Server:
             log.write(frame)
             yield frame
             batch: list[bytes] = []  # frames of events that were already waiting: one write for all
-            async for ev in run.events():
-                if ev.type == "error" and stopped:
-                    chunks = mapper.stopped()
-                else:
-                    chunks = mapper.feed(ev.type, ev.value, ev.metadata)
-                if chunks:
-                    frame = _ui_frame(chunks)
-                    log.write(frame)
-                    batch.append(frame)
-                if batch and not run.pending():
-                    yield batch[0] if len(batch) == 1 else b"".join(batch)
-                    batch.clear()
+            with contextlib.suppress(Exception):  # a failure ends with its error event, then raises
+                async for ev in run.events():
+                    if ev.type == "error" and stopped:
+                        chunks = mapper.stopped()
+                    else:
+                        chunks = mapper.feed(ev.type, ev.value, ev.metadata)
+                    if chunks:
+                        frame = _ui_frame(chunks)
+                        log.write(frame)
+                        batch.append(frame)
+                    if batch and not run.pending():
+                        yield batch[0] if len(batch) == 1 else b"".join(batch)
+                        batch.clear()
             if batch:
                 yield b"".join(batch)
             if not mapper.closed:  # ended without done/error: it was cancelled
@@ -178,11 +181,12 @@ class _Server:
     async def _event_frames(run: RunningRequest) -> AsyncIterator[bytes]:
         try:
             batch: list[bytes] = []
-            async for ev in run.events():
-                batch.append(_event_frame(ev))
-                if not run.pending():
-                    yield batch[0] if len(batch) == 1 else b"".join(batch)
-                    batch.clear()
+            with contextlib.suppress(Exception):  # a failure ends with its error event, then raises
+                async for ev in run.events():
+                    batch.append(_event_frame(ev))
+                    if not run.pending():
+                        yield batch[0] if len(batch) == 1 else b"".join(batch)
+                        batch.clear()
             if batch:
                 yield b"".join(batch)
         finally:
@@ -215,7 +219,7 @@ class _Server:
 
 
 def create_app(
-    processor: LMRequestProcessor,
+    processor: LMRequestProcessor[Any],
     *,
     api_key: str | None = None,
     cors_origins: Sequence[str] = (),

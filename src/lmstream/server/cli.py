@@ -7,6 +7,7 @@ anyone who reaches the port would spend the model.
 from __future__ import annotations
 
 import argparse
+import gc
 import ipaddress
 import os
 import sys
@@ -86,6 +87,10 @@ def main(argv: list[str]) -> int:
     except ConfigurationError as exc:
         print(f"lmstream serve: error: {exc}", file=sys.stderr)
         return 2
+    load = getattr(processor.lm_invoker, "load", None)
+    if callable(load):  # the embedded model: load before serving, so the first answer is not slow
+        print(f"lmstream serve: loading {args.model} ...", file=sys.stderr, flush=True)
+        load()
     registry = None
     if args.redis:
         from ..redis._common import connect
@@ -96,6 +101,10 @@ def main(argv: list[str]) -> int:
         print("lmstream serve: --queue needs --redis URL", file=sys.stderr)
         return 2
     app = create_app(processor, api_key=api_key, registry=registry)
+    # Start-up objects (modules, the model's wrappers) never die: keep them out of the collector's
+    # full passes, which otherwise stall every stream once thousands are open.
+    gc.collect()
+    gc.freeze()
     where = f"[{args.host}]" if ":" in args.host else args.host
     print(f"lmstream serve: {args.model} on http://{where}:{args.port}/", file=sys.stderr, flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=3)

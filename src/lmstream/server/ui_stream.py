@@ -11,8 +11,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from .._json import loads
-
 __all__ = ["FINISH_REASONS", "UIStreamMapper", "map_finish_reason", "new_message_id"]
 
 # lmstream's normalised finish reasons -> the `ai` package's enum; anything else is "other".
@@ -36,23 +34,6 @@ def map_finish_reason(reason: str | None) -> str:
 def new_message_id() -> str:
     """A unique id per answer: the chat state replaces messages by id, so reuse would overwrite."""
     return f"msg_{uuid.uuid4().hex}"
-
-
-def _tool_output(value: dict[str, Any]) -> Any:
-    """The tool's own value: a dict-returning tool gives a JSON object, not a JSON string.
-
-    Uses `value["value"]` when the event carries the raw value; otherwise decodes the JSON text
-    lmstream made of a dict, list or model (the only outputs serialised as `{...}`/`[...]`).
-    """
-    if "value" in value:
-        return value["value"]
-    out = value.get("output")
-    if isinstance(out, str) and out[:1] in ("{", "["):
-        try:
-            return loads(out)
-        except ValueError:
-            return out
-    return out
 
 
 class UIStreamMapper:
@@ -186,7 +167,8 @@ class UIStreamMapper:
             if meta.get("is_error"):
                 out.append({"type": "tool-output-error", "toolCallId": call_id, "errorText": str(value.get("output"))})
             else:
-                out.append({"type": "tool-output-available", "toolCallId": call_id, "output": _tool_output(value)})
+                # the core puts the tool's own value here (a dict stays an object for the browser)
+                out.append({"type": "tool-output-available", "toolCallId": call_id, "output": value.get("output")})
             self._saw_result = True
             return out
         if type_ == "data":
