@@ -87,8 +87,11 @@ def main(argv: list[str]) -> int:
     except ConfigurationError as exc:
         print(f"lmstream serve: error: {exc}", file=sys.stderr)
         return 2
+    if args.queue and not args.redis:
+        print("lmstream serve: --queue needs --redis URL", file=sys.stderr)
+        return 2
     load = getattr(processor.lm_invoker, "load", None)
-    if callable(load):  # the embedded model: load before serving, so the first answer is not slow
+    if callable(load) and not args.queue:  # the embedded model (not needed when workers run answers)
         print(f"lmstream serve: loading {args.model} ...", file=sys.stderr, flush=True)
         load()
     registry = None
@@ -97,9 +100,6 @@ def main(argv: list[str]) -> int:
         from ..redis.web import RedisChatRegistry
 
         registry = RedisChatRegistry(connect(args.redis), queue=args.queue, close_redis=True)
-    elif args.queue:
-        print("lmstream serve: --queue needs --redis URL", file=sys.stderr)
-        return 2
     app = create_app(processor, api_key=api_key, registry=registry)
     # Start-up objects (modules, the model's wrappers) never die: keep them out of the collector's
     # full passes, which otherwise stall every stream once thousands are open.
