@@ -113,7 +113,7 @@ class RedisChatRegistry(ChatRegistry):
     async def launch(
         self,
         chat_id: str,
-        processor: LMRequestProcessor,
+        processor: LMRequestProcessor[Any],
         kwargs: dict[str, Any],
         body: Any,
     ) -> None:
