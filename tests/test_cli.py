@@ -145,3 +145,33 @@ def test_empty_prompt_is_a_usage_error():
     proc = run("", cmd=[sys.executable, "-m", "lmstream.cli"])
     assert proc.returncode == 2
     assert "prompt" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_json_on_the_local_model_is_grammar_constrained():
+    """Without the JSON grammar the 135M model answers this in prose and --json fails."""
+    proc = run("--json", "--max-tokens", "60", "--temperature", "0", "Describe a cat.")
+    assert proc.returncode == 0, proc.stderr
+    assert isinstance(json.loads(proc.stdout), dict)
+    assert_clean_stderr(proc.stderr)
+
+
+def test_failure_after_streamed_text_starts_on_its_own_line():
+    """The answer streamed to stderr (--json) and was cut short: the message is a line of its own."""
+    proc = run("--json", "--max-tokens", "3", "--temperature", "0", "Describe Paris as JSON.")
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    streamed, _, last = proc.stderr.rstrip("\n").rpartition("\n")
+    assert streamed.strip() and last.startswith("lmstream: "), proc.stderr
+    assert proc.stdout == ""
+
+
+def test_stream_cut_mid_answer_ends_the_answer_line_before_the_error():
+    from tests.wire import fixtures as fx
+    from tests.wire.server import Script, WireServer
+
+    chunks = fx.openai_chat_text(("Here", " are", " some", " ideas", "."))
+    with WireServer() as srv:
+        srv.enqueue(Script(chunks=chunks, drop_after=3))
+        proc = run("--model", "openai-compatible/any", "--base-url", srv.base_url + "/v1", "Ideas?")
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout.startswith("Here") and proc.stdout.endswith("\n") and proc.stdout.count("\n") == 1
+    assert proc.stderr.startswith("lmstream: StreamInterruptedError: ") and proc.stderr.count("\n") == 1

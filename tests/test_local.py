@@ -10,10 +10,12 @@ import pytest
 from pydantic import BaseModel
 
 from lmstream import (
+    CallbackEventHandler,
     ConfigurationError,
     EventEmitter,
     LocalLMInvoker,
     Message,
+    RetryConfig,
     build_lm_invoker,
 )
 from lmstream.invokers.local import embedded_model_path
@@ -92,3 +94,25 @@ async def test_cancel_stops_generation_at_the_next_token(local_invoker):
     # 500 tokens at ~100 tokens/s would block a queued request for seconds
     assert out.text and time.perf_counter() - t0 < 2.0
     assert threading.active_count() == threads_before  # no thread left behind by the cancel
+
+
+async def test_idle_timeout_does_not_count_time_queued_behind_another_generation(local_invoker):
+    """Two concurrent requests on one model: the second is queued behind the first for twice
+    its idle timeout, yet does not time out; its idle clock starts when its generation does."""
+    idle = 2.0
+    patient = LocalLMInvoker(retry_config=RetryConfig(idle_timeout=idle, max_retries=0))
+    generating = asyncio.Event()
+    emitter = EventEmitter([CallbackEventHandler(lambda e: e.type == "response" and generating.set())])
+    story = "Write a long story about a dragon and a knight."
+    first = asyncio.create_task(local_invoker.invoke(story, {"max_tokens": 1000, "temperature": 0.0}, emitter))
+    await asyncio.wait_for(generating.wait(), 60)  # the first generation holds the model now
+    second = asyncio.create_task(patient.invoke("Say hi.", {"max_tokens": 4, "temperature": 0.0}))
+    await asyncio.sleep(2 * idle)  # queued all along: more than the idle timeout
+    assert not first.done(), "the first generation ended early; the test needs it to hold the model"
+    assert not second.done(), second.exception() if second.done() else None
+    first.cancel()  # generation stops at the next token; the queued request starts
+    out = await asyncio.wait_for(second, 60)
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    await emitter.close()
+    assert out.text and out.finish_reason in ("stop", "length")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 from . import _json
 from .errors import ConfigurationError, LMStreamError, OutputParserError, PromptError
@@ -47,18 +48,53 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--base-url", default=None, help="provider endpoint (for openai-compatible servers)")
     p.add_argument("--events", action="store_true", help="print every event as one JSON line (value, level, type, ...)")
     p.add_argument(
-        "--json", action="store_true", help="parse the answer as JSON and print it (answer streams to stderr)"
+        "--json",
+        action="store_true",
+        help="parse the answer as JSON and print it (answer streams to stderr); on the local model the "
+        "answer is a JSON object, enforced by a grammar",
     )
     return p
 
 
-async def _run(args: argparse.Namespace, question: str) -> int:
+#: `--json` on the local model: a JSON object, enforced token by token by a grammar (the
+#: structured-output path), so even the 135M model cannot wander off into prose
+JSON_OBJECT_SCHEMA: dict[str, Any] = {"type": "object"}
+
+
+class _Lines:
+    """Tracks which output streams streamed text left mid-line, so a failure message that
+    follows starts on a line of its own."""
+
+    def __init__(self) -> None:
+        self.open: dict[int, TextIO] = {}
+
+    def write(self, out: TextIO, text: str) -> None:
+        out.write(text)
+        out.flush()
+        if text:
+            if text.endswith("\n"):
+                self.open.pop(id(out), None)
+            else:
+                self.open[id(out)] = out
+
+    def end(self) -> None:
+        for out in self.open.values():
+            with contextlib.suppress(OSError, ValueError):  # a closed pipe has no line to end
+                out.write("\n")
+                out.flush()
+        self.open.clear()
+
+
+async def _run(args: argparse.Namespace, question: str, lines: _Lines | None = None) -> int:
     from .invokers import build_lm_invoker
 
+    lines = lines or _Lines()
     config: dict[str, Any] = {}
     if args.base_url:
         config["base_url"] = args.base_url
     invoker = build_lm_invoker(args.model, config=config)
+    if args.json and invoker.provider == "local":
+        invoker.set_response_schema(JSON_OBJECT_SCHEMA)
     hyper: dict[str, Any] = {}
     if args.max_tokens is not None:
         hyper["max_tokens"] = args.max_tokens
@@ -77,14 +113,11 @@ async def _run(args: argparse.Namespace, question: str) -> int:
     try:
         async for event in handler.stream():
             if args.events:
-                sys.stdout.write(event + "\n")
-                sys.stdout.flush()
+                lines.write(sys.stdout, event + "\n")
             elif event.type == "response":
-                text_out.write(event.value)
-                text_out.flush()
+                lines.write(text_out, event.value)
             elif event.type == "thinking":
-                sys.stderr.write(event.value)
-                sys.stderr.flush()
+                lines.write(sys.stderr, event.value)
         result = await task
     finally:
         if not task.done():
@@ -116,8 +149,9 @@ def main(argv: list[str] | None = None) -> int:
         question = sys.stdin.read().strip()
     if not question:
         _parser().error("the prompt is empty")
+    lines = _Lines()
     try:
-        code = asyncio.run(_run(args, question))
+        code = asyncio.run(_run(args, question, lines))
         sys.stdout.flush()
         return code
     except BrokenPipeError:
@@ -127,15 +161,19 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return 141
     except (ConfigurationError, PromptError) as exc:
+        lines.end()
         print(f"lmstream: error: {exc}", file=sys.stderr)
         return 2
     except OutputParserError as exc:  # the model's answer, not the user's input, is at fault
+        lines.end()
         print(f"lmstream: {exc}", file=sys.stderr)
         return 1
     except LMStreamError as exc:
+        lines.end()
         print(f"lmstream: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        lines.end()
         return 130
 
 

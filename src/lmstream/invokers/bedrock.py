@@ -140,7 +140,8 @@ class BedrockLMInvoker(BaseLMInvoker):
         opts: dict[str, Any] = {
             "retries": {"total_max_attempts": 1, "mode": "standard"},  # lmstream retries
             "connect_timeout": self._connect_timeout,
-            "read_timeout": self.retry_config.idle_timeout or 300,
+            # lmstream's own idle timer reports a stall; the socket's timeout only frees the thread after it
+            "read_timeout": (self.retry_config.idle_timeout + 5.0) if self.retry_config.idle_timeout else 300,
             "max_pool_connections": 64,
             "user_agent_extra": "lmstream",
         }

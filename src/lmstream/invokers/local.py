@@ -129,6 +129,7 @@ def _to_llama_messages(messages: list[Message]) -> list[dict[str, str]]:
 
 
 _SENTINEL_DONE = object()
+_SENTINEL_STARTED = object()
 DEFAULT_REPEAT_PENALTY = 1.1
 
 
@@ -198,6 +199,7 @@ class LocalLMInvoker(BaseLMInvoker):
             try:
                 if stop.is_set():  # cancelled while queued behind another generation
                     return
+                loop.call_soon_threadsafe(put, _SENTINEL_STARTED)  # the idle clock starts now
                 completion = model.create_chat_completion(messages=llama_messages, stream=True, **kwargs)
                 n_out = 0
                 reason = None
@@ -231,17 +233,23 @@ class LocalLMInvoker(BaseLMInvoker):
 
         _executor_for(self.model_path, self.n_ctx).submit(worker)
         idle = self.retry_config.idle_timeout
+        # Time queued behind another generation is not idle time: until this generation has
+        # started, wait without the idle timeout (RetryConfig.timeout still bounds the total).
+        wait_idle: float | None = None
         try:
             while True:
-                if idle is None:
+                if wait_idle is None:
                     item = await queue.get()
                 else:
                     try:
-                        item = await asyncio.wait_for(queue.get(), idle)
+                        item = await asyncio.wait_for(queue.get(), wait_idle)
                     except TimeoutError:
                         raise LMTimeoutError(
                             f"local model produced no token for {idle}s (RetryConfig.idle_timeout)"
                         ) from None
+                if item is _SENTINEL_STARTED:
+                    wait_idle = idle
+                    continue
                 if item is _SENTINEL_DONE:
                     return
                 if isinstance(item, BaseException):

@@ -71,7 +71,7 @@ async def ui_frames(items: AsyncIterator[StreamItem], after: str | None = None) 
             return
 
 
-class _NoLog(ChatLog):
+class _NoLog(ChatLog):  # type: ignore[misc, unused-ignore]  # (Any without the server extra)
     """Redis keeps events, not frames: the registry's frame log is not used."""
 
     def write(self, frame: bytes) -> None:
@@ -81,7 +81,7 @@ class _NoLog(ChatLog):
         pass
 
 
-class RedisChatRegistry(ChatRegistry):
+class RedisChatRegistry(ChatRegistry):  # type: ignore[misc, unused-ignore]
     """Stop and resume across nodes, and the start of answers (`launch`), on Redis."""
 
     cancel_on_disconnect = False
