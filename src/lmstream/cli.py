@@ -137,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
         from .server.cli import main as serve
 
         return serve(argv[1:])
+    if argv[:1] == ["worker"]:
+        from .redis.cli import main as worker_main
+
+        return worker_main(argv[1:])
     args = _parser().parse_args(argv)
     question = args.prompt
     if question is None or question == "-":

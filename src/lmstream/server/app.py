@@ -20,6 +20,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from .._json import dumpb
+from ..errors import LMStreamError, StreamGoneError
 from ..events import Event
 from ..processor import LMRequestProcessor
 from .guard import AuthMiddleware, Guard, error_response, read_json
@@ -72,6 +73,9 @@ class _Server:
             return error_response(exc.status, str(exc), "invalid_request_error")
         if not self.guard.acquire():
             return self.guard.busy()
+        launch = getattr(self.registry, "launch", None)
+        if launch is not None:  # answers run outside this response (Redis): any node resumes them
+            return await self._chat_elsewhere(launch, req, body)
         run = start_request(
             self.processor,
             history=req.history,
@@ -85,6 +89,27 @@ class _Server:
             heartbeat=self.heartbeat,
             headers=UI_HEADERS,
             on_end=lambda: self._finish(run),
+        )
+
+    async def _chat_elsewhere(self, launch: Any, req: Any, body: Any) -> Response | SSEResponse:
+        """Start the answer detached (this process or a worker) and follow it like a resume; the
+        client leaving does not cancel it (it may come back), only stop does."""
+        kwargs = {
+            "history": req.history,
+            "hyperparameters": req.hyperparameters,
+            **self.slot.kwargs(req.text, req.attachments),
+        }
+        try:
+            await launch(req.chat_id, self.processor, kwargs, body)
+            frames = await self.registry.resume(req.chat_id)
+        except LMStreamError as exc:
+            self.guard.release()
+            return error_response(503, str(exc), "service_unavailable")
+        if frames is None:  # pragma: no cover - launch claims the chat first
+            self.guard.release()
+            return error_response(503, "the answer could not be started", "service_unavailable")
+        return SSEResponse(
+            frames, on_disconnect=lambda: None, heartbeat=self.heartbeat, headers=UI_HEADERS, on_end=self.guard.release
         )
 
     async def _chat_frames(self, run: RunningRequest, chat_id: str) -> AsyncIterator[bytes]:
@@ -168,11 +193,19 @@ class _Server:
             run.cancel()
 
     async def stop(self, request: Request) -> Response:
-        stopped = await self.registry.stop(request.path_params["chat_id"])
+        try:
+            stopped = await self.registry.stop(request.path_params["chat_id"])
+        except LMStreamError as exc:  # Redis down
+            return error_response(503, str(exc), "service_unavailable")
         return JSONResponse({"stopped": stopped})
 
     async def resume(self, request: Request) -> Response | SSEResponse:
-        frames = await self.registry.resume(request.path_params["chat_id"], request.headers.get("last-event-id"))
+        try:
+            frames = await self.registry.resume(request.path_params["chat_id"], request.headers.get("last-event-id"))
+        except StreamGoneError as exc:  # the Last-Event-ID position was trimmed or expired
+            return error_response(410, str(exc), "stream_gone")
+        except LMStreamError as exc:  # Redis down
+            return error_response(503, str(exc), "service_unavailable")
         if frames is None:
             return Response(status_code=204)
         return SSEResponse(frames, on_disconnect=lambda: None, heartbeat=self.heartbeat, headers=UI_HEADERS)
@@ -225,6 +258,9 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        start = getattr(server.registry, "start", None)
+        if start is not None:
+            await start()  # e.g. subscribe to stops sent to other nodes
         yield
         for run in list(server.running):
             run.cancel()

@@ -52,6 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (or set LMSTREAM_API_KEY)")
     p.add_argument("--insecure", action="store_true", help="allow a non-loopback --host without an API key")
+    p.add_argument(
+        "--redis", default=None, metavar="URL", help="keep answers in Redis: any node resumes or stops any chat"
+    )
+    p.add_argument("--queue", action="store_true", help="with --redis: run answers on `lmstream worker` processes")
     return p
 
 
@@ -83,11 +87,20 @@ def main(argv: list[str]) -> int:
     except ConfigurationError as exc:
         print(f"lmstream serve: error: {exc}", file=sys.stderr)
         return 2
+    if args.queue and not args.redis:
+        print("lmstream serve: --queue needs --redis URL", file=sys.stderr)
+        return 2
     load = getattr(processor.lm_invoker, "load", None)
-    if callable(load):  # the embedded model: load before serving, so the first answer is not slow
+    if callable(load) and not args.queue:  # the embedded model (not needed when workers run answers)
         print(f"lmstream serve: loading {args.model} ...", file=sys.stderr, flush=True)
         load()
-    app = create_app(processor, api_key=api_key)
+    registry = None
+    if args.redis:
+        from ..redis._common import connect
+        from ..redis.web import RedisChatRegistry
+
+        registry = RedisChatRegistry(connect(args.redis), queue=args.queue, close_redis=True)
+    app = create_app(processor, api_key=api_key, registry=registry)
     # Start-up objects (modules, the model's wrappers) never die: keep them out of the collector's
     # full passes, which otherwise stall every stream once thousands are open.
     gc.collect()
