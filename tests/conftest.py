@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from lmstream import build_lm_invoker
@@ -25,3 +27,23 @@ def llama_server_url():
 
     with llama_server() as url:
         yield url
+
+
+JS_DIR = Path(__file__).parent / "js"
+
+
+@pytest.fixture(scope="session")
+def ai_js_dir() -> Path:
+    """tests/js with the pinned `ai` package installed (`npm ci`; see tests/system_deps.py)."""
+    from .system_deps import ensure_npm
+
+    ensure_npm(JS_DIR, marker="ai")
+    return JS_DIR
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    """Debian's chromium (installed with apt-get when missing; Playwright never downloads one)."""
+    from .system_deps import ensure_apt
+
+    return ensure_apt("chromium")

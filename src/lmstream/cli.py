@@ -132,6 +132,15 @@ async def _run(args: argparse.Namespace, question: str, lines: _Lines | None = N
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:  # subcommand: its own parser, imported only when used
+        from .server.cli import main as serve
+
+        return serve(argv[1:])
+    if argv[:1] == ["worker"]:
+        from .redis.cli import main as worker_main
+
+        return worker_main(argv[1:])
     args = _parser().parse_args(argv)
     question = args.prompt
     if question is None or question == "-":

@@ -20,6 +20,8 @@ __all__ = [
     "StreamInterruptedError",
     "OutputParserError",
     "ToolError",
+    "StreamGoneError",
+    "RedisUnavailableError",
 ]
 
 
@@ -111,3 +113,11 @@ class OutputParserError(LMStreamError, ValueError):
 
 class ToolError(LMStreamError):
     """Tool loop failure, e.g. `max_lm_calls` reached before the model answered."""
+
+
+class StreamGoneError(LMStreamError, LookupError):
+    """The resume position was trimmed or expired: resuming would leave a silent gap (HTTP 410)."""
+
+
+class RedisUnavailableError(LMStreamError, ConnectionError):
+    """Redis could not be reached or failed mid-command (the message names the server, never a password)."""

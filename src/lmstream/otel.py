@@ -205,7 +205,14 @@ def extract_context(headers: Mapping[str, str]) -> otel_context.Context:
 
 @contextlib.contextmanager
 def remote_parent(headers: Mapping[str, str]) -> Iterator[None]:
-    """Make the incoming trace context current while serving one request."""
+    """Make the incoming trace context current while serving one request.
+
+    A no-op when a span is already current (e.g. an ASGI instrumentation's server span, itself
+    a child of the caller's): lmstream's spans then nest under it.
+    """
+    if trace.get_current_span().get_span_context().is_valid:
+        yield
+        return
     token = otel_context.attach(extract(headers))
     try:
         yield

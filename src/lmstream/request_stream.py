@@ -122,6 +122,19 @@ class RequestStream(Generic[T]):
                 raise LMStreamError("the request was cancelled before it finished") from None
             raise
 
+    def cancel(self) -> None:
+        """Cancel the request now, without waiting: safe where an `await` cannot run (a frame that
+        is itself being cancelled, e.g. a server's response to a client that left). The stream
+        then ends, without raising, once the request has unwound and its connection is closed."""
+        task = self._task
+        if task is not None and not task.done():
+            self._closed_early = True
+            task.cancel()
+
+    def __len__(self) -> int:
+        """Events already waiting: the next step returns them without waiting."""
+        return len(self._handler)
+
     async def aclose(self) -> None:
         """Stop reading; a request still running is cancelled and waited for (connection closed)."""
         task = self._task

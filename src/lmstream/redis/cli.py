@@ -1,0 +1,126 @@
+"""`lmstream worker --redis URL [--model ID] [--base-url URL]`: run queued requests on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from typing import Any
+
+from ..errors import ConfigurationError, LMStreamError
+from ..events import EventEmitter
+from ._common import DEFAULT_LEASE, DEFAULT_PREFIX, redact_url
+
+DEFAULT_MODEL = "local/smollm2-135m"
+
+EPILOG = """\
+Web nodes started with `lmstream serve --redis URL --queue` put requests on the Redis stream
+{prefix}:queue; every worker reads it through the consumer group "workers", so each request runs
+on exactly one worker. A worker that dies mid-answer is noticed within its lease: the chat's
+stream ends with an error event (the request is not re-run, which would repeat tokens).
+
+examples:
+  lmstream worker --redis redis://127.0.0.1:6379/0
+  lmstream worker --redis redis://10.0.0.5:6379/0 --model openai/gpt-4.1-nano --concurrency 64
+  lmstream worker --redis redis://127.0.0.1:6379/0 --model openai-compatible/any --base-url http://127.0.0.1:8080/v1
+"""
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="lmstream worker",
+        description="Run model requests queued on Redis by `lmstream serve --redis URL --queue`.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--redis", required=True, metavar="URL", help="Redis URL, e.g. redis://127.0.0.1:6379/0")
+    p.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"provider/model id (default {DEFAULT_MODEL})")
+    p.add_argument("--base-url", default=None, help="provider endpoint (for openai-compatible servers)")
+    p.add_argument("--system", "-s", default="", help="system prompt")
+    p.add_argument("--concurrency", type=int, default=4, help="requests run at once (default 4)")
+    p.add_argument("--lease", type=float, default=DEFAULT_LEASE, help="seconds before a silent worker counts as dead")
+    p.add_argument("--prefix", default=DEFAULT_PREFIX, help=f"Redis key prefix (default {DEFAULT_PREFIX})")
+    p.add_argument("--name", default=None, help="consumer name in the group (default host:pid)")
+    return p
+
+
+def job_handler(processor: Any) -> Any:
+    """`handle(job, emitter)` for `Worker`. A job is what a web node enqueued: {"chat": the POST
+    /api/chat body, "max_messages"} (parsed here exactly as the server parses it), or, for library
+    use, {"prompt", "history", "hyperparameters"} (the prompt is the user message)."""
+
+    def handle(job: dict[str, Any], emitter: EventEmitter) -> Any:
+        if "chat" in job:
+            from ..server.requests import PromptSlot, parse_chat
+
+            req = parse_chat(job["chat"], int(job.get("max_messages", 500)))
+            return processor.process(
+                event_emitter=emitter,
+                history=req.history,
+                hyperparameters=req.hyperparameters,
+                **PromptSlot.of(processor.prompt_builder).kwargs(req.text, req.attachments),
+            )
+        return processor.process(
+            prompt_kwargs={},
+            extra_contents=[str(job.get("prompt", ""))],
+            history=job.get("history") or None,
+            hyperparameters=job.get("hyperparameters") or None,
+            event_emitter=emitter,
+        )
+
+    return handle
+
+
+async def serve(args: argparse.Namespace) -> int:
+    from ..processor import build_lm_request_processor
+    from ._common import connect
+    from .queue import Worker
+
+    # built as `lmstream serve` builds its processor, so a queued chat runs as it would on the node
+    config = {"base_url": args.base_url} if args.base_url else None
+    system = args.system.replace("{", "{{").replace("}", "}}")
+    processor = build_lm_request_processor(args.model, config=config, system_template=system)
+    invoker = processor.lm_invoker
+    redis = connect(args.redis)
+    worker = Worker(
+        redis,
+        job_handler(processor),
+        prefix=args.prefix,
+        name=args.name,
+        concurrency=args.concurrency,
+        lease=args.lease,
+    )
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, worker.stop)
+    print(
+        f"lmstream worker {worker.name}: model {args.model}, queue {args.prefix}:queue on {redact_url(args.redis)}",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        await worker.run()
+    finally:
+        await redis.aclose()
+        with contextlib.suppress(Exception):
+            await invoker.aclose()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        return asyncio.run(serve(args))
+    except ConfigurationError as exc:
+        print(f"lmstream worker: error: {exc}", file=sys.stderr)
+        return 2
+    except LMStreamError as exc:
+        print(f"lmstream worker: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

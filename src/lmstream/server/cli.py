@@ -1,0 +1,111 @@
+"""`lmstream serve`: run `create_app` with uvicorn (embedded model by default).
+
+Binding a non-loopback address without `--api-key` is refused (exit 2) unless `--insecure`:
+anyone who reaches the port would spend the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import ipaddress
+import os
+import sys
+
+__all__ = ["main", "is_loopback"]
+
+DEFAULT_MODEL = "local/smollm2-135m"
+
+EPILOG = """\
+examples:
+  lmstream serve                                   # embedded model on http://127.0.0.1:8000/
+  lmstream serve --model openai/gpt-4.1-nano       # needs OPENAI_API_KEY
+  lmstream serve --model openai-compatible/any --base-url http://127.0.0.1:8080/v1
+  lmstream serve --host 0.0.0.0 --api-key "$KEY"   # reachable from other machines: key required
+
+endpoints: GET / (chat page), POST /api/chat (Vercel AI SDK UI message stream v1),
+POST /v1/stream (lmstream events as SSE), POST /api/chat/{id}/stop, GET /api/chat/{id}/stream,
+GET /healthz. The key can also come from LMSTREAM_API_KEY.
+"""
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="lmstream serve",
+        description="Serve a model over HTTP: a chat page, the Vercel AI SDK's UI message stream, and lmstream's SSE.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"provider/model id (default {DEFAULT_MODEL})")
+    p.add_argument("--base-url", default=None, help="provider endpoint (for openai-compatible servers)")
+    p.add_argument("--system", "-s", default="", help="system prompt")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (or set LMSTREAM_API_KEY)")
+    p.add_argument("--insecure", action="store_true", help="allow a non-loopback --host without an API key")
+    p.add_argument(
+        "--redis", default=None, metavar="URL", help="keep answers in Redis: any node resumes or stops any chat"
+    )
+    p.add_argument("--queue", action="store_true", help="with --redis: run answers on `lmstream worker` processes")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    api_key = args.api_key or os.environ.get("LMSTREAM_API_KEY") or None
+    if not is_loopback(args.host) and api_key is None and not args.insecure:
+        print(
+            f"lmstream serve: refusing to bind {args.host} without an API key: anyone who reaches it could use "
+            "the model. Pass --api-key KEY (or LMSTREAM_API_KEY), bind 127.0.0.1, or add --insecure.",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        import uvicorn
+
+        from . import create_app
+    except ImportError as exc:
+        print(f"lmstream serve: needs the server extra: pip install 'lmstream[server]' ({exc})", file=sys.stderr)
+        return 2
+    from ..errors import ConfigurationError
+    from ..processor import build_lm_request_processor
+
+    config = {"base_url": args.base_url} if args.base_url else None
+    try:
+        processor = build_lm_request_processor(
+            args.model, config=config, system_template=args.system.replace("{", "{{").replace("}", "}}")
+        )
+    except ConfigurationError as exc:
+        print(f"lmstream serve: error: {exc}", file=sys.stderr)
+        return 2
+    if args.queue and not args.redis:
+        print("lmstream serve: --queue needs --redis URL", file=sys.stderr)
+        return 2
+    load = getattr(processor.lm_invoker, "load", None)
+    if callable(load) and not args.queue:  # the embedded model (not needed when workers run answers)
+        print(f"lmstream serve: loading {args.model} ...", file=sys.stderr, flush=True)
+        load()
+    registry = None
+    if args.redis:
+        from ..redis._common import connect
+        from ..redis.web import RedisChatRegistry
+
+        registry = RedisChatRegistry(connect(args.redis), queue=args.queue, close_redis=True)
+    app = create_app(processor, api_key=api_key, registry=registry)
+    # Start-up objects (modules, the model's wrappers) never die: keep them out of the collector's
+    # full passes, which otherwise stall every stream once thousands are open.
+    gc.collect()
+    gc.freeze()
+    where = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"lmstream serve: {args.model} on http://{where}:{args.port}/", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=3)
+    return 0

@@ -1,0 +1,124 @@
+"""An SSE response that notices a client leaving at once and keeps idle streams alive.
+
+Starlette's `StreamingResponse` learns of a disconnect by cancelling the body iterator, and an
+`await` in that cancelled frame does not run, which is how upstream sockets get left open. This
+response instead watches `receive()` for `http.disconnect` in a side task and calls a plain
+function (`on_disconnect`, which cancels the request's task), so the body iterator then ends
+normally and its cleanup runs in a frame that is not cancelled. A second side task sends a
+comment line when nothing was sent for `heartbeat` seconds, so proxies keep idle streams open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+__all__ = ["SSE_HEADERS", "SSEResponse"]
+
+SSE_HEADERS = {
+    "content-type": "text/event-stream; charset=utf-8",
+    "cache-control": "no-cache",
+    "connection": "keep-alive",
+    "x-accel-buffering": "no",
+}
+
+Scope = dict[str, Any]
+Receive = Callable[[], Any]
+Send = Callable[[dict[str, Any]], Any]
+
+_PING = b": ping\n\n"
+
+
+class SSEResponse:
+    """ASGI response streaming `frames` (already framed SSE bytes)."""
+
+    def __init__(
+        self,
+        frames: AsyncIterator[bytes],
+        *,
+        on_disconnect: Callable[[], None],
+        heartbeat: float,
+        headers: Mapping[str, str] | None = None,
+        on_end: Callable[[], Any] | None = None,
+    ) -> None:
+        self.frames = frames
+        self.on_disconnect = on_disconnect
+        self.heartbeat = heartbeat
+        self.headers = {**SSE_HEADERS, **(headers or {})}
+        self.on_end = on_end
+        self.disconnected = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # One writer at a time without a lock on the hot path: the heartbeat skips its turn while
+        # a frame is being written, and a frame waits for a heartbeat being written.
+        sending = False
+        pinging: asyncio.Future[None] | None = None
+        last_sent = time.monotonic()
+
+        def left() -> None:
+            if not self.disconnected:
+                self.disconnected = True
+                self.on_disconnect()
+
+        async def watch() -> None:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    left()
+                    return
+
+        async def ping() -> None:
+            nonlocal last_sent, pinging
+            while not self.disconnected:
+                await asyncio.sleep(max(0.0, last_sent + self.heartbeat - time.monotonic()))
+                if time.monotonic() - last_sent >= self.heartbeat and not self.disconnected and not sending:
+                    pinging = asyncio.get_running_loop().create_future()
+                    try:
+                        await send({"type": "http.response.body", "body": _PING, "more_body": True})
+                    except OSError:
+                        left()
+                        return
+                    finally:
+                        pinging.set_result(None)
+                        pinging = None
+                    last_sent = time.monotonic()
+
+        watcher = asyncio.create_task(watch())
+        pinger = asyncio.create_task(ping()) if self.heartbeat > 0 else None
+        frames = self.frames
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(k.encode(), v.encode()) for k, v in self.headers.items()],
+                }
+            )
+            async for frame in frames:
+                if self.disconnected:
+                    break
+                if pinging is not None:
+                    await pinging
+                sending = True
+                await send({"type": "http.response.body", "body": frame, "more_body": True})
+                sending = False
+                last_sent = time.monotonic()
+            if not self.disconnected:
+                if pinging is not None:
+                    await pinging
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except OSError:  # the client went away while we wrote (uvicorn's ClientDisconnected)
+            left()
+        finally:
+            # Plain calls first: they take effect even if this frame is being cancelled.
+            watcher.cancel()
+            if pinger is not None:
+                pinger.cancel()
+            if self.on_end is not None:
+                self.on_end()
+            aclose = getattr(frames, "aclose", None)
+            if aclose is not None:
+                await aclose()  # the frames' own cleanup, in a frame that is not cancelled
+            await asyncio.wait([t for t in (watcher, pinger) if t is not None])

@@ -1,0 +1,242 @@
+"""Request bodies -> processor arguments, validated before anything reaches the model.
+
+`parse_chat` reads what the `ai` package's `DefaultChatTransport` posts (`{id, messages:
+UIMessage[], trigger, messageId?}`) and turns the UI messages into lmstream history;
+`parse_stream` reads `/v1/stream`'s `{"prompt" | "prompt_kwargs", "history", "hyperparameters"}`.
+Every error names the offending field, so a client can fix its request.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import string
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..prompt import Content, Message, PromptBuilder
+from ..types import Attachment, ThinkingBlock, ToolCall, ToolResult
+
+__all__ = ["BadRequest", "ChatRequest", "PromptSlot", "StreamRequest", "parse_chat", "parse_stream"]
+
+_CHAT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_TRIGGERS = ("submit-message", "regenerate-message")
+_ROLES = ("system", "user", "assistant")
+MAX_HYPERPARAMETERS = 32
+
+
+class BadRequest(ValueError):
+    """A client error: `field` names what is wrong; `status` is the HTTP status (400 or 413)."""
+
+    def __init__(self, field: str, message: str, status: int = 400) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.status = status
+
+
+@dataclass(slots=True)
+class PromptSlot:
+    """Where a user's text goes: the user template's one free key, or (None) the user message."""
+
+    key: str | None
+
+    @classmethod
+    def of(cls, builder: PromptBuilder) -> PromptSlot:
+        keys = [k for _, k, _, _ in string.Formatter().parse(builder.user_template) if k]
+        free = [k for k in dict.fromkeys(keys) if k not in builder.key_defaults]
+        if len(free) > 1:
+            raise ValueError(
+                f"the user template has several keys without defaults ({', '.join(free)}); "
+                "the server fills one key with the user's text: set key_defaults for the others"
+            )
+        return cls(free[0] if free else None)
+
+    def kwargs(self, text: str, attachments: list[Content]) -> dict[str, Any]:
+        """`prompt_kwargs` and `extra_contents` for `process()`/`stream()`."""
+        if self.key is None:
+            return {"prompt_kwargs": {}, "extra_contents": [text, *attachments] if text else attachments}
+        return {"prompt_kwargs": {self.key: text}, "extra_contents": attachments or None}
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    chat_id: str
+    trigger: str
+    history: list[Message]
+    text: str
+    attachments: list[Content] = field(default_factory=list)
+    hyperparameters: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class StreamRequest:
+    prompt_kwargs: dict[str, Any]
+    extra_contents: list[Content] | None
+    history: list[Message]
+    hyperparameters: dict[str, Any] | None
+
+
+def _obj(v: Any, where: str) -> dict[str, Any]:
+    if not isinstance(v, dict):
+        raise BadRequest(where, "must be a JSON object")
+    return v
+
+
+def _str(v: Any, where: str) -> str:
+    if not isinstance(v, str):
+        raise BadRequest(where, "must be a string")
+    return v
+
+
+def _list(v: Any, where: str) -> list[Any]:
+    if not isinstance(v, list):
+        raise BadRequest(where, "must be an array")
+    return v
+
+
+def _hyper(body: dict[str, Any]) -> dict[str, Any] | None:
+    h = body.get("hyperparameters")
+    if h is None:
+        return None
+    h = _obj(h, "hyperparameters")
+    if len(h) > MAX_HYPERPARAMETERS:
+        raise BadRequest("hyperparameters", f"at most {MAX_HYPERPARAMETERS} keys")
+    return h
+
+
+def _data_url(url: str, where: str) -> tuple[bytes, str]:
+    if not url.startswith("data:") or "," not in url:
+        raise BadRequest(where, "only data: URLs are accepted (the server fetches nothing)")
+    head, _, payload = url[5:].partition(",")
+    media, _, enc = head.partition(";")
+    if enc != "base64":
+        raise BadRequest(where, "data: URLs must be base64")
+    try:
+        return base64.b64decode(payload, validate=True), media or "application/octet-stream"
+    except (binascii.Error, ValueError) as exc:
+        raise BadRequest(where, "invalid base64") from exc
+
+
+def _user_contents(parts: list[Any], where: str) -> tuple[str, list[Content]]:
+    texts: list[str] = []
+    files: list[Content] = []
+    for j, p in enumerate(parts):
+        pw = f"{where}.parts[{j}]"
+        p = _obj(p, pw)
+        kind = _str(p.get("type"), f"{pw}.type")
+        if kind == "text":
+            texts.append(_str(p.get("text"), f"{pw}.text"))
+        elif kind == "file":
+            data, media = _data_url(_str(p.get("url"), f"{pw}.url"), f"{pw}.url")
+            name = p.get("filename")
+            files.append(Attachment(data, _str(p.get("mediaType", media), f"{pw}.mediaType"), name or None))
+        # other part kinds (data-*, source-*) carry nothing the model reads
+    return "".join(texts), files
+
+
+def _assistant_messages(parts: list[Any], where: str) -> list[Message]:
+    """One assistant turn per step (`step-start`), each followed by its tool results."""
+    out: list[Message] = []
+    said: list[Content] = []
+    results: list[ToolResult] = []
+
+    def flush() -> None:
+        nonlocal said, results
+        if said:
+            out.append(Message("assistant", said))
+        if results:
+            out.append(Message.tool(results))
+        said, results = [], []
+
+    for j, p in enumerate(parts):
+        pw = f"{where}.parts[{j}]"
+        p = _obj(p, pw)
+        kind = _str(p.get("type"), f"{pw}.type")
+        if kind == "step-start":
+            flush()
+        elif kind == "text":
+            said.append(_str(p.get("text"), f"{pw}.text"))
+        elif kind == "reasoning":
+            said.append(ThinkingBlock(_str(p.get("text"), f"{pw}.text")))
+        elif kind == "dynamic-tool" or kind.startswith("tool-"):
+            name = _str(p.get("toolName"), f"{pw}.toolName") if kind == "dynamic-tool" else kind[5:]
+            call_id = _str(p.get("toolCallId"), f"{pw}.toolCallId")
+            args = p.get("input")
+            state = p.get("state")
+            if state not in ("output-available", "output-error"):
+                continue  # a call that never got its result (the answer was cut): providers reject it
+            said.append(ToolCall(call_id, name, args if isinstance(args, dict) else {}))
+            if state == "output-available":
+                out_v = p.get("output")
+                results.append(ToolResult(call_id, name, out_v if isinstance(out_v, str) else _dump(out_v)))
+            elif state == "output-error":
+                results.append(ToolResult(call_id, name, str(p.get("errorText", "")), True))
+    flush()
+    return out
+
+
+def _dump(v: Any) -> str:
+    from .._json import dumps
+
+    return dumps(v)
+
+
+def parse_chat(body: Any, max_messages: int) -> ChatRequest:
+    """Validate a `DefaultChatTransport` body; the last message must be the user's."""
+    body = _obj(body, "body")
+    chat_id = _str(body.get("id"), "id")
+    if not _CHAT_ID.match(chat_id):
+        raise BadRequest("id", "1 to 128 characters of A-Z a-z 0-9 . _ : -")
+    trigger = body.get("trigger", "submit-message")
+    if trigger not in _TRIGGERS:
+        raise BadRequest("trigger", f"must be one of {', '.join(_TRIGGERS)}")
+    messages = _list(body.get("messages"), "messages")
+    if not messages:
+        raise BadRequest("messages", "must not be empty")
+    if len(messages) > max_messages:
+        raise BadRequest("messages", f"too many messages ({len(messages)}; at most {max_messages})")
+    history: list[Message] = []
+    for i, m in enumerate(messages):
+        where = f"messages[{i}]"
+        m = _obj(m, where)
+        role = m.get("role")
+        if role not in _ROLES:
+            raise BadRequest(f"{where}.role", f"must be one of {', '.join(_ROLES)}")
+        parts = _list(m.get("parts"), f"{where}.parts")
+        if role == "assistant":
+            history.extend(_assistant_messages(parts, where))
+            continue
+        text, files = _user_contents(parts, where)
+        if i == len(messages) - 1:
+            if role != "user":
+                raise BadRequest(f"{where}.role", "the last message must be the user's")
+            if not text and not files:
+                raise BadRequest(f"{where}.parts", "the user message has no text")
+            return ChatRequest(chat_id, trigger, history, text, files, _hyper(body))
+        history.append(Message(role, [text, *files] if text else files))
+    raise BadRequest(f"messages[{len(messages) - 1}].role", "the last message must be the user's")
+
+
+def parse_stream(body: Any, slot: PromptSlot, max_messages: int) -> StreamRequest:
+    """Validate a `/v1/stream` body."""
+    body = _obj(body, "body")
+    if ("prompt" in body) == ("prompt_kwargs" in body):
+        raise BadRequest("prompt", 'give exactly one of "prompt" (a string) or "prompt_kwargs" (an object)')
+    if "prompt" in body:
+        kw = slot.kwargs(_str(body["prompt"], "prompt"), [])
+    else:
+        kw = {"prompt_kwargs": _obj(body["prompt_kwargs"], "prompt_kwargs"), "extra_contents": None}
+    history: list[Message] = []
+    raw = body.get("history")
+    if raw is not None:
+        raw = _list(raw, "history")
+        if len(raw) > max_messages:
+            raise BadRequest("history", f"too many messages ({len(raw)}; at most {max_messages})")
+        for i, h in enumerate(raw):
+            h = _obj(h, f"history[{i}]")
+            role = h.get("role")
+            if role not in _ROLES:
+                raise BadRequest(f"history[{i}].role", "must be one of system, user, assistant")
+            history.append(Message(role, [_str(h.get("content"), f"history[{i}].content")]))
+    return StreamRequest(kw["prompt_kwargs"], kw["extra_contents"], history, _hyper(body))

@@ -1,0 +1,48 @@
+"""One request running for one HTTP response, behind the smallest seam the server needs.
+
+`start_request` is the only place that knows how a request is started (`processor.stream(...)`,
+a `RequestStream`); the server only iterates `events()` and calls `cancel()`, `pending()` and
+`aclose()`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..processor import LMRequestProcessor
+from ..request_stream import RequestStream
+
+__all__ = ["RunningRequest", "start_request"]
+
+
+class RunningRequest:
+    """A request and its event stream. `cancel()` is synchronous on purpose: it is safe to call
+    from a frame that is itself being cancelled (a client that left), where an `await` would not
+    run and the provider connection would be left open."""
+
+    __slots__ = ("stream",)
+
+    def __init__(self, stream: RequestStream[Any]) -> None:
+        self.stream = stream
+
+    def events(self) -> RequestStream[Any]:
+        """This request's events in order; after a failure's `error` event it raises the request's
+        exception (callers stop there: the event already said it)."""
+        return self.stream
+
+    def pending(self) -> int:
+        """Events already waiting: the next `events()` step returns without waiting."""
+        return len(self.stream)
+
+    def cancel(self) -> None:
+        """Stop the request now: the provider connection is closed as its task unwinds."""
+        self.stream.cancel()
+
+    async def aclose(self) -> None:
+        """Cancel if still running and wait for the request to unwind."""
+        await self.stream.aclose()
+
+
+def start_request(processor: LMRequestProcessor[Any], **kwargs: Any) -> RunningRequest:
+    """Start `processor` on one request (`prompt_kwargs`, `history`, ... as for `stream()`)."""
+    return RunningRequest(processor.stream(**kwargs))

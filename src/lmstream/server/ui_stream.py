@@ -1,0 +1,221 @@
+"""lmstream events -> Vercel AI SDK UI message stream (v1) chunks. Pure: no I/O, no framework.
+
+One `UIStreamMapper` per answer. It keeps the little state the protocol needs (which text or
+reasoning part is open, which tool calls were announced, which step is running) so that every
+`*-delta`/`*-end` follows its `*-start` (the `ai` client throws otherwise) and the stream always
+ends with `finish` (a normal answer), `error` (a failed one) or `abort` (a stopped one).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+__all__ = ["FINISH_REASONS", "UIStreamMapper", "map_finish_reason", "new_message_id"]
+
+# lmstream's normalised finish reasons -> the `ai` package's enum; anything else is "other".
+FINISH_REASONS = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool-calls",
+    "content_filter": "content-filter",
+}
+
+Chunk = dict[str, Any]
+
+
+def map_finish_reason(reason: str | None) -> str:
+    """`stop`->`stop`, `length`->`length`, `tool_calls`->`tool-calls`, ... else `other`."""
+    if reason is None:
+        return "stop"
+    return FINISH_REASONS.get(reason, "other")
+
+
+def new_message_id() -> str:
+    """A unique id per answer: the chat state replaces messages by id, so reuse would overwrite."""
+    return f"msg_{uuid.uuid4().hex}"
+
+
+class UIStreamMapper:
+    """Turns one request's events into UI message chunks, in order.
+
+    `start()` gives the opening chunk; `feed(event_type, value, metadata)` the chunks for one
+    event (often none or one); `stopped()` the closing chunks of an answer cut short by a stop.
+    After a terminal chunk (`finish`, `error`, `abort`) `closed` is true and `feed` returns [].
+    """
+
+    __slots__ = ("_announced", "_call_of_block", "_reasoning", "_saw_result", "_step", "_text", "closed", "message_id")
+
+    def __init__(self, message_id: str | None = None) -> None:
+        self.message_id = message_id or new_message_id()
+        self._text: str | None = None  # id of the open text part
+        self._reasoning: str | None = None  # id of the open reasoning part
+        self._step: Any = None  # step of the open start-step (None: no step open)
+        self._announced: set[str] = set()  # tool calls whose tool-input-start went out
+        self._call_of_block: dict[Any, str] = {}  # block_id -> tool call id (deltas carry only the block)
+        self._saw_result = False  # fallback step detection when events carry no "step"
+        self.closed = False
+
+    def start(self, metadata: dict[str, Any] | None = None) -> Chunk:
+        chunk: Chunk = {"type": "start", "messageId": self.message_id}
+        if metadata:
+            chunk["messageMetadata"] = metadata
+        return chunk
+
+    # ------------------------------------------------------------------ helpers
+    def _close_parts(self, out: list[Chunk]) -> None:
+        if self._text is not None:
+            out.append({"type": "text-end", "id": self._text})
+            self._text = None
+        if self._reasoning is not None:
+            out.append({"type": "reasoning-end", "id": self._reasoning})
+            self._reasoning = None
+
+    def _enter_step(self, meta: dict[str, Any], out: list[Chunk]) -> None:
+        """Open a step, or move to the next one when `metadata["step"]` changes."""
+        step = meta.get("step")
+        if step is None:  # events without step marks: a tool result ends the model call
+            if self._step is not None and not self._saw_result:
+                return
+            step = (self._step or 0) + 1 if isinstance(self._step, int) else 1
+        elif step == self._step:
+            return
+        if self._step is not None:
+            self._close_parts(out)
+            out.append({"type": "finish-step"})
+        out.append({"type": "start-step"})
+        self._step = step
+        self._saw_result = False
+
+    def _end_step(self, out: list[Chunk]) -> None:
+        self._close_parts(out)
+        if self._step is not None:
+            out.append({"type": "finish-step"})
+            self._step = None
+
+    # ------------------------------------------------------------------ mapping
+    def feed(self, type_: str, value: Any, meta: dict[str, Any]) -> list[Chunk]:
+        """The chunks for one event (`type_` is `Event.type`)."""
+        if self.closed:
+            return []
+        if type_ == "response":
+            if self._text is not None and self._text == meta.get("block_id"):  # a block lives in one step
+                return [{"type": "text-delta", "id": self._text, "delta": value}]  # hot path
+            out: list[Chunk] = []
+            self._enter_step(meta, out)
+            block = str(meta.get("block_id") or "text")
+            if self._text != block:
+                self._close_parts(out)
+                out.append({"type": "text-start", "id": block})
+                self._text = block
+            out.append({"type": "text-delta", "id": block, "delta": value})
+            return out
+        out = []
+        if type_ in ("thinking_start", "thinking", "thinking_end"):
+            block = str(meta.get("block_id") or "reasoning")
+            if type_ == "thinking_end":
+                if self._reasoning == block:
+                    out.append({"type": "reasoning-end", "id": block})
+                    self._reasoning = None
+                return out
+            self._enter_step(meta, out)
+            if self._reasoning != block:
+                self._close_parts(out)
+                out.append({"type": "reasoning-start", "id": block})
+                self._reasoning = block
+            if type_ == "thinking" and value:
+                out.append({"type": "reasoning-delta", "id": block, "delta": value})
+            return out
+        if type_ == "tool_call_start":
+            self._enter_step(meta, out)
+            self._close_parts(out)
+            self._announce(value, out)
+            self._call_of_block[meta.get("block_id")] = str(value.get("id"))
+            return out
+        if type_ == "tool_call_delta":
+            call_id = self._call_of_block.get(meta.get("block_id"))
+            if call_id is None:
+                return out  # a fragment we cannot place; tool-input-available carries the full input
+            out.append({"type": "tool-input-delta", "toolCallId": call_id, "inputTextDelta": value})
+            return out
+        if type_ == "tool_call":
+            self._enter_step(meta, out)
+            self._close_parts(out)
+            self._announce(value, out)
+            out.append(
+                {
+                    "type": "tool-input-available",
+                    "toolCallId": str(value.get("id")),
+                    "toolName": str(value.get("name")),
+                    "input": value.get("arguments", {}),
+                }
+            )
+            return out
+        if type_ == "tool_result":
+            call_id = str(value.get("id"))
+            if call_id not in self._announced:  # a result for a call never shown: show the call first
+                self._enter_step(meta, out)
+                self._announce(value, out)
+                out.append(
+                    {
+                        "type": "tool-input-available",
+                        "toolCallId": call_id,
+                        "toolName": str(value.get("name")),
+                        "input": {},
+                    }
+                )
+            if meta.get("is_error"):
+                out.append({"type": "tool-output-error", "toolCallId": call_id, "errorText": str(value.get("output"))})
+            else:
+                # the core puts the tool's own value here (a dict stays an object for the browser)
+                out.append({"type": "tool-output-available", "toolCallId": call_id, "output": value.get("output")})
+            self._saw_result = True
+            return out
+        if type_ == "data":
+            out.append({"type": "data-object", "id": str(meta.get("block_id") or "object"), "data": value})
+            return out
+        if type_ == "usage":
+            out.append({"type": "data-usage", "id": "usage", "data": value})
+            return out
+        if type_ == "done":
+            self._close_parts(out)
+            out.append({"type": "data-usage", "id": "usage", "data": _done_usage(meta)})
+            self._end_step(out)
+            out.append({"type": "finish", "finishReason": map_finish_reason(meta.get("finish_reason"))})
+            self.closed = True
+            return out
+        if type_ == "error":
+            self._close_parts(out)
+            out.append({"type": "error", "errorText": str(value) or "the request failed"})
+            self.closed = True
+            return out
+        # Any other kind (status, activity, reference, code, a user's own type) goes to the
+        # client's onData without being stored: an unknown chunk type would abort the message.
+        out.append({"type": f"data-{type_}", "data": value, "transient": True})
+        return out
+
+    def _announce(self, value: dict[str, Any], out: list[Chunk]) -> None:
+        call_id = str(value.get("id"))
+        if call_id in self._announced:
+            return
+        self._announced.add(call_id)
+        out.append({"type": "tool-input-start", "toolCallId": call_id, "toolName": str(value.get("name"))})
+
+    def stopped(self, reason: str = "stopped") -> list[Chunk]:
+        """Close what is open and say the answer was aborted (a stop, not an error)."""
+        if self.closed:
+            return []
+        out: list[Chunk] = []
+        self._end_step(out)
+        out.append({"type": "abort", "reason": reason})
+        self.closed = True
+        return out
+
+
+def _done_usage(meta: dict[str, Any]) -> dict[str, Any]:
+    """The request's usage and timings, for a usage line under the answer."""
+    data: dict[str, Any] = dict(meta.get("usage") or {})
+    for key in ("time_to_first_token", "duration"):
+        if meta.get(key) is not None:
+            data[key] = meta[key]
+    return data

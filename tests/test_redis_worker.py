@@ -1,0 +1,252 @@
+"""Workers on a Redis queue, in separate processes, against a real redis-server and a paced
+upstream (the wire replay server): full runs, a SIGKILLed worker, cross-process stop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+pytest.importorskip("redis") if os.environ.get("CI", "").lower() != "true" else None
+
+import redis.asyncio as aioredis  # noqa: E402
+
+from lmstream.redis import RedisQueue, RedisStreamReader, request_stop  # noqa: E402
+from lmstream.redis._common import StreamItem  # noqa: E402
+from tests.redis_server import RedisServer  # noqa: E402
+from tests.wire import fixtures  # noqa: E402
+from tests.wire.server import Script, WireServer  # noqa: E402
+
+TOKENS = [f" w{i}" for i in range(40)]
+PACE = 0.05  # seconds between upstream chunks: a 2 s answer
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    with RedisServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+def upstream() -> Iterator[WireServer]:
+    with WireServer(repeat_last=True) as srv:
+        srv.enqueue(Script(chunks=fixtures.openai_chat_text(TOKENS), delay_between=PACE))
+        yield srv
+
+
+@pytest.fixture
+def fast_upstream() -> Iterator[WireServer]:
+    """A fast provider: 400 tokens, 0.5 ms apart (2,000 tokens/s, as a fast hosted model bursts)."""
+    with WireServer(repeat_last=True) as srv:
+        srv.enqueue(Script(chunks=fixtures.openai_chat_text([f" t{i}" for i in range(400)]), delay_between=0.0005))
+        yield srv
+
+
+@pytest.fixture
+async def r(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_server.url, socket_connect_timeout=2, socket_timeout=10)
+    await client.flushdb()
+    yield client
+    await client.aclose()
+
+
+def start_worker(redis_url: str, upstream: WireServer, lease: float = 1.0) -> subprocess.Popen[str]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(["src", os.environ.get("PYTHONPATH", "")]),
+        "OPENAI_COMPATIBLE_API_KEY": "sk-test",
+    }
+    cmd = [
+        sys.executable, "-c", "import sys; from lmstream.cli import main; sys.exit(main())",
+        "worker", "--redis", redis_url, "--model", "openai-compatible/wire-model",
+        "--base-url", f"{upstream.base_url}/v1", "--lease", str(lease), "--concurrency", "2",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    assert proc.stderr is not None
+    line = proc.stderr.readline()  # the banner: the worker is up
+    assert "lmstream worker" in line, line
+    return proc
+
+
+def stop_proc(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(10)
+    if proc.stderr:
+        proc.stderr.close()
+
+
+async def read_all(r: aioredis.Redis, chat: str, after: str | None = None) -> list[StreamItem]:
+    return [it async for it in RedisStreamReader(r, lease=1.0).read(chat, after)]
+
+
+async def test_worker_runs_queued_request_and_resume_is_exact(
+    r: aioredis.Redis, redis_server: RedisServer, upstream: WireServer
+) -> None:
+    worker = start_worker(redis_server.url, upstream)
+    try:
+        await RedisQueue(r).enqueue("chat-a", {"prompt": "hi"})
+        reader = RedisStreamReader(r, lease=1.0)
+        part: list[StreamItem] = []
+        async for it in reader.read("chat-a"):
+            part.append(it)
+            if sum(1 for x in part if x.event.type == "response") == 10:
+                break  # the client goes away mid-answer ...
+        rest = await asyncio.wait_for(read_all(r, "chat-a", after=part[-1].id), 20)  # ... and comes back
+        full = await read_all(r, "chat-a")
+        assert [x.id for x in part + rest] == [x.id for x in full]
+        assert [x.event.id for x in part + rest] == [x.event.id for x in full]
+        assert full[-1].event.type == "done"
+        assert "".join(x.event.value for x in full if x.event.type == "response") == "".join(TOKENS)
+        assert 0 < await r.ttl("lmstream:chat-a") <= 3600
+    finally:
+        stop_proc(worker)
+
+
+async def test_sigkilled_worker_ends_stream_with_error_within_lease(
+    r: aioredis.Redis, redis_server: RedisServer, upstream: WireServer
+) -> None:
+    worker = start_worker(redis_server.url, upstream, lease=1.0)
+    try:
+        await RedisQueue(r).enqueue("chat-k", {"prompt": "hi"})
+        got: list[StreamItem] = []
+        killed_at = 0.0
+        async with asyncio.timeout(15):
+            async for it in RedisStreamReader(r, lease=1.0).read("chat-k"):
+                got.append(it)
+                if len(got) == 6:
+                    worker.send_signal(signal.SIGKILL)
+                    killed_at = time.monotonic()
+        elapsed = time.monotonic() - killed_at
+        last = got[-1].event
+        assert last.type == "error" and "lease expired" in last.value
+        assert elapsed < 1.0 + 0.5, f"noticed {elapsed:.2f}s after the kill (lease 1 s)"
+        assert sum(1 for x in got if x.event.type in ("done", "error")) == 1
+        # not re-run: nothing follows the error, and the queue holds no pending job once reaped
+        await asyncio.sleep(0.3)
+        assert (await read_all(r, "chat-k"))[-1].id == got[-1].id
+    finally:
+        stop_proc(worker)
+
+
+async def test_worker_reaper_ends_abandoned_job_without_readers(
+    r: aioredis.Redis, redis_server: RedisServer, upstream: WireServer
+) -> None:
+    """No reader is watching: another worker's reaper notices the dead one and ends the stream."""
+    w1 = start_worker(redis_server.url, upstream, lease=1.0)
+    w2 = None
+    try:
+        await RedisQueue(r).enqueue("chat-r", {"prompt": "hi"})
+        async with asyncio.timeout(10):
+            while not await r.exists("lmstream:chat-r"):
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)
+        w1.send_signal(signal.SIGKILL)
+        w2 = start_worker(redis_server.url, upstream, lease=1.0)
+        async with asyncio.timeout(10):
+            while True:
+                last = await r.xrevrange("lmstream:chat-r", count=1)
+                if last and last[0][1].get(b"t") == b"1":
+                    break
+                await asyncio.sleep(0.1)
+        items = await read_all(r, "chat-r")
+        assert items[-1].event.type == "error"
+        pending = await r.xpending("lmstream:queue", "workers")
+        assert pending["pending"] == 0, "the dead worker's job was acknowledged, not re-run"
+    finally:
+        stop_proc(w1)
+        if w2 is not None:
+            stop_proc(w2)
+
+
+async def test_stop_from_another_process_closes_upstream_within_1s(
+    r: aioredis.Redis, redis_server: RedisServer, upstream: WireServer
+) -> None:
+    worker = start_worker(redis_server.url, upstream)
+    try:
+        await RedisQueue(r).enqueue("chat-s", {"prompt": "hi"})
+        got: list[StreamItem] = []
+        async with asyncio.timeout(15):
+            async for it in RedisStreamReader(r, lease=1.0).read("chat-s"):
+                got.append(it)
+                if len(got) == 5:
+                    t0 = time.monotonic()
+                    assert await request_stop(r, "chat-s") >= 1
+                    closed = await upstream.wait_for(lambda s: bool(s.requests) and s.requests[-1].disconnected, 1.0)
+                    closed_after = time.monotonic() - t0
+                    assert closed, "upstream connection still open 1 s after stop"
+        assert closed_after < 1.0
+        assert got[-1].event.type == "error"
+        assert sum(1 for x in got if x.event.type == "response") < len(TOKENS)
+    finally:
+        stop_proc(worker)
+
+
+async def test_redis_commands_per_request_far_fewer_than_tokens(
+    r: aioredis.Redis, redis_server: RedisServer, fast_upstream: WireServer
+) -> None:
+    worker = start_worker(redis_server.url, fast_upstream)
+    try:
+        await r.config_resetstat()
+        await RedisQueue(r).enqueue("chat-n", {"prompt": "hi"})
+        items = await asyncio.wait_for(read_all(r, "chat-n"), 20)
+        stats = await r.info("commandstats")
+        tokens = sum(1 for x in items if x.event.type == "response")
+        assert tokens == 400 and items[-1].event.type == "done"
+        calls = {k[len("cmdstat_") :]: v["calls"] for k, v in stats.items()}
+        issued = calls.get("evalsha", 0) + calls.get("eval", 0)  # the worker's flushes, one round trip each
+        assert issued < tokens / 3, f"{issued} commands issued for {tokens} tokens: {calls}"
+        print(f"{issued} commands issued for {tokens} tokens: {calls}")
+    finally:
+        stop_proc(worker)
+
+
+async def test_worker_survives_redis_restart(upstream: WireServer) -> None:
+    with RedisServer() as srv:
+        worker = start_worker(srv.url, upstream)
+        c = aioredis.Redis.from_url(srv.url, socket_connect_timeout=1, socket_timeout=10)
+        try:
+            srv.restart()  # everything is gone, the consumer group too
+            await asyncio.sleep(0.5)
+            async with asyncio.timeout(20):
+                await RedisQueue(c).enqueue("chat-x", {"prompt": "hi"})
+                items = await read_all(c, "chat-x")
+            assert items[-1].event.type == "done"
+            assert worker.poll() is None
+        finally:
+            await c.aclose()
+            stop_proc(worker)
+
+
+def test_worker_cli_needs_redis_and_explains_itself(capsys: pytest.CaptureFixture[str]) -> None:
+    from lmstream.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["worker"])
+    assert exc.value.code == 2 and "--redis" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["worker", "--help"])
+    out = capsys.readouterr().out
+    assert exc.value.code == 0 and "consumer group" in out and "--lease" in out
+
+
+async def test_stop_of_a_queued_job_ends_it_before_it_runs(
+    r: aioredis.Redis, redis_server: RedisServer, upstream: WireServer
+) -> None:
+    """A stop sent while the job waits in the queue (no worker yet) is kept by the stop key."""
+    await RedisQueue(r).enqueue("chat-q", {"prompt": "hi"})
+    assert await request_stop(r, "chat-q") == 0  # nobody is listening yet
+    worker = start_worker(redis_server.url, upstream)
+    try:
+        items = await asyncio.wait_for(read_all(r, "chat-q"), 20)
+        assert [x.event.type for x in items] == ["error"]
+        assert items[0].event.metadata["error_type"] == "CancelledError"
+        assert not upstream.requests, "the stopped job never reached the provider"
+    finally:
+        stop_proc(worker)
