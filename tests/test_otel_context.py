@@ -178,3 +178,19 @@ async def test_metrics_without_tracing(tel: Telemetry) -> None:
     (d,) = tel.points("gen_ai.client.operation.duration")
     assert d.count == 1 and dict(d.attributes)["gen_ai.provider.name"] == "openai"
     assert sum(pt.sum for pt in tel.points("gen_ai.client.token.usage")) == 11 + len(TEXT)
+
+
+async def test_remote_parent_leaves_a_current_span_alone(tel: Telemetry) -> None:
+    """Under an ASGI instrumentation's server span (already the caller's child) lmstream nests
+    under that span rather than jumping to the remote parent."""
+    headers = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+    p = PROVIDERS["openai-chat"]
+    async with WireServer() as srv:
+        srv.enqueue(Script(chunks=p.text(TEXT)))
+        inv = _invoker(p, srv)
+        with tel.tp.get_tracer("asgi").start_as_current_span("POST /v1/stream") as server_span:
+            with _observe.remote_parent(headers):
+                await _process(_lmrp(inv), q="x")
+        await inv.aclose()
+    parent = tel.span("lmstream.process")
+    assert parent.parent is not None and parent.parent.span_id == server_span.get_span_context().span_id

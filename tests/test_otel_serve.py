@@ -57,3 +57,19 @@ def test_without_traceparent_the_request_starts_a_trace(tel: Telemetry) -> None:
             assert c.post(f"{app.url}/v1/stream", json={"prompt": "x"}).status_code == 200
             assert app.idle()
     assert tel.span("lmstream.stream").parent is None
+
+
+def test_a_browser_may_send_traceparent_cross_origin() -> None:
+    with WireServer() as wire, ServedApp(wire_processor(wire), cors_origins=("http://app.test",)) as app:
+        with httpx.Client(timeout=10) as c:
+            pre = c.options(
+                f"{app.url}/api/chat",
+                headers={
+                    "origin": "http://app.test",
+                    "access-control-request-method": "POST",
+                    "access-control-request-headers": "content-type, traceparent, tracestate",
+                },
+            )
+    assert pre.status_code == 200
+    allowed = pre.headers["access-control-allow-headers"].lower()
+    assert "traceparent" in allowed and "tracestate" in allowed
