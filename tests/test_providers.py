@@ -241,3 +241,16 @@ async def test_anthropic_prompt_mode_structured_output_for_models_without_native
         req = srv.requests[0].json
     assert out.structured_output == Forecast(**STRUCT)
     assert "output_config" not in req and "temperature_c" in req["system"] and "Be brief." in req["system"]
+
+
+async def test_anthropic_sampling_parameters_reach_the_wire():
+    """anthropic 2.x dropped the sampling keywords from `messages.create`; the API still takes them."""
+    p = PROVIDERS["anthropic"]
+    async with WireServer() as srv:
+        srv.enqueue(Script(chunks=p.text(TEXT)))
+        hyper = {"temperature": 0.2, "top_p": 0.9, "top_k": 40, "max_tokens": 50, "stop": "END"}
+        _events, out = await _process(_lmrp(_invoker(p, srv)), q="Tokyo?", hyperparameters=hyper)
+        body = srv.requests[0].json
+    assert out.text == "".join(TEXT)
+    assert (body["temperature"], body["top_p"], body["top_k"]) == (0.2, 0.9, 40)
+    assert body["max_tokens"] == 50 and body["stop_sequences"] == ["END"]

@@ -11,7 +11,9 @@ exception type, and close the SDK stream however iteration ends.
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
+import inspect
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 from types import ModuleType
@@ -60,6 +62,23 @@ async def check_stream_response(provider: str, response: Any) -> None:
     content_type = response.headers.get("content-type")
     if not is_event_stream(content_type):
         raise not_a_stream_error(provider, response.status_code, content_type, await response.aread())
+
+
+@functools.cache
+def _keywords(method: Callable[..., Any]) -> frozenset[str]:
+    return frozenset(inspect.signature(method).parameters)
+
+
+def fit_keywords(method: Callable[..., Any], request: dict[str, Any]) -> dict[str, Any]:
+    """`request` as keywords `method` takes: fields this SDK version has no keyword for (e.g.
+    `temperature` in anthropic 2.x, which the API still accepts) travel in `extra_body`."""
+    known = _keywords(getattr(method, "__func__", method))
+    extra = {k: v for k, v in request.items() if k not in known}
+    if not extra or "extra_body" not in known:
+        return request
+    fitted = {k: v for k, v in request.items() if k in known}
+    fitted["extra_body"] = {**extra, **(request.get("extra_body") or {})}
+    return fitted
 
 
 def split_turns(

@@ -15,7 +15,7 @@ from .. import _json
 from ..errors import ConfigurationError, ProviderError
 from ..prompt import Message
 from ..types import Attachment, ThinkingBlock, ToolCall, ToolResult
-from ._sdk import SDKLMInvoker, split_turns
+from ._sdk import SDKLMInvoker, fit_keywords, split_turns
 from ._sdk_errors import (
     ErrorTable,
     api_error,
@@ -161,7 +161,8 @@ class AnthropicLMInvoker(SDKLMInvoker):
         }
 
     async def _open(self, client: Any, messages: list[Message], params: dict[str, Any]) -> Any:
-        return await client.messages.create(**self._request(messages, params))
+        create = client.messages.create
+        return await create(**fit_keywords(create, self._request(messages, params)))
 
     async def _translate(self, events: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:
         kinds: dict[int, str] = {}
