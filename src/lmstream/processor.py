@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
+from functools import partial
 from typing import Any, Generic, TypeVar, overload
 
 from .errors import ConfigurationError, PromptError, ToolError
@@ -112,8 +113,16 @@ class LMRequestProcessor(Generic[OutT]):
         ctx = RequestContext(event_emitter)
         coro = run_request(
             ctx,
-            self._work(
-                ctx, prompt_kwargs, history, extra_contents, hyperparameters, auto_execute_tools, max_lm_calls, kwargs
+            partial(
+                self._run,
+                ctx,
+                prompt_kwargs,
+                history,
+                extra_contents,
+                hyperparameters,
+                auto_execute_tools,
+                max_lm_calls,
+                kwargs,
             ),
             kind="process",  # observability seam: names the request's parent span
         )
@@ -138,7 +147,8 @@ class LMRequestProcessor(Generic[OutT]):
         return RequestStream(
             lambda ctx: run_request(
                 ctx,
-                self._work(
+                partial(
+                    self._run,
                     ctx,
                     prompt_kwargs,
                     history,
@@ -151,21 +161,6 @@ class LMRequestProcessor(Generic[OutT]):
                 kind="stream",  # observability seam: names the request's parent span
             ),
             event_emitter,
-        )
-
-    def _work(
-        self,
-        ctx: RequestContext,
-        prompt_kwargs: Mapping[str, Any] | None,
-        history: Sequence[Message | Mapping[str, Any]] | None,
-        extra_contents: Sequence[Content] | None,
-        hyperparameters: Mapping[str, Any] | None,
-        auto_execute_tools: bool,
-        max_lm_calls: int,
-        kwargs: dict[str, Any],
-    ) -> Callable[[], Coroutine[Any, Any, tuple[OutT, LMOutput]]]:
-        return lambda: self._run(
-            ctx, prompt_kwargs, history, extra_contents, hyperparameters, auto_execute_tools, max_lm_calls, kwargs
         )
 
     async def _run(
