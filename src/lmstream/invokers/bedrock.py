@@ -12,17 +12,17 @@ import asyncio
 import os
 import threading
 from collections.abc import AsyncIterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Unpack
 
 from .. import _json
 from ..errors import ConfigurationError
 from ..prompt import Message
-from ..retry import RetryConfig
 from ..types import Attachment, ThinkingBlock, ToolCall, ToolResult
 from ._aws import Secret, iterate_in_thread, map_aws_error
 from ._http import not_a_stream_error
 from ._sdk import split_turns
 from .base import BaseLMInvoker, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
+from .options import InvokerOptions
 from .params import DICT, INT, Check, ParamTable
 
 __all__ = ["BedrockLMInvoker", "to_converse"]
@@ -100,25 +100,13 @@ class BedrockLMInvoker(BaseLMInvoker):
     def __init__(
         self,
         model_name: str,
-        api_key: str | None = None,
-        base_url: str | None = None,
+        *,
         region: str | None = None,
         profile_name: str | None = None,
-        default_hyperparameters: dict[str, Any] | None = None,
-        retry_config: RetryConfig | None = None,
-        tools: Any = None,
-        response_schema: Any = None,
         connect_timeout: float = 10.0,
+        **options: Unpack[InvokerOptions],
     ) -> None:
-        super().__init__(
-            model_name,
-            api_key=api_key,
-            base_url=base_url,
-            default_hyperparameters=default_hyperparameters,
-            retry_config=retry_config,
-            tools=tools,
-            response_schema=response_schema,
-        )
+        super().__init__(model_name, **options)
         self.region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
         self.profile_name = profile_name
         self._connect_timeout = connect_timeout

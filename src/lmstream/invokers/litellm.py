@@ -12,15 +12,15 @@ import importlib
 import os
 from collections.abc import AsyncIterator
 from types import ModuleType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Unpack
 
 from ..errors import ConfigurationError, ProviderError
 from ..prompt import Message
-from ..retry import RetryConfig
 from ._sdk import with_idle_timeout
 from ._sdk_errors import raise_mapped
 from .base import BaseLMInvoker, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
 from .openai_chat import to_chat_messages
+from .options import InvokerOptions
 from .params import BOOL, DICT, INT, NUMBER, STRING, STRING_OR_DICT, ParamTable
 
 __all__ = ["LiteLLMLMInvoker"]
@@ -62,24 +62,12 @@ class LiteLLMLMInvoker(BaseLMInvoker):
     def __init__(
         self,
         model_name: str,
-        api_key: str | None = None,
-        base_url: str | None = None,
+        *,
         api_version: str | None = None,
-        default_hyperparameters: dict[str, Any] | None = None,
-        retry_config: RetryConfig | None = None,
-        tools: Any = None,
-        response_schema: Any = None,
         litellm_params: dict[str, Any] | None = None,
+        **options: Unpack[InvokerOptions],
     ) -> None:
-        super().__init__(
-            model_name,
-            api_key=api_key,
-            base_url=base_url,
-            default_hyperparameters=default_hyperparameters,
-            retry_config=retry_config,
-            tools=tools,
-            response_schema=response_schema,
-        )
+        super().__init__(model_name, **options)
         self.api_version = api_version
         self.litellm_params = dict(litellm_params or {})
 
