@@ -296,7 +296,7 @@ def test_import_lmstream_does_not_import_redis() -> None:
 @pytest.mark.parametrize("multiplex", [False, True])
 async def test_many_live_readers_on_one_client(r: aioredis.Redis, redis_server: RedisServer, multiplex: bool) -> None:
     """More live readers than redis-py's default pool (100) on the client `connect()` makes; with
-    `multiplex=True` they share one XREAD BLOCK (and one connection)."""
+    `multiplex=True` they share one connection that never blocks (notified reads: see `StreamHub`)."""
     from lmstream.redis import connect
 
     c = connect(redis_server.url)
@@ -312,8 +312,10 @@ async def test_many_live_readers_on_one_client(r: aioredis.Redis, redis_server: 
         tasks = [asyncio.create_task(follow(i)) for i in range(150)]
         samples: list[int] = []  # clients blocked in XREAD, until every reader waits
         async with asyncio.timeout(10):
-            while not samples or samples[-1] < (1 if multiplex else 150):
+            while not samples or samples[-1] < (0 if multiplex else 150):
                 samples.append(sum(1 for cl in await r.client_list() if "b" in cl["flags"]))
+                await asyncio.sleep(0.05)
+            while reader.hub is not None and len(reader.hub.followers) < 150:
                 await asyncio.sleep(0.05)
         for _ in range(5):
             samples.append(sum(1 for cl in await r.client_list() if "b" in cl["flags"]))
@@ -333,8 +335,9 @@ async def test_many_live_readers_on_one_client(r: aioredis.Redis, redis_server: 
         entries = sum(h.entries_written for h in handlers)
         if multiplex:
             assert reader.hub is not None
-            assert blocked == 1, "one blocked connection for all the readers"
+            assert blocked == 0, "no connection blocks: the hub reads what producers announce"
             assert reader.hub.reads < entries / 5, (reader.hub.reads, entries)
+            assert reader.hub.full_reads < reader.hub.reads / 2, "most reads are of the announced streams only"
         else:
             assert blocked == 150
     finally:
@@ -396,3 +399,49 @@ async def test_hash_tag_keys_for_redis_cluster(r: aioredis.Redis) -> None:
     assert await r.exists("lmstream:{ht1}") and not await r.exists("lmstream:ht1")
     items = [it async for it in RedisStreamReader(r, hash_tag=True).read("ht1")]
     assert len(items) == 13 and items[-1].event.type == "done"
+
+
+@pytest.mark.parametrize("lost", [False, True])
+async def test_notified_hub_delivers_even_when_notifications_are_lost(r: aioredis.Redis, lost: bool) -> None:
+    """The multiplexed reader reads the streams producers PUBLISH as changed. When a notification
+    never arrives (lost, or published elsewhere), the hub's full read every `block` still delivers
+    every event once and in order, late by at most about one block."""
+    import time
+
+    block = 0.4
+    reader = RedisStreamReader(r, block=block, multiplex=True)
+    assert reader.hub is not None
+    try:
+        h = RedisEventHandler(r, "n")
+        if lost:
+            h.notify_channel = "elsewhere:notify"  # nobody listens there: every notification is lost
+        await h.start()
+        got: list[tuple[Event, float]] = []
+
+        async def follow() -> None:
+            async for it in reader.read("n"):
+                got.append((it.event, time.monotonic()))
+
+        task = asyncio.create_task(follow())
+        await asyncio.sleep(0.1)
+        evs = script(8)
+        sent: list[float] = []
+        em = EventEmitter([h])
+        for ev in evs:
+            sent.append(time.monotonic())
+            await em.emit(ev)
+            await asyncio.sleep(0.03)
+        await h.aclose()
+        await asyncio.wait_for(task, 5)
+        same([e for e, _ in got], evs)
+        delays = [t - t0 for (_, t), t0 in zip(got, sent, strict=True)]
+        announced = reader.hub.reads - reader.hub.full_reads
+        if lost:
+            assert max(delays) < block + 0.3, delays
+            assert max(delays) > 0.1, "delivered late, by the periodic full read"
+            assert announced <= 1, "only the reader's own join is read outside the full reads"
+        else:
+            assert max(delays) < 0.15, delays  # well under a block: the notification woke the read
+            assert announced >= 3
+    finally:
+        await reader.aclose()

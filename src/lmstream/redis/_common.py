@@ -63,6 +63,12 @@ class Keys:
         return f"{self.prefix}:stop"
 
     @property
+    def notify_channel(self) -> str:
+        """Producers PUBLISH the stream keys they appended to here (newline-separated), so a
+        multiplexed reader fetches only the streams that changed (see `StreamHub`)."""
+        return f"{self.prefix}:notify"
+
+    @property
     def queue(self) -> str:
         return f"{self.prefix}:queue"
 

@@ -5,6 +5,9 @@ client opens ~1,000 connections and every token waits behind the others' round t
 handlers of one client hand their flushes to a shared writer; whatever is due while a pipeline
 is in flight goes out together in the next one. Each chat still has at most one flush in flight,
 so its entries stay in order.
+
+After the scripts, the same pipeline PUBLISHes the keys that got an entry, one message per channel
+per round trip (see `StreamHub`): readers fetch only the streams that changed.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ class SharedWriter:
     def __init__(self, redis: Any) -> None:
         self.redis = redis
         self.loop = asyncio.get_running_loop()
-        self.pending: list[tuple[list[Any], list[Any], asyncio.Future[Any]]] = []
+        self.pending: list[tuple[list[Any], list[Any], asyncio.Future[Any], str | None]] = []
         self.sha: str | None = None
         self.round_trips = 0
         self._task: asyncio.Task[None] | None = None
@@ -39,9 +42,10 @@ class SharedWriter:
             w = _writers[redis] = cls(redis)
         return w
 
-    def submit(self, keys: list[Any], args: list[Any]) -> asyncio.Future[Any]:
+    def submit(self, keys: list[Any], args: list[Any], notify: str | None = None) -> asyncio.Future[Any]:
+        """Run the flush script; with `notify`, PUBLISH the stream key (`keys[0]`) on that channel after it."""
         fut: asyncio.Future[Any] = self.loop.create_future()
-        self.pending.append((keys, args, fut))
+        self.pending.append((keys, args, fut, notify))
         if self._task is None or self._task.done():
             self._task = self.loop.create_task(self._run(), name="lmstream-redis-writer")
         return fut
@@ -55,23 +59,28 @@ class SharedWriter:
                 if self.sha is None:
                     self.sha = str(await self.redis.script_load(FLUSH_SCRIPT))
                 pipe = self.redis.pipeline(transaction=False)
-                for keys, args, _ in batch:
+                channels: dict[str, list[str]] = {}
+                for keys, args, _, notify in batch:
                     pipe.evalsha(self.sha, len(keys), *keys, *args)
-                results = await pipe.execute(raise_on_error=False)
+                    if notify is not None:
+                        channels.setdefault(notify, []).append(str(keys[0]))
+                for channel, changed in channels.items():  # after the scripts: the entries exist
+                    pipe.publish(channel, "\n".join(changed))
+                results = (await pipe.execute(raise_on_error=False))[: len(batch)]
                 self.round_trips += 1
             except asyncio.CancelledError:
-                for *_, fut in batch:
+                for _, _, fut, _ in batch:
                     fut.cancel()
                 raise
             except Exception as exc:  # the whole round trip failed: every flush in it may retry
-                for *_, fut in batch:
+                for _, _, fut, _ in batch:
                     if not fut.done():
                         fut.set_exception(exc)
                 continue
-            for (keys, args, fut), res in zip(batch, results, strict=True):
+            for (keys, args, fut, notify), res in zip(batch, results, strict=True):
                 if isinstance(res, NoScriptError):  # Redis restarted: load the script, send again
                     self.sha = None
-                    self.pending.append((keys, args, fut))
+                    self.pending.append((keys, args, fut, notify))
                 elif fut.done():
                     continue
                 elif isinstance(res, Exception):

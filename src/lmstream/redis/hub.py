@@ -1,10 +1,18 @@
-"""`StreamHub`: one `XREAD BLOCK` for every live reader of a process, instead of one each.
+"""`StreamHub`: the live reads of every reader of a process share one connection, instead of one each.
 
 Why: a web node following 1,000 live answers with one blocked `XREAD` per reader holds 1,000
-Redis connections and sends one command per entry per reader. The hub keeps one dedicated
-connection and reads every followed stream in one command (`XREAD ... STREAMS k1 k2 ... id1 id2 ...`),
-handing each reader the entries after its own position. A reader joining interrupts the current
-block (`CLIENT UNBLOCK`) so its stream is included at once.
+Redis connections and sends one command per entry per reader.
+
+Two modes. With a `channel` (the default of `RedisStreamReader(multiplex=True)`), producers
+PUBLISH the keys they appended to; the hub subscribes once and, per notification batch, sends one
+non-blocking `XREAD` over only the streams that changed, so each read costs O(changed), not
+O(followed): one `XREAD BLOCK` over 1,000 keys costs the reader ~10 ms of Python per call and
+cannot keep up with 2,000 entries/s. A full `XREAD` of every followed stream still runs once per
+`block_ms` (and after the subscription reconnects), so a lost notification, or a producer that
+does not publish, delays entries by at most that period, never loses them.
+
+Without a channel: one `XREAD BLOCK` over every followed stream (`XREAD ... STREAMS k1 k2 ... id1
+id2 ...`); a reader joining interrupts the current block (`CLIENT UNBLOCK`).
 """
 
 from __future__ import annotations
@@ -64,8 +72,12 @@ class Follower:
 class StreamHub:
     """Multiplexes live reads of one Redis client. `await aclose()` when done."""
 
-    def __init__(self, redis: Any, *, block_ms: int = 1000, page: int = 128) -> None:
+    def __init__(self, redis: Any, *, block_ms: int = 1000, page: int = 128, channel: str | None = None) -> None:
         self.redis: Any = redis
+        self.channel = channel
+        self._dirty: set[str] = set()  # followed keys notified (or joined) since the last read
+        self._poke = asyncio.Event()
+        self._full_at = 0.0  # loop time of the next full read (notify mode)
         self.block_ms = block_ms
         self.page = page
         self.followers: dict[str, set[Follower]] = {}
@@ -75,16 +87,25 @@ class StreamHub:
         self._kicked = False
         self._exiting = False
         self.reads = 0  #: XREAD commands sent (for tests and benchmarks)
+        self.full_reads = 0  #: of which over every followed stream (notify mode: the safety net)
 
     def follow(self, key: str, last: str) -> Follower:
         f = Follower(key, last)
         self.followers.setdefault(key, set()).add(f)
         if self._task is None or self._task.done() or self._exiting:
             self._exiting = False
-            self._task = asyncio.create_task(self._run(), name="lmstream-redis-hub")
-        else:
+            run = self._run if self.channel is None else self._run_notified
+            self._task = asyncio.create_task(run(), name="lmstream-redis-hub")
+        elif self.channel is None:
             self._kick()
+        self.poke(key)
         return f
+
+    def poke(self, key: str) -> None:
+        """Read `key` at once (notify mode): a reader joined, or wrote the stream itself."""
+        if self.channel is not None:
+            self._dirty.add(key)
+            self._poke.set()
 
     def unfollow(self, f: Follower) -> None:
         fs = self.followers.get(f.key)
@@ -139,15 +160,104 @@ class StreamHub:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            already = isinstance(exc, RedisUnavailableError) or not isinstance(exc, redis_errors())
-            err = exc if already else unavailable(self.redis, exc)
-            for fs in self.followers.values():
-                for f in fs:
-                    f.fail(err)
+            self._fail_all(exc)
         finally:
             self._conn_id = None
             with contextlib.suppress(Exception):
                 await asyncio.shield(conn.aclose())
+
+    async def _listen(self, channel: str) -> None:
+        """Mark notified keys dirty; after each (re)subscription, schedule a full read: whatever was
+        published while unsubscribed is caught by it."""
+        while True:
+            pubsub = self.redis.pubsub()
+            try:
+                await pubsub.subscribe(channel)
+                self._full_at = 0.0
+                self._poke.set()
+                while True:
+                    msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if msg is None:
+                        continue
+                    followed = self.followers
+                    for key in s(msg["data"]).split("\n"):
+                        if key in followed:
+                            self._dirty.add(key)
+                    if self._dirty:
+                        self._poke.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the main loop reports Redis failures; here: retry, full read after
+                await asyncio.sleep(0.25)
+            finally:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(pubsub.aclose())
+
+    async def _run_notified(self) -> None:
+        assert self.channel is not None
+        loop = asyncio.get_running_loop()
+        conn = self.redis.client()
+        listener = asyncio.create_task(self._listen(self.channel), name="lmstream-redis-hub-listen")
+        failures = 0
+        self._full_at = 0.0
+        try:
+            while True:
+                if not self.followers:
+                    self._exiting = True  # a follow() from now on starts a new loop
+                    break
+                if loop.time() >= self._full_at:
+                    keys = list(self.followers)
+                    self._dirty.clear()
+                    self._full_at = loop.time() + self.block_ms / 1000
+                    full = True
+                else:
+                    if not self._dirty:
+                        self._poke.clear()
+                        with contextlib.suppress(TimeoutError):
+                            async with asyncio.timeout_at(self._full_at):
+                                await self._poke.wait()
+                        continue
+                    keys = [k for k in self._dirty if k in self.followers]
+                    self._dirty.clear()
+                    full = False
+                    if not keys:
+                        continue
+                streams = {k: min((f.last for f in self.followers[k]), key=_idt) for k in keys}
+                try:
+                    res = await conn.xread(streams, count=self.page)
+                    failures = 0
+                except redis_errors():
+                    self._dirty.update(keys)  # read them again after reconnecting
+                    if failures >= len(RETRY_DELAYS):
+                        raise
+                    await asyncio.sleep(RETRY_DELAYS[failures])
+                    failures += 1
+                    continue
+                self.reads += 1
+                self.full_reads += full
+                for key_raw, entries in res or []:
+                    key = s(key_raw)
+                    if len(entries) >= self.page:
+                        self._dirty.add(key)  # more than a page waiting: read on
+                    for f in list(self.followers.get(key, ())):
+                        f.push(list(entries))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._fail_all(exc)
+        finally:
+            listener.cancel()
+            with contextlib.suppress(BaseException):
+                await listener
+            with contextlib.suppress(Exception):
+                await asyncio.shield(conn.aclose())
+
+    def _fail_all(self, exc: Exception) -> None:
+        already = isinstance(exc, RedisUnavailableError) or not isinstance(exc, redis_errors())
+        err = exc if already else unavailable(self.redis, exc)
+        for fs in self.followers.values():
+            for f in fs:
+                f.fail(err)
 
     async def aclose(self) -> None:
         task, self._task = self._task, None

@@ -59,10 +59,12 @@ async def reap(
     """End the chat's stream with an `error` event if its producer is gone. True if it wrote one."""
     keys = keys or Keys()
     ev = Event(message, "error", EventLevel.ERROR, {"request_id": request_id, "error_type": "WorkerLostError"})
-    res = await redis.eval(
-        REAP_SCRIPT, 2, keys.stream(chat_id), keys.lease(chat_id), encode_events([ev]), str(int(ttl))
-    )
-    return int(res) == 1
+    key = keys.stream(chat_id)
+    res = await redis.eval(REAP_SCRIPT, 2, key, keys.lease(chat_id), encode_events([ev]), str(int(ttl)))
+    if int(res) != 1:
+        return False
+    await redis.publish(keys.notify_channel, key)  # readers elsewhere: the error entry is there
+    return True
 
 
 class RedisStreamReader:
@@ -79,14 +81,18 @@ class RedisStreamReader:
         lease: float = DEFAULT_LEASE,
         page: int = _PAGE,
         multiplex: bool = False,
+        notified: bool = True,
     ) -> None:
         self.redis: Any = redis  # redis-py's precise stubs fight its dynamic replies
         self._r: Any = Retrying(redis)  # reads are idempotent: survive a stale connection
         self.page = page
         self.keys = Keys(prefix, hash_tag)
         self.block_ms = max(10, int(min(block, lease / 5) * 1000))
-        #: with `multiplex=True` all live reads share one XREAD BLOCK (see `StreamHub`); call `aclose()`
-        self.hub = StreamHub(redis, block_ms=self.block_ms, page=page) if multiplex else None
+        #: with `multiplex=True` all live reads share one connection (see `StreamHub`); call `aclose()`.
+        #: `notified=True`: read only the streams producers announce, plus a full read every `block`
+        #: (`False`: one XREAD BLOCK over every followed stream, for producers that do not publish)
+        channel = self.keys.notify_channel if notified else None
+        self.hub = StreamHub(redis, block_ms=self.block_ms, page=page, channel=channel) if multiplex else None
 
     async def aclose(self) -> None:
         if self.hub is not None:
@@ -187,6 +193,8 @@ class RedisStreamReader:
                     return list(res[0][1])
             # Nothing new for a whole block: is anyone still producing?
             if await reap(self._r, chat_id, keys=self.keys, request_id=request_id):
+                if self.hub is not None:
+                    self.hub.poke(key)
                 continue  # the error entry we (or another reader) wrote comes next
             if not await self._r.exists(key, self.keys.lease(chat_id)):
                 if expected == 0 and last_id == "0-0":

@@ -77,6 +77,7 @@ class RedisEventHandler(BaseEventHandler):
         keys = Keys(prefix, hash_tag)
         self.key = keys.stream(chat_id)
         self.lease_key = keys.lease(chat_id)
+        self.notify_channel = keys.notify_channel
         self.ttl = max(1, int(ttl))
         self.maxlen = maxlen
         self.flush_interval = flush_interval
@@ -218,7 +219,9 @@ class RedisEventHandler(BaseEventHandler):
             args += [self._seq, len(batch), encode_events(batch)]
         for delay in (*_RETRY_DELAYS, None):
             try:
-                res = await SharedWriter.of(self.redis).submit([self.key, self.lease_key], list(args))
+                res = await SharedWriter.of(self.redis).submit(
+                    [self.key, self.lease_key], list(args), self.notify_channel if batch else None
+                )
                 break
             except redis_errors():
                 # A stale pooled connection (Redis restarted) or a blip: retry. The retry flag makes
