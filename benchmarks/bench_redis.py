@@ -239,7 +239,7 @@ def main() -> None:
         "\nsent = commands the producers send (one EVALSHA per flush + one PUBLISH per pipelined round trip for "
         "lmstream); run in Redis adds the commands the flush script runs; Redis CPU includes the live readers (naive: "
         "one XREAD BLOCK over every live stream per read; lmstream: one XREAD over the streams announced changed, "
-        f"plus a full XREAD each second; {n['reads']} / {b['reads']} reader commands); "
+        f"plus every stream once a second in slices of 100; {n['reads']} / {b['reads']} reader commands); "
         "latency = producer event -> reader in the other process."
     )
     print(f"(producer wall time: batched {b['wall']:.2f} s, naive {n['wall']:.2f} s)")

@@ -7,9 +7,10 @@ Two modes. With a `channel` (the default of `RedisStreamReader(multiplex=True)`)
 PUBLISH the keys they appended to; the hub subscribes once and, per notification batch, sends one
 non-blocking `XREAD` over only the streams that changed, so each read costs O(changed), not
 O(followed): one `XREAD BLOCK` over 1,000 keys costs the reader ~10 ms of Python per call and
-cannot keep up with 2,000 entries/s. A full `XREAD` of every followed stream still runs once per
-`block_ms` (and after the subscription reconnects), so a lost notification, or a producer that
-does not publish, delays entries by at most that period, never loses them.
+cannot keep up with 2,000 entries/s. Every followed stream is still read once per `block_ms` (in
+slices of 100 keys spread over the period; the sweep restarts when the subscription reconnects),
+so a lost notification, or a producer that does not publish, delays entries by about that period
+at most, never loses them.
 
 Without a channel: one `XREAD BLOCK` over every followed stream (`XREAD ... STREAMS k1 k2 ... id1
 id2 ...`); a reader joining interrupts the current block (`CLIENT UNBLOCK`).
@@ -25,6 +26,8 @@ from ..errors import RedisUnavailableError
 from ._common import RETRY_DELAYS, redis_errors, s, unavailable
 
 __all__ = ["Follower", "StreamHub"]
+
+_SWEEP_SLICE = 100  # keys per safety-net XREAD
 
 
 def _idt(entry_id: str) -> tuple[int, int]:
@@ -77,7 +80,9 @@ class StreamHub:
         self.channel = channel
         self._dirty: set[str] = set()  # followed keys notified (or joined) since the last read
         self._poke = asyncio.Event()
-        self._full_at = 0.0  # loop time of the next full read (notify mode)
+        self._sweep: list[str] = []  # followed keys the safety net has yet to read this period
+        self._sweep_at = 0.0  # loop time of its next slice (notify mode)
+        self._sweep_step = 0.0
         self.block_ms = block_ms
         self.page = page
         self.followers: dict[str, set[Follower]] = {}
@@ -87,7 +92,7 @@ class StreamHub:
         self._kicked = False
         self._exiting = False
         self.reads = 0  #: XREAD commands sent (for tests and benchmarks)
-        self.full_reads = 0  #: of which over every followed stream (notify mode: the safety net)
+        self.full_reads = 0  #: of which by the safety net (notify mode: slices of every followed stream)
 
     def follow(self, key: str, last: str) -> Follower:
         f = Follower(key, last)
@@ -167,13 +172,13 @@ class StreamHub:
                 await asyncio.shield(conn.aclose())
 
     async def _listen(self, channel: str) -> None:
-        """Mark notified keys dirty; after each (re)subscription, schedule a full read: whatever was
-        published while unsubscribed is caught by it."""
+        """Mark notified keys dirty; after each (re)subscription, restart the safety net's sweep:
+        whatever was published while unsubscribed is caught by it within a period."""
         while True:
             pubsub = self.redis.pubsub()
             try:
                 await pubsub.subscribe(channel)
-                self._full_at = 0.0
+                self._sweep, self._sweep_at = [], 0.0
                 self._poke.set()
                 while True:
                     msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
@@ -199,22 +204,31 @@ class StreamHub:
         conn = self.redis.client()
         listener = asyncio.create_task(self._listen(self.channel), name="lmstream-redis-hub-listen")
         failures = 0
-        self._full_at = 0.0
+        self._sweep, self._sweep_at = [], 0.0
         try:
             while True:
                 if not self.followers:
                     self._exiting = True  # a follow() from now on starts a new loop
                     break
-                if loop.time() >= self._full_at:
-                    keys = list(self.followers)
-                    self._dirty.clear()
-                    self._full_at = loop.time() + self.block_ms / 1000
+                if loop.time() >= self._sweep_at:
+                    # the safety net, in slices spread over the period: reading 1,000 keys at once
+                    # would stall every announced read behind it for ~10 ms
+                    if not self._sweep:
+                        self._sweep = list(self.followers)
+                        slices = -(-len(self._sweep) // _SWEEP_SLICE)
+                        self._sweep_step = self.block_ms / 1000 / max(1, slices)
+                    keys = [k for k in self._sweep[:_SWEEP_SLICE] if k in self.followers]
+                    del self._sweep[:_SWEEP_SLICE]
+                    self._dirty.difference_update(keys)
+                    self._sweep_at = loop.time() + self._sweep_step
                     full = True
+                    if not keys:
+                        continue
                 else:
                     if not self._dirty:
                         self._poke.clear()
                         with contextlib.suppress(TimeoutError):
-                            async with asyncio.timeout_at(self._full_at):
+                            async with asyncio.timeout_at(self._sweep_at):
                                 await self._poke.wait()
                         continue
                     keys = [k for k in self._dirty if k in self.followers]
