@@ -445,3 +445,30 @@ async def test_notified_hub_delivers_even_when_notifications_are_lost(r: aioredi
             assert announced >= 3
     finally:
         await reader.aclose()
+
+
+async def test_a_token_after_a_pause_is_not_held_back_and_fast_tokens_still_batch(r: aioredis.Redis) -> None:
+    """At most one flush per `flush_interval`, counted from the previous flush: the first delta
+    after a pause goes out at once; deltas that follow within the interval wait and share an entry."""
+    import time
+
+    h = RedisEventHandler(r, "le", flush_interval=0.3)
+    await h.start()
+    meta = {"request_id": "r", "block_id": "b", "step": 1}
+    t0 = time.monotonic()
+    h.emit_nowait(Event("first", "response", metadata=meta))
+    async with asyncio.timeout(5):
+        while await r.xlen("lmstream:le") < 1:
+            await asyncio.sleep(0.005)
+    assert time.monotonic() - t0 < 0.2, "the delta after a pause waited for the batch window"
+    for i in range(10):
+        h.emit_nowait(Event(f"t{i}", "response", metadata=meta))
+        await asyncio.sleep(0.005)
+    await asyncio.sleep(0.1)
+    assert await r.xlen("lmstream:le") == 1, "deltas right after a flush wait for the window"
+    async with asyncio.timeout(5):
+        while await r.xlen("lmstream:le") < 2:
+            await asyncio.sleep(0.005)
+    h.emit_nowait(Event("", "done", metadata={"request_id": "r"}))
+    await h.aclose()
+    assert await r.xlen("lmstream:le") == 3 and h.entries_written == 3  # first, the ten together, done

@@ -1,8 +1,9 @@
 """`RedisEventHandler`: append one chat's request events to a Redis stream, batched.
 
 Why batched: one XADD per token costs a round trip per token (LibreChat measured 16-18 % extra
-wall time). Here text deltas wait at most `flush_interval` (or `max_batch` events) and go out as
-one entry in one pipelined round trip; any other event flushes at once. While a flush is in
+wall time). Here a chat flushes text deltas at most once per `flush_interval` (or per `max_batch`
+events): a delta after a pause goes out at once, deltas arriving faster wait (at most that long)
+and go out as one entry in one pipelined round trip; any other event flushes at once. While a flush is in
 flight, new events gather for the next one, so a slow Redis makes batches bigger, not slower.
 """
 
@@ -97,6 +98,7 @@ class RedisEventHandler(BaseEventHandler):
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._last_renew = 0.0
+        self._last_flush = 0.0  # loop time the last flush with events started
         self._last_expire = 0.0
         self.error: LMStreamError | None = None
         #: counters for tests and benchmarks
@@ -160,8 +162,11 @@ class RedisEventHandler(BaseEventHandler):
                     except TimeoutError:
                         pass
                 if self._buf and not self._urgent:
-                    try:  # batch window: more text may arrive; a non-text event ends it early
-                        async with asyncio.timeout(self.flush_interval):
+                    # batch window: at most one flush per `flush_interval`, counted from the last
+                    # one, so a token after a pause goes out at once and a fast stream still
+                    # batches; more text may arrive meanwhile; a non-text event ends it early
+                    try:
+                        async with asyncio.timeout_at(self._last_flush + self.flush_interval):
                             while not self._urgent:
                                 self._wake.clear()
                                 await self._wake.wait()
@@ -197,6 +202,8 @@ class RedisEventHandler(BaseEventHandler):
 
     async def _flush(self, release: bool = False) -> None:
         batch, self._buf = self._buf, []
+        if batch:
+            self._last_flush = asyncio.get_running_loop().time()
         self._urgent = False
         now = time.monotonic()
         terminal = bool(batch) and batch[-1].type in _TERMINAL
