@@ -11,8 +11,8 @@ from opentelemetry import trace
 
 from lmstream import LMRequestProcessor, PromptBuilder
 from lmstream.redis import Worker
-from lmstream.redis.web import RedisChatRegistry
 from lmstream.redis.cli import job_handler
+from lmstream.redis.web import RedisChatRegistry
 from lmstream.testing import ScriptedLMInvoker
 from tests.otel_support import telemetry
 from tests.redis_server import RedisServer
