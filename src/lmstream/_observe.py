@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from .tools import Tool
     from .types import LMOutput, ToolCall
 
-__all__ = ["CallHandle", "Observer", "SpanHandle", "current", "remote_parent", "set_observer"]
+__all__ = ["CallHandle", "Observer", "SpanHandle", "current", "remote_parent", "set_observer", "trace_headers"]
 
 
 class SpanHandle(Protocol):
@@ -115,3 +115,13 @@ def remote_parent(headers: Mapping[str, str]) -> contextlib.AbstractContextManag
     from .otel import remote_parent as attach
 
     return attach(headers)
+
+
+def trace_headers() -> dict[str, str]:
+    """The current trace context as headers (W3C `traceparent`), for work handed to another
+    process (a queued job), which runs it under `remote_parent(headers)`. Empty when tracing is off."""
+    if current() is None:
+        return {}
+    from .otel import inject_headers
+
+    return inject_headers()

@@ -30,7 +30,7 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
-from opentelemetry.propagate import extract
+from opentelemetry.propagate import extract, inject
 from opentelemetry.trace import SpanKind
 
 from . import __version__, _observe
@@ -201,6 +201,13 @@ def extract_context(headers: Mapping[str, str]) -> otel_context.Context:
     """The remote parent carried by incoming headers (W3C `traceparent`/`tracestate`, or
     whatever propagator is configured)."""
     return extract(headers)
+
+
+def inject_headers() -> dict[str, str]:
+    """The current trace context as headers (`traceparent`/`tracestate`), to travel with a job."""
+    headers: dict[str, str] = {}
+    inject(headers)
+    return headers
 
 
 @contextlib.contextmanager

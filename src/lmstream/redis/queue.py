@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import _json
+from .._observe import remote_parent
 from ..events import EventEmitter
 from ._common import DEFAULT_LEASE, DEFAULT_PREFIX, Keys, field, naming_redis, redis_errors, s
 from .control import ChatRunner
@@ -171,7 +172,8 @@ class Worker:
             return self.handle(job, emitter)
 
         try:
-            await self.runner.run(chat_id, start, clear_stop=False)
+            with remote_parent(job.get("trace") or {}):  # the enqueuing request's trace, if it had one
+                await self.runner.run(chat_id, start, clear_stop=False)
             self.jobs_done += 1
         except Exception as exc:  # Redis failed: the reaper (ours or another worker's) ends the stream
             logger.error("lmstream worker: job %s for chat %r failed: %s", entry_id, chat_id, exc)

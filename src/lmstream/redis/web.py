@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from .._json import dumpb
+from .._observe import trace_headers
 from ..server.registry import ChatLog, ChatRegistry
 from ..server.ui_stream import UIStreamMapper
 from ._common import DEFAULT_LEASE, DEFAULT_PREFIX, DEFAULT_TTL, StreamItem, naming_redis
@@ -120,7 +121,11 @@ class RedisChatRegistry(ChatRegistry):  # type: ignore[misc, unused-ignore]
         """Start the chat's answer: on a worker (queue: the request `body` goes as the job) or in
         this process, detached from the response. Returns once a reader would see the new answer."""
         if self.queue is not None:
-            await self.queue.enqueue(chat_id, {"chat": body, "max_messages": self.max_messages})
+            job: dict[str, Any] = {"chat": body, "max_messages": self.max_messages}
+            trace = trace_headers()  # the worker's spans join this request's trace
+            if trace:
+                job["trace"] = trace
+            await self.queue.enqueue(chat_id, job)
             return
 
         def start(emitter: Any) -> Any:
