@@ -111,21 +111,8 @@ class LMRequestProcessor(Generic[OutT]):
         the task running it is cancelled before it starts. A closed emitter is refused here.
         """
         ctx = RequestContext(event_emitter)
-        coro = run_request(
-            ctx,
-            partial(
-                self._run,
-                ctx,
-                prompt_kwargs,
-                history,
-                extra_contents,
-                hyperparameters,
-                auto_execute_tools,
-                max_lm_calls,
-                kwargs,
-            ),
-            kind="process",  # observability seam: names the request's parent span
-        )
+        args = (prompt_kwargs, history, extra_contents, hyperparameters, auto_execute_tools, max_lm_calls, kwargs)
+        coro = self._request(ctx, "process", args)
         ctx.register(coro)
         return coro
 
@@ -144,24 +131,13 @@ class LMRequestProcessor(Generic[OutT]):
 
         Same arguments as `process()`; `event_emitter=` also feeds that emitter's handlers.
         """
-        return RequestStream(
-            lambda ctx: run_request(
-                ctx,
-                partial(
-                    self._run,
-                    ctx,
-                    prompt_kwargs,
-                    history,
-                    extra_contents,
-                    hyperparameters,
-                    auto_execute_tools,
-                    max_lm_calls,
-                    kwargs,
-                ),
-                kind="stream",  # observability seam: names the request's parent span
-            ),
-            event_emitter,
-        )
+        args = (prompt_kwargs, history, extra_contents, hyperparameters, auto_execute_tools, max_lm_calls, kwargs)
+        return RequestStream(lambda ctx: self._request(ctx, "stream", args), event_emitter)
+
+    def _request(self, ctx: RequestContext, kind: str, args: tuple[Any, ...]) -> Coroutine[Any, Any, OutT]:
+        """`_run(ctx, *args)` inside the shared request lifecycle (one `done` or `error` event);
+        `kind` names the request's parent span (observability seam)."""
+        return run_request(ctx, partial(self._run, ctx, *args), kind=kind)
 
     async def _run(
         self,
