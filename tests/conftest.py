@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from lmstream import build_lm_invoker
 from lmstream.invokers.base import BaseLMInvoker
+
+if TYPE_CHECKING:
+    from .redis_server import RedisServer
 
 # Short, deterministic generations keep the suite fast on 2 cores.
 SHORT = {"max_tokens": 24, "temperature": 0.0}
@@ -47,3 +52,24 @@ def chromium_path() -> str:
     from .system_deps import ensure_apt
 
     return ensure_apt("chromium")
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server on a free loopback port (installed with apt-get when missing), per test module."""
+    from .redis_server import RedisServer
+
+    with RedisServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+async def r(redis_server: RedisServer) -> AsyncIterator[Any]:
+    """An asyncio client on an empty database with fresh command statistics."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(redis_server.url, socket_connect_timeout=2, socket_timeout=10)
+    await client.flushdb()
+    await client.config_resetstat()
+    yield client
+    await client.aclose()

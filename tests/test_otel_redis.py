@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
 
-import pytest
 import redis.asyncio as aioredis
 from opentelemetry import trace
 
@@ -15,21 +13,6 @@ from lmstream.redis.cli import job_handler
 from lmstream.redis.web import RedisChatRegistry
 from lmstream.testing import ScriptedLMInvoker
 from tests.otel_support import telemetry
-from tests.redis_server import RedisServer
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    with RedisServer() as srv:
-        yield srv
-
-
-@pytest.fixture
-async def r(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_server.url, socket_connect_timeout=2, socket_timeout=10)
-    await client.flushdb()
-    yield client
-    await client.aclose()
 
 
 async def test_a_queued_request_joins_the_trace_of_the_request_that_enqueued_it(r: aioredis.Redis) -> None:

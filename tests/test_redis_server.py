@@ -28,12 +28,6 @@ PACE = 0.05
 Message = tuple[str | None, str]  # (SSE id, data)
 
 
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    with RedisServer() as srv:
-        yield srv
-
-
 @pytest.fixture
 def upstream() -> Iterator[WireServer]:
     with WireServer(repeat_last=True) as srv:

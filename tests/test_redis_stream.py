@@ -7,7 +7,6 @@ import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -21,21 +20,6 @@ from lmstream.errors import RedisUnavailableError, StreamGoneError  # noqa: E402
 from lmstream.events import Event, EventLevel  # noqa: E402
 from lmstream.redis import RedisEventHandler, RedisStreamReader  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    with RedisServer() as srv:
-        yield srv
-
-
-@pytest.fixture
-async def r(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_server.url, socket_connect_timeout=2, socket_timeout=10)
-    await client.flushdb()
-    await client.config_resetstat()
-    yield client
-    await client.aclose()
 
 
 def script(n_tokens: int, rid: str = "req_1") -> list[Event]:

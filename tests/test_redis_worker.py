@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -27,12 +27,6 @@ TOKENS = [f" w{i}" for i in range(40)]
 PACE = 0.05  # seconds between upstream chunks: a 2 s answer
 
 
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    with RedisServer() as srv:
-        yield srv
-
-
 @pytest.fixture
 def upstream() -> Iterator[WireServer]:
     with WireServer(repeat_last=True) as srv:
@@ -46,14 +40,6 @@ def fast_upstream() -> Iterator[WireServer]:
     with WireServer(repeat_last=True) as srv:
         srv.enqueue(Script(chunks=fixtures.openai_chat_text([f" t{i}" for i in range(400)]), delay_between=0.0005))
         yield srv
-
-
-@pytest.fixture
-async def r(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_server.url, socket_connect_timeout=2, socket_timeout=10)
-    await client.flushdb()
-    yield client
-    await client.aclose()
 
 
 def start_worker(redis_url: str, upstream: WireServer, lease: float = 1.0) -> subprocess.Popen[str]:
