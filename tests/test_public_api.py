@@ -65,6 +65,7 @@ PUBLIC = {
     "RateLimitError",
     "LMTimeoutError",
     "StreamInterruptedError",
+    "ContextOverflowError",
     "OutputParserError",
     "ToolError",
     "__version__",

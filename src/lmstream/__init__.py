@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import (
     ConfigurationError,
+    ContextOverflowError,
     LMStreamError,
     LMTimeoutError,
     OutputParserError,
@@ -102,6 +103,7 @@ __all__ = [
     "BaseOutputParser",
     "CallbackEventHandler",
     "ConfigurationError",
+    "ContextOverflowError",
     "ConsoleEventHandler",
     "Event",
     "EventEmitter",

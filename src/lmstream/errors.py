@@ -18,6 +18,7 @@ __all__ = [
     "RateLimitError",
     "LMTimeoutError",
     "StreamInterruptedError",
+    "ContextOverflowError",
     "OutputParserError",
     "ToolError",
     "StreamGoneError",
@@ -101,6 +102,28 @@ class StreamInterruptedError(LMStreamError):
         super().__init__(message)
         self.partial_output = partial_output
         self.cause = cause
+
+
+class ContextOverflowError(LMStreamError):
+    """The prompt (plus `max_tokens`) does not fit the model's context window; never retried.
+
+    Each number is `None` where the provider did not say it.
+    """
+
+    retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        prompt_tokens: int | None = None,
+        max_tokens: int | None = None,
+        context_window: int | None = None,
+    ):
+        super().__init__(message)
+        self.prompt_tokens = prompt_tokens
+        self.max_tokens = max_tokens
+        self.context_window = context_window
 
 
 class OutputParserError(LMStreamError, ValueError):
