@@ -30,6 +30,7 @@ PUBLIC = {
     "BaseOutputParser",
     "JSONOutputParser",
     "RequestStream",
+    "SyncRequestStream",
     "RequestTracker",
     "Tool",
     "tool",
@@ -50,11 +51,13 @@ PUBLIC = {
     "LiteLLMLMInvoker",
     "LangChainLMInvoker",
     "RetryConfig",
+    "Budget",
     # data
     "Attachment",
     "LMOutput",
     "ThinkingBlock",
     "TokenUsage",
+    "Cost",
     "ToolCall",
     "ToolResult",
     # errors
@@ -68,6 +71,7 @@ PUBLIC = {
     "ContextOverflowError",
     "OutputParserError",
     "ToolError",
+    "BudgetExceededError",
     "__version__",
 }
 

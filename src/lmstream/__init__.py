@@ -13,7 +13,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .budget import Budget
+from .cost import Cost
 from .errors import (
+    BudgetExceededError,
     ConfigurationError,
     ContextOverflowError,
     LMStreamError,
@@ -43,6 +46,7 @@ from .processor import LMRequestProcessor, build_lm_request_processor
 from .prompt import Message, PromptBuilder
 from .request_stream import RequestStream
 from .retry import RetryConfig
+from .sync import SyncRequestStream
 from .tools import Tool, tool
 from .types import Attachment, LMOutput, ThinkingBlock, TokenUsage, ToolCall, ToolResult
 
@@ -99,12 +103,15 @@ __all__ = [
     "AzureOpenAIResponsesLMInvoker",
     "BedrockLMInvoker",
     "BaseEventHandler",
+    "Budget",
+    "BudgetExceededError",
     "BaseLMInvoker",
     "BaseOutputParser",
     "CallbackEventHandler",
     "ConfigurationError",
     "ContextOverflowError",
     "ConsoleEventHandler",
+    "Cost",
     "Event",
     "EventEmitter",
     "EventLevel",
@@ -134,6 +141,7 @@ __all__ = [
     "RetryConfig",
     "StreamEventHandler",
     "StreamInterruptedError",
+    "SyncRequestStream",
     "ThinkingBlock",
     "TokenUsage",
     "Tool",

@@ -26,6 +26,8 @@ examples:
   lmstream --model openai/gpt-4.1-nano "Hi"    # needs OPENAI_API_KEY
   lmstream --model openai-compatible/any --base-url http://127.0.0.1:8000/v1 "Hi"
   echo "Hi" | lmstream -
+  lmstream --usage "Hi"                        # tokens and cost (USD) on stderr after the answer
+  lmstream batch in.jsonl -o out.jsonl         # many prompts: see `lmstream batch --help`
 
 exit codes: 0 success, 1 the provider or model failed, 2 bad input or configuration,
 130 interrupted, 141 the output pipe was closed.
@@ -46,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=int, default=None, help="maximum tokens to generate")
     p.add_argument("--temperature", type=float, default=None, help="sampling temperature, 0 to 2")
     p.add_argument("--base-url", default=None, help="provider endpoint (for openai-compatible servers)")
+    p.add_argument(
+        "--usage",
+        action="store_true",
+        help="after the answer, print tokens, time and cost (USD, when the model's price is known) to "
+        "stderr (the default when stderr is a terminal)",
+    )
     p.add_argument("--events", action="store_true", help="print every event as one JSON line (value, level, type, ...)")
     p.add_argument(
         "--json",
@@ -110,6 +118,7 @@ async def _run(args: argparse.Namespace, question: str, lines: _Lines | None = N
     emitter = EventEmitter([handler])
     task = asyncio.create_task(lmrp.process(prompt=question, hyperparameters=hyper, event_emitter=emitter))
     text_out = sys.stderr if args.json else sys.stdout
+    done: dict[str, Any] | None = None
     try:
         async for event in handler.stream():
             if args.events:
@@ -118,6 +127,8 @@ async def _run(args: argparse.Namespace, question: str, lines: _Lines | None = N
                 lines.write(text_out, event.value)
             elif event.type == "thinking":
                 lines.write(sys.stderr, event.value)
+            elif event.type == "done":
+                done = event.metadata
         result = await task
     finally:
         if not task.done():
@@ -128,7 +139,21 @@ async def _run(args: argparse.Namespace, question: str, lines: _Lines | None = N
         sys.stdout.write(_json.dumps(result) + "\n")
     elif not args.events:
         sys.stdout.write("\n")
+    if done is not None and (args.usage or sys.stderr.isatty()):
+        sys.stdout.flush()
+        sys.stderr.write(usage_line(done) + "\n")
     return 0
+
+
+def usage_line(done: dict[str, Any]) -> str:
+    """`[12 tokens in · 30 out · 1.20 s · $0.000034]` from a `done` event's metadata."""
+    usage = done.get("usage") or {}
+    cost = usage.get("cost")
+    parts = [f"{usage.get('input_tokens', '?')} tokens in", f"{usage.get('output_tokens', '?')} out"]
+    if done.get("duration") is not None:
+        parts.append(f"{done['duration']:.2f} s")
+    parts.append("cost unknown" if cost is None else f"${cost['total']:.6f}")
+    return "[" + " · ".join(parts) + "]"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,6 +162,10 @@ def main(argv: list[str] | None = None) -> int:
         from .server.cli import main as serve
 
         return serve(argv[1:])
+    if argv[:1] == ["batch"]:
+        from .batch.cli import main as batch_main
+
+        return batch_main(argv[1:])
     if argv[:1] == ["worker"]:
         from .redis.cli import main as worker_main
 

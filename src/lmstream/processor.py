@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from functools import partial
-from typing import Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
-from .errors import ConfigurationError, PromptError, ToolError
+from .budget import Budget, as_budget
+from .cost import ZERO
+from .errors import ConfigurationError, PromptError, StreamInterruptedError, ToolError
 from .events import EventEmitter, EventLevel, EventType
 from .invokers import build_lm_invoker
 from .invokers.base import BaseLMInvoker
@@ -15,8 +17,12 @@ from .parsers import BaseOutputParser, JSONOutputParser
 from .prompt import Content, Message, PromptBuilder
 from .request_stream import RequestStream
 from .retry import RetryConfig
+from .sync import SyncRequestStream, run_sync
 from .tools import execute_tool_calls
 from .types import LMOutput, TokenUsage
+
+if TYPE_CHECKING:
+    from .batch import BatchResult
 
 __all__ = ["LMRequestProcessor", "build_lm_request_processor"]
 
@@ -52,6 +58,7 @@ class LMRequestProcessor(Generic[OutT]):
         output_parser: None = None,
         tools: Sequence[Any] | None = None,
         response_schema: Any = None,
+        budget: float | Budget | None = None,
     ) -> None: ...
 
     @overload
@@ -62,6 +69,7 @@ class LMRequestProcessor(Generic[OutT]):
         output_parser: BaseOutputParser[OutT],
         tools: Sequence[Any] | None = None,
         response_schema: Any = None,
+        budget: float | Budget | None = None,
     ) -> None: ...
 
     def __init__(
@@ -71,7 +79,10 @@ class LMRequestProcessor(Generic[OutT]):
         output_parser: BaseOutputParser[Any] | None = None,
         tools: Sequence[Any] | None = None,
         response_schema: Any = None,
+        budget: float | Budget | None = None,
     ) -> None:
+        """`budget=` (USD, or a shared `Budget`): no new model call once it is spent
+        (`BudgetExceededError`); streamed requests count too."""
         if not isinstance(prompt_builder, PromptBuilder):
             raise ConfigurationError("prompt_builder must be a PromptBuilder")
         if not isinstance(lm_invoker, BaseLMInvoker):
@@ -79,6 +90,7 @@ class LMRequestProcessor(Generic[OutT]):
         self.prompt_builder = prompt_builder
         self.lm_invoker = lm_invoker
         self.output_parser = output_parser
+        self.budget = as_budget(budget)
         if tools:
             self.set_tools(tools)
         if response_schema is not None:
@@ -134,6 +146,30 @@ class LMRequestProcessor(Generic[OutT]):
         args = (prompt_kwargs, history, extra_contents, hyperparameters, auto_execute_tools, max_lm_calls, kwargs)
         return RequestStream(lambda ctx: self._request(ctx, "stream", args), event_emitter)
 
+    def process_sync(self, prompt_kwargs: Mapping[str, Any] | None = None, **kwargs: Any) -> OutT:
+        """`process()` for synchronous code (scripts, notebooks, a sync web route): blocks until
+        the output is ready. Runs on lmstream's background loop, so it works inside a running one."""
+        return run_sync(lambda: self.process(prompt_kwargs, **kwargs))
+
+    def stream_sync(self, prompt_kwargs: Mapping[str, Any] | None = None, **kwargs: Any) -> SyncRequestStream[OutT]:
+        """`stream()` for synchronous code: `with lmrp.stream_sync(...) as s: for event in s`;
+        each event arrives as the model produces it."""
+        return SyncRequestStream(lambda: self.stream(prompt_kwargs, **kwargs))
+
+    async def batch(
+        self,
+        requests: Iterable[Any],
+        *,
+        concurrency: int | None = None,
+        on_result: Callable[[BatchResult], Awaitable[None] | None] | None = None,
+        budget: float | Budget | None = None,
+    ) -> list[BatchResult]:
+        """Run many requests (prompts, or dicts like `lmstream batch` input lines), a bounded number
+        at a time; each result reaches `on_result` as it finishes. See `lmstream.batch`."""
+        from .batch import batch
+
+        return await batch(self, requests, concurrency=concurrency, on_result=on_result, budget=budget)
+
     def _request(self, ctx: RequestContext, kind: str, args: tuple[Any, ...]) -> Coroutine[Any, Any, OutT]:
         """`_run(ctx, *args)` inside the shared request lifecycle (one `done` or `error` event);
         `kind` names the request's parent span (observability seam)."""
@@ -159,10 +195,10 @@ class LMRequestProcessor(Generic[OutT]):
             raise ConfigurationError("max_lm_calls must be an int >= 1")
         messages = self._messages(values, history, extra_contents)
         invoker = self.lm_invoker
-        total = TokenUsage()
+        total = TokenUsage(cost=ZERO)  # no call yet: nothing spent
         output: LMOutput | None = None
         for call in range(1, max_lm_calls + 1):
-            output = await invoker.invoke(messages, hyperparameters, ctx.emitter)
+            output = await self._invoke(messages, hyperparameters, ctx)
             total.add(output.usage)
             if not output.tool_calls or not auto_execute_tools or not invoker.tools:
                 break
@@ -184,6 +220,22 @@ class LMRequestProcessor(Generic[OutT]):
         if self.output_parser is not None:
             return self.output_parser.parse(output.text), output
         return output, output  # type: ignore[return-value]  # OutT is LMOutput without a parser
+
+    async def _invoke(
+        self, messages: list[Message], hyperparameters: Mapping[str, Any] | None, ctx: RequestContext
+    ) -> LMOutput:
+        """One model call, charged to the budget (when there is one) whether it finishes or breaks."""
+        invoker, budget = self.lm_invoker, self.budget
+        if budget is None:
+            return await invoker.invoke(messages, hyperparameters, ctx.emitter)
+        budget.check(invoker.provider, invoker.model_name)
+        try:
+            out = await invoker.invoke(messages, hyperparameters, ctx.emitter)
+        except StreamInterruptedError as exc:
+            budget.charge(exc.partial_output.usage.cost)
+            raise
+        budget.charge(out.usage.cost)
+        return out
 
     def _messages(
         self,
@@ -218,6 +270,7 @@ def build_lm_request_processor(
     tools: Sequence[Any] | None = None,
     retry_config: RetryConfig | None = None,
     response_schema: Any = None,
+    budget: float | Budget | None = None,
 ) -> LMRequestProcessor[Any]:
     """One call from a model id and templates to a ready processor."""
     parsers: dict[str, type[BaseOutputParser[Any]] | None] = {"none": None, "json": JSONOutputParser}
@@ -231,4 +284,5 @@ def build_lm_request_processor(
         parser_cls() if parser_cls else None,
         tools=tools,
         response_schema=response_schema,
+        budget=budget,
     )

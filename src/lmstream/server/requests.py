@@ -11,11 +11,10 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import string
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..prompt import Content, Message, PromptBuilder
+from ..prompt import Content, Message, PromptSlot
 from ..types import Attachment, ThinkingBlock, ToolCall, ToolResult
 
 __all__ = ["BadRequest", "ChatRequest", "PromptSlot", "StreamRequest", "parse_chat", "parse_stream"]
@@ -33,30 +32,6 @@ class BadRequest(ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.status = status
-
-
-@dataclass(slots=True)
-class PromptSlot:
-    """Where a user's text goes: the user template's one free key, or (None) the user message."""
-
-    key: str | None
-
-    @classmethod
-    def of(cls, builder: PromptBuilder) -> PromptSlot:
-        keys = [k for _, k, _, _ in string.Formatter().parse(builder.user_template) if k]
-        free = [k for k in dict.fromkeys(keys) if k not in builder.key_defaults]
-        if len(free) > 1:
-            raise ValueError(
-                f"the user template has several keys without defaults ({', '.join(free)}); "
-                "the server fills one key with the user's text: set key_defaults for the others"
-            )
-        return cls(free[0] if free else None)
-
-    def kwargs(self, text: str, attachments: list[Content]) -> dict[str, Any]:
-        """`prompt_kwargs` and `extra_contents` for `process()`/`stream()`."""
-        if self.key is None:
-            return {"prompt_kwargs": {}, "extra_contents": [text, *attachments] if text else attachments}
-        return {"prompt_kwargs": {self.key: text}, "extra_contents": attachments or None}
 
 
 @dataclass(slots=True)
