@@ -6,6 +6,7 @@ from collections.abc import Coroutine, Mapping, Sequence
 from functools import partial
 from typing import Any, Generic, TypeVar, overload
 
+from .approval import execute_with_approval
 from .errors import ConfigurationError, PromptError, ToolError
 from .events import EventEmitter, EventLevel, EventType
 from .invokers import build_lm_invoker
@@ -15,7 +16,6 @@ from .parsers import BaseOutputParser, JSONOutputParser
 from .prompt import Content, Message, PromptBuilder
 from .request_stream import RequestStream
 from .retry import RetryConfig
-from .tools import execute_tool_calls
 from .types import LMOutput, TokenUsage
 
 __all__ = ["LMRequestProcessor", "build_lm_request_processor"]
@@ -33,6 +33,7 @@ _OWN_ARGS = frozenset(
         "event_emitter",
         "auto_execute_tools",
         "max_lm_calls",
+        "approval_timeout",
     }
 )
 
@@ -102,6 +103,7 @@ class LMRequestProcessor(Generic[OutT]):
         event_emitter: EventEmitter | None = None,
         auto_execute_tools: bool = True,
         max_lm_calls: int = 5,
+        approval_timeout: float | None = None,
         **kwargs: Any,
     ) -> Coroutine[Any, Any, OutT]:
         """Run one request; returns the parsed output if a parser is set, else the `LMOutput`.
@@ -109,9 +111,14 @@ class LMRequestProcessor(Generic[OutT]):
         Events end with one `done` (usage summed over every model call) or one `error`. The
         request counts as watched by the emitter from this call on, so `stream()` ends even if
         the task running it is cancelled before it starts. A closed emitter is refused here.
+        A tool that `requires_approval` waits for `lmstream.approval.answer()` (or the stream's
+        `approve()`/`deny()`), denied after `approval_timeout` seconds when given.
         """
         ctx = RequestContext(event_emitter)
-        args = (prompt_kwargs, history, extra_contents, hyperparameters, auto_execute_tools, max_lm_calls, kwargs)
+        args = (
+            *(prompt_kwargs, history, extra_contents, hyperparameters),
+            *(auto_execute_tools, max_lm_calls, approval_timeout, kwargs),
+        )
         coro = self._request(ctx, "process", args)
         ctx.register(coro)
         return coro
@@ -125,13 +132,18 @@ class LMRequestProcessor(Generic[OutT]):
         auto_execute_tools: bool = True,
         max_lm_calls: int = 5,
         event_emitter: EventEmitter | None = None,
+        approval_timeout: float | None = None,
         **kwargs: Any,
     ) -> RequestStream[OutT]:
         """The request as its own event stream: `async with lmrp.stream(...) as stream`.
 
         Same arguments as `process()`; `event_emitter=` also feeds that emitter's handlers.
+        Answer a `tool_approval_request` with `stream.approve(id)` / `stream.deny(id, reason)`.
         """
-        args = (prompt_kwargs, history, extra_contents, hyperparameters, auto_execute_tools, max_lm_calls, kwargs)
+        args = (
+            *(prompt_kwargs, history, extra_contents, hyperparameters),
+            *(auto_execute_tools, max_lm_calls, approval_timeout, kwargs),
+        )
         return RequestStream(lambda ctx: self._request(ctx, "stream", args), event_emitter)
 
     def _request(self, ctx: RequestContext, kind: str, args: tuple[Any, ...]) -> Coroutine[Any, Any, OutT]:
@@ -148,6 +160,7 @@ class LMRequestProcessor(Generic[OutT]):
         hyperparameters: Mapping[str, Any] | None,
         auto_execute_tools: bool,
         max_lm_calls: int,
+        approval_timeout: float | None,
         kwargs: dict[str, Any],
     ) -> tuple[OutT, LMOutput]:
         values = dict(prompt_kwargs or {})
@@ -171,7 +184,7 @@ class LMRequestProcessor(Generic[OutT]):
                     f"the model still asked for tools after max_lm_calls={max_lm_calls} calls; "
                     "raise max_lm_calls or check the tools' results"
                 )
-            results = await execute_tool_calls(invoker.tools, output.tool_calls)
+            results = await execute_with_approval(ctx, invoker.tools, output.tool_calls, approval_timeout)
             for r in results:
                 meta = {"is_error": True} if r.is_error else {}
                 await ctx.emit(r.to_event_value(), EventType.TOOL_RESULT, EventLevel.INFO, step=ctx.step, **meta)
