@@ -10,7 +10,7 @@ from typing import Any
 
 from lmstream import LMRequestProcessor, Message, PromptBuilder, ProviderError
 from lmstream.invokers import BaseLMInvoker
-from lmstream.invokers.deltas import Delta, FinishDelta, UsageDelta
+from lmstream.engine.deltas import Delta, FinishDelta, UsageDelta
 
 
 class LineProtocolLMInvoker(BaseLMInvoker):

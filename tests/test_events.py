@@ -122,7 +122,7 @@ async def test_every_event_type_is_emitted_by_lmstream_or_documented_as_reserved
     with the enum: what lmstream never emits must be the documented reserved set."""
     import re
 
-    from lmstream.invokers.deltas import FinishDelta, ThinkingDelta, ToolCallDelta
+    from lmstream.engine.deltas import FinishDelta, ThinkingDelta, ToolCallDelta
 
     def echo(x: str) -> str:
         """Echo."""

@@ -41,7 +41,7 @@ from .invokers import BaseLMInvoker, build_lm_invoker
 from .parsers import BaseOutputParser, JSONOutputParser
 from .processor import LMRequestProcessor, build_lm_request_processor
 from .prompt import Message, PromptBuilder
-from .request_stream import RequestStream
+from .engine.request_stream import RequestStream
 from .retry import RetryConfig
 from .tools import Tool, tool
 from .types import Attachment, LMOutput, ThinkingBlock, TokenUsage, ToolCall, ToolResult

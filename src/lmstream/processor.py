@@ -10,10 +10,10 @@ from .errors import ConfigurationError, PromptError, ToolError
 from .events import EventEmitter, EventLevel, EventType
 from .invokers import build_lm_invoker
 from .invokers.base import BaseLMInvoker
-from .invokers.lifecycle import RequestContext, run_request
+from .engine.lifecycle import RequestContext, run_request
 from .parsers import BaseOutputParser, JSONOutputParser
 from .prompt import Content, Message, PromptBuilder
-from .request_stream import RequestStream
+from .engine.request_stream import RequestStream
 from .retry import RetryConfig
 from .tools import execute_tool_calls
 from .types import LMOutput, TokenUsage

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Se
 from typing import Any, TypeAlias
 
 from .invokers.base import BaseLMInvoker
-from .invokers.deltas import Delta, FinishDelta
+from .engine.deltas import Delta, FinishDelta
 from .prompt import Message
 
 __all__ = ["ScriptedLMInvoker"]

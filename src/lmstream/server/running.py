@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..processor import LMRequestProcessor
-from ..request_stream import RequestStream
+from ..engine.request_stream import RequestStream
 
 __all__ = ["RunningRequest", "start_request"]
 

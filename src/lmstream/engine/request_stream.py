@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
-from .errors import LMStreamError
-from .events import BaseEventHandler, Event, EventEmitter, EventType, StreamEventHandler
-from .invokers.lifecycle import RequestContext, check_open
+from ..errors import LMStreamError
+from ..events import BaseEventHandler, Event, EventEmitter, EventType, StreamEventHandler
+from .lifecycle import RequestContext, check_open
 
 __all__ = ["RequestStream"]
 
