@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from lmstream.errors import ProviderError, StreamInterruptedError
 from lmstream.engine.accumulator import Accumulator
 from lmstream.engine.deltas import FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
+from lmstream.errors import ProviderError, StreamInterruptedError
 
 
 class Clock:

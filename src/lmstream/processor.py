@@ -6,14 +6,14 @@ from collections.abc import Coroutine, Mapping, Sequence
 from functools import partial
 from typing import Any, Generic, TypeVar, overload
 
+from .engine.lifecycle import RequestContext, run_request
+from .engine.request_stream import RequestStream
 from .errors import ConfigurationError, PromptError, ToolError
 from .events import EventEmitter, EventLevel, EventType
 from .invokers import build_lm_invoker
 from .invokers.base import BaseLMInvoker
-from .engine.lifecycle import RequestContext, run_request
 from .parsers import BaseOutputParser, JSONOutputParser
 from .prompt import Content, Message, PromptBuilder
-from .engine.request_stream import RequestStream
 from .retry import RetryConfig
 from .tools import execute_tool_calls
 from .types import LMOutput, TokenUsage

@@ -13,6 +13,9 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .. import _observe
+from ..engine.deltas import Delta, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
+from ..engine.lifecycle import RequestContext, current_request, new_accumulator, pour, run_request
+from ..engine.request_stream import RequestStream
 from ..errors import (
     ConfigurationError,
     LMStreamError,
@@ -24,9 +27,6 @@ from ..events import EventEmitter
 from ..prompt import Message
 from ..retry import RetryConfig
 from ..types import LMOutput
-from ..engine.deltas import Delta, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
-from ..engine.lifecycle import RequestContext, current_request, new_accumulator, pour, run_request
-from ..engine.request_stream import RequestStream
 from .params import COMMON_PARAMS as _COMMON_PARAMS
 from .params import ParamTable
 

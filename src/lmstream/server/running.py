@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..processor import LMRequestProcessor
 from ..engine.request_stream import RequestStream
+from ..processor import LMRequestProcessor
 
 __all__ = ["RunningRequest", "start_request"]
 
