@@ -9,7 +9,7 @@ import pytest
 
 from lmstream import EventEmitter, EventType, LMRequestProcessor, PromptBuilder, ToolCall, tool
 from lmstream.approval import ApprovalError, answer
-from lmstream.invokers.deltas import FinishDelta, ToolCallDelta
+from lmstream.engine.deltas import FinishDelta, ToolCallDelta
 from lmstream.testing import ScriptedLMInvoker
 
 WAIT = 10

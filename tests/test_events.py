@@ -123,7 +123,7 @@ async def test_every_event_type_is_emitted_by_lmstream_or_documented_as_reserved
     import re
 
     from lmstream.approval import answer
-    from lmstream.invokers.deltas import FinishDelta, ThinkingDelta, ToolCallDelta
+    from lmstream.engine.deltas import FinishDelta, ThinkingDelta, ToolCallDelta
     from lmstream.tools import report_progress, tool
 
     @tool(requires_approval=True)  # tool_approval_request

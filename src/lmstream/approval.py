@@ -23,7 +23,7 @@ from .tools import Tool, execute_tool_calls
 from .types import ToolCall, ToolResult
 
 if TYPE_CHECKING:
-    from .invokers.lifecycle import RequestContext
+    from .engine.lifecycle import RequestContext
 
 __all__ = ["ApprovalError", "Decision", "answer", "denied_result", "execute_with_approval", "new_approval_id"]
 

@@ -7,14 +7,14 @@ from functools import partial
 from typing import Any, Generic, TypeVar, overload
 
 from .approval import execute_with_approval
+from .engine.lifecycle import RequestContext, run_request
+from .engine.request_stream import RequestStream
 from .errors import ConfigurationError, PromptError, ToolError
 from .events import EventEmitter, EventLevel, EventType
 from .invokers import build_lm_invoker
 from .invokers.base import BaseLMInvoker
-from .invokers.lifecycle import RequestContext, run_request
 from .parsers import BaseOutputParser, JSONOutputParser
 from .prompt import Content, Message, PromptBuilder
-from .request_stream import RequestStream
 from .retry import RetryConfig
 from .types import LMOutput, TokenUsage
 

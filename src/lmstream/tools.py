@@ -306,8 +306,8 @@ def current_tool_call() -> ToolCall | None:
 
 async def report_progress(progress: float, total: float | None = None, message: str | None = None) -> None:
     """Emit a `tool_progress` event for the running call (a no-op outside the tool loop)."""
+    from .engine.lifecycle import current_request
     from .events import EventLevel, EventType
-    from .invokers.lifecycle import current_request
 
     call, ctx = _call.get(), current_request()
     if call is None or ctx is None:

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
-from .errors import LMStreamError
-from .events import BaseEventHandler, Event, EventEmitter, EventType, StreamEventHandler
-from .invokers.lifecycle import RequestContext, check_open
+from ..errors import LMStreamError
+from ..events import BaseEventHandler, Event, EventEmitter, EventType, StreamEventHandler
+from .lifecycle import RequestContext, check_open
 
 __all__ = ["RequestStream"]
 
@@ -127,13 +127,13 @@ class RequestStream(Generic[T]):
 
         Raises `lmstream.approval.ApprovalError` for an id that is not waiting here (404),
         was already answered (409) or timed out (410)."""
-        from .approval import answer
+        from ..approval import answer
 
         answer(approval_id, True, request_id=self.request_id)
 
     def deny(self, approval_id: str, reason: str | None = None) -> None:
         """Refuse a waiting call: it never runs and the model is told why (`reason`)."""
-        from .approval import answer
+        from ..approval import answer
 
         answer(approval_id, False, reason, request_id=self.request_id)
 
