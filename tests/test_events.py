@@ -123,14 +123,24 @@ async def test_every_event_type_is_emitted_by_lmstream_or_documented_as_reserved
     with the enum: what lmstream never emits must be the documented reserved set."""
     import re
 
+    from lmstream.approval import answer
     from lmstream.engine.deltas import FinishDelta, ThinkingDelta, ToolCallDelta
+    from lmstream.tools import report_progress, tool
 
-    def echo(x: str) -> str:
+    @tool(requires_approval=True)  # tool_approval_request
+    async def echo(x: str) -> str:
         """Echo."""
+        await report_progress(1, 1, "echoed")  # tool_progress
         return x
 
     seen: set[str] = set()
-    emitter = EventEmitter([CallbackEventHandler(lambda e: seen.add(str(e.type)))])
+
+    def on_event(e: Event) -> None:
+        seen.add(str(e.type))
+        if e.type == EventType.TOOL_APPROVAL_REQUEST:
+            answer(e.value["approval_id"], True)
+
+    emitter = EventEmitter([CallbackEventHandler(on_event)])
     inv = ScriptedLMInvoker(
         [[ThinkingDelta("t"), ToolCallDelta(0, "c", "echo", '{"x": "1"}'), FinishDelta("tool_calls")], ['{"a": 1}']]
     )

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Generic, TypeVar, overload
 
+from .approval import execute_with_approval
 from .engine.lifecycle import RequestContext, run_request
 from .engine.request_stream import RequestStream
 from .errors import ConfigurationError, PromptError, ToolError
@@ -16,7 +17,6 @@ from .invokers.base import BaseLMInvoker
 from .parsers import BaseOutputParser, JSONOutputParser
 from .prompt import Content, Message, PromptBuilder
 from .retry import RetryConfig
-from .tools import execute_tool_calls
 from .types import LMOutput, TokenUsage
 
 __all__ = ["LMRequestProcessor", "build_lm_request_processor"]
@@ -34,6 +34,7 @@ _OWN_ARGS = frozenset(
         "event_emitter",
         "auto_execute_tools",
         "max_lm_calls",
+        "approval_timeout",
     }
 )
 
@@ -48,6 +49,7 @@ class _Request:
     hyperparameters: Mapping[str, Any] | None
     auto_execute_tools: bool
     max_lm_calls: int
+    approval_timeout: float | None
     keywords: dict[str, Any]  # the `**kwargs` that fill the templates
 
 
@@ -117,6 +119,7 @@ class LMRequestProcessor(Generic[OutT]):
         event_emitter: EventEmitter | None = None,
         auto_execute_tools: bool = True,
         max_lm_calls: int = 5,
+        approval_timeout: float | None = None,
         **kwargs: Any,
     ) -> Coroutine[Any, Any, OutT]:
         """Run one request; returns the parsed output if a parser is set, else the `LMOutput`.
@@ -124,10 +127,13 @@ class LMRequestProcessor(Generic[OutT]):
         Events end with one `done` (usage summed over every model call) or one `error`. The
         request counts as watched by the emitter from this call on, so `stream()` ends even if
         the task running it is cancelled before it starts. A closed emitter is refused here.
+        A tool that `requires_approval` waits for `lmstream.approval.answer()` (or the stream's
+        `approve()`/`deny()`), denied after `approval_timeout` seconds when given.
         """
         ctx = RequestContext(event_emitter)
         req = _Request(
-            prompt_kwargs, history, extra_contents, hyperparameters, auto_execute_tools, max_lm_calls, kwargs
+            *(prompt_kwargs, history, extra_contents, hyperparameters),
+            *(auto_execute_tools, max_lm_calls, approval_timeout, kwargs),
         )
         coro = self._request(ctx, "process", req)
         ctx.register(coro)
@@ -143,14 +149,17 @@ class LMRequestProcessor(Generic[OutT]):
         event_emitter: EventEmitter | None = None,
         auto_execute_tools: bool = True,
         max_lm_calls: int = 5,
+        approval_timeout: float | None = None,
         **kwargs: Any,
     ) -> RequestStream[OutT]:
         """The request as its own event stream: `async with lmrp.stream(...) as stream`.
 
         Same arguments as `process()`; `event_emitter=` also feeds that emitter's handlers.
+        Answer a `tool_approval_request` with `stream.approve(id)` / `stream.deny(id, reason)`.
         """
         req = _Request(
-            prompt_kwargs, history, extra_contents, hyperparameters, auto_execute_tools, max_lm_calls, kwargs
+            *(prompt_kwargs, history, extra_contents, hyperparameters),
+            *(auto_execute_tools, max_lm_calls, approval_timeout, kwargs),
         )
         return RequestStream(lambda ctx: self._request(ctx, "stream", req), event_emitter)
 
@@ -182,7 +191,7 @@ class LMRequestProcessor(Generic[OutT]):
                     f"the model still asked for tools after max_lm_calls={max_lm_calls} calls; "
                     "raise max_lm_calls or check the tools' results"
                 )
-            results = await execute_tool_calls(invoker.tools, output.tool_calls)
+            results = await execute_with_approval(ctx, invoker.tools, output.tool_calls, req.approval_timeout)
             for r in results:
                 meta = {"is_error": True} if r.is_error else {}
                 await ctx.emit(r.to_event_value(), EventType.TOOL_RESULT, EventLevel.INFO, step=ctx.step, **meta)
