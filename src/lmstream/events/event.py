@@ -33,7 +33,7 @@ class EventType(StrEnum):
     """Built-in event types. Any other string is a valid user-defined type.
 
     Reserved, never emitted by lmstream itself: `code_start`, `code`, `code_end`, `activity`,
-    `reference`, `status`, `usage`. They are kept so code written for the seed's system, and
+    `reference`, `status`, `usage`. They are kept so code written for GLLM (`gllm-core`), and
     users' own emitters, share one vocabulary; usage travels in the done event's metadata.
 
     `tool_approval_request` (value `{"approval_id", "tool_call_id", "name", "arguments"}`) asks a
