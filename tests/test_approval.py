@@ -131,14 +131,14 @@ async def test_unknown_used_and_foreign_ids_are_refused():
                 seen.append(aid)
                 with pytest.raises(ApprovalError) as other:
                     answer(aid, True, request_id="req_someone_else")
-                assert other.value.status_code == 404
+                assert other.value.status_code == 409
                 stream.approve(aid)
                 with pytest.raises(ApprovalError) as twice:
                     stream.deny(aid)
                 assert twice.value.status_code == 409
     with pytest.raises(ApprovalError) as unknown:
         stream.approve("apr_nope")
-    assert unknown.value.status_code == 404
+    assert unknown.value.status_code == 409
     assert ran == ["bob"] and seen
 
 

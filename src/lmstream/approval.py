@@ -40,8 +40,8 @@ __all__ = [
 
 
 class ApprovalError(LMStreamError, LookupError):
-    """An approval id that cannot be answered: unknown (404), already answered (409) or
-    expired (410). `status_code` says which, for a server to pass on."""
+    """An approval id that cannot be answered: unknown or already answered (409), or expired
+    (410). `status_code` says which, for a server to pass on."""
 
     def __init__(self, message: str, status_code: int) -> None:
         super().__init__(message)
@@ -85,7 +85,7 @@ def _close(approval_id: str, status: int) -> None:
 def answer(approval_id: str, approved: bool, reason: str | None = None, *, request_id: str | None = None) -> None:
     """Approve or deny a waiting call. `request_id`, when given, must be the call's request
     (a stream answers only its own approvals). Raises `ApprovalError` for an id that is not
-    waiting: 404 unknown, 409 already answered, 410 timed out."""
+    waiting: 409 unknown or already answered, 410 timed out."""
     pending = _pending.get(approval_id)
     if pending is None or (request_id is not None and pending.request_id != request_id):
         status = _closed.get(approval_id) if pending is None else None
@@ -93,7 +93,7 @@ def answer(approval_id: str, approved: bool, reason: str | None = None, *, reque
             raise ApprovalError(f"approval {approval_id!r} was already answered", 409)
         if status == 410:
             raise ApprovalError(f"approval {approval_id!r} expired: nobody answered within approval_timeout", 410)
-        raise ApprovalError(f"no approval {approval_id!r} is waiting in this request", 404)
+        raise ApprovalError(f"no approval {approval_id!r} is waiting in this request", 409)
     if not pending.future.done():
         pending.future.set_result(Decision(approved, reason))
     _close(approval_id, 409)
