@@ -63,6 +63,7 @@ if TYPE_CHECKING:
         OpenAILMInvoker,
         XAILMInvoker,
     )
+    from .mcp import MCPTools
 
 
 _LAZY_INVOKERS = frozenset(
@@ -85,6 +86,10 @@ _LAZY_INVOKERS = frozenset(
 
 
 def __getattr__(name: str) -> Any:
+    if name == "MCPTools":  # the MCP SDK itself is imported only when a connection opens
+        from .mcp import MCPTools
+
+        return MCPTools
     if name in _LAZY_INVOKERS:
         from . import invokers
 
@@ -118,6 +123,7 @@ __all__ = [
     "LMStreamError",
     "LMTimeoutError",
     "LocalLMInvoker",
+    "MCPTools",
     "Message",
     "OllamaLMInvoker",
     "OpenAIChatCompletionsLMInvoker",
