@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._version import __version__
 from .engine.request_stream import RequestStream
 from .errors import (
     ConfigurationError,
@@ -64,7 +65,6 @@ if TYPE_CHECKING:
     )
     from .mcp import MCPTools
 
-__version__ = "0.1.0"
 
 _LAZY_INVOKERS = frozenset(
     {
