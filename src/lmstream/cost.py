@@ -12,10 +12,7 @@ import functools
 import logging
 import sys
 import threading
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .types import TokenUsage
+from typing import Any, Protocol
 
 __all__ = ["Cost", "add_costs", "prefetch", "price_known", "price_of"]
 
@@ -116,6 +113,17 @@ def price_known(provider: str, model: str) -> bool:
     return True
 
 
+class Counts(Protocol):
+    """Token counts as `TokenUsage` holds them (input includes cached reads)."""
+
+    @property
+    def input_tokens(self) -> int | None: ...
+    @property
+    def output_tokens(self) -> int | None: ...
+    @property
+    def cached_tokens(self) -> int | None: ...
+
+
 _prefetching = threading.Lock()
 _prefetched = False
 
@@ -133,7 +141,7 @@ def prefetch(provider: str, model: str) -> None:
     threading.Thread(target=price_known, args=(provider, model), name="lmstream-prices", daemon=True).start()
 
 
-def price_of(provider: str, model: str, usage: TokenUsage, *, batch: bool = False) -> Cost | None:
+def price_of(provider: str, model: str, usage: Counts, *, batch: bool = False) -> Cost | None:
     """The USD cost of `usage` on `provider`'s `model`, or None when no price is known.
 
     `batch`: answered through the provider's batch API, at its batch price where one is published."""

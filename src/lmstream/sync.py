@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from .errors import LMStreamError
 
 if TYPE_CHECKING:
+    from .engine.request_stream import RequestStream
     from .events import Event
-    from .request_stream import RequestStream
 
 __all__ = ["SyncRequestStream", "loop_thread_running", "run_sync"]
 

@@ -9,21 +9,18 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..budget import Budget, as_budget
 from .requests import BatchRequest, coerce_requests, read_requests
 from .results import BatchResult
-from .runner import BatchStats, OnResult, run_batch
-
-if TYPE_CHECKING:
-    from ..processor import LMRequestProcessor
+from .runner import BatchStats, OnResult, Processor, run_batch
 
 __all__ = ["BatchRequest", "BatchResult", "BatchStats", "batch", "read_requests", "run_batch"]
 
 
 async def batch(
-    lmrp: LMRequestProcessor[Any],
+    lmrp: Processor,
     requests: Iterable[Any],
     *,
     concurrency: int | None = None,

@@ -8,14 +8,20 @@ import shlex
 import sys
 from typing import Any
 
+from .._cli_options import JSON_OBJECT_SCHEMA, ModelOption, add_options, invoker_config, literal_template
 from ..budget import Budget
 from ..errors import ConfigurationError, LMStreamError
+from ..processor import LMRequestProcessor
 from .progress import format_spend, make_progress
 from .requests import BatchRequest, read_requests
 from .results import BatchResult, OutputFile, Resume
 from .runner import BatchStats, run_batch
 
-DEFAULT_MODEL = "local/smollm2-135m"
+#: this command's own model options, after the shared ones
+BATCH_OPTIONS: tuple[ModelOption, ...] = (
+    ModelOption(("--max-tokens",), "maximum tokens per answer", type=int, hyper="max_tokens"),
+    ModelOption(("--temperature",), "sampling temperature, 0 to 2", type=float, hyper="temperature"),
+)
 
 EPILOG = """\
 input, one request per line (JSONL), or a CSV with a 'prompt' column (and optionally 'id'):
@@ -43,11 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("input", help="requests: .jsonl (one JSON object per line), .csv, or - for JSONL on stdin")
     p.add_argument("-o", "--output", required=True, help="results (.jsonl); appended to, so a re-run resumes")
-    p.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"provider/model id (default {DEFAULT_MODEL})")
-    p.add_argument("--base-url", default=None, help="provider endpoint (for openai-compatible servers)")
-    p.add_argument("--system", "-s", default="", help="system prompt for every request")
-    p.add_argument("--max-tokens", type=int, default=None, help="maximum tokens per answer")
-    p.add_argument("--temperature", type=float, default=None, help="sampling temperature, 0 to 2")
+    add_options(p, BATCH_OPTIONS)
     p.add_argument("--json", action="store_true", help="parse each answer as JSON (output key 'value')")
     p.add_argument(
         "--concurrency",
@@ -70,27 +72,17 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def build_processor(args: argparse.Namespace) -> Any:
-    from ..cli import JSON_OBJECT_SCHEMA
+def build_processor(args: argparse.Namespace) -> LMRequestProcessor[Any]:
     from ..invokers import build_lm_invoker
     from ..parsers import JSONOutputParser
-    from ..processor import LMRequestProcessor
     from ..prompt import PromptBuilder
 
-    config: dict[str, Any] = {"base_url": args.base_url} if args.base_url else {}
-    hyper: dict[str, Any] = {}
-    if args.max_tokens is not None:
-        hyper["max_tokens"] = args.max_tokens
-    if args.temperature is not None:
-        hyper["temperature"] = args.temperature
-    invoker = build_lm_invoker(args.model, config=config)
-    if hyper:
-        invoker.default_hyperparameters = {**invoker.default_hyperparameters, **invoker.validate_hyperparameters(hyper)}
+    invoker = build_lm_invoker(args.model, config=invoker_config(args, BATCH_OPTIONS))
     if args.json and invoker.provider == "local":
         invoker.set_response_schema(JSON_OBJECT_SCHEMA)
-    system = args.system.replace("{", "{{").replace("}", "}}")  # the user's text is a value, never a template
     parser = JSONOutputParser() if args.json else None
-    return LMRequestProcessor(PromptBuilder(system_template=system, user_template="{prompt}"), invoker, parser)
+    builder = PromptBuilder(system_template=literal_template(args.system), user_template="{prompt}")
+    return LMRequestProcessor(builder, invoker, parser)
 
 
 def _todo(requests: list[BatchRequest], resume: Resume) -> list[BatchRequest]:
@@ -162,7 +154,8 @@ def main(argv: list[str]) -> int:
         print(f"lmstream batch: {why}; resume with:\n  {resume_cmd}", file=sys.stderr)
         return 1
     if stats.failed:
-        print(f"lmstream batch: to run the failed ones again:\n  {resume_cmd} --retry-failed", file=sys.stderr)
+        again = resume_cmd if args.retry_failed else f"{resume_cmd} --retry-failed"
+        print(f"lmstream batch: to run the failed ones again:\n  {again}", file=sys.stderr)
         return 1
     return 0
 

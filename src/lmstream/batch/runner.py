@@ -11,23 +11,33 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..budget import Budget
+from ..engine.request_stream import RequestStream
 from ..errors import BudgetExceededError, RateLimitError, StreamInterruptedError
 from ..events import EventType
-from ..prompt import PromptSlot
+from ..invokers.base import BaseLMInvoker
+from ..prompt import PromptBuilder, PromptSlot
 from ..retry import retry_listener
 from .limiter import AdaptiveLimiter
 from .requests import BatchRequest
 from .results import BatchResult
 
-if TYPE_CHECKING:
-    from ..processor import LMRequestProcessor
+__all__ = ["BatchStats", "OnResult", "Processor", "default_concurrency", "run_batch"]
 
-__all__ = ["BatchStats", "OnResult", "default_concurrency", "run_batch"]
+
+class Processor(Protocol):
+    """What a batch needs of an `LMRequestProcessor` (known by shape: the processor imports the batch)."""
+
+    prompt_builder: PromptBuilder
+    lm_invoker: BaseLMInvoker
+    output_parser: Any
+
+    def stream(self, prompt_kwargs: Mapping[str, Any] | None = None, **kwargs: Any) -> RequestStream[Any]: ...
+
 
 OnResult = Callable[[BatchResult], Awaitable[None] | None]
 
@@ -113,7 +123,7 @@ def default_concurrency(invoker: Any, asked: int | None) -> tuple[int, bool]:
 
 
 async def run_batch(
-    lmrp: LMRequestProcessor[Any],
+    lmrp: Processor,
     requests: Sequence[BatchRequest],
     *,
     concurrency: int | None = None,
@@ -214,7 +224,7 @@ def _kwargs(req: BatchRequest, slot: PromptSlot) -> dict[str, Any]:
     return kw
 
 
-async def _run_one(lmrp: LMRequestProcessor[Any], req: BatchRequest, slot: PromptSlot) -> BatchResult:
+async def _run_one(lmrp: Processor, req: BatchRequest, slot: PromptSlot) -> BatchResult:
     """One request as a result: its text (or parsed value), usage, timings, or its error."""
     t0 = time.perf_counter()
     texts: list[str] = []
