@@ -185,6 +185,7 @@ class SyncRequestStream(Generic[T]):
         self._stream: RequestStream[T] | None = None
         self._buffer: collections.deque[Event] = collections.deque()
         self._ended = False
+        self._failure: BaseException | None = None
         self._closed = False
         self._lock = threading.Lock()  # one reader at a time: a second thread waits its turn
 
@@ -221,16 +222,21 @@ class SyncRequestStream(Generic[T]):
         with self._lock:
             if self._buffer:
                 return self._buffer.popleft()
+            if self._failure is not None:
+                exc, self._failure = self._failure, None
+                raise exc
             if self._ended:
                 raise StopIteration
             stream = self._open()
             try:
-                batch = run_sync(lambda: _next_events(stream))
+                batch, self._failure = run_sync(lambda: _next_events(stream))
             except BaseException as exc:
                 self._ended = True
                 if not isinstance(exc, LMStreamError):  # Ctrl-C or the like: the request must not go on
                     self._close()
                 raise
+            if self._failure is not None:
+                self._ended = True
             if not batch:
                 self._ended = True
                 raise StopIteration
@@ -273,15 +279,18 @@ class SyncRequestStream(Generic[T]):
         return f"SyncRequestStream({self._stream!r})"
 
 
-async def _next_events(stream: RequestStream[Any]) -> list[Event]:
-    """The next event, plus every event already waiting behind it (one thread hop for all)."""
+async def _next_events(stream: RequestStream[Any]) -> tuple[list[Event], BaseException | None]:
+    """The next event, plus every event already waiting behind it (one thread hop for all), and
+    the request's exception when the stream ended with one after them (raised once they are read)."""
     try:
         out = [await stream.__anext__()]
     except StopAsyncIteration:
-        return []
+        return [], None
     while len(stream):
         try:
             out.append(await stream.__anext__())
         except StopAsyncIteration:
             break
-    return out
+        except Exception as exc:
+            return out, exc
+    return out, None
