@@ -55,10 +55,13 @@ def _failure_frame(mapper: UIStreamMapper | None, exc: BaseException) -> bytes:
     return ui_frame([chunk], done=True)
 
 
-async def live_ui_frames(run: RunningRequest, log: ChatLog, stopped: Callable[[], bool]) -> AsyncIterator[bytes]:
+async def live_ui_frames(
+    run: RunningRequest, log: ChatLog, stopped: Callable[[], bool], mapper: UIStreamMapper | None = None
+) -> AsyncIterator[bytes]:
     """The answer's UI frames as it runs; each event also goes to `log` (its position rides on the
-    frame). `stopped()` says whether an `error` event is the stop the user asked for."""
-    mapper = UIStreamMapper(message_id=f"msg_{run.request_id}")
+    frame). `stopped()` says whether an `error` event is the stop the user asked for. `mapper`
+    continues a message the client has (after tool approvals); a new one by default."""
+    mapper = mapper or UIStreamMapper(message_id=f"msg_{run.request_id}")
     try:
         yield ui_frame([mapper.start()])
         batch: list[bytes] = []  # frames of events that were already waiting: one write for all
