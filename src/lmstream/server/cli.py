@@ -29,6 +29,7 @@ examples:
   lmstream serve --model openai/gpt-4.1-nano       # needs OPENAI_API_KEY
   lmstream serve --model openai-compatible/any --base-url http://127.0.0.1:8080/v1
   lmstream serve --host 0.0.0.0 --api-key "$KEY"   # reachable from other machines: key required
+  lmstream serve --mcp "stdio:python -m my_server" --approve-tools send_mail   # MCP tools, one approved
 
 endpoints: GET / (chat page), POST /api/chat (Vercel AI SDK UI message stream v1),
 POST /v1/stream (lmstream events as SSE), POST /api/chat/{id}/stop, GET /api/chat/{id}/stream,
@@ -68,6 +69,15 @@ def _parser() -> argparse.ArgumentParser:
         "--redis", default=None, metavar="URL", help="keep answers in Redis: any node resumes or stops any chat"
     )
     p.add_argument("--queue", action="store_true", help="with --redis: run answers on `lmstream worker` processes")
+    p.add_argument(
+        "--mcp",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="tools from an MCP server: 'stdio:COMMAND ARGS' or http://HOST:PORT/mcp (repeatable)",
+    )
+    p.add_argument("--approve-tools", default="", metavar="NAMES", help="comma-separated tools a person must approve")
+    p.add_argument("--approve-all-tools", action="store_true", help="every tool call waits for a person's approval")
     return p
 
 
@@ -104,6 +114,15 @@ def main(argv: list[str]) -> int:
         load()
     registry = _redis_registry(args.redis, args.queue) if args.redis else None
     app = create_app(processor, api_key=api_key, registry=registry)
+    approve = [n.strip() for n in args.approve_tools.split(",") if n.strip()]
+    if args.mcp or approve or args.approve_all_tools:
+        from .mcp_tools import attach_mcp
+
+        try:
+            attach_mcp(app, processor, args.mcp, approve, args.approve_all_tools)
+        except ConfigurationError as exc:
+            print(f"lmstream serve: error: {exc}", file=sys.stderr)
+            return 2
     # Start-up objects (modules, the model's wrappers) never die: keep them out of the collector's
     # full passes, which otherwise stall every stream once thousands are open.
     gc.collect()
