@@ -44,7 +44,8 @@ async def test_usage_carries_the_genai_prices_cost(name: str) -> None:
     cost = out.usage.cost
     assert isinstance(cost, Cost) and cost > 0
     assert cost.total == pytest.approx(float(want.total_price), rel=1e-9)
-    assert cost.input == pytest.approx(float(want.input_price)) and cost.output == pytest.approx(float(want.output_price))
+    assert cost.input == pytest.approx(float(want.input_price))
+    assert cost.output == pytest.approx(float(want.output_price))
     done = events[-1]
     assert done.type == "done"
     assert done.metadata["usage"]["cost"] == {

@@ -20,7 +20,7 @@ from ..engine.request_stream import RequestStream
 from ..errors import BudgetExceededError, RateLimitError, StreamInterruptedError
 from ..events import EventType
 from ..invokers.base import BaseLMInvoker
-from ..prompt import PromptBuilder, PromptSlot
+from ..prompt import PromptBuilder, text_key
 from ..retry import retry_listener
 from .limiter import AdaptiveLimiter
 from .requests import BatchRequest
@@ -139,7 +139,7 @@ async def run_batch(
     limiter = AdaptiveLimiter(ceiling, adaptive=adaptive)
     stats = stats or BatchStats(total=len(requests))
     stats.limiter = limiter
-    slot = PromptSlot.of(lmrp.prompt_builder)
+    slot = text_key(lmrp.prompt_builder)
     invoker = lmrp.lm_invoker
     if budget is not None:
         budget.check(invoker.provider, invoker.model_name)  # a price must be known before anything runs
@@ -211,10 +211,12 @@ def _exceeded(budget: Budget) -> BudgetExceededError:
     )
 
 
-def _kwargs(req: BatchRequest, slot: PromptSlot) -> dict[str, Any]:
+def _kwargs(req: BatchRequest, slot: str | None) -> dict[str, Any]:
     kw: dict[str, Any] = {}
-    if req.prompt is not None:
-        kw.update(slot.kwargs(req.prompt, []))
+    if req.prompt is not None and slot is None:  # no template key: the prompt is the user message
+        kw["prompt_kwargs"], kw["extra_contents"] = {}, [req.prompt]
+    elif req.prompt is not None:
+        kw["prompt_kwargs"] = {slot: req.prompt}
     else:
         kw["prompt_kwargs"] = req.prompt_kwargs
     if req.history:
@@ -224,7 +226,7 @@ def _kwargs(req: BatchRequest, slot: PromptSlot) -> dict[str, Any]:
     return kw
 
 
-async def _run_one(lmrp: Processor, req: BatchRequest, slot: PromptSlot) -> BatchResult:
+async def _run_one(lmrp: Processor, req: BatchRequest, slot: str | None) -> BatchResult:
     """One request as a result: its text (or parsed value), usage, timings, or its error."""
     t0 = time.perf_counter()
     texts: list[str] = []
