@@ -20,11 +20,12 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from .._json import dumpb
-from ..approval import ApprovalError, DeferredApproval, PendingStep, answer
+from ..approval import ApprovalError, DeferredApproval, PendingAnswer, PendingStep, answer
+from ..engine.lifecycle import current_request
 from ..errors import LMStreamError, StreamGoneError
 from ..events import Event
 from ..processor import LMRequestProcessor
-from .approvals import ApprovalStore, InMemoryApprovalStore, PendingAnswer, parse_approval_answers, take_decisions
+from .approvals import ApprovalStore, InMemoryApprovalStore, parse_approval_answers, take_decisions
 from .guard import AuthMiddleware, Guard, error_response, read_json
 from .registry import ChatRegistry, InMemoryChatRegistry
 from .relay import SSEResponse
@@ -94,9 +95,14 @@ class _Server:
         )
         return self._chat_response(run, req.chat_id, UIStreamMapper(message_id))
 
-    def _saver(self, chat_id: str, message_id: str) -> Any:
+    def _saver(self, chat_id: str, message_id: str | None) -> Any:
+        """Saves a deferred step under the UI message it was asked in; `None`: the message id a
+        Redis reader gives the answer (`msg_` + the request id)."""
+
         async def save(step: PendingStep) -> None:
-            await self.approvals.save(PendingAnswer(step, chat_id, message_id), self.approval_ttl)
+            ctx = current_request()
+            mid = message_id or f"msg_{ctx.request_id if ctx else ''}"
+            await self.approvals.save(PendingAnswer(step, chat_id, mid), self.approval_ttl)
 
         return save
 
@@ -135,6 +141,7 @@ class _Server:
         kwargs = {
             "history": req.history,
             "hyperparameters": req.hyperparameters,
+            "deferred_approval": DeferredApproval(self._saver(req.chat_id, None)),
             **self.slot.kwargs(req.text, req.attachments),
         }
         try:

@@ -99,12 +99,16 @@ def main(argv: list[str]) -> int:
         print(f"lmstream serve: loading {args.model} ...", file=sys.stderr, flush=True)
         load()
     registry = None
+    approvals = None
     if args.redis:
         from ..redis._common import connect
+        from ..redis.approvals import RedisApprovalStore
         from ..redis.web import RedisChatRegistry
 
-        registry = RedisChatRegistry(connect(args.redis), queue=args.queue, close_redis=True)
-    app = create_app(processor, api_key=api_key, registry=registry)
+        redis = connect(args.redis)
+        registry = RedisChatRegistry(redis, queue=args.queue, close_redis=True)
+        approvals = RedisApprovalStore(redis)  # an approval may reach any node, even after this one died
+    app = create_app(processor, api_key=api_key, registry=registry, approvals=approvals)
     approve = [n.strip() for n in args.approve_tools.split(",") if n.strip()]
     if args.mcp or approve or args.approve_all_tools:
         from .mcp_tools import attach_mcp
