@@ -1,5 +1,8 @@
 """`lmstream serve`: run `create_app` with uvicorn (embedded model by default).
 
+This is the composition root of the server: the only module of `lmstream.server` that knows
+Redis exists (`--redis` wires a `lmstream.redis.RedisChatRegistry` in as the chat registry).
+
 Binding a non-loopback address without `--api-key` is refused (exit 2) unless `--insecure`:
 anyone who reaches the port would spend the model.
 """
@@ -11,6 +14,10 @@ import gc
 import ipaddress
 import os
 import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..chat_registry import ChatRegistry
 
 from .._cli_options import add_options, build_processor
 
@@ -37,6 +44,20 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def _redis_registry(url: str, queue: bool) -> ChatRegistry:
+    """The one place where the server meets Redis: the registry it talks to, backed by Redis."""
+    from ..redis import RedisChatRegistry, connect
+
+    return RedisChatRegistry(connect(url), queue=queue, close_redis=True)
+
+
+def _redis_approvals(registry: Any) -> Any:
+    """Pending tool approvals in the registry's Redis: any node takes the answer."""
+    from ..redis.approvals import RedisApprovalStore
+
+    return RedisApprovalStore(registry.redis)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -98,16 +119,8 @@ def main(argv: list[str]) -> int:
     if callable(load) and not args.queue:  # the embedded model (not needed when workers run answers)
         print(f"lmstream serve: loading {args.model} ...", file=sys.stderr, flush=True)
         load()
-    registry = None
-    approvals = None
-    if args.redis:
-        from ..redis._common import connect
-        from ..redis.approvals import RedisApprovalStore
-        from ..redis.web import RedisChatRegistry
-
-        redis = connect(args.redis)
-        registry = RedisChatRegistry(redis, queue=args.queue, close_redis=True)
-        approvals = RedisApprovalStore(redis)  # an approval may reach any node, even after this one died
+    registry = _redis_registry(args.redis, args.queue) if args.redis else None
+    approvals = _redis_approvals(registry) if registry is not None else None
     app = create_app(processor, api_key=api_key, registry=registry, approvals=approvals)
     approve = [n.strip() for n in args.approve_tools.split(",") if n.strip()]
     if args.mcp or approve or args.approve_all_tools:
