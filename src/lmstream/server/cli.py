@@ -195,7 +195,10 @@ def main(argv: list[str]) -> int:
         log_level="warning",
         timeout_graceful_shutdown=3,
     )
-    uvicorn.Server(config).run()
+    try:
+        uvicorn.Server(config).run()
+    except KeyboardInterrupt:  # as `uvicorn.run` does: Ctrl-C is how a server is stopped
+        pass
     return 0
 
 
