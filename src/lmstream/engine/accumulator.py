@@ -16,7 +16,7 @@ from .. import _json
 from ..errors import ProviderError, StreamInterruptedError
 from ..structured import PartialJSONParser
 from ..types import LMOutput, ThinkingBlock, TokenUsage, ToolCall
-from .deltas import Delta, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
+from .deltas import Delta, FinishDelta, StatusDelta, ThinkingDelta, ToolCallDelta, UsageDelta
 
 __all__ = ["Accumulator"]
 
@@ -31,6 +31,7 @@ TOOL_CALL_START = "tool_call_start"
 TOOL_CALL_DELTA = "tool_call_delta"
 TOOL_CALL = "tool_call"
 DATA = "data"
+STATUS = "status"
 
 _NONE: tuple[()] = ()
 
@@ -88,6 +89,7 @@ class Accumulator(Generic[E]):
         self.response_model: str | None = None
         self._text_meta: dict[str, Any] | None = None
         self._thinking_meta: dict[str, Any] | None = None
+        self._status_meta: dict[str, Any] | None = None
         self._think_start = 0
         self._signature: str | None = None
 
@@ -114,6 +116,10 @@ class Accumulator(Generic[E]):
                 self.finish_reason = d.reason  # type: ignore[union-attr]
             self.response_id, self.response_model = d.response_id, d.response_model  # type: ignore[union-attr]
             return self._close_blocks()
+        if cls is StatusDelta:  # queue feedback: one block for all of this call's status events
+            if self._status_meta is None:
+                self._status_meta = self._new_block()
+            return (self._make(d.value(), STATUS, self._level, self._status_meta),)  # type: ignore[union-attr]
         raise TypeError(f"provider yielded an unknown delta {d!r}")
 
     def _first(self) -> None:

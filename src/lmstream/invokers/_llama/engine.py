@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...errors import ProviderError
-from ..deltas import FinishDelta, StatusDelta, UsageDelta
+from ...engine.deltas import FinishDelta, StatusDelta, UsageDelta
 from .native import Context, free_models, llama, load_model
 from .scheduler import Job, Scheduler, Slot
 
-__all__ = ["DONE", "STARTED", "Engine", "EngineConfig", "engine_for", "sink_for"]
+__all__ = ["DONE", "STARTED", "Engine", "EngineConfig", "engine_for", "running_engine", "sink_for"]
 
 #: internal markers on a request's queue: its generation started / its output is complete
 STARTED = object()
@@ -255,9 +255,10 @@ def engine_for(config: EngineConfig) -> Engine:
         return engine
 
 
-def all_engines() -> list[Engine]:
+def running_engine(config: EngineConfig) -> Engine | None:
+    """The engine of `config` if it was started (a health check never loads a model)."""
     with _engines_lock:
-        return list(_engines.values())
+        return _engines.get(config)
 
 
 @atexit.register

@@ -50,6 +50,7 @@ class Model:
             raise ConfigurationError(f"could not load GGUF model {path}: llama.cpp refused the file")
         self.vocab = L.llama_model_get_vocab(self.ptr)
         self.n_ctx_train = int(L.llama_model_n_ctx_train(self.ptr))
+        self.n_vocab = int(L.llama_vocab_n_tokens(self.vocab))
         self._pieces: dict[int, bytes] = {}
         self._buf = ctypes.create_string_buffer(256)
         raw = L.llama_model_chat_template(self.ptr, None)

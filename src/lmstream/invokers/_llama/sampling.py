@@ -56,6 +56,7 @@ class Sampling:
         add(
             chain,
             L.llama_sampler_init_penalties(
+                model.n_vocab,
                 PENALTY_LAST_N, float(self.repeat_penalty), float(self.frequency_penalty), float(self.presence_penalty)
             ),
         )
