@@ -17,11 +17,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Unpack
 from ..errors import ConfigurationError, ContextOverflowError, LMTimeoutError
 from ..prompt import Message
 from ..types import Attachment, ToolCall, ToolResult
+from ._llama.sampling import DEFAULT_REPEAT_PENALTY
 from .base import BaseLMInvoker, Delta
 from .options import InvokerOptions
 from .params import NUMBER, ParamTable, int_at_least, is_int, number_between
-
-from ._llama.sampling import DEFAULT_REPEAT_PENALTY
 
 if TYPE_CHECKING:
     from ._llama.engine import Engine, EngineConfig
@@ -163,11 +162,14 @@ class LocalLMInvoker(BaseLMInvoker):
 
     async def stream_deltas(self, messages: list[Message], params: dict[str, Any]) -> AsyncIterator[Delta]:
         from ._llama.chat import render
-        from ._llama.engine import DONE, STARTED, sink_for
+        from ._llama.engine import DONE, STARTED, running_engine, sink_for
         from ._llama.sampling import Sampling, grammar_for_schema, stops_of
         from ._llama.scheduler import Job
 
-        engine = await asyncio.to_thread(self.load)
+        # Started engines are taken synchronously, so requests reach the queue in call order.
+        engine: Engine | None = running_engine(self._config())
+        if engine is None:
+            engine = await asyncio.to_thread(self.load)
         model = engine.model
         tokens = model.tokenize(render(model, _to_llama_messages(messages)), add_special=False)
         max_tokens = int(params.get("max_tokens") or self.max_tokens)

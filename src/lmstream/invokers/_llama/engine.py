@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ...errors import ProviderError
 from ...engine.deltas import FinishDelta, StatusDelta, UsageDelta
+from ...errors import ProviderError
 from .native import Context, free_models, llama, load_model
 from .scheduler import Job, Scheduler, Slot
 
@@ -150,11 +150,11 @@ class Engine:
         sched.commit(rows)
         L = llama()
         for slot, _, row in rows:
-            job = slot.job
-            if row < 0 or job is None or job.cancelled:
+            owner = slot.job
+            if row < 0 or owner is None or owner.cancelled:
                 continue
-            token = int(L.llama_sampler_sample(job.chain, self.ctx.ptr, row))
-            self._emit(slot, job, token)
+            token = int(L.llama_sampler_sample(owner.chain, self.ctx.ptr, row))
+            self._emit(slot, owner, token)
 
     def _emit(self, slot: Slot, job: Job, token: int) -> None:
         model = self.model
@@ -188,16 +188,18 @@ class Engine:
 
     def _fail_all(self, exc: BaseException) -> None:
         sched = self.sched
-        err = exc if isinstance(exc, ProviderError) else ProviderError(f"local generation failed: {exc}", provider="local")
+        err = exc
+        if not isinstance(exc, ProviderError):
+            err = ProviderError(f"local generation failed: {exc}", provider="local")
         for slot in sched.slots:
             if slot.job is not None:
                 self.ctx.clear(slot.seq)
                 slot.cached = []
                 self._end(slot, err)
-        for job in list(sched.queue) + self._inbox:
-            self._post(job, err)
-            self._post(job, DONE)
-            job.release()
+        for waiting in [*sched.queue, *self._inbox]:
+            self._post(waiting, err)
+            self._post(waiting, DONE)
+            waiting.release()
         sched.queue.clear()
         self._inbox.clear()
 

@@ -43,8 +43,17 @@ class Sampling:
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], grammar: str | None) -> Sampling:
-        names = ("temperature", "top_k", "top_p", "min_p", "typical_p", "repeat_penalty")
-        names += ("presence_penalty", "frequency_penalty", "seed")
+        names = (
+            "temperature",
+            "top_k",
+            "top_p",
+            "min_p",
+            "typical_p",
+            "repeat_penalty",
+            "presence_penalty",
+            "frequency_penalty",
+            "seed",
+        )
         given = {k: params[k] for k in names if params.get(k) is not None}
         return cls(grammar=grammar, **given)
 
@@ -57,7 +66,10 @@ class Sampling:
             chain,
             L.llama_sampler_init_penalties(
                 model.n_vocab,
-                PENALTY_LAST_N, float(self.repeat_penalty), float(self.frequency_penalty), float(self.presence_penalty)
+                PENALTY_LAST_N,
+                float(self.repeat_penalty),
+                float(self.frequency_penalty),
+                float(self.presence_penalty),
             ),
         )
         if self.grammar is not None:
@@ -104,9 +116,9 @@ def grammar_for_schema(schema: Mapping[str, Any] | None) -> str | None:
     from llama_cpp import llama_grammar
 
     try:
-        gbnf = llama_grammar.json_schema_to_gbnf(json.dumps(schema))
+        gbnf = str(llama_grammar.json_schema_to_gbnf(json.dumps(schema)))
     except Exception:
-        gbnf = llama_grammar.JSON_GBNF
+        gbnf = str(llama_grammar.JSON_GBNF)
     with _grammar_lock:
         _grammars[key] = gbnf
     return gbnf

@@ -41,8 +41,8 @@ class Job:
 
     __slots__ = (
         "cached",
-        "chain",
         "cancelled",
+        "chain",
         "max_tokens",
         "n_out",
         "position",
