@@ -32,6 +32,7 @@ PUBLIC = {
     "RequestStream",
     "RequestTracker",
     "Tool",
+    "MCPTools",
     "tool",
     # invokers (provider classes load lazily)
     "BaseLMInvoker",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._version import __version__
 from .engine.request_stream import RequestStream
 from .errors import (
     ConfigurationError,
@@ -62,8 +63,8 @@ if TYPE_CHECKING:
         OpenAILMInvoker,
         XAILMInvoker,
     )
+    from .mcp import MCPTools
 
-__version__ = "0.1.0"
 
 _LAZY_INVOKERS = frozenset(
     {
@@ -85,6 +86,10 @@ _LAZY_INVOKERS = frozenset(
 
 
 def __getattr__(name: str) -> Any:
+    if name == "MCPTools":  # the MCP SDK itself is imported only when a connection opens
+        from .mcp import MCPTools
+
+        return MCPTools
     if name in _LAZY_INVOKERS:
         from . import invokers
 
@@ -118,6 +123,7 @@ __all__ = [
     "LMStreamError",
     "LMTimeoutError",
     "LocalLMInvoker",
+    "MCPTools",
     "Message",
     "OllamaLMInvoker",
     "OpenAIChatCompletionsLMInvoker",
