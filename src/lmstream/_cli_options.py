@@ -58,7 +58,10 @@ MODEL_OPTIONS: tuple[ModelOption, ...] = (
         config="parallel",
     ),
     ModelOption(
-        ("--threads",), "local model: llama.cpp threads (default: half the physical cores)", type=int, config="n_threads"
+        ("--threads",),
+        "local model: llama.cpp threads (default: half the physical cores)",
+        type=int,
+        config="n_threads",
     ),
     ModelOption(("--n-ctx",), "local model: context window per sequence (default 2048)", type=int, config="n_ctx"),
 )

@@ -20,7 +20,7 @@ from .text import TextTail
 __all__ = ["Job", "Scheduler", "Slot", "common_prefix"]
 
 #: copy a busy slot's cells only when it saves at least this many tokens over the best free slot
-MIN_COPY_GAIN = 32
+MIN_COPY_GAIN = 16
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
