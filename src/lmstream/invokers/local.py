@@ -96,6 +96,7 @@ class LocalLMInvoker(BaseLMInvoker):
     """
 
     provider: ClassVar[str] = "local"
+    tracing_name: ClassVar[str] = "llama_cpp"  # llama.cpp in process; no well-known value
     extra_params: ClassVar[ParamTable] = {
         "top_k": int_at_least(0),
         "min_p": number_between(0, 1),
@@ -159,6 +160,9 @@ class LocalLMInvoker(BaseLMInvoker):
 
         engine = running_engine(self._config())
         return None if engine is None else engine.stats()
+
+    def endpoint(self) -> str | None:
+        return None  # in process
 
     async def stream_deltas(self, messages: list[Message], params: dict[str, Any]) -> AsyncIterator[Delta]:
         from ._llama.chat import render
