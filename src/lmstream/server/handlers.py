@@ -301,12 +301,14 @@ class ChatServer:
             answers = await self.registry.running()
         except LMStreamError as exc:
             return _unavailable(exc)
-        return JSONResponse(
-            {
-                "status": "ok",
-                "streams": self.guard.active,
-                "max_concurrent": self.guard.max_concurrent,
-                "running": len(self.running),
-                "answers": answers,
-            }
-        )
+        body: dict[str, Any] = {
+            "status": "ok",
+            "streams": self.guard.active,
+            "max_concurrent": self.guard.max_concurrent,
+            "running": len(self.running),
+            "answers": answers,
+        }
+        engine = self.processor.lm_invoker.engine_stats()  # the embedded model's sequences and queue
+        if engine is not None:
+            body["engine"] = engine
+        return JSONResponse(body)
