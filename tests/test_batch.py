@@ -19,9 +19,9 @@ import pytest
 
 from lmstream import ConfigurationError, LMRequestProcessor, PromptBuilder, build_lm_invoker
 from lmstream.batch import BatchRequest, BatchResult, read_requests, run_batch
-from lmstream.batch.progress import make_progress, status_line
+from lmstream.batch.progress import format_usd, make_progress, status_line
 from lmstream.batch.results import OutputFile
-from lmstream.batch.runner import BatchStats
+from lmstream.batch.runner import BatchStats, default_concurrency
 from tests.wire import fixtures as fx
 from tests.wire.providers import KEY
 from tests.wire.server import RecordedRequest, Script, WireServer
@@ -237,5 +237,17 @@ def test_progress_bar_on_a_terminal_shows_done_failed_rate_eta_and_spend() -> No
     shown = buf.getvalue()
     assert "6/10" in shown and "1 failed" in shown and "tok/s" in shown and "ETA" in shown
     assert "$0.0100" in shown
+    assert format_usd(0.00027) == "$0.000270" and format_usd(12.5) == "$12.5000" and format_usd(0) == "$0.0000"
     plain = status_line(stats)
     assert plain.startswith("batch: 5/10 done, 1 failed, 0 running, ") and "$0.0100 (+1 unpriced)" in plain
+
+
+async def test_the_embedded_model_is_fed_up_to_its_sequence_count(local_invoker: Any) -> None:
+    assert default_concurrency(local_invoker, None) == (local_invoker.parallel, False)
+    assert default_concurrency(local_invoker, 1000) == (local_invoker.parallel, False)
+    assert default_concurrency(build_lm_invoker(MODEL, credentials=KEY), None) == (16, True)
+    lmrp = LMRequestProcessor(PromptBuilder(user_template="{prompt}"), local_invoker)
+    reqs = [{"id": f"q{i}", "prompt": f"Say {i}", "hyperparameters": {"max_tokens": 4}} for i in range(4)]
+    out = await lmrp.batch(reqs)
+    assert sorted(r.id for r in out) == ["q0", "q1", "q2", "q3"]
+    assert all(r.ok and r.text and r.usage and r.usage["cost"]["total"] == 0 for r in out)
