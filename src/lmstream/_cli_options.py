@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MODEL",
+    "JSON_OBJECT_SCHEMA",
     "MODEL_OPTIONS",
     "ModelOption",
     "add_options",
@@ -27,6 +28,10 @@ __all__ = [
 ]
 
 DEFAULT_MODEL = "local/smollm2-135m"
+
+#: `--json` on the local model: a JSON object, enforced token by token by a grammar (the
+#: structured-output path), so even the 135M model cannot wander off into prose
+JSON_OBJECT_SCHEMA: dict[str, Any] = {"type": "object"}
 
 
 @dataclass(frozen=True)
