@@ -101,9 +101,8 @@ async def test_library_call_streams_results_as_they_complete() -> None:
         lmrp = _lmrp(srv)
         seen: list[tuple[float, str]] = []
         t0 = time.monotonic()
-        out = await lmrp.batch(
-            [f"question {i}" for i in range(12)], concurrency=4, on_result=lambda r: seen.append((time.monotonic(), r.id))
-        )
+        prompts = [f"question {i}" for i in range(12)]
+        out = await lmrp.batch(prompts, concurrency=4, on_result=lambda r: seen.append((time.monotonic(), r.id)))
         await lmrp.lm_invoker.aclose()
     total = time.monotonic() - t0
     assert [r.id for r in out] == [rid for _, rid in seen] and sorted(int(r.id) for r in out) == list(range(12))
@@ -113,8 +112,9 @@ async def test_library_call_streams_results_as_they_complete() -> None:
 
 def _cmd(inp: Path, out: Path, srv: WireServer, *extra: str) -> list[str]:
     return [
-        sys.executable, "-c", "import sys; from lmstream.cli import main; sys.exit(main())", "batch", str(inp), "-o", str(out), "--model", MODEL,
-        "--base-url", srv.base_url + "/v1", "--concurrency", "8", "--progress-every", "0.2", *extra,
+        sys.executable, "-c", "import sys; from lmstream.cli import main; sys.exit(main())",
+        "batch", str(inp), "-o", str(out), "--model", MODEL, "--base-url", srv.base_url + "/v1",
+        "--concurrency", "8", "--progress-every", "0.2", *extra,
     ]  # fmt: skip
 
 
