@@ -18,7 +18,7 @@ import atexit
 import importlib.util
 import os
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar, Unpack
@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Unpack
 from ..errors import ConfigurationError, LMTimeoutError, ProviderError
 from ..prompt import Message
 from ..types import Attachment, ToolCall, ToolResult
-from .base import BaseLMInvoker, Delta, FinishDelta, UsageDelta
+from .base import BaseLMInvoker, Delta, FinishDelta, UsageDelta, message_text
 from .options import InvokerOptions
 from .params import NUMBER, ParamTable, int_at_least, is_int, number_between
 
@@ -131,6 +131,7 @@ def _to_llama_messages(messages: list[Message]) -> list[dict[str, str]]:
 _SENTINEL_DONE = object()
 _SENTINEL_STARTED = object()
 DEFAULT_REPEAT_PENALTY = 1.1
+_TEMPLATE_TOKENS = 5  # "<|im_start|>role\n" ... "<|im_end|>\n" in ChatML (SmolLM2's template)
 
 
 class LocalLMInvoker(BaseLMInvoker):
@@ -179,6 +180,24 @@ class LocalLMInvoker(BaseLMInvoker):
     def load(self) -> Any:
         """Load (once per process) and return the llama_cpp.Llama instance."""
         return _load(self.model_path, self.n_ctx, self.n_threads)
+
+    @property
+    def context_window(self) -> int | None:
+        """The context one request gets: `n_ctx` (unless `context_window=` set a smaller one)."""
+        own = self._context_window
+        return min(own, self.n_ctx) if own else self.n_ctx
+
+    @context_window.setter
+    def context_window(self, value: int | None) -> None:
+        self._context_window = value
+
+    def count_tokens(self, messages: Sequence[Message]) -> int:
+        """Counted with the model's own tokenizer, plus the chat template's few tokens per message."""
+        model = self.load()
+        return sum(
+            len(model.tokenize(message_text(m).encode("utf-8"), add_bos=False, special=False)) + _TEMPLATE_TOKENS
+            for m in messages
+        )
 
     async def stream_deltas(self, messages: list[Message], params: dict[str, Any]) -> AsyncIterator[Delta]:
         loop = asyncio.get_running_loop()

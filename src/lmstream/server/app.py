@@ -2,27 +2,27 @@
 
 Routes: `POST /api/chat` (Vercel AI SDK UI message stream v1), `POST /v1/stream` (lmstream's
 own SSE), `POST /api/chat/{id}/stop`, `GET /api/chat/{id}/stream` (resume), `GET /healthz`,
-`GET /` (the chat page). Every request is checked before anything reaches the model.
+`GET /` (the chat page) and `GET /static/...` (its script, styles and vendored library). Every request is checked before anything reaches the model.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Sequence
-from importlib import resources
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .._json import dumpb
-from ..errors import LMStreamError, StreamGoneError
+from ..errors import ContextOverflowError, LMStreamError, StreamGoneError
 from ..events import Event
 from ..processor import LMRequestProcessor
+from .assets import page, static_file
 from .guard import AuthMiddleware, Guard, error_response, read_json
 from .registry import ChatRegistry, InMemoryChatRegistry
 from .relay import SSEResponse
@@ -30,6 +30,7 @@ from .requests import BadRequest, PromptSlot, parse_chat, parse_stream
 from .running import RunningRequest, start_request
 from .tracing import TraceContextMiddleware
 from .ui_stream import UIStreamMapper
+from .window import fit_history
 
 __all__ = ["create_app"]
 
@@ -41,6 +42,21 @@ def _ui_frame(chunks: list[dict[str, Any]]) -> bytes:
     if len(chunks) == 1:
         return b"data: " + dumpb(chunks[0]) + b"\n\n"
     return b"".join(b"data: " + dumpb(c) + b"\n\n" for c in chunks)
+
+
+def _context_frame(dropped: int) -> bytes:
+    """A `data-context` part when older messages were left out to fit the model's window."""
+    if not dropped:
+        return b""
+    return _ui_frame([{"type": "data-context", "id": "context", "data": {"dropped": dropped}}])
+
+
+async def _after_first(frames: AsyncIterator[bytes], extra: bytes) -> AsyncIterator[bytes]:
+    """`frames` with `extra` sent right after the first frame (the `start` chunk)."""
+    first = True
+    async for frame in frames:
+        yield frame + extra if first and extra else frame
+        first = False
 
 
 def _event_frame(ev: Event) -> bytes:
@@ -72,27 +88,36 @@ class _Server:
             req = parse_chat(body, self.guard.max_messages)
         except BadRequest as exc:
             return error_response(exc.status, str(exc), "invalid_request_error")
+        prompt = self.slot.kwargs(req.text, req.attachments)
+        launch = getattr(self.registry, "launch", None)
+        notice = b""
+        if getattr(self.registry, "queue", None) is None:  # queued chats are fitted by the worker
+            try:  # the newest turns that fit the model's window, before a slot is taken
+                fit = fit_history(self.processor, req.history, **prompt, hyperparameters=req.hyperparameters)
+            except ContextOverflowError as exc:
+                return error_response(400, str(exc), "context_length_exceeded")
+            req.history = fit.history
+            notice = _context_frame(fit.dropped)
         if not self.guard.acquire():
             return self.guard.busy()
-        launch = getattr(self.registry, "launch", None)
         if launch is not None:  # answers run outside this response (Redis): any node resumes them
-            return await self._chat_elsewhere(launch, req, body)
+            return await self._chat_elsewhere(launch, req, body, notice)
         run = start_request(
             self.processor,
             history=req.history,
             hyperparameters=req.hyperparameters,
-            **self.slot.kwargs(req.text, req.attachments),
+            **prompt,
         )
         self.running.add(run)
         return SSEResponse(
-            self._chat_frames(run, req.chat_id),
+            self._chat_frames(run, req.chat_id, notice),
             on_disconnect=run.cancel,
             heartbeat=self.heartbeat,
             headers=UI_HEADERS,
             on_end=lambda: self._finish(run),
         )
 
-    async def _chat_elsewhere(self, launch: Any, req: Any, body: Any) -> Response | SSEResponse:
+    async def _chat_elsewhere(self, launch: Any, req: Any, body: Any, notice: bytes) -> Response | SSEResponse:
         """Start the answer detached (this process or a worker) and follow it like a resume; the
         client leaving does not cancel it (it may come back), only stop does."""
         kwargs = {
@@ -110,10 +135,14 @@ class _Server:
             self.guard.release()
             return error_response(503, "the answer could not be started", "service_unavailable")
         return SSEResponse(
-            frames, on_disconnect=lambda: None, heartbeat=self.heartbeat, headers=UI_HEADERS, on_end=self.guard.release
+            _after_first(frames, notice),
+            on_disconnect=lambda: None,
+            heartbeat=self.heartbeat,
+            headers=UI_HEADERS,
+            on_end=self.guard.release,
         )
 
-    async def _chat_frames(self, run: RunningRequest, chat_id: str) -> AsyncIterator[bytes]:
+    async def _chat_frames(self, run: RunningRequest, chat_id: str, notice: bytes = b"") -> AsyncIterator[bytes]:
         """The answer's frames, also written to the chat's log (for stop and resume). Registered
         here, when the response starts, so a response that never starts leaves no entry."""
         stopped = False
@@ -126,7 +155,7 @@ class _Server:
         log = await self.registry.open(chat_id, stop)
         mapper = UIStreamMapper()
         try:
-            frame = _ui_frame([mapper.start()])
+            frame = _ui_frame([mapper.start()]) + notice
             log.write(frame)
             yield frame
             batch: list[bytes] = []  # frames of events that were already waiting: one write for all
@@ -214,11 +243,6 @@ class _Server:
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok", "running": len(self.running)})
 
-    async def page(self, request: Request) -> Response:
-        html = resources.files("lmstream.server").joinpath("static/chat.html").read_text("utf-8")
-        return HTMLResponse(html, headers={"cache-control": "no-cache"})
-
-
 def create_app(
     processor: LMRequestProcessor[Any],
     *,
@@ -238,7 +262,8 @@ def create_app(
     guard = Guard(api_key, max_body_bytes, max_concurrent, max_messages)
     server = _Server(processor, registry or InMemoryChatRegistry(), guard, heartbeat)
     routes = [
-        Route("/", server.page, methods=["GET"]),
+        Route("/", page, methods=["GET"]),
+        Route("/static/{path:path}", static_file, methods=["GET"]),
         Route("/healthz", server.healthz, methods=["GET"]),
         Route("/api/chat", server.chat, methods=["POST"]),
         Route("/api/chat/{chat_id}/stop", server.stop, methods=["POST"]),

@@ -22,6 +22,7 @@ examples:
   lmstream serve --model openai/gpt-4.1-nano       # needs OPENAI_API_KEY
   lmstream serve --model openai-compatible/any --base-url http://127.0.0.1:8080/v1
   lmstream serve --host 0.0.0.0 --api-key "$KEY"   # reachable from other machines: key required
+  lmstream serve --cors-origin http://localhost:3000   # a React app on another origin may call it
 
 endpoints: GET / (chat page), POST /api/chat (Vercel AI SDK UI message stream v1),
 POST /v1/stream (lmstream events as SSE), POST /api/chat/{id}/stop, GET /api/chat/{id}/stream,
@@ -56,6 +57,13 @@ def _parser() -> argparse.ArgumentParser:
         "--redis", default=None, metavar="URL", help="keep answers in Redis: any node resumes or stops any chat"
     )
     p.add_argument("--queue", action="store_true", help="with --redis: run answers on `lmstream worker` processes")
+    p.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="let web apps on ORIGIN (e.g. http://localhost:3000) call the API from the browser; repeatable",
+    )
     return p
 
 
@@ -100,7 +108,7 @@ def main(argv: list[str]) -> int:
         from ..redis.web import RedisChatRegistry
 
         registry = RedisChatRegistry(connect(args.redis), queue=args.queue, close_redis=True)
-    app = create_app(processor, api_key=api_key, registry=registry)
+    app = create_app(processor, api_key=api_key, registry=registry, cors_origins=args.cors_origin)
     # Start-up objects (modules, the model's wrappers) never die: keep them out of the collector's
     # full passes, which otherwise stall every stream once thousands are open.
     gc.collect()
