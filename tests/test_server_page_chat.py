@@ -103,7 +103,9 @@ def test_unfinished_fence_is_a_code_block_mid_stream(page):  # noqa: F811
     with ServedApp(proc) as app:
         page.goto(app.url + "/")
         send(page, "code please")
-        page.wait_for_function("document.querySelector('.msg.assistant pre code')?.textContent.includes('console.log(1)')")
+        page.wait_for_function(
+            "document.querySelector('.msg.assistant pre code')?.textContent.includes('console.log(1)')"
+        )
         assert page.locator(".msg.assistant .actions").count() == 0, "still streaming"
         assert page.locator(".msg.assistant .code-head span").inner_text() == "js"
         finished(page, 1)
@@ -111,8 +113,8 @@ def test_unfinished_fence_is_a_code_block_mid_stream(page):  # noqa: F811
 
 XSS = (
     'Try <img src=x onerror="alert(1)"> and <script>alert(2)</script> '
-    "[click](javascript:alert(3)) <a href=\"javascript:alert(4)\">a</a> "
-    "![pixel](http://tracker.invalid/p.png) <iframe src=\"javascript:alert(5)\"></iframe>\n\n"
+    '[click](javascript:alert(3)) <a href="javascript:alert(4)">a</a> '
+    '![pixel](http://tracker.invalid/p.png) <iframe src="javascript:alert(5)"></iframe>\n\n'
     "```html\n<b onmouseover=alert(6)>b</b>\n```\n"
 )
 
@@ -133,7 +135,9 @@ def test_an_xss_payload_in_the_answer_stays_text(page):  # noqa: F811
         assert '<img src=x onerror="alert(1)">' in text and "<script>alert(2)</script>" in text
         assert "[click](javascript:alert(3))" in text and "<b onmouseover=alert(6)>b</b>" in text
         links = box.locator("a")
-        assert links.count() == 1 and links.get_attribute("href") == "http://tracker.invalid/p.png"  # shown, never loaded
+        assert (
+            links.count() == 1 and links.get_attribute("href") == "http://tracker.invalid/p.png"
+        )  # shown, never loaded
         page.locator(".msg.assistant .md a").hover()
         page.wait_for_timeout(200)
         assert dialogs == []
@@ -147,7 +151,9 @@ def test_scrolling_up_mid_stream_holds_and_the_bottom_follows(page):  # noqa: F8
         page.goto(app.url + "/")
         send(page, "a long answer please")
         log = page.locator("#log")
-        page.wait_for_function("document.getElementById('log').scrollHeight > 3 * document.getElementById('log').clientHeight")
+        page.wait_for_function(
+            "document.getElementById('log').scrollHeight > 3 * document.getElementById('log').clientHeight"
+        )
         # at the bottom it follows
         assert log.evaluate("e => e.scrollHeight - e.scrollTop - e.clientHeight") < 60
         log.evaluate("e => { e.scrollTop = 200; e.dispatchEvent(new Event('scroll')); }")
@@ -157,7 +163,9 @@ def test_scrolling_up_mid_stream_holds_and_the_bottom_follows(page):  # noqa: F8
         assert abs(log.evaluate("e => e.scrollTop") - 200) <= 2, "the view moved away from where the reader put it"
         log.evaluate("e => { e.scrollTop = e.scrollHeight; }")
         page.wait_for_timeout(400)
-        assert log.evaluate("e => e.scrollHeight - e.scrollTop - e.clientHeight") < 60, "back at the bottom it follows again"
+        assert log.evaluate("e => e.scrollHeight - e.scrollTop - e.clientHeight") < 60, (
+            "back at the bottom it follows again"
+        )
         finished(page, 1, 30_000)
 
 
@@ -274,7 +282,7 @@ def test_new_chat_mid_answer_stops_it_and_sends_nothing_of_it(page):  # noqa: F8
         page.set_viewport_size({"width": 900, "height": 560})
         shoot(page, "chat-list.png")
         page.get_by_role("button", name="Delete chat: old question").click()
-        assert chats.all_inner_texts() == ["fresh question"]
+        assert chats.all_inner_texts() == ["New chat", "fresh question"]  # the deleted one was on screen
         assert page.locator(".msg").count() == 0
         page.reload()
         assert page.locator("#chats .chat-open").all_inner_texts() == ["fresh question"]
@@ -357,12 +365,15 @@ def test_keyboard_alone_with_visible_focus_and_labelled_controls(page):  # noqa:
         )
         assert unnamed == []
         seen: list[str] = []
-        for _ in range(12):  # Tab walks every control, each showing where the focus is
+        for _ in range(16):  # Tab walks every control, each showing where the focus is
             page.keyboard.press("Tab")
             info = page.evaluate(
                 """() => { const e = document.activeElement; const s = getComputedStyle(e);
-                   return [e.getAttribute('aria-label') || e.textContent.trim() || e.id, s.outlineStyle, s.outlineWidth]; }"""
+                   return [e === document.body ? null : (e.getAttribute('aria-label') || e.textContent.trim() || e.id),
+                           s.outlineStyle, s.outlineWidth]; }"""
             )
+            if info[0] is None:  # past the last control: the browser's own UI
+                continue
             seen.append(info[0])
             assert info[1] != "none" and info[2] != "0px", f"no visible focus on {info[0]}"
         assert "Regenerate" in seen and "+ New chat" in seen and "input" in seen
@@ -402,16 +413,20 @@ def test_mobile_layout_keeps_the_placeholder_whole(browser):  # noqa: F811
 
 
 # ---------------------------------------------------------------------------------- benchmark
-def _main_thread_seconds(page: Any, run: Any) -> tuple[float, float]:
+def _main_thread_seconds(page: Any, run: Any) -> tuple[float, float, float]:
+    """(main-thread CPU seconds, main-thread busy seconds, wall seconds) spent in `run()`:
+    Chromium's ThreadTime and TaskDuration metrics. On a shared machine TaskDuration also counts
+    time the OS gave to other processes mid-task; ThreadTime is the page's own work."""
     cdp = page.context.new_cdp_session(page)
     cdp.send("Performance.enable")
 
-    def task() -> float:
-        return next(m["value"] for m in cdp.send("Performance.getMetrics")["metrics"] if m["name"] == "TaskDuration")
+    def metrics() -> dict[str, float]:
+        return {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
 
-    t0, w0 = task(), time.perf_counter()
+    m0, w0 = metrics(), time.perf_counter()
     run()
-    return task() - t0, time.perf_counter() - w0
+    m1 = metrics()
+    return m1["ThreadTime"] - m0["ThreadTime"], m1["TaskDuration"] - m0["TaskDuration"], time.perf_counter() - w0
 
 
 @pytest.mark.parametrize(
@@ -422,7 +437,7 @@ def test_render_time_of_a_huge_answer(page, case):  # noqa: F811
     if case == "20000 deltas":
         block = "Some **bold** words and `code` in a paragraph that goes on.\n\n- a list item\n- another one\n\n"
         fence = "```python\n" + "x = compute(x) + 1\n" * 10 + "```\n\n"
-        text = ((block * 3 + fence) * 200)[:120_000]
+        text = ((block * 3 + fence) * 300)[:120_000]
         deltas = [text[i : i + 6] for i in range(0, 120_000, 6)]
     else:
         line = ("lorem ipsum dolor sit amet " * 11_200)[:300_000]
@@ -435,8 +450,11 @@ def test_render_time_of_a_huge_answer(page, case):  # noqa: F811
             send(page, "go")
             finished(page, 1, 120_000)
 
-        busy, wall = _main_thread_seconds(page, run)
+        cpu, busy, wall = _main_thread_seconds(page, run)
         shown = page.evaluate("document.querySelector('.msg.assistant .md').textContent.length")
-    print(f"\nrender {case}: {len(deltas)} deltas, {sum(map(len, deltas))} chars: main thread {busy:.2f} s, wall {wall:.2f} s")
+    print(
+        f"\nrender {case}: {len(deltas)} deltas, {sum(map(len, deltas))} chars: "
+        f"main thread {cpu:.2f} s CPU ({busy:.2f} s busy), wall {wall:.2f} s"
+    )
     assert shown >= 0.9 * sum(map(len, deltas)) - 20_000  # rendered, not skipped (markup takes some chars)
-    assert busy < 2.0, f"{case}: {busy:.2f} s of main-thread time (target < 2 s)"
+    assert cpu < 2.0, f"{case}: {cpu:.2f} s of main-thread time (target < 2 s)"

@@ -243,6 +243,7 @@ class _Server:
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok", "running": len(self.running)})
 
+
 def create_app(
     processor: LMRequestProcessor[Any],
     *,

@@ -18,16 +18,23 @@ function json(v) {
 }
 
 // ------------------------------------------------------------------ the frame scheduler
+// At most one render per animation frame, and at least GAP_MS apart: each render repaints the
+// visible answer (it scrolls), so a fast stream costs paint per render, not per delta.
+const GAP_MS = 50;
 const dirty = new Set();
 let scheduled = false;
+let last = 0;
 let afterFrame = () => {};
 export function onFrame(fn) { afterFrame = fn; }
 export function schedule(view) {
   dirty.add(view);
-  if (!scheduled) { scheduled = true; requestAnimationFrame(frame); }
+  if (scheduled) return;
+  scheduled = true;
+  const wait = last + GAP_MS - performance.now();
+  if (wait > 0) setTimeout(() => requestAnimationFrame(frame), wait); else requestAnimationFrame(frame);
 }
 function frame() {
-  scheduled = false;
+  scheduled = false; last = performance.now();
   const views = [...dirty]; dirty.clear();
   for (const v of views) if (v.render(false)) schedule(v); // true: still has work (throttled)
   afterFrame();

@@ -11,6 +11,7 @@ let chat = null;        // {id, messages, pending}: the conversation on screen
 let run = null;         // the answer streaming now: {chat, answer, controller}
 let stick = true;       // follow new text only while the reader is at the bottom
 let lastAsk = null;     // what to send again once the key is given
+let leaving = false;    // the page is being closed or reloaded: its fetches die, answers do not end
 
 // ------------------------------------------------------------------ scrolling
 log.addEventListener("scroll", () => { stick = log.scrollHeight - log.scrollTop - log.clientHeight < 40; }, { passive: true });
@@ -75,6 +76,7 @@ async function reattach(c) {
   if (last && last.role === "assistant") {
     const nodes = $("msgs").querySelectorAll(".msg.assistant");
     last.metadata = { ...(last.metadata || {}), state: "interrupted" };
+    for (const p of last.parts) if (p.state === "streaming") p.state = "done";
     nodes[nodes.length - 1]?.remove();
     new Answer($("msgs"), last, { regenerate });
   } else if (last && last.role === "user") {
@@ -141,6 +143,7 @@ async function ask(c, trigger) {
 }
 
 async function stream(c, res, controller, answer) {
+  const resumed = !answer; // a reload picked it up: if it ends cut off, the reload cut it
   answer = answer || new Answer($("msgs"), undefined, { regenerate });
   if (!run || run.answer !== answer) { run = { chat: c, answer, controller }; setBusy(true); }
   c.pending = true;
@@ -162,7 +165,7 @@ async function stream(c, res, controller, answer) {
     }
     const m = answer.msg.metadata;
     if (m.error) return done(c, answer, "error", m.error);
-    if (m.aborted) return done(c, answer, "stopped");
+    if (m.aborted) return done(c, answer, resumed && !controller.signal.aborted ? "interrupted" : "stopped");
     if (!m.finishReason) return done(c, answer, "error", "The connection closed before the answer finished.");
     return done(c, answer, "done");
   } catch (e) {
@@ -176,6 +179,7 @@ function keepPartial(c, answer) { // so a reload finds what had arrived
 }
 
 function done(c, answer, state, error) {
+  if (leaving) { keepPartial(c, answer); return; } // a reload resumes it or marks it interrupted
   answer.end(state, state === "stopped" ? undefined : error);
   if (answer.msg.parts.length || state === "error" || state === "stopped") c.messages.push(answer.msg);
   c.pending = false; saveChat(c);
@@ -227,7 +231,9 @@ document.addEventListener("click", (e) => { // copy buttons of code blocks
   const ok = () => { b.textContent = "Copied"; setTimeout(() => { b.textContent = "Copy"; }, 1500); };
   if (navigator.clipboard) navigator.clipboard.writeText(code).then(ok, () => {}); else ok();
 });
-window.addEventListener("pagehide", () => { if (run) keepPartial(run.chat, run.answer); });
+function leave() { leaving = true; if (run) keepPartial(run.chat, run.answer); }
+window.addEventListener("pagehide", leave);
+window.addEventListener("beforeunload", leave);
 
 // the side panel on narrow screens
 function closePanel() { document.body.classList.remove("panel-open"); $("menu").setAttribute("aria-expanded", "false"); }
