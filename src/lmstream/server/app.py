@@ -19,17 +19,19 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .._json import dumpb
+from ..approval import ApprovalError, DeferredApproval, PendingStep, answer
 from ..errors import ContextOverflowError, LMStreamError, StreamGoneError
 from ..events import Event
 from ..processor import LMRequestProcessor
+from .approvals import ApprovalStore, InMemoryApprovalStore, PendingAnswer, parse_approval_answers, take_decisions
 from .assets import page, static_file
 from .guard import AuthMiddleware, Guard, error_response, read_json
 from .registry import ChatRegistry, InMemoryChatRegistry
 from .relay import SSEResponse
-from .requests import BadRequest, PromptSlot, parse_chat, parse_stream
+from .requests import BadRequest, PromptSlot, _hyper, parse_chat, parse_stream
 from .running import RunningRequest, start_request
 from .tracing import TraceContextMiddleware
-from .ui_stream import UIStreamMapper
+from .ui_stream import UIStreamMapper, new_message_id
 from .window import fit_history
 
 __all__ = ["create_app"]
@@ -75,6 +77,8 @@ class _Server:
         self.heartbeat = heartbeat
         self.slot = PromptSlot.of(processor.prompt_builder)
         self.running: set[RunningRequest] = set()
+        self.approvals: ApprovalStore = InMemoryApprovalStore()
+        self.approval_ttl = 600.0
 
     def _finish(self, run: RunningRequest) -> None:
         run.cancel()  # a no-op when it already ended
@@ -85,6 +89,9 @@ class _Server:
     async def chat(self, request: Request) -> Response | SSEResponse:
         try:
             body = await read_json(request, self.guard.max_body_bytes)
+            cont = parse_approval_answers(body)
+            if cont is not None:  # the browser answered tool approvals: go on with that answer
+                return await self._continue_chat(body, cont)
             req = parse_chat(body, self.guard.max_messages)
         except BadRequest as exc:
             return error_response(exc.status, str(exc), "invalid_request_error")
@@ -102,15 +109,47 @@ class _Server:
             return self.guard.busy()
         if launch is not None:  # answers run outside this response (Redis): any node resumes them
             return await self._chat_elsewhere(launch, req, body, notice)
+        message_id = new_message_id()
         run = start_request(
             self.processor,
             history=req.history,
             hyperparameters=req.hyperparameters,
+            deferred_approval=DeferredApproval(self._saver(req.chat_id, message_id)),
             **prompt,
         )
+        return self._chat_response(run, req.chat_id, UIStreamMapper(message_id), notice)
+
+    def _saver(self, chat_id: str, message_id: str) -> Any:
+        async def save(step: PendingStep) -> None:
+            await self.approvals.save(PendingAnswer(step, chat_id, message_id), self.approval_ttl)
+
+        return save
+
+    async def _continue_chat(self, body: Any, cont: Any) -> Response | SSEResponse:
+        """Finish the saved tool step with the browser's decisions, streaming into the same
+        assistant message (its open step, its tool parts), then the model's next step."""
+        chat_id = body.get("id")
+        if not isinstance(chat_id, str):
+            raise BadRequest("id", "must be a string")
+        if not self.guard.acquire():
+            return self.guard.busy()
+        try:
+            pending, decisions = await take_decisions(self.approvals, chat_id, cont)
+        except (ApprovalError, LMStreamError) as exc:
+            self.guard.release()
+            return error_response(getattr(exc, "status_code", 503), str(exc), "approval_error")
+        step = pending.step
+        resume = DeferredApproval(self._saver(chat_id, pending.message_id), resume=step, decisions=decisions)
+        run = start_request(self.processor, deferred_approval=resume, hyperparameters=_hyper(body))
+        mapper = UIStreamMapper(pending.message_id, step=step.step, announced=tuple(c.id for c in step.calls))
+        return self._chat_response(run, chat_id, mapper)
+
+    def _chat_response(
+        self, run: RunningRequest, chat_id: str, mapper: UIStreamMapper, notice: bytes = b""
+    ) -> SSEResponse:
         self.running.add(run)
         return SSEResponse(
-            self._chat_frames(run, req.chat_id, notice),
+            self._chat_frames(run, chat_id, mapper, notice),
             on_disconnect=run.cancel,
             heartbeat=self.heartbeat,
             headers=UI_HEADERS,
@@ -142,7 +181,9 @@ class _Server:
             on_end=self.guard.release,
         )
 
-    async def _chat_frames(self, run: RunningRequest, chat_id: str, notice: bytes = b"") -> AsyncIterator[bytes]:
+    async def _chat_frames(
+        self, run: RunningRequest, chat_id: str, mapper: UIStreamMapper, notice: bytes = b""
+    ) -> AsyncIterator[bytes]:
         """The answer's frames, also written to the chat's log (for stop and resume). Registered
         here, when the response starts, so a response that never starts leaves no entry."""
         stopped = False
@@ -153,7 +194,6 @@ class _Server:
             run.cancel()
 
         log = await self.registry.open(chat_id, stop)
-        mapper = UIStreamMapper()
         try:
             frame = _ui_frame([mapper.start()]) + notice
             log.write(frame)
@@ -198,6 +238,7 @@ class _Server:
             extra_contents=req.extra_contents,
             history=req.history,
             hyperparameters=req.hyperparameters,
+            approval_timeout=self.approval_ttl,  # answered through POST /v1/stream/{request_id}/approve
         )
         self.running.add(run)
         return SSEResponse(
@@ -221,6 +262,25 @@ class _Server:
                 yield b"".join(batch)
         finally:
             run.cancel()
+
+    async def approve(self, request: Request) -> Response:
+        """`{"approval_id", "approved": bool, "reason"?}` for a call waiting in a /v1/stream request."""
+        try:
+            body = await read_json(request, self.guard.max_body_bytes)
+            if not isinstance(body, dict) or not isinstance(body.get("approval_id"), str):
+                raise BadRequest("approval_id", "must be the tool_approval_request's approval_id")
+            if not isinstance(body.get("approved"), bool):
+                raise BadRequest("approved", "must be true or false")
+            reason = body.get("reason")
+            if reason is not None and not isinstance(reason, str):
+                raise BadRequest("reason", "must be a string")
+        except BadRequest as exc:
+            return error_response(exc.status, str(exc), "invalid_request_error")
+        try:
+            answer(body["approval_id"], body["approved"], reason, request_id=request.path_params["request_id"])
+        except ApprovalError as exc:
+            return error_response(exc.status_code, str(exc), "approval_error")
+        return JSONResponse({"approval_id": body["approval_id"], "approved": body["approved"]})
 
     async def stop(self, request: Request) -> Response:
         try:
@@ -254,6 +314,8 @@ def create_app(
     max_concurrent: int = 256,
     max_messages: int = 500,
     registry: ChatRegistry | None = None,
+    approvals: ApprovalStore | None = None,
+    approval_ttl: float = 600.0,
 ) -> Starlette:
     """An ASGI app serving `processor`. `api_key` requires `Authorization: Bearer <key>` on every
     route but `/healthz` and the page; `registry` replaces the in-memory chat registry (stop and
@@ -262,6 +324,9 @@ def create_app(
         raise TypeError("create_app needs an LMRequestProcessor, e.g. build_lm_request_processor('local/smollm2-135m')")
     guard = Guard(api_key, max_body_bytes, max_concurrent, max_messages)
     server = _Server(processor, registry or InMemoryChatRegistry(), guard, heartbeat)
+    if approvals is not None:
+        server.approvals = approvals
+    server.approval_ttl = approval_ttl
     routes = [
         Route("/", page, methods=["GET"]),
         Route("/static/{path:path}", static_file, methods=["GET"]),
@@ -270,6 +335,7 @@ def create_app(
         Route("/api/chat/{chat_id}/stop", server.stop, methods=["POST"]),
         Route("/api/chat/{chat_id}/stream", server.resume, methods=["GET"]),
         Route("/v1/stream", server.stream, methods=["POST"]),
+        Route("/v1/stream/{request_id}/approve", server.approve, methods=["POST"]),
     ]
     # TraceContextMiddleware: a `traceparent` header makes the answer's spans join the caller's trace
     middleware = [Middleware(TraceContextMiddleware), Middleware(AuthMiddleware, guard=guard)]

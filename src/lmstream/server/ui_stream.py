@@ -19,6 +19,7 @@ FINISH_REASONS = {
     "length": "length",
     "tool_calls": "tool-calls",
     "content_filter": "content-filter",
+    "tool_approval": "tool-calls",  # the answer stops at approval requests; the next request goes on
 }
 
 Chunk = dict[str, Any]
@@ -46,12 +47,14 @@ class UIStreamMapper:
 
     __slots__ = ("_announced", "_call_of_block", "_reasoning", "_saw_result", "_step", "_text", "closed", "message_id")
 
-    def __init__(self, message_id: str | None = None) -> None:
+    def __init__(self, message_id: str | None = None, *, step: Any = None, announced: tuple[str, ...] = ()) -> None:
+        """`step` and `announced` continue a message the client already has (after a tool
+        approval): that step is open and those tool calls are shown."""
         self.message_id = message_id or new_message_id()
         self._text: str | None = None  # id of the open text part
         self._reasoning: str | None = None  # id of the open reasoning part
-        self._step: Any = None  # step of the open start-step (None: no step open)
-        self._announced: set[str] = set()  # tool calls whose tool-input-start went out
+        self._step: Any = step  # step of the open start-step (None: no step open)
+        self._announced: set[str] = set(announced)  # tool calls whose tool-input-start went out
         self._call_of_block: dict[Any, str] = {}  # block_id -> tool call id (deltas carry only the block)
         self._saw_result = False  # fallback step detection when events carry no "step"
         self.closed = False
@@ -164,12 +167,23 @@ class UIStreamMapper:
                         "input": {},
                     }
                 )
-            if meta.get("is_error"):
+            if value.get("denied"):
+                out.append({"type": "tool-output-denied", "toolCallId": call_id})
+            elif meta.get("is_error"):
                 out.append({"type": "tool-output-error", "toolCallId": call_id, "errorText": str(value.get("output"))})
             else:
                 # the core puts the tool's own value here (a dict stays an object for the browser)
                 out.append({"type": "tool-output-available", "toolCallId": call_id, "output": value.get("output")})
             self._saw_result = True
+            return out
+        if type_ == "tool_approval_request":
+            call_id = str(value.get("tool_call_id"))
+            out.append(
+                {"type": "tool-approval-request", "approvalId": str(value.get("approval_id")), "toolCallId": call_id}
+            )
+            return out
+        if type_ == "tool_progress":  # same id: the latest progress replaces the earlier part
+            out.append({"type": "data-tool-progress", "id": str(value.get("tool_call_id")), "data": value})
             return out
         if type_ == "data":
             out.append({"type": "data-object", "id": str(meta.get("block_id") or "object"), "data": value})
