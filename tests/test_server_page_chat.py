@@ -21,8 +21,6 @@ from lmstream.prompt import Message
 from lmstream.testing import ScriptedLMInvoker
 from tests.serve_helpers import ServedApp
 
-from .test_server_page import browser, page  # noqa: F401 - shared Chromium fixtures
-
 SYSTEM = "You are a helpful assistant."
 CODE_ANSWER = (
     "## Reading a file in Python\n\n"
@@ -71,7 +69,7 @@ def shoot(page: Any, name: str) -> None:
 
 
 # ---------------------------------------------------------------------------------- markdown
-def test_markdown_is_rendered_as_it_streams(page):  # noqa: F811
+def test_markdown_is_rendered_as_it_streams(page):
     proc, _ = scripted(pieces(CODE_ANSWER, 4), delay=0.01)
     with ServedApp(proc) as app:
         page.goto(app.url + "/")
@@ -97,7 +95,7 @@ def test_markdown_is_rendered_as_it_streams(page):  # noqa: F811
         shoot(page, "chat-code.png")
 
 
-def test_unfinished_fence_is_a_code_block_mid_stream(page):  # noqa: F811
+def test_unfinished_fence_is_a_code_block_mid_stream(page):
     text = "Here:\n\n```js\nconsole.log(1)\n" + "x++\n" * 40 + "```\n"
     proc, _ = scripted(pieces(text, 3), delay=0.02)
     with ServedApp(proc) as app:
@@ -119,7 +117,7 @@ XSS = (
 )
 
 
-def test_an_xss_payload_in_the_answer_stays_text(page):  # noqa: F811
+def test_an_xss_payload_in_the_answer_stays_text(page):
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     proc, _ = scripted(pieces(XSS, 5))
@@ -144,7 +142,7 @@ def test_an_xss_payload_in_the_answer_stays_text(page):  # noqa: F811
 
 
 # ---------------------------------------------------------------------------------- scrolling
-def test_scrolling_up_mid_stream_holds_and_the_bottom_follows(page):  # noqa: F811
+def test_scrolling_up_mid_stream_holds_and_the_bottom_follows(page):
     long = "".join(f"Line {i} of a long answer.\n\n" for i in range(400))
     proc, _ = scripted(pieces(long, 8), delay=0.004)
     with ServedApp(proc) as app:
@@ -170,7 +168,7 @@ def test_scrolling_up_mid_stream_holds_and_the_bottom_follows(page):  # noqa: F8
 
 
 # ---------------------------------------------------------------------------------- memory
-def test_reload_keeps_the_conversation_and_marks_the_cut_answer_interrupted(page):  # noqa: F811
+def test_reload_keeps_the_conversation_and_marks_the_cut_answer_interrupted(page):
     proc, inv = scripted(echo, delay=0.003)
     with ServedApp(proc) as app:
         page.goto(app.url + "/")
@@ -198,7 +196,7 @@ def test_reload_keeps_the_conversation_and_marks_the_cut_answer_interrupted(page
         assert [r for r, _ in sent_history(inv, 3)] == ["system", "user", "assistant", "user", "assistant", "user"]
 
 
-def test_reload_resumes_the_running_answer_with_redis(page, redis_server):  # noqa: F811
+def test_reload_resumes_the_running_answer_with_redis(page, redis_server):
     from lmstream.redis._common import connect
     from lmstream.redis.web import RedisChatRegistry
 
@@ -221,7 +219,7 @@ def test_reload_resumes_the_running_answer_with_redis(page, redis_server):  # no
         assert page.locator(".msg.assistant .md").inner_text() == "".join(words).strip()
 
 
-def test_a_long_chat_keeps_working_past_the_window(page):  # noqa: F811
+def test_a_long_chat_keeps_working_past_the_window(page):
     proc, inv = scripted(echo, context_window=400, default_hyperparameters={"max_tokens": 64})
     with ServedApp(proc) as app:
         page.goto(app.url + "/")
@@ -245,7 +243,7 @@ def test_a_long_chat_keeps_working_past_the_window(page):  # noqa: F811
 
 
 # ---------------------------------------------------------------------------------- actions
-def test_regenerate_on_an_earlier_answer(page):  # noqa: F811
+def test_regenerate_on_an_earlier_answer(page):
     proc, inv = scripted(echo)
     with ServedApp(proc) as app:
         page.goto(app.url + "/")
@@ -261,7 +259,7 @@ def test_regenerate_on_an_earlier_answer(page):  # noqa: F811
         assert page.locator(".msg.assistant").count() == 1
 
 
-def test_new_chat_mid_answer_stops_it_and_sends_nothing_of_it(page):  # noqa: F811
+def test_new_chat_mid_answer_stops_it_and_sends_nothing_of_it(page):
     proc, inv = scripted(echo, delay=0.1)
     with ServedApp(proc) as app:
         page.goto(app.url + "/")
@@ -288,7 +286,7 @@ def test_new_chat_mid_answer_stops_it_and_sends_nothing_of_it(page):  # noqa: F8
         assert page.locator("#chats .chat-open").all_inner_texts() == ["fresh question"]
 
 
-def test_typing_indicator_until_the_first_token(page):  # noqa: F811
+def test_typing_indicator_until_the_first_token(page):
     async def slow_start(messages: list[Message], params: dict[str, Any]) -> Any:
         import asyncio
 
@@ -307,7 +305,7 @@ def test_typing_indicator_until_the_first_token(page):  # noqa: F811
         assert page.locator(".msg.assistant .md").inner_text() == "Hello there"
 
 
-def test_queue_position_and_unknown_usage_are_shown(page):  # noqa: F811
+def test_queue_position_and_unknown_usage_are_shown(page):
     proc, _ = scripted(["ok"])
     with ServedApp(proc) as app:
         page.goto(app.url + "/")
@@ -329,7 +327,7 @@ def test_queue_position_and_unknown_usage_are_shown(page):  # noqa: F811
 
 
 # ---------------------------------------------------------------------------------- people
-def test_the_key_prompt_is_for_people(page):  # noqa: F811
+def test_the_key_prompt_is_for_people(page):
     proc, inv = scripted(["Welcome", "!"])
     with ServedApp(proc, api_key="sk-page-key") as app:
         page.goto(app.url + "/")
@@ -350,7 +348,7 @@ def test_the_key_prompt_is_for_people(page):  # noqa: F811
         assert "sk-page-key" not in page.locator("body").inner_text()
 
 
-def test_keyboard_alone_with_visible_focus_and_labelled_controls(page):  # noqa: F811
+def test_keyboard_alone_with_visible_focus_and_labelled_controls(page):
     proc, _ = scripted(echo)
     with ServedApp(proc) as app:
         page.goto(app.url + "/")
@@ -384,7 +382,7 @@ def test_keyboard_alone_with_visible_focus_and_labelled_controls(page):  # noqa:
         assert page.locator(".msg.assistant").count() == 1
 
 
-def test_mobile_layout_keeps_the_placeholder_whole(browser):  # noqa: F811
+def test_mobile_layout_keeps_the_placeholder_whole(browser):
     context = browser.new_context(viewport={"width": 390, "height": 760}, device_scale_factor=2, is_mobile=True)
     pg = context.new_page()
     proc, _ = scripted(pieces(CODE_ANSWER, 8))
@@ -433,7 +431,7 @@ def _main_thread_seconds(page: Any, run: Any) -> tuple[float, float, float]:
     "case",
     ["20000 deltas", "one 300 kB line"],
 )
-def test_render_time_of_a_huge_answer(page, case):  # noqa: F811
+def test_render_time_of_a_huge_answer(page, case):
     if case == "20000 deltas":
         block = "Some **bold** words and `code` in a paragraph that goes on.\n\n- a list item\n- another one\n\n"
         fence = "```python\n" + "x = compute(x) + 1\n" * 10 + "```\n\n"

@@ -2,7 +2,8 @@
 
 Routes: `POST /api/chat` (Vercel AI SDK UI message stream v1), `POST /v1/stream` (lmstream's
 own SSE), `POST /api/chat/{id}/stop`, `GET /api/chat/{id}/stream` (resume), `GET /healthz`,
-`GET /` (the chat page) and `GET /static/...` (its script, styles and vendored library). Every request is checked before anything reaches the model.
+`GET /` (the chat page) and `GET /static/...` (its script, styles and vendored library).
+Every request is checked before anything reaches the model.
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ContextOverflowError
-from ..prompt import Message
 from ..processor import LMRequestProcessor
+from ..prompt import Message
 
 __all__ = ["DEFAULT_ANSWER_TOKENS", "Fit", "fit_history"]
 
