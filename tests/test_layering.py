@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("approval",),
     ("engine", "engine.request_stream"),
     ("invokers",),
-    ("processor", "testing"),
+    ("processor", "testing", "window"),
     ("_cli_options",),
     ("__init__",),  # the public face
     ("server", "redis"),  # transports: consume events and the processor

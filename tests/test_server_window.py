@@ -1,4 +1,4 @@
-"""History fitted to the model's window (`lmstream.server.window`), the CORS flag of a real
+"""History fitted to the model's window (`lmstream.window`), the CORS flag of a real
 `lmstream serve`, and the page's own files served from the package."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import pytest
 from lmstream import LMRequestProcessor, PromptBuilder
 from lmstream.errors import ContextOverflowError
 from lmstream.prompt import Message
-from lmstream.server.window import fit_history
 from lmstream.testing import ScriptedLMInvoker
+from lmstream.window import fit_history
 from tests.serve_helpers import ServedApp, _free_port, parse_ui_stream
 
 

@@ -52,7 +52,7 @@ def job_handler(processor: Any) -> Any:
     def handle(job: dict[str, Any], emitter: EventEmitter) -> Any:
         if "chat" in job:
             from ..server.requests import PromptSlot, parse_chat
-            from ..server.window import fit_history
+            from ..window import fit_history
 
             req = parse_chat(job["chat"], int(job.get("max_messages", 500)))
             prompt = PromptSlot.of(processor.prompt_builder).kwargs(req.text, req.attachments)

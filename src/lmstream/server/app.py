@@ -24,6 +24,7 @@ from ..approval import ApprovalError, DeferredApproval, PendingStep, answer
 from ..errors import ContextOverflowError, LMStreamError, StreamGoneError
 from ..events import Event
 from ..processor import LMRequestProcessor
+from ..window import fit_history
 from .approvals import ApprovalStore, InMemoryApprovalStore, PendingAnswer, parse_approval_answers, take_decisions
 from .assets import page, static_file
 from .guard import AuthMiddleware, Guard, error_response, read_json
@@ -33,7 +34,6 @@ from .requests import BadRequest, PromptSlot, _hyper, parse_chat, parse_stream
 from .running import RunningRequest, start_request
 from .tracing import TraceContextMiddleware
 from .ui_stream import UIStreamMapper, new_message_id
-from .window import fit_history
 
 __all__ = ["create_app"]
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ContextOverflowError
-from ..processor import LMRequestProcessor
-from ..prompt import Message
+from .errors import ContextOverflowError
+from .processor import LMRequestProcessor
+from .prompt import Message
 
 __all__ = ["DEFAULT_ANSWER_TOKENS", "Fit", "fit_history"]
 
