@@ -39,6 +39,7 @@ from .events import (
     RequestTracker,
     StreamEventHandler,
 )
+from .invokers import INVOKER_CLASSES as _INVOKER_CLASSES
 from .invokers import BaseLMInvoker, build_lm_invoker
 from .parsers import BaseOutputParser, JSONOutputParser
 from .processor import LMRequestProcessor, build_lm_request_processor
@@ -48,41 +49,8 @@ from .tools import Tool, tool
 from .types import Attachment, LMOutput, ThinkingBlock, TokenUsage, ToolCall, ToolResult
 
 if TYPE_CHECKING:
-    from .invokers import (
-        AnthropicLMInvoker,
-        AzureOpenAILMInvoker,
-        AzureOpenAIResponsesLMInvoker,
-        BedrockLMInvoker,
-        GoogleLMInvoker,
-        LangChainLMInvoker,
-        LiteLLMLMInvoker,
-        LocalLMInvoker,
-        OllamaLMInvoker,
-        OpenAIChatCompletionsLMInvoker,
-        OpenAICompatibleLMInvoker,
-        OpenAILMInvoker,
-        XAILMInvoker,
-    )
+    from .invokers import *  # noqa: F403  # the provider classes, for type checkers (loaded lazily below)
     from .mcp import MCPTools
-
-
-_LAZY_INVOKERS = frozenset(
-    {
-        "LocalLMInvoker",
-        "OpenAILMInvoker",
-        "OpenAIChatCompletionsLMInvoker",
-        "OpenAICompatibleLMInvoker",
-        "AnthropicLMInvoker",
-        "GoogleLMInvoker",
-        "AzureOpenAILMInvoker",
-        "AzureOpenAIResponsesLMInvoker",
-        "BedrockLMInvoker",
-        "XAILMInvoker",
-        "OllamaLMInvoker",
-        "LiteLLMLMInvoker",
-        "LangChainLMInvoker",
-    }
-)
 
 
 def __getattr__(name: str) -> Any:
@@ -90,7 +58,7 @@ def __getattr__(name: str) -> Any:
         from .mcp import MCPTools
 
         return MCPTools
-    if name in _LAZY_INVOKERS:
+    if name in _INVOKER_CLASSES:
         from . import invokers
 
         return getattr(invokers, name)
@@ -98,11 +66,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "AnthropicLMInvoker",
     "Attachment",
-    "AzureOpenAILMInvoker",
-    "AzureOpenAIResponsesLMInvoker",
-    "BedrockLMInvoker",
     "BaseEventHandler",
     "BaseLMInvoker",
     "BaseOutputParser",
@@ -114,21 +78,13 @@ __all__ = [
     "EventEmitter",
     "EventLevel",
     "EventType",
-    "GoogleLMInvoker",
     "JSONOutputParser",
-    "LangChainLMInvoker",
-    "LiteLLMLMInvoker",
     "LMOutput",
     "LMRequestProcessor",
     "LMStreamError",
     "LMTimeoutError",
-    "LocalLMInvoker",
     "MCPTools",
     "Message",
-    "OllamaLMInvoker",
-    "OpenAIChatCompletionsLMInvoker",
-    "OpenAICompatibleLMInvoker",
-    "OpenAILMInvoker",
     "OutputParserError",
     "PrintEventHandler",
     "PromptBuilder",
@@ -146,9 +102,9 @@ __all__ = [
     "ToolCall",
     "ToolError",
     "ToolResult",
-    "XAILMInvoker",
     "__version__",
     "build_lm_invoker",
     "build_lm_request_processor",
     "tool",
+    *_INVOKER_CLASSES,  # the provider table's classes (lmstream.invokers.PROVIDER_MODULES)
 ]

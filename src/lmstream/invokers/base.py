@@ -72,7 +72,18 @@ class BaseLMInvoker:
     `default_hyperparameters`, `retry_config`, `tools`, `response_schema`.
     """
 
+    #: the model-id prefix that picks this class: `build_lm_invoker("<provider>/<model>")`
     provider: ClassVar[str] = "base"
+    #: more prefixes that pick it (longer spellings)
+    aliases: ClassVar[tuple[str, ...]] = ()
+    #: `gen_ai.provider.name` in traces (the GenAI conventions' value; "": `provider`)
+    tracing_name: ClassVar[str] = ""
+    #: whether the endpoint's host, when traces know it, names the provider better (a compatible server)
+    tracing_name_from_host: ClassVar[bool] = False
+    #: where requests go when no `base_url` is given (None: in process, or no fixed endpoint)
+    default_base_url: ClassVar[str | None] = None
+    #: whether the API takes the system prompt apart from the chat (traces: `gen_ai.system_instructions`)
+    system_apart: ClassVar[bool] = False
     #: provider-specific hyperparameters passed through as they are (name -> type check, help)
     extra_params: ClassVar[ParamTable] = {}
 
@@ -124,6 +135,17 @@ class BaseLMInvoker:
         """Tokens `messages` take in the prompt. This estimate (about 3 bytes a token, plus a few
         per message for the chat template) errs high; invokers with a tokenizer at hand count."""
         return sum(len(message_text(m).encode("utf-8")) // 3 + 4 for m in messages)
+
+    def endpoint(self) -> str | None:
+        """The URL this invoker's requests go to (None: in process, or not known)."""
+        return self.base_url or self.default_base_url
+
+    def traced_provider(self, host_says: str | None) -> str:
+        """`gen_ai.provider.name` for this invoker's calls; `host_says` is the name the endpoint's
+        host implies, when the tracing tables know it."""
+        if host_says and self.tracing_name_from_host:
+            return host_says
+        return self.tracing_name or self.provider
 
     def __repr__(self) -> str:  # never shows the API key
         base = f", base_url={self.base_url!r}" if self.base_url else ""

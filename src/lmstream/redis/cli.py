@@ -57,15 +57,9 @@ def job_handler(processor: Any) -> Any:
             req = parse_chat(job["chat"], int(job.get("max_messages", 500)))
             prompt = PromptSlot.of(processor.prompt_builder).kwargs(req.text, req.attachments)
             fit = fit_history(processor, req.history, **prompt, hyperparameters=req.hyperparameters)
-
-            async def answer() -> Any:
-                if fit.dropped:  # the page says "older messages were left out" (a data-context part)
-                    await emitter.emit({"dropped": fit.dropped}, type="context")
-                return await processor.process(
-                    event_emitter=emitter, history=fit.history, hyperparameters=req.hyperparameters, **prompt
-                )
-
-            return answer()
+            return processor.process(
+                event_emitter=emitter, history=fit.history, hyperparameters=req.hyperparameters, **prompt
+            )
         return processor.process(
             prompt_kwargs={},
             extra_contents=[str(job.get("prompt", ""))],

@@ -1,4 +1,4 @@
-"""The chat page and its files (`GET /`, `GET /static/...`), served from the package itself.
+"""The chat page's files (`GET /static/...`), served from the package itself.
 
 The page's script, styles and the vendored markdown library ship in `lmstream/server/static/`
 (nothing comes from a CDN), so the page works offline and under a `script-src 'self'` policy.
@@ -11,11 +11,11 @@ import re
 from importlib import resources
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 
 from .guard import error_response
 
-__all__ = ["page", "static_file"]
+__all__ = ["static_file"]
 
 _TYPES = {
     ".js": "text/javascript; charset=utf-8",
@@ -30,11 +30,6 @@ _NAME = re.compile(r"^(?:[A-Za-z0-9_-][A-Za-z0-9_.-]*/)*[A-Za-z0-9_-][A-Za-z0-9_
 
 def _static() -> resources.abc.Traversable:
     return resources.files("lmstream.server").joinpath("static")
-
-
-async def page(request: Request) -> Response:
-    html = _static().joinpath("chat.html").read_text("utf-8")
-    return HTMLResponse(html, headers={"cache-control": "no-cache"})
 
 
 async def static_file(request: Request) -> Response:

@@ -1,5 +1,8 @@
 """`lmstream serve`: run `create_app` with uvicorn (embedded model by default).
 
+This is the composition root of the server: the only module of `lmstream.server` that knows
+Redis exists (`--redis` wires a `lmstream.redis.RedisChatRegistry` in as the chat registry).
+
 Binding a non-loopback address without `--api-key` is refused (exit 2) unless `--insecure`:
 anyone who reaches the port would spend the model.
 """
@@ -11,6 +14,10 @@ import gc
 import ipaddress
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..chat_registry import ChatRegistry
 
 from .._cli_options import add_options, build_processor
 
@@ -23,6 +30,7 @@ examples:
   lmstream serve --model openai-compatible/any --base-url http://127.0.0.1:8080/v1
   lmstream serve --host 0.0.0.0 --api-key "$KEY"   # reachable from other machines: key required
   lmstream serve --cors-origin http://localhost:3000   # a React app on another origin may call it
+  lmstream serve --mcp "stdio:python -m my_server" --approve-tools send_mail   # MCP tools, one approved
 
 endpoints: GET / (chat page), POST /api/chat (Vercel AI SDK UI message stream v1),
 POST /v1/stream (lmstream events as SSE), POST /api/chat/{id}/stop, GET /api/chat/{id}/stream,
@@ -37,6 +45,13 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def _redis_registry(url: str, queue: bool) -> ChatRegistry:
+    """The one place where the server meets Redis: the registry it talks to, backed by Redis."""
+    from ..redis import RedisChatRegistry, connect
+
+    return RedisChatRegistry(connect(url), queue=queue, close_redis=True)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,6 +77,15 @@ def _parser() -> argparse.ArgumentParser:
         metavar="ORIGIN",
         help="let web apps on ORIGIN (e.g. http://localhost:3000) call the API from the browser; repeatable",
     )
+    p.add_argument(
+        "--mcp",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="tools from an MCP server: 'stdio:COMMAND ARGS' or http://HOST:PORT/mcp (repeatable)",
+    )
+    p.add_argument("--approve-tools", default="", metavar="NAMES", help="comma-separated tools a person must approve")
+    p.add_argument("--approve-all-tools", action="store_true", help="every tool call waits for a person's approval")
     return p
 
 
@@ -96,13 +120,17 @@ def main(argv: list[str]) -> int:
     if callable(load) and not args.queue:  # the embedded model (not needed when workers run answers)
         print(f"lmstream serve: loading {args.model} ...", file=sys.stderr, flush=True)
         load()
-    registry = None
-    if args.redis:
-        from ..redis._common import connect
-        from ..redis.web import RedisChatRegistry
-
-        registry = RedisChatRegistry(connect(args.redis), queue=args.queue, close_redis=True)
+    registry = _redis_registry(args.redis, args.queue) if args.redis else None
     app = create_app(processor, api_key=api_key, registry=registry, cors_origins=args.cors_origin)
+    approve = [n.strip() for n in args.approve_tools.split(",") if n.strip()]
+    if args.mcp or approve or args.approve_all_tools:
+        from .mcp_tools import attach_mcp
+
+        try:
+            attach_mcp(app, processor, args.mcp, approve, args.approve_all_tools)
+        except ConfigurationError as exc:
+            print(f"lmstream serve: error: {exc}", file=sys.stderr)
+            return 2
     # Start-up objects (modules, the model's wrappers) never die: keep them out of the collector's
     # full passes, which otherwise stall every stream once thousands are open.
     gc.collect()

@@ -11,6 +11,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from ..events import EventType
+
 __all__ = ["FINISH_REASONS", "UIStreamMapper", "map_finish_reason", "new_message_id"]
 
 # lmstream's normalised finish reasons -> the `ai` package's enum; anything else is "other".
@@ -101,7 +103,7 @@ class UIStreamMapper:
         """The chunks for one event (`type_` is `Event.type`)."""
         if self.closed:
             return []
-        if type_ == "response":
+        if type_ == EventType.RESPONSE:
             if self._text is not None and self._text == meta.get("block_id"):  # a block lives in one step
                 return [{"type": "text-delta", "id": self._text, "delta": value}]  # hot path
             out: list[Chunk] = []
@@ -114,9 +116,9 @@ class UIStreamMapper:
             out.append({"type": "text-delta", "id": block, "delta": value})
             return out
         out = []
-        if type_ in ("thinking_start", "thinking", "thinking_end"):
+        if type_ in (EventType.THINKING_START, EventType.THINKING, EventType.THINKING_END):
             block = str(meta.get("block_id") or "reasoning")
-            if type_ == "thinking_end":
+            if type_ == EventType.THINKING_END:
                 if self._reasoning == block:
                     out.append({"type": "reasoning-end", "id": block})
                     self._reasoning = None
@@ -126,22 +128,22 @@ class UIStreamMapper:
                 self._close_parts(out)
                 out.append({"type": "reasoning-start", "id": block})
                 self._reasoning = block
-            if type_ == "thinking" and value:
+            if type_ == EventType.THINKING and value:
                 out.append({"type": "reasoning-delta", "id": block, "delta": value})
             return out
-        if type_ == "tool_call_start":
+        if type_ == EventType.TOOL_CALL_START:
             self._enter_step(meta, out)
             self._close_parts(out)
             self._announce(value, out)
             self._call_of_block[meta.get("block_id")] = str(value.get("id"))
             return out
-        if type_ == "tool_call_delta":
+        if type_ == EventType.TOOL_CALL_DELTA:
             call_id = self._call_of_block.get(meta.get("block_id"))
             if call_id is None:
                 return out  # a fragment we cannot place; tool-input-available carries the full input
             out.append({"type": "tool-input-delta", "toolCallId": call_id, "inputTextDelta": value})
             return out
-        if type_ == "tool_call":
+        if type_ == EventType.TOOL_CALL:
             self._enter_step(meta, out)
             self._close_parts(out)
             self._announce(value, out)
@@ -154,7 +156,7 @@ class UIStreamMapper:
                 }
             )
             return out
-        if type_ == "tool_result":
+        if type_ == EventType.TOOL_RESULT:
             call_id = str(value.get("id"))
             if call_id not in self._announced:  # a result for a call never shown: show the call first
                 self._enter_step(meta, out)
@@ -176,29 +178,29 @@ class UIStreamMapper:
                 out.append({"type": "tool-output-available", "toolCallId": call_id, "output": value.get("output")})
             self._saw_result = True
             return out
-        if type_ == "tool_approval_request":
+        if type_ == EventType.TOOL_APPROVAL_REQUEST:
             call_id = str(value.get("tool_call_id"))
             out.append(
                 {"type": "tool-approval-request", "approvalId": str(value.get("approval_id")), "toolCallId": call_id}
             )
             return out
-        if type_ == "tool_progress":  # same id: the latest progress replaces the earlier part
+        if type_ == EventType.TOOL_PROGRESS:  # same id: the latest progress replaces the earlier part
             out.append({"type": "data-tool-progress", "id": str(value.get("tool_call_id")), "data": value})
             return out
-        if type_ == "data":
+        if type_ == EventType.DATA:
             out.append({"type": "data-object", "id": str(meta.get("block_id") or "object"), "data": value})
             return out
-        if type_ == "usage":
+        if type_ == EventType.USAGE:
             out.append({"type": "data-usage", "id": "usage", "data": value})
             return out
-        if type_ == "done":
+        if type_ == EventType.DONE:
             self._close_parts(out)
             out.append({"type": "data-usage", "id": "usage", "data": _done_usage(meta)})
             self._end_step(out)
             out.append({"type": "finish", "finishReason": map_finish_reason(meta.get("finish_reason"))})
             self.closed = True
             return out
-        if type_ == "error":
+        if type_ == EventType.ERROR:
             self._close_parts(out)
             out.append({"type": "error", "errorText": str(value) or "the request failed"})
             self.closed = True
