@@ -102,7 +102,7 @@ def test_unfinished_fence_is_a_code_block_mid_stream(page):
         page.goto(app.url + "/")
         send(page, "code please")
         page.wait_for_function(
-            "document.querySelector('.msg.assistant pre code')?.textContent.includes('console.log(1)')"
+            "() => (document.querySelector('.msg.assistant pre code')?.textContent || '').includes('console.log(1)')"
         )
         assert page.locator(".msg.assistant .actions").count() == 0, "still streaming"
         assert page.locator(".msg.assistant .code-head span").inner_text() == "js"
@@ -150,7 +150,7 @@ def test_scrolling_up_mid_stream_holds_and_the_bottom_follows(page):
         send(page, "a long answer please")
         log = page.locator("#log")
         page.wait_for_function(
-            "document.getElementById('log').scrollHeight > 3 * document.getElementById('log').clientHeight"
+            "() => document.getElementById('log').scrollHeight > 3 * document.getElementById('log').clientHeight"
         )
         # at the bottom it follows
         assert log.evaluate("e => e.scrollHeight - e.scrollTop - e.clientHeight") < 60
@@ -177,7 +177,7 @@ def test_reload_keeps_the_conversation_and_marks_the_cut_answer_interrupted(page
             finished(page, i + 1)
         inv.delay = 0.2  # the third answer is slow: reload in the middle of it
         send(page, "question 2")
-        page.wait_for_function("document.querySelectorAll('.msg.assistant .md')[2]?.textContent.length > 12")
+        page.wait_for_function("() => document.querySelectorAll('.msg.assistant .md')[2]?.textContent.length > 12")
         time.sleep(1.2)  # a save of the partial answer happened (once a second)
         page.reload()
         page.locator(".msg.assistant .interrupted").wait_for()
@@ -206,9 +206,9 @@ def test_reload_resumes_the_running_answer_with_redis(page, redis_server):
     with ServedApp(proc, registry=registry) as app:
         page.goto(app.url + "/")
         send(page, "count for me")
-        page.wait_for_function("(document.querySelector('.msg.assistant .md')?.textContent || '').includes('w5')")
+        page.wait_for_function("() => (document.querySelector('.msg.assistant .md')?.textContent || '').includes('w5')")
         page.reload()
-        page.wait_for_function("(document.querySelector('.msg.assistant .md')?.textContent || '').includes('w8')")
+        page.wait_for_function("() => (document.querySelector('.msg.assistant .md')?.textContent || '').includes('w8')")
         assert page.locator(".msg.assistant .actions").count() == 0, "resumed: still streaming after the reload"
         finished(page, 1)
         assert page.locator(".msg.assistant .md").inner_text() == "".join(words).strip()  # nothing lost, nothing twice
@@ -253,7 +253,7 @@ def test_regenerate_on_an_earlier_answer(page):
         finished(page, 2)
         assert page.locator(".msg.assistant").nth(0).get_by_role("button", name="Regenerate").is_visible()
         page.locator(".msg.assistant").nth(0).get_by_role("button", name="Regenerate").click()
-        page.wait_for_function("document.querySelectorAll('.msg.user').length === 1")
+        page.wait_for_function("() => document.querySelectorAll('.msg.user').length === 1")
         finished(page, 1)
         assert sent_history(inv, 2) == [("system", SYSTEM), ("user", "first")]
         assert page.locator(".msg.assistant").count() == 1
@@ -264,7 +264,7 @@ def test_new_chat_mid_answer_stops_it_and_sends_nothing_of_it(page):
     with ServedApp(proc) as app:
         page.goto(app.url + "/")
         send(page, "old question")
-        page.wait_for_function("(document.querySelector('.msg.assistant .md')?.textContent || '').length > 10")
+        page.wait_for_function("() => (document.querySelector('.msg.assistant .md')?.textContent || '').length > 10")
         page.get_by_role("button", name="+ New chat").click()
         assert app.wait(lambda: inv.open_streams == 0, 2.0), "the old answer was stopped"
         inv.delay = 0.0
@@ -338,7 +338,7 @@ def test_the_key_prompt_is_for_people(page):
         assert page.get_by_label("Access key").is_visible()
         page.keyboard.type("wrong-key")
         page.keyboard.press("Enter")
-        page.wait_for_function("document.getElementById('keymsg').textContent.includes('not accepted')")
+        page.wait_for_function("() => document.getElementById('keymsg').textContent.includes('not accepted')")
         assert page.evaluate("document.activeElement.id") == "key"
         page.keyboard.type("sk-page-key")
         page.keyboard.press("Enter")
