@@ -12,7 +12,7 @@ from typing import Any, TextIO
 from . import _json
 from ._cli_options import ModelOption, add_options, invoker_config, literal_template
 from .errors import ConfigurationError, LMStreamError, OutputParserError, PromptError
-from .events import EventEmitter, StreamEventHandler
+from .events import EventEmitter, EventType, StreamEventHandler
 from .parsers import JSONOutputParser
 from .processor import LMRequestProcessor
 from .prompt import PromptBuilder
@@ -107,9 +107,9 @@ async def _run(args: argparse.Namespace, question: str, lines: _Lines | None = N
         async for event in handler.stream():
             if args.events:
                 lines.write(sys.stdout, event + "\n")
-            elif event.type == "response":
+            elif event.type == EventType.RESPONSE:
                 lines.write(text_out, event.value)
-            elif event.type == "thinking":
+            elif event.type == EventType.THINKING:
                 lines.write(sys.stderr, event.value)
         result = await task
     finally:

@@ -47,6 +47,20 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    return value
+
+
 def _redis_registry(url: str, queue: bool) -> ChatRegistry:
     """The one place where the server meets Redis: the registry it talks to, backed by Redis."""
     from ..redis import RedisChatRegistry, connect
@@ -84,6 +98,38 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SPEC",
         help="tools from an MCP server: 'stdio:COMMAND ARGS' or http://HOST:PORT/mcp (repeatable)",
     )
+    limits = p.add_argument_group("limits (see the README's Deploying section)")
+    limits.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="a Host name the server answers to besides the loopback names (repeatable; '*' for any)",
+    )
+    limits.add_argument(
+        "--max-concurrent", type=_positive_int, default=256, metavar="N", help="answers at once (default 256)"
+    )
+    limits.add_argument(
+        "--max-tokens",
+        type=_positive_int,
+        default=4096,
+        metavar="N",
+        help="the most tokens a client may ask for (default 4096)",
+    )
+    limits.add_argument(
+        "--read-timeout",
+        type=_seconds,
+        default=10.0,
+        metavar="S",
+        help="seconds a client has to send its headers and body (default 10; then 408)",
+    )
+    limits.add_argument(
+        "--idle-timeout",
+        type=_seconds,
+        default=60.0,
+        metavar="S",
+        help="seconds of upstream silence before an answer fails (default 60)",
+    )
     p.add_argument("--approve-tools", default="", metavar="NAMES", help="comma-separated tools a person must approve")
     p.add_argument("--approve-all-tools", action="store_true", help="every tool call waits for a person's approval")
     return p
@@ -103,6 +149,7 @@ def main(argv: list[str]) -> int:
         import uvicorn
 
         from . import create_app
+        from .serving import uvicorn_config
     except ImportError as exc:
         print(f"lmstream serve: needs the server extra: pip install 'lmstream[server]' ({exc})", file=sys.stderr)
         return 2
@@ -121,7 +168,17 @@ def main(argv: list[str]) -> int:
         print(f"lmstream serve: loading {args.model} ...", file=sys.stderr, flush=True)
         load()
     registry = _redis_registry(args.redis, args.queue) if args.redis else None
-    app = create_app(processor, api_key=api_key, registry=registry, cors_origins=args.cors_origin)
+    app = create_app(
+        processor,
+        api_key=api_key,
+        registry=registry,
+        allowed_hosts=[*_bound_host(args.host), *args.allowed_host],
+        max_concurrent=args.max_concurrent,
+        max_tokens=args.max_tokens,
+        read_timeout=args.read_timeout,
+        idle_timeout=args.idle_timeout,
+        cors_origins=args.cors_origin,
+    )
     approve = [n.strip() for n in args.approve_tools.split(",") if n.strip()]
     if args.mcp or approve or args.approve_all_tools:
         from .mcp_tools import attach_mcp
@@ -137,5 +194,23 @@ def main(argv: list[str]) -> int:
     gc.freeze()
     where = f"[{args.host}]" if ":" in args.host else args.host
     print(f"lmstream serve: {args.model} on http://{where}:{args.port}/", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=3)
+    config = uvicorn_config(
+        app,
+        host=args.host,
+        port=args.port,
+        read_timeout=args.read_timeout,
+        # streams, plus room for resumes, stops and health checks; past it uvicorn answers 503
+        max_connections=2 * args.max_concurrent + 64,
+        log_level="warning",
+        timeout_graceful_shutdown=3,
+    )
+    try:
+        uvicorn.Server(config).run()
+    except KeyboardInterrupt:  # as `uvicorn.run` does: Ctrl-C is how a server is stopped
+        pass
     return 0
+
+
+def _bound_host(host: str) -> list[str]:
+    """The address `--host` names is a Host the server answers to (not a wildcard address)."""
+    return [] if host in ("0.0.0.0", "::", "") else [host]
