@@ -19,7 +19,6 @@ from .prompt import PromptBuilder
 
 #: this command's own options, after the shared model options
 ANSWER_OPTIONS: tuple[ModelOption, ...] = (
-    ModelOption(("--max-tokens",), "maximum tokens to generate", type=int, hyper="max_tokens"),
     ModelOption(("--temperature",), "sampling temperature, 0 to 2", type=float, hyper="temperature"),
 )
 

@@ -29,7 +29,12 @@ class Fit:
 
 
 def _answer_tokens(processor: LMRequestProcessor[Any], hyperparameters: dict[str, Any] | None, window: int) -> int:
-    wanted = (hyperparameters or {}).get("max_tokens") or processor.lm_invoker.default_hyperparameters.get("max_tokens")
+    invoker = processor.lm_invoker
+    wanted = (
+        (hyperparameters or {}).get("max_tokens")
+        or invoker.default_hyperparameters.get("max_tokens")
+        or getattr(invoker, "max_tokens", None)  # the local invoker's own default
+    )
     n = wanted if isinstance(wanted, int) and wanted > 0 else DEFAULT_ANSWER_TOKENS
     return min(n, window // 2)  # a large max_tokens must not leave no room for the prompt
 

@@ -17,7 +17,7 @@ from .. import _json
 from ..errors import ProviderError, StreamInterruptedError
 from ..structured import PartialJSONParser
 from ..types import EventType, LMOutput, ThinkingBlock, TokenUsage, ToolCall
-from .deltas import Delta, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
+from .deltas import Delta, FinishDelta, StatusDelta, ThinkingDelta, ToolCallDelta, UsageDelta
 
 __all__ = ["Accumulator"]
 
@@ -79,6 +79,7 @@ class Accumulator(Generic[E]):
         self.response_model: str | None = None
         self._text_meta: dict[str, Any] | None = None
         self._thinking_meta: dict[str, Any] | None = None
+        self._status_meta: dict[str, Any] | None = None
         self._think_start = 0
         self._signature: str | None = None
 
@@ -101,7 +102,15 @@ class Accumulator(Generic[E]):
                 return _NONE
             case FinishDelta():
                 return self._finish(d)
+            case StatusDelta():
+                return self._status(d)
         raise TypeError(f"provider yielded an unknown delta {d!r}")
+
+    def _status(self, d: StatusDelta) -> Sequence[E]:
+        """Queue feedback: one block for all of this call's status events; not content."""
+        if self._status_meta is None:
+            self._status_meta = self._new_block()
+        return (self._make(d.value(), EventType.STATUS, self._level, self._status_meta),)
 
     def _finish(self, d: FinishDelta) -> Sequence[E]:
         self.finished = True

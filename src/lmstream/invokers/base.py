@@ -321,6 +321,11 @@ class BaseLMInvoker:
         """
         raise NotImplementedError(f"{type(self).__name__} must implement stream_deltas(messages, params)")
 
+    def engine_stats(self) -> dict[str, int] | None:
+        """An in-process engine's load (`running`, `queued`, ...) for health checks; None for
+        providers that run elsewhere."""
+        return None
+
     async def aclose(self) -> None:
         """Release pooled connections; the invoker stays usable (it reopens on demand)."""
 

@@ -14,7 +14,7 @@ import gc
 import ipaddress
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..chat_registry import ChatRegistry
@@ -66,6 +66,13 @@ def _redis_registry(url: str, queue: bool) -> ChatRegistry:
     from ..redis import RedisChatRegistry, connect
 
     return RedisChatRegistry(connect(url), queue=queue, close_redis=True)
+
+
+def _redis_approvals(registry: Any) -> Any:
+    """Pending tool approvals in the registry's Redis: any node takes the answer."""
+    from ..redis.approvals import RedisApprovalStore
+
+    return RedisApprovalStore(registry.redis)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -168,10 +175,12 @@ def main(argv: list[str]) -> int:
         print(f"lmstream serve: loading {args.model} ...", file=sys.stderr, flush=True)
         load()
     registry = _redis_registry(args.redis, args.queue) if args.redis else None
+    approvals = _redis_approvals(registry) if registry is not None else None
     app = create_app(
         processor,
         api_key=api_key,
         registry=registry,
+        approvals=approvals,
         allowed_hosts=[*_bound_host(args.host), *args.allowed_host],
         max_concurrent=args.max_concurrent,
         max_tokens=args.max_tokens,
