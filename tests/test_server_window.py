@@ -138,3 +138,11 @@ def test_lmstream_serve_cors_origin_allows_only_the_listed_origins():
     finally:
         server.terminate()
         server.wait(10)
+
+
+def test_the_embedded_model_knows_its_window_and_counts_with_its_tokenizer(local_invoker):
+    assert local_invoker.context_window == local_invoker.n_ctx == 2048
+    short, code = Message.user("Hello there"), Message.user("def f(x):\n    return [i * i for i in range(x)]\n" * 20)
+    assert 2 < local_invoker.count_tokens([short]) < 12
+    n = local_invoker.count_tokens([code])
+    assert 300 < n < 1100 and local_invoker.count_tokens([short, code]) == n + local_invoker.count_tokens([short])

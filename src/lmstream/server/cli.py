@@ -23,6 +23,8 @@ from .._cli_options import add_options, build_processor
 
 __all__ = ["main", "is_loopback"]
 
+DEFAULT_CLIENT_MAX_TOKENS = 4096  # the most a client may ask for when --max-tokens is not given
+
 EPILOG = """\
 examples:
   lmstream serve                                   # embedded model on http://127.0.0.1:8000/
@@ -117,13 +119,6 @@ def _parser() -> argparse.ArgumentParser:
         "--max-concurrent", type=_positive_int, default=256, metavar="N", help="answers at once (default 256)"
     )
     limits.add_argument(
-        "--max-tokens",
-        type=_positive_int,
-        default=4096,
-        metavar="N",
-        help="the most tokens a client may ask for (default 4096)",
-    )
-    limits.add_argument(
         "--read-timeout",
         type=_seconds,
         default=10.0,
@@ -183,7 +178,7 @@ def main(argv: list[str]) -> int:
         approvals=approvals,
         allowed_hosts=[*_bound_host(args.host), *args.allowed_host],
         max_concurrent=args.max_concurrent,
-        max_tokens=args.max_tokens,
+        max_tokens=args.max_tokens or DEFAULT_CLIENT_MAX_TOKENS,  # --max-tokens: the default and the ceiling
         read_timeout=args.read_timeout,
         idle_timeout=args.idle_timeout,
         cors_origins=args.cors_origin,
