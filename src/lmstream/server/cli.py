@@ -23,7 +23,8 @@ from .._cli_options import add_options, build_processor
 
 __all__ = ["main", "is_loopback"]
 
-DEFAULT_CLIENT_MAX_TOKENS = 4096  # the most a client may ask for when --max-tokens is not given
+#: the most tokens a client may ask for when `--max-tokens` is not given
+MAX_TOKENS = 4096
 
 EPILOG = """\
 examples:
@@ -31,8 +32,8 @@ examples:
   lmstream serve --model openai/gpt-4.1-nano       # needs OPENAI_API_KEY
   lmstream serve --model openai-compatible/any --base-url http://127.0.0.1:8080/v1
   lmstream serve --host 0.0.0.0 --api-key "$KEY"   # reachable from other machines: key required
-  lmstream serve --cors-origin http://localhost:3000   # a React app on another origin may call it
   lmstream serve --mcp "stdio:python -m my_server" --approve-tools send_mail   # MCP tools, one approved
+  lmstream serve --cors-origin http://localhost:3000   # a React app on another origin may call it
 
 endpoints: GET / (chat page), POST /api/chat (Vercel AI SDK UI message stream v1),
 POST /v1/stream (lmstream events as SSE), POST /api/chat/{id}/stop, GET /api/chat/{id}/stream,
@@ -84,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_options(p)
+    add_options(p, declared=("--max-tokens",))  # declared below: also the ceiling a client may ask for
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (or set LMSTREAM_API_KEY)")
@@ -117,6 +118,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     limits.add_argument(
         "--max-concurrent", type=_positive_int, default=256, metavar="N", help="answers at once (default 256)"
+    )
+    limits.add_argument(
+        "--max-tokens",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help=f"tokens per answer, and the most a client may ask for (default: clients may ask up to {MAX_TOKENS})",
     )
     limits.add_argument(
         "--read-timeout",
@@ -178,7 +186,7 @@ def main(argv: list[str]) -> int:
         approvals=approvals,
         allowed_hosts=[*_bound_host(args.host), *args.allowed_host],
         max_concurrent=args.max_concurrent,
-        max_tokens=args.max_tokens or DEFAULT_CLIENT_MAX_TOKENS,  # --max-tokens: the default and the ceiling
+        max_tokens=args.max_tokens or MAX_TOKENS,
         read_timeout=args.read_timeout,
         idle_timeout=args.idle_timeout,
         cors_origins=args.cors_origin,
