@@ -48,17 +48,20 @@ def test_one_new_model_option_reaches_all_three_commands(command: str, monkeypat
 @pytest.mark.parametrize("command", list(PARSERS))
 def test_local_engine_flags_on_every_command(command: str) -> None:
     args = parse(command, "--parallel", "4", "--threads", "1", "--n-ctx", "1024", "--max-tokens", "64")
-    assert invoker_config(args) == {
-        "parallel": 4,
-        "n_threads": 1,
-        "n_ctx": 1024,
-        "default_hyperparameters": {"max_tokens": 64},
-    }
+    assert invoker_config(args) == {"parallel": 4, "n_threads": 1, "n_ctx": 1024}
+    assert args.max_tokens == 64  # serve: the ceiling for clients; lmstream, worker: the default length
     from lmstream import LocalLMInvoker, build_lm_invoker
 
     inv = build_lm_invoker(args.model, config=invoker_config(args))
     assert isinstance(inv, LocalLMInvoker)
-    assert (inv.parallel, inv.n_threads, inv.n_ctx, inv.default_hyperparameters) == (4, 1, 1024, {"max_tokens": 64})
+    assert (inv.parallel, inv.n_threads, inv.n_ctx) == (4, 1, 1024)
+
+
+def test_worker_max_tokens_is_the_default_answer_length() -> None:
+    from lmstream._cli_options import MAX_TOKENS, build_processor
+
+    args = parse("worker", "--max-tokens", "64", "--model", "local/smollm2-135m")
+    assert build_processor(args, (MAX_TOKENS,)).lm_invoker.default_hyperparameters == {"max_tokens": 64}
 
 
 def test_the_answer_commands_own_options_become_default_hyperparameters() -> None:
@@ -73,3 +76,14 @@ def test_a_system_prompt_with_braces_formats_to_itself() -> None:
     text = 'Answer as {role}; JSON like {"a": 1} is fine.'
     messages = PromptBuilder(system_template=literal_template(text), user_template="{prompt}").format(prompt="hi")
     assert messages[0].text == text
+
+
+def test_worker_takes_as_many_jobs_as_the_local_engine_generates_at_once() -> None:
+    from lmstream import build_lm_invoker
+    from lmstream.redis.cli import default_concurrency
+    from lmstream.testing import ScriptedLMInvoker
+
+    assert parse("worker").concurrency is None
+    assert default_concurrency(build_lm_invoker("local/smollm2-135m", config={"parallel": 3})) == 3
+    assert default_concurrency(build_lm_invoker("local/smollm2-135m")) == 8
+    assert default_concurrency(ScriptedLMInvoker(["hi"])) == 4

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MODEL",
+    "MAX_TOKENS",
     "MODEL_OPTIONS",
     "ModelOption",
     "add_options",
@@ -49,7 +50,6 @@ MODEL_OPTIONS: tuple[ModelOption, ...] = (
     ModelOption(("--model", "-m"), f"provider/model id (default {DEFAULT_MODEL})", default=DEFAULT_MODEL),
     ModelOption(("--base-url",), "provider endpoint (for openai-compatible servers)", config="base_url"),
     ModelOption(("--system", "-s"), "system prompt", default=""),
-    ModelOption(("--max-tokens",), "maximum tokens to generate per answer", type=int, hyper="max_tokens"),
     # the embedded model's engine (local/...): sequences at once, threads, window per sequence
     ModelOption(
         ("--parallel",),
@@ -65,6 +65,11 @@ MODEL_OPTIONS: tuple[ModelOption, ...] = (
     ),
     ModelOption(("--n-ctx",), "local model: context window per sequence (default 2048)", type=int, config="n_ctx"),
 )
+
+
+#: the answer length a command's answers get by default (`lmstream`, `worker`; `serve` has its own
+#: `--max-tokens`: the ceiling a client may ask for)
+MAX_TOKENS = ModelOption(("--max-tokens",), "maximum tokens to generate per answer", type=int, hyper="max_tokens")
 
 
 def add_options(parser: argparse.ArgumentParser, extra: Sequence[ModelOption] = ()) -> None:
@@ -95,10 +100,10 @@ def literal_template(text: str) -> str:
     return text.replace("{", "{{").replace("}", "}}")
 
 
-def build_processor(args: argparse.Namespace) -> LMRequestProcessor[Any]:
+def build_processor(args: argparse.Namespace, extra: Sequence[ModelOption] = ()) -> LMRequestProcessor[Any]:
     """The processor `lmstream serve` and `lmstream worker` run (so a queued chat runs as on the node)."""
     from .processor import build_lm_request_processor
 
     return build_lm_request_processor(
-        args.model, config=invoker_config(args), system_template=literal_template(args.system)
+        args.model, config=invoker_config(args, extra), system_template=literal_template(args.system)
     )

@@ -10,7 +10,7 @@ import sys
 from typing import Any, TextIO
 
 from . import _json
-from ._cli_options import ModelOption, add_options, invoker_config, literal_template
+from ._cli_options import MAX_TOKENS, ModelOption, add_options, invoker_config, literal_template
 from .errors import ConfigurationError, LMStreamError, OutputParserError, PromptError
 from .events import EventEmitter, EventType, StreamEventHandler
 from .parsers import JSONOutputParser
@@ -19,6 +19,7 @@ from .prompt import PromptBuilder
 
 #: this command's own options, after the shared model options
 ANSWER_OPTIONS: tuple[ModelOption, ...] = (
+    MAX_TOKENS,
     ModelOption(("--temperature",), "sampling temperature, 0 to 2", type=float, hyper="temperature"),
 )
 

@@ -10,7 +10,7 @@ import signal
 import sys
 from typing import Any
 
-from .._cli_options import add_options, build_processor
+from .._cli_options import MAX_TOKENS, add_options, build_processor
 from ..errors import ConfigurationError, LMStreamError
 from ..events import EventEmitter
 from ._common import DEFAULT_LEASE, DEFAULT_PREFIX, redact_url
@@ -36,8 +36,13 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--redis", required=True, metavar="URL", help="Redis URL, e.g. redis://127.0.0.1:6379/0")
-    add_options(p)
-    p.add_argument("--concurrency", type=int, default=4, help="requests run at once (default 4)")
+    add_options(p, (MAX_TOKENS,))
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="requests run at once (default 4; for the local model its --parallel, 8 unless set)",
+    )
     p.add_argument("--lease", type=float, default=DEFAULT_LEASE, help="seconds before a silent worker counts as dead")
     p.add_argument("--prefix", default=DEFAULT_PREFIX, help=f"Redis key prefix (default {DEFAULT_PREFIX})")
     p.add_argument("--name", default=None, help="consumer name in the group (default host:pid)")
@@ -71,12 +76,19 @@ def job_handler(processor: Any) -> Any:
     return handle
 
 
+def default_concurrency(invoker: Any) -> int:
+    """Jobs taken at once: as many as the embedded engine generates at once, else 4."""
+    from ..invokers.local import LocalLMInvoker
+
+    return invoker.parallel if isinstance(invoker, LocalLMInvoker) else 4
+
+
 async def serve(args: argparse.Namespace) -> int:
     from ._common import connect
     from .queue import Worker
 
     # built as `lmstream serve` builds its processor, so a queued chat runs as it would on the node
-    processor = build_processor(args)
+    processor = build_processor(args, (MAX_TOKENS,))
     invoker = processor.lm_invoker
     redis = connect(args.redis)
     worker = Worker(
@@ -84,7 +96,7 @@ async def serve(args: argparse.Namespace) -> int:
         job_handler(processor),
         prefix=args.prefix,
         name=args.name,
-        concurrency=args.concurrency,
+        concurrency=args.concurrency or default_concurrency(invoker),
         lease=args.lease,
     )
     loop = asyncio.get_running_loop()
