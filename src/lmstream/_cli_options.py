@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MODEL",
-    "MAX_TOKENS",
+    "JSON_OBJECT_SCHEMA",
     "MODEL_OPTIONS",
     "ModelOption",
     "add_options",
@@ -28,6 +28,10 @@ __all__ = [
 ]
 
 DEFAULT_MODEL = "local/smollm2-135m"
+
+#: `--json` on the local model: a JSON object, enforced token by token by a grammar (the
+#: structured-output path), so even the 135M model cannot wander off into prose
+JSON_OBJECT_SCHEMA: dict[str, Any] = {"type": "object"}
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,7 @@ MODEL_OPTIONS: tuple[ModelOption, ...] = (
     ModelOption(("--model", "-m"), f"provider/model id (default {DEFAULT_MODEL})", default=DEFAULT_MODEL),
     ModelOption(("--base-url",), "provider endpoint (for openai-compatible servers)", config="base_url"),
     ModelOption(("--system", "-s"), "system prompt", default=""),
+    ModelOption(("--max-tokens",), "maximum tokens to generate per answer", type=int, hyper="max_tokens"),
     # the embedded model's engine (local/...): sequences at once, threads, window per sequence
     ModelOption(
         ("--parallel",),
@@ -67,22 +72,26 @@ MODEL_OPTIONS: tuple[ModelOption, ...] = (
 )
 
 
-#: the answer length a command's answers get by default (`lmstream`, `worker`; `serve` has its own
-#: `--max-tokens`: the ceiling a client may ask for)
-MAX_TOKENS = ModelOption(("--max-tokens",), "maximum tokens to generate per answer", type=int, hyper="max_tokens")
-
-
-def add_options(parser: argparse.ArgumentParser, extra: Sequence[ModelOption] = ()) -> None:
-    """Add `MODEL_OPTIONS` (read at call time), then a command's own `extra` options."""
-    for opt in (*MODEL_OPTIONS, *extra):
-        parser.add_argument(*opt.flags, dest=opt.dest, type=opt.type, default=opt.default, help=opt.help)
+def add_options(
+    parser: argparse.ArgumentParser, extra: Sequence[ModelOption] = (), declared: Sequence[str] = ()
+) -> None:
+    """Add `MODEL_OPTIONS` (read at call time), then a command's own `extra` options. `declared`
+    names shared flags the command declares itself, with its own help and checks (`serve
+    --max-tokens` is also the ceiling a client may ask for); their values still go where the
+    shared option says. The parsed namespace records the options it holds."""
+    options = (*MODEL_OPTIONS, *extra)
+    for opt in options:
+        if opt.flags[0] not in declared:
+            parser.add_argument(*opt.flags, dest=opt.dest, type=opt.type, default=opt.default, help=opt.help)
+    parser.set_defaults(model_options=options)
 
 
 def invoker_config(args: argparse.Namespace, extra: Sequence[ModelOption] = ()) -> dict[str, Any] | None:
     """The `build_lm_invoker` config the given flags ask for (None when they ask for nothing)."""
     config: dict[str, Any] = {}
     hyper: dict[str, Any] = {}
-    for opt in (*MODEL_OPTIONS, *extra):
+    options = getattr(args, "model_options", None) or (*MODEL_OPTIONS, *extra)
+    for opt in options:
         value = getattr(args, opt.dest)
         if value is None or value == "":
             continue
@@ -100,10 +109,10 @@ def literal_template(text: str) -> str:
     return text.replace("{", "{{").replace("}", "}}")
 
 
-def build_processor(args: argparse.Namespace, extra: Sequence[ModelOption] = ()) -> LMRequestProcessor[Any]:
+def build_processor(args: argparse.Namespace) -> LMRequestProcessor[Any]:
     """The processor `lmstream serve` and `lmstream worker` run (so a queued chat runs as on the node)."""
     from .processor import build_lm_request_processor
 
     return build_lm_request_processor(
-        args.model, config=invoker_config(args, extra), system_template=literal_template(args.system)
+        args.model, config=invoker_config(args), system_template=literal_template(args.system)
     )

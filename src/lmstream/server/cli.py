@@ -14,7 +14,7 @@ import gc
 import ipaddress
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..chat_registry import ChatRegistry
@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 from .._cli_options import add_options, build_processor
 
 __all__ = ["main", "is_loopback"]
+
+#: the most tokens a client may ask for when `--max-tokens` is not given
+MAX_TOKENS = 4096
 
 EPILOG = """\
 examples:
@@ -67,6 +70,13 @@ def _redis_registry(url: str, queue: bool) -> ChatRegistry:
     return RedisChatRegistry(connect(url), queue=queue, close_redis=True)
 
 
+def _redis_approvals(registry: Any) -> Any:
+    """Pending tool approvals in the registry's Redis: any node takes the answer."""
+    from ..redis.approvals import RedisApprovalStore
+
+    return RedisApprovalStore(registry.redis)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="lmstream serve",
@@ -74,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_options(p)
+    add_options(p, declared=("--max-tokens",))  # declared below: also the ceiling a client may ask for
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (or set LMSTREAM_API_KEY)")
@@ -104,9 +114,9 @@ def _parser() -> argparse.ArgumentParser:
     limits.add_argument(
         "--max-tokens",
         type=_positive_int,
-        default=4096,
+        default=None,
         metavar="N",
-        help="the most tokens a client may ask for (default 4096)",
+        help=f"tokens per answer, and the most a client may ask for (default: clients may ask up to {MAX_TOKENS})",
     )
     limits.add_argument(
         "--read-timeout",
@@ -160,13 +170,15 @@ def main(argv: list[str]) -> int:
         print(f"lmstream serve: loading {args.model} ...", file=sys.stderr, flush=True)
         load()
     registry = _redis_registry(args.redis, args.queue) if args.redis else None
+    approvals = _redis_approvals(registry) if registry is not None else None
     app = create_app(
         processor,
         api_key=api_key,
         registry=registry,
+        approvals=approvals,
         allowed_hosts=[*_bound_host(args.host), *args.allowed_host],
         max_concurrent=args.max_concurrent,
-        max_tokens=args.max_tokens,
+        max_tokens=args.max_tokens or MAX_TOKENS,
         read_timeout=args.read_timeout,
         idle_timeout=args.idle_timeout,
     )
