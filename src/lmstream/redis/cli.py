@@ -59,8 +59,11 @@ def job_handler(processor: Any, approvals: Any = None) -> Any:
     def handle(job: dict[str, Any], emitter: EventEmitter) -> Any:
         if "chat" in job:
             from ..server.requests import PromptSlot, parse_chat
+            from ..window import fit_history
 
             req = parse_chat(job["chat"], int(job.get("max_messages", 500)))
+            prompt = PromptSlot.of(processor.prompt_builder).kwargs(req.text, req.attachments)
+            fit = fit_history(processor, req.history, **prompt, hyperparameters=req.hyperparameters)
             if approvals is not None:
                 from .approvals import deferred_for
 
@@ -70,9 +73,9 @@ def job_handler(processor: Any, approvals: Any = None) -> Any:
             return processor.process(
                 event_emitter=emitter,
                 **extra,
-                history=req.history,
+                history=fit.history,
                 hyperparameters=req.hyperparameters,
-                **PromptSlot.of(processor.prompt_builder).kwargs(req.text, req.attachments),
+                **prompt,
             )
         return processor.process(
             prompt_kwargs={},
