@@ -40,7 +40,7 @@ from tests.redis_server import RedisServer  # noqa: E402
 from lmstream.events import BaseEventHandler, Event, EventEmitter  # noqa: E402
 from lmstream.events.event import _now  # noqa: E402
 from lmstream.redis import RedisEventHandler, RedisStreamReader  # noqa: E402
-from lmstream.redis._common import encode_events  # noqa: E402
+from lmstream.redis.codec import encode_events  # noqa: E402
 
 
 class NaiveHandler(BaseEventHandler):
@@ -149,7 +149,7 @@ async def one_design(args: argparse.Namespace, url: str, design: str, r: aioredi
     async def follow(i: int) -> int:
         n = 0
         async for item in reader.read(f"c{i}"):
-            lat.append(_now() - item.event._ts)
+            lat.append(_now() - item.event.epoch)
             n += 1
         return n
 

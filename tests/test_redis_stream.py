@@ -18,7 +18,8 @@ import redis.asyncio as aioredis  # noqa: E402
 from lmstream import EventEmitter  # noqa: E402
 from lmstream.errors import RedisUnavailableError, StreamGoneError  # noqa: E402
 from lmstream.events import Event, EventLevel  # noqa: E402
-from lmstream.redis import RedisEventHandler, RedisStreamReader  # noqa: E402
+from lmstream.redis import RedisEventHandler, RedisOptions, RedisStreamReader  # noqa: E402
+from lmstream.redis.pipeline import SharedWriter  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
 
 
@@ -34,7 +35,7 @@ def script(n_tokens: int, rid: str = "req_1") -> list[Event]:
 
 
 async def produce(r: aioredis.Redis, chat: str, events: list[Event], pace: float = 0.0, **kw: Any) -> RedisEventHandler:
-    h = RedisEventHandler(r, chat, **kw)
+    h = RedisEventHandler(r, chat, options=RedisOptions(**kw))
     em = EventEmitter([h])
     for i, ev in enumerate(events):
         await em.emit(ev)
@@ -146,13 +147,13 @@ async def test_expired_stream_raises_stream_gone(r: aioredis.Redis) -> None:
 
 
 async def test_dead_producer_ends_stream_with_error_within_lease(r: aioredis.Redis) -> None:
-    h = RedisEventHandler(r, "c8", lease=1.0)
+    h = RedisEventHandler(r, "c8", options=RedisOptions(lease=1.0))
     em = EventEmitter([h])
     for ev in script(10)[:5]:
         await em.emit(ev)
     await asyncio.sleep(0.05)
     h._task.cancel()  # the producer vanishes: no more renewals, no done  # type: ignore[union-attr]
-    reader = RedisStreamReader(r, lease=1.0)
+    reader = RedisStreamReader(r, options=RedisOptions(lease=1.0))
     t0 = asyncio.get_running_loop().time()
     items = [it async for it in reader.read("c8")]
     assert items[-1].event.type == "error"
@@ -190,9 +191,12 @@ async def test_commands_per_request_far_fewer_than_tokens(r: aioredis.Redis) -> 
     n = 500
     h = await produce(r, "c10", script(n), pace=0.001)
     stats = {k[len("cmdstat_") :]: v["calls"] for k, v in (await r.info("commandstats")).items()}
-    # one EVALSHA per flush is all the client sends (counted by Redis itself)
+    # one EVALSHA per flush is all the client sends (counted by Redis itself), one round trip each,
+    # with the PUBLISH announcing the entry in the same round trip
     issued = stats.get("evalsha", 0) + stats.get("eval", 0)
-    assert issued == h.commands_sent == h.round_trips
+    assert issued == h.commands_sent
+    assert SharedWriter.of(r).round_trips == issued, "one chat: each round trip carries its one flush"
+    assert stats.get("publish", 0) == h.entries_written, "one announcement per flush that appended"
     assert issued < n / 5, f"{issued} commands for {n} tokens"
     # and what the script runs inside Redis stays well under one command per token too
     inner = sum(stats.get(c, 0) for c in ("xadd", "get", "set", "del", "expire", "pexpire"))
@@ -329,22 +333,55 @@ async def test_many_live_readers_on_one_client(r: aioredis.Redis, redis_server: 
         await c.aclose()
 
 
-async def test_a_retried_flush_never_writes_a_batch_twice(r: aioredis.Redis) -> None:
-    """The flush script with the retry flag (first reply lost) skips a batch that already landed."""
-    from lmstream.redis._common import encode_events
+class FlakyReplies:
+    """The client, except that pipelines fail in turn as `plan` says: ``"reply"`` runs the commands
+    and then loses the reply, ``"request"`` loses the request before Redis sees it, ``"ok"`` works."""
 
-    h = RedisEventHandler(r, "rt")
-    await h.start()
-    batch = encode_events(script(2)[:2])
-    args: list[Any] = [h.token, h.lease_ms, h.ttl, "", "0", "0", "0", "0", "0", "0", 0, 2, batch]
-    assert await h._script(keys=[h.key, h.lease_key], args=args) == 1
-    args[9] = "1"  # the same flush again, as a retry
-    assert await h._script(keys=[h.key, h.lease_key], args=args) == 1
-    assert await r.xlen("lmstream:rt") == 1
-    args[10] = 2  # the next batch, sent as a retry whose first attempt never arrived
-    assert await h._script(keys=[h.key, h.lease_key], args=args) == 1
-    assert await r.xlen("lmstream:rt") == 2
+    def __init__(self, redis: aioredis.Redis, plan: list[str]) -> None:
+        self._redis = redis
+        self.plan = plan
+        self.pipelines = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._redis, name)
+
+    def pipeline(self, **kwargs: Any) -> Any:
+        import redis.exceptions as rex
+
+        pipe = self._redis.pipeline(**kwargs)
+        mode = self.plan[self.pipelines % len(self.plan)]
+        self.pipelines += 1
+        execute = pipe.execute
+
+        async def flaky(*args: Any, **kw: Any) -> Any:
+            if mode == "request":
+                raise rex.ConnectionError("connection reset before the request arrived")
+            res = await execute(*args, **kw)
+            if mode == "reply":
+                raise rex.ConnectionError("connection reset before the reply arrived")
+            return res
+
+        pipe.execute = flaky
+        return pipe
+
+
+async def test_a_retried_flush_never_writes_a_batch_twice(r: aioredis.Redis) -> None:
+    """The producer's own retry path: every flush's first attempt fails, alternately after Redis
+    ran it (reply lost: the retry must not append the batch again, nor reset the stream it took)
+    and before (request lost: the retry must append it). Every event arrives exactly once."""
+    flaky = FlakyReplies(r, ["reply", "ok", "request", "ok"])
+    evs = script(30)
+    h = RedisEventHandler(flaky, "rt", options=RedisOptions(max_batch=4))  # type: ignore[arg-type]
+    em = EventEmitter([h])
+    for i, ev in enumerate(evs):
+        await em.emit(ev)
+        if i % 3 == 0:
+            await asyncio.sleep(0.02)  # past the flush window and a retry's first delay: several flushes
     await h.aclose()
+    assert h.error is None
+    assert flaky.pipelines >= 8 and h.commands_sent == flaky.pipelines, "every flush was retried once"
+    assert await r.xlen("lmstream:rt") == h.entries_written
+    same([it.event async for it in RedisStreamReader(r).read("rt")], evs)
 
 
 async def test_request_stream_and_processor_feed_the_transport(r: aioredis.Redis) -> None:
@@ -373,7 +410,7 @@ async def test_request_stream_and_processor_feed_the_transport(r: aioredis.Redis
 
 async def test_hash_tag_keys_for_redis_cluster(r: aioredis.Redis) -> None:
     """With hash_tag=True every key of a chat carries {chat_id}: one cluster slot per chat."""
-    h = RedisEventHandler(r, "ht1", hash_tag=True)
+    h = RedisEventHandler(r, "ht1", options=RedisOptions(hash_tag=True))
     await h.start()
     assert await r.exists("lmstream:{ht1}:lease")
     em = EventEmitter([h])
@@ -381,7 +418,7 @@ async def test_hash_tag_keys_for_redis_cluster(r: aioredis.Redis) -> None:
         await em.emit(ev)
     await h.aclose()
     assert await r.exists("lmstream:{ht1}") and not await r.exists("lmstream:ht1")
-    items = [it async for it in RedisStreamReader(r, hash_tag=True).read("ht1")]
+    items = [it async for it in RedisStreamReader(r, options=RedisOptions(hash_tag=True)).read("ht1")]
     assert len(items) == 13 and items[-1].event.type == "done"
 
 
@@ -436,7 +473,7 @@ async def test_a_token_after_a_pause_is_not_held_back_and_fast_tokens_still_batc
     after a pause goes out at once; deltas that follow within the interval wait and share an entry."""
     import time
 
-    h = RedisEventHandler(r, "le", flush_interval=0.3)
+    h = RedisEventHandler(r, "le", options=RedisOptions(flush_interval=0.3))
     await h.start()
     meta = {"request_id": "r", "block_id": "b", "step": 1}
     t0 = time.monotonic()

@@ -12,13 +12,15 @@ from typing import Any
 
 from ..errors import ConfigurationError, LMStreamError
 from ..events import EventEmitter
-from ._common import DEFAULT_LEASE, DEFAULT_PREFIX, redact_url
+from .connection import redact_url
+from .keys import Keys
+from .options import DEFAULT_OPTIONS, RedisOptions
 
 DEFAULT_MODEL = "local/smollm2-135m"
 
 EPILOG = """\
 Web nodes started with `lmstream serve --redis URL --queue` put requests on the Redis stream
-{prefix}:queue; every worker reads it through the consumer group "workers", so each request runs
+{queue}; every worker reads it through the consumer group "workers", so each request runs
 on exactly one worker. A worker that dies mid-answer is noticed within its lease: the chat's
 stream ends with an error event (the request is not re-run, which would repeat tokens).
 
@@ -33,7 +35,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="lmstream worker",
         description="Run model requests queued on Redis by `lmstream serve --redis URL --queue`.",
-        epilog=EPILOG,
+        epilog=EPILOG.format(queue=Keys().queue),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--redis", required=True, metavar="URL", help="Redis URL, e.g. redis://127.0.0.1:6379/0")
@@ -41,8 +43,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--base-url", default=None, help="provider endpoint (for openai-compatible servers)")
     p.add_argument("--system", "-s", default="", help="system prompt")
     p.add_argument("--concurrency", type=int, default=4, help="requests run at once (default 4)")
-    p.add_argument("--lease", type=float, default=DEFAULT_LEASE, help="seconds before a silent worker counts as dead")
-    p.add_argument("--prefix", default=DEFAULT_PREFIX, help=f"Redis key prefix (default {DEFAULT_PREFIX})")
+    p.add_argument(
+        "--lease", type=float, default=DEFAULT_OPTIONS.lease, help="seconds before a silent worker counts as dead"
+    )
+    p.add_argument(
+        "--prefix", default=DEFAULT_OPTIONS.prefix, help=f"Redis key prefix (default {DEFAULT_OPTIONS.prefix})"
+    )
     p.add_argument("--name", default=None, help="consumer name in the group (default host:pid)")
     return p
 
@@ -76,7 +82,7 @@ def job_handler(processor: Any) -> Any:
 
 async def serve(args: argparse.Namespace) -> int:
     from ..processor import build_lm_request_processor
-    from ._common import connect
+    from .connection import connect
     from .queue import Worker
 
     # built as `lmstream serve` builds its processor, so a queued chat runs as it would on the node
@@ -85,20 +91,14 @@ async def serve(args: argparse.Namespace) -> int:
     processor = build_lm_request_processor(args.model, config=config, system_template=system)
     invoker = processor.lm_invoker
     redis = connect(args.redis)
-    worker = Worker(
-        redis,
-        job_handler(processor),
-        prefix=args.prefix,
-        name=args.name,
-        concurrency=args.concurrency,
-        lease=args.lease,
-    )
+    options = RedisOptions(prefix=args.prefix, lease=args.lease)
+    worker = Worker(redis, job_handler(processor), options=options, name=args.name, concurrency=args.concurrency)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, worker.stop)
     print(
-        f"lmstream worker {worker.name}: model {args.model}, queue {args.prefix}:queue on {redact_url(args.redis)}",
+        f"lmstream worker {worker.name}: model {args.model}, queue {options.keys.queue} on {redact_url(args.redis)}",
         file=sys.stderr,
         flush=True,
     )

@@ -1,6 +1,6 @@
 """Requests on a Redis queue: web nodes enqueue (`RedisQueue`), model workers run them (`Worker`).
 
-The queue is one stream ``{prefix}:queue`` read by the consumer group ``workers``
+The queue is one stream (`Keys.queue`) read by the consumer group ``workers``
 (`XREADGROUP` ... `XACK`). A job is never run twice: re-running a half-streamed answer would
 duplicate tokens. Instead each worker's reaper claims entries idle longer than a lease
 (`XAUTOCLAIM`); if the chat's lease is gone (the worker died) it ends the chat's stream with an
@@ -21,9 +21,11 @@ from typing import TYPE_CHECKING, Any
 from .. import _json
 from .._observe import remote_parent
 from ..events import EventEmitter
-from ._common import DEFAULT_LEASE, DEFAULT_PREFIX, Keys, field, naming_redis, redis_errors, s
-from .control import ChatRunner
+from .codec import field, s
+from .connection import naming_redis, redis_errors
+from .options import DEFAULT_OPTIONS, RedisOptions
 from .reader import reap
+from .runner import ChatRunner
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -39,23 +41,15 @@ Handle = Callable[[dict[str, Any], EventEmitter], Awaitable[Any]]
 class RedisQueue:
     """The web node's side: `await enqueue(chat_id, job)` hands a request to some worker.
 
-    Until a worker takes the job, the chat's lease reads ``queued`` (for `queue_timeout`
+    Until a worker takes the job, the chat's lease reads ``queued`` (for `options.queue_timeout`
     seconds): readers wait for it; if no worker takes it in time, they end the stream with an error.
     """
 
-    def __init__(
-        self,
-        redis: Redis,
-        *,
-        prefix: str = DEFAULT_PREFIX,
-        hash_tag: bool = False,
-        queue_timeout: float = 60.0,
-        maxlen: int = 100_000,
-    ) -> None:
+    def __init__(self, redis: Redis, *, options: RedisOptions = DEFAULT_OPTIONS) -> None:
         self.redis: Any = redis  # redis-py's precise stubs fight its dynamic replies
-        self.keys = Keys(prefix, hash_tag)
-        self.queue_timeout_ms = int(queue_timeout * 1000)
-        self.maxlen = maxlen
+        self.keys = options.keys
+        self.queue_timeout_ms = int(options.queue_timeout * 1000)
+        self.maxlen = options.queue_maxlen
 
     async def enqueue(self, chat_id: str, job: dict[str, Any]) -> str:
         """Queue `job` (JSON-able: prompt, history, hyperparameters ...) for chat `chat_id`;
@@ -86,22 +80,18 @@ class Worker:
         redis: Redis,
         handle: Handle,
         *,
-        prefix: str = DEFAULT_PREFIX,
-        hash_tag: bool = False,
+        options: RedisOptions = DEFAULT_OPTIONS,
         name: str | None = None,
         concurrency: int = 4,
-        lease: float = DEFAULT_LEASE,
-        runner_options: dict[str, Any] | None = None,
     ) -> None:
         self.redis: Any = redis  # redis-py's precise stubs fight its dynamic replies
         self.handle = handle
-        self.keys = Keys(prefix, hash_tag)
+        self.options = options
+        self.keys = options.keys
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.concurrency = max(1, concurrency)
-        self.lease = lease
-        self.runner = ChatRunner(
-            redis, prefix=prefix, hash_tag=hash_tag, lease=lease, owner=self.name, **(runner_options or {})
-        )
+        self.lease = options.lease
+        self.runner = ChatRunner(redis, options=options, owner=self.name)
         self._jobs: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self.jobs_done = 0
@@ -205,7 +195,7 @@ class Worker:
                 chat_id = s(field(fields, "chat"))
                 if await self.redis.exists(self.keys.lease(chat_id)):
                     continue  # its worker is alive (or it is still queued): leave it
-                if await reap(self.redis, chat_id, keys=self.keys):
+                if await reap(self.redis, chat_id, options=self.options):
                     reaped += 1
                 await self.redis.xack(self.keys.queue, GROUP, s(entry_id))
             if start == "0-0":

@@ -96,8 +96,7 @@ def main(argv: list[str]) -> int:
         load()
     registry = None
     if args.redis:
-        from ..redis._common import connect
-        from ..redis.web import RedisChatRegistry
+        from ..redis import RedisChatRegistry, connect
 
         registry = RedisChatRegistry(connect(args.redis), queue=args.queue, close_redis=True)
     app = create_app(processor, api_key=api_key, registry=registry)

@@ -17,12 +17,15 @@ from typing import TYPE_CHECKING, Any
 
 from .._json import dumpb
 from .._observe import trace_headers
+from ..events import EventType
 from ..server.registry import ChatLog, ChatRegistry
 from ..server.ui_stream import UIStreamMapper
-from ._common import DEFAULT_LEASE, DEFAULT_PREFIX, DEFAULT_TTL, StreamItem, naming_redis
-from .control import ChatRunner, request_stop
+from .codec import TERMINAL_TYPES, StreamItem
+from .connection import naming_redis
+from .options import DEFAULT_OPTIONS, RedisOptions
 from .queue import RedisQueue
 from .reader import RedisStreamReader
+from .runner import ChatRunner, request_stop
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -55,11 +58,11 @@ async def ui_frames(items: AsyncIterator[StreamItem], after: str | None = None) 
             rid = ev.metadata.get("request_id") or item.id.split(":", 1)[0]
             mapper = UIStreamMapper(message_id=f"msg_{rid}")
             chunks.append(mapper.start())
-        if ev.type == "error" and ev.metadata.get("error_type") == "CancelledError":
+        if ev.type == EventType.ERROR and ev.metadata.get("error_type") == "CancelledError":
             chunks += mapper.stopped()  # a stop: `abort`, as when the request ran in this process
         else:
             chunks += mapper.feed(str(ev.type), ev.value, ev.metadata)
-        terminal = ev.type in ("done", "error")
+        terminal = ev.type in TERMINAL_TYPES
         if terminal and not mapper.closed:
             chunks += mapper.stopped()
         if sending and chunks:
@@ -85,24 +88,20 @@ class _NoLog(ChatLog):  # type: ignore[misc, unused-ignore]  # (Any without the 
 class RedisChatRegistry(ChatRegistry):  # type: ignore[misc, unused-ignore]
     """Stop and resume across nodes, and the start of answers (`launch`), on Redis."""
 
-    cancel_on_disconnect = False
-
     def __init__(
         self,
         redis: Redis,
         *,
+        options: RedisOptions = DEFAULT_OPTIONS,
         queue: bool = False,
-        prefix: str = DEFAULT_PREFIX,
-        lease: float = DEFAULT_LEASE,
-        ttl: float = DEFAULT_TTL,
         max_messages: int = 500,
         close_redis: bool = False,
     ) -> None:
         self.redis: Any = redis  # redis-py's precise stubs fight its dynamic replies
-        self.prefix = prefix
-        self.reader = RedisStreamReader(redis, prefix=prefix, lease=lease, multiplex=True)
-        self.runner = ChatRunner(redis, prefix=prefix, lease=lease, ttl=ttl)
-        self.queue = RedisQueue(redis, prefix=prefix) if queue else None
+        self.options = options
+        self.reader = RedisStreamReader(redis, options=options, multiplex=True)
+        self.runner = ChatRunner(redis, options=options)
+        self.queue = RedisQueue(redis, options=options) if queue else None
         self.max_messages = max_messages
         self.close_redis = close_redis
 
@@ -141,7 +140,7 @@ class RedisChatRegistry(ChatRegistry):  # type: ignore[misc, unused-ignore]
         async with naming_redis(self.redis):
             if not await self.redis.exists(self.reader.keys.lease(chat_id)):
                 return False  # nobody owns the chat: nothing runs
-        await request_stop(self.redis, chat_id, prefix=self.prefix)
+        await request_stop(self.redis, chat_id, options=self.options)
         return True
 
     async def resume(self, chat_id: str, last_event_id: str | None = None) -> AsyncIterator[bytes] | None:

@@ -1,0 +1,95 @@
+"""How events sit in a chat's Redis stream, and how positions name them.
+
+Stream entry layout (one entry = one flush of the producer, several events):
+  ``s``  sequence number of the entry's first event within the request (0-based)
+  ``n``  number of events in the entry
+  ``e``  JSON array of compact events
+  ``t``  ``"1"`` on the last entry (the request's ``done`` or ``error``)
+The ``s``/``n`` counters let a reader prove it saw every event: a gap (trimmed entries, a stream
+replaced by a newer request) is detected instead of silently skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+from .. import _json
+from ..errors import StreamGoneError
+from ..events import Event, EventLevel, EventType
+
+__all__ = [
+    "BATCHED_TYPES",
+    "TERMINAL_TYPES",
+    "StreamItem",
+    "decode_events",
+    "encode_events",
+    "field",
+    "make_position",
+    "parse_position",
+    "s",
+]
+
+#: event types merged into one entry until the batch is due; anything else flushes at once
+BATCHED_TYPES = frozenset(
+    {EventType.RESPONSE, EventType.THINKING, EventType.TOOL_CALL_DELTA, EventType.CODE, EventType.DATA}
+)
+#: the event types that end a request's stream
+TERMINAL_TYPES = frozenset({EventType.DONE, EventType.ERROR})
+
+
+class StreamItem(NamedTuple):
+    """One event read back from Redis and its position: send `id` as the SSE ``id:``."""
+
+    id: str
+    event: Event
+
+
+def make_position(entry_id: str, index: int) -> str:
+    """``<redis-entry-id>:<index>``: names one event inside a batched entry exactly."""
+    return f"{entry_id}:{index}"
+
+
+def parse_position(position: str) -> tuple[str, int]:
+    """The entry id and event index of a position; `StreamGoneError` for anything else."""
+    entry_id, sep, index = position.strip().rpartition(":")
+    ms, dash, seq = entry_id.partition("-")
+    if not (sep and dash and ms.isdigit() and seq.isdigit() and index.isdigit()):
+        raise StreamGoneError(f"not a stream position: {position!r} (expected '<ms>-<seq>:<index>')")
+    return entry_id, int(index)
+
+
+def s(value: Any) -> str:
+    """redis-py returns bytes or str depending on `decode_responses`; accept both."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def field(fields: dict[Any, Any], name: str) -> Any:
+    """An entry's field by name, whether redis-py decoded the reply or not."""
+    v = fields.get(name)
+    return fields.get(name.encode()) if v is None else v
+
+
+def encode_events(events: Iterable[Event]) -> bytes:
+    """Compact JSON; an event whose metadata dict is the previous one's (same block) omits it."""
+    out: list[dict[str, Any]] = []
+    prev_meta: object = None
+    for ev in events:
+        d: dict[str, Any] = {"i": ev.id, "v": ev.value, "t": str(ev.type), "ts": ev.epoch}
+        if ev.level != EventLevel.INFO:
+            d["l"] = int(ev.level)
+        if ev.metadata is not prev_meta:
+            d["m"] = ev.metadata
+            prev_meta = ev.metadata
+        out.append(d)
+    return _json.dumpb(out)
+
+
+def decode_events(raw: Any) -> list[Event]:
+    events: list[Event] = []
+    meta: dict[str, Any] = {}
+    for d in _json.loads(raw):
+        if "m" in d:
+            meta = d["m"]
+        events.append(Event(d["v"], d["t"], EventLevel(d.get("l", 2)), meta, id=d["i"], timestamp=d["ts"]))
+    return events
