@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .engine.request_stream import RequestStream
 from .errors import (
     ConfigurationError,
     ContextOverflowError,
@@ -41,7 +42,6 @@ from .invokers import BaseLMInvoker, build_lm_invoker
 from .parsers import BaseOutputParser, JSONOutputParser
 from .processor import LMRequestProcessor, build_lm_request_processor
 from .prompt import Message, PromptBuilder
-from .request_stream import RequestStream
 from .retry import RetryConfig
 from .tools import Tool, tool
 from .types import Attachment, LMOutput, ThinkingBlock, TokenUsage, ToolCall, ToolResult
@@ -62,6 +62,7 @@ if TYPE_CHECKING:
         OpenAILMInvoker,
         XAILMInvoker,
     )
+    from .mcp import MCPTools
 
 __version__ = "0.1.0"
 
@@ -85,6 +86,10 @@ _LAZY_INVOKERS = frozenset(
 
 
 def __getattr__(name: str) -> Any:
+    if name == "MCPTools":  # the MCP SDK itself is imported only when a connection opens
+        from .mcp import MCPTools
+
+        return MCPTools
     if name in _LAZY_INVOKERS:
         from . import invokers
 
@@ -118,6 +123,7 @@ __all__ = [
     "LMStreamError",
     "LMTimeoutError",
     "LocalLMInvoker",
+    "MCPTools",
     "Message",
     "OllamaLMInvoker",
     "OpenAIChatCompletionsLMInvoker",
