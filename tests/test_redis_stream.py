@@ -55,7 +55,7 @@ def same(a: list[Event], b: list[Event]) -> None:
 async def test_batched_entries_replay_everything_in_order(r: aioredis.Redis) -> None:
     evs = script(200)
     h = await produce(r, "c1", evs)
-    entries = await r.xrange("lmstream:c1")
+    entries = await r.xrange("lmstream:chat:c1")
     assert len(entries) == h.entries_written
     assert len(entries) < 40, "text deltas must be batched into few entries"
     assert entries[-1][1][b"t"] == b"1"
@@ -98,9 +98,9 @@ async def test_live_reader_blocks_then_ends_after_done(r: aioredis.Redis) -> Non
 
 async def test_ttl_set_and_no_stream_means_nothing(r: aioredis.Redis) -> None:
     await produce(r, "c4", script(10), ttl=120)
-    ttl = await r.ttl("lmstream:c4")
+    ttl = await r.ttl("lmstream:chat:c4")
     assert 100 < ttl <= 120
-    assert not await r.exists("lmstream:c4:lease"), "the lease is released after done"
+    assert not await r.exists("lmstream:lease:c4"), "the lease is released after done"
     reader = RedisStreamReader(r)
     assert await reader.exists("c4")
     assert not await reader.exists("nochat")
@@ -110,8 +110,8 @@ async def test_ttl_set_and_no_stream_means_nothing(r: aioredis.Redis) -> None:
 async def test_trimmed_position_raises_stream_gone(r: aioredis.Redis) -> None:
     evs = script(400)
     await produce(r, "c5", evs, pace=0.002, max_batch=4, maxlen=8)
-    assert await r.xlen("lmstream:c5") < 40, "MAXLEN ~ trimmed the stream"
-    first = (await r.xrange("lmstream:c5", count=1))[0][0].decode()
+    assert await r.xlen("lmstream:chat:c5") < 40, "MAXLEN ~ trimmed the stream"
+    first = (await r.xrange("lmstream:chat:c5", count=1))[0][0].decode()
     reader = RedisStreamReader(r)
     with pytest.raises(StreamGoneError):
         [it async for it in reader.read("c5", after="1-0:0")]
@@ -131,7 +131,7 @@ async def test_gap_while_reading_is_detected(r: aioredis.Redis) -> None:
     reader = RedisStreamReader(r, page=2)
     gen = reader.read("c6")
     first = await gen.__anext__()
-    await r.xtrim("lmstream:c6", maxlen=3, approximate=False)
+    await r.xtrim("lmstream:chat:c6", maxlen=3, approximate=False)
     with pytest.raises(StreamGoneError):
         async for _ in gen:
             pass
@@ -141,7 +141,7 @@ async def test_gap_while_reading_is_detected(r: aioredis.Redis) -> None:
 async def test_expired_stream_raises_stream_gone(r: aioredis.Redis) -> None:
     await produce(r, "c7", script(10))
     items = [it async for it in RedisStreamReader(r).read("c7")]
-    await r.delete("lmstream:c7")  # what EXPIRE does when the TTL runs out
+    await r.delete("lmstream:chat:c7")  # what EXPIRE does when the TTL runs out
     with pytest.raises(StreamGoneError):
         [it async for it in RedisStreamReader(r).read("c7", after=items[2].id)]
 
@@ -184,7 +184,7 @@ async def test_resume_after_producer_process_exited(r: aioredis.Redis, redis_ser
     assert len(items) == 53 and items[-1].event.type == "done"
     rest = [it async for it in reader.read("c9", after=items[20].id)]
     assert [x.id for x in rest] == [x.id for x in items[21:]]
-    assert await r.ttl("lmstream:c9") > 3000
+    assert await r.ttl("lmstream:chat:c9") > 3000
 
 
 async def test_commands_per_request_far_fewer_than_tokens(r: aioredis.Redis) -> None:
@@ -380,7 +380,7 @@ async def test_a_retried_flush_never_writes_a_batch_twice(r: aioredis.Redis) -> 
     await h.aclose()
     assert h.error is None
     assert flaky.pipelines >= 8 and h.commands_sent == flaky.pipelines, "every flush was retried once"
-    assert await r.xlen("lmstream:rt") == h.entries_written
+    assert await r.xlen("lmstream:chat:rt") == h.entries_written
     same([it.event async for it in RedisStreamReader(r).read("rt")], evs)
 
 
@@ -412,12 +412,12 @@ async def test_hash_tag_keys_for_redis_cluster(r: aioredis.Redis) -> None:
     """With hash_tag=True every key of a chat carries {chat_id}: one cluster slot per chat."""
     h = RedisEventHandler(r, "ht1", options=RedisOptions(hash_tag=True))
     await h.start()
-    assert await r.exists("lmstream:{ht1}:lease")
+    assert await r.exists("lmstream:lease:{ht1}")
     em = EventEmitter([h])
     for ev in script(10):
         await em.emit(ev)
     await h.aclose()
-    assert await r.exists("lmstream:{ht1}") and not await r.exists("lmstream:ht1")
+    assert await r.exists("lmstream:chat:{ht1}") and not await r.exists("lmstream:chat:ht1")
     items = [it async for it in RedisStreamReader(r, options=RedisOptions(hash_tag=True)).read("ht1")]
     assert len(items) == 13 and items[-1].event.type == "done"
 
@@ -479,17 +479,17 @@ async def test_a_token_after_a_pause_is_not_held_back_and_fast_tokens_still_batc
     t0 = time.monotonic()
     h.emit_nowait(Event("first", "response", metadata=meta))
     async with asyncio.timeout(5):
-        while await r.xlen("lmstream:le") < 1:
+        while await r.xlen("lmstream:chat:le") < 1:
             await asyncio.sleep(0.005)
     assert time.monotonic() - t0 < 0.2, "the delta after a pause waited for the batch window"
     for i in range(10):
         h.emit_nowait(Event(f"t{i}", "response", metadata=meta))
         await asyncio.sleep(0.005)
     await asyncio.sleep(0.1)
-    assert await r.xlen("lmstream:le") == 1, "deltas right after a flush wait for the window"
+    assert await r.xlen("lmstream:chat:le") == 1, "deltas right after a flush wait for the window"
     async with asyncio.timeout(5):
-        while await r.xlen("lmstream:le") < 2:
+        while await r.xlen("lmstream:chat:le") < 2:
             await asyncio.sleep(0.005)
     h.emit_nowait(Event("", "done", metadata={"request_id": "r"}))
     await h.aclose()
-    assert await r.xlen("lmstream:le") == 3 and h.entries_written == 3  # first, the ten together, done
+    assert await r.xlen("lmstream:chat:le") == 3 and h.entries_written == 3  # first, the ten together, done

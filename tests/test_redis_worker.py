@@ -90,7 +90,7 @@ async def test_worker_runs_queued_request_and_resume_is_exact(
         assert [x.event.id for x in part + rest] == [x.event.id for x in full]
         assert full[-1].event.type == "done", full[-1].event.value
         assert "".join(x.event.value for x in full if x.event.type == "response") == "".join(TOKENS)
-        assert 0 < await r.ttl("lmstream:chat-a") <= 3600
+        assert 0 < await r.ttl("lmstream:chat:chat-a") <= 3600
     finally:
         stop_proc(worker)
 
@@ -130,20 +130,20 @@ async def test_worker_reaper_ends_abandoned_job_without_readers(
     try:
         await RedisQueue(r).enqueue("chat-r", {"prompt": "hi"})
         async with asyncio.timeout(10):
-            while not await r.exists("lmstream:chat-r"):
+            while not await r.exists("lmstream:chat:chat-r"):
                 await asyncio.sleep(0.02)
         await asyncio.sleep(0.3)
         w1.send_signal(signal.SIGKILL)
         w2 = start_worker(redis_server.url, upstream, lease=1.0)
         async with asyncio.timeout(10):
             while True:
-                last = await r.xrevrange("lmstream:chat-r", count=1)
+                last = await r.xrevrange("lmstream:chat:chat-r", count=1)
                 if last and last[0][1].get(b"t") == b"1":
                     break
                 await asyncio.sleep(0.1)
         items = await read_all(r, "chat-r")
         assert items[-1].event.type == "error"
-        pending = await r.xpending("lmstream:queue", "workers")
+        pending = await r.xpending("lmstream:q:jobs", "workers")
         assert pending["pending"] == 0, "the dead worker's job was acknowledged, not re-run"
     finally:
         stop_proc(w1)

@@ -24,6 +24,7 @@ __all__ = [
     "StreamItem",
     "decode_events",
     "encode_events",
+    "entry_start",
     "field",
     "make_position",
     "parse_position",
@@ -70,6 +71,16 @@ def field(fields: dict[Any, Any], name: str) -> Any:
     return fields.get(name.encode()) if v is None else v
 
 
+def entry_start(fields: dict[Any, Any]) -> int:
+    """The sequence number of an entry's first event; `StreamGoneError` for an entry lmstream did
+    not write (the key holds something else)."""
+    raw = field(fields, "s")
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        raise StreamGoneError("the chat's stream holds an entry lmstream did not write") from None
+
+
 def encode_events(events: Iterable[Event]) -> bytes:
     """Compact JSON; an event whose metadata dict is the previous one's (same block) omits it."""
     out: list[dict[str, Any]] = []
@@ -86,10 +97,14 @@ def encode_events(events: Iterable[Event]) -> bytes:
 
 
 def decode_events(raw: Any) -> list[Event]:
+    """The events of one entry; `StreamGoneError` for an entry lmstream did not write."""
     events: list[Event] = []
     meta: dict[str, Any] = {}
-    for d in _json.loads(raw):
-        if "m" in d:
-            meta = d["m"]
-        events.append(Event(d["v"], d["t"], EventLevel(d.get("l", 2)), meta, id=d["i"], timestamp=d["ts"]))
+    try:
+        for d in _json.loads(raw):
+            if "m" in d:
+                meta = d["m"]
+            events.append(Event(d["v"], d["t"], EventLevel(d.get("l", 2)), meta, id=d["i"], timestamp=d["ts"]))
+    except (TypeError, ValueError, KeyError) as exc:
+        raise StreamGoneError(f"the chat's stream holds an entry lmstream did not write ({exc!r})") from None
     return events

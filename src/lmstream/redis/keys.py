@@ -1,7 +1,9 @@
 """Key and channel names: what lmstream keeps in Redis, and where.
 
-A chat's keys are ``{prefix}:{chat_id}`` (its stream), ``...:lease`` and ``...:stop``; the job
-queue is ``{prefix}:queue``.
+Every key of a chat is ``{prefix}:<family>:{chat_id}``: the family (``chat``, ``lease``, ``stop``)
+comes before the client-chosen id, so no id can name a key of another family, another chat's
+key, or one of lmstream's own (the job queue is ``{prefix}:q:jobs``). Pub/sub channels live
+apart from keys in Redis, so ``{prefix}:stop`` and ``{prefix}:notify`` cannot collide with them.
 """
 
 from __future__ import annotations
@@ -21,20 +23,21 @@ class Keys:
     prefix: str = DEFAULT_PREFIX
     hash_tag: bool = False
 
-    def _base(self, chat_id: str) -> str:
-        return f"{self.prefix}:{{{chat_id}}}" if self.hash_tag else f"{self.prefix}:{chat_id}"
+    def _key(self, family: str, chat_id: str) -> str:
+        tag = f"{{{chat_id}}}" if self.hash_tag else chat_id
+        return f"{self.prefix}:{family}:{tag}"
 
     def stream(self, chat_id: str) -> str:
         """The chat's events (one Redis stream; see `codec`)."""
-        return self._base(chat_id)
+        return self._key("chat", chat_id)
 
     def lease(self, chat_id: str) -> str:
         """Exists while a producer (or the queue, before a worker takes the job) owns the chat."""
-        return self._base(chat_id) + ":lease"
+        return self._key("lease", chat_id)
 
     def stop(self, chat_id: str) -> str:
         """Set by a stop request, so a runner that starts after the broadcast still sees it."""
-        return self._base(chat_id) + ":stop"
+        return self._key("stop", chat_id)
 
     def chat_keys(self, chat_id: str) -> tuple[str, str, str]:
         """Every key lmstream may write for the chat: its stream, lease and stop key."""
@@ -53,4 +56,4 @@ class Keys:
     @property
     def queue(self) -> str:
         """The job stream that web nodes add to and workers read through a consumer group."""
-        return f"{self.prefix}:queue"
+        return f"{self.prefix}:q:jobs"

@@ -23,7 +23,7 @@ from .codec import BATCHED_TYPES, TERMINAL_TYPES, encode_events
 from .connection import RETRY_DELAYS, redis_errors, unavailable
 from .options import DEFAULT_OPTIONS, RedisOptions
 from .pipeline import SharedWriter
-from .scripts import FlushArgs
+from .scripts import NOT_CLAIMABLE, FlushArgs
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -43,6 +43,8 @@ class RedisEventHandler(BaseEventHandler):
     from a dead one. After a `done`/`error` event it writes nothing more.
 
     `on_error` is called once if Redis fails (the request cannot be delivered: cancel it).
+    With `claim` (a queued job's lease value) the first flush takes the chat over only while the
+    lease still holds that value: a job that expired, or that another worker runs, writes nothing.
     `options` gives the key names, TTL, `MAXLEN`, lease and batching (see `RedisOptions`).
     """
 
@@ -54,6 +56,7 @@ class RedisEventHandler(BaseEventHandler):
         options: RedisOptions = DEFAULT_OPTIONS,
         owner: str = "producer",
         reset: bool = True,
+        claim: str | None = None,
         on_error: Callable[[LMStreamError], Any] | None = None,
         name: str | None = None,
     ) -> None:
@@ -75,6 +78,9 @@ class RedisEventHandler(BaseEventHandler):
         self.token = f"{owner}:{os.urandom(6).hex()}"
         self.on_error = on_error
         self._reset = reset
+        self._claim = claim
+        #: the first flush took the chat over (so readers may have seen this request's events)
+        self.claimed = False
         self._buf: list[Event] = []
         self._urgent = False
         self._seq = 0  # sequence number of the next event to write
@@ -112,7 +118,10 @@ class RedisEventHandler(BaseEventHandler):
             return
         try:
             await self._flush()
-        except redis_errors() as exc:
+        except _LostChat as exc:
+            self._fail(exc)
+            raise self.error from exc  # type: ignore[misc]
+        except Exception as exc:  # connection failures, and Redis refusing (OOM, read-only replica ...)
             self._fail(exc)
             raise self.error from exc  # type: ignore[misc]
         self._ensure_task()
@@ -160,15 +169,16 @@ class RedisEventHandler(BaseEventHandler):
                     return
         except asyncio.CancelledError:
             raise
-        except _LostChat:
-            self._fail(None)
-        except redis_errors() as exc:
-            self._fail(exc)
-        except Exception as exc:  # keep the request alive; report once
+        except Exception as exc:  # Redis failed or refused, or we lost the chat: report once
             self._fail(exc)
 
-    def _fail(self, exc: BaseException | None) -> None:
-        if exc is None:
+    def _fail(self, exc: BaseException) -> None:
+        if isinstance(exc, _LostChat) and exc.unclaimable:
+            self.error = StreamGoneError(
+                f"chat {self.chat_id!r}: the job is no longer queued for this chat (it expired, another worker "
+                "runs it, or the chat was posted again); it was not run"
+            )
+        elif isinstance(exc, _LostChat):
             self.error = StreamGoneError(
                 f"chat {self.chat_id!r}: this producer no longer owns the stream (a newer request took the chat "
                 "over, or the lease expired while this process stalled); it stopped writing"
@@ -204,6 +214,7 @@ class RedisEventHandler(BaseEventHandler):
             renew=renew,
             refresh_ttl=expire,
             terminal=terminal,
+            claim=self._claim if self._reset else None,
             first_seq=self._seq,
             count=len(batch),
             events=encode_events(batch) if batch else None,
@@ -224,7 +235,9 @@ class RedisEventHandler(BaseEventHandler):
                 args = dataclasses.replace(args, retry=True)
                 await asyncio.sleep(delay)
         if int(res) < 0:
-            raise _LostChat()
+            raise _LostChat(unclaimable=int(res) == NOT_CLAIMABLE)
+        if self._reset:
+            self.claimed = True
         self._reset = False
         if expire:
             self._last_expire = now
@@ -258,9 +271,8 @@ class RedisEventHandler(BaseEventHandler):
         if orphan and self.error is None:
             try:
                 await self._flush(release=True)
-            except Exception as exc:  # lost the chat, or Redis is down: the lease expires anyway
-                if not isinstance(exc, (_LostChat, *redis_errors())):
-                    raise
+            except Exception as exc:  # lost the chat, or Redis is down or refusing: the lease expires anyway
+                logger.debug("lmstream redis transport for chat %r: lease not released: %r", self.chat_id, exc)
 
     async def close(self) -> None:
         """The `BaseEventHandler` hook the emitter calls: the same as `aclose()`."""
@@ -268,4 +280,8 @@ class RedisEventHandler(BaseEventHandler):
 
 
 class _LostChat(Exception):
-    """The chat's lease no longer carries this producer's token."""
+    """The chat's lease no longer carries this producer's token (or, for a queued job, the queue's)."""
+
+    def __init__(self, unclaimable: bool = False) -> None:
+        super().__init__()
+        self.unclaimable = unclaimable

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import StreamGoneError
 from ..events import Event, EventLevel, EventType
-from .codec import StreamItem, decode_events, encode_events, field, make_position, parse_position, s
+from .codec import StreamItem, decode_events, encode_events, entry_start, field, make_position, parse_position, s
 from .connection import Retrying, naming_redis
 from .hub import Follower, StreamHub
 from .options import DEFAULT_OPTIONS, RedisOptions
@@ -114,7 +114,7 @@ class RedisStreamReader:
                         f"chat {chat_id!r}: position {after} is no longer in Redis (trimmed or expired); "
                         "replay from the start instead"
                     )
-                first_s = int(field(page[0][1], "s"))
+                first_s = entry_start(page[0][1])
                 expected = first_s + index + 1
                 skip = index + 1
                 last_id = "0-0"
@@ -131,7 +131,7 @@ class RedisStreamReader:
                     for entry_id_raw, fields in page:
                         entry_id = s(entry_id_raw)
                         last_id = entry_id
-                        start = int(field(fields, "s"))
+                        start = entry_start(fields)
                         if start + skip != expected:
                             raise StreamGoneError(
                                 f"chat {chat_id!r}: events {expected}..{start + skip - 1} are no longer in Redis "

@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from .._json import dumpb
 from .._observe import trace_headers
+from ..errors import LMStreamError
 from ..events import EventType
 from ..server.registry import ChatLog, ChatRegistry
 from ..server.ui_stream import UIStreamMapper
 from .codec import TERMINAL_TYPES, StreamItem
-from .connection import naming_redis
+from .connection import Retrying, naming_redis
 from .options import DEFAULT_OPTIONS, RedisOptions
 from .queue import RedisQueue
 from .reader import RedisStreamReader
@@ -48,31 +49,38 @@ def _frame(chunks: list[dict[str, Any]], position: str, last: bool) -> bytes:
 
 async def ui_frames(items: AsyncIterator[StreamItem], after: str | None = None) -> AsyncIterator[bytes]:
     """UI message stream frames for a chat's events (all read from the start), skipping every
-    frame up to and including position `after`."""
+    frame up to and including position `after`. A failure while reading (the stream replaced by a
+    newer request, trimmed, or Redis lost) ends the frames with one `error` chunk."""
     mapper: UIStreamMapper | None = None
     sending = after is None
-    async for item in items:
-        ev = item.event
-        chunks: list[dict[str, Any]] = []
-        if mapper is None:
-            rid = ev.metadata.get("request_id") or item.id.split(":", 1)[0]
-            mapper = UIStreamMapper(message_id=f"msg_{rid}")
-            chunks.append(mapper.start())
-        if ev.type == EventType.ERROR and ev.metadata.get("error_type") == "CancelledError":
-            chunks += mapper.stopped()  # a stop: `abort`, as when the request ran in this process
-        else:
-            chunks += mapper.feed(str(ev.type), ev.value, ev.metadata)
-        terminal = ev.type in TERMINAL_TYPES
-        if terminal and not mapper.closed:
-            chunks += mapper.stopped()
-        if sending and chunks:
-            yield _frame(chunks, item.id, terminal)
-        elif sending and terminal:
-            yield _DONE
-        if item.id == after:
-            sending = True
-        if terminal:
-            return
+    try:
+        async for item in items:
+            ev = item.event
+            chunks: list[dict[str, Any]] = []
+            if mapper is None:
+                rid = ev.metadata.get("request_id") or item.id.split(":", 1)[0]
+                mapper = UIStreamMapper(message_id=f"msg_{rid}")
+                chunks.append(mapper.start())
+            if ev.type == EventType.ERROR and ev.metadata.get("error_type") == "CancelledError":
+                chunks += mapper.stopped()  # a stop: `abort`, as when the request ran in this process
+            else:
+                chunks += mapper.feed(str(ev.type), ev.value, ev.metadata)
+            terminal = ev.type in TERMINAL_TYPES
+            if terminal and not mapper.closed:
+                chunks += mapper.stopped()
+            if sending and chunks:
+                yield _frame(chunks, item.id, terminal)
+            elif sending and terminal:
+                yield _DONE
+            if item.id == after:
+                sending = True
+            if terminal:
+                return
+    except LMStreamError as exc:
+        mapper = mapper or UIStreamMapper()
+        chunks = [] if sending or mapper.closed else [mapper.start()]
+        chunks += mapper.feed(EventType.ERROR, str(exc), {"error_type": type(exc).__name__})
+        yield b"".join(b"data: " + dumpb(c) + b"\n\n" for c in chunks) + _DONE
 
 
 class _NoLog(ChatLog):  # type: ignore[misc, unused-ignore]  # (Any without the server extra)
@@ -138,7 +146,7 @@ class RedisChatRegistry(ChatRegistry):  # type: ignore[misc, unused-ignore]
     async def stop(self, chat_id: str) -> bool:
         """Stop the chat's answer wherever it runs (or is queued); False when none is."""
         async with naming_redis(self.redis):
-            if not await self.redis.exists(self.reader.keys.lease(chat_id)):
+            if not await Retrying(self.redis).exists(self.reader.keys.lease(chat_id)):
                 return False  # nobody owns the chat: nothing runs
         await request_stop(self.redis, chat_id, options=self.options)
         return True

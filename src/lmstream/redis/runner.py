@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..events import Event, EventEmitter, EventLevel, EventType
 from .codec import s
-from .connection import naming_redis, redis_errors
+from .connection import Retrying, naming_redis, retried
 from .options import DEFAULT_OPTIONS, RedisOptions
 from .producer import RedisEventHandler
 
@@ -38,11 +38,15 @@ async def request_stop(redis: Redis, chat_id: str, *, options: RedisOptions = DE
     """Ask whichever process runs (or will pick up) the chat's request to cancel it.
     Returns how many runners heard the broadcast."""
     keys = options.keys
-    async with naming_redis(redis):
+
+    async def send() -> Any:  # safe to repeat: the key is set again, a second stop changes nothing
         pipe = redis.pipeline(transaction=False)
         pipe.set(keys.stop(chat_id), "1", px=STOP_KEY_TTL_MS)
         pipe.publish(keys.stop_channel, chat_id)
-        res = await pipe.execute()
+        return await pipe.execute()
+
+    async with naming_redis(redis):
+        res = await retried(send)
     return int(res[1])
 
 
@@ -94,9 +98,9 @@ class ChatRunner:
                         self._stop_local(s(msg["data"]))
             except asyncio.CancelledError:
                 raise
-            except redis_errors() as exc:
+            except Exception as exc:  # Redis down or refusing: never give up listening
                 self._subscribed.clear()
-                logger.warning("lmstream: stop listener lost Redis (%s); retrying in %.1fs", exc, delay)
+                logger.warning("lmstream: stop listener lost Redis (%r); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
             finally:
@@ -125,27 +129,38 @@ class ChatRunner:
         task.add_done_callback(self._background.discard)
         return task
 
-    async def run(self, chat_id: str, start: Start, *, clear_stop: bool = True) -> RedisEventHandler:
+    async def run(
+        self, chat_id: str, start: Start, *, clear_stop: bool = True, claim: str | None = None
+    ) -> RedisEventHandler:
         """Run `start(emitter)` (e.g. ``lambda em: lmrp.process(..., event_emitter=em)``) with the
         chat's events going to Redis; returns once every event is written. Never raises for the
         request's own failure: that is the stream's `error` event. Raises `RedisUnavailableError`
-        when Redis is down before the request starts."""
-        handler, stopped = await self._prepare(chat_id, clear_stop)
+        when Redis is down before the request starts.
+
+        With `claim` (a queued job: the lease value the queue left), the chat is taken over with
+        the request's first event instead of before it starts: the queue's lease keeps the chat
+        until then, so a stall while the request starts (imports, a TLS context, a slow first
+        token) can never let a short producer lease expire. `handler.claimed` tells whether it was."""
+        handler, stopped = await self._prepare(chat_id, clear_stop, claim)
         return await self._drive(chat_id, handler, start, stopped)
 
-    async def _prepare(self, chat_id: str, clear_stop: bool) -> tuple[RedisEventHandler, bool]:
-        handler = RedisEventHandler(self.redis, chat_id, options=self.options, owner=self.owner)
+    async def _prepare(
+        self, chat_id: str, clear_stop: bool, claim: str | None = None
+    ) -> tuple[RedisEventHandler, bool]:
+        handler = RedisEventHandler(self.redis, chat_id, options=self.options, owner=self.owner, claim=claim)
         old = self._tasks.get(chat_id)
         if old is not None and not old.done():
             old.cancel()  # one request per chat: a new one replaces the old
         stop_key = self.keys.stop(chat_id)
+        r = Retrying(self.redis)  # both calls are safe to repeat
         async with naming_redis(self.redis):
             if clear_stop:
-                await self.redis.delete(stop_key)
+                await r.delete(stop_key)
                 stopped = False
             else:
-                stopped = bool(await self.redis.exists(stop_key))
-        await handler.start()
+                stopped = bool(await r.exists(stop_key))
+        if claim is None:
+            await handler.start()
         return handler, stopped
 
     async def _drive(self, chat_id: str, handler: RedisEventHandler, start: Start, stopped: bool) -> RedisEventHandler:

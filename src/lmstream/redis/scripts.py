@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["FLUSH_SCRIPT", "REAP_SCRIPT", "FlushArgs"]
+__all__ = ["FLUSHED", "FLUSH_SCRIPT", "NOT_CLAIMABLE", "NOT_OWNED", "REAP_SCRIPT", "FlushArgs"]
 
 # The reaper: if nobody holds the chat's lease and its stream did not end, end it with an error
 # entry. Atomic, so several readers and workers noticing at once write one error, not several.
@@ -31,24 +31,28 @@ return 1
 # token, so a request that was replaced (or declared dead) can never append to the new stream.
 # KEYS: 1 stream, 2 lease. ARGV: the fields of `FlushArgs`, in order (see `FlushArgs.argv`).
 # A retry (the previous attempt's reply was lost) neither resets twice nor adds a batch twice.
+# With a claim (a queued job), the reset takes the chat over only from the lease value the queue
+# left; -2 otherwise (the job expired, another worker runs it, or the chat was posted again).
 FLUSH_SCRIPT = """
 local token = ARGV[1]
 local retry = ARGV[10] == '1'
-local owned = redis.call('GET', KEYS[2]) == token
+local holder = redis.call('GET', KEYS[2])
+local owned = holder == token
 local reset = ARGV[5] == '1' and not (retry and owned)
 if reset then
+  if ARGV[11] ~= '' and holder ~= ARGV[11] then return -2 end
   redis.call('DEL', KEYS[1])
   redis.call('SET', KEYS[2], token, 'PX', ARGV[2])
 elseif not owned then
   return -1
 end
-local add_batch = ARGV[13] ~= nil
+local add_batch = ARGV[14] ~= nil
 if add_batch and retry then
   local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
   if #last > 0 then
     local f = last[1][2]
     for i = 1, #f, 2 do
-      if f[i] == 's' and tonumber(f[i + 1]) >= tonumber(ARGV[11]) then add_batch = false end
+      if f[i] == 's' and tonumber(f[i + 1]) >= tonumber(ARGV[12]) then add_batch = false end
     end
   end
 end
@@ -58,9 +62,9 @@ if add_batch then
     add[#add + 1] = 'MAXLEN'; add[#add + 1] = '~'; add[#add + 1] = ARGV[4]
   end
   add[#add + 1] = '*'
-  add[#add + 1] = 's'; add[#add + 1] = ARGV[11]
-  add[#add + 1] = 'n'; add[#add + 1] = ARGV[12]
-  add[#add + 1] = 'e'; add[#add + 1] = ARGV[13]
+  add[#add + 1] = 's'; add[#add + 1] = ARGV[12]
+  add[#add + 1] = 'n'; add[#add + 1] = ARGV[13]
+  add[#add + 1] = 'e'; add[#add + 1] = ARGV[14]
   if ARGV[9] == '1' then add[#add + 1] = 't'; add[#add + 1] = '1' end
   redis.call(unpack(add))
 end
@@ -72,6 +76,9 @@ elseif ARGV[7] == '1' and not reset then
 end
 return 1
 """
+
+#: `FLUSH_SCRIPT` replies
+FLUSHED, NOT_OWNED, NOT_CLAIMABLE = 1, -1, -2
 
 
 def _flag(on: bool) -> str:
@@ -93,6 +100,7 @@ class FlushArgs:
     refresh_ttl: bool = False  #: EXPIRE the stream
     terminal: bool = False  #: the batch ends the request (``t=1``)
     retry: bool = False  #: the previous attempt's reply was lost: do not reset or append twice
+    claim: str | None = None  #: with `reset`: take the chat over only from this lease value
     first_seq: int = 0  #: sequence number of the batch's first event
     count: int = 0
     events: bytes | None = None
@@ -110,6 +118,7 @@ class FlushArgs:
             _flag(self.refresh_ttl),
             _flag(self.terminal),
             _flag(self.retry),
+            self.claim or "",
         ]
         if self.events is not None:
             args += [self.first_seq, self.count, self.events]
