@@ -13,8 +13,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._version import __version__
+from .budget import Budget
+from .cost import Cost
 from .engine.request_stream import RequestStream
 from .errors import (
+    BudgetExceededError,
     ConfigurationError,
     ContextOverflowError,
     LMStreamError,
@@ -38,51 +42,19 @@ from .events import (
     RequestTracker,
     StreamEventHandler,
 )
+from .invokers import INVOKER_CLASSES as _INVOKER_CLASSES
 from .invokers import BaseLMInvoker, build_lm_invoker
 from .parsers import BaseOutputParser, JSONOutputParser
 from .processor import LMRequestProcessor, build_lm_request_processor
 from .prompt import Message, PromptBuilder
 from .retry import RetryConfig
+from .sync import SyncRequestStream
 from .tools import Tool, tool
 from .types import Attachment, LMOutput, ThinkingBlock, TokenUsage, ToolCall, ToolResult
 
 if TYPE_CHECKING:
-    from .invokers import (
-        AnthropicLMInvoker,
-        AzureOpenAILMInvoker,
-        AzureOpenAIResponsesLMInvoker,
-        BedrockLMInvoker,
-        GoogleLMInvoker,
-        LangChainLMInvoker,
-        LiteLLMLMInvoker,
-        LocalLMInvoker,
-        OllamaLMInvoker,
-        OpenAIChatCompletionsLMInvoker,
-        OpenAICompatibleLMInvoker,
-        OpenAILMInvoker,
-        XAILMInvoker,
-    )
+    from .invokers import *  # noqa: F403  # the provider classes, for type checkers (loaded lazily below)
     from .mcp import MCPTools
-
-__version__ = "0.1.0"
-
-_LAZY_INVOKERS = frozenset(
-    {
-        "LocalLMInvoker",
-        "OpenAILMInvoker",
-        "OpenAIChatCompletionsLMInvoker",
-        "OpenAICompatibleLMInvoker",
-        "AnthropicLMInvoker",
-        "GoogleLMInvoker",
-        "AzureOpenAILMInvoker",
-        "AzureOpenAIResponsesLMInvoker",
-        "BedrockLMInvoker",
-        "XAILMInvoker",
-        "OllamaLMInvoker",
-        "LiteLLMLMInvoker",
-        "LangChainLMInvoker",
-    }
-)
 
 
 def __getattr__(name: str) -> Any:
@@ -90,7 +62,7 @@ def __getattr__(name: str) -> Any:
         from .mcp import MCPTools
 
         return MCPTools
-    if name in _LAZY_INVOKERS:
+    if name in _INVOKER_CLASSES:
         from . import invokers
 
         return getattr(invokers, name)
@@ -98,37 +70,28 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "AnthropicLMInvoker",
     "Attachment",
-    "AzureOpenAILMInvoker",
-    "AzureOpenAIResponsesLMInvoker",
-    "BedrockLMInvoker",
     "BaseEventHandler",
+    "Budget",
+    "BudgetExceededError",
     "BaseLMInvoker",
     "BaseOutputParser",
     "CallbackEventHandler",
     "ConfigurationError",
     "ContextOverflowError",
     "ConsoleEventHandler",
+    "Cost",
     "Event",
     "EventEmitter",
     "EventLevel",
     "EventType",
-    "GoogleLMInvoker",
     "JSONOutputParser",
-    "LangChainLMInvoker",
-    "LiteLLMLMInvoker",
     "LMOutput",
     "LMRequestProcessor",
     "LMStreamError",
     "LMTimeoutError",
-    "LocalLMInvoker",
     "MCPTools",
     "Message",
-    "OllamaLMInvoker",
-    "OpenAIChatCompletionsLMInvoker",
-    "OpenAICompatibleLMInvoker",
-    "OpenAILMInvoker",
     "OutputParserError",
     "PrintEventHandler",
     "PromptBuilder",
@@ -140,15 +103,16 @@ __all__ = [
     "RetryConfig",
     "StreamEventHandler",
     "StreamInterruptedError",
+    "SyncRequestStream",
     "ThinkingBlock",
     "TokenUsage",
     "Tool",
     "ToolCall",
     "ToolError",
     "ToolResult",
-    "XAILMInvoker",
     "__version__",
     "build_lm_invoker",
     "build_lm_request_processor",
     "tool",
+    *_INVOKER_CLASSES,  # the provider table's classes (lmstream.invokers.PROVIDER_MODULES)
 ]

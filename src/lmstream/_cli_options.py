@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MODEL",
+    "JSON_OBJECT_SCHEMA",
     "MODEL_OPTIONS",
     "ModelOption",
     "add_options",
@@ -27,6 +28,10 @@ __all__ = [
 ]
 
 DEFAULT_MODEL = "local/smollm2-135m"
+
+#: `--json` on the local model: a JSON object, enforced token by token by a grammar (the
+#: structured-output path), so even the 135M model cannot wander off into prose
+JSON_OBJECT_SCHEMA: dict[str, Any] = {"type": "object"}
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,21 @@ MODEL_OPTIONS: tuple[ModelOption, ...] = (
     ModelOption(("--model", "-m"), f"provider/model id (default {DEFAULT_MODEL})", default=DEFAULT_MODEL),
     ModelOption(("--base-url",), "provider endpoint (for openai-compatible servers)", config="base_url"),
     ModelOption(("--system", "-s"), "system prompt", default=""),
+    ModelOption(("--max-tokens",), "maximum tokens to generate per answer", type=int, hyper="max_tokens"),
+    # the embedded model's engine (local/...): sequences at once, threads, window per sequence
+    ModelOption(
+        ("--parallel",),
+        "local model: answers generated at once (default 8); more wait in a FIFO queue",
+        type=int,
+        config="parallel",
+    ),
+    ModelOption(
+        ("--threads",),
+        "local model: llama.cpp threads (default: half the physical cores)",
+        type=int,
+        config="n_threads",
+    ),
+    ModelOption(("--n-ctx",), "local model: context window per sequence (default 2048)", type=int, config="n_ctx"),
 )
 
 

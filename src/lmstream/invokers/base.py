@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .. import _observe
+from ..cost import prefetch, price_of
 from ..engine.deltas import Delta, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
 from ..engine.lifecycle import RequestContext, current_request, new_accumulator, pour, run_request
 from ..engine.request_stream import RequestStream
@@ -25,12 +26,13 @@ from ..errors import (
 )
 from ..events import EventEmitter
 from ..prompt import Message
-from ..retry import RetryConfig
+from ..retry import RetryConfig, notify_retry
 from ..types import LMOutput
 from .params import COMMON_PARAMS as _COMMON_PARAMS
 from .params import ParamTable
 
 if TYPE_CHECKING:
+    from ..sync import SyncRequestStream
     from ..tools import Tool
 
 __all__ = [
@@ -54,7 +56,18 @@ class BaseLMInvoker:
     `default_hyperparameters`, `retry_config`, `tools`, `response_schema`.
     """
 
+    #: the model-id prefix that picks this class: `build_lm_invoker("<provider>/<model>")`
     provider: ClassVar[str] = "base"
+    #: more prefixes that pick it (longer spellings)
+    aliases: ClassVar[tuple[str, ...]] = ()
+    #: `gen_ai.provider.name` in traces (the GenAI conventions' value; "": `provider`)
+    tracing_name: ClassVar[str] = ""
+    #: whether the endpoint's host, when traces know it, names the provider better (a compatible server)
+    tracing_name_from_host: ClassVar[bool] = False
+    #: where requests go when no `base_url` is given (None: in process, or no fixed endpoint)
+    default_base_url: ClassVar[str | None] = None
+    #: whether the API takes the system prompt apart from the chat (traces: `gen_ai.system_instructions`)
+    system_apart: ClassVar[bool] = False
     #: provider-specific hyperparameters passed through as they are (name -> type check, help)
     extra_params: ClassVar[ParamTable] = {}
 
@@ -82,11 +95,23 @@ class BaseLMInvoker:
         self._schema_model: Any = None
         if response_schema is not None:
             self.set_response_schema(response_schema)
+        prefetch(self.provider, model_name)  # the price table loads while the first request runs
 
     # ----- configuration
     @property
     def model_id(self) -> str:
         return f"{self.provider}/{self.model_name}"
+
+    def endpoint(self) -> str | None:
+        """The URL this invoker's requests go to (None: in process, or not known)."""
+        return self.base_url or self.default_base_url
+
+    def traced_provider(self, host_says: str | None) -> str:
+        """`gen_ai.provider.name` for this invoker's calls; `host_says` is the name the endpoint's
+        host implies, when the tracing tables know it."""
+        if host_says and self.tracing_name_from_host:
+            return host_says
+        return self.tracing_name or self.provider
 
     def __repr__(self) -> str:  # never shows the API key
         base = f", base_url={self.base_url!r}" if self.base_url else ""
@@ -163,6 +188,28 @@ class BaseLMInvoker:
         msgs, params = self._prepare(messages, hyperparameters)
         return RequestStream(lambda ctx: run_request(ctx, self._work(ctx, msgs, params)), event_emitter)
 
+    def stream_sync(
+        self,
+        messages: str | Sequence[Message | Mapping[str, Any]],
+        hyperparameters: Mapping[str, Any] | None = None,
+        event_emitter: EventEmitter | None = None,
+    ) -> SyncRequestStream[LMOutput]:
+        """`stream()` for synchronous code: `with invoker.stream_sync(msgs) as s: for event in s`."""
+        from ..sync import SyncRequestStream
+
+        return SyncRequestStream(lambda: self.stream(messages, hyperparameters, event_emitter))
+
+    def invoke_sync(
+        self,
+        messages: str | Sequence[Message | Mapping[str, Any]],
+        hyperparameters: Mapping[str, Any] | None = None,
+        event_emitter: EventEmitter | None = None,
+    ) -> LMOutput:
+        """`invoke()` for synchronous code (runs on lmstream's background loop)."""
+        from ..sync import run_sync
+
+        return run_sync(lambda: self.invoke(messages, hyperparameters, event_emitter))
+
     def _work(self, ctx: RequestContext, msgs: list[Message], params: dict[str, Any]) -> Callable[[], Any]:
         async def work() -> tuple[LMOutput, LMOutput]:
             out = await self._invoke_with_retries(ctx, msgs, params)
@@ -178,12 +225,19 @@ class BaseLMInvoker:
         try:
             out = await self._invoke_with_timeout(ctx, msgs, params, call)
         except BaseException as exc:
+            if isinstance(exc, StreamInterruptedError):  # what streamed was billed
+                self._price(exc.partial_output)
             if call is not None:
                 call.end(None, exc)
             raise
+        self._price(out)
         if call is not None:
             call.end(out, None)
         return out
+
+    def _price(self, out: LMOutput) -> None:
+        """`usage.cost` from the provider's published prices (`lmstream.cost`; None when unknown)."""
+        out.usage.cost = price_of(self.provider, self.model_name, out.usage)
 
     async def _invoke_with_timeout(
         self, ctx: RequestContext, msgs: list[Message], params: dict[str, Any], call: _observe.CallHandle | None
@@ -237,6 +291,7 @@ class BaseLMInvoker:
                 logger.info("%s: %s; retry %d/%d in %.2fs", self.model_id, err, attempt, cfg.max_retries, delay)
                 if call is not None:  # observability seam: a retry is a span event
                     call.retry(attempt, err, delay)
+                notify_retry(err, delay)
                 await asyncio.sleep(delay)
                 continue
             except asyncio.CancelledError:
@@ -261,6 +316,11 @@ class BaseLMInvoker:
         before the first token. `params` are the validated hyperparameters.
         """
         raise NotImplementedError(f"{type(self).__name__} must implement stream_deltas(messages, params)")
+
+    def engine_stats(self) -> dict[str, int] | None:
+        """An in-process engine's load (`running`, `queued`, ...) for health checks; None for
+        providers that run elsewhere."""
+        return None
 
     async def aclose(self) -> None:
         """Release pooled connections; the invoker stays usable (it reopens on demand)."""

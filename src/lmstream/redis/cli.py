@@ -8,6 +8,7 @@ import contextlib
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from .._cli_options import add_options, build_processor
@@ -16,6 +17,7 @@ from ..events import EventEmitter
 from .connection import redact_url
 from .keys import Keys
 from .options import DEFAULT_OPTIONS, RedisOptions
+from .queue import Handle
 
 EPILOG = """\
 Web nodes started with `lmstream serve --redis URL --queue` put requests on the Redis stream
@@ -50,22 +52,21 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def job_handler(processor: Any) -> Any:
-    """`handle(job, emitter)` for `Worker`. A job is what a web node enqueued: {"chat": the POST
-    /api/chat body, "max_messages"} (parsed here exactly as the server parses it), or, for library
-    use, {"prompt", "history", "hyperparameters"} (the prompt is the user message)."""
+#: builds the handler of queued `/api/chat` bodies from the processor and the approval store: the
+#: server's parsing, supplied by the command line that wires server and Redis together
+ChatJobs = Callable[[Any, Any], Handle]
+
+
+def job_handler(processor: Any, chat: Handle | None = None) -> Handle:
+    """`handle(job, emitter)` for `Worker`. A job is what a web node enqueued, {"chat": the POST
+    /api/chat body, "max_messages"}, run by `chat` (the server's parsing: see `ChatJobs`), or, for
+    library use, {"prompt", "history", "hyperparameters"} (the prompt is the user message)."""
 
     def handle(job: dict[str, Any], emitter: EventEmitter) -> Any:
         if "chat" in job:
-            from ..server.requests import PromptSlot, parse_chat
-
-            req = parse_chat(job["chat"], int(job.get("max_messages", 500)))
-            return processor.process(
-                event_emitter=emitter,
-                history=req.history,
-                hyperparameters=req.hyperparameters,
-                **PromptSlot.of(processor.prompt_builder).kwargs(req.text, req.attachments),
-            )
+            if chat is None:
+                raise ConfigurationError("this worker runs no /api/chat jobs: start it as `lmstream worker`")
+            return chat(job, emitter)
         return processor.process(
             prompt_kwargs={},
             extra_contents=[str(job.get("prompt", ""))],
@@ -77,7 +78,8 @@ def job_handler(processor: Any) -> Any:
     return handle
 
 
-async def serve(args: argparse.Namespace) -> int:
+async def serve(args: argparse.Namespace, chat_jobs: ChatJobs | None = None) -> int:
+    from .approvals import RedisApprovalStore
     from .connection import connect
     from .queue import Worker
 
@@ -86,7 +88,14 @@ async def serve(args: argparse.Namespace) -> int:
     invoker = processor.lm_invoker
     redis = connect(args.redis)
     options = RedisOptions(prefix=args.prefix, lease=args.lease)
-    worker = Worker(redis, job_handler(processor), options=options, name=args.name, concurrency=args.concurrency)
+    approvals = RedisApprovalStore(redis, prefix=args.prefix)
+    worker = Worker(
+        redis,
+        job_handler(processor, chat_jobs(processor, approvals) if chat_jobs is not None else None),
+        options=options,
+        name=args.name,
+        concurrency=args.concurrency,
+    )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -105,11 +114,12 @@ async def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, chat_jobs: ChatJobs | None = None) -> int:
+    """`lmstream worker ...`; `chat_jobs` runs the jobs of `lmstream serve --queue` (see `ChatJobs`)."""
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        return asyncio.run(serve(args))
+        return asyncio.run(serve(args, chat_jobs))
     except ConfigurationError as exc:
         print(f"lmstream worker: error: {exc}", file=sys.stderr)
         return 2

@@ -11,6 +11,7 @@ replaced by a newer request) is detected instead of silently skipped.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
@@ -51,13 +52,16 @@ def make_position(entry_id: str, index: int) -> str:
     return f"{entry_id}:{index}"
 
 
+#: ``<ms>-<seq>:<index>`` in ASCII digits of sane length (not "²", not 4,301 digits)
+_POSITION = re.compile(r"([0-9]{1,20}-[0-9]{1,20}):([0-9]{1,9})")
+
+
 def parse_position(position: str) -> tuple[str, int]:
     """The entry id and event index of a position; `StreamGoneError` for anything else."""
-    entry_id, sep, index = position.strip().rpartition(":")
-    ms, dash, seq = entry_id.partition("-")
-    if not (sep and dash and ms.isdigit() and seq.isdigit() and index.isdigit()):
-        raise StreamGoneError(f"not a stream position: {position!r} (expected '<ms>-<seq>:<index>')")
-    return entry_id, int(index)
+    m = _POSITION.fullmatch(position.strip())
+    if m is None:
+        raise StreamGoneError(f"not a stream position: {position[:40]!r} (expected '<ms>-<seq>:<index>')")
+    return m[1], int(m[2])
 
 
 def s(value: Any) -> str:

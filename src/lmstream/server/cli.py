@@ -1,5 +1,8 @@
 """`lmstream serve`: run `create_app` with uvicorn (embedded model by default).
 
+This is the composition root of the server: the only module of `lmstream.server` that knows
+Redis exists (`--redis` wires a `lmstream.redis.RedisChatRegistry` in as the chat registry).
+
 Binding a non-loopback address without `--api-key` is refused (exit 2) unless `--insecure`:
 anyone who reaches the port would spend the model.
 """
@@ -11,6 +14,10 @@ import gc
 import ipaddress
 import os
 import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..chat_registry import ChatRegistry
 
 from .._cli_options import add_options, build_processor
 
@@ -22,6 +29,7 @@ examples:
   lmstream serve --model openai/gpt-4.1-nano       # needs OPENAI_API_KEY
   lmstream serve --model openai-compatible/any --base-url http://127.0.0.1:8080/v1
   lmstream serve --host 0.0.0.0 --api-key "$KEY"   # reachable from other machines: key required
+  lmstream serve --mcp "stdio:python -m my_server" --approve-tools send_mail   # MCP tools, one approved
 
 endpoints: GET / (chat page), POST /api/chat (Vercel AI SDK UI message stream v1),
 POST /v1/stream (lmstream events as SSE), POST /api/chat/{id}/stop, GET /api/chat/{id}/stream,
@@ -36,6 +44,34 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    return value
+
+
+def _redis_registry(url: str, queue: bool) -> ChatRegistry:
+    """The one place where the server meets Redis: the registry it talks to, backed by Redis."""
+    from ..redis import RedisChatRegistry, connect
+
+    return RedisChatRegistry(connect(url), queue=queue, close_redis=True)
+
+
+def _redis_approvals(registry: Any) -> Any:
+    """Pending tool approvals in the registry's Redis: any node takes the answer."""
+    from ..redis.approvals import RedisApprovalStore
+
+    return RedisApprovalStore(registry.redis)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,6 +90,47 @@ def _parser() -> argparse.ArgumentParser:
         "--redis", default=None, metavar="URL", help="keep answers in Redis: any node resumes or stops any chat"
     )
     p.add_argument("--queue", action="store_true", help="with --redis: run answers on `lmstream worker` processes")
+    p.add_argument(
+        "--mcp",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="tools from an MCP server: 'stdio:COMMAND ARGS' or http://HOST:PORT/mcp (repeatable)",
+    )
+    limits = p.add_argument_group("limits (see the README's Deploying section)")
+    limits.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="a Host name the server answers to besides the loopback names (repeatable; '*' for any)",
+    )
+    limits.add_argument(
+        "--max-concurrent", type=_positive_int, default=256, metavar="N", help="answers at once (default 256)"
+    )
+    limits.add_argument(
+        "--max-tokens",
+        type=_positive_int,
+        default=4096,
+        metavar="N",
+        help="the most tokens a client may ask for (default 4096)",
+    )
+    limits.add_argument(
+        "--read-timeout",
+        type=_seconds,
+        default=10.0,
+        metavar="S",
+        help="seconds a client has to send its headers and body (default 10; then 408)",
+    )
+    limits.add_argument(
+        "--idle-timeout",
+        type=_seconds,
+        default=60.0,
+        metavar="S",
+        help="seconds of upstream silence before an answer fails (default 60)",
+    )
+    p.add_argument("--approve-tools", default="", metavar="NAMES", help="comma-separated tools a person must approve")
+    p.add_argument("--approve-all-tools", action="store_true", help="every tool call waits for a person's approval")
     return p
 
 
@@ -71,6 +148,7 @@ def main(argv: list[str]) -> int:
         import uvicorn
 
         from . import create_app
+        from .serving import uvicorn_config
     except ImportError as exc:
         print(f"lmstream serve: needs the server extra: pip install 'lmstream[server]' ({exc})", file=sys.stderr)
         return 2
@@ -88,17 +166,51 @@ def main(argv: list[str]) -> int:
     if callable(load) and not args.queue:  # the embedded model (not needed when workers run answers)
         print(f"lmstream serve: loading {args.model} ...", file=sys.stderr, flush=True)
         load()
-    registry = None
-    if args.redis:
-        from ..redis import RedisChatRegistry, connect
+    registry = _redis_registry(args.redis, args.queue) if args.redis else None
+    approvals = _redis_approvals(registry) if registry is not None else None
+    app = create_app(
+        processor,
+        api_key=api_key,
+        registry=registry,
+        approvals=approvals,
+        allowed_hosts=[*_bound_host(args.host), *args.allowed_host],
+        max_concurrent=args.max_concurrent,
+        max_tokens=args.max_tokens,
+        read_timeout=args.read_timeout,
+        idle_timeout=args.idle_timeout,
+    )
+    approve = [n.strip() for n in args.approve_tools.split(",") if n.strip()]
+    if args.mcp or approve or args.approve_all_tools:
+        from .mcp_tools import attach_mcp
 
-        registry = RedisChatRegistry(connect(args.redis), queue=args.queue, close_redis=True)
-    app = create_app(processor, api_key=api_key, registry=registry)
+        try:
+            attach_mcp(app, processor, args.mcp, approve, args.approve_all_tools)
+        except ConfigurationError as exc:
+            print(f"lmstream serve: error: {exc}", file=sys.stderr)
+            return 2
     # Start-up objects (modules, the model's wrappers) never die: keep them out of the collector's
     # full passes, which otherwise stall every stream once thousands are open.
     gc.collect()
     gc.freeze()
     where = f"[{args.host}]" if ":" in args.host else args.host
     print(f"lmstream serve: {args.model} on http://{where}:{args.port}/", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=3)
+    config = uvicorn_config(
+        app,
+        host=args.host,
+        port=args.port,
+        read_timeout=args.read_timeout,
+        # streams, plus room for resumes, stops and health checks; past it uvicorn answers 503
+        max_connections=2 * args.max_concurrent + 64,
+        log_level="warning",
+        timeout_graceful_shutdown=3,
+    )
+    try:
+        uvicorn.Server(config).run()
+    except KeyboardInterrupt:  # as `uvicorn.run` does: Ctrl-C is how a server is stopped
+        pass
     return 0
+
+
+def _bound_host(host: str) -> list[str]:
+    """The address `--host` names is a Host the server answers to (not a wildcard address)."""
+    return [] if host in ("0.0.0.0", "::", "") else [host]

@@ -25,6 +25,10 @@ class RunningRequest:
     def __init__(self, stream: RequestStream[Any]) -> None:
         self.stream = stream
 
+    @property
+    def request_id(self) -> str:
+        return self.stream.request_id
+
     def events(self) -> RequestStream[Any]:
         """This request's events in order; after a failure's `error` event it raises the request's
         exception (callers stop there: the event already said it)."""
