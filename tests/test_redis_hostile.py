@@ -185,7 +185,7 @@ def test_first_chat_after_a_redis_restart_succeeds(upstream: WireServer) -> None
             assert text_of(complete(url, "after")) == "".join(WORDS)
             with httpx.Client(timeout=10) as c:
                 assert c.get(f"{url}/api/chat/after/stream").status_code == 200
-                assert c.post(f"{url}/api/chat/after/stop").json() == {"stopped": False}
+                assert c.post(f"{url}/api/chat/after/stop", json={}).json() == {"stopped": False}
         finally:
             n.kill()
 
