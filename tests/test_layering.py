@@ -30,7 +30,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("engine", "engine.request_stream", "sync"),
     ("invokers",),
     ("batch",),  # many requests through a processor (which it knows by a protocol)
-    ("processor", "testing"),
+    ("processor", "testing", "window"),
     ("chat_registry",),  # the seam between the server and the stores behind it (events, positions)
     ("_cli_options", "batch.cli"),
     ("__init__",),  # the public face

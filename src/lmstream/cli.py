@@ -151,17 +151,20 @@ def chat_jobs(processor: LMRequestProcessor[Any], approvals: Any) -> Any:
     where the command line wires them."""
     from .redis.approvals import deferred_for
     from .server.requests import PromptSlot, parse_chat
+    from .window import fit_history
 
     slot = PromptSlot.of(processor.prompt_builder)
 
     def handle(job: dict[str, Any], emitter: EventEmitter) -> Any:
         req = parse_chat(job["chat"], int(job.get("max_messages", 500)))
+        prompt = slot.kwargs(req.text, req.attachments)
+        fit = fit_history(processor, req.history, **prompt, hyperparameters=req.hyperparameters)
         return processor.process(
             event_emitter=emitter,
             deferred_approval=deferred_for(approvals, req.chat_id),
-            history=req.history,
+            history=fit.history,
             hyperparameters=req.hyperparameters,
-            **slot.kwargs(req.text, req.attachments),
+            **prompt,
         )
 
     return handle
