@@ -41,7 +41,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--redis", required=True, metavar="URL", help="Redis URL, e.g. redis://127.0.0.1:6379/0")
     add_options(p)
-    p.add_argument("--concurrency", type=int, default=4, help="requests run at once (default 4)")
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="requests run at once (default 4; for the local model its --parallel, 8 unless set)",
+    )
     p.add_argument(
         "--lease", type=float, default=DEFAULT_OPTIONS.lease, help="seconds before a silent worker counts as dead"
     )
@@ -78,6 +83,13 @@ def job_handler(processor: Any, chat: Handle | None = None) -> Handle:
     return handle
 
 
+def default_concurrency(invoker: Any) -> int:
+    """Jobs taken at once: as many as the embedded engine generates at once, else 4."""
+    from ..invokers.local import LocalLMInvoker
+
+    return invoker.parallel if isinstance(invoker, LocalLMInvoker) else 4
+
+
 async def serve(args: argparse.Namespace, chat_jobs: ChatJobs | None = None) -> int:
     from .approvals import RedisApprovalStore
     from .connection import connect
@@ -94,7 +106,7 @@ async def serve(args: argparse.Namespace, chat_jobs: ChatJobs | None = None) -> 
         job_handler(processor, chat_jobs(processor, approvals) if chat_jobs is not None else None),
         options=options,
         name=args.name,
-        concurrency=args.concurrency,
+        concurrency=args.concurrency or default_concurrency(invoker),
     )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
