@@ -21,6 +21,7 @@ __all__ = [
     "ContextOverflowError",
     "OutputParserError",
     "ToolError",
+    "BudgetExceededError",
     "StreamGoneError",
     "RedisUnavailableError",
 ]
@@ -136,6 +137,18 @@ class OutputParserError(LMStreamError, ValueError):
 
 class ToolError(LMStreamError):
     """Tool loop failure, e.g. `max_lm_calls` reached before the model answered."""
+
+
+class BudgetExceededError(LMStreamError):
+    """The spending limit (`budget=`, USD) is used up: no new request is started.
+
+    `.limit` and `.spent` are in USD. Requests already running finish (their cost still counts).
+    """
+
+    def __init__(self, message: str, *, limit: float, spent: float):
+        super().__init__(message)
+        self.limit = limit
+        self.spent = spent
 
 
 class StreamGoneError(LMStreamError, LookupError):

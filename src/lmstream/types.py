@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .cost import Cost
 
 __all__ = ["EventLevel", "EventType", "TokenUsage", "ToolCall", "ToolResult", "Attachment", "ThinkingBlock", "LMOutput"]
 
@@ -64,17 +67,21 @@ class TokenUsage:
     output_tokens: int = 0
     cached_tokens: int = 0
     reasoning_tokens: int = 0
+    #: USD (a float that also has `.total`, `.input`, `.output`, `.cache_read`); None when no
+    #: price is known for the provider and model, 0 for the embedded model (`lmstream.cost`)
+    cost: Cost | None = None
 
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "cached_tokens": self.cached_tokens,
             "reasoning_tokens": self.reasoning_tokens,
+            "cost": None if self.cost is None else self.cost.to_dict(),
         }
 
     def add(self, other: TokenUsage) -> None:
@@ -82,6 +89,7 @@ class TokenUsage:
         self.output_tokens += other.output_tokens
         self.cached_tokens += other.cached_tokens
         self.reasoning_tokens += other.reasoning_tokens
+        self.cost = None if self.cost is None or other.cost is None else self.cost + other.cost
 
 
 @dataclass(slots=True)

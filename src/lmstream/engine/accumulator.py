@@ -17,11 +17,18 @@ from .. import _json
 from ..errors import ProviderError, StreamInterruptedError
 from ..structured import PartialJSONParser
 from ..types import EventType, LMOutput, ThinkingBlock, TokenUsage, ToolCall
-from .deltas import Delta, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
+from .deltas import Delta, FinishDelta, StatusDelta, ThinkingDelta, ToolCallDelta, UsageDelta
 
 __all__ = ["Accumulator"]
 
 E = TypeVar("E")
+
+# The per-delta event types, bound once: an Enum attribute lookup costs more than the rest of
+# a text token's handling.
+_RESPONSE = EventType.RESPONSE
+_THINKING = EventType.THINKING
+_TOOL_CALL_DELTA = EventType.TOOL_CALL_DELTA
+_DATA = EventType.DATA
 
 _NONE: tuple[()] = ()
 
@@ -79,19 +86,20 @@ class Accumulator(Generic[E]):
         self.response_model: str | None = None
         self._text_meta: dict[str, Any] | None = None
         self._thinking_meta: dict[str, Any] | None = None
+        self._status_meta: dict[str, Any] | None = None
         self._think_start = 0
         self._signature: str | None = None
 
     # ----- deltas in, events out
     def feed(self, d: Delta) -> Sequence[E]:
         """The events this delta produces, in order (often none, one for a text token)."""
+        if type(d) is str:  # the hot path, one per text token: tested before `match`, which costs more
+            meta = self._text_meta
+            if meta is None or self.partial is not None or not d:
+                return self._text(d)
+            self.text_parts.append(d)
+            return (self._make(d, _RESPONSE, self._level, meta),)
         match d:
-            case str():
-                meta = self._text_meta
-                if meta is None or self.partial is not None or not d:
-                    return self._text(d)
-                self.text_parts.append(d)
-                return (self._make(d, EventType.RESPONSE, self._level, meta),)
             case ThinkingDelta():
                 return self._thinking(d)
             case ToolCallDelta():
@@ -101,7 +109,17 @@ class Accumulator(Generic[E]):
                 return _NONE
             case FinishDelta():
                 return self._finish(d)
+            case StatusDelta():
+                return self._status(d)
+            case str():  # a str subclass
+                return self._text(str(d))
         raise TypeError(f"provider yielded an unknown delta {d!r}")
+
+    def _status(self, d: StatusDelta) -> Sequence[E]:
+        """Queue feedback: one block for all of this call's status events; not content."""
+        if self._status_meta is None:
+            self._status_meta = self._new_block()
+        return (self._make(d.value(), EventType.STATUS, self._level, self._status_meta),)
 
     def _finish(self, d: FinishDelta) -> Sequence[E]:
         self.finished = True
@@ -127,9 +145,9 @@ class Accumulator(Generic[E]):
         meta = self._text_meta
         if meta is None:
             meta = self._text_meta = self._new_block()
-        out.append(self._make(d, EventType.RESPONSE, self._level, meta))
+        out.append(self._make(d, _RESPONSE, self._level, meta))
         if self.partial is not None and self.partial.feed(d):
-            out.append(self._make(self.partial.value, EventType.DATA, self._level, meta))
+            out.append(self._make(self.partial.value, _DATA, self._level, meta))
         return out
 
     def _thinking(self, d: ThinkingDelta) -> Sequence[E]:
@@ -144,7 +162,7 @@ class Accumulator(Generic[E]):
                 self._text_meta = None
                 self._think_start = len(self.thinking_parts) - 1
                 out.append(self._make("", EventType.THINKING_START, self._level, meta))
-            out.append(self._make(d.text, EventType.THINKING, self._level, meta))
+            out.append(self._make(d.text, _THINKING, self._level, meta))
         if d.signature:
             self._signature = d.signature
         if d.end and self._thinking_meta is not None:
@@ -180,7 +198,7 @@ class Accumulator(Generic[E]):
             if buf.name:  # the call is known by name: announce it with what arrived so far
                 self._start_tool(buf, d.index, out)
         elif d.arguments:
-            out.append(self._make(d.arguments, EventType.TOOL_CALL_DELTA, self._level, buf.meta))
+            out.append(self._make(d.arguments, _TOOL_CALL_DELTA, self._level, buf.meta))
         return out
 
     def _start_tool(self, buf: _ToolBuf, index: int, out: list[E]) -> dict[str, Any]:
@@ -192,7 +210,7 @@ class Accumulator(Generic[E]):
             )
         )
         if buf.parts:
-            out.append(self._make("".join(buf.parts), EventType.TOOL_CALL_DELTA, self._level, meta))
+            out.append(self._make("".join(buf.parts), _TOOL_CALL_DELTA, self._level, meta))
         return meta
 
     def _usage(self, d: UsageDelta) -> None:

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .. import _observe
+from ..cost import prefetch, price_of
 from ..engine.deltas import Delta, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
 from ..engine.lifecycle import RequestContext, current_request, new_accumulator, pour, run_request
 from ..engine.request_stream import RequestStream
@@ -25,12 +26,13 @@ from ..errors import (
 )
 from ..events import EventEmitter
 from ..prompt import Message
-from ..retry import RetryConfig
-from ..types import LMOutput
+from ..retry import RetryConfig, notify_retry
+from ..types import LMOutput, ThinkingBlock, ToolCall, ToolResult
 from .params import COMMON_PARAMS as _COMMON_PARAMS
 from .params import ParamTable
 
 if TYPE_CHECKING:
+    from ..sync import SyncRequestStream
     from ..tools import Tool
 
 __all__ = [
@@ -45,6 +47,24 @@ __all__ = [
 ]
 
 logger = logging.getLogger("lmstream")
+
+
+def message_text(message: Message) -> str:
+    """What of a message the model reads as text: its text, thinking, tool calls and results
+    (an attachment counts as a fixed 1 kB: its real cost depends on the provider)."""
+    out: list[str] = []
+    for c in message.contents:
+        if isinstance(c, str):
+            out.append(c)
+        elif isinstance(c, ToolCall):
+            out.append(f"{c.name}({c.arguments})")
+        elif isinstance(c, ToolResult):
+            out.append(str(c.output))
+        elif isinstance(c, ThinkingBlock):
+            out.append(c.text)
+        else:
+            out.append(" " * 1024)
+    return "".join(out)
 
 
 class BaseLMInvoker:
@@ -78,6 +98,7 @@ class BaseLMInvoker:
         retry_config: RetryConfig | None = None,
         tools: Sequence[Any] | None = None,
         response_schema: Any = None,
+        context_window: int | None = None,
     ) -> None:
         if not isinstance(model_name, str) or not model_name:
             raise ConfigurationError(f"{type(self).__name__} needs a model_name (a non-empty string)")
@@ -89,15 +110,34 @@ class BaseLMInvoker:
         self.tools: list[Tool[..., Any]] = []
         if tools:
             self.set_tools(tools)
+        if context_window is not None and (not isinstance(context_window, int) or context_window < 16):
+            raise ConfigurationError("context_window must be an int >= 16 (tokens), or None when unknown")
+        self._context_window = context_window
         self.response_schema: dict[str, Any] | None = None
         self._schema_model: Any = None
         if response_schema is not None:
             self.set_response_schema(response_schema)
+        prefetch(self.provider, model_name)  # the price table loads while the first request runs
 
     # ----- configuration
     @property
     def model_id(self) -> str:
         return f"{self.provider}/{self.model_name}"
+
+    @property
+    def context_window(self) -> int | None:
+        """Tokens one request may use, prompt and answer together; None when unknown (then
+        callers such as the server send the history as it is). Set it with `context_window=`."""
+        return self._context_window
+
+    @context_window.setter
+    def context_window(self, value: int | None) -> None:
+        self._context_window = value
+
+    def count_tokens(self, messages: Sequence[Message]) -> int:
+        """Tokens `messages` take in the prompt. This estimate (about 3 bytes a token, plus a few
+        per message for the chat template) errs high; invokers with a tokenizer at hand count."""
+        return sum(len(message_text(m).encode("utf-8")) // 3 + 4 for m in messages)
 
     def endpoint(self) -> str | None:
         """The URL this invoker's requests go to (None: in process, or not known)."""
@@ -185,6 +225,28 @@ class BaseLMInvoker:
         msgs, params = self._prepare(messages, hyperparameters)
         return RequestStream(lambda ctx: run_request(ctx, self._work(ctx, msgs, params)), event_emitter)
 
+    def stream_sync(
+        self,
+        messages: str | Sequence[Message | Mapping[str, Any]],
+        hyperparameters: Mapping[str, Any] | None = None,
+        event_emitter: EventEmitter | None = None,
+    ) -> SyncRequestStream[LMOutput]:
+        """`stream()` for synchronous code: `with invoker.stream_sync(msgs) as s: for event in s`."""
+        from ..sync import SyncRequestStream
+
+        return SyncRequestStream(lambda: self.stream(messages, hyperparameters, event_emitter))
+
+    def invoke_sync(
+        self,
+        messages: str | Sequence[Message | Mapping[str, Any]],
+        hyperparameters: Mapping[str, Any] | None = None,
+        event_emitter: EventEmitter | None = None,
+    ) -> LMOutput:
+        """`invoke()` for synchronous code (runs on lmstream's background loop)."""
+        from ..sync import run_sync
+
+        return run_sync(lambda: self.invoke(messages, hyperparameters, event_emitter))
+
     def _work(self, ctx: RequestContext, msgs: list[Message], params: dict[str, Any]) -> Callable[[], Any]:
         async def work() -> tuple[LMOutput, LMOutput]:
             out = await self._invoke_with_retries(ctx, msgs, params)
@@ -200,12 +262,19 @@ class BaseLMInvoker:
         try:
             out = await self._invoke_with_timeout(ctx, msgs, params, call)
         except BaseException as exc:
+            if isinstance(exc, StreamInterruptedError):  # what streamed was billed
+                self._price(exc.partial_output)
             if call is not None:
                 call.end(None, exc)
             raise
+        self._price(out)
         if call is not None:
             call.end(out, None)
         return out
+
+    def _price(self, out: LMOutput) -> None:
+        """`usage.cost` from the provider's published prices (`lmstream.cost`; None when unknown)."""
+        out.usage.cost = price_of(self.provider, self.model_name, out.usage)
 
     async def _invoke_with_timeout(
         self, ctx: RequestContext, msgs: list[Message], params: dict[str, Any], call: _observe.CallHandle | None
@@ -259,6 +328,7 @@ class BaseLMInvoker:
                 logger.info("%s: %s; retry %d/%d in %.2fs", self.model_id, err, attempt, cfg.max_retries, delay)
                 if call is not None:  # observability seam: a retry is a span event
                     call.retry(attempt, err, delay)
+                notify_retry(err, delay)
                 await asyncio.sleep(delay)
                 continue
             except asyncio.CancelledError:
@@ -283,6 +353,11 @@ class BaseLMInvoker:
         before the first token. `params` are the validated hyperparameters.
         """
         raise NotImplementedError(f"{type(self).__name__} must implement stream_deltas(messages, params)")
+
+    def engine_stats(self) -> dict[str, int] | None:
+        """An in-process engine's load (`running`, `queued`, ...) for health checks; None for
+        providers that run elsewhere."""
+        return None
 
     async def aclose(self) -> None:
         """Release pooled connections; the invoker stays usable (it reopens on demand)."""

@@ -37,28 +37,45 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--redis", required=True, metavar="URL", help="Redis URL, e.g. redis://127.0.0.1:6379/0")
     add_options(p)
-    p.add_argument("--concurrency", type=int, default=4, help="requests run at once (default 4)")
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="requests run at once (default 4; for the local model its --parallel, 8 unless set)",
+    )
     p.add_argument("--lease", type=float, default=DEFAULT_LEASE, help="seconds before a silent worker counts as dead")
     p.add_argument("--prefix", default=DEFAULT_PREFIX, help=f"Redis key prefix (default {DEFAULT_PREFIX})")
     p.add_argument("--name", default=None, help="consumer name in the group (default host:pid)")
     return p
 
 
-def job_handler(processor: Any) -> Any:
+def job_handler(processor: Any, approvals: Any = None) -> Any:
     """`handle(job, emitter)` for `Worker`. A job is what a web node enqueued: {"chat": the POST
     /api/chat body, "max_messages"} (parsed here exactly as the server parses it), or, for library
-    use, {"prompt", "history", "hyperparameters"} (the prompt is the user message)."""
+    use, {"prompt", "history", "hyperparameters"} (the prompt is the user message). With
+    `approvals` (a `RedisApprovalStore`), a chat's tool call that needs approval ends the answer
+    and is saved for a web node to continue (else it would wait for an answer nobody can send)."""
 
     def handle(job: dict[str, Any], emitter: EventEmitter) -> Any:
         if "chat" in job:
             from ..server.requests import PromptSlot, parse_chat
+            from ..window import fit_history
 
             req = parse_chat(job["chat"], int(job.get("max_messages", 500)))
+            prompt = PromptSlot.of(processor.prompt_builder).kwargs(req.text, req.attachments)
+            fit = fit_history(processor, req.history, **prompt, hyperparameters=req.hyperparameters)
+            if approvals is not None:
+                from .approvals import deferred_for
+
+                extra: dict[str, Any] = {"deferred_approval": deferred_for(approvals, req.chat_id)}
+            else:
+                extra = {"approval_timeout": 0}  # nobody can answer: deny at once rather than hang
             return processor.process(
                 event_emitter=emitter,
-                history=req.history,
+                **extra,
+                history=fit.history,
                 hyperparameters=req.hyperparameters,
-                **PromptSlot.of(processor.prompt_builder).kwargs(req.text, req.attachments),
+                **prompt,
             )
         return processor.process(
             prompt_kwargs={},
@@ -71,8 +88,16 @@ def job_handler(processor: Any) -> Any:
     return handle
 
 
+def default_concurrency(invoker: Any) -> int:
+    """Jobs taken at once: as many as the embedded engine generates at once, else 4."""
+    from ..invokers.local import LocalLMInvoker
+
+    return invoker.parallel if isinstance(invoker, LocalLMInvoker) else 4
+
+
 async def serve(args: argparse.Namespace) -> int:
     from ._common import connect
+    from .approvals import RedisApprovalStore
     from .queue import Worker
 
     # built as `lmstream serve` builds its processor, so a queued chat runs as it would on the node
@@ -81,10 +106,10 @@ async def serve(args: argparse.Namespace) -> int:
     redis = connect(args.redis)
     worker = Worker(
         redis,
-        job_handler(processor),
+        job_handler(processor, RedisApprovalStore(redis, prefix=args.prefix)),
         prefix=args.prefix,
         name=args.name,
-        concurrency=args.concurrency,
+        concurrency=args.concurrency or default_concurrency(invoker),
         lease=args.lease,
     )
     loop = asyncio.get_running_loop()

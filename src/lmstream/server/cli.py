@@ -14,7 +14,7 @@ import gc
 import ipaddress
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..chat_registry import ChatRegistry
@@ -23,6 +23,9 @@ from .._cli_options import add_options, build_processor
 
 __all__ = ["main", "is_loopback"]
 
+#: the most tokens a client may ask for when `--max-tokens` is not given
+MAX_TOKENS = 4096
+
 EPILOG = """\
 examples:
   lmstream serve                                   # embedded model on http://127.0.0.1:8000/
@@ -30,6 +33,7 @@ examples:
   lmstream serve --model openai-compatible/any --base-url http://127.0.0.1:8080/v1
   lmstream serve --host 0.0.0.0 --api-key "$KEY"   # reachable from other machines: key required
   lmstream serve --mcp "stdio:python -m my_server" --approve-tools send_mail   # MCP tools, one approved
+  lmstream serve --cors-origin http://localhost:3000   # a React app on another origin may call it
 
 endpoints: GET / (chat page), POST /api/chat (Vercel AI SDK UI message stream v1),
 POST /v1/stream (lmstream events as SSE), POST /api/chat/{id}/stop, GET /api/chat/{id}/stream,
@@ -67,6 +71,13 @@ def _redis_registry(url: str, queue: bool) -> ChatRegistry:
     return RedisChatRegistry(connect(url), queue=queue, close_redis=True)
 
 
+def _redis_approvals(registry: Any) -> Any:
+    """Pending tool approvals in the registry's Redis: any node takes the answer."""
+    from ..redis.approvals import RedisApprovalStore
+
+    return RedisApprovalStore(registry.redis)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="lmstream serve",
@@ -74,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_options(p)
+    add_options(p, declared=("--max-tokens",))  # declared below: also the ceiling a client may ask for
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (or set LMSTREAM_API_KEY)")
@@ -83,6 +94,13 @@ def _parser() -> argparse.ArgumentParser:
         "--redis", default=None, metavar="URL", help="keep answers in Redis: any node resumes or stops any chat"
     )
     p.add_argument("--queue", action="store_true", help="with --redis: run answers on `lmstream worker` processes")
+    p.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="let web apps on ORIGIN (e.g. http://localhost:3000) call the API from the browser; repeatable",
+    )
     p.add_argument(
         "--mcp",
         action="append",
@@ -104,9 +122,9 @@ def _parser() -> argparse.ArgumentParser:
     limits.add_argument(
         "--max-tokens",
         type=_positive_int,
-        default=4096,
+        default=None,
         metavar="N",
-        help="the most tokens a client may ask for (default 4096)",
+        help=f"tokens per answer, and the most a client may ask for (default: clients may ask up to {MAX_TOKENS})",
     )
     limits.add_argument(
         "--read-timeout",
@@ -124,6 +142,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--approve-tools", default="", metavar="NAMES", help="comma-separated tools a person must approve")
     p.add_argument("--approve-all-tools", action="store_true", help="every tool call waits for a person's approval")
+    p.add_argument(
+        "--approval-ttl",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="how long a tool call waits for approval before it counts as denied (default 600)",
+    )
     return p
 
 
@@ -160,15 +185,19 @@ def main(argv: list[str]) -> int:
         print(f"lmstream serve: loading {args.model} ...", file=sys.stderr, flush=True)
         load()
     registry = _redis_registry(args.redis, args.queue) if args.redis else None
+    approvals = _redis_approvals(registry) if registry is not None else None
     app = create_app(
         processor,
         api_key=api_key,
         registry=registry,
+        approvals=approvals,
+        approval_ttl=args.approval_ttl,
         allowed_hosts=[*_bound_host(args.host), *args.allowed_host],
         max_concurrent=args.max_concurrent,
-        max_tokens=args.max_tokens,
+        max_tokens=args.max_tokens or MAX_TOKENS,
         read_timeout=args.read_timeout,
         idle_timeout=args.idle_timeout,
+        cors_origins=args.cors_origin,
     )
     approve = [n.strip() for n in args.approve_tools.split(",") if n.strip()]
     if args.mcp or approve or args.approve_all_tools:
