@@ -10,6 +10,7 @@ import sys
 from typing import Any, TextIO
 
 from . import _json
+from ._cli_hints import cli_message
 from .errors import ConfigurationError, LMStreamError, OutputParserError, PromptError
 from .events import EventEmitter, StreamEventHandler
 from .parsers import JSONOutputParser
@@ -46,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=int, default=None, help="maximum tokens to generate")
     p.add_argument("--temperature", type=float, default=None, help="sampling temperature, 0 to 2")
     p.add_argument("--base-url", default=None, help="provider endpoint (for openai-compatible servers)")
+    p.add_argument(
+        "--api-key", default=None, metavar="KEY", help="the provider's API key (default: its environment variable)"
+    )
     p.add_argument("--events", action="store_true", help="print every event as one JSON line (value, level, type, ...)")
     p.add_argument(
         "--json",
@@ -92,7 +96,7 @@ async def _run(args: argparse.Namespace, question: str, lines: _Lines | None = N
     config: dict[str, Any] = {}
     if args.base_url:
         config["base_url"] = args.base_url
-    invoker = build_lm_invoker(args.model, config=config)
+    invoker = build_lm_invoker(args.model, credentials=args.api_key, config=config)
     if args.json and invoker.provider == "local":
         invoker.set_response_schema(JSON_OBJECT_SCHEMA)
     hyper: dict[str, Any] = {}
@@ -162,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         return 141
     except (ConfigurationError, PromptError) as exc:
         lines.end()
-        print(f"lmstream: error: {exc}", file=sys.stderr)
+        print(f"lmstream: error: {cli_message(exc, args.model)}", file=sys.stderr)
         return 2
     except OutputParserError as exc:  # the model's answer, not the user's input, is at fault
         lines.end()

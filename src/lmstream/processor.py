@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Coroutine, Mapping, Sequence
 from functools import partial
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, Generic, Literal, TypeVar, overload
 
-from .errors import ConfigurationError, PromptError, ToolError
+from .errors import ConfigurationError, OutputParserError, PromptError, ToolError
 from .events import EventEmitter, EventLevel, EventType
 from .invokers import build_lm_invoker
 from .invokers.base import BaseLMInvoker
@@ -159,11 +160,14 @@ class LMRequestProcessor(Generic[OutT]):
             raise ConfigurationError("max_lm_calls must be an int >= 1")
         messages = self._messages(values, history, extra_contents)
         invoker = self.lm_invoker
-        total = TokenUsage()
+        total: TokenUsage | None = None
         output: LMOutput | None = None
         for call in range(1, max_lm_calls + 1):
             output = await invoker.invoke(messages, hyperparameters, ctx.emitter)
-            total.add(output.usage)
+            if total is None:
+                total = dataclasses.replace(output.usage)
+            else:
+                total.add(output.usage)
             if not output.tool_calls or not auto_execute_tools or not invoker.tools:
                 break
             if call == max_lm_calls:
@@ -177,12 +181,20 @@ class LMRequestProcessor(Generic[OutT]):
                 await ctx.emit(r.to_event_value(), EventType.TOOL_RESULT, EventLevel.INFO, step=ctx.step, **meta)
             said: list[Content] = [*output.thinking_blocks, *([output.text] if output.text else []), *output.tool_calls]
             messages = [*messages, Message("assistant", said), Message.tool(results)]
-        assert output is not None
+        assert output is not None and total is not None
         output.usage = total
         if ctx.first_token_at is not None:
             output.time_to_first_token = ctx.first_token_at - ctx.started
         if self.output_parser is not None:
-            return self.output_parser.parse(output.text), output
+            try:
+                return self.output_parser.parse(output.text), output
+            except OutputParserError:
+                if output.finish_reason != "length":
+                    raise
+                from .structured import truncated_output
+
+                limit = {**invoker.default_hyperparameters, **(hyperparameters or {})}.get("max_tokens")
+                raise truncated_output(output.text, limit or invoker.default_max_tokens) from None
         return output, output  # type: ignore[return-value]  # OutT is LMOutput without a parser
 
     def _messages(
@@ -207,6 +219,52 @@ class LMRequestProcessor(Generic[OutT]):
             ) from None
 
 
+@overload
+def build_lm_request_processor(
+    model_id: str,
+    credentials: str | None = None,
+    config: dict[str, Any] | None = None,
+    system_template: str = "",
+    user_template: str = "",
+    key_defaults: Mapping[str, Any] | None = None,
+    output_parser_type: Literal["none"] = "none",
+    tools: Sequence[Any] | None = None,
+    retry_config: RetryConfig | None = None,
+    response_schema: Any = None,
+) -> LMRequestProcessor[LMOutput]: ...
+
+
+@overload
+def build_lm_request_processor(
+    model_id: str,
+    credentials: str | None = None,
+    config: dict[str, Any] | None = None,
+    system_template: str = "",
+    user_template: str = "",
+    key_defaults: Mapping[str, Any] | None = None,
+    *,
+    output_parser_type: Literal["json"],
+    tools: Sequence[Any] | None = None,
+    retry_config: RetryConfig | None = None,
+    response_schema: Any = None,
+) -> LMRequestProcessor[Any]: ...
+
+
+@overload
+def build_lm_request_processor(
+    model_id: str,
+    credentials: str | None = None,
+    config: dict[str, Any] | None = None,
+    system_template: str = "",
+    user_template: str = "",
+    key_defaults: Mapping[str, Any] | None = None,
+    output_parser_type: str = "none",
+    tools: Sequence[Any] | None = None,
+    retry_config: RetryConfig | None = None,
+    response_schema: Any = None,
+) -> LMRequestProcessor[Any]: ...
+
+
 def build_lm_request_processor(
     model_id: str,
     credentials: str | None = None,
@@ -219,7 +277,10 @@ def build_lm_request_processor(
     retry_config: RetryConfig | None = None,
     response_schema: Any = None,
 ) -> LMRequestProcessor[Any]:
-    """One call from a model id and templates to a ready processor."""
+    """One call from a model id and templates to a ready processor.
+
+    Typed by its parser like the constructor: `LMRequestProcessor[LMOutput]` with no parser,
+    `[Any]` (the parsed JSON) with `output_parser_type="json"`."""
     parsers: dict[str, type[BaseOutputParser[Any]] | None] = {"none": None, "json": JSONOutputParser}
     if output_parser_type not in parsers:
         raise ConfigurationError(f"output_parser_type must be one of {', '.join(parsers)}, got {output_parser_type!r}")

@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from .. import _observe
 from ..errors import (
     ConfigurationError,
+    ContextOverflowError,
     LMStreamError,
     LMTimeoutError,
+    OutputParserError,
     ProviderError,
     StreamInterruptedError,
 )
@@ -57,6 +59,10 @@ class BaseLMInvoker:
     provider: ClassVar[str] = "base"
     #: provider-specific hyperparameters passed through as they are (name -> type check, help)
     extra_params: ClassVar[ParamTable] = {}
+    #: False for a model that cannot call tools: `tools=` then fails at construction
+    supports_tools: ClassVar[bool] = True
+    #: the output-token limit that applies when no `max_tokens` is given (None: the provider's)
+    default_max_tokens: ClassVar[int | None] = None
 
     def __init__(
         self,
@@ -94,6 +100,14 @@ class BaseLMInvoker:
 
     def set_tools(self, tools: Sequence[Any]) -> None:
         from ..tools import to_tool
+
+        if tools and not self.supports_tools:
+            raise ConfigurationError(
+                f"{self.model_id} cannot call tools (it would ignore them and answer anyway); use a model "
+                "that can: openai/<model>, openai-chat/<model>, anthropic/<model>, google/<model>, "
+                "azure-openai/<deployment>, bedrock/<model-id>, xai/<model>, ollama/<model>, litellm/<id>, "
+                "or openai-compatible/<model> on a server whose model calls tools"
+            )
 
         self.tools = [to_tool(t) for t in tools]
 
@@ -222,6 +236,8 @@ class BaseLMInvoker:
             except StreamInterruptedError:
                 raise
             except (LMStreamError, OSError) as exc:
+                if isinstance(exc, ContextOverflowError) and exc.max_tokens is None:
+                    exc.max_tokens = params.get("max_tokens")
                 if acc.started:
                     raise acc.interrupted(exc) from exc
                 err = (
@@ -248,9 +264,14 @@ class BaseLMInvoker:
                     raise acc.interrupted(exc) from exc
                 raise
             if self.response_schema is not None and not out.tool_calls:
-                from ..structured import validate_structured
+                from ..structured import truncated_output, validate_structured
 
-                out.structured_output = validate_structured(out.text, self.response_schema, self._schema_model)
+                try:
+                    out.structured_output = validate_structured(out.text, self.response_schema, self._schema_model)
+                except OutputParserError:
+                    if out.finish_reason != "length":
+                        raise
+                    raise truncated_output(out.text, params.get("max_tokens", self.default_max_tokens)) from None
             return out
 
     def stream_deltas(self, messages: list[Message], params: dict[str, Any]) -> AsyncIterator[Delta]:

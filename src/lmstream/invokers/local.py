@@ -141,6 +141,8 @@ class LocalLMInvoker(BaseLMInvoker):
     """
 
     provider: ClassVar[str] = "local"
+    supports_tools: ClassVar[bool] = False  # too small to call tools: tools= is refused, not ignored
+    default_max_tokens: ClassVar[int | None] = 512
     extra_params: ClassVar[ParamTable] = {
         "top_k": int_at_least(0),
         "min_p": number_between(0, 1),
@@ -184,7 +186,7 @@ class LocalLMInvoker(BaseLMInvoker):
         loop = asyncio.get_running_loop()
         model = await asyncio.to_thread(_load, self.model_path, self.n_ctx, self.n_threads)
         kwargs: dict[str, Any] = dict(params)
-        kwargs.setdefault("max_tokens", 512)
+        kwargs.setdefault("max_tokens", self.default_max_tokens)
         # Small models loop on themselves without a repetition penalty (SmolLM2-135M does).
         kwargs.setdefault("repeat_penalty", DEFAULT_REPEAT_PENALTY)
         if self.response_schema is not None:

@@ -108,7 +108,8 @@ class OpenAIChatCompletionsLMInvoker(BaseLMInvoker):
         )
         if not base_url:
             raise ConfigurationError(
-                f"{type(self).__name__} needs a base_url, e.g. config={{'base_url': 'http://127.0.0.1:8000/v1'}}"
+                f"{type(self).__name__} needs a base_url, e.g. config={{'base_url': 'http://127.0.0.1:8000/v1'}}",
+                setting="base_url",
             )
         options["base_url"] = base_url.rstrip("/")
         options["api_key"] = resolve_api_key(

@@ -10,6 +10,7 @@ import signal
 import sys
 from typing import Any
 
+from .._cli_hints import cli_message
 from ..errors import ConfigurationError, LMStreamError
 from ..events import EventEmitter
 from ._common import DEFAULT_LEASE, DEFAULT_PREFIX, redact_url
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return asyncio.run(serve(args))
     except ConfigurationError as exc:
-        print(f"lmstream worker: error: {exc}", file=sys.stderr)
+        print(f"lmstream worker: error: {cli_message(exc, args.model, key_option=False)}", file=sys.stderr)
         return 2
     except LMStreamError as exc:
         print(f"lmstream worker: {type(exc).__name__}: {exc}", file=sys.stderr)

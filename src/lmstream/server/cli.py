@@ -76,6 +76,7 @@ def main(argv: list[str]) -> int:
     except ImportError as exc:
         print(f"lmstream serve: needs the server extra: pip install 'lmstream[server]' ({exc})", file=sys.stderr)
         return 2
+    from .._cli_hints import cli_message
     from ..errors import ConfigurationError
     from ..processor import build_lm_request_processor
 
@@ -85,7 +86,7 @@ def main(argv: list[str]) -> int:
             args.model, config=config, system_template=args.system.replace("{", "{{").replace("}", "}}")
         )
     except ConfigurationError as exc:
-        print(f"lmstream serve: error: {exc}", file=sys.stderr)
+        print(f"lmstream serve: error: {cli_message(exc, args.model, key_option=False)}", file=sys.stderr)
         return 2
     if args.queue and not args.redis:
         print("lmstream serve: --queue needs --redis URL", file=sys.stderr)
