@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from lmstream import LMRequestProcessor, Message, PromptBuilder, ProviderError
+from lmstream.engine.deltas import Delta, FinishDelta, UsageDelta
 from lmstream.invokers import BaseLMInvoker
-from lmstream.invokers.deltas import Delta, FinishDelta, UsageDelta
 
 
 class LineProtocolLMInvoker(BaseLMInvoker):

@@ -1,4 +1,4 @@
-"""The seed guide: stream an answer token by token from the embedded model (no key, no network)."""
+"""The streaming guide (README, "The guide"): stream an answer token by token from the embedded model (no key, no network)."""
 
 import asyncio
 

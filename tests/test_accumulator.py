@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from lmstream.engine.accumulator import Accumulator
+from lmstream.engine.deltas import FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
 from lmstream.errors import ProviderError, StreamInterruptedError
-from lmstream.invokers.accumulator import Accumulator
-from lmstream.invokers.deltas import FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
 
 
 class Clock:
@@ -241,7 +241,7 @@ def test_the_accumulator_module_imports_neither_events_nor_asyncio():
     import ast
     import inspect
 
-    import lmstream.invokers.accumulator as mod
+    import lmstream.engine.accumulator as mod
 
     tree = ast.parse(inspect.getsource(mod))
     names: set[str] = set()

@@ -27,6 +27,7 @@ from lmstream import (
     ProviderError,
     StreamEventHandler,
 )
+from lmstream.engine.deltas import UsageDelta
 from lmstream.testing import ScriptedLMInvoker
 
 from .conftest import SHORT
@@ -46,7 +47,7 @@ def processor(invoker) -> LMRequestProcessor:
 
 
 class Recorder(BaseEventHandler):
-    """A seed-style custom handler: only overrides async `emit`."""
+    """A custom handler as GLLM's guide writes one: only overrides async `emit`."""
 
     def __init__(self, name: str | None = None, fail: bool = False, raise_errors: bool = False) -> None:
         super().__init__(name, raise_errors=raise_errors)
@@ -122,14 +123,24 @@ async def test_every_event_type_is_emitted_by_lmstream_or_documented_as_reserved
     with the enum: what lmstream never emits must be the documented reserved set."""
     import re
 
-    from lmstream.invokers.deltas import FinishDelta, ThinkingDelta, ToolCallDelta
+    from lmstream.approval import answer
+    from lmstream.engine.deltas import FinishDelta, ThinkingDelta, ToolCallDelta
+    from lmstream.tools import report_progress, tool
 
-    def echo(x: str) -> str:
+    @tool(requires_approval=True)  # tool_approval_request
+    async def echo(x: str) -> str:
         """Echo."""
+        await report_progress(1, 1, "echoed")  # tool_progress
         return x
 
     seen: set[str] = set()
-    emitter = EventEmitter([CallbackEventHandler(lambda e: seen.add(str(e.type)))])
+
+    def on_event(e: Event) -> None:
+        seen.add(str(e.type))
+        if e.type == EventType.TOOL_APPROVAL_REQUEST:
+            answer(e.value["approval_id"], True)
+
+    emitter = EventEmitter([CallbackEventHandler(on_event)])
     inv = ScriptedLMInvoker(
         [[ThinkingDelta("t"), ToolCallDelta(0, "c", "echo", '{"x": "1"}'), FinishDelta("tool_calls")], ['{"a": 1}']]
     )
@@ -503,10 +514,11 @@ async def test_stream_buffer_never_merges_other_types_or_blocks():
     assert last_a < [e.type for e in events].index("tool_call")
 
 
-# --------------------------------------------------------------------------- with the real model
+# an answer over two lines, with usage, as a provider streams it
+FRUIT = ["A ripe", " mango.", "\nSweet", " and", " soft.", UsageDelta(input_tokens=9, output_tokens=5)]
 
 
-async def test_real_request_fans_out_to_every_handler_and_stream_ends(local_invoker, caplog):
+async def test_a_request_fans_out_to_every_handler_and_stream_ends(caplog):
     printed, console = io.StringIO(), io.StringIO()
     sync_values: list[str] = []
     async_values: list[str] = []
@@ -533,7 +545,9 @@ async def test_real_request_fans_out_to_every_handler_and_stream_ends(local_invo
     )
     with caplog.at_level(logging.ERROR, logger="lmstream"):
         task = asyncio.create_task(
-            processor(local_invoker).process(question="Name a fruit.", event_emitter=emitter, hyperparameters=SHORT)
+            processor(ScriptedLMInvoker(FRUIT, delay=0.001)).process(
+                question="Name a fruit.", event_emitter=emitter, hyperparameters=SHORT
+            )
         )
         events = await collect(emitter.stream())
         output = await asyncio.wait_for(task, WAIT)
@@ -609,6 +623,9 @@ async def test_stream_ends_when_the_task_is_cancelled_before_it_ever_runs():
     assert events[0].metadata["error_type"] == "CancelledError"
     assert events[0].metadata["request_id"].startswith("req_")
     await emitter.close()
+
+
+# --------------------------------------------------------------------------- with the real model
 
 
 async def test_slow_consumer_gets_the_full_text_from_the_real_model(local_invoker, caplog):

@@ -1,4 +1,4 @@
-"""The seed guide, run as written, on the real embedded model."""
+"""The streaming guide (README, "The guide"), run as written, on the real embedded model."""
 
 from __future__ import annotations
 
@@ -52,8 +52,8 @@ async def test_guide_pattern_streams_tokens_then_done(local_invoker):
     assert len({e.metadata["block_id"] for e in responses}) == 1
 
 
-async def test_seed_system_version_runs_unchanged():
-    """The seed system's own guide: serialize=True, prompt_kwargs=, streamer.stream()."""
+async def test_gllm_spelling_of_the_guide_runs_unchanged():
+    """GLLM's own spelling of the guide, imports changed only: serialize=True, prompt_kwargs=, streamer.stream()."""
     streamer = StreamEventHandler(serialize=True)
     event_emitter = EventEmitter([streamer])
     lm_invoker = LocalLMInvoker(model_name="smollm2-135m", default_hyperparameters=SHORT)

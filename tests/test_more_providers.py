@@ -1,6 +1,7 @@
-"""What the shared provider tables cannot say about the providers added for the seed system's
-users: Azure's two URL forms, Bedrock's SigV4 chain and signed reasoning, xAI/Ollama defaults,
-Vertex AI's URL, naming, lazy imports, and the LiteLLM / LangChain adapters' own rows."""
+"""What the shared provider tables cannot say about the providers beyond the first four (the
+embedded model, OpenAI, Anthropic, Google): Azure's two URL forms, Bedrock's SigV4 chain and
+signed reasoning, xAI/Ollama defaults, Vertex AI's URL, naming, lazy imports, and the LiteLLM /
+LangChain adapters' own rows."""
 
 from __future__ import annotations
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -14,11 +15,13 @@ from lmstream import (
     LMOutput,
     LMRequestProcessor,
     LMStreamError,
+    Message,
     OutputParserError,
     PromptBuilder,
     PromptError,
     build_lm_request_processor,
 )
+from lmstream.engine.deltas import Delta, UsageDelta
 from lmstream.invokers import PROVIDERS
 from lmstream.testing import ScriptedLMInvoker
 
@@ -41,8 +44,17 @@ def make(invoker, user_template: str = "{question}", **kw) -> LMRequestProcessor
 # --------------------------------------------------------------------------- prompt kwargs
 
 
-async def test_prompt_kwargs_as_keywords_and_as_prompt_kwargs_reach_the_model(local_invoker):
-    lmrp = make(local_invoker)
+def word_counting_invoker() -> ScriptedLMInvoker:
+    """Answers "Hello." and, like a tokenizer, counts more input tokens for a longer prompt (one per word)."""
+
+    def answer(messages: list[Message], params: dict[str, Any]) -> list[Delta]:
+        return ["Hello", ".", UsageDelta(input_tokens=sum(len(m.text.split()) for m in messages), output_tokens=2)]
+
+    return ScriptedLMInvoker(answer)
+
+
+async def test_prompt_kwargs_as_keywords_and_as_prompt_kwargs_reach_the_model():
+    lmrp = make(word_counting_invoker())
     tiny = {"max_tokens": 2, "temperature": 0.0}
     a = await asyncio.wait_for(lmrp.process(question="Say hello.", hyperparameters=tiny), WAIT)
     b = await asyncio.wait_for(lmrp.process(prompt_kwargs={"question": "Say hello."}, hyperparameters=tiny), WAIT)
@@ -224,7 +236,7 @@ def test_build_processor_bad_parser_type_and_model_id():
         build_lm_request_processor("no-slash")
 
 
-def test_build_processor_json(local_invoker):
+def test_build_processor_json():
     lmrp = build_lm_request_processor(
         "local/smollm2-135m",
         system_template="S",
@@ -236,8 +248,30 @@ def test_build_processor_json(local_invoker):
     assert [m.text for m in lmrp.prompt_builder.format()] == ["S", "d"]
 
 
-def test_processor_rejects_wrong_argument_types(local_invoker):
+def test_processor_rejects_wrong_argument_types():
     with pytest.raises(ConfigurationError):
-        LMRequestProcessor("not a builder", local_invoker)  # type: ignore[arg-type]
+        LMRequestProcessor("not a builder", ScriptedLMInvoker(["x"]))  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError):
         LMRequestProcessor(PromptBuilder(user_template="{q}"), "not an invoker")  # type: ignore[arg-type]
+
+
+def test_process_and_stream_take_the_same_parameters_keyword_only_after_prompt_kwargs():
+    import inspect
+
+    process = inspect.signature(LMRequestProcessor.process).parameters
+    stream = inspect.signature(LMRequestProcessor.stream).parameters
+    assert list(process) == list(stream)  # same names, same order
+    assert [(p.kind, p.default) for p in process.values()] == [(p.kind, p.default) for p in stream.values()]
+    kinds = [p.kind for name, p in process.items() if name not in ("self", "prompt_kwargs", "kwargs")]
+    assert kinds and all(k is inspect.Parameter.KEYWORD_ONLY for k in kinds)
+
+
+async def test_a_positional_argument_after_prompt_kwargs_is_refused_not_mis_bound():
+    lmrp = make(ScriptedLMInvoker(["ok"]))
+    emitter = EventEmitter.with_stream_handler()
+    with pytest.raises(TypeError):
+        lmrp.process({"question": "a"}, None, None, None, emitter)  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        lmrp.stream({"question": "a"}, None, None, None, True, 5, emitter)  # type: ignore[misc]
+    assert (await lmrp.process({"question": "a"})).text == "ok"
+    await emitter.close()

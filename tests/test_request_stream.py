@@ -19,7 +19,7 @@ from lmstream import (
     RequestStream,
     StreamInterruptedError,
 )
-from lmstream.invokers.deltas import FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
+from lmstream.engine.deltas import FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
 from lmstream.testing import ScriptedLMInvoker
 
 WAIT = 10

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .engine.request_stream import RequestStream
 from .errors import (
     ConfigurationError,
     ContextOverflowError,
@@ -42,7 +43,6 @@ from .invokers import BaseLMInvoker, build_lm_invoker
 from .parsers import BaseOutputParser, JSONOutputParser
 from .processor import LMRequestProcessor, build_lm_request_processor
 from .prompt import Message, PromptBuilder
-from .request_stream import RequestStream
 from .retry import RetryConfig
 from .tools import Tool, tool
 from .types import Attachment, LMOutput, ThinkingBlock, TokenUsage, ToolCall, ToolResult

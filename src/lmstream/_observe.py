@@ -8,7 +8,7 @@ OpenTelemetry code; `lmstream.otel` holds all of it and is imported only when th
 installed.
 
 Call sites (each marked "observability seam" in the code):
-* `invokers/lifecycle.run_request(ctx, work, kind)`: `request_started` / `end` around the
+* `engine/lifecycle.run_request(ctx, work, kind)`: `request_started` / `end` around the
   request (`kind` "process" or "stream"; None for a standalone `invoke()`: no parent span);
 * `BaseLMInvoker._invoke_with_retries`: `call_started` / `end` around one model call, the
   total timeout included; `_attempts`: `attempt(acc)` per attempt, `retry(...)` before a

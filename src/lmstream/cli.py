@@ -11,13 +11,19 @@ from typing import Any, TextIO
 
 from . import _json
 from ._cli_hints import cli_message
+from ._cli_options import ModelOption, add_options, invoker_config, literal_template
 from .errors import ConfigurationError, LMStreamError, OutputParserError, PromptError
 from .events import EventEmitter, StreamEventHandler
 from .parsers import JSONOutputParser
 from .processor import LMRequestProcessor
 from .prompt import PromptBuilder
 
-DEFAULT_MODEL = "local/smollm2-135m"
+#: this command's own options, after the shared model options
+ANSWER_OPTIONS: tuple[ModelOption, ...] = (
+    ModelOption(("--max-tokens",), "maximum tokens to generate", type=int, hyper="max_tokens"),
+    ModelOption(("--temperature",), "sampling temperature, 0 to 2", type=float, hyper="temperature"),
+    ModelOption(("--api-key",), "the provider's API key (default: its environment variable)", config="api_key"),
+)
 
 EPILOG = """\
 examples:
@@ -42,14 +48,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("prompt", nargs="?", help="the question; '-' or nothing reads standard input")
-    p.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"provider/model id (default {DEFAULT_MODEL})")
-    p.add_argument("--system", "-s", default="", help="system prompt")
-    p.add_argument("--max-tokens", type=int, default=None, help="maximum tokens to generate")
-    p.add_argument("--temperature", type=float, default=None, help="sampling temperature, 0 to 2")
-    p.add_argument("--base-url", default=None, help="provider endpoint (for openai-compatible servers)")
-    p.add_argument(
-        "--api-key", default=None, metavar="KEY", help="the provider's API key (default: its environment variable)"
-    )
+    add_options(p, ANSWER_OPTIONS)
     p.add_argument("--events", action="store_true", help="print every event as one JSON line (value, level, type, ...)")
     p.add_argument(
         "--json",
@@ -93,26 +92,18 @@ async def _run(args: argparse.Namespace, question: str, lines: _Lines | None = N
     from .invokers import build_lm_invoker
 
     lines = lines or _Lines()
-    config: dict[str, Any] = {}
-    if args.base_url:
-        config["base_url"] = args.base_url
-    invoker = build_lm_invoker(args.model, credentials=args.api_key, config=config)
+    invoker = build_lm_invoker(args.model, config=invoker_config(args, ANSWER_OPTIONS))
     if args.json and invoker.provider == "local":
         invoker.set_response_schema(JSON_OBJECT_SCHEMA)
-    hyper: dict[str, Any] = {}
-    if args.max_tokens is not None:
-        hyper["max_tokens"] = args.max_tokens
-    if args.temperature is not None:
-        hyper["temperature"] = args.temperature
     # The user's text goes in as a value, so braces in it are never treated as placeholders.
     lmrp = LMRequestProcessor(
-        PromptBuilder(system_template=args.system.replace("{", "{{").replace("}", "}}"), user_template="{prompt}"),
+        PromptBuilder(system_template=literal_template(args.system), user_template="{prompt}"),
         invoker,
         JSONOutputParser() if args.json else None,
     )
     handler = StreamEventHandler(serialize=args.events)  # JSON lines with --events, else Event objects
     emitter = EventEmitter([handler])
-    task = asyncio.create_task(lmrp.process(prompt=question, hyperparameters=hyper, event_emitter=emitter))
+    task = asyncio.create_task(lmrp.process(prompt=question, event_emitter=emitter))
     text_out = sys.stderr if args.json else sys.stdout
     try:
         async for event in handler.stream():

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Coroutine, Mapping, Sequence
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, Generic, Literal, TypeVar, overload
 
+from .approval import execute_with_approval
+from .engine.lifecycle import RequestContext, run_request
+from .engine.request_stream import RequestStream
 from .errors import ConfigurationError, OutputParserError, PromptError, ToolError
 from .events import EventEmitter, EventLevel, EventType
 from .invokers import build_lm_invoker
 from .invokers.base import BaseLMInvoker
-from .invokers.lifecycle import RequestContext, run_request
 from .parsers import BaseOutputParser, JSONOutputParser
 from .prompt import Content, Message, PromptBuilder
-from .request_stream import RequestStream
 from .retry import RetryConfig
-from .tools import execute_tool_calls
 from .types import LMOutput, TokenUsage
 
 __all__ = ["LMRequestProcessor", "build_lm_request_processor"]
@@ -34,8 +34,23 @@ _OWN_ARGS = frozenset(
         "event_emitter",
         "auto_execute_tools",
         "max_lm_calls",
+        "approval_timeout",
     }
 )
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """One request's arguments, exactly as `process()` and `stream()` take them."""
+
+    prompt_kwargs: Mapping[str, Any] | None
+    history: Sequence[Message | Mapping[str, Any]] | None
+    extra_contents: Sequence[Content] | None
+    hyperparameters: Mapping[str, Any] | None
+    auto_execute_tools: bool
+    max_lm_calls: int
+    approval_timeout: float | None
+    keywords: dict[str, Any]  # the `**kwargs` that fill the templates
 
 
 class LMRequestProcessor(Generic[OutT]):
@@ -97,12 +112,14 @@ class LMRequestProcessor(Generic[OutT]):
     def process(
         self,
         prompt_kwargs: Mapping[str, Any] | None = None,
+        *,
         history: Sequence[Message | Mapping[str, Any]] | None = None,
         extra_contents: Sequence[Content] | None = None,
         hyperparameters: Mapping[str, Any] | None = None,
         event_emitter: EventEmitter | None = None,
         auto_execute_tools: bool = True,
         max_lm_calls: int = 5,
+        approval_timeout: float | None = None,
         **kwargs: Any,
     ) -> Coroutine[Any, Any, OutT]:
         """Run one request; returns the parsed output if a parser is set, else the `LMOutput`.
@@ -110,72 +127,74 @@ class LMRequestProcessor(Generic[OutT]):
         Events end with one `done` (usage summed over every model call) or one `error`. The
         request counts as watched by the emitter from this call on, so `stream()` ends even if
         the task running it is cancelled before it starts. A closed emitter is refused here.
+        A tool that `requires_approval` waits for `lmstream.approval.answer()` (or the stream's
+        `approve()`/`deny()`), denied after `approval_timeout` seconds when given.
         """
         ctx = RequestContext(event_emitter)
-        args = (prompt_kwargs, history, extra_contents, hyperparameters, auto_execute_tools, max_lm_calls, kwargs)
-        coro = self._request(ctx, "process", args)
+        req = _Request(
+            *(prompt_kwargs, history, extra_contents, hyperparameters),
+            *(auto_execute_tools, max_lm_calls, approval_timeout, kwargs),
+        )
+        coro = self._request(ctx, "process", req)
         ctx.register(coro)
         return coro
 
     def stream(
         self,
         prompt_kwargs: Mapping[str, Any] | None = None,
+        *,
         history: Sequence[Message | Mapping[str, Any]] | None = None,
         extra_contents: Sequence[Content] | None = None,
         hyperparameters: Mapping[str, Any] | None = None,
+        event_emitter: EventEmitter | None = None,
         auto_execute_tools: bool = True,
         max_lm_calls: int = 5,
-        event_emitter: EventEmitter | None = None,
+        approval_timeout: float | None = None,
         **kwargs: Any,
     ) -> RequestStream[OutT]:
         """The request as its own event stream: `async with lmrp.stream(...) as stream`.
 
         Same arguments as `process()`; `event_emitter=` also feeds that emitter's handlers.
+        Answer a `tool_approval_request` with `stream.approve(id)` / `stream.deny(id, reason)`.
         """
-        args = (prompt_kwargs, history, extra_contents, hyperparameters, auto_execute_tools, max_lm_calls, kwargs)
-        return RequestStream(lambda ctx: self._request(ctx, "stream", args), event_emitter)
+        req = _Request(
+            *(prompt_kwargs, history, extra_contents, hyperparameters),
+            *(auto_execute_tools, max_lm_calls, approval_timeout, kwargs),
+        )
+        return RequestStream(lambda ctx: self._request(ctx, "stream", req), event_emitter)
 
-    def _request(self, ctx: RequestContext, kind: str, args: tuple[Any, ...]) -> Coroutine[Any, Any, OutT]:
-        """`_run(ctx, *args)` inside the shared request lifecycle (one `done` or `error` event);
+    def _request(self, ctx: RequestContext, kind: str, req: _Request) -> Coroutine[Any, Any, OutT]:
+        """`_run(ctx, req)` inside the shared request lifecycle (one `done` or `error` event);
         `kind` names the request's parent span (observability seam)."""
-        return run_request(ctx, partial(self._run, ctx, *args), kind=kind)
+        return run_request(ctx, partial(self._run, ctx, req), kind=kind)
 
-    async def _run(
-        self,
-        ctx: RequestContext,
-        prompt_kwargs: Mapping[str, Any] | None,
-        history: Sequence[Message | Mapping[str, Any]] | None,
-        extra_contents: Sequence[Content] | None,
-        hyperparameters: Mapping[str, Any] | None,
-        auto_execute_tools: bool,
-        max_lm_calls: int,
-        kwargs: dict[str, Any],
-    ) -> tuple[OutT, LMOutput]:
-        values = dict(prompt_kwargs or {})
-        both = sorted(set(values) & set(kwargs))
+    async def _run(self, ctx: RequestContext, req: _Request) -> tuple[OutT, LMOutput]:
+        values = dict(req.prompt_kwargs or {})
+        both = sorted(set(values) & set(req.keywords))
         if both:
             raise ConfigurationError(f"prompt keys given twice (in prompt_kwargs and as keywords): {', '.join(both)}")
-        values.update(kwargs)
+        values.update(req.keywords)
+        max_lm_calls, hyperparameters = req.max_lm_calls, req.hyperparameters
         if not isinstance(max_lm_calls, int) or max_lm_calls < 1:
             raise ConfigurationError("max_lm_calls must be an int >= 1")
-        messages = self._messages(values, history, extra_contents)
+        messages = self._messages(values, req.history, req.extra_contents)
         invoker = self.lm_invoker
         total: TokenUsage | None = None
         output: LMOutput | None = None
         for call in range(1, max_lm_calls + 1):
             output = await invoker.invoke(messages, hyperparameters, ctx.emitter)
             if total is None:
-                total = dataclasses.replace(output.usage)
+                total = replace(output.usage)
             else:
                 total.add(output.usage)
-            if not output.tool_calls or not auto_execute_tools or not invoker.tools:
+            if not output.tool_calls or not req.auto_execute_tools or not invoker.tools:
                 break
             if call == max_lm_calls:
                 raise ToolError(
                     f"the model still asked for tools after max_lm_calls={max_lm_calls} calls; "
                     "raise max_lm_calls or check the tools' results"
                 )
-            results = await execute_tool_calls(invoker.tools, output.tool_calls)
+            results = await execute_with_approval(ctx, invoker.tools, output.tool_calls, req.approval_timeout)
             for r in results:
                 meta = {"is_error": True} if r.is_error else {}
                 await ctx.emit(r.to_event_value(), EventType.TOOL_RESULT, EventLevel.INFO, step=ctx.step, **meta)

@@ -11,8 +11,8 @@ import asyncio
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from typing import Any, TypeAlias
 
+from .engine.deltas import Delta, FinishDelta
 from .invokers.base import BaseLMInvoker
-from .invokers.deltas import Delta, FinishDelta
 from .prompt import Message
 
 __all__ = ["ScriptedLMInvoker"]

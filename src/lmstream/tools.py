@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections.abc
+import contextvars
 import enum
 import inspect
 import re
@@ -17,7 +18,10 @@ from . import _json, _observe
 from .errors import ConfigurationError
 from .types import ToolCall, ToolResult
 
-__all__ = ["Tool", "to_tool", "tool", "execute_tool_calls"]
+__all__ = ["Tool", "to_tool", "tool", "execute_tool_calls", "current_tool_call", "report_progress"]
+
+#: per call: True, False, or a function of the call that decides
+Approval = bool | Callable[[ToolCall], bool]
 
 
 P = ParamSpec("P")
@@ -36,6 +40,18 @@ class Tool(Generic[P, R]):
     description: str = ""
     parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
     func: Callable[P, R] | None = None
+    #: a person approves each call first (`True`), or a function of the call decides per call
+    requires_approval: Approval = False
+
+    def needs_approval(self, call: ToolCall) -> bool:
+        """Whether this call waits for a person; a deciding function that raises means yes."""
+        decide = self.requires_approval
+        if not callable(decide):
+            return bool(decide)
+        try:
+            return bool(decide(call))
+        except Exception:
+            return True  # fail closed: a broken policy never lets a sensitive call through
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         if self.func is None:
@@ -63,24 +79,48 @@ class Tool(Generic[P, R]):
 
 
 @overload
-def tool(func: Callable[P, R], *, name: str | None = None, description: str | None = None) -> Tool[P, R]: ...
+def tool(
+    func: Callable[P, R],
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    requires_approval: Approval = False,
+) -> Tool[P, R]: ...
 
 
 @overload
 def tool(
-    func: None = None, *, name: str | None = None, description: str | None = None
+    func: None = None,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    requires_approval: Approval = False,
 ) -> Callable[[Callable[P, R]], Tool[P, R]]: ...
 
 
 def tool(
-    func: Callable[P, R] | None = None, *, name: str | None = None, description: str | None = None
+    func: Callable[P, R] | None = None,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    requires_approval: Approval = False,
 ) -> Tool[P, R] | Callable[[Callable[P, R]], Tool[P, R]]:
-    """Decorator form of `to_tool` that lets you override the name or description."""
+    """Decorator form of `to_tool` that lets you override the name or description, and mark the
+    tool as needing a person's approval before each call (`requires_approval=True`, or a function
+    `(ToolCall) -> bool` deciding per call)."""
 
     def wrap(f: Callable[P, R]) -> Tool[P, R]:
         if isinstance(f, Tool):
-            return Tool(name or f.name, description or f.description, f.parameters, f.func)
-        return cast("Tool[P, R]", _from_function(f, name, description))  # the name is validated like any other
+            return Tool(
+                name or f.name,
+                description or f.description,
+                f.parameters,
+                f.func,
+                requires_approval or f.requires_approval,
+            )
+        t = cast("Tool[P, R]", _from_function(f, name, description))  # the name is validated like any other
+        t.requires_approval = requires_approval
+        return t
 
     return wrap(func) if func is not None else wrap
 
@@ -96,6 +136,7 @@ def to_tool(obj: Any) -> Tool[..., Any]:
                 obj.get("description", ""),
                 obj.get("parameters") or {"type": "object", "properties": {}},
                 obj.get("func"),
+                obj.get("requires_approval", False),
             )
         except KeyError:
             raise ConfigurationError("a tool given as a dict needs at least a 'name'") from None
@@ -255,6 +296,26 @@ def _stringify(result: Any) -> str:
     return _json.dumps(result)
 
 
+_call: contextvars.ContextVar[ToolCall | None] = contextvars.ContextVar("lmstream_tool_call", default=None)
+
+
+def current_tool_call() -> ToolCall | None:
+    """The call this tool function is running for (set while the tool loop runs it)."""
+    return _call.get()
+
+
+async def report_progress(progress: float, total: float | None = None, message: str | None = None) -> None:
+    """Emit a `tool_progress` event for the running call (a no-op outside the tool loop)."""
+    from .engine.lifecycle import current_request
+    from .events import EventLevel, EventType
+
+    call, ctx = _call.get(), current_request()
+    if call is None or ctx is None:
+        return
+    value = {"tool_call_id": call.id, "name": call.name, "progress": progress, "total": total, "message": message}
+    await ctx.emit(value, EventType.TOOL_PROGRESS, EventLevel.INFO, step=ctx.step)
+
+
 async def execute_tool_calls(tools: list[Tool[..., Any]], calls: list[ToolCall]) -> list[ToolResult]:
     """Run the calls concurrently. A tool that raises becomes an error result for the model."""
     by_name = {t.name: t for t in tools}
@@ -262,6 +323,7 @@ async def execute_tool_calls(tools: list[Tool[..., Any]], calls: list[ToolCall])
 
     async def one(call: ToolCall) -> ToolResult:
         t = by_name.get(call.name)
+        _call.set(call)  # gather runs each call in a task of its own, so this stays per call
         span = obs.tool_started(call, t) if obs is not None else None
         try:
             result, error = await _run_one(t, call, by_name)

@@ -72,6 +72,8 @@ class ToolResult:
     is_error: bool = False
     #: what the tool returned, before it was turned into text for the model
     value: Any = field(default=None, compare=False, repr=False)
+    #: a person denied the call (or nobody answered in time): the tool never ran
+    denied: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "output": self.output}
@@ -81,6 +83,8 @@ class ToolResult:
         data (a dict stays a dict for a browser), else the text the model was sent."""
         value = self.value
         output = value if not self.is_error and _is_json_data(value) else self.output
+        if self.denied:
+            return {"id": self.id, "name": self.name, "output": self.output, "denied": True}
         return {"id": self.id, "name": self.name, "output": output}
 
 

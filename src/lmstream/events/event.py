@@ -33,8 +33,12 @@ class EventType(StrEnum):
     """Built-in event types. Any other string is a valid user-defined type.
 
     Reserved, never emitted by lmstream itself: `code_start`, `code`, `code_end`, `activity`,
-    `reference`, `status`, `usage`. They are kept so code written for the seed's system, and
+    `reference`, `status`, `usage`. They are kept so code written for GLLM (`gllm-core`), and
     users' own emitters, share one vocabulary; usage travels in the done event's metadata.
+
+    `tool_approval_request` (value `{"approval_id", "tool_call_id", "name", "arguments"}`) asks a
+    person to approve a call before it runs; `tool_progress` (value `{"tool_call_id", "name",
+    "progress", "total", "message"}`) reports a running tool's progress (MCP progress notifications).
     """
 
     RESPONSE = "response"
@@ -52,6 +56,8 @@ class EventType(StrEnum):
     TOOL_CALL_DELTA = "tool_call_delta"
     TOOL_CALL = "tool_call"
     TOOL_RESULT = "tool_result"
+    TOOL_APPROVAL_REQUEST = "tool_approval_request"
+    TOOL_PROGRESS = "tool_progress"
     USAGE = "usage"
     ERROR = "error"
     DONE = "done"

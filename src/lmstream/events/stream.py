@@ -49,7 +49,7 @@ class StreamEventHandler(BaseEventHandler):
     Lifetime rules (see `stream()`): one consumer at a time; a consumer that leaves early
     takes its requests' remaining events with it, so the next `stream()` starts clean.
 
-    `serialize=True` makes `stream()` yield each event's JSON string (the seed guide's form).
+    `serialize=True` makes `stream()` yield each event's JSON string (the form GLLM's streaming guide reads).
     """
 
     def __init__(

@@ -100,7 +100,7 @@ def build_lm_invoker(
     `config` holds provider options such as `base_url` (every provider; the endpoint for Azure
     and Bedrock), `api_version` (Azure), `region` (Bedrock), `vertexai`/`project`/`location`
     (Google on Vertex AI), `default_hyperparameters`, `n_ctx`.
-    The seed system's spelling `openai/<base_url>:<model>` means an OpenAI-compatible endpoint.
+    GLLM's spelling (`gllm-inference`) `openai/<base_url>:<model>` means an OpenAI-compatible endpoint.
     """
     if not isinstance(model_id, str) or "/" not in model_id:
         raise ConfigurationError(

@@ -1,7 +1,7 @@
 """The invoker base class: configuration, retries, and the public provider seam.
 
 A provider implements `stream_deltas(messages, params)`: an async iterator that translates its
-wire stream into `Delta`s (`lmstream.invokers.deltas`). Everything else (events, retries,
+wire stream into `Delta`s (`lmstream.engine.deltas`). Everything else (events, retries,
 timeouts, tool-call assembly, the `LMOutput`) is shared, so every provider behaves the same.
 """
 
@@ -13,6 +13,9 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .. import _observe
+from ..engine.deltas import Delta, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
+from ..engine.lifecycle import RequestContext, current_request, new_accumulator, pour, run_request
+from ..engine.request_stream import RequestStream
 from ..errors import (
     ConfigurationError,
     ContextOverflowError,
@@ -26,13 +29,10 @@ from ..events import EventEmitter
 from ..prompt import Message
 from ..retry import RetryConfig
 from ..types import LMOutput
-from .deltas import Delta, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
-from .lifecycle import RequestContext, current_request, new_accumulator, pour, run_request
 from .params import COMMON_PARAMS as _COMMON_PARAMS
 from .params import ParamTable
 
 if TYPE_CHECKING:
-    from ..request_stream import RequestStream
     from ..tools import Tool
 
 __all__ = [
@@ -174,8 +174,6 @@ class BaseLMInvoker:
         event_emitter: EventEmitter | None = None,
     ) -> RequestStream[LMOutput]:
         """One model call as its own event stream (`async with invoker.stream(...) as s`)."""
-        from ..request_stream import RequestStream
-
         msgs, params = self._prepare(messages, hyperparameters)
         return RequestStream(lambda ctx: run_request(ctx, self._work(ctx, msgs, params)), event_emitter)
 

@@ -11,11 +11,10 @@ import sys
 from typing import Any
 
 from .._cli_hints import cli_message
+from .._cli_options import add_options, build_processor
 from ..errors import ConfigurationError, LMStreamError
 from ..events import EventEmitter
 from ._common import DEFAULT_LEASE, DEFAULT_PREFIX, redact_url
-
-DEFAULT_MODEL = "local/smollm2-135m"
 
 EPILOG = """\
 Web nodes started with `lmstream serve --redis URL --queue` put requests on the Redis stream
@@ -38,9 +37,7 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--redis", required=True, metavar="URL", help="Redis URL, e.g. redis://127.0.0.1:6379/0")
-    p.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"provider/model id (default {DEFAULT_MODEL})")
-    p.add_argument("--base-url", default=None, help="provider endpoint (for openai-compatible servers)")
-    p.add_argument("--system", "-s", default="", help="system prompt")
+    add_options(p)
     p.add_argument("--concurrency", type=int, default=4, help="requests run at once (default 4)")
     p.add_argument("--lease", type=float, default=DEFAULT_LEASE, help="seconds before a silent worker counts as dead")
     p.add_argument("--prefix", default=DEFAULT_PREFIX, help=f"Redis key prefix (default {DEFAULT_PREFIX})")
@@ -76,14 +73,11 @@ def job_handler(processor: Any) -> Any:
 
 
 async def serve(args: argparse.Namespace) -> int:
-    from ..processor import build_lm_request_processor
     from ._common import connect
     from .queue import Worker
 
     # built as `lmstream serve` builds its processor, so a queued chat runs as it would on the node
-    config = {"base_url": args.base_url} if args.base_url else None
-    system = args.system.replace("{", "{{").replace("}", "}}")
-    processor = build_lm_request_processor(args.model, config=config, system_template=system)
+    processor = build_processor(args)
     invoker = processor.lm_invoker
     redis = connect(args.redis)
     worker = Worker(

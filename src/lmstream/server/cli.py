@@ -12,9 +12,9 @@ import ipaddress
 import os
 import sys
 
-__all__ = ["main", "is_loopback"]
+from .._cli_options import add_options, build_processor
 
-DEFAULT_MODEL = "local/smollm2-135m"
+__all__ = ["main", "is_loopback"]
 
 EPILOG = """\
 examples:
@@ -45,9 +45,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"provider/model id (default {DEFAULT_MODEL})")
-    p.add_argument("--base-url", default=None, help="provider endpoint (for openai-compatible servers)")
-    p.add_argument("--system", "-s", default="", help="system prompt")
+    add_options(p)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (or set LMSTREAM_API_KEY)")
@@ -78,13 +76,9 @@ def main(argv: list[str]) -> int:
         return 2
     from .._cli_hints import cli_message
     from ..errors import ConfigurationError
-    from ..processor import build_lm_request_processor
 
-    config = {"base_url": args.base_url} if args.base_url else None
     try:
-        processor = build_lm_request_processor(
-            args.model, config=config, system_template=args.system.replace("{", "{{").replace("}", "}}")
-        )
+        processor = build_processor(args)
     except ConfigurationError as exc:
         print(f"lmstream serve: error: {cli_message(exc, args.model, key_option=False)}", file=sys.stderr)
         return 2

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..engine.request_stream import RequestStream
 from ..processor import LMRequestProcessor
-from ..request_stream import RequestStream
 
 __all__ = ["RunningRequest", "start_request"]
 

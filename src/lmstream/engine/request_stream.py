@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
-from .errors import LMStreamError
-from .events import BaseEventHandler, Event, EventEmitter, EventType, StreamEventHandler
-from .invokers.lifecycle import RequestContext, check_open
+from ..errors import LMStreamError
+from ..events import BaseEventHandler, Event, EventEmitter, EventType, StreamEventHandler
+from .lifecycle import RequestContext, check_open
 
 __all__ = ["RequestStream"]
 
@@ -121,6 +121,21 @@ class RequestStream(Generic[T]):
             if task.cancelled() and not _being_cancelled():
                 raise LMStreamError("the request was cancelled before it finished") from None
             raise
+
+    def approve(self, approval_id: str) -> None:
+        """Let a call waiting in this request's `tool_approval_request` run.
+
+        Raises `lmstream.approval.ApprovalError` for an id that is not waiting here (404),
+        was already answered (409) or timed out (410)."""
+        from ..approval import answer
+
+        answer(approval_id, True, request_id=self.request_id)
+
+    def deny(self, approval_id: str, reason: str | None = None) -> None:
+        """Refuse a waiting call: it never runs and the model is told why (`reason`)."""
+        from ..approval import answer
+
+        answer(approval_id, False, reason, request_id=self.request_id)
 
     def cancel(self) -> None:
         """Cancel the request now, without waiting: safe where an `await` cannot run (a frame that

@@ -1,0 +1,135 @@
+"""A person approves a tool call before it runs: approval requests inside the event stream.
+
+A tool marked `requires_approval` does not run when the model calls it: the stream emits
+`tool_approval_request` (value `{"approval_id", "tool_call_id", "name", "arguments"}`) and the
+running request waits for `stream.approve(approval_id)` / `stream.deny(approval_id, reason)`
+(or `lmstream.approval.answer(...)` from any task of the process). A denied call, or one nobody
+answered within `approval_timeout`, never runs: the model is told it was denied, and its
+`tool_result` event carries `"denied": true`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .errors import LMStreamError
+from .events import EventLevel, EventType
+from .tools import Tool, execute_tool_calls
+from .types import ToolCall, ToolResult
+
+if TYPE_CHECKING:
+    from .engine.lifecycle import RequestContext
+
+__all__ = ["ApprovalError", "Decision", "answer", "denied_result", "execute_with_approval", "new_approval_id"]
+
+
+class ApprovalError(LMStreamError, LookupError):
+    """An approval id that cannot be answered: unknown (404), already answered (409) or
+    expired (410). `status_code` says which, for a server to pass on."""
+
+    def __init__(self, message: str, status_code: int) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A person's answer to one approval request."""
+
+    approved: bool
+    reason: str | None = None
+
+
+@dataclass(slots=True)
+class _Pending:
+    request_id: str
+    call: ToolCall
+    future: asyncio.Future[Decision] = field(repr=False)
+
+
+# Process-wide, keyed by approval id (random, unguessable): any task may answer, e.g. a server
+# handler that is not the one streaming the request.
+_pending: dict[str, _Pending] = {}
+# Ids that were answered or timed out, so a second answer gets 409/410 and not "unknown"
+_closed: OrderedDict[str, int] = OrderedDict()
+_CLOSED_KEEP = 10_000
+
+
+def new_approval_id() -> str:
+    return f"apr_{secrets.token_urlsafe(16)}"
+
+
+def _close(approval_id: str, status: int) -> None:
+    _pending.pop(approval_id, None)
+    _closed[approval_id] = status
+    while len(_closed) > _CLOSED_KEEP:
+        _closed.popitem(last=False)
+
+
+def answer(approval_id: str, approved: bool, reason: str | None = None, *, request_id: str | None = None) -> None:
+    """Approve or deny a waiting call. `request_id`, when given, must be the call's request
+    (a stream answers only its own approvals). Raises `ApprovalError` for an id that is not
+    waiting: 404 unknown, 409 already answered, 410 timed out."""
+    pending = _pending.get(approval_id)
+    if pending is None or (request_id is not None and pending.request_id != request_id):
+        status = _closed.get(approval_id) if pending is None else None
+        if status == 409:
+            raise ApprovalError(f"approval {approval_id!r} was already answered", 409)
+        if status == 410:
+            raise ApprovalError(f"approval {approval_id!r} expired: nobody answered within approval_timeout", 410)
+        raise ApprovalError(f"no approval {approval_id!r} is waiting in this request", 404)
+    if not pending.future.done():
+        pending.future.set_result(Decision(approved, reason))
+    _close(approval_id, 409)
+
+
+def denied_result(call: ToolCall, reason: str | None) -> ToolResult:
+    """What the model is told about a call that did not run."""
+    text = "The user denied this tool call; it did not run."
+    if reason:
+        text += f" Reason: {reason}"
+    return ToolResult(call.id, call.name, text, denied=True)
+
+
+async def _decide(ctx: RequestContext, t: Tool[..., Any] | None, call: ToolCall, timeout: float | None) -> Decision:
+    if t is None or not t.needs_approval(call):
+        return Decision(True)
+    if ctx.emitter is None:
+        return Decision(False, "nobody could be asked: the request has no event emitter")
+    approval_id = new_approval_id()
+    loop = asyncio.get_running_loop()
+    pending = _Pending(ctx.request_id, call, loop.create_future())
+    _pending[approval_id] = pending
+    try:
+        value = {"approval_id": approval_id, "tool_call_id": call.id, "name": call.name, "arguments": call.arguments}
+        await ctx.emit(value, EventType.TOOL_APPROVAL_REQUEST, EventLevel.INFO, step=ctx.step)
+        try:
+            return await asyncio.wait_for(asyncio.shield(pending.future), timeout)
+        except TimeoutError:
+            _close(approval_id, 410)
+            return Decision(False, f"nobody answered within approval_timeout={timeout}s")
+    finally:
+        if approval_id in _pending:  # cancelled while waiting: the id is dead
+            _close(approval_id, 410)
+
+
+async def execute_with_approval(
+    ctx: RequestContext, tools: Sequence[Tool[..., Any]], calls: Sequence[ToolCall], timeout: float | None
+) -> list[ToolResult]:
+    """One step of the tool loop: each call that needs approval waits for its answer (the others
+    run at once); denied calls come back as denial results, in the calls' order."""
+    by_name = {t.name: t for t in tools}
+    tool_list = list(tools)
+
+    async def one(call: ToolCall) -> ToolResult:
+        decision = await _decide(ctx, by_name.get(call.name), call, timeout)
+        if not decision.approved:
+            return denied_result(call, decision.reason)
+        return (await execute_tool_calls(tool_list, [call]))[0]
+
+    return list(await asyncio.gather(*(one(c) for c in calls)))
