@@ -11,6 +11,7 @@ is `response.completed`, missing. Also: missing usage is None, never 0.
 from __future__ import annotations
 
 import json
+
 import pytest
 
 from lmstream import StreamInterruptedError
@@ -22,6 +23,7 @@ from tests.wire.providers import process as _process
 from tests.wire.server import Script, WireServer
 
 pytestmark = pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning")
+
 
 def _no_reason(name: str, text: tuple[str, ...] = TEXT) -> list[bytes]:
     """`name`'s stream, ended by its end marker but with no reason given."""
@@ -47,8 +49,8 @@ async def test_end_without_a_reason_is_interrupted_with_the_partial_output(name)
     assert err.partial_output.text == "".join(TEXT) == "".join(e.value for e in events if e.type == "response")
     assert err.partial_output.finish_reason == "error"
     assert events[-1].type == "error" and "done" not in [e.type for e in events]
-    if wire_of(name) != "responses":
-        assert "without saying why" in str(err), str(err)
+    if wire_of(name) != "responses":  # LiteLLM says it itself: "ended before a finish_reason was received"
+        assert "without saying why" in str(err) or "before a finish_reason" in str(err), str(err)
 
 
 async def test_done_with_no_finish_reason_and_no_tokens_is_an_error_not_an_empty_answer():
@@ -56,7 +58,7 @@ async def test_done_with_no_finish_reason_and_no_tokens_is_an_error_not_an_empty
     p = PROVIDERS["openai-chat"]
     async with WireServer() as srv:
         srv.enqueue(Script(chunks=fx.openai_chat_text((), finish_reason=None)))  # type: ignore[arg-type]
-        events, err = await _process(lmrp_for("openai-chat", srv), q="Tokyo?")
+        _, err = await _process(lmrp_for("openai-chat", srv), q="Tokyo?")
         assert len(srv.requests) == 1 and srv.requests[0].path == p.path
     assert isinstance(err, StreamInterruptedError), repr(err)
     assert err.partial_output.text == ""
@@ -111,11 +113,14 @@ async def test_missing_usage_is_none_not_zero(name):
         events, out = await _process(lmrp_for(name, srv), q="Tokyo?")
     assert not isinstance(out, BaseException), repr(out)
     assert out.text == "".join(TEXT) and out.finish_reason == "stop"
+    done = events[-1]
+    assert done.type == "done" and done.metadata["usage"] == out.usage.to_dict()
+    if name == "litellm":  # LiteLLM counts the tokens itself (the model's tokenizer) when none came
+        assert out.usage.input_tokens and out.usage.output_tokens, out.usage
+        return
     assert out.usage.input_tokens is None and out.usage.output_tokens is None, out.usage
     assert out.usage.total_tokens is None
-    done = events[-1]
-    assert done.type == "done" and done.metadata["usage"]["input_tokens"] is None
-    assert done.metadata["usage"]["output_tokens"] is None
+    assert done.metadata["usage"]["input_tokens"] is None and done.metadata["usage"]["output_tokens"] is None
 
 
 async def test_usage_of_a_tool_loop_is_unknown_when_one_call_did_not_report_it():

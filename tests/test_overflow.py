@@ -16,10 +16,9 @@ import pytest
 from lmstream import ContextOverflowError, OutputTruncatedError, build_lm_request_processor
 from tests.wire import eventstream as es
 from tests.wire import fixtures as fx
+from tests.wire.paths import FAST, PATHS, lmrp_for, wire_of
 from tests.wire.providers import KEY, PROVIDERS
 from tests.wire.server import Script, WireServer
-
-from tests.wire.paths import FAST, PATHS, lmrp_for, wire_of
 
 pytestmark = pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning")
 
@@ -45,7 +44,10 @@ ANTHROPIC_OVERFLOW = {
     "error": {"type": "invalid_request_error", "message": "prompt is too long: 210012 tokens > 200000 maximum"},
 }
 GOOGLE_MESSAGE = "The input token count (1200000) exceeds the maximum number of tokens allowed (1048576)."
-BEDROCK_OVERFLOW = {"__type": "com.amazon.bedrock#ValidationException", "message": "Input is too long for requested model."}
+BEDROCK_OVERFLOW = {
+    "__type": "com.amazon.bedrock#ValidationException",
+    "message": "Input is too long for requested model.",
+}
 #: llama.cpp's own server (llama-server)
 LLAMA_SERVER_OVERFLOW = {
     "error": {

@@ -34,6 +34,8 @@ from .ui_stream import UIStreamMapper
 __all__ = ["create_app"]
 
 UI_HEADERS = {"x-vercel-ai-ui-message-stream": "v1"}
+#: what a running answer's stream says when the server stops under it (Ctrl-C, SIGTERM)
+SHUTDOWN_MESSAGE = "the server is shutting down"
 _DONE = b"data: [DONE]\n\n"
 
 
@@ -59,6 +61,13 @@ class _Server:
         self.heartbeat = heartbeat
         self.slot = PromptSlot.of(processor.prompt_builder)
         self.running: set[RunningRequest] = set()
+        self.shutting_down = False
+
+    def shut_down(self) -> None:
+        """The server is stopping: every running answer ends now with an error saying so."""
+        self.shutting_down = True
+        for run in list(self.running):
+            run.cancel()
 
     def _finish(self, run: RunningRequest) -> None:
         run.cancel()  # a no-op when it already ended
@@ -134,6 +143,8 @@ class _Server:
                 async for ev in run.events():
                     if ev.type == "error" and stopped:
                         chunks = mapper.stopped()
+                    elif ev.type == "error" and self.shutting_down:
+                        chunks = mapper.feed("error", SHUTDOWN_MESSAGE, ev.metadata)
                     else:
                         chunks = mapper.feed(ev.type, ev.value, ev.metadata)
                     if chunks:
@@ -146,7 +157,8 @@ class _Server:
             if batch:
                 yield b"".join(batch)
             if not mapper.closed:  # ended without done/error: it was cancelled
-                frame = _ui_frame(mapper.stopped())
+                end = mapper.feed("error", SHUTDOWN_MESSAGE, {}) if self.shutting_down else mapper.stopped()
+                frame = _ui_frame(end)
                 log.write(frame)
                 yield frame
             log.write(_DONE)
@@ -178,12 +190,13 @@ class _Server:
             on_end=lambda: self._finish(run),
         )
 
-    @staticmethod
-    async def _event_frames(run: RunningRequest) -> AsyncIterator[bytes]:
+    async def _event_frames(self, run: RunningRequest) -> AsyncIterator[bytes]:
         try:
             batch: list[bytes] = []
             with contextlib.suppress(Exception):  # a failure ends with its error event, then raises
                 async for ev in run.events():
+                    if ev.type == "error" and self.shutting_down:
+                        ev = Event(SHUTDOWN_MESSAGE, ev.type, ev.level, {**ev.metadata, "error_type": "ServerShutdown"})
                     batch.append(_event_frame(ev))
                     if not run.pending():
                         yield batch[0] if len(batch) == 1 else b"".join(batch)

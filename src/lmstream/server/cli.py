@@ -7,10 +7,16 @@ anyone who reaches the port would spend the model.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import errno
 import gc
 import ipaddress
 import os
+import socket
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from .._cli_options import add_options, build_processor
 
@@ -36,6 +42,45 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before the URL is printed: a taken port is said at once."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        if os.name != "nt":  # restart at once after a stop (TIME_WAIT), as uvicorn does
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host.strip("[]"), port))
+        sock.listen(2048)
+        sock.set_inheritable(True)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def port_problem(exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return "the port is already in use (another server?); stop it or pass --port N"
+    if exc.errno == errno.EACCES:
+        return "permission denied (ports below 1024 need privileges); pass --port N"
+    return str(exc)
+
+
+def graceful_server(uvicorn: Any, config: Any, shut_down: Callable[[], None]) -> Any:
+    """A uvicorn server on which Ctrl-C (or SIGTERM) ends every running answer with an error
+    chunk saying the server is shutting down, then stops; a second Ctrl-C exits at once."""
+
+    class Server(uvicorn.Server):  # type: ignore[misc]
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if self.should_exit:  # the second signal: do not wait for anything
+                os._exit(130)
+            with contextlib.suppress(RuntimeError):  # a signal handler runs between the loop's steps
+                asyncio.get_running_loop().call_soon_threadsafe(shut_down)
+            super().handle_exit(sig, frame)
+
+    return Server(config)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -100,7 +145,18 @@ def main(argv: list[str]) -> int:
     # full passes, which otherwise stall every stream once thousands are open.
     gc.collect()
     gc.freeze()
+    try:
+        sock = bind(args.host, args.port)
+    except OSError as exc:
+        print(f"lmstream serve: cannot listen on {args.host} port {args.port}: {port_problem(exc)}", file=sys.stderr)
+        return 2
     where = f"[{args.host}]" if ":" in args.host else args.host
     print(f"lmstream serve: {args.model} on http://{where}:{args.port}/", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=3)
+    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1)
+    try:
+        graceful_server(uvicorn, config, app.state.lmstream.shut_down).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn raises the captured Ctrl-C again once it has stopped
+        pass
+    finally:
+        sock.close()
     return 0
