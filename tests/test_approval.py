@@ -131,14 +131,14 @@ async def test_unknown_used_and_foreign_ids_are_refused():
                 seen.append(aid)
                 with pytest.raises(ApprovalError) as other:
                     answer(aid, True, request_id="req_someone_else")
-                assert other.value.status_code == 404
+                assert other.value.status_code == 409
                 stream.approve(aid)
                 with pytest.raises(ApprovalError) as twice:
                     stream.deny(aid)
                 assert twice.value.status_code == 409
     with pytest.raises(ApprovalError) as unknown:
         stream.approve("apr_nope")
-    assert unknown.value.status_code == 404
+    assert unknown.value.status_code == 409
     assert ran == ["bob"] and seen
 
 
@@ -189,3 +189,39 @@ def test_requires_approval_forms() -> None:
 
     assert f.needs_approval(call)  # fails closed
     assert not tool(name="g")(lambda: None).needs_approval(call)
+
+
+async def test_deferred_approval_ends_the_request_and_a_later_one_continues_the_step():
+    from lmstream.approval import Decision, DeferredApproval, PendingStep
+
+    inv = two_step(
+        ("c1", "send_mail", '{"to": "bob"}'), ("c2", "pay", '{"amount": 500}'), ("c3", "pay", '{"amount": 1}')
+    )
+    saved: list[PendingStep] = []
+
+    async def save(step: PendingStep) -> None:
+        saved.append(step)
+
+    lmrp = make(inv, [send_mail, pay])
+    async with lmrp.stream(q="go", deferred_approval=DeferredApproval(save)) as stream:
+        first = [e async for e in stream]
+    assert [e.type for e in first][-1] == "done" and first[-1].metadata["finish_reason"] == "tool_approval"
+    asks = {e.value["tool_call_id"]: e.value["approval_id"] for e in first if e.type == "tool_approval_request"}
+    assert set(asks) == {"c1", "c2"} and "tool_result" not in [e.type for e in first]
+    assert ran == [] and len(inv.calls) == 1
+    (step,) = saved
+    assert step.step == 1 and step.approvals == {v: k for k, v in asks.items()}
+    assert [c.id for c in step.calls] == ["c1", "c2", "c3"] and step.messages[-1].role == "assistant"
+
+    decisions = {"c1": Decision(True), "c2": Decision(False, "too much")}
+    resume = DeferredApproval(save, resume=step, decisions=decisions)
+    async with lmrp.stream(q="ignored", deferred_approval=resume) as stream:
+        second = [e async for e in stream]
+    results = {e.value["id"]: e.value for e in second if e.type == "tool_result"}
+    assert results["c1"]["output"] == "sent to bob" and results["c2"]["denied"] is True
+    assert results["c3"]["output"] == "paid 1"
+    assert {e.metadata["step"] for e in second if e.type == "tool_result"} == {1}
+    assert next(e for e in second if e.type == "response").metadata["step"] == 2
+    assert sorted(ran) == ["bob", "pay 1"] and second[-1].metadata["finish_reason"] == "stop"
+    sent = inv.calls[1][0]
+    assert sent[-2].role == "assistant" and [r.id for r in sent[-1].tool_results] == ["c1", "c2", "c3"]

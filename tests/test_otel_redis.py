@@ -8,6 +8,7 @@ import redis.asyncio as aioredis
 from opentelemetry import trace
 
 from lmstream import LMRequestProcessor, PromptBuilder
+from lmstream.chat_registry import Answer
 from lmstream.redis import Worker
 from lmstream.redis.cli import job_handler
 from lmstream.redis.web import RedisChatRegistry
@@ -26,7 +27,7 @@ async def test_a_queued_request_joins_the_trace_of_the_request_that_enqueued_it(
         registry = RedisChatRegistry(r, queue=True)
         tracer = t.tp.get_tracer("test")
         with tracer.start_as_current_span("browser request") as parent:
-            await registry.launch("chat-t", processor, {}, body)
+            await registry.launch("chat-t", Answer(run=lambda em: processor.process(event_emitter=em), job=body))
         worker = Worker(r, job_handler(processor), lease=2.0)
         run = asyncio.create_task(worker.run())  # started outside the span: only the job carries it
         try:

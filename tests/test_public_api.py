@@ -1,6 +1,7 @@
 """The public names of `lmstream`, pinned: adding or removing one is a deliberate API change.
 
-Update PUBLIC below (and README.md, where the name is documented) in the same commit as the change.
+Update PUBLIC below (and README.md, where the name is documented) in the same commit as the change;
+a provider class is public through its line in the provider table (`lmstream.invokers.PROVIDER_MODULES`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import subprocess
 import sys
 
 import lmstream
+from lmstream.invokers import INVOKER_CLASSES
 
 PUBLIC = {
     # events
@@ -32,23 +34,11 @@ PUBLIC = {
     "RequestStream",
     "RequestTracker",
     "Tool",
+    "MCPTools",
     "tool",
-    # invokers (provider classes load lazily)
+    # invokers (the provider classes: LAZY below)
     "BaseLMInvoker",
     "build_lm_invoker",
-    "LocalLMInvoker",
-    "OpenAILMInvoker",
-    "OpenAIChatCompletionsLMInvoker",
-    "OpenAICompatibleLMInvoker",
-    "AnthropicLMInvoker",
-    "GoogleLMInvoker",
-    "AzureOpenAILMInvoker",
-    "AzureOpenAIResponsesLMInvoker",
-    "BedrockLMInvoker",
-    "XAILMInvoker",
-    "OllamaLMInvoker",
-    "LiteLLMLMInvoker",
-    "LangChainLMInvoker",
     "RetryConfig",
     # data
     "Attachment",
@@ -71,21 +61,9 @@ PUBLIC = {
     "__version__",
 }
 
-LAZY = {
-    "LocalLMInvoker",
-    "OpenAILMInvoker",
-    "OpenAIChatCompletionsLMInvoker",
-    "OpenAICompatibleLMInvoker",
-    "AnthropicLMInvoker",
-    "GoogleLMInvoker",
-    "AzureOpenAILMInvoker",
-    "AzureOpenAIResponsesLMInvoker",
-    "BedrockLMInvoker",
-    "XAILMInvoker",
-    "OllamaLMInvoker",
-    "LiteLLMLMInvoker",
-    "LangChainLMInvoker",
-}
+#: the provider classes, loaded lazily: one line each in the provider table
+LAZY = set(INVOKER_CLASSES)
+PUBLIC |= LAZY
 
 
 def test_all_is_exactly_the_public_names() -> None:

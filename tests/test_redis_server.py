@@ -177,7 +177,7 @@ def test_stop_on_node_b_cancels_the_answer_running_on_node_a_within_1s(
             lines = r.iter_lines()
             part = messages(lines, until=lambda m: n_deltas(m) >= 3)
             t0 = time.monotonic()
-            assert c.post(f"{b_url}/api/chat/s1/stop").json() == {"stopped": True}
+            assert c.post(f"{b_url}/api/chat/s1/stop", json={}).json() == {"stopped": True}
             assert upstream.wait_for_sync(lambda s: s.requests[-1].disconnected, 1.0), "upstream still open after 1 s"
             assert time.monotonic() - t0 < 1.0
             rest = messages(lines)
@@ -203,7 +203,7 @@ def test_client_leaving_does_not_cancel_with_redis_and_410_for_a_gone_position(
             assert upstream.requests[-1].completed and not upstream.requests[-1].disconnected
             with c.stream("GET", f"{b_url}/api/chat/d1/stream") as r:
                 full = messages(r)
-            assert c.post(f"{b_url}/api/chat/d1/stop").json() == {"stopped": False}  # it finished
+            assert c.post(f"{b_url}/api/chat/d1/stop", json={}).json() == {"stopped": False}  # it finished
             assert text_of(full) == "".join(WORDS)
             gone = c.get(f"{b_url}/api/chat/d1/stream", headers={"Last-Event-ID": "1-0:0"})
             assert gone.status_code == 410 and gone.json()["error"]["type"] == "stream_gone"

@@ -209,14 +209,14 @@ def test_client_leaves_mid_stream_upstream_closed_within_1s(wire):
 def test_stop_endpoint_cancels_and_the_stream_ends_with_abort(wire):
     wire.enqueue(Script(chunks=fx.openai_chat_text(WORDS), delay_between=0.1))
     with ServedApp(wire_processor(wire)) as app, httpx.Client(timeout=10) as c:
-        assert c.post(f"{app.url}/api/chat/chat9/stop").json() == {"stopped": False}
+        assert c.post(f"{app.url}/api/chat/chat9/stop", json={}).json() == {"stopped": False}
         with c.stream("POST", f"{app.url}/api/chat", json=chat_body(chat_id="chat9")) as r:
             chunks: list[dict[str, Any]] = []
             for payload in sse_data(r.iter_lines()):
                 chunks.append({"type": "[DONE]"} if payload == "[DONE]" else json.loads(payload))
                 if len(chunks) == 5:
                     with httpx.Client(timeout=5) as other:
-                        assert other.post(f"{app.url}/api/chat/chat9/stop").json() == {"stopped": True}
+                        assert other.post(f"{app.url}/api/chat/chat9/stop", json={}).json() == {"stopped": True}
         assert wire.wait_for_sync(lambda s: s.requests[0].disconnected, 1.0)
         assert app.idle()
     assert types(chunks)[-3:] == ["finish-step", "abort", "[DONE]"] or types(chunks)[-4:-1] == [

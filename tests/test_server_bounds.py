@@ -62,7 +62,11 @@ def test_oversized_body_gets_413(wire):
     big = chat_body(user("x" * 5000))
     with ServedApp(wire_processor(wire), max_body_bytes=2000) as app, httpx.Client(timeout=10) as c:
         r = c.post(f"{app.url}/api/chat", json=big)
-        chunked = c.post(f"{app.url}/api/chat", content=iter([json.dumps(big).encode()]))  # no content-length
+        chunked = c.post(
+            f"{app.url}/api/chat",
+            content=iter([json.dumps(big).encode()]),
+            headers={"content-type": "application/json"},
+        )  # no content-length
     assert r.status_code == 413 and r.json()["error"]["message"].startswith("body:")
     assert chunked.status_code == 413
     assert wire.requests == []
@@ -74,7 +78,7 @@ def test_api_key_required_except_health_and_page_and_never_echoed(wire):
     with ServedApp(wire_processor(wire), api_key=key) as app, httpx.Client(timeout=10) as c:
         none = c.post(f"{app.url}/api/chat", json=chat_body())
         wrong = c.post(f"{app.url}/api/chat", json=chat_body(), headers={"authorization": "Bearer nope"})
-        stop = c.post(f"{app.url}/api/chat/x/stop")
+        stop = c.post(f"{app.url}/api/chat/x/stop", json={})
         assert c.get(f"{app.url}/healthz").status_code == 200
         assert c.get(f"{app.url}/").status_code == 200
         with c.stream("POST", f"{app.url}/api/chat", json=chat_body(), headers={"authorization": f"Bearer {key}"}) as r:

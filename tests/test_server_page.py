@@ -65,6 +65,14 @@ def tokens(text: str) -> tuple[str, ...]:
     return tuple(re.findall(r" ?\S+", text))
 
 
+def wait_js(page: Any, predicate: str, arg: Any = None, timeout: float = 10.0) -> None:
+    """`page.wait_for_function` polls with `eval`, which the page's CSP forbids: poll from here."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(predicate, arg):
+        assert time.monotonic() < deadline, f"not true within {timeout} s: {predicate}"
+        time.sleep(0.02)
+
+
 def ask(page: Any, url: str, question: str) -> None:
     page.goto(url + "/")
     box = page.locator("textarea")
@@ -80,12 +88,12 @@ def test_tokens_arrive_before_the_answer_completes_and_stop_closes_upstream(page
         page.locator(".msg.user .bubble", has_text="Tell me a long story").wait_for()
         answer = page.locator(".msg.assistant .text").first
         answer.wait_for()
-        page.wait_for_function("document.querySelector('.msg.assistant .text').textContent.split('word').length > 3")
+        wait_js(page, "document.querySelector('.msg.assistant .text').textContent.split('word').length > 3")
         partial = answer.text_content()
         assert page.locator(".msg.assistant.streaming").count() == 1, "still streaming"
         assert page.locator("#stop").is_visible() and not page.locator("#send").is_visible()
-        page.wait_for_function(
-            "n => document.querySelector('.msg.assistant .text').textContent.length > n", arg=len(partial)
+        wait_js(
+            page, "n => document.querySelector('.msg.assistant .text').textContent.length > n", arg=len(partial)
         )  # and more keeps coming, token by token
         page.get_by_role("button", name="Stop").click()
         t0 = time.monotonic()
@@ -145,7 +153,8 @@ def test_provider_error_shows_a_clear_error_state(page):
         ask(page, app.url, "Hi")
         err = page.locator(".msg.assistant .error")
         err.wait_for()
-        assert "The upstream model crashed" in err.inner_text()
+        # the kind of failure, not the upstream's own words (they may hold internal URLs or keys)
+        assert "StreamInterruptedError" in err.inner_text() and "crashed" not in err.inner_text()
         assert page.get_by_role("button", name="Retry").is_visible()
         assert page.locator("#send").is_visible()
         # Retry regenerates: the server keeps serving

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._version import __version__
 from .engine.request_stream import RequestStream
 from .errors import (
     ConfigurationError,
@@ -39,6 +40,7 @@ from .events import (
     RequestTracker,
     StreamEventHandler,
 )
+from .invokers import INVOKER_CLASSES as _INVOKER_CLASSES
 from .invokers import BaseLMInvoker, build_lm_invoker
 from .parsers import BaseOutputParser, JSONOutputParser
 from .processor import LMRequestProcessor, build_lm_request_processor
@@ -48,45 +50,16 @@ from .tools import Tool, tool
 from .types import Attachment, LMOutput, ThinkingBlock, TokenUsage, ToolCall, ToolResult
 
 if TYPE_CHECKING:
-    from .invokers import (
-        AnthropicLMInvoker,
-        AzureOpenAILMInvoker,
-        AzureOpenAIResponsesLMInvoker,
-        BedrockLMInvoker,
-        GoogleLMInvoker,
-        LangChainLMInvoker,
-        LiteLLMLMInvoker,
-        LocalLMInvoker,
-        OllamaLMInvoker,
-        OpenAIChatCompletionsLMInvoker,
-        OpenAICompatibleLMInvoker,
-        OpenAILMInvoker,
-        XAILMInvoker,
-    )
-
-__version__ = "0.1.0"
-
-_LAZY_INVOKERS = frozenset(
-    {
-        "LocalLMInvoker",
-        "OpenAILMInvoker",
-        "OpenAIChatCompletionsLMInvoker",
-        "OpenAICompatibleLMInvoker",
-        "AnthropicLMInvoker",
-        "GoogleLMInvoker",
-        "AzureOpenAILMInvoker",
-        "AzureOpenAIResponsesLMInvoker",
-        "BedrockLMInvoker",
-        "XAILMInvoker",
-        "OllamaLMInvoker",
-        "LiteLLMLMInvoker",
-        "LangChainLMInvoker",
-    }
-)
+    from .invokers import *  # noqa: F403  # the provider classes, for type checkers (loaded lazily below)
+    from .mcp import MCPTools
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY_INVOKERS:
+    if name == "MCPTools":  # the MCP SDK itself is imported only when a connection opens
+        from .mcp import MCPTools
+
+        return MCPTools
+    if name in _INVOKER_CLASSES:
         from . import invokers
 
         return getattr(invokers, name)
@@ -94,11 +67,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "AnthropicLMInvoker",
     "Attachment",
-    "AzureOpenAILMInvoker",
-    "AzureOpenAIResponsesLMInvoker",
-    "BedrockLMInvoker",
     "BaseEventHandler",
     "BaseLMInvoker",
     "BaseOutputParser",
@@ -110,20 +79,13 @@ __all__ = [
     "EventEmitter",
     "EventLevel",
     "EventType",
-    "GoogleLMInvoker",
     "JSONOutputParser",
-    "LangChainLMInvoker",
-    "LiteLLMLMInvoker",
     "LMOutput",
     "LMRequestProcessor",
     "LMStreamError",
     "LMTimeoutError",
-    "LocalLMInvoker",
+    "MCPTools",
     "Message",
-    "OllamaLMInvoker",
-    "OpenAIChatCompletionsLMInvoker",
-    "OpenAICompatibleLMInvoker",
-    "OpenAILMInvoker",
     "OutputParserError",
     "OutputTruncatedError",
     "PrintEventHandler",
@@ -142,9 +104,9 @@ __all__ = [
     "ToolCall",
     "ToolError",
     "ToolResult",
-    "XAILMInvoker",
     "__version__",
     "build_lm_invoker",
     "build_lm_request_processor",
     "tool",
+    *_INVOKER_CLASSES,  # the provider table's classes (lmstream.invokers.PROVIDER_MODULES)
 ]

@@ -5,7 +5,9 @@ token) and, when it returns an observer, reports start and end through the handl
 back. Without `opentelemetry-api` installed, or with no tracer or meter provider configured,
 `current()` returns None and the core does nothing more. This module imports no
 OpenTelemetry code; `lmstream.otel` holds all of it and is imported only when the API is
-installed.
+installed. The arrow runs one way: the core imports this seam, this seam loads `lmstream.otel`
+on first use, and the tracing modules (`otel`, `_otel_spans`, `_otel_content`) import neither
+this seam nor anything above the data types they read (`types`, `prompt`, `errors`).
 
 Call sites (each marked "observability seam" in the code):
 * `engine/lifecycle.run_request(ctx, work, kind)`: `request_started` / `end` around the
@@ -29,7 +31,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from .prompt import Message
-    from .tools import Tool
     from .types import LMOutput, ToolCall
 
 __all__ = ["CallHandle", "Observer", "SpanHandle", "current", "remote_parent", "set_observer", "trace_headers"]
@@ -53,6 +54,13 @@ class CallHandle(Protocol):
     def end(self, output: LMOutput | None, exc: BaseException | None) -> None: ...
 
 
+class DescribedTool(Protocol):
+    """What an observer reads of a `lmstream.tools.Tool` (the seam imports nothing above it)."""
+
+    @property
+    def description(self) -> str: ...
+
+
 class Observer(Protocol):
     def active(self) -> bool:
         """Whether a provider is configured now (checked once per request, cheaply)."""
@@ -63,7 +71,7 @@ class Observer(Protocol):
         self, invoker: Any, messages: Sequence[Message], params: Mapping[str, Any], request_id: str | None
     ) -> CallHandle: ...
 
-    def tool_started(self, call: ToolCall, tool: Tool[..., Any] | None) -> SpanHandle: ...
+    def tool_started(self, call: ToolCall, tool: DescribedTool | None) -> SpanHandle: ...
 
 
 _observer: Observer | None = None
@@ -100,7 +108,8 @@ def current() -> Observer | None:
 
 
 def set_observer(observer: Observer | None) -> None:
-    """Install another observer (None: back to the OpenTelemetry one, found on next use)."""
+    """Install another observer (None: back to the OpenTelemetry one, found on next use).
+    `lmstream.otel.configure()` needs no call here: it configures the observer found here."""
     global _observer, _unavailable
     _observer = observer
     _unavailable = False

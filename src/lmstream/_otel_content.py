@@ -16,21 +16,8 @@ from .types import Attachment, LMOutput, ThinkingBlock, ToolCall, ToolResult
 
 __all__ = ["input_messages", "output_messages", "provider_name", "server_of", "tool_definitions"]
 
-#: lmstream provider prefix -> `gen_ai.provider.name` (well-known values where one applies)
-PROVIDER_NAMES = {
-    "openai": "openai",
-    "openai-chat": "openai",
-    "openai-chat-completions": "openai",
-    "anthropic": "anthropic",
-    "google": "gcp.gemini",
-    "azure-openai": "azure.ai.openai",
-    "azure-openai-responses": "azure.ai.openai",
-    "bedrock": "aws.bedrock",
-    "xai": "x_ai",
-    "local": "llama_cpp",  # the embedded model (llama.cpp in process); no well-known value
-}
-
-#: host of an OpenAI-compatible endpoint -> the provider it is
+#: host of an endpoint -> the provider it is (for invokers whose class lets the host say:
+#: `tracing_name_from_host`, e.g. an OpenAI-compatible server)
 _HOSTS = {
     "api.openai.com": "openai",
     "api.deepseek.com": "deepseek",
@@ -45,78 +32,28 @@ _HOSTS = {
 }
 _HOST_SUFFIXES = (("aiplatform.googleapis.com", "gcp.vertex_ai"), (".openai.azure.com", "azure.ai.openai"))
 
-_DEFAULT_URLS = {
-    "openai": "https://api.openai.com/v1",
-    "anthropic": "https://api.anthropic.com",
-    "google": "https://generativelanguage.googleapis.com",
-}
-
-#: LiteLLM's own model prefixes -> the provider it routes to
-_LITELLM = {
-    "openai": "openai",
-    "anthropic": "anthropic",
-    "gemini": "gcp.gemini",
-    "vertex_ai": "gcp.vertex_ai",
-    "bedrock": "aws.bedrock",
-    "azure": "azure.ai.openai",
-    "mistral": "mistral_ai",
-    "groq": "groq",
-    "deepseek": "deepseek",
-    "cohere": "cohere",
-    "xai": "x_ai",
-    "perplexity": "perplexity",
-}
-
-#: providers whose API takes the system prompt apart from the chat history
-_SEPARATE_SYSTEM = frozenset({"openai", "anthropic", "google"})
-
 _cache: dict[tuple[Any, ...], tuple[str, str | None, int | None]] = {}
 
 
-def _default_url(invoker: Any, prefix: str) -> str | None:
-    if prefix == "google" and getattr(invoker, "vertexai", False):
-        location = getattr(invoker, "location", None)
-        return f"https://{location + '-' if location else ''}aiplatform.googleapis.com"
-    if prefix == "bedrock" and getattr(invoker, "region", None):
-        return f"https://bedrock-runtime.{invoker.region}.amazonaws.com"
-    return _DEFAULT_URLS.get(prefix)
-
-
 def _lookup(invoker: Any) -> tuple[str, str | None, int | None]:
-    vertex = getattr(invoker, "vertexai", None)
-    key = (
-        type(invoker),
-        invoker.provider,
-        getattr(invoker, "base_url", None),
-        vertex,
-        getattr(invoker, "location", None),
-        getattr(invoker, "region", None),
-        invoker.model_name if invoker.provider == "litellm" else None,
-    )
+    """(provider name, host, port), from what the invoker's class says of itself: its
+    `endpoint()` (its `default_base_url` unless configured) and `traced_provider()`."""
+    url = invoker.endpoint()
+    key = (type(invoker), url, getattr(invoker, "vertexai", None), invoker.model_name)
     hit = _cache.get(key)
     if hit is not None:
         return hit
-    prefix = invoker.provider
-    url = getattr(invoker, "base_url", None) or _default_url(invoker, prefix)
     host: str | None = None
     port: int | None = None
-    if url and prefix != "local":
+    if url:
         parts = urlsplit(url)
         host = parts.hostname
         try:
             port = parts.port or (443 if parts.scheme == "https" else 80 if parts.scheme == "http" else None)
         except ValueError:
             port = None
-    name = PROVIDER_NAMES.get(prefix)
-    if host and (name is None or prefix == "google"):  # learn the provider from the endpoint
-        name = _HOSTS.get(host) or next((n for s, n in _HOST_SUFFIXES if host.endswith(s)), None) or name
-    if prefix == "google" and vertex:
-        name = "gcp.vertex_ai"
-    if prefix == "litellm":  # "anthropic/claude-..." goes to Anthropic
-        name = _LITELLM.get(str(invoker.model_name).split("/", 1)[0]) if "/" in invoker.model_name else None
-    if name is None:
-        # an OpenAI-compatible server speaks OpenAI's API: the conventions name the API's flavour
-        name = "openai" if prefix.startswith("openai") else prefix
+    host_says = (_HOSTS.get(host) or next((n for s, n in _HOST_SUFFIXES if host.endswith(s)), None)) if host else None
+    name = invoker.traced_provider(host_says)
     if len(_cache) < 1024:
         _cache[key] = (name, host, port)
     return name, host, port
@@ -163,7 +100,7 @@ def input_messages(invoker: Any, messages: Sequence[Message]) -> tuple[list[dict
     System text goes to the instructions for APIs that take it apart from the history
     (OpenAI Responses, Anthropic, Gemini); elsewhere it stays a `system` message.
     """
-    separate = invoker.provider in _SEPARATE_SYSTEM
+    separate = invoker.system_apart
     system: list[dict[str, Any]] = []
     history: list[dict[str, Any]] = []
     for m in messages:

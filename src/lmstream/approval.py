@@ -13,24 +13,35 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import LMStreamError
 from .events import EventLevel, EventType
+from .prompt import Message
 from .tools import Tool, execute_tool_calls
 from .types import ToolCall, ToolResult
 
 if TYPE_CHECKING:
     from .engine.lifecycle import RequestContext
 
-__all__ = ["ApprovalError", "Decision", "answer", "denied_result", "execute_with_approval", "new_approval_id"]
+__all__ = [
+    "ApprovalError",
+    "Decision",
+    "DeferredApproval",
+    "PendingStep",
+    "answer",
+    "denied_result",
+    "execute_with_approval",
+    "new_approval_id",
+    "run_tool_step",
+]
 
 
 class ApprovalError(LMStreamError, LookupError):
-    """An approval id that cannot be answered: unknown (404), already answered (409) or
-    expired (410). `status_code` says which, for a server to pass on."""
+    """An approval id that cannot be answered: unknown or already answered (409), or expired
+    (410). `status_code` says which, for a server to pass on."""
 
     def __init__(self, message: str, status_code: int) -> None:
         super().__init__(message)
@@ -74,7 +85,7 @@ def _close(approval_id: str, status: int) -> None:
 def answer(approval_id: str, approved: bool, reason: str | None = None, *, request_id: str | None = None) -> None:
     """Approve or deny a waiting call. `request_id`, when given, must be the call's request
     (a stream answers only its own approvals). Raises `ApprovalError` for an id that is not
-    waiting: 404 unknown, 409 already answered, 410 timed out."""
+    waiting: 409 unknown or already answered, 410 timed out."""
     pending = _pending.get(approval_id)
     if pending is None or (request_id is not None and pending.request_id != request_id):
         status = _closed.get(approval_id) if pending is None else None
@@ -82,7 +93,7 @@ def answer(approval_id: str, approved: bool, reason: str | None = None, *, reque
             raise ApprovalError(f"approval {approval_id!r} was already answered", 409)
         if status == 410:
             raise ApprovalError(f"approval {approval_id!r} expired: nobody answered within approval_timeout", 410)
-        raise ApprovalError(f"no approval {approval_id!r} is waiting in this request", 404)
+        raise ApprovalError(f"no approval {approval_id!r} is waiting in this request", 409)
     if not pending.future.done():
         pending.future.set_result(Decision(approved, reason))
     _close(approval_id, 409)
@@ -133,3 +144,91 @@ async def execute_with_approval(
         return (await execute_tool_calls(tool_list, [call]))[0]
 
     return list(await asyncio.gather(*(one(c) for c in calls)))
+
+
+# ----------------------------------------------------------------------------- deferred approval
+# A server cannot hold a request open while a person decides (the browser's answer comes as a new
+# HTTP request, maybe to another node): the request ends at the approval request, its tool step is
+# saved, and a later request continues it with the person's decisions.
+
+
+@dataclass(slots=True)
+class PendingStep:
+    """A tool step waiting for a person, kept outside any request.
+
+    `messages` runs up to and including the assistant turn that made the `calls`; `approvals`
+    maps each approval id to its tool call id; `step` is the model call that made them."""
+
+    messages: list[Message]
+    calls: list[ToolCall]
+    approvals: dict[str, str]
+    step: int
+
+
+@dataclass(slots=True)
+class DeferredApproval:
+    """How a request handles approval when nobody can answer while it runs.
+
+    `save(step)` is awaited with the `PendingStep` when calls need approval; the request then
+    ends (`done`, finish reason `tool_approval`) after their `tool_approval_request` events.
+    With `resume` and `decisions` (tool call id -> `Decision`), the request starts by finishing
+    that step: approved calls run, the others are denied, and the tool loop goes on."""
+
+    save: Callable[[PendingStep], Awaitable[None]]
+    resume: PendingStep | None = None
+    decisions: dict[str, Decision] = field(default_factory=dict)
+
+
+async def _emit_results(ctx: RequestContext, results: list[ToolResult]) -> None:
+    for r in results:
+        meta = {"is_error": True} if r.is_error else {}
+        await ctx.emit(r.to_event_value(), EventType.TOOL_RESULT, EventLevel.INFO, step=ctx.step, **meta)
+
+
+async def run_tool_step(
+    ctx: RequestContext,
+    tools: Sequence[Tool[..., Any]],
+    calls: list[ToolCall],
+    timeout: float | None,
+    deferred: DeferredApproval | None,
+    messages: list[Message],
+) -> list[ToolResult] | None:
+    """Run one step of the tool loop and emit its `tool_result` events; None when the step was
+    deferred (`messages`, ending with the calls' assistant turn, went to `deferred.save`)."""
+    if deferred is not None:
+        by_name = {t.name: t for t in tools}
+        asking = [c for c in calls if (t := by_name.get(c.name)) is not None and t.needs_approval(c)]
+        if asking:
+            approvals: dict[str, str] = {}
+            for c in asking:
+                approval_id = new_approval_id()
+                approvals[approval_id] = c.id
+                value = {"approval_id": approval_id, "tool_call_id": c.id, "name": c.name, "arguments": c.arguments}
+                await ctx.emit(value, EventType.TOOL_APPROVAL_REQUEST, EventLevel.INFO, step=ctx.step)
+            await deferred.save(PendingStep(messages, calls, approvals, ctx.step))
+            return None
+    results = await execute_with_approval(ctx, tools, calls, timeout)
+    await _emit_results(ctx, results)
+    return results
+
+
+async def resume_tool_step(
+    ctx: RequestContext, tools: Sequence[Tool[..., Any]], deferred: DeferredApproval
+) -> list[Message]:
+    """Finish a saved step with the person's decisions; the conversation to continue from."""
+    step = deferred.resume
+    assert step is not None
+    ctx.step = step.step
+    asked = set(step.approvals.values())
+    tool_list = list(tools)
+
+    async def one(call: ToolCall) -> ToolResult:
+        if call.id in asked:
+            decision = deferred.decisions.get(call.id) or Decision(False, "nobody answered")
+            if not decision.approved:
+                return denied_result(call, decision.reason)
+        return (await execute_tool_calls(tool_list, [call]))[0]
+
+    results = list(await asyncio.gather(*(one(c) for c in step.calls)))
+    await _emit_results(ctx, results)
+    return [*step.messages, Message.tool(results)]

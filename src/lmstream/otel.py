@@ -33,8 +33,8 @@ from opentelemetry import metrics, trace
 from opentelemetry.propagate import extract, inject
 from opentelemetry.trace import SpanKind
 
-from . import __version__, _observe
 from ._otel_spans import ModelCall, OpenSpan, Unobserved
+from ._version import __version__
 
 __all__ = ["configure", "extract_context", "remote_parent", "observer"]
 
@@ -85,7 +85,8 @@ class _Instruments:
 
 
 class OTelObserver:
-    """The `_observe.Observer` that writes OpenTelemetry spans and metrics."""
+    """The `lmstream._observe.Observer` that writes OpenTelemetry spans and metrics (it imports
+    nothing of the seam: it matches its protocols)."""
 
     def __init__(self) -> None:
         from opentelemetry.metrics import NoOpMeterProvider
@@ -193,8 +194,7 @@ def configure(tracer_provider: Any = None, meter_provider: Any = None, capture_c
     obs.tracer_provider = tracer_provider
     obs.meter_provider = meter_provider
     obs.capture_content = capture_content
-    obs._key = None
-    _observe.set_observer(obs)
+    obs._key = None  # the seam (`lmstream._observe`) finds this same observer, now configured
 
 
 def extract_context(headers: Mapping[str, str]) -> otel_context.Context:

@@ -7,11 +7,11 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, Generic, Literal, TypeVar, overload
 
-from .approval import execute_with_approval
+from .approval import DeferredApproval, resume_tool_step, run_tool_step
 from .engine.lifecycle import RequestContext, run_request
 from .engine.request_stream import RequestStream
 from .errors import ConfigurationError, OutputParserError, PromptError, ToolError
-from .events import EventEmitter, EventLevel, EventType
+from .events import EventEmitter
 from .invokers import build_lm_invoker
 from .invokers.base import BaseLMInvoker
 from .parsers import BaseOutputParser, JSONOutputParser
@@ -35,6 +35,7 @@ _OWN_ARGS = frozenset(
         "auto_execute_tools",
         "max_lm_calls",
         "approval_timeout",
+        "deferred_approval",
     }
 )
 
@@ -50,6 +51,7 @@ class _Request:
     auto_execute_tools: bool
     max_lm_calls: int
     approval_timeout: float | None
+    deferred_approval: DeferredApproval | None
     keywords: dict[str, Any]  # the `**kwargs` that fill the templates
 
 
@@ -120,6 +122,7 @@ class LMRequestProcessor(Generic[OutT]):
         auto_execute_tools: bool = True,
         max_lm_calls: int = 5,
         approval_timeout: float | None = None,
+        deferred_approval: DeferredApproval | None = None,
         **kwargs: Any,
     ) -> Coroutine[Any, Any, OutT]:
         """Run one request; returns the parsed output if a parser is set, else the `LMOutput`.
@@ -128,12 +131,20 @@ class LMRequestProcessor(Generic[OutT]):
         request counts as watched by the emitter from this call on, so `stream()` ends even if
         the task running it is cancelled before it starts. A closed emitter is refused here.
         A tool that `requires_approval` waits for `lmstream.approval.answer()` (or the stream's
-        `approve()`/`deny()`), denied after `approval_timeout` seconds when given.
+        `approve()`/`deny()`), denied after `approval_timeout` seconds when given;
+        `deferred_approval` instead ends the request there and continues it later (a server).
         """
         ctx = RequestContext(event_emitter)
         req = _Request(
-            *(prompt_kwargs, history, extra_contents, hyperparameters),
-            *(auto_execute_tools, max_lm_calls, approval_timeout, kwargs),
+            prompt_kwargs,
+            history,
+            extra_contents,
+            hyperparameters,
+            auto_execute_tools,
+            max_lm_calls,
+            approval_timeout,
+            deferred_approval,
+            kwargs,
         )
         coro = self._request(ctx, "process", req)
         ctx.register(coro)
@@ -150,6 +161,7 @@ class LMRequestProcessor(Generic[OutT]):
         auto_execute_tools: bool = True,
         max_lm_calls: int = 5,
         approval_timeout: float | None = None,
+        deferred_approval: DeferredApproval | None = None,
         **kwargs: Any,
     ) -> RequestStream[OutT]:
         """The request as its own event stream: `async with lmrp.stream(...) as stream`.
@@ -158,8 +170,15 @@ class LMRequestProcessor(Generic[OutT]):
         Answer a `tool_approval_request` with `stream.approve(id)` / `stream.deny(id, reason)`.
         """
         req = _Request(
-            *(prompt_kwargs, history, extra_contents, hyperparameters),
-            *(auto_execute_tools, max_lm_calls, approval_timeout, kwargs),
+            prompt_kwargs,
+            history,
+            extra_contents,
+            hyperparameters,
+            auto_execute_tools,
+            max_lm_calls,
+            approval_timeout,
+            deferred_approval,
+            kwargs,
         )
         return RequestStream(lambda ctx: self._request(ctx, "stream", req), event_emitter)
 
@@ -177,8 +196,12 @@ class LMRequestProcessor(Generic[OutT]):
         max_lm_calls, hyperparameters = req.max_lm_calls, req.hyperparameters
         if not isinstance(max_lm_calls, int) or max_lm_calls < 1:
             raise ConfigurationError("max_lm_calls must be an int >= 1")
-        messages = self._messages(values, req.history, req.extra_contents)
         invoker = self.lm_invoker
+        deferred = req.deferred_approval
+        if deferred is not None and deferred.resume is not None:  # finish the saved step first
+            messages = await resume_tool_step(ctx, invoker.tools, deferred)
+        else:
+            messages = self._messages(values, req.history, req.extra_contents)
         total: TokenUsage | None = None
         output: LMOutput | None = None
         for call in range(1, max_lm_calls + 1):
@@ -194,12 +217,14 @@ class LMRequestProcessor(Generic[OutT]):
                     f"the model still asked for tools after max_lm_calls={max_lm_calls} calls; "
                     "raise max_lm_calls or check the tools' results"
                 )
-            results = await execute_with_approval(ctx, invoker.tools, output.tool_calls, req.approval_timeout)
-            for r in results:
-                meta = {"is_error": True} if r.is_error else {}
-                await ctx.emit(r.to_event_value(), EventType.TOOL_RESULT, EventLevel.INFO, step=ctx.step, **meta)
             said: list[Content] = [*output.thinking_blocks, *([output.text] if output.text else []), *output.tool_calls]
-            messages = [*messages, Message("assistant", said), Message.tool(results)]
+            turn = Message("assistant", said)
+            step = (ctx, invoker.tools, output.tool_calls, req.approval_timeout, deferred, [*messages, turn])
+            results = await run_tool_step(*step)
+            if results is None:  # deferred: the step waits for a person, outside this request
+                output.finish_reason = "tool_approval"
+                break
+            messages = [*messages, turn, Message.tool(results)]
         assert output is not None and total is not None
         output.usage = total
         if ctx.first_token_at is not None:

@@ -10,7 +10,7 @@ import inspect
 import re
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, ParamSpec, TypeVar, Union, cast, get_args, get_origin, overload
 
@@ -18,7 +18,16 @@ from . import _json, _observe
 from .errors import ConfigurationError
 from .types import ToolCall, ToolResult
 
-__all__ = ["Tool", "to_tool", "tool", "execute_tool_calls", "current_tool_call", "report_progress"]
+__all__ = [
+    "Tool",
+    "ToolOutput",
+    "to_tool",
+    "tool",
+    "execute_tool_calls",
+    "current_tool_call",
+    "progress_reporter",
+    "report_progress",
+]
 
 #: per call: True, False, or a function of the call that decides
 Approval = bool | Callable[[ToolCall], bool]
@@ -26,6 +35,15 @@ Approval = bool | Callable[[ToolCall], bool]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class ToolOutput:
+    """What a tool may return to tell the model `text` while the `tool_result` event carries
+    `value` (e.g. an image's data for a browser, with a short description for the model)."""
+
+    text: str
+    value: Any = None
 
 
 @dataclass(slots=True)
@@ -304,16 +322,29 @@ def current_tool_call() -> ToolCall | None:
     return _call.get()
 
 
-async def report_progress(progress: float, total: float | None = None, message: str | None = None) -> None:
-    """Emit a `tool_progress` event for the running call (a no-op outside the tool loop)."""
+Progress = Callable[[float, "float | None", "str | None"], Awaitable[None]]
+
+
+def progress_reporter() -> Progress:
+    """`report_progress` bound to the running call now, for a callback that runs in another task
+    (an MCP client's receive loop). Outside the tool loop it does nothing."""
     from .engine.lifecycle import current_request
     from .events import EventLevel, EventType
 
     call, ctx = _call.get(), current_request()
-    if call is None or ctx is None:
-        return
-    value = {"tool_call_id": call.id, "name": call.name, "progress": progress, "total": total, "message": message}
-    await ctx.emit(value, EventType.TOOL_PROGRESS, EventLevel.INFO, step=ctx.step)
+
+    async def report(progress: float, total: float | None = None, message: str | None = None) -> None:
+        if call is None or ctx is None:
+            return
+        value = {"tool_call_id": call.id, "name": call.name, "progress": progress, "total": total, "message": message}
+        await ctx.emit(value, EventType.TOOL_PROGRESS, EventLevel.INFO, step=ctx.step)
+
+    return report
+
+
+async def report_progress(progress: float, total: float | None = None, message: str | None = None) -> None:
+    """Emit a `tool_progress` event for the running call (a no-op outside the tool loop)."""
+    await progress_reporter()(progress, total, message)
 
 
 async def execute_tool_calls(tools: list[Tool[..., Any]], calls: list[ToolCall]) -> list[ToolResult]:
@@ -350,6 +381,8 @@ async def _run_one(
         return ToolResult(call.id, call.name, msg, True), None
     try:
         value = await t.run(call.arguments)
+        if isinstance(value, ToolOutput):
+            return ToolResult(call.id, call.name, value.text, value=value.value), None
         return ToolResult(call.id, call.name, _stringify(value), value=value), None
     except asyncio.CancelledError:
         raise

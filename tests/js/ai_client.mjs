@@ -4,6 +4,9 @@
 //   node ai_client.mjs <base-url> chat "<q1>" "<q2>"        AbstractChat: two turns, then regenerate
 //   node ai_client.mjs <base-url> error "<question>"         AbstractChat: a failing answer, then one that works
 //   node ai_client.mjs <base-url> resume <chat-id>            AbstractChat.resumeStream() (GET {api}/{id}/stream)
+//   node ai_client.mjs <base-url> approve "<q>" '<decisions>'  AbstractChat: answer each tool approval request with
+//                                                             addToolApprovalResponse ({"toolName": true|false});
+//                                                             sendAutomaticallyWhen sends the answers
 //
 // Every response body is also teed (through the transport's `fetch` option, so it is the same
 // run) into parseJsonEventStream with the package's own uiMessageChunkSchema: each chunk must
@@ -11,6 +14,7 @@
 import {
   AbstractChat,
   DefaultChatTransport,
+  lastAssistantMessageIsCompleteWithApprovalResponses,
   parseJsonEventStream,
   readUIMessageStream,
   uiMessageChunkSchema,
@@ -128,7 +132,31 @@ async function resume(chatId) {
   return { status: chat.status, messages: structuredClone(chat.messages), errors, runs };
 }
 
+async function approve(q, decisions) {
+  const errors = [];
+  const chat = new NodeChat({
+    id: "js-approve",
+    transport,
+    sendAutomaticallyWhen: lastAssistantMessageIsCompleteWithApprovalResponses,
+    onError: (e) => errors.push(String(e.message ?? e)),
+  });
+  const snap = () => ({ status: chat.status, error: chat.error ? String(chat.error.message) : null, messages: structuredClone(chat.messages) });
+  await chat.sendMessage({ text: q });
+  const asked = snap();
+  const last = chat.messages[chat.messages.length - 1];
+  const requested = last.parts.filter((p) => p.state === "approval-requested");
+  for (const p of requested) {
+    const approved = decisions[p.type.slice(5)] === true;
+    await chat.addToolApprovalResponse({ id: p.approval.id, approved, reason: approved ? undefined : "the user said no" });
+  }
+  const deadline = Date.now() + 30000; // the answers go out by themselves: wait for that response
+  while (Date.now() < deadline && (runs.length < 2 || chat.status !== "ready")) await new Promise((r) => setTimeout(r, 20));
+  await Promise.all(pending);
+  return { asked, answered: snap(), requested: requested.length, errors, runs };
+}
+
 const modes = {
+  approve: () => approve(questions[0], JSON.parse(questions[1] ?? "{}")),
   resume: () => resume(questions[0]),
   transport: () => oneAnswer(questions[0]),
   chat: () => twoTurnsAndRegenerate(questions[0], questions[1]),

@@ -125,8 +125,8 @@ class RequestStream(Generic[T]):
     def approve(self, approval_id: str) -> None:
         """Let a call waiting in this request's `tool_approval_request` run.
 
-        Raises `lmstream.approval.ApprovalError` for an id that is not waiting here (404),
-        was already answered (409) or timed out (410)."""
+        Raises `lmstream.approval.ApprovalError` for an id that is not waiting here or was
+        already answered (409), or timed out (410)."""
         from ..approval import answer
 
         answer(approval_id, True, request_id=self.request_id)

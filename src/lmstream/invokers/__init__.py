@@ -1,90 +1,86 @@
 """Invokers: one per provider, all built on `BaseLMInvoker`; `build_lm_invoker` picks one by id.
 
-Provider modules (and their SDKs) are imported only when first used.
+`PROVIDER_MODULES` is the provider table: one line per provider module, naming the invoker
+classes it defines. Each class carries the rest itself: its model-id prefix (`provider`,
+`aliases`), its tracing name and its default URL; `PROVIDERS`, `lmstream.__all__` and the
+tracing attributes are derived from them. Provider modules (and their SDKs) are imported only
+when first used.
 """
 
 from __future__ import annotations
 
 import importlib
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError
 from ..retry import RetryConfig
-from .base import BaseLMInvoker
+from .base import BaseLMInvoker as BaseLMInvoker
 
-if TYPE_CHECKING:
-    from .anthropic import AnthropicLMInvoker
-    from .azure_openai import AzureOpenAILMInvoker, AzureOpenAIResponsesLMInvoker
-    from .bedrock import BedrockLMInvoker
-    from .google import GoogleLMInvoker
-    from .langchain import LangChainLMInvoker
-    from .litellm import LiteLLMLMInvoker
-    from .local import LocalLMInvoker
-    from .ollama import OllamaLMInvoker
-    from .openai_chat import OpenAIChatCompletionsLMInvoker, OpenAICompatibleLMInvoker
-    from .openai_responses import OpenAILMInvoker
-    from .xai import XAILMInvoker
-
-__all__ = [
-    "BaseLMInvoker",
-    "build_lm_invoker",
-    "LocalLMInvoker",
-    "OpenAILMInvoker",
-    "OpenAIChatCompletionsLMInvoker",
-    "OpenAICompatibleLMInvoker",
-    "AnthropicLMInvoker",
-    "GoogleLMInvoker",
-    "AzureOpenAILMInvoker",
-    "AzureOpenAIResponsesLMInvoker",
-    "BedrockLMInvoker",
-    "XAILMInvoker",
-    "OllamaLMInvoker",
-    "LiteLLMLMInvoker",
-    "LangChainLMInvoker",
-    "PROVIDERS",
-]
-
-# class name -> module
-_LAZY = {
-    "LocalLMInvoker": ".local",
-    "OpenAILMInvoker": ".openai_responses",
-    "OpenAIChatCompletionsLMInvoker": ".openai_chat",
-    "OpenAICompatibleLMInvoker": ".openai_chat",
-    "AnthropicLMInvoker": ".anthropic",
-    "GoogleLMInvoker": ".google",
-    "AzureOpenAILMInvoker": ".azure_openai",
-    "AzureOpenAIResponsesLMInvoker": ".azure_openai",
-    "BedrockLMInvoker": ".bedrock",
-    "XAILMInvoker": ".xai",
-    "OllamaLMInvoker": ".ollama",
-    "LiteLLMLMInvoker": ".litellm",
-    "LangChainLMInvoker": ".langchain",
+#: module -> the invoker classes it defines (a new provider: its module, and one line here)
+PROVIDER_MODULES: dict[str, tuple[str, ...]] = {
+    "local": ("LocalLMInvoker",),
+    "openai_responses": ("OpenAILMInvoker",),
+    "openai_chat": ("OpenAIChatCompletionsLMInvoker", "OpenAICompatibleLMInvoker"),
+    "anthropic": ("AnthropicLMInvoker",),
+    "google": ("GoogleLMInvoker",),
+    "azure_openai": ("AzureOpenAILMInvoker", "AzureOpenAIResponsesLMInvoker"),
+    "bedrock": ("BedrockLMInvoker",),
+    "xai": ("XAILMInvoker",),
+    "ollama": ("OllamaLMInvoker",),
+    "litellm": ("LiteLLMLMInvoker",),
+    "langchain": ("LangChainLMInvoker",),
 }
 
-#: provider prefix of a model id -> invoker class name
-PROVIDERS: dict[str, str] = {
-    "local": "LocalLMInvoker",
-    "openai": "OpenAILMInvoker",
-    "openai-chat": "OpenAIChatCompletionsLMInvoker",
-    "openai-chat-completions": "OpenAIChatCompletionsLMInvoker",
-    "openai-compatible": "OpenAICompatibleLMInvoker",
-    "anthropic": "AnthropicLMInvoker",
-    "google": "GoogleLMInvoker",
-    "azure-openai": "AzureOpenAILMInvoker",
-    "azure-openai-responses": "AzureOpenAIResponsesLMInvoker",
-    "bedrock": "BedrockLMInvoker",
-    "xai": "XAILMInvoker",
-    "ollama": "OllamaLMInvoker",
-    "litellm": "LiteLLMLMInvoker",
-    "langchain": "LangChainLMInvoker",
-}
+if TYPE_CHECKING:  # the same classes, for type checkers (tests/test_public_api.py keeps the two in step)
+    from .anthropic import AnthropicLMInvoker as AnthropicLMInvoker
+    from .azure_openai import AzureOpenAILMInvoker as AzureOpenAILMInvoker
+    from .azure_openai import AzureOpenAIResponsesLMInvoker as AzureOpenAIResponsesLMInvoker
+    from .bedrock import BedrockLMInvoker as BedrockLMInvoker
+    from .google import GoogleLMInvoker as GoogleLMInvoker
+    from .langchain import LangChainLMInvoker as LangChainLMInvoker
+    from .litellm import LiteLLMLMInvoker as LiteLLMLMInvoker
+    from .local import LocalLMInvoker as LocalLMInvoker
+    from .ollama import OllamaLMInvoker as OllamaLMInvoker
+    from .openai_chat import OpenAIChatCompletionsLMInvoker as OpenAIChatCompletionsLMInvoker
+    from .openai_chat import OpenAICompatibleLMInvoker as OpenAICompatibleLMInvoker
+    from .openai_responses import OpenAILMInvoker as OpenAILMInvoker
+    from .xai import XAILMInvoker as XAILMInvoker
+
+#: every provider's invoker class name, in table order
+INVOKER_CLASSES: tuple[str, ...] = tuple(name for names in PROVIDER_MODULES.values() for name in names)
+_MODULE_OF = {name: module for module, names in PROVIDER_MODULES.items() for name in names}
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
+    if name == "PROVIDERS":
+        return providers()
+    module = _MODULE_OF.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module, __name__), name)
+    return getattr(importlib.import_module(f".{module}", __name__), name)
+
+
+def _class_for(prefix: str) -> str | None:
+    """The class a model-id prefix picks, importing provider modules in table order only until
+    one answers (so `local/...` imports no cloud provider's module)."""
+    for name in INVOKER_CLASSES:
+        cls = __getattr__(name)
+        if prefix == cls.provider or prefix in cls.aliases:
+            return name
+    return None
+
+
+@cache
+def providers() -> dict[str, str]:
+    """Model-id prefix -> invoker class name (`PROVIDERS`), from the classes' `provider` and
+    `aliases`; the first call imports the provider modules (not their SDKs)."""
+    table: dict[str, str] = {}
+    for name in INVOKER_CLASSES:
+        cls = __getattr__(name)
+        for prefix in (cls.provider, *cls.aliases):
+            table.setdefault(prefix, name)
+    return table
 
 
 def build_lm_invoker(
@@ -105,7 +101,7 @@ def build_lm_invoker(
     if not isinstance(model_id, str) or "/" not in model_id:
         raise ConfigurationError(
             f"model id {model_id!r} is not of the form 'provider/model'; known providers: "
-            f"{', '.join(PROVIDERS)} (e.g. 'local/smollm2-135m', 'openai/gpt-4.1-nano')"
+            f"{', '.join(providers())} (e.g. 'local/smollm2-135m', 'openai/gpt-4.1-nano')"
         )
     provider, model = model_id.split("/", 1)
     options: dict[str, Any] = dict(config or {})
@@ -118,10 +114,10 @@ def build_lm_invoker(
             )
         provider, model = "openai-compatible", name
         options.setdefault("base_url", base_url)
-    cls_name = PROVIDERS.get(provider)
+    cls_name = _class_for(provider)
     if cls_name is None:
         raise ConfigurationError(
-            f"unknown provider {provider!r} in model id {model_id!r}; known providers: {', '.join(PROVIDERS)}"
+            f"unknown provider {provider!r} in model id {model_id!r}; known providers: {', '.join(providers())}"
         )
     if not model:
         raise ConfigurationError(f"model id {model_id!r} names no model after '{provider}/'")

@@ -90,6 +90,9 @@ class AnthropicLMInvoker(SDKLMInvoker):
     """
 
     provider: ClassVar[str] = "anthropic"
+    tracing_name: ClassVar[str] = "anthropic"
+    default_base_url: ClassVar[str | None] = "https://api.anthropic.com"
+    system_apart: ClassVar[bool] = True
     env_vars: ClassVar[tuple[str, ...]] = ("ANTHROPIC_API_KEY",)
     sdk_module: ClassVar[str] = "anthropic"
     sdk_extra: ClassVar[str] = "anthropic"

@@ -50,6 +50,8 @@ class AzureOpenAILMInvoker(OpenAIChatCompletionsLMInvoker):
     `OPENAI_API_VERSION`)."""
 
     provider: ClassVar[str] = "azure-openai"
+    aliases: ClassVar[tuple[str, ...]] = ()
+    tracing_name: ClassVar[str] = "azure.ai.openai"
     env_vars: ClassVar[tuple[str, ...]] = ("AZURE_OPENAI_API_KEY",)
     default_base_url: ClassVar[str | None] = None
     base_url_env: ClassVar[str | None] = None
@@ -81,6 +83,9 @@ class AzureOpenAIResponsesLMInvoker(OpenAILMInvoker):
     dated `api_version`). Same key, endpoint and version settings as `azure-openai/`."""
 
     provider: ClassVar[str] = "azure-openai-responses"
+    tracing_name: ClassVar[str] = "azure.ai.openai"
+    default_base_url: ClassVar[str | None] = None
+    system_apart: ClassVar[bool] = False
     env_vars: ClassVar[tuple[str, ...]] = ("AZURE_OPENAI_API_KEY",)
 
     def __init__(

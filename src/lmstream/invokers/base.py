@@ -56,7 +56,18 @@ class BaseLMInvoker:
     `default_hyperparameters`, `retry_config`, `tools`, `response_schema`.
     """
 
+    #: the model-id prefix that picks this class: `build_lm_invoker("<provider>/<model>")`
     provider: ClassVar[str] = "base"
+    #: more prefixes that pick it (longer spellings)
+    aliases: ClassVar[tuple[str, ...]] = ()
+    #: `gen_ai.provider.name` in traces (the GenAI conventions' value; "": `provider`)
+    tracing_name: ClassVar[str] = ""
+    #: whether the endpoint's host, when traces know it, names the provider better (a compatible server)
+    tracing_name_from_host: ClassVar[bool] = False
+    #: where requests go when no `base_url` is given (None: in process, or no fixed endpoint)
+    default_base_url: ClassVar[str | None] = None
+    #: whether the API takes the system prompt apart from the chat (traces: `gen_ai.system_instructions`)
+    system_apart: ClassVar[bool] = False
     #: provider-specific hyperparameters passed through as they are (name -> type check, help)
     extra_params: ClassVar[ParamTable] = {}
     #: False for a model that cannot call tools: `tools=` then fails at construction
@@ -93,6 +104,17 @@ class BaseLMInvoker:
     @property
     def model_id(self) -> str:
         return f"{self.provider}/{self.model_name}"
+
+    def endpoint(self) -> str | None:
+        """The URL this invoker's requests go to (None: in process, or not known)."""
+        return self.base_url or self.default_base_url
+
+    def traced_provider(self, host_says: str | None) -> str:
+        """`gen_ai.provider.name` for this invoker's calls; `host_says` is the name the endpoint's
+        host implies, when the tracing tables know it."""
+        if host_says and self.tracing_name_from_host:
+            return host_says
+        return self.tracing_name or self.provider
 
     def __repr__(self) -> str:  # never shows the API key
         base = f", base_url={self.base_url!r}" if self.base_url else ""

@@ -87,6 +87,7 @@ class BedrockLMInvoker(BaseLMInvoker):
     """
 
     provider: ClassVar[str] = "bedrock"
+    tracing_name: ClassVar[str] = "aws.bedrock"
     extra_params: ClassVar[ParamTable] = {
         "top_k": INT,
         "thinking": Check(DICT.test, "a dict such as {'type': 'enabled', 'budget_tokens': 2048}"),
@@ -112,6 +113,11 @@ class BedrockLMInvoker(BaseLMInvoker):
         self._connect_timeout = connect_timeout
         self._client: Any = None
         self._client_lock = threading.Lock()
+
+    def endpoint(self) -> str | None:
+        if self.base_url or not self.region:
+            return self.base_url
+        return f"https://bedrock-runtime.{self.region}.amazonaws.com"
 
     def _make_client(self) -> Any:
         try:

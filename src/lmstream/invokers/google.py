@@ -67,6 +67,10 @@ class GoogleLMInvoker(SDKLMInvoker):
     """
 
     provider: ClassVar[str] = "google"
+    tracing_name: ClassVar[str] = "gcp.gemini"
+    tracing_name_from_host: ClassVar[bool] = True
+    default_base_url: ClassVar[str | None] = "https://generativelanguage.googleapis.com"
+    system_apart: ClassVar[bool] = True
     env_vars: ClassVar[tuple[str, ...]] = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
     sdk_module: ClassVar[str] = "google.genai"
     sdk_extra: ClassVar[str] = "google"
@@ -104,6 +108,14 @@ class GoogleLMInvoker(SDKLMInvoker):
         self._google_credentials = google_credentials
         self._http: Any = None  # the httpx clients handed to the SDK (one pair per SDK client)
         self._sync_http: Any = None
+
+    def endpoint(self) -> str | None:
+        if self.vertexai and not self.base_url:
+            return f"https://{self.location + '-' if self.location else ''}aiplatform.googleapis.com"
+        return super().endpoint()
+
+    def traced_provider(self, host_says: str | None) -> str:
+        return "gcp.vertex_ai" if self.vertexai else super().traced_provider(host_says)
 
     def _make_client(self) -> Any:
         genai = self._sdk()

@@ -81,6 +81,7 @@ class LangChainLMInvoker(BaseLMInvoker):
     """
 
     provider: ClassVar[str] = "langchain"
+    tracing_name_from_host: ClassVar[bool] = True
     extra_params: ClassVar[ParamTable] = {
         "top_k": INT,
         "frequency_penalty": NUMBER,

@@ -37,6 +37,23 @@ async def _import_litellm() -> ModuleType:
         raise ConfigurationError("litellm is not installed; run: pip install 'lmstream[litellm]'") from exc
 
 
+#: LiteLLM's model prefixes -> the `gen_ai.provider.name` of the provider it routes to
+_ROUTES = {
+    "openai": "openai",
+    "anthropic": "anthropic",
+    "gemini": "gcp.gemini",
+    "vertex_ai": "gcp.vertex_ai",
+    "bedrock": "aws.bedrock",
+    "azure": "azure.ai.openai",
+    "mistral": "mistral_ai",
+    "groq": "groq",
+    "deepseek": "deepseek",
+    "cohere": "cohere",
+    "xai": "x_ai",
+    "perplexity": "perplexity",
+}
+
+
 class LiteLLMLMInvoker(BaseLMInvoker):
     """`litellm/<model>` where `<model>` is a LiteLLM id (`openai/gpt-4o-mini`,
     `bedrock/anthropic.claude-...`, `ollama_chat/llama3.2`, ...).
@@ -70,6 +87,11 @@ class LiteLLMLMInvoker(BaseLMInvoker):
         super().__init__(model_name, **options)
         self.api_version = api_version
         self.litellm_params = dict(litellm_params or {})
+
+    def traced_provider(self, host_says: str | None) -> str:
+        """The provider LiteLLM routes to, named by the model's own prefix (`anthropic/...`)."""
+        prefix, sep, _ = self.model_name.partition("/")
+        return (_ROUTES.get(prefix) if sep else None) or self.provider
 
     def _request(self, messages: list[Message], params: dict[str, Any]) -> dict[str, Any]:
         req: dict[str, Any] = {

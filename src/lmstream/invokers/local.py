@@ -143,6 +143,7 @@ class LocalLMInvoker(BaseLMInvoker):
     provider: ClassVar[str] = "local"
     supports_tools: ClassVar[bool] = False  # too small to call tools: tools= is refused, not ignored
     default_max_tokens: ClassVar[int | None] = 512
+    tracing_name: ClassVar[str] = "llama_cpp"  # llama.cpp in process; no well-known value
     extra_params: ClassVar[ParamTable] = {
         "top_k": int_at_least(0),
         "min_p": number_between(0, 1),
@@ -177,6 +178,9 @@ class LocalLMInvoker(BaseLMInvoker):
             raise ConfigurationError("n_ctx must be an int >= 64")
         self.n_ctx = n_ctx
         self.n_threads = n_threads or os.cpu_count() or 1
+
+    def endpoint(self) -> str | None:
+        return None  # in process
 
     def load(self) -> Any:
         """Load (once per process) and return the llama_cpp.Llama instance."""

@@ -33,6 +33,7 @@ class OllamaLMInvoker(OpenAICompatibleLMInvoker):
     """
 
     provider: ClassVar[str] = "ollama"
+    tracing_name: ClassVar[str] = "ollama"
     env_vars: ClassVar[tuple[str, ...]] = ("OLLAMA_API_KEY",)
     default_base_url: ClassVar[str | None] = "http://localhost:11434/v1"
     base_url_env: ClassVar[str | None] = None

@@ -71,6 +71,8 @@ class OpenAIChatCompletionsLMInvoker(BaseLMInvoker):
     """`openai-chat/<model>`: OpenAI's Chat Completions API, streamed."""
 
     provider: ClassVar[str] = "openai-chat"
+    aliases: ClassVar[tuple[str, ...]] = ("openai-chat-completions",)
+    tracing_name: ClassVar[str] = "openai"
     env_vars: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY",)
     default_base_url: ClassVar[str | None] = "https://api.openai.com/v1"
     key_required: ClassVar[bool] = True
@@ -293,6 +295,8 @@ class OpenAICompatibleLMInvoker(OpenAIChatCompletionsLMInvoker):
     """
 
     provider: ClassVar[str] = "openai-compatible"
+    aliases: ClassVar[tuple[str, ...]] = ()
+    tracing_name_from_host: ClassVar[bool] = True  # it speaks OpenAI's API; the host may say whose
     env_vars: ClassVar[tuple[str, ...]] = ("OPENAI_COMPATIBLE_API_KEY", "OPENAI_API_KEY")
     default_base_url: ClassVar[str | None] = None
     key_required: ClassVar[bool] = False

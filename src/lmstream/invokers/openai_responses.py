@@ -59,6 +59,9 @@ class OpenAILMInvoker(SDKLMInvoker):
     """`openai/<model>`: the Responses API. Reasoning: `hyperparameters={"reasoning_effort": "low"}`."""
 
     provider: ClassVar[str] = "openai"
+    tracing_name: ClassVar[str] = "openai"
+    default_base_url: ClassVar[str | None] = "https://api.openai.com/v1"
+    system_apart: ClassVar[bool] = True
     env_vars: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY",)
     sdk_module: ClassVar[str] = "openai"
     sdk_extra: ClassVar[str] = "openai"

@@ -21,6 +21,8 @@ class XAILMInvoker(OpenAIChatCompletionsLMInvoker):
     """
 
     provider: ClassVar[str] = "xai"
+    aliases: ClassVar[tuple[str, ...]] = ()
+    tracing_name: ClassVar[str] = "x_ai"
     env_vars: ClassVar[tuple[str, ...]] = ("XAI_API_KEY",)
     default_base_url: ClassVar[str | None] = "https://api.x.ai/v1"
     base_url_env: ClassVar[str | None] = None

@@ -4,6 +4,7 @@
 - `RedisStreamReader`: replay/resume from any position, exactly once; `StreamGoneError` on a gap.
 - `ChatRunner`: run requests with their events in Redis, stoppable from any process.
 - `RedisQueue` / `Worker`: web nodes enqueue, workers run (consumer group, leases).
+- `RedisChatRegistry`: the chat registry of `lmstream serve --redis` (stop and resume on any node).
 
 redis-py is imported only when these are used: `import lmstream` stays light.
 """
@@ -18,10 +19,12 @@ if TYPE_CHECKING:
     from .queue import RedisQueue, Worker
     from .reader import RedisStreamReader, reap
     from .transport import RedisEventHandler
+    from .web import RedisChatRegistry
 
 __all__ = [
     "ChatRunner",
     "Keys",
+    "RedisChatRegistry",
     "RedisEventHandler",
     "RedisQueue",
     "RedisStreamReader",
@@ -43,6 +46,7 @@ _WHERE = {
     "RedisStreamReader": "reader",
     "reap": "reader",
     "RedisEventHandler": "transport",
+    "RedisChatRegistry": "web",
 }
 
 

@@ -104,11 +104,12 @@ class RedisStreamReader:
             return bool(await self._r.exists(self.keys.stream(chat_id), self.keys.lease(chat_id)))
 
     async def validate(self, chat_id: str, position: str) -> None:
-        """Raise `StreamGoneError` unless `position` names an entry still in the chat's stream."""
-        entry_id, _index = parse_position(position)
+        """Raise `StreamGoneError` unless `position` names an event still in the chat's stream
+        (its entry is there and holds that many events)."""
+        entry_id, index = parse_position(position)
         async with naming_redis(self.redis):
             found = await self._r.xrange(self.keys.stream(chat_id), min=entry_id, max=entry_id, count=1)
-        if not found:
+        if not found or index >= int(field(found[0][1], "n") or 0):
             raise StreamGoneError(
                 f"chat {chat_id!r}: position {position} is no longer in Redis (trimmed or expired); "
                 "replay from the start instead"

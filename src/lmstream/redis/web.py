@@ -1,10 +1,9 @@
 """Redis behind `lmstream serve --redis URL [--queue]`: any web node starts, resumes or stops any chat.
 
-The server's chat registry seam, backed by Redis. Events (not HTTP frames) are what Redis keeps;
-each node turns them into the UI message stream itself, replaying from the start through a fresh
-`UIStreamMapper` (so the mapper's state is right) and sending only what follows `Last-Event-ID`.
-The mapping is deterministic (the message id comes from the request id), so a resumed response
-joined to the interrupted one is byte-for-byte what an uninterrupted run sends.
+`RedisChatRegistry` implements `lmstream.chat_registry.DetachedChatRegistry` on Redis (it does not
+import the server; the command line wires the two). Redis keeps events, not HTTP frames: `resume`
+yields every event of the chat's answer from the first, with its position, and each node maps
+them to its wire format itself.
 
 Without `--queue` the node that takes the POST runs the request (detached from the HTTP response:
 a client that leaves may come back; only stop cancels). With `--queue` it goes to a worker.
@@ -12,14 +11,15 @@ a client that leaves may come back; only stop cancels). With `--queue` it goes t
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+import re
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from .._json import dumpb
 from .._observe import trace_headers
-from ..server.registry import ChatLog, ChatRegistry
-from ..server.ui_stream import UIStreamMapper
-from ._common import DEFAULT_LEASE, DEFAULT_PREFIX, DEFAULT_TTL, StreamItem, naming_redis
+from ..chat_registry import Answer, DetachedChatRegistry, Positioned
+from ..errors import StreamGoneError
+from ._common import DEFAULT_LEASE, DEFAULT_PREFIX, DEFAULT_TTL, naming_redis
 from .control import ChatRunner, request_stop
 from .queue import RedisQueue
 from .reader import RedisStreamReader
@@ -27,65 +27,14 @@ from .reader import RedisStreamReader
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-    from ..processor import LMRequestProcessor
+__all__ = ["RedisChatRegistry"]
 
-__all__ = ["RedisChatRegistry", "ui_frames"]
-
-_DONE = b"data: [DONE]\n\n"
-
-
-def _frame(chunks: list[dict[str, Any]], position: str, last: bool) -> bytes:
-    """One event's chunks; the SSE id rides on the last message, so a client that has it has them all."""
-    parts = [b"data: " + dumpb(c) + b"\n\n" for c in chunks]
-    parts[-1] = f"id: {position}\n".encode() + parts[-1]
-    if last:
-        parts.append(_DONE)
-    return b"".join(parts)
+#: ``<ms>-<seq>:<index>`` in ASCII digits of sane length (not "²", not 4,301 digits)
+_POSITION = re.compile(r"[0-9]{1,20}-[0-9]{1,20}:[0-9]{1,9}")
 
 
-async def ui_frames(items: AsyncIterator[StreamItem], after: str | None = None) -> AsyncIterator[bytes]:
-    """UI message stream frames for a chat's events (all read from the start), skipping every
-    frame up to and including position `after`."""
-    mapper: UIStreamMapper | None = None
-    sending = after is None
-    async for item in items:
-        ev = item.event
-        chunks: list[dict[str, Any]] = []
-        if mapper is None:
-            rid = ev.metadata.get("request_id") or item.id.split(":", 1)[0]
-            mapper = UIStreamMapper(message_id=f"msg_{rid}")
-            chunks.append(mapper.start())
-        if ev.type == "error" and ev.metadata.get("error_type") == "CancelledError":
-            chunks += mapper.stopped()  # a stop: `abort`, as when the request ran in this process
-        else:
-            chunks += mapper.feed(str(ev.type), ev.value, ev.metadata)
-        terminal = ev.type in ("done", "error")
-        if terminal and not mapper.closed:
-            chunks += mapper.stopped()
-        if sending and chunks:
-            yield _frame(chunks, item.id, terminal)
-        elif sending and terminal:
-            yield _DONE
-        if item.id == after:
-            sending = True
-        if terminal:
-            return
-
-
-class _NoLog(ChatLog):  # type: ignore[misc, unused-ignore]  # (Any without the server extra)
-    """Redis keeps events, not frames: the registry's frame log is not used."""
-
-    def write(self, frame: bytes) -> None:
-        pass
-
-    async def close(self) -> None:
-        pass
-
-
-class RedisChatRegistry(ChatRegistry):  # type: ignore[misc, unused-ignore]
+class RedisChatRegistry(DetachedChatRegistry):
     """Stop and resume across nodes, and the start of answers (`launch`), on Redis."""
-
-    cancel_on_disconnect = False
 
     def __init__(
         self,
@@ -111,30 +60,17 @@ class RedisChatRegistry(ChatRegistry):  # type: ignore[misc, unused-ignore]
         if self.queue is None:
             await self.runner.start()
 
-    async def launch(
-        self,
-        chat_id: str,
-        processor: LMRequestProcessor[Any],
-        kwargs: dict[str, Any],
-        body: Any,
-    ) -> None:
-        """Start the chat's answer: on a worker (queue: the request `body` goes as the job) or in
-        this process, detached from the response. Returns once a reader would see the new answer."""
+    async def launch(self, chat_id: str, answer: Answer) -> asyncio.Future[Any] | None:
+        """Start the chat's answer: on a worker (queue: `answer.job` goes as the job) or in this
+        process, detached from the response. Returns once a reader would see the new answer."""
         if self.queue is not None:
-            job: dict[str, Any] = {"chat": body, "max_messages": self.max_messages}
+            job: dict[str, Any] = {"chat": dict(answer.job), "max_messages": self.max_messages}
             trace = trace_headers()  # the worker's spans join this request's trace
             if trace:
                 job["trace"] = trace
             await self.queue.enqueue(chat_id, job)
-            return
-
-        def start(emitter: Any) -> Any:
-            return processor.process(event_emitter=emitter, **kwargs)
-
-        await self.runner.launch(chat_id, start)
-
-    async def open(self, chat_id: str, stop: Callable[[], None]) -> ChatLog:
-        return _NoLog()
+            return None
+        return await self.runner.launch(chat_id, answer.run)
 
     async def stop(self, chat_id: str) -> bool:
         """Stop the chat's answer wherever it runs (or is queued); False when none is."""
@@ -144,15 +80,21 @@ class RedisChatRegistry(ChatRegistry):  # type: ignore[misc, unused-ignore]
         await request_stop(self.redis, chat_id, prefix=self.prefix)
         return True
 
-    async def resume(self, chat_id: str, last_event_id: str | None = None) -> AsyncIterator[bytes] | None:
-        """Frames after `last_event_id` (all when None); None when the chat has no stream.
-        Raises `StreamGoneError` (HTTP 410) before any byte when the position is gone."""
-        if last_event_id is None and not await self.reader.exists(chat_id):
+    async def resume(self, chat_id: str, after: str | None = None) -> AsyncIterator[Positioned] | None:
+        """Every event of the chat's answer from the first; None when the chat has no stream.
+        Raises `StreamGoneError` (HTTP 410) before any byte when `after` is gone."""
+        if after is not None:
+            if _POSITION.fullmatch(after.strip()) is None:
+                raise StreamGoneError(f"Last-Event-ID: {after[:40]!r} is not a stream position")
+        elif not await self.reader.exists(chat_id):
             return None
-        frames = ui_frames(self.reader.read(chat_id), last_event_id)
-        if last_event_id is not None:
-            await self.reader.validate(chat_id, last_event_id)
-        return frames
+        items = self.reader.read(chat_id)
+        if after is not None:
+            await self.reader.validate(chat_id, after)
+        return items
+
+    async def running(self) -> int:
+        return len(self.runner.running)
 
     async def aclose(self) -> None:
         await self.runner.aclose()

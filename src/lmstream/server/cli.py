@@ -1,5 +1,8 @@
 """`lmstream serve`: run `create_app` with uvicorn (embedded model by default).
 
+This is the composition root of the server: the only module of `lmstream.server` that knows
+Redis exists (`--redis` wires a `lmstream.redis.RedisChatRegistry` in as the chat registry).
+
 Binding a non-loopback address without `--api-key` is refused (exit 2) unless `--insecure`:
 anyone who reaches the port would spend the model.
 """
@@ -16,7 +19,10 @@ import os
 import socket
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..chat_registry import ChatRegistry
 
 from .._cli_options import add_options, build_processor
 
@@ -28,6 +34,7 @@ examples:
   lmstream serve --model openai/gpt-4.1-nano       # needs OPENAI_API_KEY
   lmstream serve --model openai-compatible/any --base-url http://127.0.0.1:8080/v1
   lmstream serve --host 0.0.0.0 --api-key "$KEY"   # reachable from other machines: key required
+  lmstream serve --mcp "stdio:python -m my_server" --approve-tools send_mail   # MCP tools, one approved
 
 endpoints: GET / (chat page), POST /api/chat (Vercel AI SDK UI message stream v1),
 POST /v1/stream (lmstream events as SSE), POST /api/chat/{id}/stop, GET /api/chat/{id}/stream,
@@ -83,6 +90,13 @@ def graceful_server(uvicorn: Any, config: Any, shut_down: Callable[[], None]) ->
     return Server(config)
 
 
+def _redis_registry(url: str, queue: bool) -> ChatRegistry:
+    """The one place where the server meets Redis: the registry it talks to, backed by Redis."""
+    from ..redis import RedisChatRegistry, connect
+
+    return RedisChatRegistry(connect(url), queue=queue, close_redis=True)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="lmstream serve",
@@ -99,6 +113,15 @@ def _parser() -> argparse.ArgumentParser:
         "--redis", default=None, metavar="URL", help="keep answers in Redis: any node resumes or stops any chat"
     )
     p.add_argument("--queue", action="store_true", help="with --redis: run answers on `lmstream worker` processes")
+    p.add_argument(
+        "--mcp",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="tools from an MCP server: 'stdio:COMMAND ARGS' or http://HOST:PORT/mcp (repeatable)",
+    )
+    p.add_argument("--approve-tools", default="", metavar="NAMES", help="comma-separated tools a person must approve")
+    p.add_argument("--approve-all-tools", action="store_true", help="every tool call waits for a person's approval")
     return p
 
 
@@ -130,33 +153,42 @@ def main(argv: list[str]) -> int:
     if args.queue and not args.redis:
         print("lmstream serve: --queue needs --redis URL", file=sys.stderr)
         return 2
-    load = getattr(processor.lm_invoker, "load", None)
-    if callable(load) and not args.queue:  # the embedded model (not needed when workers run answers)
-        print(f"lmstream serve: loading {args.model} ...", file=sys.stderr, flush=True)
-        load()
-    registry = None
-    if args.redis:
-        from ..redis._common import connect
-        from ..redis.web import RedisChatRegistry
-
-        registry = RedisChatRegistry(connect(args.redis), queue=args.queue, close_redis=True)
-    app = create_app(processor, api_key=api_key, registry=registry)
-    # Start-up objects (modules, the model's wrappers) never die: keep them out of the collector's
-    # full passes, which otherwise stall every stream once thousands are open.
-    gc.collect()
-    gc.freeze()
-    try:
+    try:  # before the model loads and before any URL is printed: a taken port is said at once
         sock = bind(args.host, args.port)
     except OSError as exc:
         print(f"lmstream serve: cannot listen on {args.host} port {args.port}: {port_problem(exc)}", file=sys.stderr)
         return 2
+    try:
+        return _run(uvicorn, create_app, args, processor, api_key, sock)
+    finally:
+        sock.close()
+
+
+def _run(uvicorn: Any, create_app: Any, args: argparse.Namespace, processor: Any, api_key: Any, sock: Any) -> int:
+    from ..errors import ConfigurationError
+
+    load = getattr(processor.lm_invoker, "load", None)
+    if callable(load) and not args.queue:  # the embedded model (not needed when workers run answers)
+        print(f"lmstream serve: loading {args.model} ...", file=sys.stderr, flush=True)
+        load()
+    registry = _redis_registry(args.redis, args.queue) if args.redis else None
+    app = create_app(processor, api_key=api_key, registry=registry)
+    approve = [n.strip() for n in args.approve_tools.split(",") if n.strip()]
+    if args.mcp or approve or args.approve_all_tools:
+        from .mcp_tools import attach_mcp
+
+        try:
+            attach_mcp(app, processor, args.mcp, approve, args.approve_all_tools)
+        except ConfigurationError as exc:
+            print(f"lmstream serve: error: {exc}", file=sys.stderr)
+            return 2
+    # Start-up objects (modules, the model's wrappers) never die: keep them out of the collector's
+    # full passes, which otherwise stall every stream once thousands are open.
+    gc.collect()
+    gc.freeze()
     where = f"[{args.host}]" if ":" in args.host else args.host
     print(f"lmstream serve: {args.model} on http://{where}:{args.port}/", file=sys.stderr, flush=True)
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn raises the captured Ctrl-C again once stopped
         graceful_server(uvicorn, config, app.state.lmstream.shut_down).run(sockets=[sock])
-    except KeyboardInterrupt:  # uvicorn raises the captured Ctrl-C again once it has stopped
-        pass
-    finally:
-        sock.close()
     return 0

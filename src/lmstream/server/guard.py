@@ -1,4 +1,4 @@
-"""What a request must pass before it reaches the model: key, body size, concurrency.
+"""What a request must pass before it reaches the model: the key and a concurrency slot.
 
 Errors are JSON `{"error": {"message", "type"}}`. The key is compared in constant time and is
 never echoed, logged or put in an error.
@@ -9,13 +9,9 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from .._json import JSONDecodeError, loads
-from .requests import BadRequest
-
-__all__ = ["AuthMiddleware", "Guard", "error_response", "read_json"]
+__all__ = ["AuthMiddleware", "Guard", "Slot", "error_response"]
 
 # Routes a browser or a load balancer reaches without the key: the page holds no secret (it asks
 # for the key when the API answers 401) and health checks carry no credentials.
@@ -26,36 +22,39 @@ def error_response(status: int, message: str, type_: str, headers: dict[str, str
     return JSONResponse({"error": {"message": message, "type": type_}}, status_code=status, headers=headers)
 
 
-async def read_json(request: Request, limit: int) -> Any:
-    """The body as JSON; 413 past `limit` bytes (checked as it arrives, not after)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BadRequest("body", f"larger than {limit} bytes", 413)
-    parts: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BadRequest("body", f"larger than {limit} bytes", 413)
-        parts.append(chunk)
-    raw = b"".join(parts)
-    if not raw:
-        raise BadRequest("body", "empty; send a JSON object")
-    try:
-        return loads(raw)
-    except (JSONDecodeError, ValueError) as exc:
-        raise BadRequest("body", f"malformed JSON ({exc})") from None
+class Slot:
+    """One of the guard's concurrency slots, held by everything that needs it (the route, its
+    response, an answer that outlives the response): back to the guard when the last lets go."""
+
+    __slots__ = ("_guard", "_holders")
+
+    def __init__(self, guard: Guard) -> None:
+        self._guard = guard
+        self._holders = 1
+
+    def share(self) -> None:
+        """One more holder (call `release()` once for each)."""
+        if self._holders <= 0:
+            raise RuntimeError("this slot was already given back")
+        self._holders += 1
+
+    def release(self) -> None:
+        if self._holders <= 0:
+            return  # given back already: never free someone else's slot
+        self._holders -= 1
+        if self._holders == 0:
+            self._guard.active -= 1
 
 
 class Guard:
-    """The server's limits, and the count of streams running now."""
+    """The server's limits, and the count of slots (streams and detached answers) held now."""
 
     def __init__(self, api_key: str | None, max_body_bytes: int, max_concurrent: int, max_messages: int) -> None:
         if api_key is not None and not api_key:
             raise ValueError("api_key must not be empty (pass None for no key)")
         if max_body_bytes < 1 or max_concurrent < 1 or max_messages < 1:
             raise ValueError("max_body_bytes, max_concurrent and max_messages must be at least 1")
-        self._expected = f"Bearer {api_key}".encode() if api_key else None
+        self._expected = api_key.encode("utf-8") if api_key else None
         self.max_body_bytes = max_body_bytes
         self.max_concurrent = max_concurrent
         self.max_messages = max_messages
@@ -64,19 +63,24 @@ class Guard:
     def __repr__(self) -> str:  # never show the key
         return f"Guard(api_key={'set' if self._expected else None}, max_concurrent={self.max_concurrent})"
 
-    def authorized(self, header: str | None) -> bool:
+    def authorized(self, header: bytes | None) -> bool:
+        """`header` is the raw `Authorization` value: scheme `Bearer` in any case, then the key,
+        compared as bytes (a UTF-8 key matches the UTF-8 bytes a client sends) in constant time."""
         if self._expected is None:
             return True
-        return header is not None and hmac.compare_digest(header.encode(), self._expected)
-
-    def acquire(self) -> bool:
-        if self.active >= self.max_concurrent:
+        if header is None:
             return False
-        self.active += 1
-        return True
+        scheme, _, key = header.strip().partition(b" ")
+        if scheme.lower() != b"bearer":
+            return False
+        return hmac.compare_digest(key.strip(), self._expected)
 
-    def release(self) -> None:
-        self.active -= 1
+    def acquire(self) -> Slot | None:
+        """A slot, or None when `max_concurrent` are held."""
+        if self.active >= self.max_concurrent:
+            return None
+        self.active += 1
+        return Slot(self)
 
     def busy(self) -> JSONResponse:
         return error_response(
@@ -98,12 +102,12 @@ class AuthMiddleware:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS or scope["method"] == "OPTIONS":
             await self.app(scope, receive, send)
             return
-        header = None
-        for k, v in scope["headers"]:
-            if k == b"authorization":
-                header = v.decode("latin-1")
-                break
-        if self.guard.authorized(header):
+        values = [v for k, v in scope["headers"] if k == b"authorization"]
+        if len(values) > 1:
+            response = error_response(400, "send one Authorization header, not several", "invalid_request_error")
+            await response(scope, receive, send)
+            return
+        if self.guard.authorized(values[0] if values else None):
             await self.app(scope, receive, send)
             return
         response = error_response(

@@ -6,6 +6,9 @@ response instead watches `receive()` for `http.disconnect` in a side task and ca
 function (`on_disconnect`, which cancels the request's task), so the body iterator then ends
 normally and its cleanup runs in a frame that is not cancelled. A second side task sends a
 comment line when nothing was sent for `heartbeat` seconds, so proxies keep idle streams open.
+
+Only a failed `send()` counts as the client leaving: a `ConnectionError` raised by the frames
+themselves (a store that failed) is the server's failure, which the frames end with an error chunk.
 """
 
 from __future__ import annotations
@@ -15,20 +18,13 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
-__all__ = ["SSE_HEADERS", "SSEResponse"]
+from .sse import PING, SSE_HEADERS
 
-SSE_HEADERS = {
-    "content-type": "text/event-stream; charset=utf-8",
-    "cache-control": "no-cache",
-    "connection": "keep-alive",
-    "x-accel-buffering": "no",
-}
+__all__ = ["SSE_HEADERS", "SSEResponse"]
 
 Scope = dict[str, Any]
 Receive = Callable[[], Any]
 Send = Callable[[dict[str, Any]], Any]
-
-_PING = b": ping\n\n"
 
 
 class SSEResponse:
@@ -76,7 +72,7 @@ class SSEResponse:
                 if time.monotonic() - last_sent >= self.heartbeat and not self.disconnected and not sending:
                     pinging = asyncio.get_running_loop().create_future()
                     try:
-                        await send({"type": "http.response.body", "body": _PING, "more_body": True})
+                        await send({"type": "http.response.body", "body": PING, "more_body": True})
                     except OSError:
                         left()
                         return
@@ -85,32 +81,40 @@ class SSEResponse:
                         pinging = None
                     last_sent = time.monotonic()
 
+        async def write(message: dict[str, Any]) -> bool:
+            """Send one message; False when the client went away (uvicorn's ClientDisconnected)."""
+            try:
+                await send(message)
+            except OSError:
+                left()
+                return False
+            return True
+
         watcher = asyncio.create_task(watch())
         pinger = asyncio.create_task(ping()) if self.heartbeat > 0 else None
         frames = self.frames
         try:
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [(k.encode(), v.encode()) for k, v in self.headers.items()],
-                }
-            )
-            async for frame in frames:
-                if self.disconnected:
-                    break
-                if pinging is not None:
-                    await pinging
-                sending = True
-                await send({"type": "http.response.body", "body": frame, "more_body": True})
-                sending = False
-                last_sent = time.monotonic()
-            if not self.disconnected:
-                if pinging is not None:
-                    await pinging
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except OSError:  # the client went away while we wrote (uvicorn's ClientDisconnected)
-            left()
+            start = {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(k.encode(), v.encode()) for k, v in self.headers.items()],
+            }
+            if await write(start):
+                async for frame in frames:
+                    if self.disconnected:
+                        break
+                    if pinging is not None:
+                        await pinging
+                    sending = True
+                    ok = await write({"type": "http.response.body", "body": frame, "more_body": True})
+                    sending = False
+                    if not ok:
+                        break
+                    last_sent = time.monotonic()
+                if not self.disconnected:
+                    if pinging is not None:
+                        await pinging
+                    await write({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             # Plain calls first: they take effect even if this frame is being cancelled.
             watcher.cancel()

@@ -17,29 +17,26 @@ from typing import Any
 
 from ..prompt import Content, Message, PromptBuilder
 from ..types import Attachment, ThinkingBlock, ToolCall, ToolResult
+from .errors import BadRequest
+from .policy import ClientPolicy
 
 __all__ = ["BadRequest", "ChatRequest", "PromptSlot", "StreamRequest", "parse_chat", "parse_stream"]
 
 _CHAT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _TRIGGERS = ("submit-message", "regenerate-message")
 _ROLES = ("system", "user", "assistant")
-MAX_HYPERPARAMETERS = 32
-
-
-class BadRequest(ValueError):
-    """A client error: `field` names what is wrong; `status` is the HTTP status (400 or 413)."""
-
-    def __init__(self, field: str, message: str, status: int = 400) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.status = status
+#: no policy given (a worker re-reading a body the web node already checked): the allow-list, no ceiling
+_ANY_CEILING = ClientPolicy()
 
 
 @dataclass(slots=True)
 class PromptSlot:
-    """Where a user's text goes: the user template's one free key, or (None) the user message."""
+    """Where a user's text goes: the user template's one free key, or (None) the user message.
+    `keys` are all the templates' keys, `required` those without a default (for `prompt_kwargs`)."""
 
     key: str | None
+    keys: tuple[str, ...] = ()
+    required: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, builder: PromptBuilder) -> PromptSlot:
@@ -50,7 +47,24 @@ class PromptSlot:
                 f"the user template has several keys without defaults ({', '.join(free)}); "
                 "the server fills one key with the user's text: set key_defaults for the others"
             )
-        return cls(free[0] if free else None)
+        every = tuple(builder.prompt_keys)
+        required = tuple(k for k in every if k not in builder.key_defaults)
+        return cls(free[0] if free else None, every, required)
+
+    def check_kwargs(self, raw: Any) -> dict[str, Any]:
+        """A client's `prompt_kwargs`: only the templates' keys, every required one, plain values."""
+        kw = _obj(raw, "prompt_kwargs")
+        for k, v in kw.items():
+            if k not in self.keys:
+                name = k if len(k) <= 40 and k.isidentifier() else repr(k[:40])
+                allowed = ", ".join(self.keys) or 'none: send "prompt" instead'
+                raise BadRequest(f"prompt_kwargs.{name}", f"not a key of the prompt templates (they take: {allowed})")
+            if not isinstance(v, (str, int, float)) or isinstance(v, bool):
+                raise BadRequest(f"prompt_kwargs.{k}", "must be a string or a number")
+        missing = [k for k in self.required if k not in kw]
+        if missing:
+            raise BadRequest("prompt_kwargs", f"missing {', '.join(missing)} (the templates need them)")
+        return kw
 
     def kwargs(self, text: str, attachments: list[Content]) -> dict[str, Any]:
         """`prompt_kwargs` and `extra_contents` for `process()`/`stream()`."""
@@ -93,16 +107,6 @@ def _list(v: Any, where: str) -> list[Any]:
     if not isinstance(v, list):
         raise BadRequest(where, "must be an array")
     return v
-
-
-def _hyper(body: dict[str, Any]) -> dict[str, Any] | None:
-    h = body.get("hyperparameters")
-    if h is None:
-        return None
-    h = _obj(h, "hyperparameters")
-    if len(h) > MAX_HYPERPARAMETERS:
-        raise BadRequest("hyperparameters", f"at most {MAX_HYPERPARAMETERS} keys")
-    return h
 
 
 def _data_url(url: str, where: str) -> tuple[bytes, str]:
@@ -182,8 +186,10 @@ def _dump(v: Any) -> str:
     return dumps(v)
 
 
-def parse_chat(body: Any, max_messages: int) -> ChatRequest:
-    """Validate a `DefaultChatTransport` body; the last message must be the user's."""
+def parse_chat(body: Any, max_messages: int, policy: ClientPolicy | None = None) -> ChatRequest:
+    """Validate a `DefaultChatTransport` body; the last message must be the user's. Its
+    `hyperparameters` pass `policy` (the allow-list, no ceiling, when None)."""
+    hyper = (policy or _ANY_CEILING).check(_obj(body, "body").get("hyperparameters"))
     body = _obj(body, "body")
     chat_id = _str(body.get("id"), "id")
     if not _CHAT_ID.match(chat_id):
@@ -213,20 +219,21 @@ def parse_chat(body: Any, max_messages: int) -> ChatRequest:
                 raise BadRequest(f"{where}.role", "the last message must be the user's")
             if not text and not files:
                 raise BadRequest(f"{where}.parts", "the user message has no text")
-            return ChatRequest(chat_id, trigger, history, text, files, _hyper(body))
+            return ChatRequest(chat_id, trigger, history, text, files, hyper)
         history.append(Message(role, [text, *files] if text else files))
     raise BadRequest(f"messages[{len(messages) - 1}].role", "the last message must be the user's")
 
 
-def parse_stream(body: Any, slot: PromptSlot, max_messages: int) -> StreamRequest:
+def parse_stream(body: Any, slot: PromptSlot, max_messages: int, policy: ClientPolicy | None = None) -> StreamRequest:
     """Validate a `/v1/stream` body."""
     body = _obj(body, "body")
+    hyper = (policy or _ANY_CEILING).check(body.get("hyperparameters"))
     if ("prompt" in body) == ("prompt_kwargs" in body):
         raise BadRequest("prompt", 'give exactly one of "prompt" (a string) or "prompt_kwargs" (an object)')
     if "prompt" in body:
         kw = slot.kwargs(_str(body["prompt"], "prompt"), [])
     else:
-        kw = {"prompt_kwargs": _obj(body["prompt_kwargs"], "prompt_kwargs"), "extra_contents": None}
+        kw = {"prompt_kwargs": slot.check_kwargs(body["prompt_kwargs"]), "extra_contents": None}
     history: list[Message] = []
     raw = body.get("history")
     if raw is not None:
@@ -239,4 +246,4 @@ def parse_stream(body: Any, slot: PromptSlot, max_messages: int) -> StreamReques
             if role not in _ROLES:
                 raise BadRequest(f"history[{i}].role", "must be one of system, user, assistant")
             history.append(Message(role, [_str(h.get("content"), f"history[{i}].content")]))
-    return StreamRequest(kw["prompt_kwargs"], kw["extra_contents"], history, _hyper(body))
+    return StreamRequest(kw["prompt_kwargs"], kw["extra_contents"], history, hyper)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from ..events import EventType
+
 __all__ = ["FINISH_REASONS", "UIStreamMapper", "map_finish_reason", "new_message_id"]
 
 # lmstream's normalised finish reasons -> the `ai` package's enum; anything else is "other".
@@ -19,6 +21,7 @@ FINISH_REASONS = {
     "length": "length",
     "tool_calls": "tool-calls",
     "content_filter": "content-filter",
+    "tool_approval": "tool-calls",  # the answer stops at approval requests; the next request goes on
 }
 
 Chunk = dict[str, Any]
@@ -50,12 +53,14 @@ class UIStreamMapper:
 
     __slots__ = ("_announced", "_call_of_block", "_reasoning", "_saw_result", "_step", "_text", "closed", "message_id")
 
-    def __init__(self, message_id: str | None = None) -> None:
+    def __init__(self, message_id: str | None = None, *, step: Any = None, announced: tuple[str, ...] = ()) -> None:
+        """`step` and `announced` continue a message the client already has (after a tool
+        approval): that step is open and those tool calls are shown."""
         self.message_id = message_id or new_message_id()
         self._text: str | None = None  # id of the open text part
         self._reasoning: str | None = None  # id of the open reasoning part
-        self._step: Any = None  # step of the open start-step (None: no step open)
-        self._announced: set[str] = set()  # tool calls whose tool-input-start went out
+        self._step: Any = step  # step of the open start-step (None: no step open)
+        self._announced: set[str] = set(announced)  # tool calls whose tool-input-start went out
         self._call_of_block: dict[Any, str] = {}  # block_id -> tool call id (deltas carry only the block)
         self._saw_result = False  # fallback step detection when events carry no "step"
         self.closed = False
@@ -102,7 +107,7 @@ class UIStreamMapper:
         """The chunks for one event (`type_` is `Event.type`)."""
         if self.closed:
             return []
-        if type_ == "response":
+        if type_ == EventType.RESPONSE:
             if self._text is not None and self._text == meta.get("block_id"):  # a block lives in one step
                 return [{"type": "text-delta", "id": self._text, "delta": value}]  # hot path
             out: list[Chunk] = []
@@ -115,9 +120,9 @@ class UIStreamMapper:
             out.append({"type": "text-delta", "id": block, "delta": value})
             return out
         out = []
-        if type_ in ("thinking_start", "thinking", "thinking_end"):
+        if type_ in (EventType.THINKING_START, EventType.THINKING, EventType.THINKING_END):
             block = str(meta.get("block_id") or "reasoning")
-            if type_ == "thinking_end":
+            if type_ == EventType.THINKING_END:
                 if self._reasoning == block:
                     out.append({"type": "reasoning-end", "id": block})
                     self._reasoning = None
@@ -127,22 +132,22 @@ class UIStreamMapper:
                 self._close_parts(out)
                 out.append({"type": "reasoning-start", "id": block})
                 self._reasoning = block
-            if type_ == "thinking" and value:
+            if type_ == EventType.THINKING and value:
                 out.append({"type": "reasoning-delta", "id": block, "delta": value})
             return out
-        if type_ == "tool_call_start":
+        if type_ == EventType.TOOL_CALL_START:
             self._enter_step(meta, out)
             self._close_parts(out)
             self._announce(value, out)
             self._call_of_block[meta.get("block_id")] = str(value.get("id"))
             return out
-        if type_ == "tool_call_delta":
+        if type_ == EventType.TOOL_CALL_DELTA:
             call_id = self._call_of_block.get(meta.get("block_id"))
             if call_id is None:
                 return out  # a fragment we cannot place; tool-input-available carries the full input
             out.append({"type": "tool-input-delta", "toolCallId": call_id, "inputTextDelta": value})
             return out
-        if type_ == "tool_call":
+        if type_ == EventType.TOOL_CALL:
             self._enter_step(meta, out)
             self._close_parts(out)
             self._announce(value, out)
@@ -155,7 +160,7 @@ class UIStreamMapper:
                 }
             )
             return out
-        if type_ == "tool_result":
+        if type_ == EventType.TOOL_RESULT:
             call_id = str(value.get("id"))
             if call_id not in self._announced:  # a result for a call never shown: show the call first
                 self._enter_step(meta, out)
@@ -168,27 +173,38 @@ class UIStreamMapper:
                         "input": {},
                     }
                 )
-            if meta.get("is_error"):
+            if value.get("denied"):
+                out.append({"type": "tool-output-denied", "toolCallId": call_id})
+            elif meta.get("is_error"):
                 out.append({"type": "tool-output-error", "toolCallId": call_id, "errorText": str(value.get("output"))})
             else:
                 # the core puts the tool's own value here (a dict stays an object for the browser)
                 out.append({"type": "tool-output-available", "toolCallId": call_id, "output": value.get("output")})
             self._saw_result = True
             return out
-        if type_ == "data":
+        if type_ == EventType.TOOL_APPROVAL_REQUEST:
+            call_id = str(value.get("tool_call_id"))
+            out.append(
+                {"type": "tool-approval-request", "approvalId": str(value.get("approval_id")), "toolCallId": call_id}
+            )
+            return out
+        if type_ == EventType.TOOL_PROGRESS:  # same id: the latest progress replaces the earlier part
+            out.append({"type": "data-tool-progress", "id": str(value.get("tool_call_id")), "data": value})
+            return out
+        if type_ == EventType.DATA:
             out.append({"type": "data-object", "id": str(meta.get("block_id") or "object"), "data": value})
             return out
-        if type_ == "usage":
+        if type_ == EventType.USAGE:
             out.append({"type": "data-usage", "id": "usage", "data": value})
             return out
-        if type_ == "done":
+        if type_ == EventType.DONE:
             self._close_parts(out)
             out.append({"type": "data-usage", "id": "usage", "data": _done_usage(meta)})
             self._end_step(out)
             out.append({"type": "finish", "finishReason": map_finish_reason(meta.get("finish_reason"))})
             self.closed = True
             return out
-        if type_ == "error":
+        if type_ == EventType.ERROR:
             self._close_parts(out)
             out.append({"type": "error", "errorText": str(value) or "the request failed"})
             self.closed = True

@@ -1,0 +1,149 @@
+"""Tool approval over HTTP: pending steps kept by the server, and the browser's answers.
+
+`/api/chat` cannot keep a request open while a person decides: the answer stops at the
+`tool-approval-request` chunks (finish reason `tool-calls`) and its tool step is saved here,
+under its approval ids, for `ttl` seconds. The `ai` client's `addToolApprovalResponse` then posts
+the chat again with the tool parts in state `approval-responded`; that request takes the saved
+step (once: a second answer gets 409, a late one 410) and continues the same assistant message.
+The model's calls come from the saved step, never from the client's copy of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..approval import ApprovalError, Decision, PendingStep
+from .requests import BadRequest
+
+__all__ = ["ApprovalStore", "Continuation", "InMemoryApprovalStore", "PendingAnswer", "parse_approval_answers"]
+
+
+@dataclass(slots=True)
+class PendingAnswer:
+    """A saved step and the UI message it belongs to (the continuation streams into it)."""
+
+    step: PendingStep
+    chat_id: str
+    message_id: str
+
+
+@dataclass(slots=True)
+class Continuation:
+    """What the browser answered: the assistant message's id and one decision per approval id,
+    with the tool call id the client showed it for."""
+
+    message_id: str
+    answers: dict[str, tuple[str, Decision]]
+
+
+class ApprovalStore(Protocol):
+    """Where pending approvals wait (this process's memory, or Redis for any node)."""
+
+    async def save(self, pending: PendingAnswer, ttl: float) -> None: ...
+
+    async def take(self, approval_ids: list[str]) -> PendingAnswer:
+        """Remove and return the step these ids belong to; `ApprovalError` 409 (unknown, already
+        answered, or ids of different steps) or 410 (expired)."""
+        ...
+
+
+class InMemoryApprovalStore:
+    """Pending approvals of one process; an answer must reach the node that asked."""
+
+    def __init__(self, max_pending: int = 10_000) -> None:
+        self._by_id: dict[str, tuple[PendingAnswer, float]] = {}
+        self._gone: OrderedDict[str, int] = OrderedDict()  # answered (409) or expired (410)
+        self._max = max_pending
+        self._lock = asyncio.Lock()
+
+    def _forget(self, approval_id: str, status: int) -> None:
+        self._by_id.pop(approval_id, None)
+        self._gone[approval_id] = status
+        while len(self._gone) > self._max:
+            self._gone.popitem(last=False)
+
+    def _sweep(self, now: float) -> None:
+        for aid in [a for a, (_, deadline) in self._by_id.items() if deadline <= now]:
+            self._forget(aid, 410)
+
+    async def save(self, pending: PendingAnswer, ttl: float) -> None:
+        async with self._lock:
+            now = time.monotonic()
+            self._sweep(now)
+            if len(self._by_id) >= self._max:
+                raise ApprovalError("too many approvals are waiting; answer or let some expire first", 503)
+            for aid in pending.step.approvals:
+                self._by_id[aid] = (pending, now + ttl)
+
+    async def take(self, approval_ids: list[str]) -> PendingAnswer:
+        async with self._lock:
+            self._sweep(time.monotonic())
+            found: list[PendingAnswer] = []
+            for aid in approval_ids:
+                entry = self._by_id.get(aid)
+                if entry is None:
+                    raise _gone(aid, self._gone.get(aid))
+                found.append(entry[0])
+            if not found or any(p is not found[0] for p in found):
+                raise ApprovalError("the answered approvals belong to different tool steps", 409)
+            for aid in found[0].step.approvals:
+                self._forget(aid, 409)
+            return found[0]
+
+
+def _gone(approval_id: str, status: int | None) -> ApprovalError:
+    if status == 410:
+        return ApprovalError(f"approval {approval_id!r} expired: nobody answered in time; ask again", 410)
+    if status == 409:
+        return ApprovalError(f"approval {approval_id!r} was already answered", 409)
+    return ApprovalError(f"no approval {approval_id!r} is waiting (unknown, or answered on a node without it)", 409)
+
+
+def parse_approval_answers(body: Any) -> Continuation | None:
+    """The approval answers in a `/api/chat` body, or None when it is an ordinary turn (the last
+    message is not an assistant message with tool parts in state `approval-responded`)."""
+    messages = body.get("messages") if isinstance(body, dict) else None
+    if not isinstance(messages, list) or not messages or not isinstance(messages[-1], dict):
+        return None
+    last = messages[-1]
+    if last.get("role") != "assistant" or not isinstance(last.get("parts"), list):
+        return None
+    answers: dict[str, tuple[str, Decision]] = {}
+    for j, p in enumerate(last["parts"]):
+        if not isinstance(p, dict) or p.get("state") != "approval-responded":
+            continue
+        where = f"messages[{len(messages) - 1}].parts[{j}]"
+        approval = p.get("approval")
+        if not isinstance(approval, dict) or not isinstance(approval.get("id"), str):
+            raise BadRequest(f"{where}.approval.id", "an approval-responded tool part needs approval.id")
+        if not isinstance(approval.get("approved"), bool):
+            raise BadRequest(f"{where}.approval.approved", "must be true or false")
+        reason = approval.get("reason")
+        reason = reason[:2000] if isinstance(reason, str) else None
+        answers[approval["id"]] = (str(p.get("toolCallId", "")), Decision(approval["approved"], reason))
+    if not answers:
+        return None
+    message_id = last.get("id")
+    if not isinstance(message_id, str) or not message_id:
+        raise BadRequest(f"messages[{len(messages) - 1}].id", "the assistant message needs its id")
+    return Continuation(message_id, answers)
+
+
+async def take_decisions(
+    store: ApprovalStore, chat_id: str, cont: Continuation
+) -> tuple[PendingAnswer, dict[str, Decision]]:
+    """The saved step these answers are for, and the decisions by tool call id. The client's
+    message and tool call ids must be the ones the step was asked under (409 otherwise)."""
+    pending = await store.take(list(cont.answers))
+    if pending.chat_id != chat_id or pending.message_id != cont.message_id:
+        raise ApprovalError("these approvals were asked in another chat or message", 409)
+    decisions: dict[str, Decision] = {}
+    for aid, (call_id, decision) in cont.answers.items():
+        if pending.step.approvals.get(aid) != call_id:
+            raise ApprovalError(f"approval {aid!r} was asked for another tool call", 409)
+        decisions[call_id] = decision
+    return pending, decisions

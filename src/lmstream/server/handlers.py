@@ -1,0 +1,295 @@
+"""The routes' handlers: what each endpoint does with a request that passed every check.
+
+A concurrency slot, once taken, is given back on every path: one `try/finally` where it is
+taken, and every holder that outlives the handler (the response, a detached answer, a pending
+approval's continuation) takes its own share.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ..approval import ApprovalError, DeferredApproval, PendingStep, answer
+from ..chat_registry import Answer, ChatRegistry, DetachedChatRegistry, InlineChatRegistry
+from ..errors import LMStreamError, StreamGoneError
+from ..events import EventEmitter
+from ..processor import LMRequestProcessor
+from .answers import event_frames, live_ui_frames, replay_ui_frames
+from .approvals import ApprovalStore, InMemoryApprovalStore, PendingAnswer, parse_approval_answers, take_decisions
+from .bodies import read_json
+from .errors import BadRequest, public_error_text
+from .guard import Guard, Slot, error_response
+from .policy import ClientPolicy
+from .relay import SSEResponse
+from .requests import ChatRequest, PromptSlot, parse_chat, parse_stream
+from .running import RunningRequest, start_request
+from .ui_stream import UIStreamMapper
+
+__all__ = ["ChatServer"]
+
+logger = logging.getLogger("lmstream.server")
+
+UI_HEADERS = {"x-vercel-ai-ui-message-stream": "v1"}
+
+
+def _unavailable(exc: Exception) -> Response:
+    """503 when the registry's store refuses (Redis down, out of memory): the client may retry."""
+    logger.warning("lmstream: the chat registry failed: %s", public_error_text(exc))
+    return error_response(503, public_error_text(str(exc)), "service_unavailable", {"retry-after": "1"})
+
+
+class ChatServer:
+    """State shared by the routes: the processor, the registry, the running requests."""
+
+    def __init__(
+        self,
+        processor: LMRequestProcessor[Any],
+        registry: ChatRegistry,
+        guard: Guard,
+        heartbeat: float,
+        policy: ClientPolicy,
+        read_timeout: float | None,
+        approvals: ApprovalStore | None = None,
+        approval_ttl: float = 600.0,
+    ) -> None:
+        self.processor = processor
+        self.registry = registry
+        self.guard = guard
+        self.heartbeat = heartbeat
+        self.policy = policy
+        self.read_timeout = read_timeout
+        self.slot = PromptSlot.of(processor.prompt_builder)
+        self.running: set[RunningRequest] = set()
+        self.approvals: ApprovalStore = approvals or InMemoryApprovalStore()
+        self.approval_ttl = approval_ttl
+
+    def shut_down(self) -> None:
+        """The server is stopping: every answer running in a response ends now, with an error
+        saying so (the `ai` client shows it; a user's stop would be an `abort`)."""
+        for run in list(self.running):
+            run.end()
+
+    def _start(self, slot: Slot, run: RunningRequest) -> None:
+        slot.share()  # the response holds the slot until it ends
+        self.running.add(run)
+
+    def _finish(self, slot: Slot, run: RunningRequest) -> None:
+        run.cancel()  # a no-op when it already ended
+        self.running.discard(run)
+        slot.release()
+
+    # ------------------------------------------------------------------ routes
+    async def chat(self, request: Request) -> Response | SSEResponse:
+        try:
+            body = await read_json(request, self.guard.max_body_bytes, self.read_timeout)
+            cont = parse_approval_answers(body)
+            req = None if cont is not None else parse_chat(body, self.guard.max_messages, self.policy)
+            hyper = self.policy.check(body.get("hyperparameters")) if cont is not None else None
+        except BadRequest as exc:
+            return error_response(exc.status, str(exc), "invalid_request_error")
+        slot = self.guard.acquire()
+        if slot is None:
+            return self.guard.busy()
+        try:
+            if cont is not None:  # the browser answered tool approvals: go on with that answer
+                return await self._continue_chat(body, cont, hyper, slot)
+            assert req is not None
+            if isinstance(self.registry, DetachedChatRegistry):
+                return await self._chat_detached(self.registry, req, body, slot)
+            return self._chat_inline(req, slot)
+        except Exception as exc:  # the registry's store refused (Redis down, OOM, ...)
+            return _unavailable(exc)
+        finally:
+            slot.release()  # the route's own hold; what outlives it took its share
+
+    def _chat_inline(self, req: ChatRequest, slot: Slot) -> SSEResponse:
+        """Run the answer inside this response; the client leaving cancels it."""
+        message_id = ""  # the answer's UI message id, known once the request exists
+
+        async def save(step: PendingStep) -> None:  # the answer stopped at tool approvals
+            await self.approvals.save(PendingAnswer(step, req.chat_id, message_id), self.approval_ttl)
+
+        run = start_request(
+            self.processor,
+            history=req.history,
+            hyperparameters=req.hyperparameters,
+            deferred_approval=DeferredApproval(save),
+            **self.slot.kwargs(req.text, req.attachments),
+        )
+        message_id = f"msg_{run.request_id}"  # as a replay derives it
+        return self._inline_response(run, req.chat_id, UIStreamMapper(message_id), slot)
+
+    async def _continue_chat(
+        self, body: Any, cont: Any, hyper: dict[str, Any] | None, slot: Slot
+    ) -> Response | SSEResponse:
+        """Finish the saved tool step with the browser's decisions, streaming into the same
+        assistant message (its open step, its tool parts), then the model's next step."""
+        chat_id = body.get("id")
+        if not isinstance(chat_id, str):
+            return error_response(400, "id: must be a string", "invalid_request_error")
+        try:
+            pending, decisions = await take_decisions(self.approvals, chat_id, cont)
+        except (ApprovalError, LMStreamError) as exc:
+            return error_response(getattr(exc, "status_code", 503), str(exc), "approval_error")
+        step = pending.step
+        message_id = pending.message_id
+
+        async def save(next_step: PendingStep) -> None:
+            await self.approvals.save(PendingAnswer(next_step, chat_id, message_id), self.approval_ttl)
+
+        resume = DeferredApproval(save, resume=step, decisions=decisions)
+        run = start_request(self.processor, deferred_approval=resume, hyperparameters=hyper)
+        mapper = UIStreamMapper(message_id, step=step.step, announced=tuple(c.id for c in step.calls))
+        return self._inline_response(run, chat_id, mapper, slot)
+
+    def _inline_response(self, run: RunningRequest, chat_id: str, mapper: UIStreamMapper, slot: Slot) -> SSEResponse:
+        registry = self.registry
+        if not isinstance(registry, InlineChatRegistry):
+            raise TypeError("tool approvals need a registry whose answers run in the response")
+        self._start(slot, run)
+        return SSEResponse(
+            self._inline_frames(registry, run, chat_id, mapper),
+            on_disconnect=run.cancel,
+            heartbeat=self.heartbeat,
+            headers=UI_HEADERS,
+            on_end=lambda: self._finish(slot, run),
+        )
+
+    @staticmethod
+    async def _inline_frames(
+        registry: InlineChatRegistry, run: RunningRequest, chat_id: str, mapper: UIStreamMapper
+    ) -> AsyncIterator[bytes]:
+        """Registered when the response starts, so a response that never starts leaves no entry."""
+        stopped = False
+
+        def stop() -> None:
+            nonlocal stopped
+            stopped = True
+            run.cancel()
+
+        log = await registry.open(chat_id, stop)
+        async for frame in live_ui_frames(run, log, lambda: stopped, mapper):
+            yield frame
+
+    async def _chat_detached(
+        self, registry: DetachedChatRegistry, req: ChatRequest, body: Any, slot: Slot
+    ) -> Response | SSEResponse:
+        """Start the answer detached (this process or a worker) and follow it like a resume; the
+        client leaving does not cancel it (it may come back), only stop does. An answer running in
+        this process keeps its slot until it ends, however early its response ends."""
+        kwargs: dict[str, Any] = {
+            "history": req.history,
+            "hyperparameters": req.hyperparameters,
+            **self.slot.kwargs(req.text, req.attachments),
+        }
+        processor = self.processor
+
+        def run(emitter: EventEmitter) -> Any:
+            return processor.process(event_emitter=emitter, **kwargs)
+
+        job = {k: v for k, v in body.items() if k != "hyperparameters"}
+        if req.hyperparameters:
+            job["hyperparameters"] = req.hyperparameters  # what the policy let through, nothing more
+        running = await registry.launch(req.chat_id, Answer(run=run, job=job))
+        if running is not None:
+            slot.share()
+            running.add_done_callback(lambda _: slot.release())
+        items = await registry.resume(req.chat_id)
+        if items is None:  # pragma: no cover - launch claims the chat first
+            return error_response(503, "the answer could not be started", "service_unavailable")
+        slot.share()
+        return SSEResponse(
+            replay_ui_frames(items),
+            on_disconnect=lambda: None,
+            heartbeat=self.heartbeat,
+            headers=UI_HEADERS,
+            on_end=slot.release,
+        )
+
+    async def stream(self, request: Request) -> Response | SSEResponse:
+        try:
+            body = await read_json(request, self.guard.max_body_bytes, self.read_timeout)
+            req = parse_stream(body, self.slot, self.guard.max_messages, self.policy)
+        except BadRequest as exc:
+            return error_response(exc.status, str(exc), "invalid_request_error")
+        slot = self.guard.acquire()
+        if slot is None:
+            return self.guard.busy()
+        try:
+            run = start_request(
+                self.processor,
+                prompt_kwargs=req.prompt_kwargs,
+                extra_contents=req.extra_contents,
+                history=req.history,
+                hyperparameters=req.hyperparameters,
+                approval_timeout=self.approval_ttl,  # answered through POST /v1/stream/{request_id}/approve
+            )
+            self._start(slot, run)
+            return SSEResponse(
+                event_frames(run),
+                on_disconnect=run.cancel,
+                heartbeat=self.heartbeat,
+                on_end=lambda: self._finish(slot, run),
+            )
+        finally:
+            slot.release()
+
+    async def approve(self, request: Request) -> Response:
+        """`{"approval_id", "approved": bool, "reason"?}` for a call waiting in a /v1/stream request."""
+        try:
+            body = await read_json(request, self.guard.max_body_bytes, self.read_timeout)
+            if not isinstance(body, dict) or not isinstance(body.get("approval_id"), str):
+                raise BadRequest("approval_id", "must be the tool_approval_request's approval_id")
+            if not isinstance(body.get("approved"), bool):
+                raise BadRequest("approved", "must be true or false")
+            reason = body.get("reason")
+            if reason is not None and not isinstance(reason, str):
+                raise BadRequest("reason", "must be a string")
+        except BadRequest as exc:
+            return error_response(exc.status, str(exc), "invalid_request_error")
+        try:
+            answer(body["approval_id"], body["approved"], reason, request_id=request.path_params["request_id"])
+        except ApprovalError as exc:
+            return error_response(exc.status_code, str(exc), "approval_error")
+        return JSONResponse({"approval_id": body["approval_id"], "approved": body["approved"]})
+
+    async def stop(self, request: Request) -> Response:
+        try:
+            stopped = await self.registry.stop(request.path_params["chat_id"])
+        except LMStreamError as exc:  # Redis down
+            return _unavailable(exc)
+        return JSONResponse({"stopped": stopped})
+
+    async def resume(self, request: Request) -> Response | SSEResponse:
+        after = request.headers.get("last-event-id")
+        try:
+            items = await self.registry.resume(request.path_params["chat_id"], after)
+        except StreamGoneError as exc:  # Last-Event-ID is not (or no longer) a position of the answer
+            return error_response(410, str(exc), "stream_gone")
+        except LMStreamError as exc:  # Redis down
+            return _unavailable(exc)
+        if items is None:
+            return Response(status_code=204)
+        return SSEResponse(
+            replay_ui_frames(items, after), on_disconnect=lambda: None, heartbeat=self.heartbeat, headers=UI_HEADERS
+        )
+
+    async def healthz(self, request: Request) -> Response:
+        try:
+            answers = await self.registry.running()
+        except LMStreamError as exc:
+            return _unavailable(exc)
+        return JSONResponse(
+            {
+                "status": "ok",
+                "streams": self.guard.active,
+                "max_concurrent": self.guard.max_concurrent,
+                "running": len(self.running),
+                "answers": answers,
+            }
+        )
