@@ -136,3 +136,30 @@ async def test_usage_of_a_tool_loop_is_unknown_when_one_call_did_not_report_it()
         lmrp.set_tools([get_weather])
         _, out = await _process(lmrp, q="Weather?")
     assert out.text == "Sunny." and out.usage.output_tokens is None
+
+
+def test_unknown_or_missing_finish_reason_is_never_stop_on_the_ui_stream():
+    from lmstream.server.ui_stream import UIStreamMapper
+
+    for reason in (None, "something_new", "incomplete"):
+        mapper = UIStreamMapper()
+        mapper.start()
+        chunks = mapper.feed("done", "", {"finish_reason": reason, "usage": {}})
+        assert chunks[-1] == {"type": "finish", "finishReason": "other"}, (reason, chunks)
+
+
+def test_serve_turns_done_without_a_finish_reason_into_an_error_not_a_finish():
+    """What the browser got: `finish` with `finishReason: "stop"` for a cut stream."""
+    import httpx
+
+    from tests.serve_helpers import ServedApp, parse_ui_stream, wire_processor
+
+    body = {"id": "c", "messages": [{"id": "u", "role": "user", "parts": [{"type": "text", "text": "Hi"}]}]}
+    with WireServer() as srv:
+        srv.enqueue(Script(chunks=fx.openai_chat_text(TEXT, finish_reason=None)))  # type: ignore[arg-type]
+        with ServedApp(wire_processor(srv)) as app, httpx.Client(timeout=10) as c:
+            with c.stream("POST", f"{app.url}/api/chat", json=body) as r:
+                chunks = parse_ui_stream(r)
+    types = [ch["type"] for ch in chunks]
+    assert "finish" not in types and "error" in types, types
+    assert "".join(ch["delta"] for ch in chunks if ch["type"] == "text-delta") == "".join(TEXT)
