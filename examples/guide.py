@@ -1,4 +1,7 @@
-"""The streaming guide (README, "The guide"): stream an answer token by token from the embedded model (no key, no network)."""
+"""The streaming guide (README, "The guide"): stream an answer token by token from the embedded model.
+
+No key and no network: the model ships in a package.
+"""
 
 import asyncio
 

@@ -251,3 +251,55 @@ def test_the_accumulator_module_imports_neither_events_nor_asyncio():
         elif isinstance(node, ast.ImportFrom):
             names.add(("." * node.level) + (node.module or ""))
     assert not any("events" in n or "asyncio" in n for n in names), names
+
+
+def test_every_event_type_is_a_member_of_the_vocabulary():
+    from lmstream.types import EventType
+
+    acc = make_acc(structured=True)
+    events = feed_all(
+        acc,
+        [
+            ThinkingDelta("hm"),
+            ThinkingDelta(end=True),
+            '{"a": ',
+            "1}",
+            ToolCallDelta(0, "c1", "add", '{"x": 1}'),
+            UsageDelta(input_tokens=3, output_tokens=4),
+            FinishDelta("stop"),
+        ],
+    )
+    kinds = [t for t, _, _ in events]
+    assert set(kinds) == {"thinking_start", "thinking", "thinking_end", "response", "data", "tool_call_start"} | {
+        "tool_call_delta",
+        "tool_call",
+    }
+    assert all(type(t) is EventType for t in kinds), kinds  # never a retyped string
+
+
+def test_no_module_compares_an_event_type_with_a_retyped_string():
+    """`event.type == "response"` spelled with the string: use `EventType.RESPONSE`."""
+    import ast
+    from pathlib import Path
+
+    import lmstream
+    from lmstream.types import EventType
+
+    names = {t.value for t in EventType}
+    root = Path(lmstream.__file__).parent
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if path.relative_to(root).parts[0] in SCOPE_LEFT_TO_TRANSPORTS:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Compare):
+                sides = [node.left, *node.comparators]
+                typed = any(isinstance(s, ast.Attribute) and s.attr == "type" for s in sides)
+                literal = [s.value for s in sides if isinstance(s, ast.Constant) and s.value in names]
+                if typed and literal:
+                    found.append(f"{path.relative_to(root)}:{node.lineno} compares .type with {literal[0]!r}")
+    assert not found, "\n".join(found)
+
+
+#: packages whose event names are converted by their own engineers' work (issue 16)
+SCOPE_LEFT_TO_TRANSPORTS = ("server", "redis")

@@ -39,10 +39,26 @@ def test_every_command_takes_the_shared_model_options_with_one_default_and_help(
 
 @pytest.mark.parametrize("command", list(PARSERS))
 def test_one_new_model_option_reaches_all_three_commands(command: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    new = ModelOption(("--n-ctx",), "context window per sequence", type=int, config="n_ctx")
+    new = ModelOption(("--new-option",), "a provider option added later", type=int, config="new_option")
     monkeypatch.setattr(_cli_options, "MODEL_OPTIONS", (*MODEL_OPTIONS, new))
-    args = parse(command, "--n-ctx", "512", "--base-url", "http://127.0.0.1:9/v1")
-    assert invoker_config(args) == {"n_ctx": 512, "base_url": "http://127.0.0.1:9/v1"}
+    args = parse(command, "--new-option", "512", "--base-url", "http://127.0.0.1:9/v1")
+    assert invoker_config(args) == {"new_option": 512, "base_url": "http://127.0.0.1:9/v1"}
+
+
+@pytest.mark.parametrize("command", list(PARSERS))
+def test_local_engine_flags_on_every_command(command: str) -> None:
+    args = parse(command, "--parallel", "4", "--threads", "1", "--n-ctx", "1024", "--max-tokens", "64")
+    assert invoker_config(args) == {
+        "parallel": 4,
+        "n_threads": 1,
+        "n_ctx": 1024,
+        "default_hyperparameters": {"max_tokens": 64},
+    }
+    from lmstream import LocalLMInvoker, build_lm_invoker
+
+    inv = build_lm_invoker(args.model, config=invoker_config(args))
+    assert isinstance(inv, LocalLMInvoker)
+    assert (inv.parallel, inv.n_threads, inv.n_ctx, inv.default_hyperparameters) == (4, 1, 1024, {"max_tokens": 64})
 
 
 def test_the_answer_commands_own_options_become_default_hyperparameters() -> None:

@@ -96,11 +96,13 @@ async def test_cancel_stops_generation_at_the_next_token(local_invoker):
     assert threading.active_count() == threads_before  # no thread left behind by the cancel
 
 
-async def test_idle_timeout_does_not_count_time_queued_behind_another_generation(local_invoker):
-    """Two concurrent requests on one model: the second is queued behind the first for twice
-    its idle timeout, yet does not time out; its idle clock starts when its generation does."""
+async def test_idle_timeout_does_not_count_time_queued_behind_another_generation():
+    """Two concurrent requests on one sequence (parallel=1): the second is queued behind the
+    first for twice its idle timeout, yet does not time out; its idle clock starts when its
+    generation does."""
     idle = 2.0
-    patient = LocalLMInvoker(retry_config=RetryConfig(idle_timeout=idle, max_retries=0))
+    local_invoker = LocalLMInvoker(parallel=1, n_ctx=512)
+    patient = LocalLMInvoker(parallel=1, n_ctx=512, retry_config=RetryConfig(idle_timeout=idle, max_retries=0))
     generating = asyncio.Event()
     emitter = EventEmitter([CallbackEventHandler(lambda e: e.type == "response" and generating.set())])
     story = "Write a long story about a dragon and a knight."

@@ -49,6 +49,21 @@ MODEL_OPTIONS: tuple[ModelOption, ...] = (
     ModelOption(("--model", "-m"), f"provider/model id (default {DEFAULT_MODEL})", default=DEFAULT_MODEL),
     ModelOption(("--base-url",), "provider endpoint (for openai-compatible servers)", config="base_url"),
     ModelOption(("--system", "-s"), "system prompt", default=""),
+    ModelOption(("--max-tokens",), "maximum tokens to generate per answer", type=int, hyper="max_tokens"),
+    # the embedded model's engine (local/...): sequences at once, threads, window per sequence
+    ModelOption(
+        ("--parallel",),
+        "local model: answers generated at once (default 8); more wait in a FIFO queue",
+        type=int,
+        config="parallel",
+    ),
+    ModelOption(
+        ("--threads",),
+        "local model: llama.cpp threads (default: half the physical cores)",
+        type=int,
+        config="n_threads",
+    ),
+    ModelOption(("--n-ctx",), "local model: context window per sequence (default 2048)", type=int, config="n_ctx"),
 )
 
 

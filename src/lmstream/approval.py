@@ -30,6 +30,7 @@ __all__ = [
     "ApprovalError",
     "Decision",
     "DeferredApproval",
+    "PendingAnswer",
     "PendingStep",
     "answer",
     "denied_result",
@@ -163,6 +164,15 @@ class PendingStep:
     calls: list[ToolCall]
     approvals: dict[str, str]
     step: int
+
+
+@dataclass(slots=True)
+class PendingAnswer:
+    """A saved step and the chat's UI message it belongs to (a server continues that message)."""
+
+    step: PendingStep
+    chat_id: str
+    message_id: str
 
 
 @dataclass(slots=True)

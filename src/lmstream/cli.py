@@ -13,14 +13,13 @@ from . import _json
 from ._cli_hints import cli_message
 from ._cli_options import ModelOption, add_options, invoker_config, literal_template
 from .errors import ConfigurationError, LMStreamError, OutputParserError, PromptError
-from .events import EventEmitter, StreamEventHandler
+from .events import EventEmitter, EventType, StreamEventHandler
 from .parsers import JSONOutputParser
 from .processor import LMRequestProcessor
 from .prompt import PromptBuilder
 
 #: this command's own options, after the shared model options
 ANSWER_OPTIONS: tuple[ModelOption, ...] = (
-    ModelOption(("--max-tokens",), "maximum tokens to generate", type=int, hyper="max_tokens"),
     ModelOption(("--temperature",), "sampling temperature, 0 to 2", type=float, hyper="temperature"),
     ModelOption(("--api-key",), "the provider's API key (default: its environment variable)", config="api_key"),
 )
@@ -109,9 +108,9 @@ async def _run(args: argparse.Namespace, question: str, lines: _Lines | None = N
         async for event in handler.stream():
             if args.events:
                 lines.write(sys.stdout, event + "\n")
-            elif event.type == "response":
+            elif event.type == EventType.RESPONSE:
                 lines.write(text_out, event.value)
-            elif event.type == "thinking":
+            elif event.type == EventType.THINKING:
                 lines.write(sys.stderr, event.value)
         result = await task
     finally:

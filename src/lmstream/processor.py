@@ -238,7 +238,7 @@ class LMRequestProcessor(Generic[OutT]):
                 from .structured import truncated_output
 
                 limit = {**invoker.default_hyperparameters, **(hyperparameters or {})}.get("max_tokens")
-                raise truncated_output(output.text, limit or invoker.default_max_tokens) from None
+                raise truncated_output(output.text, limit or invoker.output_limit()) from None
         return output, output  # type: ignore[return-value]  # OutT is LMOutput without a parser
 
     def _messages(

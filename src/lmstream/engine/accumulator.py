@@ -3,7 +3,8 @@
 A pure state machine, no I/O and no awaits: `feed(delta)` returns the events that delta
 produces and `finish()` the output, so every provider streams identically and the whole
 thing is tested without a network or a model. Events are built by the factory passed in
-(`lmstream.events.Event` in the library), so this module knows no event classes.
+(`lmstream.events.Event` in the library), so this module knows no event classes: only the
+vocabulary, `EventType`, which lives with the data types.
 """
 
 from __future__ import annotations
@@ -15,22 +16,19 @@ from typing import Any, Generic, TypeVar
 from .. import _json
 from ..errors import ProviderError, StreamInterruptedError
 from ..structured import PartialJSONParser
-from ..types import LMOutput, ThinkingBlock, TokenUsage, ToolCall
-from .deltas import Delta, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
+from ..types import EventType, LMOutput, ThinkingBlock, TokenUsage, ToolCall
+from .deltas import Delta, FinishDelta, StatusDelta, ThinkingDelta, ToolCallDelta, UsageDelta
 
 __all__ = ["Accumulator"]
 
 E = TypeVar("E")
 
-# event type names: the values of lmstream.events.EventType
-RESPONSE = "response"
-THINKING_START = "thinking_start"
-THINKING = "thinking"
-THINKING_END = "thinking_end"
-TOOL_CALL_START = "tool_call_start"
-TOOL_CALL_DELTA = "tool_call_delta"
-TOOL_CALL = "tool_call"
-DATA = "data"
+# The per-delta event types, bound once: an Enum attribute lookup costs more than the rest of
+# a text token's handling.
+_RESPONSE = EventType.RESPONSE
+_THINKING = EventType.THINKING
+_TOOL_CALL_DELTA = EventType.TOOL_CALL_DELTA
+_DATA = EventType.DATA
 
 _NONE: tuple[()] = ()
 
@@ -88,33 +86,47 @@ class Accumulator(Generic[E]):
         self.response_model: str | None = None
         self._text_meta: dict[str, Any] | None = None
         self._thinking_meta: dict[str, Any] | None = None
+        self._status_meta: dict[str, Any] | None = None
         self._think_start = 0
         self._signature: str | None = None
 
     # ----- deltas in, events out
     def feed(self, d: Delta) -> Sequence[E]:
         """The events this delta produces, in order (often none, one for a text token)."""
-        if d.__class__ is str:
+        if type(d) is str:  # the hot path, one per text token: tested before `match`, which costs more
             meta = self._text_meta
             if meta is None or self.partial is not None or not d:
                 return self._text(d)
             self.text_parts.append(d)
-            return (self._make(d, RESPONSE, self._level, meta),)
-        cls = d.__class__
-        if cls is ThinkingDelta:
-            return self._thinking(d)  # type: ignore[arg-type]
-        if cls is ToolCallDelta:
-            return self._tool(d)  # type: ignore[arg-type]
-        if cls is UsageDelta:
-            self._usage(d)  # type: ignore[arg-type]
-            return _NONE
-        if cls is FinishDelta:
-            self.finished = True
-            if d.reason:  # type: ignore[union-attr]
-                self.finish_reason = d.reason  # type: ignore[union-attr]
-            self.response_id, self.response_model = d.response_id, d.response_model  # type: ignore[union-attr]
-            return self._close_blocks()
+            return (self._make(d, _RESPONSE, self._level, meta),)
+        match d:
+            case ThinkingDelta():
+                return self._thinking(d)
+            case ToolCallDelta():
+                return self._tool(d)
+            case UsageDelta():
+                self._usage(d)
+                return _NONE
+            case FinishDelta():
+                return self._finish(d)
+            case StatusDelta():
+                return self._status(d)
+            case str():  # a str subclass
+                return self._text(str(d))
         raise TypeError(f"provider yielded an unknown delta {d!r}")
+
+    def _status(self, d: StatusDelta) -> Sequence[E]:
+        """Queue feedback: one block for all of this call's status events; not content."""
+        if self._status_meta is None:
+            self._status_meta = self._new_block()
+        return (self._make(d.value(), EventType.STATUS, self._level, self._status_meta),)
+
+    def _finish(self, d: FinishDelta) -> Sequence[E]:
+        self.finished = True
+        if d.reason:
+            self.finish_reason = d.reason
+        self.response_id, self.response_model = d.response_id, d.response_model
+        return self._close_blocks()
 
     def _first(self) -> None:
         self.started = True
@@ -133,9 +145,9 @@ class Accumulator(Generic[E]):
         meta = self._text_meta
         if meta is None:
             meta = self._text_meta = self._new_block()
-        out.append(self._make(d, RESPONSE, self._level, meta))
+        out.append(self._make(d, _RESPONSE, self._level, meta))
         if self.partial is not None and self.partial.feed(d):
-            out.append(self._make(self.partial.value, DATA, self._level, meta))
+            out.append(self._make(self.partial.value, _DATA, self._level, meta))
         return out
 
     def _thinking(self, d: ThinkingDelta) -> Sequence[E]:
@@ -149,8 +161,8 @@ class Accumulator(Generic[E]):
                 meta = self._thinking_meta = self._new_block()
                 self._text_meta = None
                 self._think_start = len(self.thinking_parts) - 1
-                out.append(self._make("", THINKING_START, self._level, meta))
-            out.append(self._make(d.text, THINKING, self._level, meta))
+                out.append(self._make("", EventType.THINKING_START, self._level, meta))
+            out.append(self._make(d.text, _THINKING, self._level, meta))
         if d.signature:
             self._signature = d.signature
         if d.end and self._thinking_meta is not None:
@@ -163,7 +175,7 @@ class Accumulator(Generic[E]):
         self._thinking_meta = None
         self.thinking_blocks.append(ThinkingBlock("".join(self.thinking_parts[self._think_start :]), self._signature))
         self._signature = None
-        return self._make("", THINKING_END, self._level, meta)
+        return self._make("", EventType.THINKING_END, self._level, meta)
 
     def _tool(self, d: ToolCallDelta) -> Sequence[E]:
         out: list[E] = []
@@ -186,17 +198,19 @@ class Accumulator(Generic[E]):
             if buf.name:  # the call is known by name: announce it with what arrived so far
                 self._start_tool(buf, d.index, out)
         elif d.arguments:
-            out.append(self._make(d.arguments, TOOL_CALL_DELTA, self._level, buf.meta))
+            out.append(self._make(d.arguments, _TOOL_CALL_DELTA, self._level, buf.meta))
         return out
 
     def _start_tool(self, buf: _ToolBuf, index: int, out: list[E]) -> dict[str, Any]:
         buf.meta = meta = self._new_block()
         self._text_meta = None  # text after a tool call is a new block
         out.append(
-            self._make({"id": buf.id or f"call_{index}", "name": buf.name or ""}, TOOL_CALL_START, self._level, meta)
+            self._make(
+                {"id": buf.id or f"call_{index}", "name": buf.name or ""}, EventType.TOOL_CALL_START, self._level, meta
+            )
         )
         if buf.parts:
-            out.append(self._make("".join(buf.parts), TOOL_CALL_DELTA, self._level, meta))
+            out.append(self._make("".join(buf.parts), _TOOL_CALL_DELTA, self._level, meta))
         return meta
 
     def _usage(self, d: UsageDelta) -> None:
@@ -221,7 +235,7 @@ class Accumulator(Generic[E]):
                 continue
             meta = buf.meta if buf.meta is not None else self._start_tool(buf, index, out)
             buf.emitted = True
-            out.append(self._make(_tool_call(buf, index).to_dict(), TOOL_CALL, self._level, meta))
+            out.append(self._make(_tool_call(buf, index).to_dict(), EventType.TOOL_CALL, self._level, meta))
         return out
 
     # ----- the output

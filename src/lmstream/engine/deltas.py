@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TypeAlias
 
-__all__ = ["Delta", "FinishDelta", "ThinkingDelta", "ToolCallDelta", "UsageDelta"]
+__all__ = ["Delta", "FinishDelta", "StatusDelta", "ThinkingDelta", "ToolCallDelta", "UsageDelta"]
 
 
 class ThinkingDelta:
@@ -79,4 +79,21 @@ class FinishDelta:
         self.response_model = response_model
 
 
-Delta: TypeAlias = "str | ThinkingDelta | ToolCallDelta | UsageDelta | FinishDelta"
+class StatusDelta:
+    """Where the request stands before it runs: `queued` (with its 1-based `position` in the
+    line) or `running`. Not content: it never counts as the first token."""
+
+    __slots__ = ("position", "state")
+
+    def __init__(self, state: str, position: int | None = None) -> None:
+        self.state = state
+        self.position = position
+
+    def value(self) -> dict[str, object]:
+        """The `status` event's value: `{"state": ...}` plus `"position"` while queued."""
+        if self.position is None:
+            return {"state": self.state}
+        return {"state": self.state, "position": self.position}
+
+
+Delta: TypeAlias = "str | ThinkingDelta | ToolCallDelta | UsageDelta | FinishDelta | StatusDelta"

@@ -10,57 +10,12 @@ import itertools
 import os
 import time
 from datetime import UTC, datetime
-from enum import IntEnum, StrEnum
 from typing import Any
 
 from .. import _json
+from ..types import EventLevel, EventType
 
 __all__ = ["Event", "EventLevel", "EventType"]
-
-
-class EventLevel(IntEnum):
-    """Ordered severity; serialised by name (`"INFO"`)."""
-
-    TRACE = 0
-    DEBUG = 1
-    INFO = 2
-    WARN = 3
-    ERROR = 4
-    FATAL = 5
-
-
-class EventType(StrEnum):
-    """Built-in event types. Any other string is a valid user-defined type.
-
-    Reserved, never emitted by lmstream itself: `code_start`, `code`, `code_end`, `activity`,
-    `reference`, `status`, `usage`. They are kept so code written for GLLM (`gllm-core`), and
-    users' own emitters, share one vocabulary; usage travels in the done event's metadata.
-
-    `tool_approval_request` (value `{"approval_id", "tool_call_id", "name", "arguments"}`) asks a
-    person to approve a call before it runs; `tool_progress` (value `{"tool_call_id", "name",
-    "progress", "total", "message"}`) reports a running tool's progress (MCP progress notifications).
-    """
-
-    RESPONSE = "response"
-    THINKING_START = "thinking_start"
-    THINKING = "thinking"
-    THINKING_END = "thinking_end"
-    CODE_START = "code_start"
-    CODE = "code"
-    CODE_END = "code_end"
-    ACTIVITY = "activity"
-    REFERENCE = "reference"
-    DATA = "data"
-    STATUS = "status"
-    TOOL_CALL_START = "tool_call_start"
-    TOOL_CALL_DELTA = "tool_call_delta"
-    TOOL_CALL = "tool_call"
-    TOOL_RESULT = "tool_result"
-    TOOL_APPROVAL_REQUEST = "tool_approval_request"
-    TOOL_PROGRESS = "tool_progress"
-    USAGE = "usage"
-    ERROR = "error"
-    DONE = "done"
 
 
 # Wall clock anchored once, advanced by the monotonic clock: timestamps never go backwards.

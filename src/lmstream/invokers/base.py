@@ -120,6 +120,10 @@ class BaseLMInvoker:
         base = f", base_url={self.base_url!r}" if self.base_url else ""
         return f"{type(self).__name__}(model_name={self.model_name!r}{base})"
 
+    def output_limit(self) -> int | None:
+        """The output-token limit a call without `max_tokens` gets (None: the provider's own)."""
+        return self.default_max_tokens
+
     def set_tools(self, tools: Sequence[Any]) -> None:
         from ..tools import to_tool
 
@@ -291,7 +295,7 @@ class BaseLMInvoker:
                 except OutputParserError:
                     if out.finish_reason != "length":
                         raise
-                    raise truncated_output(out.text, params.get("max_tokens", self.default_max_tokens)) from None
+                    raise truncated_output(out.text, params.get("max_tokens") or self.output_limit()) from None
             return out
 
     def stream_deltas(self, messages: list[Message], params: dict[str, Any]) -> AsyncIterator[Delta]:
@@ -304,6 +308,11 @@ class BaseLMInvoker:
         before the first token. `params` are the validated hyperparameters.
         """
         raise NotImplementedError(f"{type(self).__name__} must implement stream_deltas(messages, params)")
+
+    def engine_stats(self) -> dict[str, int] | None:
+        """An in-process engine's load (`running`, `queued`, ...) for health checks; None for
+        providers that run elsewhere."""
+        return None
 
     async def aclose(self) -> None:
         """Release pooled connections; the invoker stays usable (it reopens on demand)."""

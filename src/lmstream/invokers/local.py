@@ -1,36 +1,31 @@
-"""The embedded model: a GGUF file run in-process by llama-cpp-python.
+"""The embedded model: a GGUF file run in-process by llama.cpp, many streams at once.
 
-The model loads once per process (per path and context size) and is reused. Generation runs
-on one long-lived thread per model so the event loop never blocks; tokens cross to the loop
-one `call_soon_threadsafe` each. Cancelling the request stops generation at the next token.
-One generation at a time per model (llama.cpp contexts are not re-entrant); others queue.
-
-Why one long-lived thread: llama.cpp's OpenMP compute threads belong to the thread that calls
-it. A new thread per request built a new team each time, and the old team's spinning threads
-fought the new one for the cores: 60% of raw llama-cpp-python's tokens/s on 2 cores, against
-~98% now (benchmarks/bench_local.py).
+`LocalLMInvoker` is the adapter: it renders the chat template, checks the context window up
+front, builds the request's sampler chain and turns the engine's output into deltas. The
+engine itself (continuous batching on one llama.cpp context, prefix reuse, the FIFO queue)
+lives in `lmstream.invokers._llama`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import atexit
 import importlib.util
-import os
-import threading
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, ClassVar, Unpack
+from typing import TYPE_CHECKING, Any, ClassVar, Unpack
 
-from ..errors import ConfigurationError, LMTimeoutError, ProviderError
+from ..errors import ConfigurationError, ContextOverflowError, LMTimeoutError
 from ..prompt import Message
 from ..types import Attachment, ToolCall, ToolResult
-from .base import BaseLMInvoker, Delta, FinishDelta, UsageDelta
+from ._llama.sampling import DEFAULT_REPEAT_PENALTY
+from .base import BaseLMInvoker, Delta
 from .options import InvokerOptions
 from .params import NUMBER, ParamTable, int_at_least, is_int, number_between
 
-__all__ = ["LocalLMInvoker", "embedded_model_path", "EMBEDDED_MODELS"]
+if TYPE_CHECKING:
+    from ._llama.engine import Engine, EngineConfig
+
+__all__ = ["DEFAULT_REPEAT_PENALTY", "EMBEDDED_MODELS", "LocalLMInvoker", "embedded_model_path"]
 
 #: short names of models shipped inside PyPI packages: name -> (package, file)
 EMBEDDED_MODELS: dict[str, tuple[str, str]] = {
@@ -52,58 +47,6 @@ def embedded_model_path(name: str) -> Path:
         if path.is_file():
             return path
     raise ConfigurationError(f"package {package!r} is installed but {filename} is missing; reinstall it")
-
-
-_models: dict[tuple[str, int], Any] = {}
-_load_lock = threading.Lock()
-_executors: dict[tuple[str, int], ThreadPoolExecutor] = {}
-
-
-def _executor_for(path: str, n_ctx: int) -> ThreadPoolExecutor:
-    """One long-lived generation thread per model: llama.cpp's compute threads (OpenMP) are
-    bound to the thread that calls it, so a new thread per request would build a new team.
-    One worker also means one generation at a time per model, as llama.cpp requires."""
-    key = (path, n_ctx)
-    with _load_lock:
-        ex = _executors.get(key)
-        if ex is None:
-            ex = _executors[key] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmstream-local")
-        return ex
-
-
-def _load(path: str, n_ctx: int, n_threads: int | None) -> Any:
-    key = (path, n_ctx)
-    with _load_lock:
-        model = _models.get(key)
-        if model is None:
-            try:
-                import llama_cpp
-            except ImportError as exc:  # pragma: no cover - depends on the install
-                raise ConfigurationError(
-                    "the local runtime llama-cpp-python is not installed; run: pip install 'lmstream[local]'"
-                ) from exc
-            try:
-                model = llama_cpp.Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads, verbose=False)
-            except Exception as exc:
-                raise ConfigurationError(f"could not load GGUF model {path}: {exc}") from exc
-            _models[key] = model
-        return model
-
-
-@atexit.register
-def _close_models() -> None:
-    """Free llama.cpp models before interpreter teardown (their __del__ fails late).
-
-    Safe against a running generation: the interpreter joins the executors' (non-daemon)
-    generation threads before it runs atexit hooks, so no model is freed under a worker.
-    """
-    with _load_lock:
-        for model in _models.values():
-            try:
-                model.close()
-            except Exception:
-                pass
-        _models.clear()
 
 
 def _content_text(contents: list[Any]) -> str:
@@ -128,22 +71,33 @@ def _to_llama_messages(messages: list[Message]) -> list[dict[str, str]]:
     return out
 
 
-_SENTINEL_DONE = object()
-_SENTINEL_STARTED = object()
-DEFAULT_REPEAT_PENALTY = 1.1
+DEFAULT_PARALLEL = 8
+DEFAULT_N_CTX = 2048
+DEFAULT_MAX_TOKENS = 512
+#: prompt tokens evaluated per step beside the generating sequences (chunked prefill)
+DEFAULT_PREFILL_CHUNK = 256
+
+
+def _positive_int(name: str, value: Any, low: int = 1, high: int | None = None) -> int:
+    if not is_int(value) or value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f">= {low}"
+        raise ConfigurationError(f"{name} must be an int {bound}, got {value!r}")
+    return int(value)
 
 
 class LocalLMInvoker(BaseLMInvoker):
-    """`local/smollm2-135m` (embedded) or `local/<path>.gguf`.
+    """`local/smollm2-135m` (embedded) or `local/<path>.gguf`, serving many streams at once.
 
-    `config` keys (via `build_lm_invoker(..., config=...)` or keywords): `n_ctx` (default
-    2048), `n_threads` (default: all cores).
+    `config` keys (via `build_lm_invoker(..., config=...)` or keywords): `parallel` (sequences
+    generated at once, default 8; more requests wait in a FIFO queue and get `status` events),
+    `n_ctx` (context window per sequence, default 2048), `n_threads` / `n_threads_batch`
+    (default: half the physical cores, at least 1), `max_tokens` (default when a request sets none, 512).
+    Invokers with the same settings share one engine per process.
     """
 
     provider: ClassVar[str] = "local"
-    supports_tools: ClassVar[bool] = False  # too small to call tools: tools= is refused, not ignored
-    default_max_tokens: ClassVar[int | None] = 512
     tracing_name: ClassVar[str] = "llama_cpp"  # llama.cpp in process; no well-known value
+    supports_tools: ClassVar[bool] = False  # too small to call tools: tools= is refused, not ignored
     extra_params: ClassVar[ParamTable] = {
         "top_k": int_at_least(0),
         "min_p": number_between(0, 1),
@@ -157,8 +111,12 @@ class LocalLMInvoker(BaseLMInvoker):
         self,
         model_name: str = "smollm2-135m",
         *,
-        n_ctx: int = 2048,
+        parallel: int = DEFAULT_PARALLEL,
+        n_ctx: int = DEFAULT_N_CTX,
         n_threads: int | None = None,
+        n_threads_batch: int | None = None,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+        prefill_chunk: int = DEFAULT_PREFILL_CHUNK,
         **options: Unpack[InvokerOptions],
     ) -> None:
         super().__init__(model_name, **options)
@@ -174,74 +132,77 @@ class LocalLMInvoker(BaseLMInvoker):
                 f"unknown local model {model_name!r}; use one of {', '.join(EMBEDDED_MODELS)} "
                 "or the path of a .gguf file (local/<path>.gguf)"
             )
-        if not is_int(n_ctx) or n_ctx < 64:
-            raise ConfigurationError("n_ctx must be an int >= 64")
-        self.n_ctx = n_ctx
-        self.n_threads = n_threads or os.cpu_count() or 1
+        from ._llama.chat import default_threads
+
+        self.parallel = _positive_int("parallel", parallel, 1, 256)
+        self.n_ctx = _positive_int("n_ctx", n_ctx, 64)
+        cores = default_threads()
+        self.n_threads = cores if n_threads is None else _positive_int("n_threads", n_threads)
+        self.n_threads_batch = cores if n_threads_batch is None else _positive_int("n_threads_batch", n_threads_batch)
+        self.max_tokens = _positive_int("max_tokens", max_tokens)
+        self.prefill_chunk = _positive_int("prefill_chunk", prefill_chunk, 16)
+
+    def _config(self) -> EngineConfig:
+        from ._llama.engine import EngineConfig
+
+        return EngineConfig(
+            self.model_path, self.parallel, self.n_ctx, self.n_threads, self.n_threads_batch, self.prefill_chunk
+        )
+
+    def load(self) -> Engine:
+        """Start (once per process and settings) and return the engine serving this model."""
+        from ._llama.engine import engine_for
+
+        return engine_for(self._config())
+
+    def engine_stats(self) -> dict[str, int] | None:
+        """The engine's `parallel`, `running` and `queued` counts (None before it started)."""
+        from ._llama.engine import running_engine
+
+        engine = running_engine(self._config())
+        return None if engine is None else engine.stats()
 
     def endpoint(self) -> str | None:
         return None  # in process
 
-    def load(self) -> Any:
-        """Load (once per process) and return the llama_cpp.Llama instance."""
-        return _load(self.model_path, self.n_ctx, self.n_threads)
+    def output_limit(self) -> int | None:
+        return self.max_tokens
 
     async def stream_deltas(self, messages: list[Message], params: dict[str, Any]) -> AsyncIterator[Delta]:
-        loop = asyncio.get_running_loop()
-        model = await asyncio.to_thread(_load, self.model_path, self.n_ctx, self.n_threads)
-        kwargs: dict[str, Any] = dict(params)
-        kwargs.setdefault("max_tokens", self.default_max_tokens)
-        # Small models loop on themselves without a repetition penalty (SmolLM2-135M does).
-        kwargs.setdefault("repeat_penalty", DEFAULT_REPEAT_PENALTY)
-        if self.response_schema is not None:
-            kwargs["response_format"] = {"type": "json_object", "schema": self.response_schema}
-        llama_messages = _to_llama_messages(messages)
+        from ._llama.chat import render
+        from ._llama.engine import DONE, STARTED, running_engine, sink_for
+        from ._llama.sampling import Sampling, grammar_for_schema, stops_of
+        from ._llama.scheduler import Job
+
+        # Started engines are taken synchronously, so requests reach the queue in call order.
+        engine: Engine | None = running_engine(self._config())
+        if engine is None:
+            engine = await asyncio.to_thread(self.load)
+        model = engine.model
+        tokens = model.tokenize(render(model, _to_llama_messages(messages)), add_special=False)
+        max_tokens = int(params.get("max_tokens") or self.max_tokens)
+        if len(tokens) >= engine.n_ctx:
+            raise ContextOverflowError(
+                f"the prompt is {len(tokens)} tokens, but {self.model_id} has a context window of "
+                f"{engine.n_ctx} tokens per sequence (and max_tokens={max_tokens} more were asked for); "
+                "shorten the prompt or the history, or raise n_ctx (LocalLMInvoker(n_ctx=...), --n-ctx)",
+                prompt_tokens=len(tokens),
+                max_tokens=max_tokens,
+                context_window=engine.n_ctx,
+            )
+        chain = Sampling.from_params(params, grammar_for_schema(self.response_schema)).build(model)
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        stop = threading.Event()
-        put = queue.put_nowait
-
-        def worker() -> None:
-            # Runs in a thread: every hand-off goes through call_soon_threadsafe.
-            try:
-                if stop.is_set():  # cancelled while queued behind another generation
-                    return
-                loop.call_soon_threadsafe(put, _SENTINEL_STARTED)  # the idle clock starts now
-                completion = model.create_chat_completion(messages=llama_messages, stream=True, **kwargs)
-                n_out = 0
-                reason = None
-                try:
-                    for chunk in completion:
-                        if stop.is_set():
-                            break
-                        choice = chunk["choices"][0]
-                        text = choice["delta"].get("content")
-                        if text:
-                            n_out += 1
-                            loop.call_soon_threadsafe(put, text)
-                        if choice.get("finish_reason"):
-                            reason = choice["finish_reason"]
-                finally:
-                    completion.close()
-                if not stop.is_set():
-                    # counted after generation so it never delays the first token
-                    prompt_tokens = _count_prompt_tokens(model, llama_messages)
-                    loop.call_soon_threadsafe(put, UsageDelta(prompt_tokens, n_out))
-                    loop.call_soon_threadsafe(put, FinishDelta(reason or "stop"))
-            except BaseException as exc:
-                if not stop.is_set():
-                    loop.call_soon_threadsafe(put, exc)
-            finally:
-                if not loop.is_closed():
-                    try:
-                        loop.call_soon_threadsafe(put, _SENTINEL_DONE)
-                    except RuntimeError:
-                        pass
-
-        _executor_for(self.model_path, self.n_ctx).submit(worker)
+        job = Job(tokens, chain, max_tokens, stops_of(params.get("stop")), sink_for(queue))
+        try:
+            engine.submit(job)
+        except BaseException:
+            job.release()
+            raise
         idle = self.retry_config.idle_timeout
-        # Time queued behind another generation is not idle time: until this generation has
-        # started, wait without the idle timeout (RetryConfig.timeout still bounds the total).
+        # Time queued behind other generations is not idle time: until this request has a
+        # sequence, wait without the idle timeout (RetryConfig.timeout still bounds the total).
         wait_idle: float | None = None
+        finished = False
         try:
             while True:
                 if wait_idle is None:
@@ -253,37 +214,16 @@ class LocalLMInvoker(BaseLMInvoker):
                         raise LMTimeoutError(
                             f"local model produced no token for {idle}s (RetryConfig.idle_timeout)"
                         ) from None
-                if item is _SENTINEL_STARTED:
+                if item is STARTED:
                     wait_idle = idle
                     continue
-                if item is _SENTINEL_DONE:
+                if item is DONE:
+                    finished = True
                     return
                 if isinstance(item, BaseException):
-                    if isinstance(item, ConfigurationError):
-                        raise item
-                    raise ProviderError(f"local generation failed: {item}", provider="local", retryable=False) from item
+                    finished = True
+                    raise item
                 yield item
         finally:
-            stop.set()
-
-
-_formatters: dict[int, Any] = {}
-
-
-def _count_prompt_tokens(model: Any, messages: list[dict[str, str]]) -> int | None:
-    """Prompt tokens as the model's chat template renders them (None if it cannot tell)."""
-    try:
-        formatter = _formatters.get(id(model))
-        if formatter is None:
-            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-            template = model.metadata.get("tokenizer.chat_template")
-            if not template:
-                return None
-            eos = model.detokenize([model.token_eos()]).decode("utf-8", "ignore")
-            bos = model.detokenize([model.token_bos()]).decode("utf-8", "ignore")
-            formatter = _formatters[id(model)] = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
-        prompt = formatter(messages=messages).prompt  # type: ignore[arg-type]
-        return len(model.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
-    except Exception:
-        return None
+            if not finished:
+                engine.cancel(job)  # its sequence is freed (and its cells cleared) at the next step

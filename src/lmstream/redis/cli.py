@@ -45,18 +45,27 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def job_handler(processor: Any) -> Any:
+def job_handler(processor: Any, approvals: Any = None) -> Any:
     """`handle(job, emitter)` for `Worker`. A job is what a web node enqueued: {"chat": the POST
     /api/chat body, "max_messages"} (parsed here exactly as the server parses it), or, for library
-    use, {"prompt", "history", "hyperparameters"} (the prompt is the user message)."""
+    use, {"prompt", "history", "hyperparameters"} (the prompt is the user message). With
+    `approvals` (a `RedisApprovalStore`), a chat's tool call that needs approval ends the answer
+    and is saved for a web node to continue (else it would wait for an answer nobody can send)."""
 
     def handle(job: dict[str, Any], emitter: EventEmitter) -> Any:
         if "chat" in job:
             from ..server.requests import PromptSlot, parse_chat
 
             req = parse_chat(job["chat"], int(job.get("max_messages", 500)))
+            if approvals is not None:
+                from .approvals import deferred_for
+
+                extra: dict[str, Any] = {"deferred_approval": deferred_for(approvals, req.chat_id)}
+            else:
+                extra = {"approval_timeout": 0}  # nobody can answer: deny at once rather than hang
             return processor.process(
                 event_emitter=emitter,
+                **extra,
                 history=req.history,
                 hyperparameters=req.hyperparameters,
                 **PromptSlot.of(processor.prompt_builder).kwargs(req.text, req.attachments),
@@ -74,6 +83,7 @@ def job_handler(processor: Any) -> Any:
 
 async def serve(args: argparse.Namespace) -> int:
     from ._common import connect
+    from .approvals import RedisApprovalStore
     from .queue import Worker
 
     # built as `lmstream serve` builds its processor, so a queued chat runs as it would on the node
@@ -82,7 +92,7 @@ async def serve(args: argparse.Namespace) -> int:
     redis = connect(args.redis)
     worker = Worker(
         redis,
-        job_handler(processor),
+        job_handler(processor, RedisApprovalStore(redis, prefix=args.prefix)),
         prefix=args.prefix,
         name=args.name,
         concurrency=args.concurrency,

@@ -79,7 +79,7 @@ def create_app(
     _default_idle_timeout(processor, idle_timeout)
     server = ChatServer(
         processor,
-        registry or InMemoryChatRegistry(),
+        registry if registry is not None else InMemoryChatRegistry(),
         guard,
         heartbeat,
         ClientPolicy(max_tokens),

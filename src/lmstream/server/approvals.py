@@ -16,19 +16,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..approval import ApprovalError, Decision, PendingStep
+from ..approval import ApprovalError, Decision, PendingAnswer
 from .requests import BadRequest
 
 __all__ = ["ApprovalStore", "Continuation", "InMemoryApprovalStore", "PendingAnswer", "parse_approval_answers"]
-
-
-@dataclass(slots=True)
-class PendingAnswer:
-    """A saved step and the UI message it belongs to (the continuation streams into it)."""
-
-    step: PendingStep
-    chat_id: str
-    message_id: str
 
 
 @dataclass(slots=True)

@@ -90,11 +90,32 @@ def graceful_server(uvicorn: Any, config: Any, shut_down: Callable[[], None]) ->
     return Server(config)
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    return value
+
+
 def _redis_registry(url: str, queue: bool) -> ChatRegistry:
     """The one place where the server meets Redis: the registry it talks to, backed by Redis."""
     from ..redis import RedisChatRegistry, connect
 
     return RedisChatRegistry(connect(url), queue=queue, close_redis=True)
+
+
+def _redis_approvals(registry: Any) -> Any:
+    """Pending tool approvals in the registry's Redis: any node takes the answer."""
+    from ..redis.approvals import RedisApprovalStore
+
+    return RedisApprovalStore(registry.redis)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -119,6 +140,38 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="SPEC",
         help="tools from an MCP server: 'stdio:COMMAND ARGS' or http://HOST:PORT/mcp (repeatable)",
+    )
+    limits = p.add_argument_group("limits (see the README's Deploying section)")
+    limits.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="a Host name the server answers to besides the loopback names (repeatable; '*' for any)",
+    )
+    limits.add_argument(
+        "--max-concurrent", type=_positive_int, default=256, metavar="N", help="answers at once (default 256)"
+    )
+    limits.add_argument(
+        "--max-tokens",
+        type=_positive_int,
+        default=4096,
+        metavar="N",
+        help="the most tokens a client may ask for (default 4096)",
+    )
+    limits.add_argument(
+        "--read-timeout",
+        type=_seconds,
+        default=10.0,
+        metavar="S",
+        help="seconds a client has to send its headers and body (default 10; then 408)",
+    )
+    limits.add_argument(
+        "--idle-timeout",
+        type=_seconds,
+        default=60.0,
+        metavar="S",
+        help="seconds of upstream silence before an answer fails (default 60)",
     )
     p.add_argument("--approve-tools", default="", metavar="NAMES", help="comma-separated tools a person must approve")
     p.add_argument("--approve-all-tools", action="store_true", help="every tool call waits for a person's approval")
@@ -165,14 +218,27 @@ def main(argv: list[str]) -> int:
 
 
 def _run(uvicorn: Any, create_app: Any, args: argparse.Namespace, processor: Any, api_key: Any, sock: Any) -> int:
+    """Load, build the app and serve on `sock` (bound, so its port is known to be free)."""
     from ..errors import ConfigurationError
+    from .serving import uvicorn_config
 
     load = getattr(processor.lm_invoker, "load", None)
     if callable(load) and not args.queue:  # the embedded model (not needed when workers run answers)
         print(f"lmstream serve: loading {args.model} ...", file=sys.stderr, flush=True)
         load()
     registry = _redis_registry(args.redis, args.queue) if args.redis else None
-    app = create_app(processor, api_key=api_key, registry=registry)
+    approvals = _redis_approvals(registry) if registry is not None else None
+    app = create_app(
+        processor,
+        api_key=api_key,
+        registry=registry,
+        approvals=approvals,
+        allowed_hosts=[*_bound_host(args.host), *args.allowed_host],
+        max_concurrent=args.max_concurrent,
+        max_tokens=args.max_tokens,
+        read_timeout=args.read_timeout,
+        idle_timeout=args.idle_timeout,
+    )
     approve = [n.strip() for n in args.approve_tools.split(",") if n.strip()]
     if args.mcp or approve or args.approve_all_tools:
         from .mcp_tools import attach_mcp
@@ -188,7 +254,21 @@ def _run(uvicorn: Any, create_app: Any, args: argparse.Namespace, processor: Any
     gc.freeze()
     where = f"[{args.host}]" if ":" in args.host else args.host
     print(f"lmstream serve: {args.model} on http://{where}:{args.port}/", file=sys.stderr, flush=True)
-    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1)
+    config = uvicorn_config(
+        app,
+        host=args.host,
+        port=args.port,
+        read_timeout=args.read_timeout,
+        # streams, plus room for resumes, stops and health checks; past it uvicorn answers 503
+        max_connections=2 * args.max_concurrent + 64,
+        log_level="warning",
+        timeout_graceful_shutdown=1,  # running answers end at the first Ctrl-C: nothing to wait for
+    )
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn raises the captured Ctrl-C again once stopped
         graceful_server(uvicorn, config, app.state.lmstream.shut_down).run(sockets=[sock])
     return 0
+
+
+def _bound_host(host: str) -> list[str]:
+    """The address `--host` names is a Host the server answers to (not a wildcard address)."""
+    return [] if host in ("0.0.0.0", "::", "") else [host]

@@ -15,9 +15,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..approval import ApprovalError, DeferredApproval, PendingStep, answer
-from ..chat_registry import Answer, ChatRegistry, DetachedChatRegistry, InlineChatRegistry
+from ..chat_registry import Answer, ChatLog, ChatRegistry, DetachedChatRegistry, InlineChatRegistry
+from ..engine.lifecycle import current_request
 from ..errors import LMStreamError, StreamGoneError
-from ..events import EventEmitter
+from ..events import Event, EventEmitter
 from ..processor import LMRequestProcessor
 from .answers import event_frames, live_ui_frames, replay_ui_frames
 from .approvals import ApprovalStore, InMemoryApprovalStore, PendingAnswer, parse_approval_answers, take_decisions
@@ -35,6 +36,20 @@ __all__ = ["ChatServer"]
 logger = logging.getLogger("lmstream.server")
 
 UI_HEADERS = {"x-vercel-ai-ui-message-stream": "v1"}
+
+
+class _UnloggedLog(ChatLog):
+    """Positions for an answer no registry keeps (stop and resume do not see it)."""
+
+    def __init__(self) -> None:
+        self._n = 0
+
+    def write(self, event: Event) -> str:
+        self._n += 1
+        return f"cont-{self._n}"
+
+    async def aclose(self) -> None:
+        return None
 
 
 def _unavailable(exc: Exception) -> Response:
@@ -148,9 +163,9 @@ class ChatServer:
         return self._inline_response(run, chat_id, mapper, slot)
 
     def _inline_response(self, run: RunningRequest, chat_id: str, mapper: UIStreamMapper, slot: Slot) -> SSEResponse:
+        """The answer runs in this response. With a detached registry (Redis) that is only a tool
+        approval's continuation: it runs on the node that took the answer, unlogged."""
         registry = self.registry
-        if not isinstance(registry, InlineChatRegistry):
-            raise TypeError("tool approvals need a registry whose answers run in the response")
         self._start(slot, run)
         return SSEResponse(
             self._inline_frames(registry, run, chat_id, mapper),
@@ -162,7 +177,7 @@ class ChatServer:
 
     @staticmethod
     async def _inline_frames(
-        registry: InlineChatRegistry, run: RunningRequest, chat_id: str, mapper: UIStreamMapper
+        registry: ChatRegistry, run: RunningRequest, chat_id: str, mapper: UIStreamMapper
     ) -> AsyncIterator[bytes]:
         """Registered when the response starts, so a response that never starts leaves no entry."""
         stopped = False
@@ -172,7 +187,7 @@ class ChatServer:
             stopped = True
             run.cancel()
 
-        log = await registry.open(chat_id, stop)
+        log = await registry.open(chat_id, stop) if isinstance(registry, InlineChatRegistry) else _UnloggedLog()
         async for frame in live_ui_frames(run, log, lambda: stopped, mapper):
             yield frame
 
@@ -182,9 +197,17 @@ class ChatServer:
         """Start the answer detached (this process or a worker) and follow it like a resume; the
         client leaving does not cancel it (it may come back), only stop does. An answer running in
         this process keeps its slot until it ends, however early its response ends."""
+        approvals, ttl, chat_id = self.approvals, self.approval_ttl, req.chat_id
+
+        async def save(step: PendingStep) -> None:  # stopped at tool approvals: any node takes the answer
+            ctx = current_request()
+            message_id = f"msg_{ctx.request_id if ctx else ''}"  # as the replay derives it
+            await approvals.save(PendingAnswer(step, chat_id, message_id), ttl)
+
         kwargs: dict[str, Any] = {
             "history": req.history,
             "hyperparameters": req.hyperparameters,
+            "deferred_approval": DeferredApproval(save),
             **self.slot.kwargs(req.text, req.attachments),
         }
         processor = self.processor
@@ -284,12 +307,14 @@ class ChatServer:
             answers = await self.registry.running()
         except LMStreamError as exc:
             return _unavailable(exc)
-        return JSONResponse(
-            {
-                "status": "ok",
-                "streams": self.guard.active,
-                "max_concurrent": self.guard.max_concurrent,
-                "running": len(self.running),
-                "answers": answers,
-            }
-        )
+        body: dict[str, Any] = {
+            "status": "ok",
+            "streams": self.guard.active,
+            "max_concurrent": self.guard.max_concurrent,
+            "running": len(self.running),
+            "answers": answers,
+        }
+        engine = self.processor.lm_invoker.engine_stats()  # the embedded model's sequences and queue
+        if engine is not None:
+            body["engine"] = engine
+        return JSONResponse(body)
