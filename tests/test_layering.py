@@ -19,7 +19,7 @@ ROOT = Path(lmstream.__file__).parent
 #: Layers, lowest first: a module may import its own layer and the layers below, never above.
 LAYERS: list[tuple[str, ...]] = [
     # data and pure helpers: no I/O, no events
-    ("_json", "_version", "types", "errors", "retry", "structured", "prompt", "parsers"),
+    ("_json", "_version", "types", "errors", "retry", "structured", "prompt", "parsers", "cost", "budget"),
     # tracing, the side room: reads the data types, imports nothing else of lmstream
     ("otel", "_otel_spans", "_otel_content"),
     ("events",),
@@ -27,11 +27,12 @@ LAYERS: list[tuple[str, ...]] = [
     ("engine.deltas", "engine.accumulator", "engine.lifecycle"),
     ("tools", "mcp"),
     ("approval",),
-    ("engine", "engine.request_stream"),
+    ("engine", "engine.request_stream", "sync"),
     ("invokers",),
+    ("batch",),  # many requests through a processor (which it knows by a protocol)
     ("processor", "testing"),
     ("chat_registry",),  # the seam between the server and the stores behind it (events, positions)
-    ("_cli_options",),
+    ("_cli_options", "batch.cli"),
     ("__init__",),  # the public face
     ("server", "redis"),  # transports: consume events and the processor
     ("cli",),  # the composition root: the one place server and Redis are wired together

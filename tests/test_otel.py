@@ -93,6 +93,7 @@ async def test_streamed_answer_spans_and_metrics(tel: Telemetry, name: str) -> N
     assert chat.context.trace_id == parent.context.trace_id
     a = _attrs(chat)
     ttfc = a.pop("gen_ai.response.time_to_first_chunk")
+    cost = {} if out.usage.cost is None else {"lmstream.usage.cost": float(out.usage.cost)}  # USD, when priced
     response = {}  # where the provider's stream names them (adapters over other libraries do not)
     if name in RESPONSE:
         response = {"gen_ai.response.id": RESPONSE[name][0], "gen_ai.response.model": RESPONSE[name][1]}
@@ -111,12 +112,13 @@ async def test_streamed_answer_spans_and_metrics(tel: Telemetry, name: str) -> N
         "server.port": port,
         "lmstream.request_id": events[-1].metadata["request_id"],
         "lmstream.response.chunks": len(TEXT),
+        **cost,
     }
     assert all(type(a[k]) is float for k in ("gen_ai.request.temperature", "gen_ai.request.top_p") if k in a)
     duration = (chat.end_time - chat.start_time) / 1e9  # type: ignore[operator]
     assert 0 < ttfc < duration
     assert chat.status.status_code == StatusCode.UNSET and not chat.events
-    assert _attrs(parent) == {"lmstream.request_id": events[-1].metadata["request_id"]}
+    assert _attrs(parent) == {"lmstream.request_id": events[-1].metadata["request_id"], **cost}
 
     base = {
         "gen_ai.operation.name": "chat",

@@ -32,6 +32,7 @@ PUBLIC = {
     "BaseOutputParser",
     "JSONOutputParser",
     "RequestStream",
+    "SyncRequestStream",
     "RequestTracker",
     "Tool",
     "MCPTools",
@@ -40,11 +41,13 @@ PUBLIC = {
     "BaseLMInvoker",
     "build_lm_invoker",
     "RetryConfig",
+    "Budget",
     # data
     "Attachment",
     "LMOutput",
     "ThinkingBlock",
     "TokenUsage",
+    "Cost",
     "ToolCall",
     "ToolResult",
     # errors
@@ -58,6 +61,7 @@ PUBLIC = {
     "ContextOverflowError",
     "OutputParserError",
     "ToolError",
+    "BudgetExceededError",
     "__version__",
 }
 

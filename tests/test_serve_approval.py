@@ -181,3 +181,26 @@ def test_v1_stream_waits_for_post_approve_then_runs_the_call(wire):
     result = next(e for e in events if e["type"] == "tool_result")
     assert result["value"]["denied"] is True and ran == []
     assert [a.status_code for a in answers] == [200, 409, 400]
+
+
+def test_mapping_of_approval_progress_and_denial_chunks():
+    from lmstream.server.ui_stream import UIStreamMapper
+
+    m = UIStreamMapper("msg_1")
+    meta = {"step": 1, "request_id": "r"}
+    call = {"id": "c1", "name": "send_mail", "arguments": {"to": "bob"}}
+    m.feed("tool_call", call, {**meta, "block_id": "b1"})
+    ask = {"approval_id": "apr_1", "tool_call_id": "c1", "name": "send_mail", "arguments": {"to": "bob"}}
+    assert m.feed("tool_approval_request", ask, meta) == [
+        {"type": "tool-approval-request", "approvalId": "apr_1", "toolCallId": "c1"}
+    ]
+    done = m.feed("done", "", {**meta, "finish_reason": "tool_approval", "usage": {}})
+    assert done[-1] == {"type": "finish", "finishReason": "tool-calls"}
+
+    cont = UIStreamMapper("msg_1", step=1, announced=("c1",))  # the next request continues the message
+    progress = {"tool_call_id": "c1", "name": "send_mail", "progress": 1, "total": 2, "message": "half"}
+    assert cont.feed("tool_progress", progress, meta) == [{"type": "data-tool-progress", "id": "c1", "data": progress}]
+    denied = {"id": "c1", "name": "send_mail", "output": "The user denied this tool call", "denied": True}
+    assert cont.feed("tool_result", denied, meta) == [{"type": "tool-output-denied", "toolCallId": "c1"}]
+    nxt = cont.feed("response", "ok", {"step": 2, "block_id": "b2"})
+    assert [c["type"] for c in nxt] == ["finish-step", "start-step", "text-start", "text-delta"]

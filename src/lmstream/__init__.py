@@ -14,8 +14,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
+from .budget import Budget
+from .cost import Cost
 from .engine.request_stream import RequestStream
 from .errors import (
+    BudgetExceededError,
     ConfigurationError,
     ContextOverflowError,
     LMStreamError,
@@ -46,6 +49,7 @@ from .parsers import BaseOutputParser, JSONOutputParser
 from .processor import LMRequestProcessor, build_lm_request_processor
 from .prompt import Message, PromptBuilder
 from .retry import RetryConfig
+from .sync import SyncRequestStream
 from .tools import Tool, tool
 from .types import Attachment, LMOutput, ThinkingBlock, TokenUsage, ToolCall, ToolResult
 
@@ -69,12 +73,15 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "Attachment",
     "BaseEventHandler",
+    "Budget",
+    "BudgetExceededError",
     "BaseLMInvoker",
     "BaseOutputParser",
     "CallbackEventHandler",
     "ConfigurationError",
     "ContextOverflowError",
     "ConsoleEventHandler",
+    "Cost",
     "Event",
     "EventEmitter",
     "EventLevel",
@@ -98,6 +105,7 @@ __all__ = [
     "RetryConfig",
     "StreamEventHandler",
     "StreamInterruptedError",
+    "SyncRequestStream",
     "ThinkingBlock",
     "TokenUsage",
     "Tool",

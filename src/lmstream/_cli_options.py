@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MODEL",
+    "JSON_OBJECT_SCHEMA",
     "MODEL_OPTIONS",
     "ModelOption",
     "add_options",
@@ -27,6 +28,10 @@ __all__ = [
 ]
 
 DEFAULT_MODEL = "local/smollm2-135m"
+
+#: `--json` on the local model: a JSON object, enforced token by token by a grammar (the
+#: structured-output path), so even the 135M model cannot wander off into prose
+JSON_OBJECT_SCHEMA: dict[str, Any] = {"type": "object"}
 
 
 @dataclass(frozen=True)
@@ -67,17 +72,26 @@ MODEL_OPTIONS: tuple[ModelOption, ...] = (
 )
 
 
-def add_options(parser: argparse.ArgumentParser, extra: Sequence[ModelOption] = ()) -> None:
-    """Add `MODEL_OPTIONS` (read at call time), then a command's own `extra` options."""
-    for opt in (*MODEL_OPTIONS, *extra):
-        parser.add_argument(*opt.flags, dest=opt.dest, type=opt.type, default=opt.default, help=opt.help)
+def add_options(
+    parser: argparse.ArgumentParser, extra: Sequence[ModelOption] = (), declared: Sequence[str] = ()
+) -> None:
+    """Add `MODEL_OPTIONS` (read at call time), then a command's own `extra` options. `declared`
+    names shared flags the command declares itself, with its own help and checks (`serve
+    --max-tokens` is also the ceiling a client may ask for); their values still go where the
+    shared option says. The parsed namespace records the options it holds."""
+    options = (*MODEL_OPTIONS, *extra)
+    for opt in options:
+        if opt.flags[0] not in declared:
+            parser.add_argument(*opt.flags, dest=opt.dest, type=opt.type, default=opt.default, help=opt.help)
+    parser.set_defaults(model_options=options)
 
 
 def invoker_config(args: argparse.Namespace, extra: Sequence[ModelOption] = ()) -> dict[str, Any] | None:
     """The `build_lm_invoker` config the given flags ask for (None when they ask for nothing)."""
     config: dict[str, Any] = {}
     hyper: dict[str, Any] = {}
-    for opt in (*MODEL_OPTIONS, *extra):
+    options = getattr(args, "model_options", None) or (*MODEL_OPTIONS, *extra)
+    for opt in options:
         value = getattr(args, opt.dest)
         if value is None or value == "":
             continue

@@ -61,6 +61,10 @@ def _fail(span: Any, exc: BaseException, content: bool) -> str:
     return etype
 
 
+#: USD, from genai-prices (no semantic convention names cost yet); absent when no price is known
+COST_ATTRIBUTE = "lmstream.usage.cost"
+
+
 class Unobserved:
     """The handle given when a span could not be started: every report is a no-op."""
 
@@ -96,6 +100,9 @@ class OpenSpan:
                 span.set_attribute("error.type", etype)
                 why = str(getattr(result, "output", ""))[:200] if self.content else "tool error"
                 span.set_status(Status(StatusCode.ERROR, why))
+            cost = getattr(getattr(result, "usage", None), "cost", None)
+            if cost is not None:  # a request span: what all its model calls cost
+                span.set_attribute(COST_ATTRIBUTE, float(cost))
             if self.content and result is not None and hasattr(result, "output"):
                 span.set_attribute("gen_ai.tool.call.result", result.output)
             if self.metric is not None:
@@ -215,6 +222,8 @@ class ModelCall:
                 span.set_attribute("gen_ai.usage.cache_read.input_tokens", usage.cached_tokens)
             if usage is not None and usage.reasoning_tokens:
                 span.set_attribute("gen_ai.usage.reasoning.output_tokens", usage.reasoning_tokens)
+            if usage is not None and usage.cost is not None:
+                span.set_attribute(COST_ATTRIBUTE, float(usage.cost))
             if output is not None and output.finish_reason:
                 span.set_attribute("gen_ai.response.finish_reasons", [output.finish_reason])
             if first_at is not None:

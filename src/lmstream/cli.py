@@ -11,7 +11,7 @@ from typing import Any, TextIO
 
 from . import _json
 from ._cli_hints import cli_message
-from ._cli_options import ModelOption, add_options, invoker_config, literal_template
+from ._cli_options import JSON_OBJECT_SCHEMA, ModelOption, add_options, invoker_config, literal_template
 from .errors import ConfigurationError, LMStreamError, OutputParserError, PromptError
 from .events import EventEmitter, EventType, StreamEventHandler
 from .parsers import JSONOutputParser
@@ -32,6 +32,8 @@ examples:
   lmstream --model openai/gpt-4.1-nano "Hi"    # needs OPENAI_API_KEY
   lmstream --model openai-compatible/any --base-url http://127.0.0.1:8000/v1 "Hi"
   echo "Hi" | lmstream -
+  lmstream --usage "Hi"                        # tokens and cost (USD) on stderr after the answer
+  lmstream batch in.jsonl -o out.jsonl         # many prompts: see `lmstream batch --help`
 
 exit codes: 0 success, 1 the provider or model failed, 2 bad input or configuration,
 130 interrupted, 141 the output pipe was closed.
@@ -48,6 +50,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("prompt", nargs="?", help="the question; '-' or nothing reads standard input")
     add_options(p, ANSWER_OPTIONS)
+    p.add_argument(
+        "--usage",
+        action="store_true",
+        help="after the answer, print tokens, time and cost (USD, when the model's price is known) to "
+        "stderr (the default when stderr is a terminal)",
+    )
     p.add_argument("--events", action="store_true", help="print every event as one JSON line (value, level, type, ...)")
     p.add_argument(
         "--json",
@@ -56,11 +64,6 @@ def _parser() -> argparse.ArgumentParser:
         "answer is a JSON object, enforced by a grammar",
     )
     return p
-
-
-#: `--json` on the local model: a JSON object, enforced token by token by a grammar (the
-#: structured-output path), so even the 135M model cannot wander off into prose
-JSON_OBJECT_SCHEMA: dict[str, Any] = {"type": "object"}
 
 
 class _Lines:
@@ -104,6 +107,7 @@ async def _run(args: argparse.Namespace, question: str, lines: _Lines | None = N
     emitter = EventEmitter([handler])
     task = asyncio.create_task(lmrp.process(prompt=question, event_emitter=emitter))
     text_out = sys.stderr if args.json else sys.stdout
+    done: dict[str, Any] | None = None
     try:
         async for event in handler.stream():
             if args.events:
@@ -112,6 +116,8 @@ async def _run(args: argparse.Namespace, question: str, lines: _Lines | None = N
                 lines.write(text_out, event.value)
             elif event.type == EventType.THINKING:
                 lines.write(sys.stderr, event.value)
+            elif event.type == "done":
+                done = event.metadata
         result = await task
     finally:
         if not task.done():
@@ -122,7 +128,21 @@ async def _run(args: argparse.Namespace, question: str, lines: _Lines | None = N
         sys.stdout.write(_json.dumps(result) + "\n")
     elif not args.events:
         sys.stdout.write("\n")
+    if done is not None and (args.usage or sys.stderr.isatty()):
+        sys.stdout.flush()
+        sys.stderr.write(usage_line(done) + "\n")
     return 0
+
+
+def usage_line(done: dict[str, Any]) -> str:
+    """`[12 tokens in · 30 out · 1.20 s · $0.000034]` from a `done` event's metadata."""
+    usage = done.get("usage") or {}
+    cost = usage.get("cost")
+    parts = [f"{usage.get('input_tokens', '?')} tokens in", f"{usage.get('output_tokens', '?')} out"]
+    if done.get("duration") is not None:
+        parts.append(f"{done['duration']:.2f} s")
+    parts.append("cost unknown" if cost is None else f"${cost['total']:.6f}")
+    return "[" + " · ".join(parts) + "]"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
         from .server.cli import main as serve
 
         return serve(argv[1:])
+    if argv[:1] == ["batch"]:
+        from .batch.cli import main as batch_main
+
+        return batch_main(argv[1:])
     if argv[:1] == ["worker"]:
         from .redis.cli import main as worker_main
 

@@ -22,6 +22,7 @@ __all__ = [
     "OutputParserError",
     "OutputTruncatedError",
     "ToolError",
+    "BudgetExceededError",
     "StreamGoneError",
     "RedisUnavailableError",
 ]
@@ -162,6 +163,18 @@ class OutputTruncatedError(OutputParserError):
 
 class ToolError(LMStreamError):
     """Tool loop failure, e.g. `max_lm_calls` reached before the model answered."""
+
+
+class BudgetExceededError(LMStreamError):
+    """The spending limit (`budget=`, USD) is used up: no new request is started.
+
+    `.limit` and `.spent` are in USD. Requests already running finish (their cost still counts).
+    """
+
+    def __init__(self, message: str, *, limit: float, spent: float):
+        super().__init__(message)
+        self.limit = limit
+        self.spent = spent
 
 
 class StreamGoneError(LMStreamError, LookupError):

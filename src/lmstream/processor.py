@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any, Generic, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 from .approval import DeferredApproval, resume_tool_step, run_tool_step
+from .budget import Budget, as_budget
 from .engine.lifecycle import RequestContext, run_request
 from .engine.request_stream import RequestStream
-from .errors import ConfigurationError, OutputParserError, PromptError, ToolError
+from .errors import ConfigurationError, OutputParserError, PromptError, StreamInterruptedError, ToolError
 from .events import EventEmitter
 from .invokers import build_lm_invoker
 from .invokers.base import BaseLMInvoker
 from .parsers import BaseOutputParser, JSONOutputParser
 from .prompt import Content, Message, PromptBuilder
 from .retry import RetryConfig
+from .sync import SyncRequestStream, run_sync
 from .types import LMOutput, TokenUsage
+
+if TYPE_CHECKING:
+    from .batch import BatchResult
 
 __all__ = ["LMRequestProcessor", "build_lm_request_processor"]
 
@@ -70,6 +75,7 @@ class LMRequestProcessor(Generic[OutT]):
         output_parser: None = None,
         tools: Sequence[Any] | None = None,
         response_schema: Any = None,
+        budget: float | Budget | None = None,
     ) -> None: ...
 
     @overload
@@ -80,6 +86,7 @@ class LMRequestProcessor(Generic[OutT]):
         output_parser: BaseOutputParser[OutT],
         tools: Sequence[Any] | None = None,
         response_schema: Any = None,
+        budget: float | Budget | None = None,
     ) -> None: ...
 
     def __init__(
@@ -89,7 +96,10 @@ class LMRequestProcessor(Generic[OutT]):
         output_parser: BaseOutputParser[Any] | None = None,
         tools: Sequence[Any] | None = None,
         response_schema: Any = None,
+        budget: float | Budget | None = None,
     ) -> None:
+        """`budget=` (USD, or a shared `Budget`): no new model call once it is spent
+        (`BudgetExceededError`); streamed requests count too."""
         if not isinstance(prompt_builder, PromptBuilder):
             raise ConfigurationError("prompt_builder must be a PromptBuilder")
         if not isinstance(lm_invoker, BaseLMInvoker):
@@ -97,6 +107,7 @@ class LMRequestProcessor(Generic[OutT]):
         self.prompt_builder = prompt_builder
         self.lm_invoker = lm_invoker
         self.output_parser = output_parser
+        self.budget = as_budget(budget)
         if tools:
             self.set_tools(tools)
         if response_schema is not None:
@@ -182,6 +193,30 @@ class LMRequestProcessor(Generic[OutT]):
         )
         return RequestStream(lambda ctx: self._request(ctx, "stream", req), event_emitter)
 
+    def process_sync(self, prompt_kwargs: Mapping[str, Any] | None = None, **kwargs: Any) -> OutT:
+        """`process()` for synchronous code (scripts, notebooks, a sync web route): blocks until
+        the output is ready. Runs on lmstream's background loop, so it works inside a running one."""
+        return run_sync(lambda: self.process(prompt_kwargs, **kwargs))
+
+    def stream_sync(self, prompt_kwargs: Mapping[str, Any] | None = None, **kwargs: Any) -> SyncRequestStream[OutT]:
+        """`stream()` for synchronous code: `with lmrp.stream_sync(...) as s: for event in s`;
+        each event arrives as the model produces it."""
+        return SyncRequestStream(lambda: self.stream(prompt_kwargs, **kwargs))
+
+    async def batch(
+        self,
+        requests: Iterable[Any],
+        *,
+        concurrency: int | None = None,
+        on_result: Callable[[BatchResult], Awaitable[None] | None] | None = None,
+        budget: float | Budget | None = None,
+    ) -> list[BatchResult]:
+        """Run many requests (prompts, or dicts like `lmstream batch` input lines), a bounded number
+        at a time; each result reaches `on_result` as it finishes. See `lmstream.batch`."""
+        from .batch import batch
+
+        return await batch(self, requests, concurrency=concurrency, on_result=on_result, budget=budget)
+
     def _request(self, ctx: RequestContext, kind: str, req: _Request) -> Coroutine[Any, Any, OutT]:
         """`_run(ctx, req)` inside the shared request lifecycle (one `done` or `error` event);
         `kind` names the request's parent span (observability seam)."""
@@ -202,10 +237,10 @@ class LMRequestProcessor(Generic[OutT]):
             messages = await resume_tool_step(ctx, invoker.tools, deferred)
         else:
             messages = self._messages(values, req.history, req.extra_contents)
-        total: TokenUsage | None = None
+        total: TokenUsage | None = None  # the first call's usage, then the sum
         output: LMOutput | None = None
         for call in range(1, max_lm_calls + 1):
-            output = await invoker.invoke(messages, hyperparameters, ctx.emitter)
+            output = await self._invoke(messages, hyperparameters, ctx)
             if total is None:
                 total = replace(output.usage)
             else:
@@ -241,6 +276,22 @@ class LMRequestProcessor(Generic[OutT]):
                 raise truncated_output(output.text, limit or invoker.output_limit()) from None
         return output, output  # type: ignore[return-value]  # OutT is LMOutput without a parser
 
+    async def _invoke(
+        self, messages: list[Message], hyperparameters: Mapping[str, Any] | None, ctx: RequestContext
+    ) -> LMOutput:
+        """One model call, charged to the budget (when there is one) whether it finishes or breaks."""
+        invoker, budget = self.lm_invoker, self.budget
+        if budget is None:
+            return await invoker.invoke(messages, hyperparameters, ctx.emitter)
+        budget.check(invoker.provider, invoker.model_name)
+        try:
+            out = await invoker.invoke(messages, hyperparameters, ctx.emitter)
+        except StreamInterruptedError as exc:
+            budget.charge(exc.partial_output.usage.cost)
+            raise
+        budget.charge(out.usage.cost)
+        return out
+
     def _messages(
         self,
         values: dict[str, Any],
@@ -275,6 +326,7 @@ def build_lm_request_processor(
     tools: Sequence[Any] | None = None,
     retry_config: RetryConfig | None = None,
     response_schema: Any = None,
+    budget: float | Budget | None = None,
 ) -> LMRequestProcessor[LMOutput]: ...
 
 
@@ -291,6 +343,7 @@ def build_lm_request_processor(
     tools: Sequence[Any] | None = None,
     retry_config: RetryConfig | None = None,
     response_schema: Any = None,
+    budget: float | Budget | None = None,
 ) -> LMRequestProcessor[Any]: ...
 
 
@@ -306,6 +359,7 @@ def build_lm_request_processor(
     tools: Sequence[Any] | None = None,
     retry_config: RetryConfig | None = None,
     response_schema: Any = None,
+    budget: float | Budget | None = None,
 ) -> LMRequestProcessor[Any]: ...
 
 
@@ -320,6 +374,7 @@ def build_lm_request_processor(
     tools: Sequence[Any] | None = None,
     retry_config: RetryConfig | None = None,
     response_schema: Any = None,
+    budget: float | Budget | None = None,
 ) -> LMRequestProcessor[Any]:
     """One call from a model id and templates to a ready processor.
 
@@ -336,4 +391,5 @@ def build_lm_request_processor(
         parser_cls() if parser_cls else None,
         tools=tools,
         response_schema=response_schema,
+        budget=budget,
     )

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from .errors import PromptError
 from .types import Attachment, ThinkingBlock, ToolCall, ToolResult
 
-__all__ = ["Message", "PromptBuilder", "Role", "Content"]
+__all__ = ["Message", "PromptBuilder", "Role", "Content", "text_key"]
 
 Role = Literal["system", "user", "assistant", "tool"]
 Content = str | ToolCall | ToolResult | Attachment | ThinkingBlock
@@ -202,3 +202,17 @@ class PromptBuilder:
 
     def __repr__(self) -> str:
         return f"PromptBuilder(system_template={self.system_template!r}, user_template={self.user_template!r})"
+
+
+def text_key(builder: PromptBuilder) -> str | None:
+    """Where a user's plain text goes (the server's chat text, a batch line's `prompt`): the user
+    template's one key without a default, or None (no key: the text is the user message itself)."""
+    keys = [k for _, k, _, _ in string.Formatter().parse(builder.user_template) if k]
+    free = [k for k in dict.fromkeys(keys) if k not in builder.key_defaults]
+    if len(free) > 1:
+        raise ValueError(
+            f"the user template has several keys without defaults ({', '.join(free)}); "
+            "a plain prompt (the server's user text, a batch line's prompt) fills one key: "
+            "set key_defaults for the others, or send prompt_kwargs"
+        )
+    return free[0] if free else None

@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import contextvars
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["RetryConfig"]
+__all__ = ["RetryConfig", "notify_retry", "retry_listener"]
+
+#: told of each retry before its back-off (the error, the delay): a batch narrows its concurrency
+#: on 429 without waiting for the invoker's own retries to run out; set per task, None by default
+retry_listener: contextvars.ContextVar[Callable[[BaseException, float], None] | None] = contextvars.ContextVar(
+    "lmstream_retry_listener", default=None
+)
+
+
+def notify_retry(exc: BaseException, delay: float) -> None:
+    listener = retry_listener.get()
+    if listener is not None:
+        listener(exc, delay)
 
 
 @dataclass(frozen=True, slots=True)

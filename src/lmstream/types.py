@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .cost import Cost
 
 __all__ = ["EventLevel", "EventType", "TokenUsage", "ToolCall", "ToolResult", "Attachment", "ThinkingBlock", "LMOutput"]
 
@@ -64,6 +67,9 @@ class TokenUsage:
     output_tokens: int | None = None
     cached_tokens: int | None = None
     reasoning_tokens: int | None = None
+    #: USD (a float that also has `.total`, `.input`, `.output`, `.cache_read`); None when no
+    #: price is known for the provider and model, 0 for the embedded model (`lmstream.cost`)
+    cost: Cost | None = None
 
     @property
     def total_tokens(self) -> int | None:
@@ -72,12 +78,13 @@ class TokenUsage:
             return None
         return self.input_tokens + self.output_tokens
 
-    def to_dict(self) -> dict[str, int | None]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "cached_tokens": self.cached_tokens,
             "reasoning_tokens": self.reasoning_tokens,
+            "cost": None if self.cost is None else self.cost.to_dict(),
         }
 
     def add(self, other: TokenUsage) -> None:
@@ -87,6 +94,7 @@ class TokenUsage:
         self.output_tokens = _sum(self.output_tokens, other.output_tokens)
         self.cached_tokens = _sum(self.cached_tokens, other.cached_tokens)
         self.reasoning_tokens = _sum(self.reasoning_tokens, other.reasoning_tokens)
+        self.cost = None if self.cost is None or other.cost is None else self.cost + other.cost
 
 
 def _sum(a: int | None, b: int | None) -> int | None:

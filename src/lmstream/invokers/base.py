@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .. import _observe
+from ..cost import prefetch, price_of
 from ..engine.deltas import Delta, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
 from ..engine.lifecycle import RequestContext, current_request, new_accumulator, pour, run_request
 from ..engine.request_stream import RequestStream
@@ -27,12 +28,13 @@ from ..errors import (
 )
 from ..events import EventEmitter
 from ..prompt import Message
-from ..retry import RetryConfig
+from ..retry import RetryConfig, notify_retry
 from ..types import LMOutput
 from .params import COMMON_PARAMS as _COMMON_PARAMS
 from .params import ParamTable
 
 if TYPE_CHECKING:
+    from ..sync import SyncRequestStream
     from ..tools import Tool
 
 __all__ = [
@@ -99,6 +101,7 @@ class BaseLMInvoker:
         self._schema_model: Any = None
         if response_schema is not None:
             self.set_response_schema(response_schema)
+        prefetch(self.provider, model_name)  # the price table loads while the first request runs
 
     # ----- configuration
     @property
@@ -203,6 +206,28 @@ class BaseLMInvoker:
         msgs, params = self._prepare(messages, hyperparameters)
         return RequestStream(lambda ctx: run_request(ctx, self._work(ctx, msgs, params)), event_emitter)
 
+    def stream_sync(
+        self,
+        messages: str | Sequence[Message | Mapping[str, Any]],
+        hyperparameters: Mapping[str, Any] | None = None,
+        event_emitter: EventEmitter | None = None,
+    ) -> SyncRequestStream[LMOutput]:
+        """`stream()` for synchronous code: `with invoker.stream_sync(msgs) as s: for event in s`."""
+        from ..sync import SyncRequestStream
+
+        return SyncRequestStream(lambda: self.stream(messages, hyperparameters, event_emitter))
+
+    def invoke_sync(
+        self,
+        messages: str | Sequence[Message | Mapping[str, Any]],
+        hyperparameters: Mapping[str, Any] | None = None,
+        event_emitter: EventEmitter | None = None,
+    ) -> LMOutput:
+        """`invoke()` for synchronous code (runs on lmstream's background loop)."""
+        from ..sync import run_sync
+
+        return run_sync(lambda: self.invoke(messages, hyperparameters, event_emitter))
+
     def _work(self, ctx: RequestContext, msgs: list[Message], params: dict[str, Any]) -> Callable[[], Any]:
         async def work() -> tuple[LMOutput, LMOutput]:
             out = await self._invoke_with_retries(ctx, msgs, params)
@@ -218,12 +243,19 @@ class BaseLMInvoker:
         try:
             out = await self._invoke_with_timeout(ctx, msgs, params, call)
         except BaseException as exc:
+            if isinstance(exc, StreamInterruptedError):  # what streamed was billed
+                self._price(exc.partial_output)
             if call is not None:
                 call.end(None, exc)
             raise
+        self._price(out)
         if call is not None:
             call.end(out, None)
         return out
+
+    def _price(self, out: LMOutput) -> None:
+        """`usage.cost` from the provider's published prices (`lmstream.cost`; None when unknown)."""
+        out.usage.cost = price_of(self.provider, self.model_name, out.usage)
 
     async def _invoke_with_timeout(
         self, ctx: RequestContext, msgs: list[Message], params: dict[str, Any], call: _observe.CallHandle | None
@@ -279,6 +311,7 @@ class BaseLMInvoker:
                 logger.info("%s: %s; retry %d/%d in %.2fs", self.model_id, err, attempt, cfg.max_retries, delay)
                 if call is not None:  # observability seam: a retry is a span event
                     call.retry(attempt, err, delay)
+                notify_retry(err, delay)
                 await asyncio.sleep(delay)
                 continue
             except asyncio.CancelledError:

@@ -28,6 +28,9 @@ from .._cli_options import add_options, build_processor
 
 __all__ = ["main", "is_loopback"]
 
+#: the most tokens a client may ask for when `--max-tokens` is not given
+MAX_TOKENS = 4096
+
 EPILOG = """\
 examples:
   lmstream serve                                   # embedded model on http://127.0.0.1:8000/
@@ -125,7 +128,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_options(p)
+    add_options(p, declared=("--max-tokens",))  # declared below: also the ceiling a client may ask for
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (or set LMSTREAM_API_KEY)")
@@ -155,9 +158,9 @@ def _parser() -> argparse.ArgumentParser:
     limits.add_argument(
         "--max-tokens",
         type=_positive_int,
-        default=4096,
+        default=None,
         metavar="N",
-        help="the most tokens a client may ask for (default 4096)",
+        help=f"tokens per answer, and the most a client may ask for (default: clients may ask up to {MAX_TOKENS})",
     )
     limits.add_argument(
         "--read-timeout",
@@ -235,7 +238,7 @@ def _run(uvicorn: Any, create_app: Any, args: argparse.Namespace, processor: Any
         approvals=approvals,
         allowed_hosts=[*_bound_host(args.host), *args.allowed_host],
         max_concurrent=args.max_concurrent,
-        max_tokens=args.max_tokens,
+        max_tokens=args.max_tokens or MAX_TOKENS,
         read_timeout=args.read_timeout,
         idle_timeout=args.idle_timeout,
     )

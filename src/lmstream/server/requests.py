@@ -11,11 +11,10 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import string
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..prompt import Content, Message, PromptBuilder
+from ..prompt import Content, Message, PromptBuilder, text_key
 from ..types import Attachment, ThinkingBlock, ToolCall, ToolResult
 from .errors import BadRequest
 from .policy import ClientPolicy
@@ -40,16 +39,10 @@ class PromptSlot:
 
     @classmethod
     def of(cls, builder: PromptBuilder) -> PromptSlot:
-        keys = [k for _, k, _, _ in string.Formatter().parse(builder.user_template) if k]
-        free = [k for k in dict.fromkeys(keys) if k not in builder.key_defaults]
-        if len(free) > 1:
-            raise ValueError(
-                f"the user template has several keys without defaults ({', '.join(free)}); "
-                "the server fills one key with the user's text: set key_defaults for the others"
-            )
+        key = text_key(builder)
         every = tuple(builder.prompt_keys)
         required = tuple(k for k in every if k not in builder.key_defaults)
-        return cls(free[0] if free else None, every, required)
+        return cls(key, every, required)
 
     def check_kwargs(self, raw: Any) -> dict[str, Any]:
         """A client's `prompt_kwargs`: only the templates' keys, every required one, plain values."""

@@ -1,0 +1,169 @@
+"""`lmstream batch INPUT.jsonl -o OUTPUT.jsonl`: many prompts, progress, resume, spend."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shlex
+import sys
+from typing import Any
+
+from .._cli_options import JSON_OBJECT_SCHEMA, ModelOption, add_options, invoker_config, literal_template
+from ..budget import Budget
+from ..errors import ConfigurationError, LMStreamError
+from ..processor import LMRequestProcessor
+from .progress import format_spend, make_progress
+from .requests import BatchRequest, read_requests
+from .results import BatchResult, OutputFile, Resume
+from .runner import BatchStats, run_batch
+
+#: this command's own model options, after the shared ones
+BATCH_OPTIONS: tuple[ModelOption, ...] = (
+    ModelOption(("--max-tokens",), "maximum tokens per answer", type=int, hyper="max_tokens"),
+    ModelOption(("--temperature",), "sampling temperature, 0 to 2", type=float, hyper="temperature"),
+)
+
+EPILOG = """\
+input, one request per line (JSONL), or a CSV with a 'prompt' column (and optionally 'id'):
+  {"id": "q1", "prompt": "What should I do in Tokyo?"}
+  {"id": "q2", "prompt_kwargs": {...}, "history": [...], "hyperparameters": {"temperature": 0}}
+output, one JSON line per request, in the order they finish:
+  {"id", "text" (or "value" with --json), "usage" (tokens, cost in USD), "finish_reason",
+   "duration", "time_to_first_token", "error": {"type", "message"} when it failed}
+
+Run the same command again to resume: ids already in OUTPUT are skipped (failed ones too,
+unless --retry-failed). Ctrl-C stops at once and leaves OUTPUT valid.
+
+exit codes: 0 every request answered, 1 some failed (or the budget ran out), 2 bad input or
+configuration, 130 interrupted.
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="lmstream batch",
+        description="Answer every request of a JSONL (or CSV) file, a bounded number at a time, "
+        "with progress on standard error; resumable.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("input", help="requests: .jsonl (one JSON object per line), .csv, or - for JSONL on stdin")
+    p.add_argument("-o", "--output", required=True, help="results (.jsonl); appended to, so a re-run resumes")
+    add_options(p, BATCH_OPTIONS)
+    p.add_argument("--json", action="store_true", help="parse each answer as JSON (output key 'value')")
+    p.add_argument(
+        "--concurrency",
+        "-c",
+        type=int,
+        default=None,
+        help="requests at once: remote default 16, halved on 429 and grown back; the embedded model "
+        "runs as many as its engine has sequences",
+    )
+    p.add_argument("--retry-failed", action="store_true", help="on resume, run the failed requests again")
+    p.add_argument("--budget", type=float, default=None, help="stop starting requests once this many USD are spent")
+    p.add_argument(
+        "--provider-batch",
+        action="store_true",
+        help="send the whole job through the provider's batch API (OpenAI Batch API, Anthropic Message "
+        "Batches): cheaper, answered within 24 h; polls with progress",
+    )
+    p.add_argument("--poll-every", type=float, default=30.0, help="seconds between polls with --provider-batch")
+    p.add_argument("--progress-every", type=float, default=5.0, help="seconds between plain progress lines")
+    return p
+
+
+def build_processor(args: argparse.Namespace) -> LMRequestProcessor[Any]:
+    from ..invokers import build_lm_invoker
+    from ..parsers import JSONOutputParser
+    from ..prompt import PromptBuilder
+
+    invoker = build_lm_invoker(args.model, config=invoker_config(args, BATCH_OPTIONS))
+    if args.json and invoker.provider == "local":
+        invoker.set_response_schema(JSON_OBJECT_SCHEMA)
+    parser = JSONOutputParser() if args.json else None
+    builder = PromptBuilder(system_template=literal_template(args.system), user_template="{prompt}")
+    return LMRequestProcessor(builder, invoker, parser)
+
+
+def _todo(requests: list[BatchRequest], resume: Resume) -> list[BatchRequest]:
+    return [r for r in requests if r.id not in resume.done and r.id not in resume.failed]
+
+
+async def _run(args: argparse.Namespace, stats: BatchStats, out: OutputFile, todo: list[BatchRequest]) -> None:
+    lmrp = build_processor(args)
+    progress = make_progress(stats, sys.stderr, args.progress_every)
+
+    def on_result(result: BatchResult) -> None:
+        out.write(result)
+        progress.update()
+
+    progress.start()
+    try:
+        if args.provider_batch:
+            from .provider import run_provider_batch
+
+            await run_provider_batch(lmrp, todo, on_result=on_result, stats=stats, poll_every=args.poll_every)
+        else:
+            budget = Budget(args.budget) if args.budget is not None else None
+            await run_batch(lmrp, todo, concurrency=args.concurrency, on_result=on_result, budget=budget, stats=stats)
+    finally:
+        progress.stop()
+        await lmrp.lm_invoker.aclose()
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    resume_cmd = "lmstream batch " + shlex.join(argv)
+    out = OutputFile(args.output)
+    try:
+        requests = read_requests(args.input)
+        resume = out.open(retry_failed=args.retry_failed)
+    except (ConfigurationError, OSError) as exc:
+        print(f"lmstream batch: error: {exc}", file=sys.stderr)
+        return 2
+    todo = _todo(requests, resume)
+    stats = BatchStats(total=len(requests), skipped=len(requests) - len(todo))
+    if resume.done or resume.failed or resume.dropped:
+        kept = f", {len(resume.failed)} failed kept (add --retry-failed to run them again)" if resume.failed else ""
+        print(
+            f"lmstream batch: resuming {args.output}: {len(resume.done)} already answered{kept}, {len(todo)} to go",
+            file=sys.stderr,
+        )
+    try:
+        asyncio.run(_run(args, stats, out, todo))
+    except KeyboardInterrupt:
+        out.close()
+        print(
+            f"\nlmstream batch: interrupted: {stats.done + len(resume.done)} of {len(requests)} answered, "
+            f"output {args.output} is valid; resume with:\n  {resume_cmd}",
+            file=sys.stderr,
+        )
+        return 130
+    except ConfigurationError as exc:
+        out.close()
+        print(f"lmstream batch: error: {exc}", file=sys.stderr)
+        return 2
+    except LMStreamError as exc:
+        out.close()
+        print(f"lmstream batch: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    out.close()
+    print(_summary(stats), file=sys.stderr)
+    if stats.stopped is not None:
+        why = f"{stats.stopped} ({stats.not_sent} not sent)"
+        print(f"lmstream batch: {why}; resume with:\n  {resume_cmd}", file=sys.stderr)
+        return 1
+    if stats.failed:
+        again = resume_cmd if args.retry_failed else f"{resume_cmd} --retry-failed"
+        print(f"lmstream batch: to run the failed ones again:\n  {again}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _summary(stats: BatchStats) -> str:
+    return (
+        f"lmstream batch: {stats.done} answered, {stats.failed} failed"
+        + (f", {stats.skipped} already done" if stats.skipped else "")
+        + f" in {stats.elapsed:.1f}s; {stats.input_tokens} tokens in, {stats.output_tokens} out "
+        f"({stats.tokens_per_s:.1f} tok/s); spend {format_spend(stats)}"
+    )

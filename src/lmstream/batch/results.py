@@ -1,0 +1,156 @@
+"""A batch's output: one JSON line per request, appended as each finishes, safe to resume.
+
+Each line goes out in one `write()` on a file opened for appending, so a crash can cut only the
+last line short; the next run drops such a line (and, with `--retry-failed`, the failed lines
+it retries) by rewriting the file atomically (a temporary file, fsync, rename) before it sends
+anything. Earlier lines are never touched in place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import _json
+
+__all__ = ["BatchResult", "OutputFile", "Resume"]
+
+#: the output is fsync'ed at most this often (and when closed)
+_FSYNC_EVERY_S = 2.0
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """One answered (or failed) request. `value` is the parser's value (`--json`), else None."""
+
+    id: str
+    text: str | None = None
+    value: Any = None
+    parsed: bool = False
+    usage: dict[str, Any] | None = None
+    finish_reason: str | None = None
+    duration: float | None = None
+    time_to_first_token: float | None = None
+    error: dict[str, str] | None = None
+    metadata: dict[str, Any] | None = None
+    #: USD of this request, None when no price is known
+    cost: float | None = field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"id": self.id}
+        if self.parsed:
+            d["value"] = self.value
+        else:
+            d["text"] = self.text
+        d["usage"] = self.usage
+        d["finish_reason"] = self.finish_reason
+        d["duration"] = self.duration
+        d["time_to_first_token"] = self.time_to_first_token
+        if self.error is not None:
+            d["error"] = self.error
+        if self.metadata:
+            d["metadata"] = self.metadata
+        return d
+
+
+@dataclass(slots=True)
+class Resume:
+    """What an existing output file already holds."""
+
+    done: set[str] = field(default_factory=set)
+    failed: set[str] = field(default_factory=set)
+    #: lines dropped when the file was tidied (a cut-short last line, retried failures)
+    dropped: int = 0
+
+
+class OutputFile:
+    """Append-only JSONL output; `open()` reads what a previous run left (see the module doc)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._fd: int | None = None
+        self._synced = time.monotonic()
+
+    def open(self, retry_failed: bool = False) -> Resume:
+        """Read the previous run's lines, tidy the file if needed, and open it for appending."""
+        resume = Resume()
+        keep: list[bytes] = []
+        rewrite = False
+        if self.path.exists():
+            raw = self.path.read_bytes()
+            lines = raw.split(b"\n")
+            complete, tail = lines[:-1], lines[-1]
+            if tail.strip():  # no newline at the end: the write was cut short
+                rewrite = True
+                resume.dropped += 1
+            for line in complete:
+                if not line.strip():
+                    continue
+                obj = _parse(line)
+                rid = obj.get("id") if isinstance(obj, dict) else None
+                if rid is None:  # not ours, or damaged: drop it (its request runs again)
+                    rewrite = True
+                    resume.dropped += 1
+                    continue
+                rid = str(rid)
+                failed = obj.get("error") is not None
+                if rid in resume.done or rid in resume.failed:
+                    rewrite = True  # a duplicate: keep the first
+                    resume.dropped += 1
+                    continue
+                if failed and retry_failed:
+                    rewrite = True
+                    resume.dropped += 1
+                    continue
+                (resume.failed if failed else resume.done).add(rid)
+                keep.append(line)
+        if rewrite:
+            self._replace(keep)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        return resume
+
+    def _replace(self, lines: list[bytes]) -> None:
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            for line in lines:
+                f.write(line + b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+
+    def write(self, result: BatchResult) -> None:
+        """One line, one write(): never interleaved, at worst cut short at the very end."""
+        if self._fd is None:
+            raise RuntimeError("OutputFile.open() first")
+        data = _json.dumpb(result.to_dict()) + b"\n"
+        view = memoryview(data)
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
+        now = time.monotonic()
+        if now - self._synced >= _FSYNC_EVERY_S:
+            self._synced = now
+            os.fsync(self._fd)
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.fsync(fd)
+            os.close(fd)
+
+
+def _parse(line: bytes) -> Any:
+    try:
+        return _json.loads(line)
+    except ValueError:
+        return None

@@ -1,0 +1,179 @@
+"""What a model call cost, in USD, from the `genai-prices` package (never a price table of our own).
+
+`price_of(provider, model, usage)` gives a `Cost` when the provider and the model are known to
+genai-prices, `None` when they are not (an OpenAI-compatible server, a LangChain model), and a
+zero `Cost` for the embedded model. `genai-prices` is imported on first use only; without it
+installed every remote cost is `None`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+import threading
+from typing import Any, Protocol
+
+__all__ = ["Cost", "add_costs", "prefetch", "price_known", "price_of"]
+
+logger = logging.getLogger("lmstream")
+
+#: lmstream provider id -> genai-prices provider id (who bills, not what a price is)
+_PROVIDERS: dict[str, str] = {
+    "openai": "openai",
+    "openai-chat": "openai",
+    "anthropic": "anthropic",
+    "google": "google",
+    "azure-openai": "azure",
+    "azure-openai-responses": "azure",
+    "bedrock": "aws",
+    "xai": "x-ai",
+    "litellm": "litellm",  # genai-prices reads the provider from the model's own prefix
+}
+#: runs on this machine: nothing is billed
+_FREE = frozenset({"local"})
+
+
+class Cost(float):
+    """A USD amount that is also its parts: `cost == 0.0012`, `cost.total`, `cost.input`,
+    `cost.output`, `cost.cache_read` (cache reads are part of the input price)."""
+
+    __slots__ = ("cache_read", "input", "output")
+    input: float
+    output: float
+    cache_read: float
+
+    def __new__(cls, total: float = 0.0, *, input: float = 0.0, output: float = 0.0, cache_read: float = 0.0) -> Cost:
+        self = super().__new__(cls, total)
+        self.input = input
+        self.output = output
+        self.cache_read = cache_read
+        return self
+
+    @property
+    def total(self) -> float:
+        return float(self)
+
+    def __add__(self, other: object) -> Cost:
+        if not isinstance(other, Cost):
+            return NotImplemented
+        return Cost(
+            float(self) + float(other),
+            input=self.input + other.input,
+            output=self.output + other.output,
+            cache_read=self.cache_read + other.cache_read,
+        )
+
+    def to_dict(self) -> dict[str, float]:
+        """`{"total", "input", "output", "cache_read"}` in USD (input includes cache reads)."""
+        return {"total": float(self), "input": self.input, "output": self.output, "cache_read": self.cache_read}
+
+    def __repr__(self) -> str:
+        parts = f"input={self.input!r}, output={self.output!r}, cache_read={self.cache_read!r}"
+        return f"Cost(total={float(self)!r}, {parts})"
+
+    def __str__(self) -> str:
+        return float.__repr__(self)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (float(self), self.input, self.output, self.cache_read))
+
+
+def _rebuild(total: float, input: float, output: float, cache_read: float) -> Cost:
+    return Cost(total, input=input, output=output, cache_read=cache_read)
+
+
+ZERO = Cost(0.0)
+
+
+def add_costs(a: Cost | None, b: Cost | None) -> Cost | None:
+    """The cost of two calls together: unknown when either is unknown."""
+    if a is None or b is None:
+        return None
+    return a + b
+
+
+@functools.lru_cache(maxsize=256)
+def price_known(provider: str, model: str) -> bool:
+    """Whether `price_of` can price this provider's model (checked once per pair)."""
+    if provider in _FREE:
+        return True
+    gp_provider = _PROVIDERS.get(provider)
+    if gp_provider is None:
+        return False
+    try:
+        import genai_prices
+    except ImportError:
+        logger.debug("lmstream: genai-prices is not installed; costs are unknown (pip install 'lmstream[cost]')")
+        return False
+    try:
+        genai_prices.calc_price(genai_prices.Usage(input_tokens=0, output_tokens=0), model, provider_id=gp_provider)
+    except (LookupError, ValueError):
+        return False
+    return True
+
+
+class Counts(Protocol):
+    """Token counts as `TokenUsage` holds them (input includes cached reads)."""
+
+    @property
+    def input_tokens(self) -> int | None: ...
+    @property
+    def output_tokens(self) -> int | None: ...
+    @property
+    def cached_tokens(self) -> int | None: ...
+
+
+_prefetching = threading.Lock()
+_prefetched = False
+
+
+def prefetch(provider: str, model: str) -> None:
+    """Load the price table in a background thread (importing it takes about a second), so the
+    first answer is not held up by it. Called when a priced invoker is built; cheap after that."""
+    global _prefetched
+    if _prefetched or provider not in _PROVIDERS or "genai_prices" in sys.modules:
+        return
+    with _prefetching:
+        if _prefetched:
+            return
+        _prefetched = True
+    threading.Thread(target=price_known, args=(provider, model), name="lmstream-prices", daemon=True).start()
+
+
+def price_of(provider: str, model: str, usage: Counts, *, batch: bool = False) -> Cost | None:
+    """The USD cost of `usage` on `provider`'s `model`, or None when no price is known.
+
+    `batch`: answered through the provider's batch API, at its batch price where one is published."""
+    if provider in _FREE:
+        return ZERO
+    if not price_known(provider, model):
+        return None
+    import genai_prices
+
+    gp_provider = _PROVIDERS[provider]
+    inp = usage.input_tokens or 0
+    cached = min(usage.cached_tokens or 0, inp)
+    context = {"processing": "batch"} if batch else None
+    try:
+        calc = genai_prices.calc_price(
+            genai_prices.Usage(input_tokens=inp, cache_read_tokens=cached, output_tokens=usage.output_tokens or 0),
+            model,
+            provider_id=gp_provider,
+            price_context=context,
+        )
+        cache_part = 0.0
+        if cached:
+            only_cache = genai_prices.Usage(input_tokens=cached, cache_read_tokens=cached, output_tokens=0)
+            cache_part = float(
+                genai_prices.calc_price(only_cache, model, provider_id=gp_provider, price_context=context).input_price
+            )
+    except (LookupError, ValueError) as exc:  # e.g. a usage shape this model has no price for
+        logger.debug("lmstream: no price for %s/%s: %s", provider, model, exc)
+        return None
+    return Cost(
+        float(calc.total_price),
+        input=float(calc.input_price),
+        output=float(calc.output_price),
+        cache_read=cache_part,
+    )
