@@ -178,3 +178,20 @@ def test_second_ctrl_c_exits_at_once():
         reader.join(5)
     assert proc.returncode == 130 and elapsed < 1.0, (proc.returncode, elapsed)
     assert "Traceback" not in err, err
+
+
+def test_readme_json_example_is_what_the_command_does():
+    """The README's `--json` line, run as written (bounded), prints a JSON object on stdout."""
+    import re
+    import shlex
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    line = next(m.group(1) for m in re.finditer(r"^lmstream (--json .+?)\s+#(.*)$", readme, re.M))
+    comment = re.search(r"^lmstream --json .+?#(.*)$", readme, re.M).group(1)  # type: ignore[union-attr]
+    assert "object" in comment
+    args = shlex.split(line)
+    help_text = _run(MODULE, "--help").stdout
+    assert f"lmstream {line}" in help_text  # --help shows the same example
+    proc = _run(MODULE, *args, "--max-tokens", "60", "--temperature", "0")
+    assert proc.returncode == 0, proc.stderr
+    assert isinstance(json.loads(proc.stdout), dict), proc.stdout

@@ -163,3 +163,11 @@ def test_serve_turns_done_without_a_finish_reason_into_an_error_not_a_finish():
     types = [ch["type"] for ch in chunks]
     assert "finish" not in types and "error" in types, types
     assert "".join(ch["delta"] for ch in chunks if ch["type"] == "text-delta") == "".join(TEXT)
+
+
+async def test_local_usage_is_counted_by_the_model_tokenizer(local_invoker):
+    """The embedded model has its tokenizer at hand: its usage is always counted, never None."""
+    out = await local_invoker.invoke("Say hi.", {"max_tokens": 6, "temperature": 0.0})
+    prompt = local_invoker.load().model.tokenize("Say hi.", add_special=False)
+    assert isinstance(out.usage.input_tokens, int) and out.usage.input_tokens > len(prompt)  # + chat template
+    assert isinstance(out.usage.output_tokens, int) and 1 <= out.usage.output_tokens <= 6

@@ -28,7 +28,7 @@ EPILOG = """\
 examples:
   lmstream "What should I do in Tokyo?"
   lmstream --events "Hi"                       # one JSON line per event
-  lmstream --json "Give three cities as a JSON list"
+  lmstream --json "Describe Tokyo: its name and country"   # a JSON object (grammar-forced locally)
   lmstream --model openai/gpt-4.1-nano "Hi"    # needs OPENAI_API_KEY
   lmstream --model openai-compatible/any --base-url http://127.0.0.1:8000/v1 "Hi"
   echo "Hi" | lmstream -
