@@ -47,6 +47,17 @@ def ai_js_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def mcp_sdk() -> None:
+    """The official `mcp` SDK (extra lmstream[mcp]): its servers back the MCP tests."""
+    try:
+        import mcp  # noqa: F401
+    except ImportError:
+        from .system_deps import missing
+
+        missing("the mcp package (in the dev extra): pip install -e '.[dev]'")
+
+
+@pytest.fixture(scope="session")
 def chromium_path() -> str:
     """Debian's chromium (installed with apt-get when missing; Playwright never downloads one)."""
     from .system_deps import ensure_apt
@@ -73,3 +84,43 @@ async def r(redis_server: RedisServer) -> AsyncIterator[Any]:
     await client.config_resetstat()
     yield client
     await client.aclose()
+
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_path: str) -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright (the page tests share it per module)."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        from .system_deps import missing
+
+        missing("the playwright Python package (in the dev extra): pip install -e '.[dev]'")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh browser context and page; the page must fetch nothing but the server it came from."""
+    context = browser.new_context(viewport={"width": 900, "height": 760}, device_scale_factor=1)
+    pg = context.new_page()
+    outside: list[str] = []
+    pg.on("request", lambda r: None if r.url.startswith(("http://127.0.0.1", "data:")) else outside.append(r.url))
+    yield pg
+    context.close()
+    assert outside == [], f"the page fetched from outside: {outside}"

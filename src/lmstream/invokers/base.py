@@ -29,7 +29,7 @@ from ..errors import (
 from ..events import EventEmitter
 from ..prompt import Message
 from ..retry import RetryConfig, notify_retry
-from ..types import LMOutput
+from ..types import LMOutput, ThinkingBlock, ToolCall, ToolResult
 from .params import COMMON_PARAMS as _COMMON_PARAMS
 from .params import ParamTable
 
@@ -49,6 +49,24 @@ __all__ = [
 ]
 
 logger = logging.getLogger("lmstream")
+
+
+def message_text(message: Message) -> str:
+    """What of a message the model reads as text: its text, thinking, tool calls and results
+    (an attachment counts as a fixed 1 kB: its real cost depends on the provider)."""
+    out: list[str] = []
+    for c in message.contents:
+        if isinstance(c, str):
+            out.append(c)
+        elif isinstance(c, ToolCall):
+            out.append(f"{c.name}({c.arguments})")
+        elif isinstance(c, ToolResult):
+            out.append(str(c.output))
+        elif isinstance(c, ThinkingBlock):
+            out.append(c.text)
+        else:
+            out.append(" " * 1024)
+    return "".join(out)
 
 
 class BaseLMInvoker:
@@ -86,6 +104,7 @@ class BaseLMInvoker:
         retry_config: RetryConfig | None = None,
         tools: Sequence[Any] | None = None,
         response_schema: Any = None,
+        context_window: int | None = None,
     ) -> None:
         if not isinstance(model_name, str) or not model_name:
             raise ConfigurationError(f"{type(self).__name__} needs a model_name (a non-empty string)")
@@ -97,6 +116,9 @@ class BaseLMInvoker:
         self.tools: list[Tool[..., Any]] = []
         if tools:
             self.set_tools(tools)
+        if context_window is not None and (not isinstance(context_window, int) or context_window < 16):
+            raise ConfigurationError("context_window must be an int >= 16 (tokens), or None when unknown")
+        self._context_window = context_window
         self.response_schema: dict[str, Any] | None = None
         self._schema_model: Any = None
         if response_schema is not None:
@@ -107,6 +129,21 @@ class BaseLMInvoker:
     @property
     def model_id(self) -> str:
         return f"{self.provider}/{self.model_name}"
+
+    @property
+    def context_window(self) -> int | None:
+        """Tokens one request may use, prompt and answer together; None when unknown (then
+        callers such as the server send the history as it is). Set it with `context_window=`."""
+        return self._context_window
+
+    @context_window.setter
+    def context_window(self, value: int | None) -> None:
+        self._context_window = value
+
+    def count_tokens(self, messages: Sequence[Message]) -> int:
+        """Tokens `messages` take in the prompt. This estimate (about 3 bytes a token, plus a few
+        per message for the chat template) errs high; invokers with a tokenizer at hand count."""
+        return sum(len(message_text(m).encode("utf-8")) // 3 + 4 for m in messages)
 
     def endpoint(self) -> str | None:
         """The URL this invoker's requests go to (None: in process, or not known)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Unpack
 
@@ -18,7 +18,7 @@ from ..errors import ConfigurationError, ContextOverflowError, LMTimeoutError
 from ..prompt import Message
 from ..types import Attachment, ToolCall, ToolResult
 from ._llama.sampling import DEFAULT_REPEAT_PENALTY
-from .base import BaseLMInvoker, Delta
+from .base import BaseLMInvoker, Delta, message_text
 from .options import InvokerOptions
 from .params import NUMBER, ParamTable, int_at_least, is_int, number_between
 
@@ -76,6 +76,7 @@ DEFAULT_N_CTX = 2048
 DEFAULT_MAX_TOKENS = 512
 #: prompt tokens evaluated per step beside the generating sequences (chunked prefill)
 DEFAULT_PREFILL_CHUNK = 256
+_TEMPLATE_TOKENS = 5  # "<|im_start|>role\n" ... "<|im_end|>\n" in ChatML (SmolLM2's template)
 
 
 def _positive_int(name: str, value: Any, low: int = 1, high: int | None = None) -> int:
@@ -154,6 +155,21 @@ class LocalLMInvoker(BaseLMInvoker):
         from ._llama.engine import engine_for
 
         return engine_for(self._config())
+
+    @property
+    def context_window(self) -> int | None:
+        """The context one request gets: `n_ctx` per sequence (or a smaller `context_window=`)."""
+        own = self._context_window
+        return min(own, self.n_ctx) if own else self.n_ctx
+
+    @context_window.setter
+    def context_window(self, value: int | None) -> None:
+        self._context_window = value
+
+    def count_tokens(self, messages: Sequence[Message]) -> int:
+        """Counted with the model's own tokenizer, plus the chat template's few tokens per message."""
+        model = self.load().model
+        return sum(len(model.tokenize(message_text(m), add_special=False)) + _TEMPLATE_TOKENS for m in messages)
 
     def engine_stats(self) -> dict[str, int] | None:
         """The engine's `parallel`, `running` and `queued` counts (None before it started)."""

@@ -31,3 +31,5 @@ class InvokerOptions(TypedDict, total=False):
     tools: Sequence[Any] | None
     #: a pydantic model or a JSON schema dict for structured output
     response_schema: Any
+    #: tokens the model reads and writes in one request (prompt + answer), when the caller knows it
+    context_window: int | None

@@ -92,6 +92,21 @@ async def live_ui_frames(
         await log.aclose()
 
 
+def context_frame(dropped: int) -> bytes:
+    """A `data-context` part when older messages were left out to fit the model's window."""
+    if not dropped:
+        return b""
+    return ui_frame([{"type": "data-context", "id": "context", "data": {"dropped": dropped}}])
+
+
+async def after_first(frames: AsyncIterator[bytes], extra: bytes) -> AsyncIterator[bytes]:
+    """`frames` with `extra` sent right after the first frame (the one with the `start` chunk)."""
+    first = bool(extra)
+    async for frame in frames:
+        yield frame + extra if first else frame
+        first = False
+
+
 async def replay_ui_frames(items: AsyncIterator[Positioned], after: str | None = None) -> AsyncIterator[bytes]:
     """UI frames of a whole answer read from its first event, sending only those after position
     `after` (all when None). The message id comes from the request id, so a resumed response

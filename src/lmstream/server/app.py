@@ -2,7 +2,8 @@
 
 Routes: `POST /api/chat` (Vercel AI SDK UI message stream v1), `POST /v1/stream` (lmstream's
 own SSE), `POST /api/chat/{id}/stop`, `GET /api/chat/{id}/stream` (resume), `GET /healthz`,
-`GET /` (the chat page), `POST /v1/stream/{request_id}/approve`. Every request passes the
+`GET /` (the chat page), `GET /static/...` (its script, styles and vendored markdown library),
+`POST /v1/stream/{request_id}/approve`. Every request passes the
 checks (Host, Origin, content type, key) before a handler (`handlers.ChatServer`) sees it.
 """
 
@@ -25,6 +26,7 @@ from ..chat_registry import ChatRegistry
 from ..processor import LMRequestProcessor
 from ..retry import RetryConfig
 from .approvals import ApprovalStore
+from .assets import static_file
 from .checks import LOOPBACK_HOSTS, RequestChecks
 from .errors import public_error_text
 from .guard import AuthMiddleware, Guard, error_response
@@ -89,6 +91,7 @@ def create_app(
     )
     routes = [
         Route("/", page, methods=["GET"]),
+        Route("/static/{path:path}", static_file, methods=["GET"]),
         Route("/healthz", server.healthz, methods=["GET"]),
         Route("/api/chat", server.chat, methods=["POST"]),
         Route("/api/chat/{chat_id}/stop", server.stop, methods=["POST"]),

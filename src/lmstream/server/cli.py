@@ -38,6 +38,7 @@ examples:
   lmstream serve --model openai-compatible/any --base-url http://127.0.0.1:8080/v1
   lmstream serve --host 0.0.0.0 --api-key "$KEY"   # reachable from other machines: key required
   lmstream serve --mcp "stdio:python -m my_server" --approve-tools send_mail   # MCP tools, one approved
+  lmstream serve --cors-origin http://localhost:3000   # a React app on another origin may call it
 
 endpoints: GET / (chat page), POST /api/chat (Vercel AI SDK UI message stream v1),
 POST /v1/stream (lmstream events as SSE), POST /api/chat/{id}/stop, GET /api/chat/{id}/stream,
@@ -138,6 +139,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--queue", action="store_true", help="with --redis: run answers on `lmstream worker` processes")
     p.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="let web apps on ORIGIN (e.g. http://localhost:3000) call the API from the browser; repeatable",
+    )
+    p.add_argument(
         "--mcp",
         action="append",
         default=[],
@@ -178,6 +186,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--approve-tools", default="", metavar="NAMES", help="comma-separated tools a person must approve")
     p.add_argument("--approve-all-tools", action="store_true", help="every tool call waits for a person's approval")
+    p.add_argument(
+        "--approval-ttl",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="how long a tool call waits for approval before it counts as denied (default 600)",
+    )
     return p
 
 
@@ -236,11 +251,13 @@ def _run(uvicorn: Any, create_app: Any, args: argparse.Namespace, processor: Any
         api_key=api_key,
         registry=registry,
         approvals=approvals,
+        approval_ttl=args.approval_ttl,
         allowed_hosts=[*_bound_host(args.host), *args.allowed_host],
         max_concurrent=args.max_concurrent,
         max_tokens=args.max_tokens or MAX_TOKENS,
         read_timeout=args.read_timeout,
         idle_timeout=args.idle_timeout,
+        cors_origins=args.cors_origin,
     )
     approve = [n.strip() for n in args.approve_tools.split(",") if n.strip()]
     if args.mcp or approve or args.approve_all_tools:

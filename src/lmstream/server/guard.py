@@ -16,6 +16,7 @@ __all__ = ["AuthMiddleware", "Guard", "Slot", "error_response"]
 # Routes a browser or a load balancer reaches without the key: the page holds no secret (it asks
 # for the key when the API answers 401) and health checks carry no credentials.
 OPEN_PATHS = frozenset({"/", "/healthz"})
+OPEN_PREFIX = "/static/"  # the page's own script and styles: no secret either
 
 
 def error_response(status: int, message: str, type_: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -99,7 +100,12 @@ class AuthMiddleware:
         self.guard = guard
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or scope["method"] == "OPTIONS":
+        if (
+            scope["type"] != "http"
+            or scope["path"] in OPEN_PATHS
+            or scope["path"].startswith(OPEN_PREFIX)
+            or scope["method"] == "OPTIONS"
+        ):
             await self.app(scope, receive, send)
             return
         values = [v for k, v in scope["headers"] if k == b"authorization"]

@@ -17,10 +17,11 @@ from starlette.responses import JSONResponse, Response
 from ..approval import ApprovalError, DeferredApproval, PendingStep, answer
 from ..chat_registry import Answer, ChatLog, ChatRegistry, DetachedChatRegistry, InlineChatRegistry
 from ..engine.lifecycle import current_request
-from ..errors import LMStreamError, StreamGoneError
+from ..errors import ContextOverflowError, LMStreamError, StreamGoneError
 from ..events import Event, EventEmitter
 from ..processor import LMRequestProcessor
-from .answers import event_frames, live_ui_frames, replay_ui_frames
+from ..window import fit_history
+from .answers import after_first, context_frame, event_frames, live_ui_frames, replay_ui_frames
 from .approvals import ApprovalStore, InMemoryApprovalStore, PendingAnswer, parse_approval_answers, take_decisions
 from .bodies import read_json
 from .errors import BadRequest, public_error_text
@@ -107,6 +108,15 @@ class ChatServer:
             hyper = self.policy.check(body.get("hyperparameters")) if cont is not None else None
         except BadRequest as exc:
             return error_response(exc.status, str(exc), "invalid_request_error")
+        notice = b""
+        if req is not None and getattr(self.registry, "queue", None) is None:  # a worker fits queued chats
+            try:  # the newest turns that fit the model's window, before a slot is taken
+                prompt = self.slot.kwargs(req.text, req.attachments)
+                fit = fit_history(self.processor, req.history, **prompt, hyperparameters=req.hyperparameters)
+            except ContextOverflowError as exc:
+                return error_response(400, str(exc), "context_length_exceeded")
+            req.history = fit.history
+            notice = context_frame(fit.dropped)
         slot = self.guard.acquire()
         if slot is None:
             return self.guard.busy()
@@ -115,14 +125,14 @@ class ChatServer:
                 return await self._continue_chat(body, cont, hyper, slot)
             assert req is not None
             if isinstance(self.registry, DetachedChatRegistry):
-                return await self._chat_detached(self.registry, req, body, slot)
-            return self._chat_inline(req, slot)
+                return await self._chat_detached(self.registry, req, body, slot, notice)
+            return self._chat_inline(req, slot, notice)
         except Exception as exc:  # the registry's store refused (Redis down, OOM, ...)
             return _unavailable(exc)
         finally:
             slot.release()  # the route's own hold; what outlives it took its share
 
-    def _chat_inline(self, req: ChatRequest, slot: Slot) -> SSEResponse:
+    def _chat_inline(self, req: ChatRequest, slot: Slot, notice: bytes = b"") -> SSEResponse:
         """Run the answer inside this response; the client leaving cancels it."""
         message_id = ""  # the answer's UI message id, known once the request exists
 
@@ -137,7 +147,7 @@ class ChatServer:
             **self.slot.kwargs(req.text, req.attachments),
         )
         message_id = f"msg_{run.request_id}"  # as a replay derives it
-        return self._inline_response(run, req.chat_id, UIStreamMapper(message_id), slot)
+        return self._inline_response(run, req.chat_id, UIStreamMapper(message_id), slot, notice)
 
     async def _continue_chat(
         self, body: Any, cont: Any, hyper: dict[str, Any] | None, slot: Slot
@@ -162,13 +172,15 @@ class ChatServer:
         mapper = UIStreamMapper(message_id, step=step.step, announced=tuple(c.id for c in step.calls))
         return self._inline_response(run, chat_id, mapper, slot)
 
-    def _inline_response(self, run: RunningRequest, chat_id: str, mapper: UIStreamMapper, slot: Slot) -> SSEResponse:
+    def _inline_response(
+        self, run: RunningRequest, chat_id: str, mapper: UIStreamMapper, slot: Slot, notice: bytes = b""
+    ) -> SSEResponse:
         """The answer runs in this response. With a detached registry (Redis) that is only a tool
         approval's continuation: it runs on the node that took the answer, unlogged."""
         registry = self.registry
         self._start(slot, run)
         return SSEResponse(
-            self._inline_frames(registry, run, chat_id, mapper),
+            after_first(self._inline_frames(registry, run, chat_id, mapper), notice),
             on_disconnect=run.cancel,
             heartbeat=self.heartbeat,
             headers=UI_HEADERS,
@@ -192,7 +204,7 @@ class ChatServer:
             yield frame
 
     async def _chat_detached(
-        self, registry: DetachedChatRegistry, req: ChatRequest, body: Any, slot: Slot
+        self, registry: DetachedChatRegistry, req: ChatRequest, body: Any, slot: Slot, notice: bytes = b""
     ) -> Response | SSEResponse:
         """Start the answer detached (this process or a worker) and follow it like a resume; the
         client leaving does not cancel it (it may come back), only stop does. An answer running in
@@ -227,7 +239,7 @@ class ChatServer:
             return error_response(503, "the answer could not be started", "service_unavailable")
         slot.share()
         return SSEResponse(
-            replay_ui_frames(items),
+            after_first(replay_ui_frames(items), notice),
             on_disconnect=lambda: None,
             heartbeat=self.heartbeat,
             headers=UI_HEADERS,

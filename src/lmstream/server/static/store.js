@@ -1,0 +1,50 @@
+// Conversations in localStorage, so a reload (or tomorrow) finds them again.
+// "lmstream:chats" lists {id, title, updated}; "lmstream:chat:<id>" holds {id, messages, pending}.
+// `pending` is set while an answer streams: a reload then resumes it or marks it interrupted.
+const INDEX = "lmstream:chats";
+const key = (id) => "lmstream:chat:" + id;
+
+export function newId() {
+  const b = new Uint8Array(9); crypto.getRandomValues(b);
+  return "chat-" + Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+function read(k, fallback) {
+  try { const v = localStorage.getItem(k); return v ? JSON.parse(v) : fallback; } catch (_) { return fallback; }
+}
+
+function write(k, v) {
+  try { localStorage.setItem(k, JSON.stringify(v)); return true; } catch (_) { return false; } // full or disabled
+}
+
+export function listChats() {
+  const list = read(INDEX, []);
+  return Array.isArray(list) ? list.filter((c) => c && typeof c.id === "string") : [];
+}
+
+export function loadChat(id) {
+  const c = read(key(id), null);
+  if (!c || !Array.isArray(c.messages)) return { id, messages: [], pending: false };
+  return c;
+}
+
+function titleOf(chat) {
+  const first = chat.messages.find((m) => m.role === "user");
+  const text = first ? first.parts.filter((p) => p.type === "text").map((p) => p.text).join(" ") : "";
+  return text.replace(/\s+/g, " ").trim().slice(0, 60) || "New chat";
+}
+
+export function saveChat(chat) {
+  if (!chat.messages.length) return; // an empty chat is not worth a row in the list
+  if (!write(key(chat.id), chat)) return;
+  const list = listChats().filter((c) => c.id !== chat.id);
+  list.unshift({ id: chat.id, title: titleOf(chat), updated: Date.now() });
+  write(INDEX, list.slice(0, 200));
+}
+
+export function deleteChat(id) {
+  try { localStorage.removeItem(key(id)); } catch (_) { /* disabled storage */ }
+  write(INDEX, listChats().filter((c) => c.id !== id));
+}
+
+export function lastChatId() { const l = listChats(); return l.length ? l[0].id : null; }
