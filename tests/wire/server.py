@@ -149,12 +149,22 @@ class WireServer:
     ``srv.start_in_thread()`` / ``srv.stop()`` from synchronous code.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, repeat_last: bool = False) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        repeat_last: bool = False,
+        responder: Callable[[RecordedRequest], Script] | None = None,
+    ) -> None:
         if host not in ("127.0.0.1", "localhost"):
             raise ValueError("WireServer only binds loopback")
         self.host = "127.0.0.1"
         self.port = port
         self.repeat_last = repeat_last
+        #: when set, answers each request by what it asked (a stateful replay: batch APIs,
+        #: per-prompt answers) instead of the FIFO queue
+        self.responder = responder
         self.requests: list[RecordedRequest] = []
         self.disconnects = 0
         self._queue: deque[Script] = deque()
@@ -366,7 +376,7 @@ class WireServer:
         if req is None:
             return
         self.requests.append(req)
-        script = self._next_script()
+        script = self.responder(req) if self.responder is not None else self._next_script()
 
         # Watch for the client closing its side; EOF after a complete request
         # means the client went away (httpx never half-closes).

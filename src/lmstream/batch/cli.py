@@ -19,7 +19,6 @@ from .runner import BatchStats, run_batch
 
 #: this command's own model options, after the shared ones
 BATCH_OPTIONS: tuple[ModelOption, ...] = (
-    ModelOption(("--max-tokens",), "maximum tokens per answer", type=int, hyper="max_tokens"),
     ModelOption(("--temperature",), "sampling temperature, 0 to 2", type=float, hyper="temperature"),
 )
 

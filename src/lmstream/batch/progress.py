@@ -10,7 +10,7 @@ from typing import Any, TextIO
 
 from .runner import BatchStats
 
-__all__ = ["Progress", "format_eta", "format_spend", "make_progress", "status_line"]
+__all__ = ["Progress", "format_eta", "format_spend", "format_usd", "make_progress", "status_line"]
 
 
 def format_spend(stats: BatchStats) -> str:
@@ -18,7 +18,12 @@ def format_spend(stats: BatchStats) -> str:
     if spend is None:
         return "spend unknown (no price for this model)"
     partial = f" (+{stats.cost_unknown} unpriced)" if stats.cost_unknown else ""
-    return f"${spend:.4f}{partial}"
+    return f"{format_usd(spend)}{partial}"
+
+
+def format_usd(usd: float) -> str:
+    """`$12.3400`, `$0.0100`; below a cent six decimals (`$0.000270`), so small spend is not `$0.0000`."""
+    return f"${usd:.4f}" if usd >= 0.01 or usd == 0 else f"${usd:.6f}"
 
 
 def format_eta(seconds: float | None) -> str:

@@ -103,7 +103,8 @@ class BatchStats:
         self.input_tokens += u.get("input_tokens") or 0
         self.output_tokens += u.get("output_tokens") or 0
         if r.cost is None:
-            self.cost_unknown += 1
+            if r.usage is not None:  # billed, at a price nobody knows (a failure before any token is not)
+                self.cost_unknown += 1
         else:
             self.cost += r.cost
 

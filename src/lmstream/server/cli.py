@@ -142,6 +142,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--approve-tools", default="", metavar="NAMES", help="comma-separated tools a person must approve")
     p.add_argument("--approve-all-tools", action="store_true", help="every tool call waits for a person's approval")
+    p.add_argument(
+        "--approval-ttl",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="how long a tool call waits for approval before it counts as denied (default 600)",
+    )
     return p
 
 
@@ -184,6 +191,7 @@ def main(argv: list[str]) -> int:
         api_key=api_key,
         registry=registry,
         approvals=approvals,
+        approval_ttl=args.approval_ttl,
         allowed_hosts=[*_bound_host(args.host), *args.allowed_host],
         max_concurrent=args.max_concurrent,
         max_tokens=args.max_tokens or MAX_TOKENS,
