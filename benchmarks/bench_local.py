@@ -21,8 +21,7 @@ SYSTEM = "You are a helpful travel guide."
 QUESTION = "What are some great activities in Tokyo?"
 
 
-def raw_child(n: int, threads: int | None, reps: int) -> list[tuple[int, float, float]]:
-    import os
+def raw_child(n: int, threads: int, reps: int) -> list[tuple[int, float, float]]:
 
     import llama_cpp
 
@@ -32,7 +31,8 @@ def raw_child(n: int, threads: int | None, reps: int) -> list[tuple[int, float, 
         model_path=str(embedded_model_path("smollm2-135m")),
         n_ctx=2048,
         verbose=False,
-        n_threads=threads or os.cpu_count(),
+        n_threads=threads,
+        n_threads_batch=threads,
     )
     msgs = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": QUESTION}]
 
@@ -54,10 +54,10 @@ def raw_child(n: int, threads: int | None, reps: int) -> list[tuple[int, float, 
     return [once(n) for _ in range(reps)]
 
 
-def lmstream_child(n: int, threads: int | None, reps: int) -> list[tuple[int, float, float]]:
+def lmstream_child(n: int, threads: int, reps: int) -> list[tuple[int, float, float]]:
     from lmstream import EventEmitter, LMRequestProcessor, PromptBuilder, build_lm_invoker
 
-    invoker = build_lm_invoker("local/smollm2-135m", config={"n_threads": threads} if threads else None)
+    invoker = build_lm_invoker("local/smollm2-135m", config={"n_threads": threads, "n_threads_batch": threads})
     invoker.load()  # type: ignore[attr-defined]
     lmrp = LMRequestProcessor(PromptBuilder(system_template=SYSTEM, user_template="{question}"), invoker)
 
@@ -93,9 +93,13 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--runs", type=int, default=4, help="processes per client")
     ap.add_argument("--reps", type=int, default=3, help="requests per process")
-    ap.add_argument("--threads", type=int, default=None, help="llama.cpp threads for both (default: all cores)")
+    ap.add_argument("--threads", type=int, default=None, help="llama.cpp threads for both (default: lmstream's)")
     ap.add_argument("--child", choices=["raw", "lmstream"], help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.threads is None:
+        from lmstream.invokers._llama.chat import default_threads
+
+        args.threads = default_threads()
     if args.child:
         fn = raw_child if args.child == "raw" else lmstream_child
         print(json.dumps(fn(args.tokens, args.threads, args.reps)))
@@ -104,8 +108,7 @@ def main() -> None:
     for _ in range(args.runs):
         for client in ("raw", "lmstream"):
             cmd = [sys.executable, __file__, "--child", client, "--tokens", str(args.tokens), "--reps", str(args.reps)]
-            if args.threads:
-                cmd += ["--threads", str(args.threads)]
+            cmd += ["--threads", str(args.threads)]
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=True)
             results[client] += [tuple(r) for r in json.loads(out.stdout.strip().splitlines()[-1])]
     counts = {c: {r[0] for r in rs} for c, rs in results.items()}
@@ -115,7 +118,7 @@ def main() -> None:
     n = args.runs * args.reps
     print(
         f"embedded model SmolLM2-135M-Instruct Q4_1, {args.tokens} tokens, greedy, "
-        f"n_threads={args.threads or 'all cores'}, median of {n} requests per client "
+        f"n_threads={args.threads}, median of {n} requests per client "
         f"({args.runs} alternating processes each)\n"
     )
     print("| client | tokens/s | time to first token (ms) |")

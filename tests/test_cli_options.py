@@ -77,3 +77,14 @@ def test_a_system_prompt_with_braces_formats_to_itself() -> None:
     text = 'Answer as {role}; JSON like {"a": 1} is fine.'
     messages = PromptBuilder(system_template=literal_template(text), user_template="{prompt}").format(prompt="hi")
     assert messages[0].text == text
+
+
+def test_worker_takes_as_many_jobs_as_the_local_engine_generates_at_once() -> None:
+    from lmstream import build_lm_invoker
+    from lmstream.redis.cli import default_concurrency
+    from lmstream.testing import ScriptedLMInvoker
+
+    assert parse("worker").concurrency is None
+    assert default_concurrency(build_lm_invoker("local/smollm2-135m", config={"parallel": 3})) == 3
+    assert default_concurrency(build_lm_invoker("local/smollm2-135m")) == 8
+    assert default_concurrency(ScriptedLMInvoker(["hi"])) == 4

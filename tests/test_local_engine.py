@@ -234,3 +234,26 @@ def test_threads_are_part_of_the_engine_key():
     assert e1 is not e2 and (e1.config.n_threads, e2.config.n_threads) == (1, 2)
     assert LocalLMInvoker(parallel=1, n_ctx=128, n_threads=1).load() is e1
     assert one.engine_stats() == {"parallel": 1, "running": 0, "queued": 0, "n_ctx": 128}
+
+
+def test_a_request_whose_event_loop_is_gone_frees_its_sequence():
+    """Abandoned, not cancelled: the loop that asked is closed, so nobody will ever read the
+    answer. The engine notices when it cannot hand over the first output and frees the sequence."""
+    from lmstream.invokers._llama.engine import _Sink
+    from lmstream.invokers._llama.sampling import Sampling
+    from lmstream.invokers._llama.scheduler import Job
+
+    inv = LocalLMInvoker(parallel=1, n_ctx=192)
+    engine = inv.load()
+    loop = asyncio.new_event_loop()
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    sink = _Sink(loop, queue)
+    loop.close()
+    tokens = engine.model.tokenize("<|im_start|>user\nWrite a long story.<|im_end|>\n", add_special=False)
+    job = Job(tokens, Sampling(temperature=0.0).build(engine.model), 150, (), sink)
+    engine.submit(job)
+    deadline = time.monotonic() + 20  # 150 tokens would take far longer on this machine
+    while not job.cancelled or engine.stats()["running"] or engine.stats()["queued"]:
+        assert time.monotonic() < deadline, "the abandoned request kept its sequence"
+        time.sleep(0.02)
+    assert job.n_out < 20 and engine.cells_in_use() == 0

@@ -37,7 +37,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--redis", required=True, metavar="URL", help="Redis URL, e.g. redis://127.0.0.1:6379/0")
     add_options(p)
-    p.add_argument("--concurrency", type=int, default=4, help="requests run at once (default 4)")
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="requests run at once (default 4; for the local model its --parallel, 8 unless set)",
+    )
     p.add_argument("--lease", type=float, default=DEFAULT_LEASE, help="seconds before a silent worker counts as dead")
     p.add_argument("--prefix", default=DEFAULT_PREFIX, help=f"Redis key prefix (default {DEFAULT_PREFIX})")
     p.add_argument("--name", default=None, help="consumer name in the group (default host:pid)")
@@ -83,6 +88,13 @@ def job_handler(processor: Any, approvals: Any = None) -> Any:
     return handle
 
 
+def default_concurrency(invoker: Any) -> int:
+    """Jobs taken at once: as many as the embedded engine generates at once, else 4."""
+    from ..invokers.local import LocalLMInvoker
+
+    return invoker.parallel if isinstance(invoker, LocalLMInvoker) else 4
+
+
 async def serve(args: argparse.Namespace) -> int:
     from ._common import connect
     from .approvals import RedisApprovalStore
@@ -97,7 +109,7 @@ async def serve(args: argparse.Namespace) -> int:
         job_handler(processor, RedisApprovalStore(redis, prefix=args.prefix)),
         prefix=args.prefix,
         name=args.name,
-        concurrency=args.concurrency,
+        concurrency=args.concurrency or default_concurrency(invoker),
         lease=args.lease,
     )
     loop = asyncio.get_running_loop()

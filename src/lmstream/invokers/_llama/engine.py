@@ -57,7 +57,7 @@ class Engine:
         self._inbox: list[Job] = []
         self._closing = False
         self._decoding = False
-        self._out: dict[Any, list[tuple[Callable[[Any], None], Any]]] = {}
+        self._out: dict[Any, list[tuple[Job, Any]]] = {}
         self._thread = threading.Thread(target=self._run, name="lmstream-local", daemon=True)
         self._thread.start()
 
@@ -204,26 +204,24 @@ class Engine:
         self._inbox.clear()
 
     def _post(self, job: Job, item: Any) -> None:
-        post = job.post
-        loop = getattr(post, "loop", None)
-        self._out.setdefault(loop, []).append((post, item))
+        self._out.setdefault(getattr(job.post, "loop", None), []).append((job, item))
 
     def _flush(self) -> None:
         out, self._out = self._out, {}
         for loop, items in out.items():
             if loop is None:
-                for post, item in items:
-                    post(item)
+                _deliver(items)
                 continue
             try:
                 loop.call_soon_threadsafe(_deliver, items)
-            except RuntimeError:  # that loop is closed: nobody is listening any more
-                pass
+            except RuntimeError:  # that loop is closed: its requests were abandoned
+                for job, _ in items:
+                    job.cancelled = True
 
 
-def _deliver(items: list[tuple[Callable[[Any], None], Any]]) -> None:
-    for post, item in items:
-        post(item)
+def _deliver(items: list[tuple[Job, Any]]) -> None:
+    for job, item in items:
+        job.post(item)
 
 
 class _Sink:
