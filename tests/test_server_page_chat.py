@@ -198,8 +198,7 @@ def test_reload_keeps_the_conversation_and_marks_the_cut_answer_interrupted(page
 
 
 def test_reload_resumes_the_running_answer_with_redis(page, redis_server):
-    from lmstream.redis._common import connect
-    from lmstream.redis.web import RedisChatRegistry
+    from lmstream.redis import RedisChatRegistry, connect
 
     words = [f" w{i}" for i in range(50)]
     proc, inv = scripted(words, delay=0.08)
