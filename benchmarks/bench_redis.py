@@ -39,8 +39,8 @@ from tests.redis_server import RedisServer  # noqa: E402
 
 from lmstream.events import BaseEventHandler, Event, EventEmitter  # noqa: E402
 from lmstream.events.event import _now  # noqa: E402
-from lmstream.redis import RedisEventHandler, RedisStreamReader  # noqa: E402
-from lmstream.redis._common import encode_events  # noqa: E402
+from lmstream.redis import Keys, RedisEventHandler, RedisOptions, RedisStreamReader  # noqa: E402
+from lmstream.redis.codec import TERMINAL_TYPES, encode_events  # noqa: E402
 
 
 class NaiveHandler(BaseEventHandler):
@@ -49,22 +49,24 @@ class NaiveHandler(BaseEventHandler):
     def __init__(self, redis: aioredis.Redis, chat_id: str) -> None:
         super().__init__()
         self.redis = redis
-        self.key = f"naive:{chat_id}"
+        keys = Keys("naive")
+        self.key = keys.stream(chat_id)
+        self.lease_key = keys.lease(chat_id)
         self.n = 0
 
     async def start(self) -> None:
         """A lease, only so that the same reader can follow these streams live."""
-        await self.redis.set(self.key + ":lease", "1", px=60_000)
+        await self.redis.set(self.lease_key, "1", px=60_000)
 
     async def emit(self, event: Event) -> None:
         fields: dict[Any, Any] = {"s": self.n, "n": 1, "e": encode_events([event])}
-        if event.type in ("done", "error"):
+        if event.type in TERMINAL_TYPES:
             fields["t"] = "1"
         await self.redis.xadd(self.key, fields, maxlen=10_000, approximate=True)
         self.n += 1
-        if event.type in ("done", "error"):
+        if event.type in TERMINAL_TYPES:
             await self.redis.expire(self.key, 3600)
-            await self.redis.delete(self.key + ":lease")
+            await self.redis.delete(self.lease_key)
 
 
 async def produce(emitter: EventEmitter, n_events: int, tokens: int, interval: float, phase: float, i: int) -> None:
@@ -144,12 +146,12 @@ async def one_design(args: argparse.Namespace, url: str, design: str, r: aioredi
     prefix = "naive" if design == "naive" else "lmstream"
     # as a web node reads: one connection for all; the naive producers do not PUBLISH, so their
     # reader uses the one-XREAD-BLOCK-over-every-stream hub instead of notifications
-    reader = RedisStreamReader(r, prefix=prefix, multiplex=True, notified=design != "naive")
+    reader = RedisStreamReader(r, options=RedisOptions(prefix=prefix), multiplex=True, notified=design != "naive")
 
     async def follow(i: int) -> int:
         n = 0
         async for item in reader.read(f"c{i}"):
-            lat.append(_now() - item.event._ts)
+            lat.append(_now() - item.event.epoch)
             n += 1
         return n
 
@@ -178,7 +180,7 @@ async def one_design(args: argparse.Namespace, url: str, design: str, r: aioredi
     reads = sum(delta.get(k, 0) for k in READS) + delta.get("eval", 0)
     mem = 0
     for i in range(args.streams):
-        mem += int(await r.memory_usage(f"{prefix}:c{i}") or 0)
+        mem += int(await r.memory_usage(Keys(prefix).stream(f"c{i}")) or 0)
     return {
         **info,
         "issued": issued,

@@ -39,9 +39,7 @@ LAYERS: list[tuple[str, ...]] = [
 ]
 
 #: Arrows that break the rule today, each with the reason it is still there.
-EXCEPTIONS: dict[tuple[str, str], str] = {
-    ("redis.cli", "server.requests"): "a queued job is parsed as the server parses a chat (being moved)",
-}
+EXCEPTIONS: dict[tuple[str, str], str] = {}
 
 #: The places where `server/` and `redis/` may meet (the CLI wires them).
 WIRING = {"cli", "server.cli"}

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("mcp") if os.environ.get("CI") != "true" else None
+from lmstream import EventType, LMRequestProcessor, PromptBuilder
+from lmstream.engine.deltas import FinishDelta, ToolCallDelta
+from lmstream.mcp import MCPTools, MCPToolset
+from lmstream.testing import ScriptedLMInvoker
 
-from lmstream import EventType, LMRequestProcessor, PromptBuilder  # noqa: E402
-from lmstream.engine.deltas import FinishDelta, ToolCallDelta  # noqa: E402
-from lmstream.mcp import MCPTools, MCPToolset  # noqa: E402
-from lmstream.testing import ScriptedLMInvoker  # noqa: E402
+pytestmark = pytest.mark.usefixtures("mcp_sdk")
 
 SERVER = str(Path(__file__).with_name("mcp_server.py"))
 WAIT = 20

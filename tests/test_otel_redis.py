@@ -9,9 +9,10 @@ from opentelemetry import trace
 
 from lmstream import LMRequestProcessor, PromptBuilder
 from lmstream.chat_registry import Answer
-from lmstream.redis import Worker
+from lmstream.cli import chat_jobs
+from lmstream.redis import RedisChatRegistry, RedisOptions, Worker
+from lmstream.redis.approvals import RedisApprovalStore
 from lmstream.redis.cli import job_handler
-from lmstream.redis.web import RedisChatRegistry
 from lmstream.testing import ScriptedLMInvoker
 from tests.otel_support import telemetry
 
@@ -28,7 +29,9 @@ async def test_a_queued_request_joins_the_trace_of_the_request_that_enqueued_it(
         tracer = t.tp.get_tracer("test")
         with tracer.start_as_current_span("browser request") as parent:
             await registry.launch("chat-t", Answer(run=lambda em: processor.process(event_emitter=em), job=body))
-        worker = Worker(r, job_handler(processor), lease=2.0)
+        worker = Worker(
+            r, job_handler(processor, chat_jobs(processor, RedisApprovalStore(r))), options=RedisOptions(lease=2.0)
+        )
         run = asyncio.create_task(worker.run())  # started outside the span: only the job carries it
         try:
             async with asyncio.timeout(10):

@@ -25,7 +25,7 @@ from tests.wire.server import Script, WireServer
 
 from .test_server_cli import env, serve_cmd
 
-pytest.importorskip("mcp")
+pytestmark = pytest.mark.usefixtures("mcp_sdk")
 
 MCP_SERVER = f"stdio:{sys.executable} {Path(__file__).with_name('mcp_server.py')} stdio"
 

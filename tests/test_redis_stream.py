@@ -18,7 +18,8 @@ import redis.asyncio as aioredis  # noqa: E402
 from lmstream import EventEmitter  # noqa: E402
 from lmstream.errors import RedisUnavailableError, StreamGoneError  # noqa: E402
 from lmstream.events import Event, EventLevel  # noqa: E402
-from lmstream.redis import RedisEventHandler, RedisStreamReader  # noqa: E402
+from lmstream.redis import RedisEventHandler, RedisOptions, RedisStreamReader  # noqa: E402
+from lmstream.redis.pipeline import SharedWriter  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
 
 
@@ -34,7 +35,7 @@ def script(n_tokens: int, rid: str = "req_1") -> list[Event]:
 
 
 async def produce(r: aioredis.Redis, chat: str, events: list[Event], pace: float = 0.0, **kw: Any) -> RedisEventHandler:
-    h = RedisEventHandler(r, chat, **kw)
+    h = RedisEventHandler(r, chat, options=RedisOptions(**kw))
     em = EventEmitter([h])
     for i, ev in enumerate(events):
         await em.emit(ev)
@@ -54,7 +55,7 @@ def same(a: list[Event], b: list[Event]) -> None:
 async def test_batched_entries_replay_everything_in_order(r: aioredis.Redis) -> None:
     evs = script(200)
     h = await produce(r, "c1", evs)
-    entries = await r.xrange("lmstream:c1")
+    entries = await r.xrange("lmstream:chat:c1")
     assert len(entries) == h.entries_written
     assert len(entries) < 40, "text deltas must be batched into few entries"
     assert entries[-1][1][b"t"] == b"1"
@@ -97,9 +98,9 @@ async def test_live_reader_blocks_then_ends_after_done(r: aioredis.Redis) -> Non
 
 async def test_ttl_set_and_no_stream_means_nothing(r: aioredis.Redis) -> None:
     await produce(r, "c4", script(10), ttl=120)
-    ttl = await r.ttl("lmstream:c4")
+    ttl = await r.ttl("lmstream:chat:c4")
     assert 100 < ttl <= 120
-    assert not await r.exists("lmstream:c4:lease"), "the lease is released after done"
+    assert not await r.exists("lmstream:lease:c4"), "the lease is released after done"
     reader = RedisStreamReader(r)
     assert await reader.exists("c4")
     assert not await reader.exists("nochat")
@@ -109,8 +110,8 @@ async def test_ttl_set_and_no_stream_means_nothing(r: aioredis.Redis) -> None:
 async def test_trimmed_position_raises_stream_gone(r: aioredis.Redis) -> None:
     evs = script(400)
     await produce(r, "c5", evs, pace=0.002, max_batch=4, maxlen=8)
-    assert await r.xlen("lmstream:c5") < 40, "MAXLEN ~ trimmed the stream"
-    first = (await r.xrange("lmstream:c5", count=1))[0][0].decode()
+    assert await r.xlen("lmstream:chat:c5") < 40, "MAXLEN ~ trimmed the stream"
+    first = (await r.xrange("lmstream:chat:c5", count=1))[0][0].decode()
     reader = RedisStreamReader(r)
     with pytest.raises(StreamGoneError):
         [it async for it in reader.read("c5", after="1-0:0")]
@@ -130,7 +131,7 @@ async def test_gap_while_reading_is_detected(r: aioredis.Redis) -> None:
     reader = RedisStreamReader(r, page=2)
     gen = reader.read("c6")
     first = await gen.__anext__()
-    await r.xtrim("lmstream:c6", maxlen=3, approximate=False)
+    await r.xtrim("lmstream:chat:c6", maxlen=3, approximate=False)
     with pytest.raises(StreamGoneError):
         async for _ in gen:
             pass
@@ -140,19 +141,19 @@ async def test_gap_while_reading_is_detected(r: aioredis.Redis) -> None:
 async def test_expired_stream_raises_stream_gone(r: aioredis.Redis) -> None:
     await produce(r, "c7", script(10))
     items = [it async for it in RedisStreamReader(r).read("c7")]
-    await r.delete("lmstream:c7")  # what EXPIRE does when the TTL runs out
+    await r.delete("lmstream:chat:c7")  # what EXPIRE does when the TTL runs out
     with pytest.raises(StreamGoneError):
         [it async for it in RedisStreamReader(r).read("c7", after=items[2].id)]
 
 
 async def test_dead_producer_ends_stream_with_error_within_lease(r: aioredis.Redis) -> None:
-    h = RedisEventHandler(r, "c8", lease=1.0)
+    h = RedisEventHandler(r, "c8", options=RedisOptions(lease=1.0))
     em = EventEmitter([h])
     for ev in script(10)[:5]:
         await em.emit(ev)
     await asyncio.sleep(0.05)
     h._task.cancel()  # the producer vanishes: no more renewals, no done  # type: ignore[union-attr]
-    reader = RedisStreamReader(r, lease=1.0)
+    reader = RedisStreamReader(r, options=RedisOptions(lease=1.0))
     t0 = asyncio.get_running_loop().time()
     items = [it async for it in reader.read("c8")]
     assert items[-1].event.type == "error"
@@ -183,16 +184,19 @@ async def test_resume_after_producer_process_exited(r: aioredis.Redis, redis_ser
     assert len(items) == 53 and items[-1].event.type == "done"
     rest = [it async for it in reader.read("c9", after=items[20].id)]
     assert [x.id for x in rest] == [x.id for x in items[21:]]
-    assert await r.ttl("lmstream:c9") > 3000
+    assert await r.ttl("lmstream:chat:c9") > 3000
 
 
 async def test_commands_per_request_far_fewer_than_tokens(r: aioredis.Redis) -> None:
     n = 500
     h = await produce(r, "c10", script(n), pace=0.001)
     stats = {k[len("cmdstat_") :]: v["calls"] for k, v in (await r.info("commandstats")).items()}
-    # one EVALSHA per flush is all the client sends (counted by Redis itself)
+    # one EVALSHA per flush is all the client sends (counted by Redis itself), one round trip each,
+    # with the PUBLISH announcing the entry in the same round trip
     issued = stats.get("evalsha", 0) + stats.get("eval", 0)
-    assert issued == h.commands_sent == h.round_trips
+    assert issued == h.commands_sent
+    assert SharedWriter.of(r).round_trips == issued, "one chat: each round trip carries its one flush"
+    assert stats.get("publish", 0) == h.entries_written, "one announcement per flush that appended"
     assert issued < n / 5, f"{issued} commands for {n} tokens"
     # and what the script runs inside Redis stays well under one command per token too
     inner = sum(stats.get(c, 0) for c in ("xadd", "get", "set", "del", "expire", "pexpire"))
@@ -329,22 +333,55 @@ async def test_many_live_readers_on_one_client(r: aioredis.Redis, redis_server: 
         await c.aclose()
 
 
-async def test_a_retried_flush_never_writes_a_batch_twice(r: aioredis.Redis) -> None:
-    """The flush script with the retry flag (first reply lost) skips a batch that already landed."""
-    from lmstream.redis._common import encode_events
+class FlakyReplies:
+    """The client, except that pipelines fail in turn as `plan` says: ``"reply"`` runs the commands
+    and then loses the reply, ``"request"`` loses the request before Redis sees it, ``"ok"`` works."""
 
-    h = RedisEventHandler(r, "rt")
-    await h.start()
-    batch = encode_events(script(2)[:2])
-    args: list[Any] = [h.token, h.lease_ms, h.ttl, "", "0", "0", "0", "0", "0", "0", 0, 2, batch]
-    assert await h._script(keys=[h.key, h.lease_key], args=args) == 1
-    args[9] = "1"  # the same flush again, as a retry
-    assert await h._script(keys=[h.key, h.lease_key], args=args) == 1
-    assert await r.xlen("lmstream:rt") == 1
-    args[10] = 2  # the next batch, sent as a retry whose first attempt never arrived
-    assert await h._script(keys=[h.key, h.lease_key], args=args) == 1
-    assert await r.xlen("lmstream:rt") == 2
+    def __init__(self, redis: aioredis.Redis, plan: list[str]) -> None:
+        self._redis = redis
+        self.plan = plan
+        self.pipelines = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._redis, name)
+
+    def pipeline(self, **kwargs: Any) -> Any:
+        import redis.exceptions as rex
+
+        pipe = self._redis.pipeline(**kwargs)
+        mode = self.plan[self.pipelines % len(self.plan)]
+        self.pipelines += 1
+        execute = pipe.execute
+
+        async def flaky(*args: Any, **kw: Any) -> Any:
+            if mode == "request":
+                raise rex.ConnectionError("connection reset before the request arrived")
+            res = await execute(*args, **kw)
+            if mode == "reply":
+                raise rex.ConnectionError("connection reset before the reply arrived")
+            return res
+
+        pipe.execute = flaky
+        return pipe
+
+
+async def test_a_retried_flush_never_writes_a_batch_twice(r: aioredis.Redis) -> None:
+    """The producer's own retry path: every flush's first attempt fails, alternately after Redis
+    ran it (reply lost: the retry must not append the batch again, nor reset the stream it took)
+    and before (request lost: the retry must append it). Every event arrives exactly once."""
+    flaky = FlakyReplies(r, ["reply", "ok", "request", "ok"])
+    evs = script(30)
+    h = RedisEventHandler(flaky, "rt", options=RedisOptions(max_batch=4))  # type: ignore[arg-type]
+    em = EventEmitter([h])
+    for i, ev in enumerate(evs):
+        await em.emit(ev)
+        if i % 3 == 0:
+            await asyncio.sleep(0.02)  # past the flush window and a retry's first delay: several flushes
     await h.aclose()
+    assert h.error is None
+    assert flaky.pipelines >= 8 and h.commands_sent == flaky.pipelines, "every flush was retried once"
+    assert await r.xlen("lmstream:chat:rt") == h.entries_written
+    same([it.event async for it in RedisStreamReader(r).read("rt")], evs)
 
 
 async def test_request_stream_and_processor_feed_the_transport(r: aioredis.Redis) -> None:
@@ -373,15 +410,15 @@ async def test_request_stream_and_processor_feed_the_transport(r: aioredis.Redis
 
 async def test_hash_tag_keys_for_redis_cluster(r: aioredis.Redis) -> None:
     """With hash_tag=True every key of a chat carries {chat_id}: one cluster slot per chat."""
-    h = RedisEventHandler(r, "ht1", hash_tag=True)
+    h = RedisEventHandler(r, "ht1", options=RedisOptions(hash_tag=True))
     await h.start()
-    assert await r.exists("lmstream:{ht1}:lease")
+    assert await r.exists("lmstream:lease:{ht1}")
     em = EventEmitter([h])
     for ev in script(10):
         await em.emit(ev)
     await h.aclose()
-    assert await r.exists("lmstream:{ht1}") and not await r.exists("lmstream:ht1")
-    items = [it async for it in RedisStreamReader(r, hash_tag=True).read("ht1")]
+    assert await r.exists("lmstream:chat:{ht1}") and not await r.exists("lmstream:chat:ht1")
+    items = [it async for it in RedisStreamReader(r, options=RedisOptions(hash_tag=True)).read("ht1")]
     assert len(items) == 13 and items[-1].event.type == "done"
 
 
@@ -436,23 +473,23 @@ async def test_a_token_after_a_pause_is_not_held_back_and_fast_tokens_still_batc
     after a pause goes out at once; deltas that follow within the interval wait and share an entry."""
     import time
 
-    h = RedisEventHandler(r, "le", flush_interval=0.3)
+    h = RedisEventHandler(r, "le", options=RedisOptions(flush_interval=0.3))
     await h.start()
     meta = {"request_id": "r", "block_id": "b", "step": 1}
     t0 = time.monotonic()
     h.emit_nowait(Event("first", "response", metadata=meta))
     async with asyncio.timeout(5):
-        while await r.xlen("lmstream:le") < 1:
+        while await r.xlen("lmstream:chat:le") < 1:
             await asyncio.sleep(0.005)
     assert time.monotonic() - t0 < 0.2, "the delta after a pause waited for the batch window"
     for i in range(10):
         h.emit_nowait(Event(f"t{i}", "response", metadata=meta))
         await asyncio.sleep(0.005)
     await asyncio.sleep(0.1)
-    assert await r.xlen("lmstream:le") == 1, "deltas right after a flush wait for the window"
+    assert await r.xlen("lmstream:chat:le") == 1, "deltas right after a flush wait for the window"
     async with asyncio.timeout(5):
-        while await r.xlen("lmstream:le") < 2:
+        while await r.xlen("lmstream:chat:le") < 2:
             await asyncio.sleep(0.005)
     h.emit_nowait(Event("", "done", metadata={"request_id": "r"}))
     await h.aclose()
-    assert await r.xlen("lmstream:le") == 3 and h.entries_written == 3  # first, the ten together, done
+    assert await r.xlen("lmstream:chat:le") == 3 and h.entries_written == 3  # first, the ten together, done

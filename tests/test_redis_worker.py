@@ -17,14 +17,14 @@ pytest.importorskip("redis") if os.environ.get("CI", "").lower() != "true" else 
 
 import redis.asyncio as aioredis  # noqa: E402
 
-from lmstream.redis import RedisQueue, RedisStreamReader, request_stop  # noqa: E402
-from lmstream.redis._common import StreamItem  # noqa: E402
+from lmstream.redis import RedisOptions, RedisQueue, RedisStreamReader, StreamItem, request_stop  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
 from tests.wire import fixtures  # noqa: E402
 from tests.wire.server import Script, WireServer  # noqa: E402
 
 TOKENS = [f" w{i}" for i in range(40)]
 PACE = 0.05  # seconds between upstream chunks: a 2 s answer
+LEASE_1S = RedisOptions(lease=1.0)
 
 
 @pytest.fixture
@@ -69,7 +69,7 @@ def stop_proc(proc: subprocess.Popen[str]) -> None:
 
 
 async def read_all(r: aioredis.Redis, chat: str, after: str | None = None) -> list[StreamItem]:
-    return [it async for it in RedisStreamReader(r, lease=1.0).read(chat, after)]
+    return [it async for it in RedisStreamReader(r, options=LEASE_1S).read(chat, after)]
 
 
 async def test_worker_runs_queued_request_and_resume_is_exact(
@@ -78,7 +78,7 @@ async def test_worker_runs_queued_request_and_resume_is_exact(
     worker = start_worker(redis_server.url, upstream)
     try:
         await RedisQueue(r).enqueue("chat-a", {"prompt": "hi"})
-        reader = RedisStreamReader(r, lease=1.0)
+        reader = RedisStreamReader(r, options=LEASE_1S)
         part: list[StreamItem] = []
         async for it in reader.read("chat-a"):
             part.append(it)
@@ -88,9 +88,9 @@ async def test_worker_runs_queued_request_and_resume_is_exact(
         full = await read_all(r, "chat-a")
         assert [x.id for x in part + rest] == [x.id for x in full]
         assert [x.event.id for x in part + rest] == [x.event.id for x in full]
-        assert full[-1].event.type == "done"
+        assert full[-1].event.type == "done", full[-1].event.value
         assert "".join(x.event.value for x in full if x.event.type == "response") == "".join(TOKENS)
-        assert 0 < await r.ttl("lmstream:chat-a") <= 3600
+        assert 0 < await r.ttl("lmstream:chat:chat-a") <= 3600
     finally:
         stop_proc(worker)
 
@@ -104,7 +104,7 @@ async def test_sigkilled_worker_ends_stream_with_error_within_lease(
         got: list[StreamItem] = []
         killed_at = 0.0
         async with asyncio.timeout(15):
-            async for it in RedisStreamReader(r, lease=1.0).read("chat-k"):
+            async for it in RedisStreamReader(r, options=LEASE_1S).read("chat-k"):
                 got.append(it)
                 if len(got) == 6:
                     worker.send_signal(signal.SIGKILL)
@@ -130,20 +130,20 @@ async def test_worker_reaper_ends_abandoned_job_without_readers(
     try:
         await RedisQueue(r).enqueue("chat-r", {"prompt": "hi"})
         async with asyncio.timeout(10):
-            while not await r.exists("lmstream:chat-r"):
+            while not await r.exists("lmstream:chat:chat-r"):
                 await asyncio.sleep(0.02)
         await asyncio.sleep(0.3)
         w1.send_signal(signal.SIGKILL)
         w2 = start_worker(redis_server.url, upstream, lease=1.0)
         async with asyncio.timeout(10):
             while True:
-                last = await r.xrevrange("lmstream:chat-r", count=1)
+                last = await r.xrevrange("lmstream:chat:chat-r", count=1)
                 if last and last[0][1].get(b"t") == b"1":
                     break
                 await asyncio.sleep(0.1)
         items = await read_all(r, "chat-r")
         assert items[-1].event.type == "error"
-        pending = await r.xpending("lmstream:queue", "workers")
+        pending = await r.xpending("lmstream:q:jobs", "workers")
         assert pending["pending"] == 0, "the dead worker's job was acknowledged, not re-run"
     finally:
         stop_proc(w1)
@@ -159,7 +159,7 @@ async def test_stop_from_another_process_closes_upstream_within_1s(
         await RedisQueue(r).enqueue("chat-s", {"prompt": "hi"})
         got: list[StreamItem] = []
         async with asyncio.timeout(15):
-            async for it in RedisStreamReader(r, lease=1.0).read("chat-s"):
+            async for it in RedisStreamReader(r, options=LEASE_1S).read("chat-s"):
                 got.append(it)
                 if len(got) == 5:
                     t0 = time.monotonic()

@@ -41,12 +41,15 @@ class Event:
     events of one block share the same dict.
     """
 
-    __slots__ = ("_id", "_seq", "_ts", "level", "metadata", "type", "value")
+    __slots__ = ("_id", "_seq", "epoch", "level", "metadata", "type", "value")
 
     value: str | dict[str, Any]
     type: str
     level: EventLevel
     metadata: dict[str, Any]
+    #: when the event was created, in seconds since the Unix epoch (what `timestamp` shows as a
+    #: datetime): the cheap form for transports and latency measurements
+    epoch: float
 
     def __init__(
         self,
@@ -63,11 +66,11 @@ class Event:
         self.level = level
         self.metadata = metadata if metadata is not None else {}
         if timestamp is None:
-            self._ts = _now()
+            self.epoch = _now()
         elif isinstance(timestamp, datetime):
-            self._ts = timestamp.timestamp()
+            self.epoch = timestamp.timestamp()
         else:
-            self._ts = float(timestamp)
+            self.epoch = float(timestamp)
         self._seq = _next_seq()
         self._id = id
 
@@ -81,7 +84,7 @@ class Event:
     @property
     def timestamp(self) -> datetime:
         """When the event was created (timezone-aware UTC)."""
-        return datetime.fromtimestamp(self._ts, _UTC)
+        return datetime.fromtimestamp(self.epoch, _UTC)
 
     def to_dict(self) -> dict[str, Any]:
         """`{"id","value","level","type","timestamp","metadata"}`, level by name, ISO timestamp."""

@@ -30,7 +30,7 @@ class _Merged:
         f = self.first
         meta = dict(f.metadata)
         meta["coalesced"] = len(self.parts)
-        return Event("".join(self.parts), f.type, f.level, meta, id=f.id, timestamp=f._ts)
+        return Event("".join(self.parts), f.type, f.level, meta, id=f.id, timestamp=f.epoch)
 
 
 _END = object()  # queued when every watched request has finished

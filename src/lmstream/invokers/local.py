@@ -202,9 +202,9 @@ class LocalLMInvoker(BaseLMInvoker):
                 max_tokens=max_tokens,
                 context_window=engine.n_ctx,
             )
-        chain = Sampling.from_params(params, grammar_for_schema(self.response_schema)).build(model)
+        sampler = Sampling.from_params(params, grammar_for_schema(self.response_schema)).build(model)
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        job = Job(tokens, chain, max_tokens, stops_of(params.get("stop")), sink_for(queue))
+        job = Job(tokens, sampler, max_tokens, stops_of(params.get("stop")), sink_for(queue))
         try:
             engine.submit(job)
         except BaseException:

@@ -4,7 +4,8 @@
 - `RedisStreamReader`: replay/resume from any position, exactly once; `StreamGoneError` on a gap.
 - `ChatRunner`: run requests with their events in Redis, stoppable from any process.
 - `RedisQueue` / `Worker`: web nodes enqueue, workers run (consumer group, leases).
-- `RedisChatRegistry`: the chat registry of `lmstream serve --redis` (stop and resume on any node).
+- `RedisChatRegistry`: the server's chat registry on Redis (any node resumes or stops any chat).
+- `RedisOptions`: prefix, TTL, lease, bounds: one object every piece above takes as `options=`.
 
 redis-py is imported only when these are used: `import lmstream` stays light.
 """
@@ -14,12 +15,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._common import Keys, StreamItem, connect
-    from .control import ChatRunner, request_stop
+    from .codec import StreamItem
+    from .connection import connect
+    from .keys import Keys
+    from .options import RedisOptions
+    from .producer import RedisEventHandler
     from .queue import RedisQueue, Worker
     from .reader import RedisStreamReader, reap
-    from .transport import RedisEventHandler
-    from .web import RedisChatRegistry
+    from .registry import RedisChatRegistry
+    from .runner import ChatRunner, request_stop
 
 __all__ = [
     "ChatRunner",
@@ -27,6 +31,7 @@ __all__ = [
     "RedisChatRegistry",
     "RedisEventHandler",
     "RedisQueue",
+    "RedisOptions",
     "RedisStreamReader",
     "StreamItem",
     "Worker",
@@ -36,17 +41,18 @@ __all__ = [
 ]
 
 _WHERE = {
-    "Keys": "_common",
-    "StreamItem": "_common",
-    "connect": "_common",
-    "ChatRunner": "control",
-    "request_stop": "control",
+    "Keys": "keys",
+    "StreamItem": "codec",
+    "connect": "connection",
+    "RedisOptions": "options",
+    "ChatRunner": "runner",
+    "request_stop": "runner",
     "RedisQueue": "queue",
     "Worker": "queue",
     "RedisStreamReader": "reader",
     "reap": "reader",
-    "RedisEventHandler": "transport",
-    "RedisChatRegistry": "web",
+    "RedisEventHandler": "producer",
+    "RedisChatRegistry": "registry",
 }
 
 

@@ -19,7 +19,7 @@ from ..engine.lifecycle import current_request
 from ..errors import RedisUnavailableError
 from ..prompt import Content, Message
 from ..types import Attachment, ThinkingBlock, ToolCall, ToolResult
-from ._common import DEFAULT_PREFIX
+from .keys import DEFAULT_PREFIX
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

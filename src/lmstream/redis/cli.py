@@ -8,16 +8,20 @@ import contextlib
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from .._cli_options import add_options, build_processor
 from ..errors import ConfigurationError, LMStreamError
 from ..events import EventEmitter
-from ._common import DEFAULT_LEASE, DEFAULT_PREFIX, redact_url
+from .connection import redact_url
+from .keys import Keys
+from .options import DEFAULT_OPTIONS, RedisOptions
+from .queue import Handle
 
 EPILOG = """\
 Web nodes started with `lmstream serve --redis URL --queue` put requests on the Redis stream
-{prefix}:queue; every worker reads it through the consumer group "workers", so each request runs
+{queue}; every worker reads it through the consumer group "workers", so each request runs
 on exactly one worker. A worker that dies mid-answer is noticed within its lease: the chat's
 stream ends with an error event (the request is not re-run, which would repeat tokens).
 
@@ -32,7 +36,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="lmstream worker",
         description="Run model requests queued on Redis by `lmstream serve --redis URL --queue`.",
-        epilog=EPILOG,
+        epilog=EPILOG.format(queue=Keys().queue),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--redis", required=True, metavar="URL", help="Redis URL, e.g. redis://127.0.0.1:6379/0")
@@ -43,40 +47,31 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="requests run at once (default 4; for the local model its --parallel, 8 unless set)",
     )
-    p.add_argument("--lease", type=float, default=DEFAULT_LEASE, help="seconds before a silent worker counts as dead")
-    p.add_argument("--prefix", default=DEFAULT_PREFIX, help=f"Redis key prefix (default {DEFAULT_PREFIX})")
+    p.add_argument(
+        "--lease", type=float, default=DEFAULT_OPTIONS.lease, help="seconds before a silent worker counts as dead"
+    )
+    p.add_argument(
+        "--prefix", default=DEFAULT_OPTIONS.prefix, help=f"Redis key prefix (default {DEFAULT_OPTIONS.prefix})"
+    )
     p.add_argument("--name", default=None, help="consumer name in the group (default host:pid)")
     return p
 
 
-def job_handler(processor: Any, approvals: Any = None) -> Any:
-    """`handle(job, emitter)` for `Worker`. A job is what a web node enqueued: {"chat": the POST
-    /api/chat body, "max_messages"} (parsed here exactly as the server parses it), or, for library
-    use, {"prompt", "history", "hyperparameters"} (the prompt is the user message). With
-    `approvals` (a `RedisApprovalStore`), a chat's tool call that needs approval ends the answer
-    and is saved for a web node to continue (else it would wait for an answer nobody can send)."""
+#: builds the handler of queued `/api/chat` bodies from the processor and the approval store: the
+#: server's parsing, supplied by the command line that wires server and Redis together
+ChatJobs = Callable[[Any, Any], Handle]
+
+
+def job_handler(processor: Any, chat: Handle | None = None) -> Handle:
+    """`handle(job, emitter)` for `Worker`. A job is what a web node enqueued, {"chat": the POST
+    /api/chat body, "max_messages"}, run by `chat` (the server's parsing: see `ChatJobs`), or, for
+    library use, {"prompt", "history", "hyperparameters"} (the prompt is the user message)."""
 
     def handle(job: dict[str, Any], emitter: EventEmitter) -> Any:
         if "chat" in job:
-            from ..server.requests import PromptSlot, parse_chat
-            from ..window import fit_history
-
-            req = parse_chat(job["chat"], int(job.get("max_messages", 500)))
-            prompt = PromptSlot.of(processor.prompt_builder).kwargs(req.text, req.attachments)
-            fit = fit_history(processor, req.history, **prompt, hyperparameters=req.hyperparameters)
-            if approvals is not None:
-                from .approvals import deferred_for
-
-                extra: dict[str, Any] = {"deferred_approval": deferred_for(approvals, req.chat_id)}
-            else:
-                extra = {"approval_timeout": 0}  # nobody can answer: deny at once rather than hang
-            return processor.process(
-                event_emitter=emitter,
-                **extra,
-                history=fit.history,
-                hyperparameters=req.hyperparameters,
-                **prompt,
-            )
+            if chat is None:
+                raise ConfigurationError("this worker runs no /api/chat jobs: start it as `lmstream worker`")
+            return chat(job, emitter)
         return processor.process(
             prompt_kwargs={},
             extra_contents=[str(job.get("prompt", ""))],
@@ -95,29 +90,30 @@ def default_concurrency(invoker: Any) -> int:
     return invoker.parallel if isinstance(invoker, LocalLMInvoker) else 4
 
 
-async def serve(args: argparse.Namespace) -> int:
-    from ._common import connect
+async def serve(args: argparse.Namespace, chat_jobs: ChatJobs | None = None) -> int:
     from .approvals import RedisApprovalStore
+    from .connection import connect
     from .queue import Worker
 
     # built as `lmstream serve` builds its processor, so a queued chat runs as it would on the node
     processor = build_processor(args)
     invoker = processor.lm_invoker
     redis = connect(args.redis)
+    options = RedisOptions(prefix=args.prefix, lease=args.lease)
+    approvals = RedisApprovalStore(redis, prefix=args.prefix)
     worker = Worker(
         redis,
-        job_handler(processor, RedisApprovalStore(redis, prefix=args.prefix)),
-        prefix=args.prefix,
+        job_handler(processor, chat_jobs(processor, approvals) if chat_jobs is not None else None),
+        options=options,
         name=args.name,
         concurrency=args.concurrency or default_concurrency(invoker),
-        lease=args.lease,
     )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, worker.stop)
     print(
-        f"lmstream worker {worker.name}: model {args.model}, queue {args.prefix}:queue on {redact_url(args.redis)}",
+        f"lmstream worker {worker.name}: model {args.model}, queue {options.keys.queue} on {redact_url(args.redis)}",
         file=sys.stderr,
         flush=True,
     )
@@ -130,11 +126,12 @@ async def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, chat_jobs: ChatJobs | None = None) -> int:
+    """`lmstream worker ...`; `chat_jobs` runs the jobs of `lmstream serve --queue` (see `ChatJobs`)."""
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        return asyncio.run(serve(args))
+        return asyncio.run(serve(args, chat_jobs))
     except ConfigurationError as exc:
         print(f"lmstream worker: error: {exc}", file=sys.stderr)
         return 2

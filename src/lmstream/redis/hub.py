@@ -23,7 +23,8 @@ import contextlib
 from typing import Any
 
 from ..errors import RedisUnavailableError
-from ._common import RETRY_DELAYS, redis_errors, s, unavailable
+from .codec import s
+from .connection import RETRY_DELAYS, redis_errors, unavailable
 
 __all__ = ["Follower", "StreamHub"]
 

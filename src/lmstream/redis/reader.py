@@ -17,24 +17,12 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StreamGoneError
-from ..events import Event, EventLevel
-from ._common import (
-    DEFAULT_LEASE,
-    DEFAULT_PREFIX,
-    DEFAULT_TTL,
-    REAP_SCRIPT,
-    Keys,
-    Retrying,
-    StreamItem,
-    decode_events,
-    encode_events,
-    field,
-    make_position,
-    naming_redis,
-    parse_position,
-    s,
-)
+from ..events import Event, EventLevel, EventType
+from .codec import StreamItem, decode_events, encode_events, entry_start, field, make_position, parse_position, s
+from .connection import Retrying, naming_redis
 from .hub import Follower, StreamHub
+from .options import DEFAULT_OPTIONS, RedisOptions
+from .scripts import REAP_SCRIPT
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -48,19 +36,18 @@ async def reap(
     redis: Any,
     chat_id: str,
     *,
-    keys: Keys | None = None,
+    options: RedisOptions = DEFAULT_OPTIONS,
     request_id: str | None = None,
     message: str = (
         "the process running this request stopped responding (its worker died, or no worker took the job: "
         "lease expired); the answer is incomplete and was not re-run"
     ),
-    ttl: float = DEFAULT_TTL,
 ) -> bool:
     """End the chat's stream with an `error` event if its producer is gone. True if it wrote one."""
-    keys = keys or Keys()
-    ev = Event(message, "error", EventLevel.ERROR, {"request_id": request_id, "error_type": "WorkerLostError"})
+    keys = options.keys
+    ev = Event(message, EventType.ERROR, EventLevel.ERROR, {"request_id": request_id, "error_type": "WorkerLostError"})
     key = keys.stream(chat_id)
-    res = await redis.eval(REAP_SCRIPT, 2, key, keys.lease(chat_id), encode_events([ev]), str(int(ttl)))
+    res = await redis.eval(REAP_SCRIPT, 2, key, keys.lease(chat_id), encode_events([ev]), str(int(options.ttl)))
     if int(res) != 1:
         return False
     await redis.publish(keys.notify_channel, key)  # readers elsewhere: the error entry is there
@@ -75,10 +62,8 @@ class RedisStreamReader:
         self,
         redis: Redis,
         *,
-        prefix: str = DEFAULT_PREFIX,
-        hash_tag: bool = False,
+        options: RedisOptions = DEFAULT_OPTIONS,
         block: float = 1.0,
-        lease: float = DEFAULT_LEASE,
         page: int = _PAGE,
         multiplex: bool = False,
         notified: bool = True,
@@ -86,8 +71,9 @@ class RedisStreamReader:
         self.redis: Any = redis  # redis-py's precise stubs fight its dynamic replies
         self._r: Any = Retrying(redis)  # reads are idempotent: survive a stale connection
         self.page = page
-        self.keys = Keys(prefix, hash_tag)
-        self.block_ms = max(10, int(min(block, lease / 5) * 1000))
+        self.options = options
+        self.keys = options.keys
+        self.block_ms = max(10, int(min(block, options.lease / 5) * 1000))
         #: with `multiplex=True` all live reads share one connection (see `StreamHub`); call `aclose()`.
         #: `notified=True`: read only the streams producers announce, plus a full read every `block`
         #: (`False`: one XREAD BLOCK over every followed stream, for producers that do not publish)
@@ -129,7 +115,7 @@ class RedisStreamReader:
                         f"chat {chat_id!r}: position {after} is no longer in Redis (trimmed or expired); "
                         "replay from the start instead"
                     )
-                first_s = int(field(page[0][1], "s"))
+                first_s = entry_start(page[0][1])
                 expected = first_s + index + 1
                 skip = index + 1
                 last_id = "0-0"
@@ -146,7 +132,7 @@ class RedisStreamReader:
                     for entry_id_raw, fields in page:
                         entry_id = s(entry_id_raw)
                         last_id = entry_id
-                        start = int(field(fields, "s"))
+                        start = entry_start(fields)
                         if start + skip != expected:
                             raise StreamGoneError(
                                 f"chat {chat_id!r}: events {expected}..{start + skip - 1} are no longer in Redis "
@@ -193,7 +179,7 @@ class RedisStreamReader:
                 if res:
                     return list(res[0][1])
             # Nothing new for a whole block: is anyone still producing?
-            if await reap(self._r, chat_id, keys=self.keys, request_id=request_id):
+            if await reap(self._r, chat_id, options=self.options, request_id=request_id):
                 if self.hub is not None:
                     self.hub.poke(key)
                 continue  # the error entry we (or another reader) wrote comes next

@@ -234,7 +234,7 @@ class ChatServer:
         slot.share()
         return SSEResponse(
             after_first(replay_ui_frames(items), notice),
-            on_disconnect=lambda: None,
+            on_disconnect=None,  # the answer goes on; only this response's reading stops
             heartbeat=self.heartbeat,
             headers=UI_HEADERS,
             on_end=slot.release,
@@ -305,7 +305,7 @@ class ChatServer:
         if items is None:
             return Response(status_code=204)
         return SSEResponse(
-            replay_ui_frames(items, after), on_disconnect=lambda: None, heartbeat=self.heartbeat, headers=UI_HEADERS
+            replay_ui_frames(items, after), on_disconnect=None, heartbeat=self.heartbeat, headers=UI_HEADERS
         )
 
     async def healthz(self, request: Request) -> Response:

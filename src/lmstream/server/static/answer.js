@@ -64,10 +64,29 @@ class ReasoningView {
   }
 }
 
+// A person's answer to a tool approval request: set by the page (chat.js), called with
+// (part, approved) when Approve or Deny is clicked.
+let onApproval = () => {};
+export function setApprovalHandler(fn) { onApproval = fn; }
+
+function approvalButtons(v, p) {
+  v.node.classList.add("asking");
+  const bar = el("div", "actions approval");
+  for (const [label, ok, cls] of [["Approve", true, "small"], ["Deny", false, "secondary small"]]) {
+    const b = el("button", cls, label); b.type = "button";
+    b.onclick = () => { bar.querySelectorAll("button").forEach((x) => { x.disabled = true; }); onApproval(p, ok); };
+    bar.appendChild(b);
+  }
+  v.node.appendChild(bar);
+}
+
 // How a tool call looks in each state: [label, extra(view, part) drawing more (buttons, output)].
 export const TOOL_STATES = {
   "input-streaming": ["preparing…"],
   "input-available": ["running…"],
+  "approval-requested": ["needs your approval", approvalButtons],
+  "approval-responded": ["answered…", (v, p) => { v.state.textContent = p.approval && p.approval.approved ? "approved, running…" : "denied"; }],
+  "output-denied": ["denied", (v) => v.node.classList.add("denied")],
   "output-available": ["done", (v, p) => v.node.appendChild(el("pre", "out", "→ " + json(p.output)))],
   "output-error": ["failed", (v, p) => { v.node.classList.add("failed"); v.node.appendChild(el("pre", "out", "→ " + (p.errorText || ""))); }],
 };
@@ -89,6 +108,7 @@ class ToolView {
     this.state.textContent = label;
     this.input.textContent = p.input !== undefined ? json(p.input) : this.raw;
     this.node.querySelectorAll(".out, .actions").forEach((n) => n.remove());
+    this.node.classList.remove("asking");
     if (extra) extra(this, p);
     return false;
   }
@@ -109,7 +129,10 @@ function viewFor(part) {
 }
 
 // ------------------------------------------------------------------ the answer
+const byPart = new WeakMap(); // tool part -> its Answer (Approve/Deny find where to continue)
+
 export class Answer {
+  static of(part) { return byPart.get(part); }
   // msg: a stored UIMessage to show again, or undefined for a new answer
   constructor(container, msg, actions) {
     this.msg = msg || { id: "", role: "assistant", parts: [], metadata: { state: "streaming" } };
@@ -127,6 +150,7 @@ export class Answer {
   }
   add(part, restoring) {
     if (!restoring) this.msg.parts.push(part);
+    if (part.toolCallId) { this.tools[part.toolCallId] = part; byPart.set(part, this); } // a continued answer finds its calls
     const V = viewFor(part);
     if (!V) return null;
     const v = new V(part, this.partsBox); this.views.set(part, v);
@@ -171,6 +195,8 @@ export class Answer {
       case "tool-input-available": this.tool(c, (p) => { p.state = "input-available"; p.input = c.input; }); break;
       case "tool-output-available": this.tool(c, (p) => { p.state = "output-available"; p.output = c.output; }); break;
       case "tool-output-error": this.tool(c, (p) => { p.state = "output-error"; p.errorText = c.errorText; }); break;
+      case "tool-approval-request": this.tool(c, (p) => { p.state = "approval-requested"; p.approval = { id: c.approvalId }; }); break;
+      case "tool-output-denied": this.tool(c, (p) => { p.state = "output-denied"; }); break;
       case "data-usage": this.msg.metadata.usage = { ...c.data, ttft_page: this.firstAt !== null ? (this.firstAt - this.t0) / 1000 : null, deltas: this.deltas }; break;
       case "data-status": this.waiting(c.data); break;
       case "error": this.msg.metadata.error = c.errorText; break;
@@ -182,6 +208,13 @@ export class Answer {
           if (old) old.data = c.data; else this.add({ type: c.type, id: c.id, data: c.data });
         }
     }
+  }
+  resume() { // streaming again into the same message (after tool approvals)
+    const m = this.msg.metadata;
+    m.state = "streaming"; delete m.finishReason; delete m.error; delete m.aborted;
+    this.root.classList.add("streaming");
+    this.bubble.querySelectorAll(".stats, .error, .stopped, :scope > .actions").forEach((n) => n.remove());
+    this.t0 = performance.now();
   }
   // state: "done" | "stopped" | "error" | "interrupted"; called when the stream is over
   end(state, error) {
@@ -195,7 +228,7 @@ export class Answer {
   finish() {
     this.root.classList.remove("streaming");
     this.status?.remove(); this.status = null;
-    this.bubble.querySelectorAll(".stats, .error, .stopped, .actions").forEach((n) => n.remove());
+    this.bubble.querySelectorAll(".stats, .error, .stopped, :scope > .actions").forEach((n) => n.remove()); // not a tool's buttons
     const m = this.msg.metadata;
     if (m.usage) this.bubble.appendChild(el("div", "stats", usageLine(m.usage)));
     if (m.state === "error") { const e = el("div", "error"); e.setAttribute("role", "alert"); e.append(el("strong", null, "Error: "), document.createTextNode(m.error || "the request failed")); this.bubble.appendChild(e); }

@@ -1,6 +1,6 @@
 // The chat page: conversations (kept in localStorage), sending, streaming, stop, resume.
 // It speaks the Vercel AI SDK UI message stream (POST api/chat), as the `ai` package's client does.
-import { Answer, el, onFrame } from "./answer.js";
+import { Answer, el, onFrame, schedule, setApprovalHandler } from "./answer.js";
 import { deleteChat, lastChatId, listChats, loadChat, newId, saveChat } from "./store.js";
 
 const $ = (id) => document.getElementById(id);
@@ -116,15 +116,16 @@ function history(c) { // what the server gets: the conversation without failed a
   return c.messages.filter((m) => !(m.role === "assistant" && m.metadata && m.metadata.state === "error"));
 }
 
-async function ask(c, trigger) {
-  const answer = new Answer($("msgs"), undefined, { regenerate });
+// existing: an answer that stopped at tool approvals, continued in place with the person's answers
+async function ask(c, trigger, existing) {
+  const answer = existing || new Answer($("msgs"), undefined, { regenerate });
   const controller = new AbortController();
   run = { chat: c, answer, controller }; setBusy(true); follow();
   c.pending = true; saveChat(c);
   let res;
   try {
     res = await fetch("api/chat", { method: "POST", headers: headers(true), signal: controller.signal,
-      body: JSON.stringify({ id: c.id, messages: history(c), trigger }) });
+      body: JSON.stringify({ id: c.id, messages: existing ? [...history(c), existing.msg] : history(c), trigger }) });
   } catch (e) {
     return done(c, answer, e.name === "AbortError" ? "stopped" : "error", "Network error: " + e.message);
   }
@@ -186,6 +187,24 @@ function done(c, answer, state, error) {
   if (run && run.answer === answer) { run = null; setBusy(false); }
   if (chat === c) { renderList(); follow(); if (document.activeElement === document.body || !document.activeElement) $("input").focus(); }
 }
+
+// Approve / Deny on a tool call: the part answers as the `ai` client's addToolApprovalResponse
+// does; once every call of the answer is answered, the server continues the same answer.
+setApprovalHandler((part, approved) => {
+  const c = chat;
+  const answer = c && Answer.of(part);
+  if (!answer || run) return;
+  part.state = "approval-responded";
+  part.approval = { ...part.approval, approved, ...(approved ? {} : { reason: "denied in the chat page" }) };
+  schedule(answer.views.get(part));
+  saveChat(c);
+  if (answer.msg.parts.some((p) => p.state === "approval-requested")) return; // more to answer
+  const i = c.messages.indexOf(answer.msg);
+  if (i < 0) return;
+  c.messages.splice(i, 1); // done() puts it back, continued
+  answer.resume();
+  ask(c, "submit-message", answer);
+});
 
 function regenerate(answer) {
   if (run) return;

@@ -16,7 +16,7 @@ import asyncio
 import weakref
 from typing import Any
 
-from ._common import FLUSH_SCRIPT
+from .scripts import FLUSH_SCRIPT, FlushArgs
 
 __all__ = ["SharedWriter"]
 
@@ -29,7 +29,7 @@ class SharedWriter:
     def __init__(self, redis: Any) -> None:
         self.redis = redis
         self.loop = asyncio.get_running_loop()
-        self.pending: list[tuple[list[Any], list[Any], asyncio.Future[Any], str | None]] = []
+        self.pending: list[tuple[list[Any], FlushArgs, asyncio.Future[Any], str | None]] = []
         self.sha: str | None = None
         self.round_trips = 0
         self._task: asyncio.Task[None] | None = None
@@ -42,7 +42,7 @@ class SharedWriter:
             w = _writers[redis] = cls(redis)
         return w
 
-    def submit(self, keys: list[Any], args: list[Any], notify: str | None = None) -> asyncio.Future[Any]:
+    def submit(self, keys: list[Any], args: FlushArgs, notify: str | None = None) -> asyncio.Future[Any]:
         """Run the flush script; with `notify`, PUBLISH the stream key (`keys[0]`) on that channel after it."""
         fut: asyncio.Future[Any] = self.loop.create_future()
         self.pending.append((keys, args, fut, notify))
@@ -61,7 +61,7 @@ class SharedWriter:
                 pipe = self.redis.pipeline(transaction=False)
                 channels: dict[str, list[str]] = {}
                 for keys, args, _, notify in batch:
-                    pipe.evalsha(self.sha, len(keys), *keys, *args)
+                    pipe.evalsha(self.sha, len(keys), *keys, *args.argv())
                     if notify is not None:
                         channels.setdefault(notify, []).append(str(keys[0]))
                 for channel, changed in channels.items():  # after the scripts: the entries exist

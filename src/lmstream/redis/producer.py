@@ -10,6 +10,7 @@ flight, new events gather for the next one, so a slow Redis makes batches bigger
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
@@ -18,19 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import LMStreamError, StreamGoneError
 from ..events import BaseEventHandler, Event
-from ._common import (
-    BATCHED_TYPES,
-    DEFAULT_LEASE,
-    DEFAULT_MAXLEN,
-    DEFAULT_PREFIX,
-    DEFAULT_TTL,
-    FLUSH_SCRIPT,
-    Keys,
-    encode_events,
-    redis_errors,
-    unavailable,
-)
-from ._writer import SharedWriter
+from .codec import BATCHED_TYPES, TERMINAL_TYPES, encode_events
+from .connection import RETRY_DELAYS, redis_errors, unavailable
+from .options import DEFAULT_OPTIONS, RedisOptions
+from .pipeline import SharedWriter
+from .scripts import NOT_CLAIMABLE, FlushArgs
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -39,12 +32,9 @@ __all__ = ["RedisEventHandler"]
 
 logger = logging.getLogger("lmstream.redis")
 
-_TERMINAL = frozenset({"done", "error"})
-_RETRY_DELAYS = (0.05, 0.25, 1.0)  # then the flush fails: Redis is down, not blinking
-
 
 class RedisEventHandler(BaseEventHandler):
-    """Writes the events of one request of chat `chat_id` to the stream ``{prefix}:{chat_id}``.
+    """Writes the events of one request of chat `chat_id` to the chat's stream (`Keys.stream`).
 
     Plug it into an `EventEmitter` (or feed it with `emit_nowait` from a `RequestStream`), then
     `await aclose()` to wait until everything is in Redis. The first flush replaces whatever an
@@ -53,6 +43,9 @@ class RedisEventHandler(BaseEventHandler):
     from a dead one. After a `done`/`error` event it writes nothing more.
 
     `on_error` is called once if Redis fails (the request cannot be delivered: cancel it).
+    With `claim` (a queued job's lease value) the first flush takes the chat over only while the
+    lease still holds that value: a job that expired, or that another worker runs, writes nothing.
+    `options` gives the key names, TTL, `MAXLEN`, lease and batching (see `RedisOptions`).
     """
 
     def __init__(
@@ -60,37 +53,34 @@ class RedisEventHandler(BaseEventHandler):
         redis: Redis,
         chat_id: str,
         *,
-        prefix: str = DEFAULT_PREFIX,
-        hash_tag: bool = False,
-        ttl: float = DEFAULT_TTL,
-        maxlen: int | None = DEFAULT_MAXLEN,
-        flush_interval: float = 0.005,
-        max_batch: int = 64,
-        lease: float = DEFAULT_LEASE,
+        options: RedisOptions = DEFAULT_OPTIONS,
         owner: str = "producer",
         reset: bool = True,
+        claim: str | None = None,
         on_error: Callable[[LMStreamError], Any] | None = None,
         name: str | None = None,
     ) -> None:
         super().__init__(name or f"redis:{chat_id}")
         self.redis: Any = redis  # redis-py's precise stubs fight its dynamic replies
         self.chat_id = chat_id
-        keys = Keys(prefix, hash_tag)
+        keys = options.keys
         self.key = keys.stream(chat_id)
         self.lease_key = keys.lease(chat_id)
         self.notify_channel = keys.notify_channel
-        self.ttl = max(1, int(ttl))
-        self.maxlen = maxlen
-        self.flush_interval = flush_interval
-        self.max_batch = max_batch
-        self.lease_ms = max(100, int(lease * 1000 * 0.8))
-        self._renew_every = lease / 4
+        self.ttl = max(1, int(options.ttl))
+        self.maxlen = options.maxlen
+        self.flush_interval = options.flush_interval
+        self.max_batch = options.max_batch
+        self.lease_ms = max(100, int(options.lease * 1000 * 0.8))
+        self._renew_every = options.lease / 4
         self.owner = owner
         #: fencing token: writes are accepted only while the chat's lease holds it
         self.token = f"{owner}:{os.urandom(6).hex()}"
-        self._script = redis.register_script(FLUSH_SCRIPT)
         self.on_error = on_error
         self._reset = reset
+        self._claim = claim
+        #: the first flush took the chat over (so readers may have seen this request's events)
+        self.claimed = False
         self._buf: list[Event] = []
         self._urgent = False
         self._seq = 0  # sequence number of the next event to write
@@ -101,9 +91,8 @@ class RedisEventHandler(BaseEventHandler):
         self._last_flush = 0.0  # loop time the last flush with events started
         self._last_expire = 0.0
         self.error: LMStreamError | None = None
-        #: counters for tests and benchmarks
+        #: counters for tests and benchmarks: entries appended, and flush scripts sent (retries too)
         self.entries_written = 0
-        self.round_trips = 0
         self.commands_sent = 0
 
     # ---------------------------------------------------------------- producing
@@ -112,7 +101,7 @@ class RedisEventHandler(BaseEventHandler):
             return  # the stream already ended: a late event must not follow `done`
         self._buf.append(event)
         t = event.type
-        if t in _TERMINAL:
+        if t in TERMINAL_TYPES:
             self._terminal_seen = True
             self._urgent = True
         elif t not in BATCHED_TYPES or len(self._buf) >= self.max_batch:
@@ -129,7 +118,10 @@ class RedisEventHandler(BaseEventHandler):
             return
         try:
             await self._flush()
-        except redis_errors() as exc:
+        except _LostChat as exc:
+            self._fail(exc)
+            raise self.error from exc  # type: ignore[misc]
+        except Exception as exc:  # connection failures, and Redis refusing (OOM, read-only replica ...)
             self._fail(exc)
             raise self.error from exc  # type: ignore[misc]
         self._ensure_task()
@@ -177,15 +169,16 @@ class RedisEventHandler(BaseEventHandler):
                     return
         except asyncio.CancelledError:
             raise
-        except _LostChat:
-            self._fail(None)
-        except redis_errors() as exc:
-            self._fail(exc)
-        except Exception as exc:  # keep the request alive; report once
+        except Exception as exc:  # Redis failed or refused, or we lost the chat: report once
             self._fail(exc)
 
-    def _fail(self, exc: BaseException | None) -> None:
-        if exc is None:
+    def _fail(self, exc: BaseException) -> None:
+        if isinstance(exc, _LostChat) and exc.unclaimable:
+            self.error = StreamGoneError(
+                f"chat {self.chat_id!r}: the job is no longer queued for this chat (it expired, another worker "
+                "runs it, or the chat was posted again); it was not run"
+            )
+        elif isinstance(exc, _LostChat):
             self.error = StreamGoneError(
                 f"chat {self.chat_id!r}: this producer no longer owns the stream (a newer request took the chat "
                 "over, or the lease expired while this process stalled); it stopped writing"
@@ -206,28 +199,31 @@ class RedisEventHandler(BaseEventHandler):
             self._last_flush = asyncio.get_running_loop().time()
         self._urgent = False
         now = time.monotonic()
-        terminal = bool(batch) and batch[-1].type in _TERMINAL
+        terminal = bool(batch) and batch[-1].type in TERMINAL_TYPES
         expire = self._reset or terminal or now - self._last_expire >= min(60.0, self.ttl / 4)
         renew = not terminal and (self._reset or now - self._last_renew >= self._renew_every)
         if not (batch or expire or renew or release):
             return
-        args: list[Any] = [
-            self.token,
-            self.lease_ms,
-            self.ttl,
-            "" if self.maxlen is None else self.maxlen,
-            "1" if self._reset else "0",
-            "1" if (terminal or release) else "0",
-            "1" if renew else "0",
-            "1" if expire else "0",
-        ]
-        args += ["1" if terminal else "0", "0"]
-        if batch:
-            args += [self._seq, len(batch), encode_events(batch)]
-        for delay in (*_RETRY_DELAYS, None):
+        args = FlushArgs(
+            token=self.token,
+            lease_ms=self.lease_ms,
+            ttl=self.ttl,
+            maxlen=self.maxlen,
+            reset=self._reset,
+            release=terminal or release,
+            renew=renew,
+            refresh_ttl=expire,
+            terminal=terminal,
+            claim=self._claim if self._reset else None,
+            first_seq=self._seq,
+            count=len(batch),
+            events=encode_events(batch) if batch else None,
+        )
+        for delay in (*RETRY_DELAYS, None):  # then the flush fails: Redis is down, not blinking
             try:
+                self.commands_sent += 1
                 res = await SharedWriter.of(self.redis).submit(
-                    [self.key, self.lease_key], list(args), self.notify_channel if batch else None
+                    [self.key, self.lease_key], args, self.notify_channel if batch else None
                 )
                 break
             except redis_errors():
@@ -236,10 +232,12 @@ class RedisEventHandler(BaseEventHandler):
                 if delay is None:
                     self._buf[:0] = batch
                     raise
-                args[9] = "1"
+                args = dataclasses.replace(args, retry=True)
                 await asyncio.sleep(delay)
         if int(res) < 0:
-            raise _LostChat()
+            raise _LostChat(unclaimable=int(res) == NOT_CLAIMABLE)
+        if self._reset:
+            self.claimed = True
         self._reset = False
         if expire:
             self._last_expire = now
@@ -247,8 +245,6 @@ class RedisEventHandler(BaseEventHandler):
             self._last_renew = now
         self._seq += len(batch)
         self.entries_written += 1 if batch else 0
-        self.round_trips += 1
-        self.commands_sent += 1
 
     # ---------------------------------------------------------------- closing
     async def aclose(self, timeout: float = 5.0) -> None:
@@ -275,13 +271,17 @@ class RedisEventHandler(BaseEventHandler):
         if orphan and self.error is None:
             try:
                 await self._flush(release=True)
-            except Exception as exc:  # lost the chat, or Redis is down: the lease expires anyway
-                if not isinstance(exc, (_LostChat, *redis_errors())):
-                    raise
+            except Exception as exc:  # lost the chat, or Redis is down or refusing: the lease expires anyway
+                logger.debug("lmstream redis transport for chat %r: lease not released: %r", self.chat_id, exc)
 
     async def close(self) -> None:
+        """The `BaseEventHandler` hook the emitter calls: the same as `aclose()`."""
         await self.aclose()
 
 
 class _LostChat(Exception):
-    """The chat's lease no longer carries this producer's token."""
+    """The chat's lease no longer carries this producer's token (or, for a queued job, the queue's)."""
+
+    def __init__(self, unclaimable: bool = False) -> None:
+        super().__init__()
+        self.unclaimable = unclaimable

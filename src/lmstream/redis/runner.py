@@ -1,7 +1,7 @@
 """`ChatRunner`: run requests whose events go to Redis, stoppable from any process.
 
 Stop travels two ways: a PUBLISH on ``{prefix}:stop`` (payload: the chat id) reaches every runner
-at once, and a short-lived ``{prefix}:{chat}:stop`` key catches a runner that starts (or a queued
+at once, and a short-lived stop key (`Keys.stop`) catches a runner that starts (or a queued
 job that is picked up) after the broadcast. The runner cancels the request's task; the processor
 then closes the provider connection and writes the `error` event that ends the stream.
 """
@@ -16,9 +16,11 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from ..events import Event, EventEmitter, EventLevel
-from ._common import DEFAULT_LEASE, DEFAULT_MAXLEN, DEFAULT_PREFIX, DEFAULT_TTL, Keys, naming_redis, redis_errors, s
-from .transport import RedisEventHandler
+from ..events import Event, EventEmitter, EventLevel, EventType
+from .codec import s
+from .connection import Retrying, naming_redis, retried
+from .options import DEFAULT_OPTIONS, RedisOptions
+from .producer import RedisEventHandler
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -32,15 +34,19 @@ STOP_KEY_TTL_MS = 60_000
 Start = Callable[[EventEmitter], Awaitable[Any]]
 
 
-async def request_stop(redis: Redis, chat_id: str, *, prefix: str = DEFAULT_PREFIX, hash_tag: bool = False) -> int:
+async def request_stop(redis: Redis, chat_id: str, *, options: RedisOptions = DEFAULT_OPTIONS) -> int:
     """Ask whichever process runs (or will pick up) the chat's request to cancel it.
     Returns how many runners heard the broadcast."""
-    keys = Keys(prefix, hash_tag)
-    async with naming_redis(redis):
+    keys = options.keys
+
+    async def send() -> Any:  # safe to repeat: the key is set again, a second stop changes nothing
         pipe = redis.pipeline(transaction=False)
         pipe.set(keys.stop(chat_id), "1", px=STOP_KEY_TTL_MS)
         pipe.publish(keys.stop_channel, chat_id)
-        res = await pipe.execute()
+        return await pipe.execute()
+
+    async with naming_redis(redis):
+        res = await retried(send)
     return int(res[1])
 
 
@@ -48,7 +54,7 @@ class ChatRunner:
     """Runs requests with a `RedisEventHandler` and cancels them on a stop from anywhere.
 
     `await start()` subscribes to stops (and keeps resubscribing while Redis is down);
-    `spawn(chat_id, start)` runs a request in the background, not tied to any client connection
+    `launch(chat_id, start)` runs a request in the background, not tied to any client connection
     (with Redis, a client that leaves may come back: only stop cancels); `await aclose()` cancels
     what still runs and waits for its final events to be written.
     """
@@ -57,26 +63,12 @@ class ChatRunner:
         self,
         redis: Redis,
         *,
-        prefix: str = DEFAULT_PREFIX,
-        hash_tag: bool = False,
-        ttl: float = DEFAULT_TTL,
-        maxlen: int | None = DEFAULT_MAXLEN,
-        lease: float = DEFAULT_LEASE,
-        flush_interval: float = 0.005,
-        max_batch: int = 64,
+        options: RedisOptions = DEFAULT_OPTIONS,
         owner: str | None = None,
     ) -> None:
         self.redis: Any = redis  # redis-py's precise stubs fight its dynamic replies
-        self.keys = Keys(prefix, hash_tag)
-        self.handler_options: dict[str, Any] = {
-            "prefix": prefix,
-            "hash_tag": hash_tag,
-            "ttl": ttl,
-            "maxlen": maxlen,
-            "lease": lease,
-            "flush_interval": flush_interval,
-            "max_batch": max_batch,
-        }
+        self.options = options
+        self.keys = options.keys
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
         self._tasks: dict[str, asyncio.Task[Any]] = {}
         self._background: set[asyncio.Task[Any]] = set()
@@ -106,9 +98,9 @@ class ChatRunner:
                         self._stop_local(s(msg["data"]))
             except asyncio.CancelledError:
                 raise
-            except redis_errors() as exc:
+            except Exception as exc:  # Redis down or refusing: never give up listening
                 self._subscribed.clear()
-                logger.warning("lmstream: stop listener lost Redis (%s); retrying in %.1fs", exc, delay)
+                logger.warning("lmstream: stop listener lost Redis (%r); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
             finally:
@@ -137,27 +129,38 @@ class ChatRunner:
         task.add_done_callback(self._background.discard)
         return task
 
-    async def run(self, chat_id: str, start: Start, *, clear_stop: bool = True) -> RedisEventHandler:
+    async def run(
+        self, chat_id: str, start: Start, *, clear_stop: bool = True, claim: str | None = None
+    ) -> RedisEventHandler:
         """Run `start(emitter)` (e.g. ``lambda em: lmrp.process(..., event_emitter=em)``) with the
         chat's events going to Redis; returns once every event is written. Never raises for the
         request's own failure: that is the stream's `error` event. Raises `RedisUnavailableError`
-        when Redis is down before the request starts."""
-        handler, stopped = await self._prepare(chat_id, clear_stop)
+        when Redis is down before the request starts.
+
+        With `claim` (a queued job: the lease value the queue left), the chat is taken over with
+        the request's first event instead of before it starts: the queue's lease keeps the chat
+        until then, so a stall while the request starts (imports, a TLS context, a slow first
+        token) can never let a short producer lease expire. `handler.claimed` tells whether it was."""
+        handler, stopped = await self._prepare(chat_id, clear_stop, claim)
         return await self._drive(chat_id, handler, start, stopped)
 
-    async def _prepare(self, chat_id: str, clear_stop: bool) -> tuple[RedisEventHandler, bool]:
-        handler = RedisEventHandler(self.redis, chat_id, owner=self.owner, **self.handler_options)
+    async def _prepare(
+        self, chat_id: str, clear_stop: bool, claim: str | None = None
+    ) -> tuple[RedisEventHandler, bool]:
+        handler = RedisEventHandler(self.redis, chat_id, options=self.options, owner=self.owner, claim=claim)
         old = self._tasks.get(chat_id)
         if old is not None and not old.done():
             old.cancel()  # one request per chat: a new one replaces the old
         stop_key = self.keys.stop(chat_id)
+        r = Retrying(self.redis)  # both calls are safe to repeat
         async with naming_redis(self.redis):
             if clear_stop:
-                await self.redis.delete(stop_key)
+                await r.delete(stop_key)
                 stopped = False
             else:
-                stopped = bool(await self.redis.exists(stop_key))
-        await handler.start()
+                stopped = bool(await r.exists(stop_key))
+        if claim is None:
+            await handler.start()
         return handler, stopped
 
     async def _drive(self, chat_id: str, handler: RedisEventHandler, start: Start, stopped: bool) -> RedisEventHandler:
@@ -188,7 +191,12 @@ class ChatRunner:
             # was cancelled before it ran): end the stream anyway, so no reader waits.
             text = "request stopped" if isinstance(failure, asyncio.CancelledError) else str(failure or "no result")
             handler.emit_nowait(
-                Event(text, "error", EventLevel.ERROR, {"error_type": type(failure).__name__ if failure else "Error"})
+                Event(
+                    text,
+                    EventType.ERROR,
+                    EventLevel.ERROR,
+                    {"error_type": type(failure).__name__ if failure else "Error"},
+                )
             )
         await handler.aclose()
         return handler

@@ -12,25 +12,22 @@ a client that leaves may come back; only stop cancels). With `--queue` it goes t
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from .._observe import trace_headers
 from ..chat_registry import Answer, DetachedChatRegistry, Positioned
-from ..errors import StreamGoneError
-from ._common import DEFAULT_LEASE, DEFAULT_PREFIX, DEFAULT_TTL, naming_redis
-from .control import ChatRunner, request_stop
+from .codec import parse_position
+from .connection import Retrying, naming_redis
+from .options import DEFAULT_OPTIONS, RedisOptions
 from .queue import RedisQueue
 from .reader import RedisStreamReader
+from .runner import ChatRunner, request_stop
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 __all__ = ["RedisChatRegistry"]
-
-#: ``<ms>-<seq>:<index>`` in ASCII digits of sane length (not "²", not 4,301 digits)
-_POSITION = re.compile(r"[0-9]{1,20}-[0-9]{1,20}:[0-9]{1,9}")
 
 
 class RedisChatRegistry(DetachedChatRegistry):
@@ -40,18 +37,16 @@ class RedisChatRegistry(DetachedChatRegistry):
         self,
         redis: Redis,
         *,
+        options: RedisOptions = DEFAULT_OPTIONS,
         queue: bool = False,
-        prefix: str = DEFAULT_PREFIX,
-        lease: float = DEFAULT_LEASE,
-        ttl: float = DEFAULT_TTL,
         max_messages: int = 500,
         close_redis: bool = False,
     ) -> None:
         self.redis: Any = redis  # redis-py's precise stubs fight its dynamic replies
-        self.prefix = prefix
-        self.reader = RedisStreamReader(redis, prefix=prefix, lease=lease, multiplex=True)
-        self.runner = ChatRunner(redis, prefix=prefix, lease=lease, ttl=ttl)
-        self.queue = RedisQueue(redis, prefix=prefix) if queue else None
+        self.options = options
+        self.reader = RedisStreamReader(redis, options=options, multiplex=True)
+        self.runner = ChatRunner(redis, options=options)
+        self.queue = RedisQueue(redis, options=options) if queue else None
         self.max_messages = max_messages
         self.close_redis = close_redis
 
@@ -75,17 +70,16 @@ class RedisChatRegistry(DetachedChatRegistry):
     async def stop(self, chat_id: str) -> bool:
         """Stop the chat's answer wherever it runs (or is queued); False when none is."""
         async with naming_redis(self.redis):
-            if not await self.redis.exists(self.reader.keys.lease(chat_id)):
+            if not await Retrying(self.redis).exists(self.reader.keys.lease(chat_id)):
                 return False  # nobody owns the chat: nothing runs
-        await request_stop(self.redis, chat_id, prefix=self.prefix)
+        await request_stop(self.redis, chat_id, options=self.options)
         return True
 
     async def resume(self, chat_id: str, after: str | None = None) -> AsyncIterator[Positioned] | None:
         """Every event of the chat's answer from the first; None when the chat has no stream.
         Raises `StreamGoneError` (HTTP 410) before any byte when `after` is gone."""
         if after is not None:
-            if _POSITION.fullmatch(after.strip()) is None:
-                raise StreamGoneError(f"Last-Event-ID: {after[:40]!r} is not a stream position")
+            parse_position(after)  # `StreamGoneError` before any Redis call for what is no position
         elif not await self.reader.exists(chat_id):
             return None
         items = self.reader.read(chat_id)
