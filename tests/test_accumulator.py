@@ -66,7 +66,7 @@ def test_thinking_then_text_closes_the_thinking_block_first():
 def test_thinking_end_flag_and_two_thinking_blocks_around_text():
     acc = make_acc()
     events = feed_all(
-        acc, [ThinkingDelta("a"), ThinkingDelta(end=True), "x", ThinkingDelta("b"), "y", FinishDelta(None)]
+        acc, [ThinkingDelta("a"), ThinkingDelta(end=True), "x", ThinkingDelta("b"), "y", FinishDelta("stop")]
     )
     types = [(t, b) for t, _, b in events]
     assert types == [
