@@ -210,3 +210,47 @@ def test_a_sync_call_from_the_loop_thread_is_refused(srv: WireServer) -> None:
 
     assert "own loop thread" in run_sync(inside)
     assert srv.requests == []
+
+
+def _sigint_in(seconds: float) -> None:
+    main = threading.main_thread().ident
+    assert main is not None and main == threading.get_ident()
+    threading.Timer(seconds, signal.pthread_kill, (main, signal.SIGINT)).start()
+
+
+def test_ctrl_c_during_process_sync_closes_the_upstream(srv: WireServer) -> None:
+    srv.enqueue(Script(chunks=P.text(TEXT), stall_after=3))
+    lmrp = _lmrp(srv)
+    _sigint_in(0.5)
+    with pytest.raises(KeyboardInterrupt):
+        lmrp.process_sync(q="Tokyo?")
+    assert srv.wait_for_sync(lambda s: s.disconnects == 1, 3.0)
+
+
+def test_a_stream_dropped_without_with_is_cancelled(srv: WireServer) -> None:
+    srv.enqueue(_slow(0.5))
+    lmrp = _lmrp(srv)
+    for event in lmrp.stream_sync(q="Tokyo?"):  # no `with`: the stream object is dropped at `break`
+        if event.type == "response":
+            break
+    assert srv.wait_for_sync(lambda s: s.disconnects == 1, 3.0)
+
+
+def test_ctrl_c_stops_local_generation(local_invoker: Any) -> None:
+    lmrp = LMRequestProcessor(PromptBuilder(user_template="{q}"), local_invoker)
+    got = 0
+    with (
+        pytest.raises(KeyboardInterrupt),
+        lmrp.stream_sync(q="Write a long story.", hyperparameters={"max_tokens": 400}) as s,
+    ):
+        for event in s:
+            if event.type == "response":
+                got += 1
+                if got == 3:
+                    _sigint_in(0.05)
+    stats = local_invoker.engine_stats()
+    assert got >= 3 and stats is not None
+    deadline = time.monotonic() + 5
+    while local_invoker.engine_stats()["running"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert local_invoker.engine_stats()["running"] == 0, "the sequence kept generating after Ctrl-C"
