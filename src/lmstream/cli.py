@@ -116,7 +116,7 @@ async def _run(args: argparse.Namespace, question: str, lines: _Lines | None = N
                 lines.write(text_out, event.value)
             elif event.type == EventType.THINKING:
                 lines.write(sys.stderr, event.value)
-            elif event.type == "done":
+            elif event.type == EventType.DONE:
                 done = event.metadata
         result = await task
     finally:
