@@ -84,6 +84,12 @@ class ChatServer:
         self.approvals: ApprovalStore = approvals or InMemoryApprovalStore()
         self.approval_ttl = approval_ttl
 
+    def shut_down(self) -> None:
+        """The server is stopping: every answer running in a response ends now, with an error
+        saying so (the `ai` client shows it; a user's stop would be an `abort`)."""
+        for run in list(self.running):
+            run.end()
+
     def _start(self, slot: Slot, run: RunningRequest) -> None:
         slot.share()  # the response holds the slot until it ends
         self.running.add(run)
