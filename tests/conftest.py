@@ -47,6 +47,17 @@ def ai_js_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def mcp_sdk() -> None:
+    """The official `mcp` SDK (extra lmstream[mcp]): its servers back the MCP tests."""
+    try:
+        import mcp  # noqa: F401
+    except ImportError:
+        from .system_deps import missing
+
+        missing("the mcp package (in the dev extra): pip install -e '.[dev]'")
+
+
+@pytest.fixture(scope="session")
 def chromium_path() -> str:
     """Debian's chromium (installed with apt-get when missing; Playwright never downloads one)."""
     from .system_deps import ensure_apt

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("mcp") if os.environ.get("CI") != "true" else None
+from lmstream import EventType, LMRequestProcessor, PromptBuilder
+from lmstream.engine.deltas import FinishDelta, ToolCallDelta
+from lmstream.mcp import MCPTools, MCPToolset
+from lmstream.testing import ScriptedLMInvoker
 
-from lmstream import EventType, LMRequestProcessor, PromptBuilder  # noqa: E402
-from lmstream.engine.deltas import FinishDelta, ToolCallDelta  # noqa: E402
-from lmstream.mcp import MCPTools, MCPToolset  # noqa: E402
-from lmstream.testing import ScriptedLMInvoker  # noqa: E402
+pytestmark = pytest.mark.usefixtures("mcp_sdk")
 
 SERVER = str(Path(__file__).with_name("mcp_server.py"))
 WAIT = 20
@@ -144,6 +144,7 @@ async def test_hang_past_the_timeout_is_a_tool_error_and_the_server_hears_cancel
         assert time.monotonic() - started < 5
         res = result_of(events)
         assert res.metadata.get("is_error") and "did not answer" in res.value["output"]
+        assert "not-echoed" not in json.dumps([e.to_dict() for e in events])  # the HTTP header never shows
         assert out.text == "the end."
         await _wait_for_mark(mark, "hang cancelled")
 

@@ -16,7 +16,7 @@ from tests.wire.server import Script, WireServer
 from .test_server_ai_client import node
 from .test_server_cli import env, serve_cmd, serving
 
-pytest.importorskip("mcp")
+pytestmark = pytest.mark.usefixtures("mcp_sdk")
 
 MCP_SERVER = f"stdio:{sys.executable} {Path(__file__).with_name('mcp_server.py')} stdio"
 

@@ -95,9 +95,15 @@ def answer(approval_id: str, approved: bool, reason: str | None = None, *, reque
         if status == 410:
             raise ApprovalError(f"approval {approval_id!r} expired: nobody answered within approval_timeout", 410)
         raise ApprovalError(f"no approval {approval_id!r} is waiting in this request", 409)
-    if not pending.future.done():
-        pending.future.set_result(Decision(approved, reason))
+    fut = pending.future
     _close(approval_id, 409)
+    # through the request's loop: a UI thread (or another loop) may answer
+    fut.get_loop().call_soon_threadsafe(_resolve, fut, Decision(approved, reason))
+
+
+def _resolve(fut: asyncio.Future[Decision], decision: Decision) -> None:
+    if not fut.done():
+        fut.set_result(decision)
 
 
 def denied_result(call: ToolCall, reason: str | None) -> ToolResult:

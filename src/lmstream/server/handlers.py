@@ -84,6 +84,12 @@ class ChatServer:
         self.approvals: ApprovalStore = approvals or InMemoryApprovalStore()
         self.approval_ttl = approval_ttl
 
+    def shut_down(self) -> None:
+        """The server is stopping: every answer running in a response ends now, with an error
+        saying so (the `ai` client shows it; a user's stop would be an `abort`)."""
+        for run in list(self.running):
+            run.end()
+
     def _start(self, slot: Slot, run: RunningRequest) -> None:
         slot.share()  # the response holds the slot until it ends
         self.running.add(run)
@@ -234,7 +240,7 @@ class ChatServer:
         slot.share()
         return SSEResponse(
             after_first(replay_ui_frames(items), notice),
-            on_disconnect=lambda: None,
+            on_disconnect=None,  # the answer goes on; only this response's reading stops
             heartbeat=self.heartbeat,
             headers=UI_HEADERS,
             on_end=slot.release,
@@ -305,7 +311,7 @@ class ChatServer:
         if items is None:
             return Response(status_code=204)
         return SSEResponse(
-            replay_ui_frames(items, after), on_disconnect=lambda: None, heartbeat=self.heartbeat, headers=UI_HEADERS
+            replay_ui_frames(items, after), on_disconnect=None, heartbeat=self.heartbeat, headers=UI_HEADERS
         )
 
     async def healthz(self, request: Request) -> Response:

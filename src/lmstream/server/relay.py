@@ -7,8 +7,11 @@ function (`on_disconnect`, which cancels the request's task), so the body iterat
 normally and its cleanup runs in a frame that is not cancelled. A second side task sends a
 comment line when nothing was sent for `heartbeat` seconds, so proxies keep idle streams open.
 
-Only a failed `send()` counts as the client leaving: a `ConnectionError` raised by the frames
-themselves (a store that failed) is the server's failure, which the frames end with an error chunk.
+A response whose frames do not stop by themselves when the client leaves (a detached answer
+followed from a store: `on_disconnect=None`) has its reading cancelled instead and returns at
+once, so a client that left never keeps a response waiting on the store. Only a failed `send()`
+counts as the client leaving: a `ConnectionError` raised by the frames themselves (a store that
+failed) is the server's failure, which the frames end with an error chunk.
 """
 
 from __future__ import annotations
@@ -27,6 +30,16 @@ Receive = Callable[[], Any]
 Send = Callable[[dict[str, Any]], Any]
 
 
+#: relays cancelled because their client left, still unwinding (kept here so they are not collected)
+_ABANDONED: set[asyncio.Task[None]] = set()
+
+
+def _forget_abandoned(task: asyncio.Task[None]) -> None:
+    _ABANDONED.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved: a failure after the client left is nobody's to see
+
+
 class SSEResponse:
     """ASGI response streaming `frames` (already framed SSE bytes)."""
 
@@ -34,7 +47,7 @@ class SSEResponse:
         self,
         frames: AsyncIterator[bytes],
         *,
-        on_disconnect: Callable[[], None],
+        on_disconnect: Callable[[], None] | None,
         heartbeat: float,
         headers: Mapping[str, str] | None = None,
         on_end: Callable[[], Any] | None = None,
@@ -52,11 +65,15 @@ class SSEResponse:
         sending = False
         pinging: asyncio.Future[None] | None = None
         last_sent = time.monotonic()
+        pump: asyncio.Task[None] | None = None
 
         def left() -> None:
             if not self.disconnected:
                 self.disconnected = True
-                self.on_disconnect()
+                if self.on_disconnect is not None:
+                    self.on_disconnect()
+                elif pump is not None and pump is not asyncio.current_task():
+                    pump.cancel()  # stop reading: nobody is there to read for
 
         async def watch() -> None:
             while True:
@@ -90,9 +107,37 @@ class SSEResponse:
                 return False
             return True
 
+        frames: AsyncIterator[bytes] | None = self.frames
+
+        async def relay() -> None:
+            try:
+                await relay_frames()
+            finally:
+                if self.disconnected and self.on_disconnect is None:
+                    aclose = getattr(self.frames, "aclose", None)
+                    if aclose is not None:
+                        await aclose()  # abandoned: the frames' cleanup runs here, once they stop
+
+        async def relay_frames() -> None:
+            nonlocal sending, last_sent
+            async for frame in self.frames:
+                if self.disconnected:
+                    break
+                if pinging is not None:
+                    await pinging
+                sending = True
+                ok = await write({"type": "http.response.body", "body": frame, "more_body": True})
+                sending = False
+                if not ok:
+                    break
+                last_sent = time.monotonic()
+            if not self.disconnected:
+                if pinging is not None:
+                    await pinging
+                await write({"type": "http.response.body", "body": b"", "more_body": False})
+
         watcher = asyncio.create_task(watch())
         pinger = asyncio.create_task(ping()) if self.heartbeat > 0 else None
-        frames = self.frames
         try:
             start = {
                 "type": "http.response.start",
@@ -100,21 +145,17 @@ class SSEResponse:
                 "headers": [(k.encode(), v.encode()) for k, v in self.headers.items()],
             }
             if await write(start):
-                async for frame in frames:
-                    if self.disconnected:
-                        break
-                    if pinging is not None:
-                        await pinging
-                    sending = True
-                    ok = await write({"type": "http.response.body", "body": frame, "more_body": True})
-                    sending = False
-                    if not ok:
-                        break
-                    last_sent = time.monotonic()
-                if not self.disconnected:
-                    if pinging is not None:
-                        await pinging
-                    await write({"type": "http.response.body", "body": b"", "more_body": False})
+                if self.on_disconnect is not None:
+                    await relay()
+                else:
+                    pump = asyncio.create_task(relay())
+                    await asyncio.wait([pump, watcher], return_when=asyncio.FIRST_COMPLETED)
+                    if not pump.done():  # the client left: do not wait for a store to notice
+                        _ABANDONED.add(pump)
+                        pump.add_done_callback(_forget_abandoned)
+                        frames = None  # still being read: the pump closes it when it ends
+                    elif not pump.cancelled() and (failure := pump.exception()) is not None:
+                        raise failure
         finally:
             # Plain calls first: they take effect even if this frame is being cancelled.
             watcher.cancel()
@@ -122,7 +163,7 @@ class SSEResponse:
                 pinger.cancel()
             if self.on_end is not None:
                 self.on_end()
-            aclose = getattr(frames, "aclose", None)
+            aclose = getattr(frames, "aclose", None) if frames is not None else None
             if aclose is not None:
                 await aclose()  # the frames' own cleanup, in a frame that is not cancelled
             await asyncio.wait([t for t in (watcher, pinger) if t is not None])

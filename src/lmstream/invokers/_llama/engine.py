@@ -20,7 +20,7 @@ from typing import Any
 
 from ...engine.deltas import FinishDelta, StatusDelta, UsageDelta
 from ...errors import ProviderError
-from .native import Context, free_models, llama, load_model
+from .native import Context, free_models, load_model
 from .scheduler import Job, Scheduler, Slot
 
 __all__ = ["DONE", "STARTED", "Engine", "EngineConfig", "engine_for", "running_engine", "sink_for"]
@@ -148,13 +148,11 @@ class Engine:
                 self._end(slot, ProviderError(f"llama_decode failed with status {status}", provider="local"))
             return
         sched.commit(rows)
-        L = llama()
         for slot, _, row in rows:
             owner = slot.job
-            if row < 0 or owner is None or owner.cancelled:
+            if row < 0 or owner is None or owner.cancelled or owner.sampler is None:
                 continue
-            token = int(L.llama_sampler_sample(owner.chain, self.ctx.ptr, row))
-            self._emit(slot, owner, token)
+            self._emit(slot, owner, owner.sampler.sample(self.ctx.ptr, row))
 
     def _emit(self, slot: Slot, job: Job, token: int) -> None:
         model = self.model

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .native import Context
-from .sampling import free_chain
+from .sampling import Sampler
 from .text import TextTail
 
 __all__ = ["Job", "Scheduler", "Slot", "common_prefix"]
@@ -32,7 +32,7 @@ def common_prefix(a: list[int], b: list[int]) -> int:
 
 
 class Job:
-    """One request inside the engine: its prompt, its sampler chain and where its output goes.
+    """One request inside the engine: its prompt, its samplers and where its output goes.
 
     `post(item)` hands one output item to the request's event loop (the engine batches the
     actual thread hand-off per step). `cancelled` is set from the loop's side; the engine
@@ -42,21 +42,21 @@ class Job:
     __slots__ = (
         "cached",
         "cancelled",
-        "chain",
         "max_tokens",
         "n_out",
         "position",
         "post",
+        "sampler",
         "slot",
         "tail",
         "tokens",
     )
 
     def __init__(
-        self, tokens: list[int], chain: Any, max_tokens: int, stops: tuple[str, ...], post: Callable[[Any], None]
+        self, tokens: list[int], sampler: Sampler, max_tokens: int, stops: tuple[str, ...], post: Callable[[Any], None]
     ) -> None:
         self.tokens = tokens
-        self.chain = chain
+        self.sampler: Sampler | None = sampler
         self.max_tokens = max_tokens
         self.tail = TextTail(stops)
         self.post = post
@@ -67,8 +67,9 @@ class Job:
         self.cached = 0  # prompt tokens whose KV was reused
 
     def release(self) -> None:
-        free_chain(self.chain)
-        self.chain = None
+        if self.sampler is not None:
+            self.sampler.free()
+            self.sampler = None
 
 
 class Slot:
