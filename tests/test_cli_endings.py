@@ -119,12 +119,18 @@ def _wait_up(proc: subprocess.Popen[str], url: str) -> None:
         time.sleep(0.1)
 
 
-def _serve_mid_answer(wire: WireServer) -> tuple[subprocess.Popen[str], list[dict[str, Any]], threading.Thread, Any]:
-    """`lmstream serve` with a slow answer streaming to a client; returns once text arrived."""
-    wire.enqueue(Script(chunks=fx.openai_chat_text(tuple(f" w{i}" for i in range(100))), delay_between=0.1))
+def _serve_mid_answer(
+    wire: WireServer | None,
+) -> tuple[subprocess.Popen[str], list[dict[str, Any]], threading.Thread, Any]:
+    """`lmstream serve` with a slow answer streaming to a client (from `wire`, or the embedded
+    model when None); returns once text arrived."""
+    model: tuple[str, ...] = ()
+    if wire is not None:
+        wire.enqueue(Script(chunks=fx.openai_chat_text(tuple(f" w{i}" for i in range(100))), delay_between=0.1))
+        model = (*UPSTREAM, f"{wire.base_url}/v1")
     port = _free_port()
     proc = subprocess.Popen(
-        [*MODULE, "serve", "--port", str(port), *UPSTREAM, f"{wire.base_url}/v1"],
+        [*MODULE, "serve", "--port", str(port), *model],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -136,7 +142,12 @@ def _serve_mid_answer(wire: WireServer) -> tuple[subprocess.Popen[str], list[dic
     first = threading.Event()
 
     def read() -> None:
-        body = {"id": "c", "messages": [{"id": "u", "role": "user", "parts": [{"type": "text", "text": "Hi"}]}]}
+        text = [{"type": "text", "text": "Write a long story about dragons."}]
+        body = {
+            "id": "c",
+            "messages": [{"id": "u", "role": "user", "parts": text}],
+            "hyperparameters": {"max_tokens": 400},
+        }
         with httpx.stream("POST", f"{url}/api/chat", json=body, timeout=30) as r:
             for line in r.iter_lines():
                 if line.startswith("data: "):
@@ -151,9 +162,10 @@ def _serve_mid_answer(wire: WireServer) -> tuple[subprocess.Popen[str], list[dic
     return proc, chunks, reader, url
 
 
-def test_ctrl_c_mid_stream_ends_the_answer_with_an_error_and_exits_within_2s():
+@pytest.mark.parametrize("upstream", ["wire", "embedded"])
+def test_ctrl_c_mid_stream_ends_the_answer_with_an_error_and_exits_within_2s(upstream):
     with WireServer() as wire:
-        proc, chunks, reader, _ = _serve_mid_answer(wire)
+        proc, chunks, reader, _ = _serve_mid_answer(wire if upstream == "wire" else None)
         t0 = time.monotonic()
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=15)
@@ -195,3 +207,10 @@ def test_readme_json_example_is_what_the_command_does():
     proc = _run(MODULE, *args, "--max-tokens", "60", "--temperature", "0")
     assert proc.returncode == 0, proc.stderr
     assert isinstance(json.loads(proc.stdout), dict), proc.stdout
+
+
+def test_cli_usage_line_says_unknown_counts_not_none():
+    from lmstream.cli import usage_line
+
+    line = usage_line({"usage": {"input_tokens": None, "output_tokens": None, "cost": None}, "duration": 0.5})
+    assert line.startswith("[? tokens in · ? out") and "None" not in line

@@ -171,3 +171,23 @@ async def test_local_usage_is_counted_by_the_model_tokenizer(local_invoker):
     prompt = local_invoker.load().model.tokenize("Say hi.", add_special=False)
     assert isinstance(out.usage.input_tokens, int) and out.usage.input_tokens > len(prompt)  # + chat template
     assert isinstance(out.usage.output_tokens, int) and 1 <= out.usage.output_tokens <= 6
+
+
+async def test_unreported_usage_has_an_unknown_cost_not_a_free_one():
+    async with WireServer() as srv:
+        srv.enqueue(Script(chunks=_without_usage("openai-chat")))
+        _, out = await _process(lmrp_for("openai-chat", srv), q="Tokyo?")  # gpt-4o-mini has a price
+    assert out.usage.input_tokens is None and out.usage.cost is None, out.usage
+
+
+async def test_traced_interruption_without_usage_records_the_span():
+    """Tracing reads the usage of a cut stream: None there must not break the request's end."""
+    from tests.otel_support import telemetry
+
+    with telemetry() as tel:
+        async with WireServer() as srv:
+            srv.enqueue(Script(chunks=fx.openai_chat_text(TEXT, finish_reason=None, include_usage=False)))  # type: ignore[arg-type]
+            _, err = await _process(lmrp_for("openai-chat", srv), q="Tokyo?")
+        spans = [s for s in tel.spans() if s.name.startswith("chat ")]
+    assert isinstance(err, StreamInterruptedError), repr(err)
+    assert len(spans) == 1 and spans[0].attributes["gen_ai.usage.output_tokens"] == len(TEXT)

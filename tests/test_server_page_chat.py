@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from lmstream import LMRequestProcessor, PromptBuilder
+from lmstream.engine.deltas import UsageDelta
 from lmstream.prompt import Message
 from lmstream.testing import ScriptedLMInvoker
 from tests.serve_helpers import ServedApp
@@ -70,7 +71,7 @@ def shoot(page: Any, name: str) -> None:
 
 # ---------------------------------------------------------------------------------- markdown
 def test_markdown_is_rendered_as_it_streams(page):
-    proc, _ = scripted(pieces(CODE_ANSWER, 4), delay=0.01)
+    proc, _ = scripted([*pieces(CODE_ANSWER, 4), UsageDelta(38, 112)], delay=0.01)
     with ServedApp(proc) as app:
         page.goto(app.url + "/")
         send(page, "How do I read a file in Python?")
@@ -197,8 +198,7 @@ def test_reload_keeps_the_conversation_and_marks_the_cut_answer_interrupted(page
 
 
 def test_reload_resumes_the_running_answer_with_redis(page, redis_server):
-    from lmstream.redis._common import connect
-    from lmstream.redis.web import RedisChatRegistry
+    from lmstream.redis import RedisChatRegistry, connect
 
     words = [f" w{i}" for i in range(50)]
     proc, inv = scripted(words, delay=0.08)
@@ -385,7 +385,7 @@ def test_keyboard_alone_with_visible_focus_and_labelled_controls(page):
 def test_mobile_layout_keeps_the_placeholder_whole(browser):
     context = browser.new_context(viewport={"width": 390, "height": 760}, device_scale_factor=2, is_mobile=True)
     pg = context.new_page()
-    proc, _ = scripted(pieces(CODE_ANSWER, 8))
+    proc, _ = scripted([*pieces(CODE_ANSWER, 8), UsageDelta(38, 112)], delay=0.01)
     try:
         with ServedApp(proc) as app:
             pg.goto(app.url + "/")

@@ -138,7 +138,9 @@ def usage_line(done: dict[str, Any]) -> str:
     """`[12 tokens in · 30 out · 1.20 s · $0.000034]` from a `done` event's metadata."""
     usage = done.get("usage") or {}
     cost = usage.get("cost")
-    parts = [f"{usage.get('input_tokens', '?')} tokens in", f"{usage.get('output_tokens', '?')} out"]
+    counts = [usage.get("input_tokens"), usage.get("output_tokens")]
+    n_in, n_out = ("?" if n is None else n for n in counts)  # None: the provider did not say
+    parts = [f"{n_in} tokens in", f"{n_out} out"]
     if done.get("duration") is not None:
         parts.append(f"{done['duration']:.2f} s")
     parts.append("cost unknown" if cost is None else f"${cost['total']:.6f}")
