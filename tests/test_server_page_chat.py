@@ -456,3 +456,34 @@ def test_render_time_of_a_huge_answer(page, case):
     )
     assert shown >= 0.9 * sum(map(len, deltas)) - 20_000  # rendered, not skipped (markup takes some chars)
     assert cpu < 2.0, f"{case}: {cpu:.2f} s of main-thread time (target < 2 s)"
+
+
+def test_a_queued_request_shows_its_place_with_the_embedded_engine(browser, local_invoker):
+    """One sequence, two people: the second sees "waiting for the model (1 ahead)" until its turn."""
+    from lmstream.invokers.local import LocalLMInvoker
+
+    inv = LocalLMInvoker(parallel=1, n_threads=local_invoker.n_threads, default_hyperparameters={"max_tokens": 48})
+    proc = LMRequestProcessor(PromptBuilder(system_template=SYSTEM), inv)
+    ctx_a, ctx_b = browser.new_context(), browser.new_context()  # two people, two storages
+    a, b = ctx_a.new_page(), ctx_b.new_page()
+    app = ServedApp(proc)
+    app.__enter__()
+    try:
+        a.goto(app.url + "/")
+        b.goto(app.url + "/")
+        send(a, "Write a long story about a dragon.")
+        a.locator(".msg.assistant .md").first.wait_for(timeout=60_000)  # A holds the only sequence
+        send(b, "Say hello.")
+        queued = b.locator(".msg.assistant .status.queued")
+        queued.wait_for(timeout=30_000)
+        assert queued.inner_text() == "waiting for the model (1 ahead)"
+        finished(a, 1, 120_000)
+        finished(b, 1, 120_000)
+        assert b.locator(".msg.assistant .status").count() == 0
+        assert b.locator(".msg.assistant .md").inner_text().strip()
+    finally:
+        app.server.should_exit = True  # not __exit__: the session's model stays open for other tests
+        assert app._thread is not None
+        app._thread.join(10)
+        ctx_a.close()
+        ctx_b.close()
