@@ -17,7 +17,7 @@ pytest.importorskip("redis") if os.environ.get("CI", "").lower() != "true" else 
 
 import redis.asyncio as aioredis  # noqa: E402
 
-from lmstream.redis import RedisOptions, RedisQueue, RedisStreamReader, StreamItem, request_stop  # noqa: E402
+from lmstream.redis import Keys, RedisOptions, RedisQueue, RedisStreamReader, StreamItem, request_stop  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
 from tests.wire import fixtures  # noqa: E402
 from tests.wire.server import Script, WireServer  # noqa: E402
@@ -236,3 +236,14 @@ async def test_stop_of_a_queued_job_ends_it_before_it_runs(
         assert not upstream.requests, "the stopped job never reached the provider"
     finally:
         stop_proc(worker)
+
+
+async def test_the_queue_is_bounded_by_age(r: aioredis.Redis) -> None:
+    """Jobs no worker took within `queue_max_age` are trimmed by the next enqueue: prompts do not
+    pile up in Redis while no worker runs."""
+    queue = RedisQueue(r, options=RedisOptions(queue_max_age=0.3))
+    await queue.enqueue("old", {"prompt": "secret " * 100})
+    await asyncio.sleep(0.5)
+    newest = await queue.enqueue("new", {"prompt": "hi"})
+    entries = await r.xrange(Keys().queue)
+    assert [e[0].decode() for e in entries] == [newest]

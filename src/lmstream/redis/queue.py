@@ -90,8 +90,8 @@ class RedisQueue:
             pipe.delete(self.keys.stream(chat_id), self.keys.stop(chat_id))
             pipe.set(self.keys.lease(chat_id), QUEUED + claim, px=self.queue_timeout_ms)
             pipe.xadd(self.keys.queue, fields, maxlen=self.maxlen, approximate=True)
-            pipe.xtrim(
-                self.keys.queue, minid=f"{max(0, int(time.time() * 1000) - self.max_age_ms)}-0", approximate=True
+            pipe.xtrim(  # exact: `~` would keep a whole node of old jobs, the ones it is meant to drop
+                self.keys.queue, minid=f"{max(0, int(time.time() * 1000) - self.max_age_ms)}-0", approximate=False
             )
             return await pipe.execute()
 
