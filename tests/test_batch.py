@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from lmstream import ConfigurationError, LMRequestProcessor, PromptBuilder, build_lm_invoker
+from lmstream import BudgetExceededError, ConfigurationError, LMRequestProcessor, PromptBuilder, build_lm_invoker
 from lmstream.batch import BatchRequest, BatchResult, read_requests, run_batch
 from lmstream.batch.progress import format_usd, make_progress, status_line
 from lmstream.batch.results import OutputFile
@@ -253,3 +253,35 @@ async def test_the_embedded_model_is_fed_up_to_its_sequence_count(local_invoker:
     out = await lmrp.batch(reqs)
     assert sorted(r.id for r in out) == ["q0", "q1", "q2", "q3"]
     assert all(r.ok and r.text and r.usage and r.usage["cost"]["total"] == 0 for r in out)
+
+
+async def test_budget_on_a_batch_stops_new_requests_and_says_so() -> None:
+    replay = Replay(pace=0.01)
+    async with WireServer(responder=replay) as srv:
+        lmrp = _lmrp(srv)
+        one = float(_price(10, 2))
+        got: list[BatchResult] = []
+        with pytest.raises(BudgetExceededError) as err:
+            await lmrp.batch([f"question {i}" for i in range(40)], concurrency=2, on_result=got.append, budget=one * 5)
+        await lmrp.lm_invoker.aclose()
+    assert 5 <= len(got) < 40 and len(replay.sent) == len(got)  # no request started once it was spent
+    assert err.value.spent >= one * 5 and "not sent" in str(err.value)
+
+
+def _price(inp: int, out: int) -> Any:
+    import genai_prices
+
+    usage = genai_prices.Usage(input_tokens=inp, output_tokens=out)
+    return genai_prices.calc_price(usage, "gpt-4o-mini", provider_id="openai").total_price
+
+
+async def test_json_answers_go_out_as_value() -> None:
+    from lmstream import JSONOutputParser
+    from lmstream.testing import ScriptedLMInvoker
+
+    inv = ScriptedLMInvoker(lambda messages, params: ['{"city": ', '"Paris"}'])
+    lmrp = LMRequestProcessor(PromptBuilder(user_template="{prompt}"), inv, JSONOutputParser())
+    (r,) = await lmrp.batch([{"id": "a", "prompt": "A city as JSON", "metadata": {"k": 1}}])
+    assert r.value == {"city": "Paris"} and r.text is None
+    line = r.to_dict()
+    assert line["value"] == {"city": "Paris"} and "text" not in line and line["metadata"] == {"k": 1}

@@ -110,6 +110,22 @@ def _depth(v: Any) -> int:
     return 0
 
 
+@pytest.fixture(scope="module")
+def redis_app(redis_server: Any) -> Iterator[tuple[ServedApp, Any]]:
+    """The same app with its answers kept in a real redis-server (run here, detached)."""
+    import redis as sync_redis
+
+    from lmstream.redis import RedisChatRegistry, connect
+
+    admin = sync_redis.Redis.from_url(redis_server.url)
+    admin.flushall()
+    proc = LMRequestProcessor(PromptBuilder(), ScriptedLMInvoker(["Hel", "lo"]))
+    registry = RedisChatRegistry(connect(redis_server.url), close_redis=True)
+    with ServedApp(proc, registry=registry, max_body_bytes=200_000, max_concurrent=4) as served:
+        yield served, admin
+    admin.close()
+
+
 def _check(app: ServedApp, client: httpx.Client, path: str, body: Any) -> None:
     raw = json.dumps(body, allow_nan=True).encode()
     with client.stream("POST", app.url + path, content=raw, headers={"content-type": "application/json"}) as r:
@@ -140,3 +156,15 @@ def test_any_chat_body_gets_a_clean_answer_and_frees_its_slot(app: ServedApp, bo
 def test_any_stream_body_gets_a_clean_answer_and_frees_its_slot(app: ServedApp, body: Any) -> None:
     with httpx.Client(timeout=15) as c:
         _check(app, c, "/v1/stream", body)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=valid_chats | chat_bodies)
+def test_with_redis_no_body_touches_a_key_outside_the_chat_namespace(redis_app: Any, body: Any) -> None:
+    app, admin = redis_app
+    with httpx.Client(timeout=15) as c:
+        _check(app, c, "/api/chat", body)
+    assert app.wait(lambda: app.state.guard.active == 0, 5.0), "a detached answer kept its slot"
+    keys = [k.decode() for k in admin.keys("*")]
+    outside = [k for k in keys if not k.startswith(("lmstream:chat:", "lmstream:lease:", "lmstream:stop:"))]
+    assert outside == [], outside

@@ -109,7 +109,7 @@ class ChatServer:
         except BadRequest as exc:
             return error_response(exc.status, str(exc), "invalid_request_error")
         notice = b""
-        if req is not None and getattr(self.registry, "queue", None) is None:  # a worker fits queued chats
+        if req is not None and self.registry.runs_answers_here:  # a worker fits queued chats itself
             try:  # the newest turns that fit the model's window, before a slot is taken
                 prompt = self.slot.kwargs(req.text, req.attachments)
                 fit = fit_history(self.processor, req.history, **prompt, hyperparameters=req.hyperparameters)
