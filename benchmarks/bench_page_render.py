@@ -74,10 +74,10 @@ async def main() -> None:
     ap.add_argument("--limit", type=float, default=60.0, help="seconds before a renderer is given up on")
     args = ap.parse_args()
     from playwright.async_api import async_playwright
+    from tests.serve_helpers import ServedApp
 
     from lmstream import LMRequestProcessor, PromptBuilder
     from lmstream.testing import ScriptedLMInvoker
-    from tests.serve_helpers import ServedApp
 
     cases = [(f"{int(n):,} deltas", deltas_of(int(n))) for n in args.deltas.split(",")]
     if args.line_kb:
