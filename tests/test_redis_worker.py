@@ -323,3 +323,15 @@ async def test_a_job_the_worker_could_not_start_goes_back_to_the_queue(r: aiored
     finally:
         worker.stop()
         await asyncio.wait_for(run, 10)
+
+
+async def test_an_enqueue_whose_reply_was_lost_is_not_queued_twice(r: aioredis.Redis) -> None:
+    """The retry of an enqueue whose first attempt landed (only the reply was lost) finds it and
+    neither queues the job again nor replaces the chat's stream a second time."""
+    from tests.test_redis_stream import FlakyReplies
+
+    flaky = FlakyReplies(r, ["reply", "ok"])
+    entry_id = await RedisQueue(flaky).enqueue("chat-l", {"prompt": "hi"})  # type: ignore[arg-type]
+    entries = await r.xrange(Keys().queue)
+    assert [e[0].decode() for e in entries] == [entry_id]
+    assert (await r.get(Keys().lease("chat-l"))).decode() == "queued:" + entries[0][1][b"claim"].decode()
