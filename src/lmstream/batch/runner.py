@@ -41,8 +41,9 @@ class Processor(Protocol):
 
 OnResult = Callable[[BatchResult], Awaitable[None] | None]
 
-#: a request refused with 429 after all the invoker's retries goes back in line this often
-REQUEUES = 3
+#: a request refused with 429 after all the invoker's retries goes back in line this often (after
+#: the back-off), so it fails only when the provider refused it (1 + 3 retries) x 9 times in a row
+REQUEUES = 8
 #: remote providers start here unless told otherwise (the limiter narrows it on 429)
 DEFAULT_REMOTE_CONCURRENCY = 16
 #: the embedded model without a parallel engine runs one sequence
