@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -22,46 +21,12 @@ from lmstream.batch import BatchRequest, BatchResult, read_requests, run_batch
 from lmstream.batch.progress import format_usd, make_progress, status_line
 from lmstream.batch.results import OutputFile
 from lmstream.batch.runner import BatchStats, default_concurrency
-from tests.wire import fixtures as fx
+from tests.wire.batch_apis import ChatReplay as Replay
 from tests.wire.providers import KEY
-from tests.wire.server import RecordedRequest, Script, WireServer
+from tests.wire.server import WireServer
 
 N = 200
 MODEL = "openai-chat/gpt-4o-mini"
-
-
-class Replay:
-    """Chat Completions answering each prompt `question <id>` with `answer <id>`.
-
-    Requests number `storm` (in arrival order) get 429 with `Retry-After`; ids in `bad` fail
-    with 400 on their first attempt (so `--retry-failed` can succeed). Thread-safe counts."""
-
-    def __init__(self, *, storm: range = range(0), bad: frozenset[int] = frozenset(), pace: float = 0.0) -> None:
-        self.storm = storm
-        self.bad = bad
-        self.pace = pace
-        self.lock = threading.Lock()
-        self.arrivals = 0
-        self.rate_limited = 0
-        self.sent: Counter[str] = Counter()  # id -> requests that reached the server
-        self.answered: Counter[str] = Counter()  # id -> 200 answers started
-        self.failed_once: set[str] = set()
-
-    def __call__(self, req: RecordedRequest) -> Script:
-        rid = req.json["messages"][-1]["content"].removeprefix("question ")
-        with self.lock:
-            n = self.arrivals
-            self.arrivals += 1
-            self.sent[rid] += 1
-            if n in self.storm:
-                self.rate_limited += 1
-                return Script(status=429, headers={"retry-after": "0.05"}, body=fx.openai_error_for(429))
-            if int(rid) in self.bad and rid not in self.failed_once:
-                self.failed_once.add(rid)
-                return Script(status=400, body=fx.openai_error_for(400))
-            self.answered[rid] += 1
-        text = ("answer", f" {rid}")
-        return Script(chunks=fx.openai_chat_text(text, usage=fx.openai_chat_usage(10, 2)), delay_between=self.pace)
 
 
 def _lmrp(srv: WireServer) -> LMRequestProcessor[Any]:

@@ -77,6 +77,8 @@ def test_openai_batch_api(
     assert (line["method"], line["url"]) == ("POST", endpoint) and line["custom_id"] == "r0"
     assert "stream" not in line["body"] and line["body"]["model"] == model.split("/", 1)[1]
     assert "submitted openai" in err and "batch_wire1" in err and "answered" in err
+    polled = [line for line in err.splitlines() if line.startswith("batch: ")]
+    assert polled and all(" done, " in line and "tok/s, ETA" in line for line in polled)  # progress while polling
     assert not (tmp_path / "out.jsonl.provider-batch.json").exists()
     assert KEY not in err
 

@@ -1,4 +1,5 @@
-"""Stateful replays of the providers' batch APIs, as documented, for `WireServer(responder=...)`.
+"""Stateful replays of the providers' batch APIs, as documented, for `WireServer(responder=...)`,
+and `ChatReplay`, Chat Completions answering each prompt by its id (streamed batches).
 
 * OpenAI Batch API: `POST /v1/files` (multipart, purpose=batch) -> FileObject; `POST /v1/batches`
   -> Batch (`validating`); each `GET /v1/batches/{id}` moves it on (`in_progress` with growing
@@ -20,12 +21,14 @@ import email.parser
 import email.policy
 import json
 import threading
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from tests.wire import fixtures as fx
 from tests.wire.server import RecordedRequest, Script
 
-__all__ = ["AnthropicBatches", "OpenAIBatches"]
+__all__ = ["AnthropicBatches", "ChatReplay", "OpenAIBatches"]
 
 Answer = Callable[[dict[str, Any]], str | None]
 _CREATED = 1_764_547_200  # 2025-12-01
@@ -295,3 +298,37 @@ def _message(model: str, text: str) -> dict[str, Any]:
             "cache_read_input_tokens": 0,
         },
     }
+
+
+class ChatReplay:
+    """Chat Completions answering each prompt `question <id>` with `answer <id>`.
+
+    Requests number `storm` (in arrival order) get 429 with `Retry-After`; ids in `bad` fail
+    with 400 on their first attempt (so `--retry-failed` can succeed). Thread-safe counts."""
+
+    def __init__(self, *, storm: range = range(0), bad: frozenset[int] = frozenset(), pace: float = 0.0) -> None:
+        self.storm = storm
+        self.bad = bad
+        self.pace = pace
+        self.lock = threading.Lock()
+        self.arrivals = 0
+        self.rate_limited = 0
+        self.sent: Counter[str] = Counter()  # id -> requests that reached the server
+        self.answered: Counter[str] = Counter()  # id -> 200 answers started
+        self.failed_once: set[str] = set()
+
+    def __call__(self, req: RecordedRequest) -> Script:
+        rid = req.json["messages"][-1]["content"].removeprefix("question ")
+        with self.lock:
+            n = self.arrivals
+            self.arrivals += 1
+            self.sent[rid] += 1
+            if n in self.storm:
+                self.rate_limited += 1
+                return Script(status=429, headers={"retry-after": "0.05"}, body=fx.openai_error_for(429))
+            if int(rid) in self.bad and rid not in self.failed_once:
+                self.failed_once.add(rid)
+                return Script(status=400, body=fx.openai_error_for(400))
+            self.answered[rid] += 1
+        text = ("answer", f" {rid}")
+        return Script(chunks=fx.openai_chat_text(text, usage=fx.openai_chat_usage(10, 2)), delay_between=self.pace)
