@@ -139,3 +139,51 @@ async def test_redis_store_takes_once_and_tells_expired_from_unknown(r):
     with pytest.raises(ApprovalError) as err:
         await store.take(["apr_c"])
     assert err.value.status_code == 410
+
+
+async def test_a_queued_answer_saved_by_the_worker_is_continued_by_a_web_node(r, redis_server):
+    """`lmstream worker`'s chat handler saves the step in Redis; a node (another process in real
+    life, another loop here) takes the answer and streams the rest into the same message."""
+    import redis.asyncio as aioredis
+
+    from lmstream import CallbackEventHandler, EventEmitter, LMRequestProcessor, PromptBuilder, tool
+    from lmstream.cli import chat_jobs
+    from lmstream.engine.deltas import FinishDelta, ToolCallDelta
+    from lmstream.testing import ScriptedLMInvoker
+    from tests.serve_helpers import ServedApp
+
+    ran: list[str] = []
+
+    @tool(requires_approval=True)
+    def send_mail(to: str) -> str:
+        """Send a mail."""
+        ran.append(to)
+        return f"sent to {to}"
+
+    inv = ScriptedLMInvoker([[ToolCallDelta(0, "c1", "send_mail", '{"to": "bob"}'), FinishDelta("tool_calls")], ["ok"]])
+    proc = LMRequestProcessor(PromptBuilder(user_template="{q}"), inv, tools=[send_mail])
+    events: list[Any] = []
+    user = {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "mail bob"}]}
+    handle = chat_jobs(proc, RedisApprovalStore(r))
+    await handle({"chat": {"id": "chat-q", "messages": [user]}}, EventEmitter([CallbackEventHandler(events.append)]))
+    ask = next(e for e in events if e.type == "tool_approval_request")
+    assert events[-1].metadata["finish_reason"] == "tool_approval" and ran == []
+    message_id = f"msg_{ask.metadata['request_id']}"  # what the Redis reader showed the client
+    part = {
+        "type": "tool-send_mail",
+        "toolCallId": "c1",
+        "state": "approval-responded",
+        "input": {"to": "bob"},
+        "approval": {"id": ask.value["approval_id"], "approved": True},
+    }
+    body = {"id": "chat-q", "messages": [user, {"id": message_id, "role": "assistant", "parts": [part]}]}
+    node_redis = aioredis.Redis.from_url(redis_server.url)  # the node's own client, on the node's loop
+    with ServedApp(proc, approvals=RedisApprovalStore(node_redis)) as app, httpx.Client(timeout=10) as c:
+        with c.stream("POST", f"{app.url}/api/chat", json=body) as resp:
+            assert resp.status_code == 200
+            chunks = chunks_of(resp)
+        assert app.loop is not None
+        asyncio.run_coroutine_threadsafe(node_redis.aclose(), app.loop).result(5)
+    assert chunks[0] == {"type": "start", "messageId": message_id}
+    assert {"type": "tool-output-available", "toolCallId": "c1", "output": "sent to bob"} in chunks
+    assert ran == ["bob"] and chunks[-1]["type"] == "finish"
