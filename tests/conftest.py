@@ -124,3 +124,12 @@ def page(browser: Any) -> Iterator[Any]:
     yield pg
     context.close()
     assert outside == [], f"the page fetched from outside: {outside}"
+
+
+@pytest.fixture
+def tel() -> Iterator[Any]:
+    """An in-memory tracer and meter provider for one test (tests/otel_support.py)."""
+    from .otel_support import telemetry
+
+    with telemetry() as t:
+        yield t

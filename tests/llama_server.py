@@ -23,8 +23,10 @@ def _free_port() -> int:
 
 
 @contextmanager
-def llama_server(timeout: float = 60.0) -> Iterator[str]:
-    """Start the server on a free loopback port; yield its base URL (ending in /v1)."""
+def llama_server(timeout: float = 60.0, extra_args: tuple[str, ...] = ()) -> Iterator[str]:
+    """Start the server on a free loopback port; yield its base URL (ending in /v1).
+
+    `extra_args` are more of the server's own flags (e.g. `--interrupt_requests False`)."""
     port = _free_port()
     cmd = [
         sys.executable,
@@ -40,6 +42,7 @@ def llama_server(timeout: float = 60.0) -> Iterator[str]:
         str(port),
         "--n_ctx",
         "2048",
+        *extra_args,
     ]
     # The server logs a lot: a pipe nobody reads would fill and block it, so log to a file.
     log = tempfile.TemporaryFile()

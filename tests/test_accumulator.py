@@ -66,7 +66,7 @@ def test_thinking_then_text_closes_the_thinking_block_first():
 def test_thinking_end_flag_and_two_thinking_blocks_around_text():
     acc = make_acc()
     events = feed_all(
-        acc, [ThinkingDelta("a"), ThinkingDelta(end=True), "x", ThinkingDelta("b"), "y", FinishDelta(None)]
+        acc, [ThinkingDelta("a"), ThinkingDelta(end=True), "x", ThinkingDelta("b"), "y", FinishDelta("stop")]
     )
     types = [(t, b) for t, _, b in events]
     assert types == [
@@ -302,4 +302,4 @@ def test_no_module_compares_an_event_type_with_a_retyped_string():
 
 
 #: packages whose event names are converted by their own engineers' work (issue 16)
-SCOPE_LEFT_TO_TRANSPORTS = ("server", "redis")
+SCOPE_LEFT_TO_TRANSPORTS: tuple[str, ...] = ()

@@ -225,3 +225,17 @@ async def test_deferred_approval_ends_the_request_and_a_later_one_continues_the_
     assert sorted(ran) == ["bob", "pay 1"] and second[-1].metadata["finish_reason"] == "stop"
     sent = inv.calls[1][0]
     assert sent[-2].role == "assistant" and [r.id for r in sent[-1].tool_results] == ["c1", "c2", "c3"]
+
+
+async def test_an_answer_from_another_thread_reaches_the_request():
+    import threading
+
+    inv = two_step(("c1", "send_mail", '{"to": "bob"}'))
+    async with asyncio.timeout(WAIT), make(inv, [send_mail]).stream(q="go") as stream:
+        async for e in stream:
+            if e.type == EventType.TOOL_APPROVAL_REQUEST:
+                t = threading.Thread(target=answer, args=(e.value["approval_id"], True))
+                t.start()
+                t.join(5)
+        out = await stream.result()
+    assert ran == ["bob"] and out.text == "done."

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -17,51 +16,17 @@ from typing import Any
 
 import pytest
 
-from lmstream import ConfigurationError, LMRequestProcessor, PromptBuilder, build_lm_invoker
+from lmstream import BudgetExceededError, ConfigurationError, LMRequestProcessor, PromptBuilder, build_lm_invoker
 from lmstream.batch import BatchRequest, BatchResult, read_requests, run_batch
 from lmstream.batch.progress import format_usd, make_progress, status_line
 from lmstream.batch.results import OutputFile
 from lmstream.batch.runner import BatchStats, default_concurrency
-from tests.wire import fixtures as fx
+from tests.wire.batch_apis import ChatReplay as Replay
 from tests.wire.providers import KEY
-from tests.wire.server import RecordedRequest, Script, WireServer
+from tests.wire.server import WireServer
 
 N = 200
 MODEL = "openai-chat/gpt-4o-mini"
-
-
-class Replay:
-    """Chat Completions answering each prompt `question <id>` with `answer <id>`.
-
-    Requests number `storm` (in arrival order) get 429 with `Retry-After`; ids in `bad` fail
-    with 400 on their first attempt (so `--retry-failed` can succeed). Thread-safe counts."""
-
-    def __init__(self, *, storm: range = range(0), bad: frozenset[int] = frozenset(), pace: float = 0.0) -> None:
-        self.storm = storm
-        self.bad = bad
-        self.pace = pace
-        self.lock = threading.Lock()
-        self.arrivals = 0
-        self.rate_limited = 0
-        self.sent: Counter[str] = Counter()  # id -> requests that reached the server
-        self.answered: Counter[str] = Counter()  # id -> 200 answers started
-        self.failed_once: set[str] = set()
-
-    def __call__(self, req: RecordedRequest) -> Script:
-        rid = req.json["messages"][-1]["content"].removeprefix("question ")
-        with self.lock:
-            n = self.arrivals
-            self.arrivals += 1
-            self.sent[rid] += 1
-            if n in self.storm:
-                self.rate_limited += 1
-                return Script(status=429, headers={"retry-after": "0.05"}, body=fx.openai_error_for(429))
-            if int(rid) in self.bad and rid not in self.failed_once:
-                self.failed_once.add(rid)
-                return Script(status=400, body=fx.openai_error_for(400))
-            self.answered[rid] += 1
-        text = ("answer", f" {rid}")
-        return Script(chunks=fx.openai_chat_text(text, usage=fx.openai_chat_usage(10, 2)), delay_between=self.pace)
 
 
 def _lmrp(srv: WireServer) -> LMRequestProcessor[Any]:
@@ -145,9 +110,11 @@ def test_sigint_mid_run_then_resume_answers_every_id_exactly_once(tmp_path: Path
         assert proc.returncode == 130, err1
         first = _lines(out)
         sent_first = Counter(replay.sent)
-        in_flight = set(sent_first) - {line["id"] for line in first}
+        written = {line["id"] for line in first}
+        in_flight = set(sent_first) - written  # started, not finished (some waiting out a 429)
+        streaming = set(replay.answered) - written  # being answered at the interrupt: one per slot at most
         assert "resume with:" in err1 and "lmstream batch" in err1 and str(out) in err1
-        assert 60 <= len(first) < N and len(in_flight) <= 8
+        assert 60 <= len(first) < N and len(streaming) <= 8
         replay.sent.clear()
 
         resumed = subprocess.run(_cmd(inp, out, srv), env=_env(), stderr=subprocess.PIPE, text=True, timeout=120)
@@ -251,3 +218,35 @@ async def test_the_embedded_model_is_fed_up_to_its_sequence_count(local_invoker:
     out = await lmrp.batch(reqs)
     assert sorted(r.id for r in out) == ["q0", "q1", "q2", "q3"]
     assert all(r.ok and r.text and r.usage and r.usage["cost"]["total"] == 0 for r in out)
+
+
+async def test_budget_on_a_batch_stops_new_requests_and_says_so() -> None:
+    replay = Replay(pace=0.01)
+    async with WireServer(responder=replay) as srv:
+        lmrp = _lmrp(srv)
+        one = float(_price(10, 2))
+        got: list[BatchResult] = []
+        with pytest.raises(BudgetExceededError) as err:
+            await lmrp.batch([f"question {i}" for i in range(40)], concurrency=2, on_result=got.append, budget=one * 5)
+        await lmrp.lm_invoker.aclose()
+    assert 5 <= len(got) < 40 and len(replay.sent) == len(got)  # no request started once it was spent
+    assert err.value.spent >= one * 5 and "not sent" in str(err.value)
+
+
+def _price(inp: int, out: int) -> Any:
+    import genai_prices
+
+    usage = genai_prices.Usage(input_tokens=inp, output_tokens=out)
+    return genai_prices.calc_price(usage, "gpt-4o-mini", provider_id="openai").total_price
+
+
+async def test_json_answers_go_out_as_value() -> None:
+    from lmstream import JSONOutputParser
+    from lmstream.testing import ScriptedLMInvoker
+
+    inv = ScriptedLMInvoker(lambda messages, params: ['{"city": ', '"Paris"}'])
+    lmrp = LMRequestProcessor(PromptBuilder(user_template="{prompt}"), inv, JSONOutputParser())
+    (r,) = await lmrp.batch([{"id": "a", "prompt": "A city as JSON", "metadata": {"k": 1}}])
+    assert r.value == {"city": "Paris"} and r.text is None
+    line = r.to_dict()
+    assert line["value"] == {"city": "Paris"} and "text" not in line and line["metadata"] == {"k": 1}

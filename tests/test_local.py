@@ -118,3 +118,29 @@ async def test_idle_timeout_does_not_count_time_queued_behind_another_generation
         await first
     await emitter.close()
     assert out.text and out.finish_reason in ("stop", "length")
+
+
+def _weather(city: str) -> str:
+    """The weather in a city."""
+    return "sunny"
+
+
+def test_tools_on_the_embedded_model_are_refused_at_construction(local_invoker):
+    """The 135M model ignores tools and invents an answer: say so at once, and what can call tools."""
+    from lmstream import ConfigurationError, LMRequestProcessor, LocalLMInvoker, PromptBuilder
+    from lmstream import build_lm_request_processor as build
+
+    attempts = [
+        lambda: LocalLMInvoker(tools=[_weather]),
+        lambda: build("local/smollm2-135m", tools=[_weather]),
+        lambda: LMRequestProcessor(PromptBuilder(user_template="{q}"), local_invoker, tools=[_weather]),
+        lambda: local_invoker.set_tools([_weather]),
+    ]
+    for attempt in attempts:
+        with pytest.raises(ConfigurationError) as info:
+            attempt()
+        message = str(info.value)
+        assert "cannot call tools" in message and "local/smollm2-135m" in message
+        for model in ("openai/", "anthropic/", "google/", "openai-compatible/"):
+            assert model in message
+    assert local_invoker.tools == []

@@ -144,6 +144,7 @@ async def test_hang_past_the_timeout_is_a_tool_error_and_the_server_hears_cancel
         assert time.monotonic() - started < 5
         res = result_of(events)
         assert res.metadata.get("is_error") and "did not answer" in res.value["output"]
+        assert "not-echoed" not in json.dumps([e.to_dict() for e in events])  # the HTTP header never shows
         assert out.text == "the end."
         await _wait_for_mark(mark, "hang cancelled")
 

@@ -69,3 +69,30 @@ def test_clicking_deny_never_runs_the_call(page):
         page.wait_for_function("() => document.body.innerText.includes('Mail sent to Bob.')", timeout=15_000)
         assert "denied" in page.locator(".msg.assistant .tool .state").inner_text()
     assert ran == [] and "denied" in inv.calls[1][0][-1].tool_results[0].output
+
+
+def test_a_running_tool_shows_its_progress(page):
+    import asyncio
+
+    from lmstream.tools import report_progress
+
+    @tool
+    async def crawl(pages: int) -> str:
+        """Crawl some pages."""
+        for i in range(1, pages + 1):
+            await report_progress(i, pages, f"page {i}")
+            await asyncio.sleep(0.4)
+        return "crawled"
+
+    call = [ToolCallDelta(0, "call_1", "crawl", '{"pages": 3}'), FinishDelta("tool_calls")]
+    inv = ScriptedLMInvoker([call, ["Done."]])
+    proc = LMRequestProcessor(PromptBuilder(user_template="{q}"), inv, tools=[crawl])
+    with ServedApp(proc) as app:
+        page.goto(app.url + "/")
+        send(page, "Crawl")
+        page.wait_for_function(
+            "() => /running… [12]\\/3 · page [12]/.test(document.querySelector('.tool .state')?.textContent || '')",
+            timeout=15_000,
+        )
+        finished(page, 1)
+        assert page.locator(".tool .state").inner_text() == "done"

@@ -60,6 +60,7 @@ PUBLIC = {
     "StreamInterruptedError",
     "ContextOverflowError",
     "OutputParserError",
+    "OutputTruncatedError",
     "ToolError",
     "BudgetExceededError",
     "__version__",

@@ -77,3 +77,26 @@ def test_mypy_strict_catches_typos_in_a_user_script(tmp_path):
     assert 'Revealed type is "int"' in out or 'Revealed type is "builtins.int"' in out, out  # @tool keeps the signature
     assert 'Argument 1 to "__call__" of "Tool" has incompatible type "str"' in out, out
     assert out.count("error:") == 4, out
+
+
+def test_mypy_strict_types_build_lm_request_processor_by_its_parser(tmp_path):
+    """`build_lm_request_processor(...)` is typed like the constructor: no parser -> `LMOutput`."""
+    script = tmp_path / "user.py"
+    script.write_text(
+        "from lmstream import build_lm_request_processor\n"
+        "async def main() -> None:\n"
+        "    lmrp = build_lm_request_processor('local/smollm2-135m', user_template='{q}')\n"
+        "    out = await lmrp.process(q='hi')\n"
+        "    print(out.txet)\n"
+        "    async with lmrp.stream(q='hi') as stream:\n"
+        "        pass\n"
+        "    print((await stream.result()).usage.output_tokenz)\n"
+        "    parsed = build_lm_request_processor('local/smollm2-135m', output_parser_type='json')\n"
+        "    reveal_type(await parsed.process())\n"
+    )
+    proc = subprocess.run([_tool("mypy"), "--strict", str(script)], cwd=ROOT, capture_output=True, text=True)
+    out = proc.stdout
+    assert '"LMOutput" has no attribute "txet"' in out, out
+    assert '"TokenUsage" has no attribute "output_tokenz"' in out, out
+    assert 'Revealed type is "Any"' in out, out
+    assert out.count("error:") == 2, out

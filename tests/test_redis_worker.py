@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,7 @@ pytest.importorskip("redis") if os.environ.get("CI", "").lower() != "true" else 
 
 import redis.asyncio as aioredis  # noqa: E402
 
-from lmstream.redis import RedisOptions, RedisQueue, RedisStreamReader, StreamItem, request_stop  # noqa: E402
+from lmstream.redis import Keys, RedisOptions, RedisQueue, RedisStreamReader, StreamItem, request_stop  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
 from tests.wire import fixtures  # noqa: E402
 from tests.wire.server import Script, WireServer  # noqa: E402
@@ -236,3 +237,101 @@ async def test_stop_of_a_queued_job_ends_it_before_it_runs(
         assert not upstream.requests, "the stopped job never reached the provider"
     finally:
         stop_proc(worker)
+
+
+async def test_the_queue_is_bounded_by_age(r: aioredis.Redis) -> None:
+    """Jobs no worker took within `queue_max_age` are trimmed by the next enqueue: prompts do not
+    pile up in Redis while no worker runs."""
+    queue = RedisQueue(r, options=RedisOptions(queue_max_age=0.3))
+    await queue.enqueue("old", {"prompt": "secret " * 100})
+    await asyncio.sleep(0.5)
+    newest = await queue.enqueue("new", {"prompt": "hi"})
+    entries = await r.xrange(Keys().queue)
+    assert [e[0].decode() for e in entries] == [newest]
+
+
+async def test_a_job_abandoned_before_it_started_runs_on_another_worker(
+    r: aioredis.Redis, redis_server: RedisServer
+) -> None:
+    """A worker that dies after taking a job but before the request's first event: nobody has
+    seen anything of it, so another worker runs it (and the reader gets the whole answer, not
+    "worker died")."""
+    with WireServer(repeat_last=True) as srv:
+        srv.enqueue(Script(chunks=fixtures.openai_chat_text(TOKENS[:5]), delay_first=4.0))  # the first stalls
+        srv.enqueue(Script(chunks=fixtures.openai_chat_text(TOKENS), delay_between=0.01))
+        w1 = start_worker(redis_server.url, srv, lease=1.0)
+        w2 = None
+        try:
+            await RedisQueue(r).enqueue("chat-u", {"prompt": "hi"})
+            async with asyncio.timeout(10):
+                while not srv.requests:  # w1 took the job and waits for its first token
+                    await asyncio.sleep(0.02)
+            w1.send_signal(signal.SIGKILL)
+            w2 = start_worker(redis_server.url, srv, lease=1.0)
+            items = await asyncio.wait_for(read_all(r, "chat-u"), 20)
+            assert items[-1].event.type == "done", items[-1].event.value
+            assert "".join(x.event.value for x in items if x.event.type == "response") == "".join(TOKENS)
+        finally:
+            stop_proc(w1)
+            if w2 is not None:
+                stop_proc(w2)
+
+
+class FailingCalls:
+    """The client, except that `name` fails with a connection error its first `times` calls."""
+
+    def __init__(self, redis: aioredis.Redis, name: str, times: int) -> None:
+        self._redis, self._name, self.left = redis, name, times
+
+    def __getattr__(self, attr: str) -> Any:
+        fn = getattr(self._redis, attr)
+        if attr != self._name:
+            return fn
+
+        async def failing(*args: Any, **kwargs: Any) -> Any:
+            if self.left > 0:
+                self.left -= 1
+                import redis.exceptions as rex
+
+                raise rex.ConnectionError("Connection closed by server.")
+            return await fn(*args, **kwargs)
+
+        return failing
+
+
+async def test_a_job_the_worker_could_not_start_goes_back_to_the_queue(r: aioredis.Redis) -> None:
+    """Redis fails (past every retry) while the worker starts the job: the job goes back to the
+    queue and runs, instead of being dropped and reported as a dead worker a minute later."""
+    from lmstream import LMRequestProcessor, PromptBuilder
+    from lmstream.redis import Worker
+    from lmstream.redis.cli import job_handler
+    from lmstream.testing import ScriptedLMInvoker
+
+    processor = LMRequestProcessor(PromptBuilder(), ScriptedLMInvoker(["Hel", "lo"]))
+    flaky = FailingCalls(r, "exists", times=4)  # the stop-key check, and its three retries
+    worker = Worker(flaky, job_handler(processor), options=LEASE_1S)  # type: ignore[arg-type]
+    run = asyncio.create_task(worker.run())
+    try:
+        await RedisQueue(r).enqueue("chat-b", {"prompt": "hi"})
+        items = await asyncio.wait_for(read_all(r, "chat-b"), 10)
+        assert [x.event.value for x in items if x.event.type == "response"] == ["Hel", "lo"]
+        assert items[-1].event.type == "done"
+        async with asyncio.timeout(5):
+            while worker.jobs_done < 1:  # counted once its last event is in Redis
+                await asyncio.sleep(0.01)
+        assert worker.jobs_requeued == 1 and flaky.left == 0
+    finally:
+        worker.stop()
+        await asyncio.wait_for(run, 10)
+
+
+async def test_an_enqueue_whose_reply_was_lost_is_not_queued_twice(r: aioredis.Redis) -> None:
+    """The retry of an enqueue whose first attempt landed (only the reply was lost) finds it and
+    neither queues the job again nor replaces the chat's stream a second time."""
+    from tests.test_redis_stream import FlakyReplies
+
+    flaky = FlakyReplies(r, ["reply", "ok"])
+    entry_id = await RedisQueue(flaky).enqueue("chat-l", {"prompt": "hi"})  # type: ignore[arg-type]
+    entries = await r.xrange(Keys().queue)
+    assert [e[0].decode() for e in entries] == [entry_id]
+    assert (await r.get(Keys().lease("chat-l"))).decode() == "queued:" + entries[0][1][b"claim"].decode()

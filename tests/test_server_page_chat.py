@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from lmstream import LMRequestProcessor, PromptBuilder
+from lmstream.engine.deltas import UsageDelta
 from lmstream.prompt import Message
 from lmstream.testing import ScriptedLMInvoker
 from tests.serve_helpers import ServedApp
@@ -70,7 +71,7 @@ def shoot(page: Any, name: str) -> None:
 
 # ---------------------------------------------------------------------------------- markdown
 def test_markdown_is_rendered_as_it_streams(page):
-    proc, _ = scripted(pieces(CODE_ANSWER, 4), delay=0.01)
+    proc, _ = scripted([*pieces(CODE_ANSWER, 4), UsageDelta(38, 112)], delay=0.01)
     with ServedApp(proc) as app:
         page.goto(app.url + "/")
         send(page, "How do I read a file in Python?")
@@ -197,8 +198,7 @@ def test_reload_keeps_the_conversation_and_marks_the_cut_answer_interrupted(page
 
 
 def test_reload_resumes_the_running_answer_with_redis(page, redis_server):
-    from lmstream.redis._common import connect
-    from lmstream.redis.web import RedisChatRegistry
+    from lmstream.redis import RedisChatRegistry, connect
 
     words = [f" w{i}" for i in range(50)]
     proc, inv = scripted(words, delay=0.08)
@@ -385,7 +385,7 @@ def test_keyboard_alone_with_visible_focus_and_labelled_controls(page):
 def test_mobile_layout_keeps_the_placeholder_whole(browser):
     context = browser.new_context(viewport={"width": 390, "height": 760}, device_scale_factor=2, is_mobile=True)
     pg = context.new_page()
-    proc, _ = scripted(pieces(CODE_ANSWER, 8))
+    proc, _ = scripted([*pieces(CODE_ANSWER, 8), UsageDelta(38, 112)], delay=0.01)
     try:
         with ServedApp(proc) as app:
             pg.goto(app.url + "/")
@@ -456,3 +456,34 @@ def test_render_time_of_a_huge_answer(page, case):
     )
     assert shown >= 0.9 * sum(map(len, deltas)) - 20_000  # rendered, not skipped (markup takes some chars)
     assert cpu < 2.0, f"{case}: {cpu:.2f} s of main-thread time (target < 2 s)"
+
+
+def test_a_queued_request_shows_its_place_with_the_embedded_engine(browser, local_invoker):
+    """One sequence, two people: the second sees "waiting for the model (1 ahead)" until its turn."""
+    from lmstream.invokers.local import LocalLMInvoker
+
+    inv = LocalLMInvoker(parallel=1, n_threads=local_invoker.n_threads, default_hyperparameters={"max_tokens": 48})
+    proc = LMRequestProcessor(PromptBuilder(system_template=SYSTEM), inv)
+    ctx_a, ctx_b = browser.new_context(), browser.new_context()  # two people, two storages
+    a, b = ctx_a.new_page(), ctx_b.new_page()
+    app = ServedApp(proc)
+    app.__enter__()
+    try:
+        a.goto(app.url + "/")
+        b.goto(app.url + "/")
+        send(a, "Write a long story about a dragon.")
+        a.locator(".msg.assistant .md").first.wait_for(timeout=60_000)  # A holds the only sequence
+        send(b, "Say hello.")
+        queued = b.locator(".msg.assistant .status.queued")
+        queued.wait_for(timeout=30_000)
+        assert queued.inner_text() == "waiting for the model (1 ahead)"
+        finished(a, 1, 120_000)
+        finished(b, 1, 120_000)
+        assert b.locator(".msg.assistant .status").count() == 0
+        assert b.locator(".msg.assistant .md").inner_text().strip()
+    finally:
+        app.server.should_exit = True  # not __exit__: the session's model stays open for other tests
+        assert app._thread is not None
+        app._thread.join(10)
+        ctx_a.close()
+        ctx_b.close()

@@ -146,3 +146,39 @@ def test_the_embedded_model_knows_its_window_and_counts_with_its_tokenizer(local
     assert 2 < local_invoker.count_tokens([short]) < 12
     n = local_invoker.count_tokens([code])
     assert 300 < n < 1100 and local_invoker.count_tokens([short, code]) == n + local_invoker.count_tokens([short])
+
+
+def test_a_chat_longer_than_the_window_gets_answers_from_the_embedded_model(local_invoker):
+    """The real engine and tokenizer: without fitting, this history makes the engine refuse the
+    message. A small `context_window` on an invoker sharing the session's engine keeps it quick."""
+    from lmstream.invokers.local import LocalLMInvoker
+
+    inv = LocalLMInvoker(context_window=320, n_threads=local_invoker.n_threads)
+    assert inv.load() is local_invoker.load(), "same engine, no second model"
+    p = LMRequestProcessor(PromptBuilder(system_template="You are brief."), inv)
+    messages: list[dict[str, Any]] = []
+    for i in range(6):
+        long = f"Question {i}: tell me about city number {i}. " + "Some detail here. " * 12
+        messages.append({"id": f"u{i}", "role": "user", "parts": [{"type": "text", "text": long}]})
+        messages.append({"id": f"a{i}", "role": "assistant", "parts": [{"type": "text", "text": "It is old. " * 12}]})
+    messages.append({"id": "u9", "role": "user", "parts": [{"type": "text", "text": "Say hi."}]})
+    every = [Message.user(m["parts"][0]["text"]) for m in messages]
+    assert inv.count_tokens(every) > 2 * inv.context_window, "the history really overflows"
+    app = ServedApp(p)
+    app.__enter__()
+    try:
+        with httpx.Client(base_url=app.url, timeout=60) as c:
+            body = {"id": "long", "messages": messages, "hyperparameters": {"max_tokens": 8, "temperature": 0}}
+            with c.stream("POST", "/api/chat", json=body) as r:
+                chunks = parse_ui_stream(r)
+    finally:
+        app.server.should_exit = True  # not __exit__: the session's engine stays open for other tests
+        assert app._thread is not None
+        app._thread.join(10)
+    kinds = [ch["type"] for ch in chunks]
+    assert "error" not in kinds, chunks
+    assert kinds[-2:] == ["finish", "[DONE]"] and "text-delta" in kinds
+    dropped = next(ch["data"]["dropped"] for ch in chunks if ch["type"] == "data-context")
+    assert 0 < dropped < 12 and dropped % 2 == 0
+    usage = next(ch["data"] for ch in chunks if ch["type"] == "data-usage")
+    assert usage["input_tokens"] <= 320 - 8

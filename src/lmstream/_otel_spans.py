@@ -209,8 +209,9 @@ class ModelCall:
             first_at = acc.first_at  # time.perf_counter() at its first content delta
         if acc is not None and acc.response_model:  # the metrics carry it too
             attrs = {**attrs, "gen_ai.response.model": acc.response_model}
-        input_tokens = usage.input_tokens if usage is not None else 0
-        output_tokens = usage.output_tokens if usage is not None else 0
+        # None (not reported) sets no attribute, as 0 does not
+        input_tokens = (usage.input_tokens or 0) if usage is not None else 0
+        output_tokens = (usage.output_tokens or 0) if usage is not None else 0
         if exc is not None:
             output_tokens = max(output_tokens, chunks)  # cut short: at least one token per chunk received
         if span.is_recording():

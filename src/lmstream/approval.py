@@ -11,13 +11,11 @@ answered within `approval_timeout`, never runs: the model is told it was denied,
 from __future__ import annotations
 
 import asyncio
-import secrets
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import LMStreamError
+from .engine.approvals import ApprovalError, Decision, answer, close, new_approval_id, register, waiting
 from .events import EventLevel, EventType
 from .prompt import Message
 from .tools import Tool, execute_tool_calls
@@ -40,66 +38,6 @@ __all__ = [
 ]
 
 
-class ApprovalError(LMStreamError, LookupError):
-    """An approval id that cannot be answered: unknown or already answered (409), or expired
-    (410). `status_code` says which, for a server to pass on."""
-
-    def __init__(self, message: str, status_code: int) -> None:
-        super().__init__(message)
-        self.status_code = status_code
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """A person's answer to one approval request."""
-
-    approved: bool
-    reason: str | None = None
-
-
-@dataclass(slots=True)
-class _Pending:
-    request_id: str
-    call: ToolCall
-    future: asyncio.Future[Decision] = field(repr=False)
-
-
-# Process-wide, keyed by approval id (random, unguessable): any task may answer, e.g. a server
-# handler that is not the one streaming the request.
-_pending: dict[str, _Pending] = {}
-# Ids that were answered or timed out, so a second answer gets 409/410 and not "unknown"
-_closed: OrderedDict[str, int] = OrderedDict()
-_CLOSED_KEEP = 10_000
-
-
-def new_approval_id() -> str:
-    return f"apr_{secrets.token_urlsafe(16)}"
-
-
-def _close(approval_id: str, status: int) -> None:
-    _pending.pop(approval_id, None)
-    _closed[approval_id] = status
-    while len(_closed) > _CLOSED_KEEP:
-        _closed.popitem(last=False)
-
-
-def answer(approval_id: str, approved: bool, reason: str | None = None, *, request_id: str | None = None) -> None:
-    """Approve or deny a waiting call. `request_id`, when given, must be the call's request
-    (a stream answers only its own approvals). Raises `ApprovalError` for an id that is not
-    waiting: 409 unknown or already answered, 410 timed out."""
-    pending = _pending.get(approval_id)
-    if pending is None or (request_id is not None and pending.request_id != request_id):
-        status = _closed.get(approval_id) if pending is None else None
-        if status == 409:
-            raise ApprovalError(f"approval {approval_id!r} was already answered", 409)
-        if status == 410:
-            raise ApprovalError(f"approval {approval_id!r} expired: nobody answered within approval_timeout", 410)
-        raise ApprovalError(f"no approval {approval_id!r} is waiting in this request", 409)
-    if not pending.future.done():
-        pending.future.set_result(Decision(approved, reason))
-    _close(approval_id, 409)
-
-
 def denied_result(call: ToolCall, reason: str | None) -> ToolResult:
     """What the model is told about a call that did not run."""
     text = "The user denied this tool call; it did not run."
@@ -113,21 +51,18 @@ async def _decide(ctx: RequestContext, t: Tool[..., Any] | None, call: ToolCall,
         return Decision(True)
     if ctx.emitter is None:
         return Decision(False, "nobody could be asked: the request has no event emitter")
-    approval_id = new_approval_id()
-    loop = asyncio.get_running_loop()
-    pending = _Pending(ctx.request_id, call, loop.create_future())
-    _pending[approval_id] = pending
+    approval_id, future = register(ctx.request_id, call)
     try:
         value = {"approval_id": approval_id, "tool_call_id": call.id, "name": call.name, "arguments": call.arguments}
         await ctx.emit(value, EventType.TOOL_APPROVAL_REQUEST, EventLevel.INFO, step=ctx.step)
         try:
-            return await asyncio.wait_for(asyncio.shield(pending.future), timeout)
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
         except TimeoutError:
-            _close(approval_id, 410)
+            close(approval_id, 410)
             return Decision(False, f"nobody answered within approval_timeout={timeout}s")
     finally:
-        if approval_id in _pending:  # cancelled while waiting: the id is dead
-            _close(approval_id, 410)
+        if waiting(approval_id):  # cancelled while waiting: the id is dead
+            close(approval_id, 410)
 
 
 async def execute_with_approval(

@@ -92,6 +92,12 @@ class ChatRegistry(ABC):
         """How many answers this registry knows to be running (for `/healthz`)."""
         return 0
 
+    @property
+    def runs_answers_here(self) -> bool:
+        """Whether answers run in this process (False: on workers, which prepare the prompt,
+        e.g. fit the history to the model's window, themselves)."""
+        return True
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook: most registries hold nothing
         """Release what the registry holds (connections); called once when the server stops."""
 

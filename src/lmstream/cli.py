@@ -10,6 +10,7 @@ import sys
 from typing import Any, TextIO
 
 from . import _json
+from ._cli_hints import cli_message
 from ._cli_options import JSON_OBJECT_SCHEMA, ModelOption, add_options, invoker_config, literal_template
 from .errors import ConfigurationError, LMStreamError, OutputParserError, PromptError
 from .events import EventEmitter, EventType, StreamEventHandler
@@ -20,13 +21,14 @@ from .prompt import PromptBuilder
 #: this command's own options, after the shared model options
 ANSWER_OPTIONS: tuple[ModelOption, ...] = (
     ModelOption(("--temperature",), "sampling temperature, 0 to 2", type=float, hyper="temperature"),
+    ModelOption(("--api-key",), "the provider's API key (default: its environment variable)", config="api_key"),
 )
 
 EPILOG = """\
 examples:
   lmstream "What should I do in Tokyo?"
   lmstream --events "Hi"                       # one JSON line per event
-  lmstream --json "Give three cities as a JSON list"
+  lmstream --json "Describe Tokyo: its name and country"   # a JSON object (grammar-forced locally)
   lmstream --model openai/gpt-4.1-nano "Hi"    # needs OPENAI_API_KEY
   lmstream --model openai-compatible/any --base-url http://127.0.0.1:8000/v1 "Hi"
   echo "Hi" | lmstream -
@@ -114,7 +116,7 @@ async def _run(args: argparse.Namespace, question: str, lines: _Lines | None = N
                 lines.write(text_out, event.value)
             elif event.type == EventType.THINKING:
                 lines.write(sys.stderr, event.value)
-            elif event.type == "done":
+            elif event.type == EventType.DONE:
                 done = event.metadata
         result = await task
     finally:
@@ -136,7 +138,9 @@ def usage_line(done: dict[str, Any]) -> str:
     """`[12 tokens in · 30 out · 1.20 s · $0.000034]` from a `done` event's metadata."""
     usage = done.get("usage") or {}
     cost = usage.get("cost")
-    parts = [f"{usage.get('input_tokens', '?')} tokens in", f"{usage.get('output_tokens', '?')} out"]
+    counts = [usage.get("input_tokens"), usage.get("output_tokens")]
+    n_in, n_out = ("?" if n is None else n for n in counts)  # None: the provider did not say
+    parts = [f"{n_in} tokens in", f"{n_out} out"]
     if done.get("duration") is not None:
         parts.append(f"{done['duration']:.2f} s")
     parts.append("cost unknown" if cost is None else f"${cost['total']:.6f}")
@@ -205,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         return 141
     except (ConfigurationError, PromptError) as exc:
         lines.end()
-        print(f"lmstream: error: {exc}", file=sys.stderr)
+        print(f"lmstream: error: {cli_message(exc, args.model)}", file=sys.stderr)
         return 2
     except OutputParserError as exc:  # the model's answer, not the user's input, is at fault
         lines.end()

@@ -147,6 +147,8 @@ def price_of(provider: str, model: str, usage: Counts, *, batch: bool = False) -
     `batch`: answered through the provider's batch API, at its batch price where one is published."""
     if provider in _FREE:
         return ZERO
+    if usage.input_tokens is None or usage.output_tokens is None:
+        return None  # the provider did not report its tokens: the cost is unknown, not 0
     if not price_known(provider, model):
         return None
     import genai_prices

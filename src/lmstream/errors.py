@@ -20,6 +20,7 @@ __all__ = [
     "StreamInterruptedError",
     "ContextOverflowError",
     "OutputParserError",
+    "OutputTruncatedError",
     "ToolError",
     "BudgetExceededError",
     "StreamGoneError",
@@ -36,7 +37,17 @@ class LMStreamError(Exception):
 
 
 class ConfigurationError(LMStreamError, ValueError):
-    """Bad set-up: unknown model id, missing credentials, bad hyperparameter."""
+    """Bad set-up: unknown model id, missing credentials, bad hyperparameter.
+
+    `setting` names what is missing when that is one setting ("base_url", "api_key") and
+    `env_var` the environment variable that supplies it, so a command line can say the fix in
+    its own words (`--base-url URL`, `--api-key KEY`) instead of the library's.
+    """
+
+    def __init__(self, message: str, *, setting: str | None = None, env_var: str | None = None):
+        super().__init__(message)
+        self.setting = setting
+        self.env_var = env_var
 
 
 class PromptError(LMStreamError, KeyError):
@@ -133,6 +144,21 @@ class OutputParserError(LMStreamError, ValueError):
     def __init__(self, message: str, text: str):
         super().__init__(message)
         self.text = text
+
+
+class OutputTruncatedError(OutputParserError):
+    """Structured or JSON output cut off by the output-token limit (`finish_reason="length"`).
+
+    `.partial_value` is the JSON parsed so far, `.max_tokens` the limit that cut it (None when
+    the provider's default applied), `.text` the raw text. Raise `max_tokens` to fix it.
+    """
+
+    finish_reason = "length"
+
+    def __init__(self, message: str, text: str, partial_value: Any, max_tokens: int | None):
+        super().__init__(message, text)
+        self.partial_value = partial_value
+        self.max_tokens = max_tokens
 
 
 class ToolError(LMStreamError):

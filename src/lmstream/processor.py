@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 from .approval import DeferredApproval, resume_tool_step, run_tool_step
 from .budget import Budget, as_budget
-from .cost import ZERO
 from .engine.lifecycle import RequestContext, run_request
 from .engine.request_stream import RequestStream
-from .errors import ConfigurationError, PromptError, StreamInterruptedError, ToolError
+from .errors import ConfigurationError, OutputParserError, PromptError, StreamInterruptedError, ToolError
 from .events import EventEmitter
 from .invokers import build_lm_invoker
 from .invokers.base import BaseLMInvoker
@@ -238,11 +237,14 @@ class LMRequestProcessor(Generic[OutT]):
             messages = await resume_tool_step(ctx, invoker.tools, deferred)
         else:
             messages = self._messages(values, req.history, req.extra_contents)
-        total = TokenUsage(cost=ZERO)  # no call yet: nothing spent
+        total: TokenUsage | None = None  # the first call's usage, then the sum
         output: LMOutput | None = None
         for call in range(1, max_lm_calls + 1):
             output = await self._invoke(messages, hyperparameters, ctx)
-            total.add(output.usage)
+            if total is None:
+                total = replace(output.usage)
+            else:
+                total.add(output.usage)
             if not output.tool_calls or not req.auto_execute_tools or not invoker.tools:
                 break
             if call == max_lm_calls:
@@ -258,12 +260,20 @@ class LMRequestProcessor(Generic[OutT]):
                 output.finish_reason = "tool_approval"
                 break
             messages = [*messages, turn, Message.tool(results)]
-        assert output is not None
+        assert output is not None and total is not None
         output.usage = total
         if ctx.first_token_at is not None:
             output.time_to_first_token = ctx.first_token_at - ctx.started
         if self.output_parser is not None:
-            return self.output_parser.parse(output.text), output
+            try:
+                return self.output_parser.parse(output.text), output
+            except OutputParserError:
+                if output.finish_reason != "length":
+                    raise
+                from .structured import truncated_output
+
+                limit = {**invoker.default_hyperparameters, **(hyperparameters or {})}.get("max_tokens")
+                raise truncated_output(output.text, limit or invoker.output_limit()) from None
         return output, output  # type: ignore[return-value]  # OutT is LMOutput without a parser
 
     async def _invoke(
@@ -304,6 +314,55 @@ class LMRequestProcessor(Generic[OutT]):
             ) from None
 
 
+@overload
+def build_lm_request_processor(
+    model_id: str,
+    credentials: str | None = None,
+    config: dict[str, Any] | None = None,
+    system_template: str = "",
+    user_template: str = "",
+    key_defaults: Mapping[str, Any] | None = None,
+    output_parser_type: Literal["none"] = "none",
+    tools: Sequence[Any] | None = None,
+    retry_config: RetryConfig | None = None,
+    response_schema: Any = None,
+    budget: float | Budget | None = None,
+) -> LMRequestProcessor[LMOutput]: ...
+
+
+@overload
+def build_lm_request_processor(
+    model_id: str,
+    credentials: str | None = None,
+    config: dict[str, Any] | None = None,
+    system_template: str = "",
+    user_template: str = "",
+    key_defaults: Mapping[str, Any] | None = None,
+    *,
+    output_parser_type: Literal["json"],
+    tools: Sequence[Any] | None = None,
+    retry_config: RetryConfig | None = None,
+    response_schema: Any = None,
+    budget: float | Budget | None = None,
+) -> LMRequestProcessor[Any]: ...
+
+
+@overload
+def build_lm_request_processor(
+    model_id: str,
+    credentials: str | None = None,
+    config: dict[str, Any] | None = None,
+    system_template: str = "",
+    user_template: str = "",
+    key_defaults: Mapping[str, Any] | None = None,
+    output_parser_type: str = "none",
+    tools: Sequence[Any] | None = None,
+    retry_config: RetryConfig | None = None,
+    response_schema: Any = None,
+    budget: float | Budget | None = None,
+) -> LMRequestProcessor[Any]: ...
+
+
 def build_lm_request_processor(
     model_id: str,
     credentials: str | None = None,
@@ -317,7 +376,10 @@ def build_lm_request_processor(
     response_schema: Any = None,
     budget: float | Budget | None = None,
 ) -> LMRequestProcessor[Any]:
-    """One call from a model id and templates to a ready processor."""
+    """One call from a model id and templates to a ready processor.
+
+    Typed by its parser like the constructor: `LMRequestProcessor[LMOutput]` with no parser,
+    `[Any]` (the parsed JSON) with `output_parser_type="json"`."""
     parsers: dict[str, type[BaseOutputParser[Any]] | None] = {"none": None, "json": JSONOutputParser}
     if output_parser_type not in parsers:
         raise ConfigurationError(f"output_parser_type must be one of {', '.join(parsers)}, got {output_parser_type!r}")

@@ -11,7 +11,7 @@ import json as _std_json
 from typing import Any
 
 from . import _json
-from .errors import ConfigurationError, OutputParserError
+from .errors import ConfigurationError, OutputParserError, OutputTruncatedError
 
 __all__ = ["schema_of", "validate_structured", "PartialJSONParser", "extract_json"]
 
@@ -262,3 +262,24 @@ class PartialJSONParser:
                 return partial
             loc[0][loc[1]] = partial
         return copy.deepcopy(self.root)
+
+
+def truncated_output(text: str, max_tokens: int | None) -> OutputTruncatedError:
+    """The error for JSON output that `max_tokens` cut off, with what had been parsed so far."""
+    start = min((i for i in (text.find("{"), text.find("[")) if i >= 0), default=-1)
+    parser = PartialJSONParser()
+    if start >= 0:
+        parser.feed(text[start:])
+    if max_tokens is not None:
+        cut = f'max_tokens={max_tokens} cut the output off (finish_reason="length") before its JSON was complete'
+        fix = f"raise max_tokens (e.g. hyperparameters={{'max_tokens': {max_tokens * 4}}})"
+    else:
+        cut = 'the output limit cut the output off (finish_reason="length") before its JSON was complete'
+        fix = "set a higher max_tokens (hyperparameters={'max_tokens': N}); none was set, so the default applied"
+    preview = text if len(text) <= 120 else text[:120] + "..."
+    return OutputTruncatedError(
+        f"{cut}: {fix}. The partial value is on the exception (.partial_value); the text: {preview!r}",
+        text,
+        parser.value,
+        max_tokens,
+    )

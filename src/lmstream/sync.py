@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .errors import LMStreamError
+from .types import EventType
 
 if TYPE_CHECKING:
     from .engine.request_stream import RequestStream
@@ -246,7 +247,7 @@ class SyncRequestStream(Generic[T]):
     def text(self) -> Iterator[str]:
         """The answer's text deltas only."""
         for event in self:
-            if event.type == "response" and isinstance(event.value, str):
+            if event.type == EventType.RESPONSE and isinstance(event.value, str):
                 yield event.value
 
     def result(self) -> T:

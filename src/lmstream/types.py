@@ -61,18 +61,21 @@ class EventType(StrEnum):
 
 @dataclass(slots=True)
 class TokenUsage:
-    """Token counts as the provider reported them (0 when it did not)."""
+    """Token counts as the provider reported them; `None` = not reported (unknown, not zero)."""
 
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cached_tokens: int = 0
-    reasoning_tokens: int = 0
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
     #: USD (a float that also has `.total`, `.input`, `.output`, `.cache_read`); None when no
     #: price is known for the provider and model, 0 for the embedded model (`lmstream.cost`)
     cost: Cost | None = None
 
     @property
-    def total_tokens(self) -> int:
+    def total_tokens(self) -> int | None:
+        """Input plus output; None when either is unknown."""
+        if self.input_tokens is None or self.output_tokens is None:
+            return None
         return self.input_tokens + self.output_tokens
 
     def to_dict(self) -> dict[str, Any]:
@@ -85,11 +88,17 @@ class TokenUsage:
         }
 
     def add(self, other: TokenUsage) -> None:
-        self.input_tokens += other.input_tokens
-        self.output_tokens += other.output_tokens
-        self.cached_tokens += other.cached_tokens
-        self.reasoning_tokens += other.reasoning_tokens
+        """Sum another call's usage into this one (the tool loop's total): a field stays known
+        only while every call reported it, so an unknown part never passes for a complete count."""
+        self.input_tokens = _sum(self.input_tokens, other.input_tokens)
+        self.output_tokens = _sum(self.output_tokens, other.output_tokens)
+        self.cached_tokens = _sum(self.cached_tokens, other.cached_tokens)
+        self.reasoning_tokens = _sum(self.reasoning_tokens, other.reasoning_tokens)
         self.cost = None if self.cost is None or other.cost is None else self.cost + other.cost
+
+
+def _sum(a: int | None, b: int | None) -> int | None:
+    return None if a is None or b is None else a + b
 
 
 @dataclass(slots=True)

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import shlex
 import sys
+from pathlib import Path
 from typing import Any
 
 from .._cli_options import JSON_OBJECT_SCHEMA, ModelOption, add_options, invoker_config, literal_template
@@ -101,7 +102,16 @@ async def _run(args: argparse.Namespace, stats: BatchStats, out: OutputFile, tod
         if args.provider_batch:
             from .provider import run_provider_batch
 
-            await run_provider_batch(lmrp, todo, on_result=on_result, stats=stats, poll_every=args.poll_every)
+            await run_provider_batch(
+                lmrp,
+                todo,
+                on_result=on_result,
+                stats=stats,
+                state_path=provider_state(args.output),
+                poll_every=args.poll_every,
+                on_poll=progress.update,
+                say=lambda line: print(f"lmstream batch: {line}", file=sys.stderr),
+            )
         else:
             budget = Budget(args.budget) if args.budget is not None else None
             await run_batch(lmrp, todo, concurrency=args.concurrency, on_result=on_result, budget=budget, stats=stats)
@@ -110,8 +120,17 @@ async def _run(args: argparse.Namespace, stats: BatchStats, out: OutputFile, tod
         await lmrp.lm_invoker.aclose()
 
 
+def provider_state(output: str) -> Path:
+    """Where `--provider-batch` keeps the id of the job it submitted (so a re-run collects it)."""
+    out = Path(output)
+    return out.with_name(out.name + ".provider-batch.json")
+
+
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    if args.provider_batch and args.budget is not None:
+        print("lmstream batch: error: --budget applies to the streamed batch, not --provider-batch", file=sys.stderr)
+        return 2
     resume_cmd = "lmstream batch " + shlex.join(argv)
     out = OutputFile(args.output)
     try:
@@ -132,6 +151,8 @@ def main(argv: list[str]) -> int:
         asyncio.run(_run(args, stats, out, todo))
     except KeyboardInterrupt:
         out.close()
+        if args.provider_batch and provider_state(args.output).exists():
+            print("\nlmstream batch: the provider batch keeps running on the provider's side", file=sys.stderr)
         print(
             f"\nlmstream batch: interrupted: {stats.done + len(resume.done)} of {len(requests)} answered, "
             f"output {args.output} is valid; resume with:\n  {resume_cmd}",

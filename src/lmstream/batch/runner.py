@@ -26,7 +26,7 @@ from .limiter import AdaptiveLimiter
 from .requests import BatchRequest
 from .results import BatchResult
 
-__all__ = ["BatchStats", "OnResult", "Processor", "default_concurrency", "run_batch"]
+__all__ = ["BatchStats", "OnResult", "Processor", "default_concurrency", "request_kwargs", "run_batch"]
 
 
 class Processor(Protocol):
@@ -212,7 +212,8 @@ def _exceeded(budget: Budget) -> BudgetExceededError:
     )
 
 
-def _kwargs(req: BatchRequest, slot: str | None) -> dict[str, Any]:
+def request_kwargs(req: BatchRequest, slot: str | None) -> dict[str, Any]:
+    """`process()`/`stream()` arguments for one request (`slot`: the template key a plain prompt fills)."""
     kw: dict[str, Any] = {}
     if req.prompt is not None and slot is None:  # no template key: the prompt is the user message
         kw["prompt_kwargs"], kw["extra_contents"] = {}, [req.prompt]
@@ -233,7 +234,7 @@ async def _run_one(lmrp: Processor, req: BatchRequest, slot: str | None) -> Batc
     texts: list[str] = []
     done: dict[str, Any] | None = None
     try:
-        async with lmrp.stream(**_kwargs(req, slot)) as stream:
+        async with lmrp.stream(**request_kwargs(req, slot)) as stream:
             async for event in stream:
                 if event.type == EventType.RESPONSE and isinstance(event.value, str):
                     texts.append(event.value)

@@ -240,11 +240,31 @@ class Accumulator(Generic[E]):
 
     # ----- the output
     def finish(self) -> LMOutput:
-        """The call's output; raises `ProviderError` if the provider's end marker never came."""
+        """The call's output, only for a stream the provider ended and said why.
+
+        Without the end marker: `ProviderError` when tokens came (the caller turns it into an
+        interruption), `StreamInterruptedError` for an empty reply. With the marker but no
+        finish reason (`[DONE]` alone): `StreamInterruptedError`, never a short success.
+        """
         if not self.finished:
+            if not self.started:
+                raise self._interrupted(
+                    "the server answered but the stream ended with no tokens and no end marker: "
+                    "it may have refused the prompt (e.g. one longer than its context window); check the server's log"
+                )
             raise ProviderError("the stream ended without the provider's end marker (dropped connection?)")
+        if self.finish_reason is None:
+            why = "the provider ended the stream without saying why (no finish reason): it was cut short"
+            if not self.started:
+                why += ", before any token: the server may have refused the prompt (check the server's log)"
+            else:
+                why += f" after {len(self.text_parts)} text deltas"
+            raise self._interrupted(
+                f"{why}. An OpenAI-compatible server does this when it interrupts a running request "
+                "(start llama_cpp.server with --interrupt_requests False)"
+            )
         out = self.output()
-        if out.tool_calls and self.finish_reason in (None, "stop"):
+        if out.tool_calls and self.finish_reason == "stop":
             out.finish_reason = self.finish_reason = "tool_calls"
         return out
 
@@ -264,11 +284,12 @@ class Accumulator(Generic[E]):
 
     def interrupted(self, exc: BaseException) -> StreamInterruptedError:
         """The error for a failure after the first token: it carries exactly what was streamed."""
+        return self._interrupted(f"stream interrupted after {len(self.text_parts)} text deltas: {exc}", exc)
+
+    def _interrupted(self, message: str, cause: BaseException | None = None) -> StreamInterruptedError:
         out = self.output()
         out.finish_reason = "error"
-        return StreamInterruptedError(
-            f"stream interrupted after {len(self.text_parts)} text deltas: {exc}", partial_output=out, cause=exc
-        )
+        return StreamInterruptedError(message, partial_output=out, cause=cause)
 
 
 def _tool_call(buf: _ToolBuf, index: int) -> ToolCall:

@@ -9,6 +9,7 @@ from typing import Any, Generic, TypeVar
 
 from ..errors import LMStreamError
 from ..events import BaseEventHandler, Event, EventEmitter, EventType, StreamEventHandler
+from .approvals import answer
 from .lifecycle import RequestContext, check_open
 
 __all__ = ["RequestStream"]
@@ -127,14 +128,10 @@ class RequestStream(Generic[T]):
 
         Raises `lmstream.approval.ApprovalError` for an id that is not waiting here or was
         already answered (409), or timed out (410)."""
-        from ..approval import answer
-
         answer(approval_id, True, request_id=self.request_id)
 
     def deny(self, approval_id: str, reason: str | None = None) -> None:
         """Refuse a waiting call: it never runs and the model is told why (`reason`)."""
-        from ..approval import answer
-
         answer(approval_id, False, reason, request_id=self.request_id)
 
     def cancel(self) -> None:

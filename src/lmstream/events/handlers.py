@@ -102,7 +102,7 @@ class ConsoleEventHandler(BaseEventHandler):
             usage = meta.get("usage") or {}
             line = (
                 f"[done] finish_reason={meta.get('finish_reason')} "
-                f"in={usage.get('input_tokens', 0)} out={usage.get('output_tokens', 0)} "
+                f"in={_count(usage.get('input_tokens'))} out={_count(usage.get('output_tokens'))} "
                 f"ttft={_fmt_s(meta.get('time_to_first_token'))} duration={_fmt_s(meta.get('duration'))}"
             )
         code = _COLOURS.get(t)  # type: ignore[call-overload]
@@ -141,3 +141,8 @@ class CallbackEventHandler(BaseEventHandler):
         r = self._callback(event)
         if inspect.isawaitable(r):
             await r
+
+
+def _count(n: Any) -> str:
+    """A token count for display; "?" when the provider did not report it."""
+    return "?" if n is None else str(n)

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..errors import ConfigurationError, LMTimeoutError, ProviderError, RateLimitError
 from ._http import parse_retry_after
+from ._overflow import context_overflow
 
 __all__ = ["Secret", "ThreadedStream", "iterate_in_thread", "map_aws_error"]
 
@@ -53,6 +54,10 @@ def map_aws_error(provider: str, exc: BaseException) -> BaseException:
         if "EventStreamError" in names or not isinstance(status, int):
             # an exception event inside the 200 stream (`:message-type: exception`)
             return ProviderError(f"in-band error: {message}", provider=provider, retryable=code in _TRANSIENT)
+        if code == "ValidationException":  # Bedrock's input-length check is a validation error
+            overflow = context_overflow(str(error.get("Message") or ""), None, provider, status)
+            if overflow is not None:
+                return overflow
         retry_after = parse_retry_after(meta.get("HTTPHeaders") or {})
         if status == 429 or code in ("ThrottlingException", "TooManyRequestsException"):
             return RateLimitError(message, status_code=status, provider=provider, retry_after=retry_after)

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import _json
-from ..errors import ConfigurationError, LMTimeoutError, ProviderError, RateLimitError
+from ..errors import ConfigurationError, LMStreamError, LMTimeoutError, ProviderError, RateLimitError
+from ._overflow import context_overflow
 
 __all__ = [
     "resolve_api_key",
@@ -64,7 +65,9 @@ def resolve_api_key(
     if required:
         raise ConfigurationError(
             f"no API key for {provider}: set the environment variable {env_vars[0]} "
-            f"(or put {env_vars[0]}=... in .env), or pass credentials=/api_key="
+            f"(or put {env_vars[0]}=... in .env), or pass credentials=/api_key=",
+            setting="api_key",
+            env_var=env_vars[0],
         )
     return None
 
@@ -234,9 +237,18 @@ def not_a_stream_error(provider: str, status: int, content_type: str | None, bod
     )
 
 
-def error_from_status(provider: str, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
-    """Map an HTTP error reply to RateLimitError / ProviderError with the provider's message."""
+def error_from_status(provider: str, status: int, headers: Mapping[str, str], body: bytes) -> LMStreamError:
+    """Map an HTTP error reply to RateLimitError / ProviderError / ContextOverflowError with the
+    provider's message."""
     message = _error_message(body)
+    if 400 <= status < 500:
+        try:
+            parsed = _json.loads(body)
+        except ValueError:
+            parsed = None
+        overflow = context_overflow(message, parsed, provider, status)
+        if overflow is not None:
+            return overflow
     retry_after = parse_retry_after(headers)
     if status == 429:
         return RateLimitError(message, status_code=status, provider=provider, body=body, retry_after=retry_after)

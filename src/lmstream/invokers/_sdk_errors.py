@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 from ..errors import LMStreamError, LMTimeoutError, ProviderError, RateLimitError
 from ._http import parse_retry_after
+from ._overflow import context_overflow
 
 __all__ = [
     "ErrorMapper",
@@ -79,6 +80,10 @@ def status_error(provider: str, exc: BaseException) -> BaseException:
     headers = getattr(response, "headers", None)
     retry_after = parse_retry_after(headers) if headers else None
     message = _message(exc)
+    if 400 <= status < 500:
+        overflow = context_overflow(message, getattr(exc, "body", None), provider, status)
+        if overflow is not None:
+            return overflow
     if status in (401, 403):
         message += " — check the API key (it was sent but rejected)"
     cls = RateLimitError if status == 429 else ProviderError

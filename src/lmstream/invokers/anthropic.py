@@ -209,7 +209,7 @@ class AnthropicLMInvoker(SDKLMInvoker):
                 if ev.usage is not None and ev.usage.output_tokens is not None:
                     yield UsageDelta(output_tokens=ev.usage.output_tokens)
             elif t == "message_stop":
-                yield FinishDelta(stop or "stop", mid, mmodel)
+                yield FinishDelta(stop, mid, mmodel)  # no stop_reason: cut short (the accumulator says so)
                 return
             elif t == "error":
                 err = getattr(ev, "error", None)

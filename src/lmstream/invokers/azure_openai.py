@@ -29,7 +29,9 @@ def azure_base(endpoint: str | None, api_version: str | None) -> tuple[str, str]
     if not endpoint:
         raise ConfigurationError(
             "no Azure OpenAI endpoint: set AZURE_OPENAI_ENDPOINT (https://<resource>.openai.azure.com) "
-            "or pass config={'base_url': ...}"
+            "or pass config={'base_url': ...}",
+            setting="base_url",
+            env_var="AZURE_OPENAI_ENDPOINT",
         )
     version = api_version or os.environ.get("AZURE_OPENAI_API_VERSION") or os.environ.get("OPENAI_API_VERSION")
     endpoint = endpoint.rstrip("/")

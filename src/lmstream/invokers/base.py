@@ -19,8 +19,10 @@ from ..engine.lifecycle import RequestContext, current_request, new_accumulator,
 from ..engine.request_stream import RequestStream
 from ..errors import (
     ConfigurationError,
+    ContextOverflowError,
     LMStreamError,
     LMTimeoutError,
+    OutputParserError,
     ProviderError,
     StreamInterruptedError,
 )
@@ -88,6 +90,10 @@ class BaseLMInvoker:
     system_apart: ClassVar[bool] = False
     #: provider-specific hyperparameters passed through as they are (name -> type check, help)
     extra_params: ClassVar[ParamTable] = {}
+    #: False for a model that cannot call tools: `tools=` then fails at construction
+    supports_tools: ClassVar[bool] = True
+    #: the output-token limit that applies when no `max_tokens` is given (None: the provider's)
+    default_max_tokens: ClassVar[int | None] = None
 
     def __init__(
         self,
@@ -154,8 +160,20 @@ class BaseLMInvoker:
         base = f", base_url={self.base_url!r}" if self.base_url else ""
         return f"{type(self).__name__}(model_name={self.model_name!r}{base})"
 
+    def output_limit(self) -> int | None:
+        """The output-token limit a call without `max_tokens` gets (None: the provider's own)."""
+        return self.default_max_tokens
+
     def set_tools(self, tools: Sequence[Any]) -> None:
         from ..tools import to_tool
+
+        if tools and not self.supports_tools:
+            raise ConfigurationError(
+                f"{self.model_id} cannot call tools (it would ignore them and answer anyway); use a model "
+                "that can: openai/<model>, openai-chat/<model>, anthropic/<model>, google/<model>, "
+                "azure-openai/<deployment>, bedrock/<model-id>, xai/<model>, ollama/<model>, litellm/<id>, "
+                "or openai-compatible/<model> on a server whose model calls tools"
+            )
 
         self.tools = [to_tool(t) for t in tools]
 
@@ -311,6 +329,8 @@ class BaseLMInvoker:
             except StreamInterruptedError:
                 raise
             except (LMStreamError, OSError) as exc:
+                if isinstance(exc, ContextOverflowError) and exc.max_tokens is None:
+                    exc.max_tokens = params.get("max_tokens")
                 if acc.started:
                     raise acc.interrupted(exc) from exc
                 err = (
@@ -338,9 +358,14 @@ class BaseLMInvoker:
                     raise acc.interrupted(exc) from exc
                 raise
             if self.response_schema is not None and not out.tool_calls:
-                from ..structured import validate_structured
+                from ..structured import truncated_output, validate_structured
 
-                out.structured_output = validate_structured(out.text, self.response_schema, self._schema_model)
+                try:
+                    out.structured_output = validate_structured(out.text, self.response_schema, self._schema_model)
+                except OutputParserError:
+                    if out.finish_reason != "length":
+                        raise
+                    raise truncated_output(out.text, params.get("max_tokens") or self.output_limit()) from None
             return out
 
     def stream_deltas(self, messages: list[Message], params: dict[str, Any]) -> AsyncIterator[Delta]:

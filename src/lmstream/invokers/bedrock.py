@@ -275,7 +275,7 @@ def _deltas(event: dict[str, Any], kinds: dict[int, str]) -> list[Any]:
         return []
     if "messageStop" in event:
         reason = event["messageStop"].get("stopReason")
-        return [FinishDelta(_STOP.get(reason, reason) if reason else "stop")]
+        return [FinishDelta(_STOP.get(reason, reason) if reason else None)]  # None: cut short
     if "metadata" in event:
         u = event["metadata"].get("usage") or {}
         cached = u.get("cacheReadInputTokens") or 0

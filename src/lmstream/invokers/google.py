@@ -28,6 +28,7 @@ _FINISH = {
     "SPII": "content_filter",
     "MALFORMED_FUNCTION_CALL": "error",
     "OTHER": "other",
+    "FINISH_REASON_UNSPECIFIED": "",
 }
 
 
@@ -255,6 +256,7 @@ class GoogleLMInvoker(SDKLMInvoker):
                         n_calls += 1
                 if cand.finish_reason:
                     reason = getattr(cand.finish_reason, "value", cand.finish_reason)
+                    # FINISH_REASON_UNSPECIFIED ends the stream without saying why: "" (cut short)
                     finish = _FINISH.get(str(reason), str(reason).lower())
                     rid, rmodel = chunk.response_id, chunk.model_version
             u = chunk.usage_metadata
@@ -266,4 +268,4 @@ class GoogleLMInvoker(SDKLMInvoker):
                     u.thoughts_token_count,
                 )
         if finish is not None:
-            yield FinishDelta(finish, rid, rmodel)
+            yield FinishDelta(finish or None, rid, rmodel)

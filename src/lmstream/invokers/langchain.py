@@ -185,7 +185,13 @@ class LangChainLMInvoker(BaseLMInvoker):
                     reasoning = (u.get("output_token_details") or {}).get("reasoning")
                     yield UsageDelta(usage_in, usage_out, cached, reasoning)
                 meta = getattr(chunk, "response_metadata", None) or {}
-                reason = meta.get("finish_reason") or meta.get("stop_reason")
+                # each integration's own end marker: the finish reason on its last chunk
+                reason = (
+                    meta.get("finish_reason")
+                    or meta.get("stop_reason")
+                    or meta.get("stopReason")
+                    or meta.get("done_reason")
+                )
                 if reason:
                     finish = _FINISH.get(reason, reason)
         except (LMStreamError, GeneratorExit):
@@ -194,7 +200,7 @@ class LangChainLMInvoker(BaseLMInvoker):
             raise_mapped(self.provider, exc)
         finally:
             await stream.aclose()
-        yield FinishDelta(finish or "stop")
+        yield FinishDelta(finish)  # None: the model never said why it ended, so it was cut short
 
 
 def _pieces(chunk: Any) -> list[Any]:

@@ -98,6 +98,7 @@ class LocalLMInvoker(BaseLMInvoker):
 
     provider: ClassVar[str] = "local"
     tracing_name: ClassVar[str] = "llama_cpp"  # llama.cpp in process; no well-known value
+    supports_tools: ClassVar[bool] = False  # too small to call tools: tools= is refused, not ignored
     extra_params: ClassVar[ParamTable] = {
         "top_k": int_at_least(0),
         "min_p": number_between(0, 1),
@@ -179,6 +180,9 @@ class LocalLMInvoker(BaseLMInvoker):
 
     def endpoint(self) -> str | None:
         return None  # in process
+
+    def output_limit(self) -> int | None:
+        return self.max_tokens
 
     async def stream_deltas(self, messages: list[Message], params: dict[str, Any]) -> AsyncIterator[Delta]:
         from ._llama.chat import render

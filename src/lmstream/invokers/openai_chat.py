@@ -110,7 +110,8 @@ class OpenAIChatCompletionsLMInvoker(BaseLMInvoker):
         )
         if not base_url:
             raise ConfigurationError(
-                f"{type(self).__name__} needs a base_url, e.g. config={{'base_url': 'http://127.0.0.1:8000/v1'}}"
+                f"{type(self).__name__} needs a base_url, e.g. config={{'base_url': 'http://127.0.0.1:8000/v1'}}",
+                setting="base_url",
             )
         options["base_url"] = base_url.rstrip("/")
         options["api_key"] = resolve_api_key(
@@ -166,6 +167,28 @@ class OpenAIChatCompletionsLMInvoker(BaseLMInvoker):
     async def aclose(self) -> None:
         await self._clients.aclose()
 
+    def _status_error(self, status: int, headers: Any, body: bytes) -> Exception:
+        err = error_from_status(self.provider, status, headers, body)
+        if (
+            status >= 500
+            and self.response_schema is not None
+            and self.response_format_type == "json_schema"
+            and b"json_schema" in body
+        ):
+            # llama-cpp-python's server rejects this response_format with a 500 and its traceback:
+            # the same request would fail again, and the fix is one setting away
+            said = str(getattr(err, "message", err)).split("\n\n", 1)[0][:300]
+            return ProviderError(
+                f"the server does not accept response_format type 'json_schema' ({said}); pass "
+                "response_format_type=\"json_object\" (config={'response_format_type': 'json_object'}), "
+                "which llama-cpp-python's server understands",
+                status_code=status,
+                provider=self.provider,
+                body=body,
+                retryable=False,
+            )
+        return err
+
     async def stream_deltas(self, messages: list[Message], params: dict[str, Any]) -> AsyncIterator[Any]:
         """One streamed Chat Completions request as normalised deltas (the hot path)."""
         import httpx
@@ -190,9 +213,7 @@ class OpenAIChatCompletionsLMInvoker(BaseLMInvoker):
                 raise map_transport_error(self.provider, exc, where) from None
             try:
                 if response.status_code >= 400:
-                    raise error_from_status(
-                        self.provider, response.status_code, response.headers, await response.aread()
-                    )
+                    raise self._status_error(response.status_code, response.headers, await response.aread())
                 content_type = response.headers.get("content-type")
                 if not is_event_stream(content_type):
                     raise not_a_stream_error(self.provider, response.status_code, content_type, await response.aread())

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from .._cli_hints import cli_message
 from .._cli_options import add_options, build_processor
 from ..errors import ConfigurationError, LMStreamError
 from ..events import EventEmitter
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None, chat_jobs: ChatJobs | None = None) -> in
     try:
         return asyncio.run(serve(args, chat_jobs))
     except ConfigurationError as exc:
-        print(f"lmstream worker: error: {exc}", file=sys.stderr)
+        print(f"lmstream worker: error: {cli_message(exc, args.model, key_option=False)}", file=sys.stderr)
         return 2
     except LMStreamError as exc:
         print(f"lmstream worker: {type(exc).__name__}: {exc}", file=sys.stderr)

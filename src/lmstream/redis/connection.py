@@ -61,11 +61,16 @@ def connect(url: str, **kwargs: Any) -> Redis:
     """An asyncio client with bounded timeouts, so a dead Redis gives an error, never a hang."""
     try:
         import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
     except ImportError as exc:  # pragma: no cover - depends on the install
         from ..errors import ConfigurationError
 
         raise ConfigurationError("Redis support needs redis-py: pip install 'lmstream[redis]'") from exc
     opts: dict[str, Any] = {
+        # no blind retries: a flush or an enqueue repeated without its retry flag or claim could
+        # write twice; the calls that are safe to repeat are retried by lmstream (`retried`)
+        "retry": Retry(NoBackoff(), 0),
         "socket_connect_timeout": 3.0,
         "socket_timeout": 15.0,  # above every BLOCK we issue
         "health_check_interval": 30,

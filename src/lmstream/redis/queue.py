@@ -83,21 +83,30 @@ class RedisQueue:
         claim = os.urandom(8).hex()
         fields = {"chat": chat_id, "job": payload, "claim": claim}
 
-        async def send() -> Any:
-            # Safe to repeat (a lost reply): a second copy of the job carries the same claim, and
-            # only one job can take the chat over from ``queued:<claim>``.
+        attempts = 0
+
+        async def send() -> str:
+            # Safe to repeat: a second copy of the job carries the same claim, and only one job can
+            # take the chat over from ``queued:<claim>``. A retry first checks whether the attempt
+            # whose reply was lost landed (the lease still reads ``queued:<claim>``): then it does
+            # not replace the chat's stream again.
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1 and s(await self.redis.get(self.keys.lease(chat_id)) or "") == QUEUED + claim:
+                for entry_id, f in await self.redis.xrevrange(self.keys.queue, count=64):
+                    if s(field(f, "claim") or "") == claim:
+                        return s(entry_id)
             pipe = self.redis.pipeline(transaction=False)
             pipe.delete(self.keys.stream(chat_id), self.keys.stop(chat_id))
             pipe.set(self.keys.lease(chat_id), QUEUED + claim, px=self.queue_timeout_ms)
             pipe.xadd(self.keys.queue, fields, maxlen=self.maxlen, approximate=True)
-            pipe.xtrim(
-                self.keys.queue, minid=f"{max(0, int(time.time() * 1000) - self.max_age_ms)}-0", approximate=True
+            pipe.xtrim(  # exact: `~` would keep a whole node of old jobs, the ones it is meant to drop
+                self.keys.queue, minid=f"{max(0, int(time.time() * 1000) - self.max_age_ms)}-0", approximate=False
             )
-            return await pipe.execute()
+            return s((await pipe.execute())[2])
 
         async with naming_redis(self.redis):
-            res = await retried(send)
-        return s(res[2])
+            return await retried(send)
 
 
 class Worker:

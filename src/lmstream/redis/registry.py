@@ -87,6 +87,10 @@ class RedisChatRegistry(DetachedChatRegistry):
             await self.reader.validate(chat_id, after)
         return items
 
+    @property
+    def runs_answers_here(self) -> bool:
+        return self.queue is None
+
     async def running(self) -> int:
         return len(self.runner.running)
 

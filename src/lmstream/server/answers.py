@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from ..chat_registry import ChatLog, Positioned
 from ..events import Event, EventLevel, EventType
 from .errors import browser_error_text, public_error_text
-from .running import RunningRequest
+from .running import SHUTDOWN_ERROR, SHUTDOWN_MESSAGE, RunningRequest
 from .sse import DONE, event_frame, ui_frame
 from .ui_stream import Chunk, UIStreamMapper
 
@@ -34,6 +34,8 @@ def is_stop(ev: Event) -> bool:
 
 def _chunks(mapper: UIStreamMapper, ev: Event) -> list[Chunk]:
     if ev.type == EventType.ERROR:
+        if ev.metadata.get("error_type") == SHUTDOWN_ERROR:  # the server's own words, no details
+            return mapper.feed(ev.type, SHUTDOWN_MESSAGE, ev.metadata)
         if is_stop(ev):
             return mapper.stopped()  # a stop is `abort`, not an error
         if not mapper.closed:  # the browser gets the kind of failure, the log the details
@@ -67,6 +69,7 @@ async def live_ui_frames(
         batch: list[bytes] = []  # frames of events that were already waiting: one write for all
         with contextlib.suppress(Exception):  # a failure ends with its error event, then raises
             async for ev in run.events():
+                ev = run.terminal(ev)
                 position = log.write(ev)
                 if ev.type == EventType.ERROR and stopped():
                     chunks = mapper.stopped()
@@ -79,8 +82,9 @@ async def live_ui_frames(
                     batch.clear()
         if not mapper.closed:  # ended without done/error: it was cancelled
             meta = {"request_id": run.request_id, "error_type": "CancelledError"}
-            position = log.write(Event("request stopped", EventType.ERROR, EventLevel.ERROR, meta))
-            batch.append(ui_frame(mapper.stopped(), position))
+            ev = run.terminal(Event("request stopped", EventType.ERROR, EventLevel.ERROR, meta))
+            position = log.write(ev)
+            batch.append(ui_frame(_chunks(mapper, ev), position))
         batch.append(DONE)
         yield b"".join(batch)
     finally:
@@ -148,7 +152,7 @@ async def event_frames(run: RunningRequest) -> AsyncIterator[bytes]:
         batch: list[bytes] = []
         with contextlib.suppress(Exception):  # a failure ends with its error event, then raises
             async for ev in run.events():
-                batch.append(event_frame(ev))
+                batch.append(event_frame(run.terminal(ev)))
                 if not run.pending():
                     yield batch[0] if len(batch) == 1 else b"".join(batch)
                     batch.clear()

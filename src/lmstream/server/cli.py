@@ -10,10 +10,15 @@ anyone who reaches the port would spend the model.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import errno
 import gc
 import ipaddress
 import os
+import socket
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -48,6 +53,45 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before the URL is printed: a taken port is said at once."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        if os.name != "nt":  # restart at once after a stop (TIME_WAIT), as uvicorn does
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host.strip("[]"), port))
+        sock.listen(2048)
+        sock.set_inheritable(True)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def port_problem(exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return "the port is already in use (another server?); stop it or pass --port N"
+    if exc.errno == errno.EACCES:
+        return "permission denied (ports below 1024 need privileges); pass --port N"
+    return str(exc)
+
+
+def graceful_server(uvicorn: Any, config: Any, shut_down: Callable[[], None]) -> Any:
+    """A uvicorn server on which Ctrl-C (or SIGTERM) ends every running answer with an error
+    chunk saying the server is shutting down, then stops; a second Ctrl-C exits at once."""
+
+    class Server(uvicorn.Server):  # type: ignore[misc]
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if self.should_exit:  # the second signal: do not wait for anything
+                os._exit(130)
+            with contextlib.suppress(RuntimeError):  # a signal handler runs between the loop's steps
+                asyncio.get_running_loop().call_soon_threadsafe(shut_down)
+            super().handle_exit(sig, frame)
+
+    return Server(config)
 
 
 def _positive_int(text: str) -> int:
@@ -166,20 +210,36 @@ def main(argv: list[str]) -> int:
         import uvicorn
 
         from . import create_app
-        from .serving import uvicorn_config
     except ImportError as exc:
         print(f"lmstream serve: needs the server extra: pip install 'lmstream[server]' ({exc})", file=sys.stderr)
         return 2
+    from .._cli_hints import cli_message
     from ..errors import ConfigurationError
 
     try:
         processor = build_processor(args)
     except ConfigurationError as exc:
-        print(f"lmstream serve: error: {exc}", file=sys.stderr)
+        print(f"lmstream serve: error: {cli_message(exc, args.model, key_option=False)}", file=sys.stderr)
         return 2
     if args.queue and not args.redis:
         print("lmstream serve: --queue needs --redis URL", file=sys.stderr)
         return 2
+    try:  # before the model loads and before any URL is printed: a taken port is said at once
+        sock = bind(args.host, args.port)
+    except OSError as exc:
+        print(f"lmstream serve: cannot listen on {args.host} port {args.port}: {port_problem(exc)}", file=sys.stderr)
+        return 2
+    try:
+        return _run(uvicorn, create_app, args, processor, api_key, sock)
+    finally:
+        sock.close()
+
+
+def _run(uvicorn: Any, create_app: Any, args: argparse.Namespace, processor: Any, api_key: Any, sock: Any) -> int:
+    """Load, build the app and serve on `sock` (bound, so its port is known to be free)."""
+    from ..errors import ConfigurationError
+    from .serving import uvicorn_config
+
     load = getattr(processor.lm_invoker, "load", None)
     if callable(load) and not args.queue:  # the embedded model (not needed when workers run answers)
         print(f"lmstream serve: loading {args.model} ...", file=sys.stderr, flush=True)
@@ -222,12 +282,10 @@ def main(argv: list[str]) -> int:
         # streams, plus room for resumes, stops and health checks; past it uvicorn answers 503
         max_connections=2 * args.max_concurrent + 64,
         log_level="warning",
-        timeout_graceful_shutdown=3,
+        timeout_graceful_shutdown=1,  # running answers end at the first Ctrl-C: nothing to wait for
     )
-    try:
-        uvicorn.Server(config).run()
-    except KeyboardInterrupt:  # as `uvicorn.run` does: Ctrl-C is how a server is stopped
-        pass
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn raises the captured Ctrl-C again once stopped
+        graceful_server(uvicorn, config, app.state.lmstream.shut_down).run(sockets=[sock])
     return 0
 
 

@@ -84,6 +84,12 @@ class ChatServer:
         self.approvals: ApprovalStore = approvals or InMemoryApprovalStore()
         self.approval_ttl = approval_ttl
 
+    def shut_down(self) -> None:
+        """The server is stopping: every answer running in a response ends now, with an error
+        saying so (the `ai` client shows it; a user's stop would be an `abort`)."""
+        for run in list(self.running):
+            run.end()
+
     def _start(self, slot: Slot, run: RunningRequest) -> None:
         slot.share()  # the response holds the slot until it ends
         self.running.add(run)
@@ -103,7 +109,7 @@ class ChatServer:
         except BadRequest as exc:
             return error_response(exc.status, str(exc), "invalid_request_error")
         notice = b""
-        if req is not None and getattr(self.registry, "queue", None) is None:  # a worker fits queued chats
+        if req is not None and self.registry.runs_answers_here:  # a worker fits queued chats itself
             try:  # the newest turns that fit the model's window, before a slot is taken
                 prompt = self.slot.kwargs(req.text, req.attachments)
                 fit = fit_history(self.processor, req.history, **prompt, hyperparameters=req.hyperparameters)

@@ -10,9 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from ..engine.request_stream import RequestStream
+from ..events import Event, EventType
 from ..processor import LMRequestProcessor
 
-__all__ = ["RunningRequest", "start_request"]
+__all__ = ["SHUTDOWN_ERROR", "SHUTDOWN_MESSAGE", "RunningRequest", "start_request"]
+
+#: what a running answer's stream says when the server stops under it (Ctrl-C, SIGTERM)
+SHUTDOWN_MESSAGE = "the server is shutting down"
+SHUTDOWN_ERROR = "ServerShutdown"
 
 
 class RunningRequest:
@@ -20,10 +25,23 @@ class RunningRequest:
     from a frame that is itself being cancelled (a client that left), where an `await` would not
     run and the provider connection would be left open."""
 
-    __slots__ = ("stream",)
+    __slots__ = ("ending", "stream")
 
     def __init__(self, stream: RequestStream[Any]) -> None:
         self.stream = stream
+        self.ending: str | None = None  # set by `end()`: why the server ended it
+
+    def end(self, reason: str = SHUTDOWN_MESSAGE) -> None:
+        """Stop the request because the server is going away: its stream then ends with an
+        `error` saying `reason` (see `terminal`), not with the `abort` of a user's stop."""
+        self.ending = reason
+        self.stream.cancel()
+
+    def terminal(self, ev: Event) -> Event:
+        """`ev`, or, for the last event of a request the server ended, the error saying why."""
+        if self.ending is None or ev.type != EventType.ERROR:
+            return ev
+        return Event(self.ending, ev.type, ev.level, {**ev.metadata, "error_type": SHUTDOWN_ERROR})
 
     @property
     def request_id(self) -> str:

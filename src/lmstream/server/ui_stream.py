@@ -28,9 +28,13 @@ Chunk = dict[str, Any]
 
 
 def map_finish_reason(reason: str | None) -> str:
-    """`stop`->`stop`, `length`->`length`, `tool_calls`->`tool-calls`, ... else `other`."""
+    """`stop`->`stop`, `length`->`length`, `tool_calls`->`tool-calls`, ... else `other`.
+
+    An unknown or missing reason is `other` (the `ai` package's "the model ended for a reason
+    not listed"), never `stop`: a stream that did not say it finished is not reported as one.
+    """
     if reason is None:
-        return "stop"
+        return "other"
     return FINISH_REASONS.get(reason, "other")
 
 

@@ -83,7 +83,7 @@ function approvalButtons(v, p) {
 // How a tool call looks in each state: [label, extra(view, part) drawing more (buttons, output)].
 export const TOOL_STATES = {
   "input-streaming": ["preparing…"],
-  "input-available": ["running…"],
+  "input-available": ["running…", (v, p) => { const g = p.progress; if (g) v.state.textContent = "running… " + g.progress + (g.total != null ? "/" + g.total : "") + (g.message ? " · " + g.message : ""); }],
   "approval-requested": ["needs your approval", approvalButtons],
   "approval-responded": ["answered…", (v, p) => { v.state.textContent = p.approval && p.approval.approved ? "approved, running…" : "denied"; }],
   "output-denied": ["denied", (v) => v.node.classList.add("denied")],
@@ -197,6 +197,7 @@ export class Answer {
       case "tool-output-error": this.tool(c, (p) => { p.state = "output-error"; p.errorText = c.errorText; }); break;
       case "tool-approval-request": this.tool(c, (p) => { p.state = "approval-requested"; p.approval = { id: c.approvalId }; }); break;
       case "tool-output-denied": this.tool(c, (p) => { p.state = "output-denied"; }); break;
+      case "data-tool-progress": if (this.tools[c.id]) this.tool({ toolCallId: c.id }, (p, v) => { p.progress = c.data; v.drawn = null; }); break;
       case "data-usage": this.msg.metadata.usage = { ...c.data, ttft_page: this.firstAt !== null ? (this.firstAt - this.t0) / 1000 : null, deltas: this.deltas }; break;
       case "data-status": this.waiting(c.data); break;
       case "error": this.msg.metadata.error = c.errorText; break;
