@@ -487,3 +487,16 @@ def test_a_queued_request_shows_its_place_with_the_embedded_engine(browser, loca
         app._thread.join(10)
         ctx_a.close()
         ctx_b.close()
+
+
+def test_a_chat_longer_than_the_server_takes_sends_its_newest_part(page):
+    """Past the server's body limit (here 6 kB) or message count, the page sends the newest turns."""
+    proc, inv = scripted(echo)
+    with ServedApp(proc, max_body_bytes=6_000, max_messages=9) as app:
+        page.goto(app.url + "/")
+        for i in range(7):
+            send(page, f"turn {i}: " + "words " * 100)
+            finished(page, i + 1)
+        assert page.locator(".msg.assistant .error").count() == 0
+        sent = sent_history(inv, 6)
+        assert sent[-1][1].startswith("turn 6:") and sent[1][0] == "user" and len(sent) <= 9

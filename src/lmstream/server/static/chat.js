@@ -116,6 +116,12 @@ function history(c) { // what the server gets: the conversation without failed a
   return c.messages.filter((m) => !(m.role === "assistant" && m.metadata && m.metadata.state === "error"));
 }
 
+function newest(msgs, keep) { // the newest `keep` messages, starting where a turn starts
+  let from = Math.max(0, msgs.length - keep);
+  while (from < msgs.length - 1 && msgs[from].role !== "user") from++;
+  return msgs.slice(from);
+}
+
 // existing: an answer that stopped at tool approvals, continued in place with the person's answers
 async function ask(c, trigger, existing) {
   const answer = existing || new Answer($("msgs"), undefined, { regenerate });
@@ -123,9 +129,15 @@ async function ask(c, trigger, existing) {
   run = { chat: c, answer, controller }; setBusy(true); follow();
   c.pending = true; saveChat(c);
   let res;
+  const all = existing ? [...history(c), existing.msg] : history(c);
   try {
-    res = await fetch("api/chat", { method: "POST", headers: headers(true), signal: controller.signal,
-      body: JSON.stringify({ id: c.id, messages: existing ? [...history(c), existing.msg] : history(c), trigger }) });
+    // A chat longer than the server takes (body size, message count) sends only its newest part;
+    // the server fits that to the model's window.
+    for (let keep = all.length; ; keep = Math.floor(keep / 2)) {
+      res = await fetch("api/chat", { method: "POST", headers: headers(true), signal: controller.signal,
+        body: JSON.stringify({ id: c.id, messages: newest(all, keep), trigger }) });
+      if (keep <= 2 || !(res.status === 413 || (res.status === 400 && /too many messages/.test(await res.clone().text())))) break;
+    }
   } catch (e) {
     return done(c, answer, e.name === "AbortError" ? "stopped" : "error", "Network error: " + e.message);
   }
