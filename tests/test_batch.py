@@ -152,13 +152,28 @@ def test_a_line_cut_short_by_a_crash_is_dropped_and_earlier_lines_kept(tmp_path:
     f.close()
     with out.open("ab") as raw:
         raw.write(b'{"id": "4", "text": "half an ans')  # the crash
-    resume = OutputFile(out).open()
+    h = OutputFile(out)
+    resume = h.open()
+    h.close()
     assert (resume.done, resume.failed, resume.dropped) == ({"0", "1", "2"}, {"3"}, 1)
     assert [line["id"] for line in _lines(out)] == ["0", "1", "2", "3"]
     g = OutputFile(out)
     again = g.open(retry_failed=True)
     g.close()
     assert again.failed == set() and [line["id"] for line in _lines(out)] == ["0", "1", "2"]
+
+
+def test_two_runs_cannot_write_one_output(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    out.write_text('{"id": "0", "text": "a"}\n{"id": "1", "text": "cut sh')  # the second run must tidy it
+    first = OutputFile(out)
+    first.open()
+    with pytest.raises(ConfigurationError, match="being written by another lmstream batch run"):
+        OutputFile(out).open()
+    first.close()
+    again = OutputFile(out)
+    assert again.open().done == {"0"}
+    again.close()
 
 
 def test_bad_input_is_one_clear_error_naming_the_lines(tmp_path: Path) -> None:

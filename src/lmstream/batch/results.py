@@ -9,6 +9,7 @@ anything. Earlier lines are never touched in place.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import time
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import _json
+from ..errors import ConfigurationError
 
 __all__ = ["BatchResult", "OutputFile", "Resume"]
 
@@ -80,11 +82,14 @@ class OutputFile:
         self._synced = time.monotonic()
 
     def open(self, retry_failed: bool = False) -> Resume:
-        """Read the previous run's lines, tidy the file if needed, and open it for appending."""
+        """Take the file (one run at a time), read the previous run's lines, tidy the file if
+        needed, and keep it open for appending."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = self._locked()
         resume = Resume()
         keep: list[bytes] = []
         rewrite = False
-        if self.path.exists():
+        if self.path.stat().st_size:
             raw = self.path.read_bytes()
             lines = raw.split(b"\n")
             complete, tail = lines[:-1], lines[-1]
@@ -114,9 +119,22 @@ class OutputFile:
                 keep.append(line)
         if rewrite:
             self._replace(keep)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            old, self._fd = self._fd, self._locked()  # the tidied file is a new inode: take it too
+            os.close(old)
         return resume
+
+    def _locked(self) -> int:
+        """The output opened for appending, under an exclusive lock (two runs on one output
+        would answer the same ids twice)."""
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ConfigurationError(
+                f"{self.path} is being written by another lmstream batch run; wait for it to end, or use another -o"
+            ) from None
+        return fd
 
     def _replace(self, lines: list[bytes]) -> None:
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
