@@ -21,7 +21,7 @@ column is left out when it is missing. To build it (about 6 minutes on 2 cores):
     tar xzf llama_cpp_python-0.3.36.tar.gz && cd llama_cpp_python-0.3.36
     cmake -S vendor/llama.cpp -B build -DGGML_NATIVE=OFF -DLLAMA_BUILD_SERVER=ON -DLLAMA_CURL=OFF
     nice cmake --build build --target llama-server -j 2
-    cp build/bin/llama-server ~/.cache/lmstream-bench/   # with the build's lib*.so beside it
+    ln -s "$PWD/build/bin/llama-server" ~/.cache/lmstream-bench/llama-server
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ def server_child(n: int, tokens: int, threads: int, binary: str) -> dict[str, An
     port = _free_port()
     cmd = [binary, "-m", str(embedded_model_path("smollm2-135m")), "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--parallel", str(n), "-c", str(2048 * n), "-t", str(threads), "-tb", str(threads), "--no-webui"]
-    env = {**os.environ, "LD_LIBRARY_PATH": str(Path(binary).parent)}
+    env = {**os.environ, "LD_LIBRARY_PATH": str(Path(binary).resolve().parent)}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -279,8 +279,10 @@ def main() -> None:
         f"llama-cpp-python {llama_cpp.__version__}; load average {load0:.1f} before, {load1:.1f} after "
         f"({os.cpu_count()} cores)\n"
     )
-    head = "| streams | lmstream tok/s | TTFT p50 / p99 (ms) | raw serial tok/s | TTFT p50 / p99 (ms) |"
-    sep = "|---:|---:|---:|---:|---:|"
+    head = (
+        "| streams | lmstream tok/s | TTFT p50 / p99 (ms) | raw serial tok/s | TTFT p50 / p99 (ms) | lmstream / raw |"
+    )
+    sep = "|---:|---:|---:|---:|---:|---:|"
     if binary:
         head += " llama-server tok/s | TTFT p50 / p99 (ms) | lmstream / llama-server tok/s |"
         sep += "---:|---:|---:|"
@@ -288,6 +290,7 @@ def main() -> None:
     print(sep)
     for n, lm_s, raw_s, srv_s in rows:
         line = f"| {n} | {lm_s[0]:.1f} | {lm_s[1]:.0f} / {lm_s[2]:.0f} | {raw_s[0]:.1f} | {raw_s[1]:.0f} / {raw_s[2]:.0f} |"
+        line += f" {lm_s[0] / raw_s[0]:.2f}x |"
         if srv_s is not None:
             line += f" {srv_s[0]:.1f} | {srv_s[1]:.0f} / {srv_s[2]:.0f} | {lm_s[0] / srv_s[0]:.2f}x |"
         print(line)

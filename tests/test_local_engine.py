@@ -257,3 +257,28 @@ def test_a_request_whose_event_loop_is_gone_frees_its_sequence():
         assert time.monotonic() < deadline, "the abandoned request kept its sequence"
         time.sleep(0.02)
     assert job.n_out < 20 and engine.cells_in_use() == 0
+
+
+async def test_a_request_whose_sampling_fails_ends_alone_with_a_provider_error(eight):
+    from lmstream import ProviderError
+    from lmstream.invokers._llama.engine import DONE, sink_for
+    from lmstream.invokers._llama.sampling import Sampler, Sampling
+    from lmstream.invokers._llama.scheduler import Job
+
+    class Broken(Sampler):
+        def sample(self, ctx: Any, row: int) -> int:
+            raise RuntimeError("broken sampler")
+
+    engine = eight.load()
+    real = Sampling(temperature=0.0).build(engine.model)
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    tokens = engine.model.tokenize("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n", add_special=False)
+    job = Job(tokens, Broken(real.chain, None, real.n_vocab), 8, (), sink_for(queue))
+    neighbour = asyncio.create_task(eight.invoke("Say hi.", {"max_tokens": 6, **GREEDY}))
+    engine.submit(job)
+    items = []
+    while not items or items[-1] is not DONE:
+        items.append(await asyncio.wait_for(queue.get(), 60))
+    assert isinstance(items[-2], ProviderError) and "broken sampler" in str(items[-2])
+    out = await neighbour
+    assert out.usage.output_tokens == 6 and out.finish_reason == "length"

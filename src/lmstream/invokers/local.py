@@ -197,6 +197,8 @@ class LocalLMInvoker(BaseLMInvoker):
         model = engine.model
         tokens = model.tokenize(render(model, _to_llama_messages(messages)), add_special=False)
         max_tokens = int(params.get("max_tokens") or self.max_tokens)
+        if not tokens:
+            raise ConfigurationError(f"{self.model_id}: the prompt renders to no tokens; give it some text")
         if len(tokens) >= engine.n_ctx:
             raise ContextOverflowError(
                 f"the prompt is {len(tokens)} tokens, but {self.model_id} has a context window of "

@@ -24,7 +24,7 @@ from typing import Any
 
 from ..errors import RedisUnavailableError
 from .codec import s
-from .connection import RETRY_DELAYS, redis_errors, unavailable
+from .connection import RETRY_DELAYS, redis_errors, store_errors, unavailable
 
 __all__ = ["Follower", "StreamHub"]
 
@@ -268,8 +268,8 @@ class StreamHub:
                 await asyncio.shield(conn.aclose())
 
     def _fail_all(self, exc: Exception) -> None:
-        already = isinstance(exc, RedisUnavailableError) or not isinstance(exc, redis_errors())
-        err = exc if already else unavailable(self.redis, exc)
+        typed = isinstance(exc, RedisUnavailableError) or not isinstance(exc, store_errors())
+        err = exc if typed else unavailable(self.redis, exc)  # Redis refusing too: one typed error
         for fs in self.followers.values():
             for f in fs:
                 f.fail(err)

@@ -152,7 +152,14 @@ class Engine:
             owner = slot.job
             if row < 0 or owner is None or owner.cancelled or owner.sampler is None:
                 continue
-            self._emit(slot, owner, owner.sampler.sample(self.ctx.ptr, row))
+            try:
+                token = owner.sampler.sample(self.ctx.ptr, row)
+            except Exception as exc:  # this request's samplers failed: it alone ends
+                self.ctx.clear(slot.seq)
+                slot.cached = []
+                self._end(slot, ProviderError(f"local sampling failed: {exc}", provider="local", retryable=False))
+                continue
+            self._emit(slot, owner, token)
 
     def _emit(self, slot: Slot, job: Job, token: int) -> None:
         model = self.model

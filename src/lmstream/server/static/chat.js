@@ -278,4 +278,5 @@ document.addEventListener("keydown", (e) => { if (e.key === "Escape" && document
 const start = lastChatId();
 show(start ? loadChat(start) : { id: newId(), messages: [], pending: false });
 $("input").focus();
-window.lmstreamPage = { ask: () => run, chat: () => chat }; // for tests and the curious
+// for tests and the curious: play(response) shows a UI message stream response as an answer
+window.lmstreamPage = { ask: () => run, chat: () => chat, play: (res) => stream(chat, res, new AbortController()) };
