@@ -31,6 +31,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("invokers",),
     ("batch",),  # many requests through a processor (which it knows by a protocol)
     ("processor", "testing", "window"),
+    ("factory",),  # build_lm_request_processor: a model id and templates to a processor
     ("chat_registry",),  # the seam between the server and the stores behind it (events, positions)
     ("_cli_options", "_cli_hints", "batch.cli"),  # what the commands share
     ("__init__",),  # the public face

@@ -43,10 +43,11 @@ from .events import (
     RequestTracker,
     StreamEventHandler,
 )
+from .factory import build_lm_request_processor
 from .invokers import INVOKER_CLASSES as _INVOKER_CLASSES
 from .invokers import BaseLMInvoker, build_lm_invoker
 from .parsers import BaseOutputParser, JSONOutputParser
-from .processor import LMRequestProcessor, build_lm_request_processor
+from .processor import LMRequestProcessor
 from .prompt import Message, PromptBuilder
 from .retry import RetryConfig
 from .sync import SyncRequestStream

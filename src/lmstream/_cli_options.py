@@ -111,7 +111,7 @@ def literal_template(text: str) -> str:
 
 def build_processor(args: argparse.Namespace) -> LMRequestProcessor[Any]:
     """The processor `lmstream serve` and `lmstream worker` run (so a queued chat runs as on the node)."""
-    from .processor import build_lm_request_processor
+    from .factory import build_lm_request_processor
 
     return build_lm_request_processor(
         args.model, config=invoker_config(args), system_template=literal_template(args.system)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from .approval import DeferredApproval, resume_tool_step, run_tool_step
 from .budget import Budget, as_budget
@@ -13,18 +13,16 @@ from .engine.lifecycle import RequestContext, run_request
 from .engine.request_stream import RequestStream
 from .errors import ConfigurationError, OutputParserError, PromptError, StreamInterruptedError, ToolError
 from .events import EventEmitter
-from .invokers import build_lm_invoker
 from .invokers.base import BaseLMInvoker
-from .parsers import BaseOutputParser, JSONOutputParser
+from .parsers import BaseOutputParser
 from .prompt import Content, Message, PromptBuilder
-from .retry import RetryConfig
 from .sync import SyncRequestStream, run_sync
 from .types import LMOutput, TokenUsage
 
 if TYPE_CHECKING:
     from .batch import BatchResult
 
-__all__ = ["LMRequestProcessor", "build_lm_request_processor"]
+__all__ = ["LMRequestProcessor"]
 
 
 OutT = TypeVar("OutT")
@@ -312,84 +310,3 @@ class LMRequestProcessor(Generic[OutT]):
                 missing=exc.missing,
                 unknown=exc.unknown,
             ) from None
-
-
-@overload
-def build_lm_request_processor(
-    model_id: str,
-    credentials: str | None = None,
-    config: dict[str, Any] | None = None,
-    system_template: str = "",
-    user_template: str = "",
-    key_defaults: Mapping[str, Any] | None = None,
-    output_parser_type: Literal["none"] = "none",
-    tools: Sequence[Any] | None = None,
-    retry_config: RetryConfig | None = None,
-    response_schema: Any = None,
-    budget: float | Budget | None = None,
-) -> LMRequestProcessor[LMOutput]: ...
-
-
-@overload
-def build_lm_request_processor(
-    model_id: str,
-    credentials: str | None = None,
-    config: dict[str, Any] | None = None,
-    system_template: str = "",
-    user_template: str = "",
-    key_defaults: Mapping[str, Any] | None = None,
-    *,
-    output_parser_type: Literal["json"],
-    tools: Sequence[Any] | None = None,
-    retry_config: RetryConfig | None = None,
-    response_schema: Any = None,
-    budget: float | Budget | None = None,
-) -> LMRequestProcessor[Any]: ...
-
-
-@overload
-def build_lm_request_processor(
-    model_id: str,
-    credentials: str | None = None,
-    config: dict[str, Any] | None = None,
-    system_template: str = "",
-    user_template: str = "",
-    key_defaults: Mapping[str, Any] | None = None,
-    output_parser_type: str = "none",
-    tools: Sequence[Any] | None = None,
-    retry_config: RetryConfig | None = None,
-    response_schema: Any = None,
-    budget: float | Budget | None = None,
-) -> LMRequestProcessor[Any]: ...
-
-
-def build_lm_request_processor(
-    model_id: str,
-    credentials: str | None = None,
-    config: dict[str, Any] | None = None,
-    system_template: str = "",
-    user_template: str = "",
-    key_defaults: Mapping[str, Any] | None = None,
-    output_parser_type: str = "none",
-    tools: Sequence[Any] | None = None,
-    retry_config: RetryConfig | None = None,
-    response_schema: Any = None,
-    budget: float | Budget | None = None,
-) -> LMRequestProcessor[Any]:
-    """One call from a model id and templates to a ready processor.
-
-    Typed by its parser like the constructor: `LMRequestProcessor[LMOutput]` with no parser,
-    `[Any]` (the parsed JSON) with `output_parser_type="json"`."""
-    parsers: dict[str, type[BaseOutputParser[Any]] | None] = {"none": None, "json": JSONOutputParser}
-    if output_parser_type not in parsers:
-        raise ConfigurationError(f"output_parser_type must be one of {', '.join(parsers)}, got {output_parser_type!r}")
-    parser_cls = parsers[output_parser_type]
-    invoker = build_lm_invoker(model_id, credentials=credentials, config=config, retry_config=retry_config)
-    return LMRequestProcessor(
-        PromptBuilder(system_template, user_template, key_defaults),
-        invoker,
-        parser_cls() if parser_cls else None,
-        tools=tools,
-        response_schema=response_schema,
-        budget=budget,
-    )
