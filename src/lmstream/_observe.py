@@ -13,7 +13,7 @@ Call sites (each marked "observability seam" in the code):
 * `engine/lifecycle.run_request(ctx, work, kind)`: `request_started` / `end` around the
   request (`kind` "process" or "stream"; None for a standalone `invoke()`: no parent span);
 * `BaseLMInvoker._invoke_with_retries`: `call_started` / `end` around one model call, the
-  total timeout included; `_attempts`: `attempt(acc)` per attempt, `retry(...)` before a
+  total timeout included; `engine.attempts`: `attempt(acc)` per attempt, `retry(...)` before a
   retry's back-off;
 * `tools.execute_tool_calls`: `tool_started` / `end` around each tool run.
 Every `end()` runs in the task that made the matching start (the span is the task's current

@@ -7,28 +7,22 @@ timeouts, tool-call assembly, the `LMOutput`) is shared, so every provider behav
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .. import _observe
 from ..cost import prefetch, price_of
+from ..engine.attempts import run_attempts
 from ..engine.deltas import Delta, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
-from ..engine.lifecycle import RequestContext, current_request, new_accumulator, pour, run_request
+from ..engine.lifecycle import RequestContext, current_request, run_request
 from ..engine.request_stream import RequestStream
 from ..errors import (
     ConfigurationError,
-    ContextOverflowError,
-    LMStreamError,
-    LMTimeoutError,
-    OutputParserError,
-    ProviderError,
     StreamInterruptedError,
 )
 from ..events import EventEmitter
 from ..prompt import Message
-from ..retry import RetryConfig, notify_retry
+from ..retry import RetryConfig
 from ..types import LMOutput, ThinkingBlock, ToolCall, ToolResult
 from .params import COMMON_PARAMS as _COMMON_PARAMS
 from .params import ParamTable
@@ -47,8 +41,6 @@ __all__ = [
     "RequestContext",
     "current_request",
 ]
-
-logger = logging.getLogger("lmstream")
 
 
 def message_text(message: Message) -> str:
@@ -278,7 +270,7 @@ class BaseLMInvoker:
         obs = _observe.current()
         call = obs.call_started(self, msgs, params, ctx.request_id) if obs is not None else None
         try:
-            out = await self._invoke_with_timeout(ctx, msgs, params, call)
+            out = await run_attempts(self, ctx, msgs, params, call)
         except BaseException as exc:
             if isinstance(exc, StreamInterruptedError):  # what streamed was billed
                 self._price(exc.partial_output)
@@ -293,80 +285,6 @@ class BaseLMInvoker:
     def _price(self, out: LMOutput) -> None:
         """`usage.cost` from the provider's published prices (`lmstream.cost`; None when unknown)."""
         out.usage.cost = price_of(self.provider, self.model_name, out.usage)
-
-    async def _invoke_with_timeout(
-        self, ctx: RequestContext, msgs: list[Message], params: dict[str, Any], call: _observe.CallHandle | None
-    ) -> LMOutput:
-        cfg = self.retry_config
-        if cfg.timeout is None:
-            return await self._attempts(ctx, msgs, params, cfg, call)
-        try:
-            async with asyncio.timeout(cfg.timeout):
-                return await self._attempts(ctx, msgs, params, cfg, call)
-        except LMTimeoutError:
-            raise  # the idle timeout (or a provider's own): already says which
-        except TimeoutError as exc:
-            raise LMTimeoutError(
-                f"{self.model_id}: request did not finish within the total timeout of {cfg.timeout}s "
-                "(RetryConfig.timeout)"
-            ) from exc
-
-    async def _attempts(
-        self,
-        ctx: RequestContext,
-        msgs: list[Message],
-        params: dict[str, Any],
-        cfg: RetryConfig,
-        call: _observe.CallHandle | None = None,
-    ) -> LMOutput:
-        attempt = 0
-        while True:
-            acc = new_accumulator(ctx, self.model_name, self.response_schema is not None)
-            if call is not None:  # observability seam: first-chunk time and chunk count are read at the end
-                call.attempt(acc)
-            try:
-                out = await pour(ctx, acc, self.stream_deltas(msgs, params))
-            except StreamInterruptedError:
-                raise
-            except (LMStreamError, OSError) as exc:
-                if isinstance(exc, ContextOverflowError) and exc.max_tokens is None:
-                    exc.max_tokens = params.get("max_tokens")
-                if acc.started:
-                    raise acc.interrupted(exc) from exc
-                err = (
-                    exc
-                    if isinstance(exc, LMStreamError)
-                    else ProviderError(f"connection failed: {exc}", provider=self.provider)
-                )
-                retryable = getattr(err, "retryable", False) or isinstance(exc, OSError)
-                if not retryable or attempt >= cfg.max_retries:
-                    if err is exc:
-                        raise
-                    raise err from exc
-                attempt += 1
-                delay = cfg.delay(attempt, getattr(err, "retry_after", None))
-                logger.info("%s: %s; retry %d/%d in %.2fs", self.model_id, err, attempt, cfg.max_retries, delay)
-                if call is not None:  # observability seam: a retry is a span event
-                    call.retry(attempt, err, delay)
-                notify_retry(err, delay)
-                await asyncio.sleep(delay)
-                continue
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if acc.started:
-                    raise acc.interrupted(exc) from exc
-                raise
-            if self.response_schema is not None and not out.tool_calls:
-                from ..structured import truncated_output, validate_structured
-
-                try:
-                    out.structured_output = validate_structured(out.text, self.response_schema, self._schema_model)
-                except OutputParserError:
-                    if out.finish_reason != "length":
-                        raise
-                    raise truncated_output(out.text, params.get("max_tokens") or self.output_limit()) from None
-            return out
 
     def stream_deltas(self, messages: list[Message], params: dict[str, Any]) -> AsyncIterator[Delta]:
         """The provider seam: yield one attempt's normalised deltas; raise lmstream errors.
