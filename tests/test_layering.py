@@ -33,6 +33,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("processor", "testing", "window"),
     ("factory",),  # build_lm_request_processor: a model id and templates to a processor
     ("chat_registry",),  # the seam between the server and the stores behind it (events, positions)
+    ("protocols",),  # pure wire mappers (UI message stream, OpenAI-compatible): no web framework
     ("_cli_options", "_cli_hints", "batch.cli"),  # what the commands share
     ("__init__",),  # the public face
     ("server", "redis"),  # transports: consume events and the processor
