@@ -7,6 +7,8 @@ what these modules produce. Modules:
 - `requests`: request bodies -> processor arguments (UIMessages of `/api/chat`, `/v1/stream`).
 - `ui_approvals`: the browser's tool approval answers, and where pending steps wait.
 - `chat`: one `/api/chat` turn (`chat_turn`, `run_chat_turn`), run alike by the server and a worker.
+- `openai_chat`, `openai_responses`: the OpenAI-compatible Chat Completions and Responses APIs.
+- `openai_turn`: one OpenAI-compatible request made ready to run, by the server or a worker.
 - `policy`: what a client may choose about the upstream request (`ClientPolicy`).
 - `errors`: `BadRequest`, and what a client is told about a failure (secrets masked).
 - `sse`: server-sent events framing, the one place that writes SSE bytes.

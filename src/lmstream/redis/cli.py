@@ -16,6 +16,7 @@ from ..errors import ConfigurationError, LMStreamError
 from ..events import EventEmitter
 from ..processor import LMRequestProcessor
 from ..protocols.chat import chat_turn, deferred_to, run_chat_turn
+from ..protocols.openai_turn import JOB_KIND, openai_job
 from ..protocols.requests import PromptSlot, parse_chat
 from ..protocols.ui_approvals import ApprovalStore
 from .connection import redact_url
@@ -66,13 +67,15 @@ APPROVAL_TTL = 600.0
 
 
 def chat_jobs(processor: LMRequestProcessor[Any], approvals: ApprovalStore) -> Handle:
-    """How a worker runs what `lmstream serve --queue` enqueued: the `/api/chat` body, parsed and
-    run as the server runs it (its hyperparameters already passed the node's policy). A tool call
-    that needs approval ends the answer and is saved in `approvals` (a `RedisApprovalStore`) for
-    a web node to continue."""
+    """How a worker runs what `lmstream serve --queue` enqueued: the `/api/chat` body (or an
+    OpenAI-compatible request's), parsed and run as the server runs it (its hyperparameters
+    already passed the node's policy). A tool call that needs approval ends the answer and is
+    saved in `approvals` (a `RedisApprovalStore`) for a web node to continue."""
     slot = PromptSlot.of(processor.prompt_builder)
 
     def handle(job: dict[str, Any], emitter: EventEmitter) -> Any:
+        if job["chat"].get("kind") == JOB_KIND:  # POST /v1/chat/completions or /v1/responses
+            return openai_job(processor, {**job["chat"], "max_messages": job.get("max_messages", 500)}, emitter)
         req = parse_chat(job["chat"], int(job.get("max_messages", 500)))
         turn = chat_turn(processor, req, slot)
         return run_chat_turn(processor, turn, deferred_to(approvals, turn.chat_id, APPROVAL_TTL), emitter)
