@@ -172,7 +172,9 @@ async def test_every_model_failing_is_one_error_naming_the_attempts():
 
 
 async def test_context_overflow_goes_only_to_a_larger_window():
-    overflow = {"error": {"message": "This model's maximum context length is 4096 tokens", "code": "context_length_exceeded"}}
+    overflow = {
+        "error": {"message": "This model's maximum context length is 4096 tokens", "code": "context_length_exceeded"}
+    }
     async with WireServer() as small, WireServer() as same, WireServer() as large:
         small.enqueue(Script(status=400, body=overflow))
         large.enqueue(Script(chunks=text()))
@@ -228,12 +230,15 @@ async def test_drop_mid_stream_restart_gives_one_reset_and_the_fallbacks_text_al
     assert len(resets) == 1 and types(events).count("done") == 1 and "error" not in types(events)
     partial = "".join(PRIMARY[:3])
     assert resets[0].value["discarded"] == len(partial)
-    assert resets[0].value["from"] == "openai-compatible/primary" and resets[0].value["to"] == "openai-compatible/fallback"
+    assert (
+        resets[0].value["from"] == "openai-compatible/primary" and resets[0].value["to"] == "openai-compatible/fallback"
+    )
     i = types(events).index("reset")
     assert said(events[:i]) == partial and said(events[i:]) == "".join(ANSWER)
-    before, after = {e.metadata["block_id"] for e in events[:i] if e.type == "response"}, {
-        e.metadata["block_id"] for e in events[i:] if e.type == "response"
-    }
+    before, after = (
+        {e.metadata["block_id"] for e in events[:i] if e.type == "response"},
+        {e.metadata["block_id"] for e in events[i:] if e.type == "response"},
+    )
     assert before and after and not (before & after)  # a new text block: the UI opens a new part
     assert [a["outcome"] for a in events[-1].value["attempts"]] == ["interrupted", "ok"]
 
@@ -311,7 +316,9 @@ async def test_usage_and_cost_add_up_every_attempt_with_the_parts_kept():
     async with WireServer() as primary, WireServer() as fb:
         primary.enqueue(Script(chunks=primary_chunks, drop_after=len(primary_chunks) - 1))  # no [DONE]
         fb.enqueue(Script(chunks=fx.openai_chat_text(ANSWER, usage=fx.openai_chat_usage(11, 4))))
-        a = build_lm_invoker("openai-chat/gpt-4o-mini", credentials="sk-t", config={"base_url": primary.base_url + "/v1"})
+        a = build_lm_invoker(
+            "openai-chat/gpt-4o-mini", credentials="sk-t", config={"base_url": primary.base_url + "/v1"}
+        )
         b = build_lm_invoker("openai-chat/gpt-4o-mini", credentials="sk-t", config={"base_url": fb.base_url + "/v1"})
         events, out = await run(FallbackLMInvoker([a, b], on_midstream_failure="restart"))
     assert out.text == "".join(ANSWER)
@@ -327,7 +334,9 @@ async def test_the_budget_counts_every_attempt_and_stops_the_chain():
     async with WireServer() as primary, WireServer() as fb:
         primary.enqueue(Script(chunks=primary_chunks, drop_after=len(primary_chunks) - 1))
         fb.enqueue(Script(chunks=text()))
-        a = build_lm_invoker("openai-chat/gpt-4o-mini", credentials="sk-t", config={"base_url": primary.base_url + "/v1"})
+        a = build_lm_invoker(
+            "openai-chat/gpt-4o-mini", credentials="sk-t", config={"base_url": primary.base_url + "/v1"}
+        )
         b = build_lm_invoker("openai-chat/gpt-4o-mini", credentials="sk-t", config={"base_url": fb.base_url + "/v1"})
         budget = Budget(0.001)  # the primary's 100k prompt tokens cost more than this
         events, out = await run(FallbackLMInvoker([a, b], on_midstream_failure="restart"), budget=budget)
@@ -385,7 +394,9 @@ async def test_pool_sends_no_traffic_to_a_cooling_deployment():
     async with WireServer(repeat_last=True) as bad, WireServer(repeat_last=True) as good:
         bad.enqueue(Script(status=429, headers={"Retry-After": "0"}, body=fx.openai_error_for(429)))
         good.enqueue(Script(chunks=text()))
-        pool = PooledLMInvoker([chat(bad, "m", no_retry), chat(good, "m", no_retry)], strategy="round-robin", cooldown=0.6)
+        pool = PooledLMInvoker(
+            [chat(bad, "m", no_retry), chat(good, "m", no_retry)], strategy="round-robin", cooldown=0.6
+        )
         outs = [await run(pool) for _ in range(6)]
         assert all(o.text == "".join(ANSWER) for _, o in outs)
         assert len(bad.requests) == 1 and len(good.requests) == 6  # after its first 429: nothing
@@ -402,7 +413,9 @@ async def test_pool_cooldown_honours_a_longer_retry_after():
         bad.enqueue(Script(status=429, headers={"Retry-After": "30"}, body=fx.openai_error_for(429)))
         good.enqueue(Script(chunks=text()))
         no_retry = RetryConfig(max_retries=0)
-        pool = PooledLMInvoker([chat(bad, "m", no_retry), chat(good, "m", no_retry)], strategy="round-robin", cooldown=0.1)
+        pool = PooledLMInvoker(
+            [chat(bad, "m", no_retry), chat(good, "m", no_retry)], strategy="round-robin", cooldown=0.1
+        )
         await run(pool)
         await run(pool)
     (cool,) = pool.cooling()
