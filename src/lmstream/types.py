@@ -70,6 +70,9 @@ class TokenUsage:
     #: USD (a float that also has `.total`, `.input`, `.output`, `.cache_read`); None when no
     #: price is known for the provider and model, 0 for the embedded model (`lmstream.cost`)
     cost: Cost | None = None
+    #: USD an answer served from the response cache did not spend (its original `cost`; the
+    #: served answer's own `cost` is 0); None when not served from the cache or the price is unknown
+    saved_cost: Cost | None = None
 
     @property
     def total_tokens(self) -> int | None:
@@ -85,6 +88,7 @@ class TokenUsage:
             "cached_tokens": self.cached_tokens,
             "reasoning_tokens": self.reasoning_tokens,
             "cost": None if self.cost is None else self.cost.to_dict(),
+            **({"saved_cost": self.saved_cost.to_dict()} if self.saved_cost is not None else {}),
         }
 
     def add(self, other: TokenUsage) -> None:
@@ -95,6 +99,8 @@ class TokenUsage:
         self.cached_tokens = _sum(self.cached_tokens, other.cached_tokens)
         self.reasoning_tokens = _sum(self.reasoning_tokens, other.reasoning_tokens)
         self.cost = None if self.cost is None or other.cost is None else self.cost + other.cost
+        if other.saved_cost is not None:
+            self.saved_cost = other.saved_cost if self.saved_cost is None else self.saved_cost + other.saved_cost
 
 
 def _sum(a: int | None, b: int | None) -> int | None:
@@ -181,6 +187,9 @@ class LMOutput:
     duration: float | None = None
     time_to_first_token: float | None = None
     model: str | None = None
+    #: with a response cache: `{"hit", "joined", "age"}` (served from a stored answer, shared a
+    #: running generation, seconds since that answer was made); None without a cache
+    cache: dict[str, Any] | None = None
 
     def __str__(self) -> str:
         return self.text

@@ -18,7 +18,17 @@ from ..types import LMOutput
 from .accumulator import Accumulator
 from .deltas import Delta
 
-__all__ = ["RequestContext", "check_open", "current_request", "emit_done", "emit_failure", "pour", "run_request"]
+__all__ = [
+    "RequestContext",
+    "check_open",
+    "current_request",
+    "emit_done",
+    "emit_failure",
+    "pour",
+    "reset_current",
+    "run_request",
+    "set_current",
+]
 
 _request_ids = itertools.count(1)
 _REQ_PREFIX = os.urandom(3).hex()
@@ -80,6 +90,16 @@ def current_request() -> RequestContext | None:
     return _current.get()
 
 
+def set_current(ctx: RequestContext | None) -> contextvars.Token[RequestContext | None]:
+    """Make `ctx` the request of this task (work detached from the request that started it, such
+    as a generation the cache shares); undo with `_current.reset` via `reset_current`."""
+    return _current.set(ctx)
+
+
+def reset_current(token: contextvars.Token[RequestContext | None]) -> None:
+    _current.reset(token)
+
+
 T = TypeVar("T")
 
 
@@ -124,6 +144,7 @@ async def emit_done(ctx: RequestContext, out: LMOutput) -> None:
         finish_reason=out.finish_reason,
         duration=out.duration,
         time_to_first_token=out.time_to_first_token,
+        **({"cache": out.cache} if out.cache is not None else {}),
     )
 
 
