@@ -88,12 +88,23 @@ class ConnectionTimeoutReadError(Exception):
     body: ClassVar[dict[str, Any]] = {"error": {"message": "not an SDK error"}}
 
 
-@pytest.mark.parametrize("provider", ["openai", "anthropic", "google"])
-def test_unknown_types_pass_through_whatever_their_names(provider: str) -> None:
+@pytest.mark.parametrize(
+    ("provider", "sdk"), [("openai", "openai"), ("anthropic", "anthropic"), ("google", "google-genai")]
+)
+def test_unknown_types_become_a_typed_error_naming_the_sdk_and_its_version(provider: str, sdk: str) -> None:
+    """An SDK release that raises something new (openai 3.x's TypeError for an httpx.Timeout) gets
+    a typed `ProviderError` naming the SDK and its version, not mapped by its class name, never
+    retried, with the original chained for the traceback."""
+    from importlib.metadata import version
+
     lookalike = ConnectionTimeoutReadError("user code failed")
-    assert _mapped(provider, lookalike) is lookalike
-    bug = TypeError("a bug, not a provider failure")
-    assert _mapped(provider, bug) is bug
+    mapped = _mapped(provider, lookalike)
+    assert type(mapped) is ProviderError and not mapped.retryable and mapped.status_code is None
+    assert mapped.__cause__ is lookalike
+    assert f"{sdk} {version(sdk)} raised ConnectionTimeoutReadError: user code failed" in str(mapped)
+    bug = TypeError("Invalid timeout")
+    mapped = _mapped(provider, bug)
+    assert type(mapped) is ProviderError and mapped.__cause__ is bug and f"{sdk} {version(sdk)}" in str(mapped)
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic", "google"])

@@ -160,6 +160,10 @@ def chat_jobs(processor: LMRequestProcessor[Any], approvals: Any) -> Any:
     slot = PromptSlot.of(processor.prompt_builder)
 
     def handle(job: dict[str, Any], emitter: EventEmitter) -> Any:
+        if job["chat"].get("kind") == "openai":  # POST /v1/chat/completions or /v1/responses
+            from .server.openai_api import openai_job
+
+            return openai_job(processor, {**job["chat"], "max_messages": job.get("max_messages", 500)}, emitter)
         req = parse_chat(job["chat"], int(job.get("max_messages", 500)))
         prompt = slot.kwargs(req.text, req.attachments)
         fit = fit_history(processor, req.history, **prompt, hyperparameters=req.hyperparameters)

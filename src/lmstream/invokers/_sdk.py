@@ -19,10 +19,10 @@ from contextlib import aclosing
 from types import ModuleType
 from typing import Any, ClassVar, NoReturn, TypeVar, Unpack
 
-from ..errors import ConfigurationError, LMTimeoutError
+from ..errors import ConfigurationError, LMStreamError, LMTimeoutError
 from ..prompt import Message
 from ._http import is_event_stream, not_a_stream_error, resolve_api_key
-from ._sdk_errors import ErrorTable, map_error, transport_table
+from ._sdk_errors import ErrorTable, map_error, transport_table, unknown_error
 from .base import BaseLMInvoker
 from .options import InvokerOptions
 
@@ -113,6 +113,8 @@ class SDKLMInvoker(BaseLMInvoker):
     key_required: bool = True
     sdk_module: ClassVar[str] = ""
     sdk_extra: ClassVar[str] = ""
+    #: the SDK's distribution on PyPI, named with its version in errors it raises that no table knows
+    sdk_distribution: ClassVar[str] = ""
     _errors: ClassVar[ErrorTable | None] = None  # built on first failure, per class
 
     def __init__(self, model_name: str, *, connect_timeout: float = 10.0, **options: Unpack[InvokerOptions]) -> None:
@@ -135,9 +137,15 @@ class SDKLMInvoker(BaseLMInvoker):
     def _make_client(self) -> Any:
         raise NotImplementedError
 
-    def _client_kwargs(self, timeout_cls: Any) -> dict[str, Any]:
-        """Key, SDK retries off, idle timeout as the read timeout, optional base_url."""
-        timeout = timeout_cls(connect=self._connect_timeout, read=self.retry_config.idle_timeout, write=60.0, pool=60.0)
+    def _client_kwargs(self) -> dict[str, Any]:
+        """Key, SDK retries off, idle timeout as the read timeout, optional base_url.
+
+        The timeout is the SDK's own `Timeout` type: each SDK runs on its own HTTP stack (openai
+        3.x and anthropic 2.x on httpx2, older ones on httpx) and rejects another library's type.
+        """
+        timeout = self._sdk().Timeout(
+            connect=self._connect_timeout, read=self.retry_config.idle_timeout, write=60.0, pool=60.0
+        )
         kwargs: dict[str, Any] = {"api_key": self._api_key, "max_retries": 0, "timeout": timeout}
         if self.base_url:
             kwargs["base_url"] = self.base_url
@@ -184,12 +192,14 @@ class SDKLMInvoker(BaseLMInvoker):
         cls = type(self)
         table = cls.__dict__.get("_errors")
         if table is None:
-            table = {**transport_table("httpx"), **self._error_table()}
+            table = {**transport_table(), **self._error_table()}
             cls._errors = table
         mapped = map_error(table, self.provider, exc)
-        if mapped is exc:
+        if mapped is not exc:
+            raise mapped from None
+        if isinstance(exc, (LMStreamError, asyncio.CancelledError)):
             raise exc
-        raise mapped from None
+        raise unknown_error(self.provider, exc, self.sdk_distribution or self.sdk_module) from exc
 
     async def _open(self, client: Any, messages: list[Message], params: dict[str, Any]) -> Any:
         """Start one streamed request; return the SDK's stream object (async-iterable)."""

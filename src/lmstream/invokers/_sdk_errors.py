@@ -28,6 +28,7 @@ __all__ = [
     "status_error",
     "timeout_error",
     "transport_table",
+    "unknown_error",
 ]
 
 #: (provider, exception) -> the lmstream error to raise instead
@@ -116,16 +117,38 @@ _BUILTIN: dict[type[BaseException], ErrorMapper] = {
 }
 
 
+#: the HTTP stacks the SDKs run on: httpx, and its fork httpx2 (openai 3.x, anthropic 2.x)
+HTTP_STACKS = ("httpx", "httpx2")
+
+
 def transport_table(*module_names: str) -> dict[type[BaseException], ErrorMapper]:
-    """Timeouts and transport failures of httpx-like modules (httpx, anthropic's httpx2)
-    that are already imported; an SDK raises them raw while a stream is being read."""
+    """Timeouts and transport failures of httpx-like modules (by default every stack in
+    `HTTP_STACKS`) that are already imported; an SDK raises them raw while a stream is read."""
     table: dict[type[BaseException], ErrorMapper] = {}
-    for name in module_names:
+    for name in module_names or HTTP_STACKS:
         module: Any = sys.modules.get(name)
         if module is not None:
             table[module.TimeoutException] = timeout_error
             table[module.TransportError] = connection_error
     return table
+
+
+def sdk_version(distribution: str) -> str:
+    """The installed version of an SDK's distribution (`google-genai`), for error messages."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "(version unknown)"
+
+
+def unknown_error(provider: str, exc: BaseException, sdk: str) -> ProviderError:
+    """An exception no table knows, e.g. an SDK release that changed its types: typed, naming the
+    SDK and its version (the cause stays chained), never retried (it would fail the same way)."""
+    return ProviderError(
+        f"{sdk} {sdk_version(sdk)} raised {type(exc).__name__}: {exc}", provider=provider, retryable=False
+    )
 
 
 def map_error(table: ErrorTable, provider: str, exc: BaseException) -> BaseException:
@@ -153,16 +176,19 @@ def openai_table(openai: Any) -> ErrorTable:
 def loaded_sdk_table() -> ErrorTable:
     """For adapters over other libraries (LiteLLM, LangChain): the error types of the SDKs
     below them that are already imported, plus httpx's transport errors."""
-    table: dict[type[BaseException], ErrorMapper] = dict(transport_table("httpx"))
+    table: dict[type[BaseException], ErrorMapper] = dict(transport_table())
     openai: Any = sys.modules.get("openai")
     if openai is not None:
         table.update(openai_table(openai))
     return table
 
 
-def raise_mapped(provider: str, exc: BaseException) -> NoReturn:
-    """Re-raise `exc` as the matching lmstream error (unknown types unchanged)."""
+def raise_mapped(provider: str, exc: BaseException, sdk: str) -> NoReturn:
+    """Re-raise `exc` as the matching lmstream error; an unknown `Exception` from the library
+    `sdk` (a distribution name) becomes a `ProviderError` naming it and its version."""
     mapped = map_error(loaded_sdk_table(), provider, exc)
-    if mapped is exc:
-        raise exc
-    raise mapped from None
+    if mapped is not exc:
+        raise mapped from None
+    if isinstance(exc, Exception) and not isinstance(exc, LMStreamError):
+        raise unknown_error(provider, exc, sdk) from exc
+    raise exc

@@ -119,8 +119,7 @@ class AnthropicLMInvoker(SDKLMInvoker):
         self.structured_output_mode = structured_output_mode
 
     def _make_client(self) -> Any:
-        anthropic = self._sdk()  # it runs on its own httpx fork, so it takes its own Timeout
-        return anthropic.AsyncAnthropic(**self._client_kwargs(anthropic.Timeout))
+        return self._sdk().AsyncAnthropic(**self._client_kwargs())
 
     def _request(self, messages: list[Message], params: dict[str, Any]) -> dict[str, Any]:
         system, msgs = to_anthropic(messages)
@@ -155,7 +154,7 @@ class AnthropicLMInvoker(SDKLMInvoker):
     def _error_table(self) -> ErrorTable:
         anthropic = self._sdk()
         return {
-            **transport_table("httpx2"),  # the SDK's own httpx fork, raised raw mid-stream
+            **transport_table(),  # the SDK's HTTP stack (httpx2) raises raw mid-stream
             anthropic.APIStatusError: status_error,  # also `event: error` in a 200 stream
             anthropic.APITimeoutError: timeout_error,
             anthropic.APIConnectionError: connection_error,

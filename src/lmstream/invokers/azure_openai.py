@@ -95,10 +95,8 @@ class AzureOpenAIResponsesLMInvoker(OpenAILMInvoker):
         super().__init__(model_name, base_url=endpoint, **kwargs)
 
     def _make_client(self) -> Any:
-        import httpx
-
         openai = self._sdk()
-        kwargs = self._client_kwargs(httpx.Timeout)
+        kwargs = self._client_kwargs()
         kwargs.pop("base_url", None)
         if self.api_version == "v1":
             headers = {"api-key": self._api_key} if self._api_key else {}

@@ -73,6 +73,7 @@ class GoogleLMInvoker(SDKLMInvoker):
     system_apart: ClassVar[bool] = True
     env_vars: ClassVar[tuple[str, ...]] = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
     sdk_module: ClassVar[str] = "google.genai"
+    sdk_distribution: ClassVar[str] = "google-genai"
     sdk_extra: ClassVar[str] = "google"
     extra_params: ClassVar[ParamTable] = {
         "top_k": INT,

@@ -197,7 +197,7 @@ class LangChainLMInvoker(BaseLMInvoker):
         except (LMStreamError, GeneratorExit):
             raise
         except Exception as exc:
-            raise_mapped(self.provider, exc)
+            raise_mapped(self.provider, exc, "langchain-core")
         finally:
             await stream.aclose()
         yield FinishDelta(finish)  # None: the model never said why it ended, so it was cut short

@@ -131,7 +131,7 @@ class LiteLLMLMInvoker(BaseLMInvoker):
         try:
             stream = await litellm.acompletion(**req)
         except Exception as exc:
-            raise_mapped(self.provider, exc)
+            raise_mapped(self.provider, exc, "litellm")
         finish: str | None = None
         try:
             async for chunk in with_idle_timeout(stream.__aiter__(), self.retry_config.idle_timeout, self.provider):
@@ -166,7 +166,7 @@ class LiteLLMLMInvoker(BaseLMInvoker):
         except (ProviderError, GeneratorExit):
             raise
         except Exception as exc:
-            raise_mapped(self.provider, exc)
+            raise_mapped(self.provider, exc, "litellm")
         finally:
             await stream.aclose()
         if finish is not None:

@@ -77,9 +77,7 @@ class OpenAILMInvoker(SDKLMInvoker):
     }
 
     def _make_client(self) -> Any:
-        import httpx
-
-        return self._sdk().AsyncOpenAI(**self._client_kwargs(httpx.Timeout))
+        return self._sdk().AsyncOpenAI(**self._client_kwargs())
 
     def _request(self, messages: list[Message], params: dict[str, Any]) -> dict[str, Any]:
         instructions, items = to_responses_input(messages)
