@@ -91,10 +91,10 @@ async def test_a_hit_replays_the_same_events_in_order_with_one_upstream_call() -
         assert out2.text == out1.text == "".join(TEXT) and out2.thinking == out1.thinking == "Let me think"
         assert out2.cache is not None and out2.cache["hit"] is True and out2.cache["joined"] is False
         assert out2.cache["age"] >= 0
-        assert events[-1].metadata["cache"] == out2.cache
+        assert events[-1].value == {"cache": out2.cache}
         assert all(isinstance(e.type, EventType) for e in events)
     assert out1.cache == {"hit": False, "joined": False, "age": None}
-    assert live[-1].metadata["cache"] == out1.cache
+    assert live[-1].value == {"cache": out1.cache}
     # the first event of a hit goes at once (the best of five: a loaded machine may stall one)
     assert min(first for _, _, first in hits) < 0.005
     assert cache.hits == 5 and cache.misses == 1 and cache.joins == 0

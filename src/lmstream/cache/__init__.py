@@ -167,13 +167,15 @@ class ResponseCache:
             raise error
         assert flight.output is not None
         age = None if not joined else time.time() - flight.wall
-        if not joined:
+        if not joined:  # the request that started the generation made its model calls
+            ctx.attempts.extend(flight.attempts)
             out = replace(flight.output, usage=replace(flight.output.usage), cache=_marker(False, False, None))
             return out
         return _served(flight.output, ctx, started, hit=False, joined=True, age=age)
 
     async def _generate(self, flight: Flight, generate: Generate, cacheable: Callable[[LMOutput], bool]) -> None:
         gen_ctx = RequestContext(EventEmitter([Recorder(flight)], handler_timeout=None), ())
+        flight.attempts = gen_ctx.attempts
         token = set_current(gen_ctx)
         remote = self.remote
         publishing = None

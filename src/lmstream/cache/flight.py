@@ -24,7 +24,7 @@ __all__ = ["Flight", "Recorder"]
 class Flight:
     """A running generation: its record so far and, once over, its output or its error."""
 
-    __slots__ = ("_wake", "done", "error", "key", "output", "readers", "records", "started", "task", "wall")
+    __slots__ = ("_wake", "attempts", "done", "error", "key", "output", "readers", "records", "started", "task", "wall")
 
     def __init__(self, key: str) -> None:
         self.key = key
@@ -36,6 +36,7 @@ class Flight:
         self.error: BaseException | None = None
         self.readers = 0
         self.task: asyncio.Task[None] | None = None
+        self.attempts: list[dict[str, Any]] = []  # the generation's model calls (a fallback chain's)
         self._wake = asyncio.Event()
 
     def append(self, event: Event) -> None:
