@@ -221,6 +221,8 @@ class LMRequestProcessor(Generic[OutT]):
         return run_request(ctx, partial(self._run, ctx, req), kind=kind)
 
     async def _run(self, ctx: RequestContext, req: _Request) -> tuple[OutT, LMOutput]:
+        if req.prompt_kwargs is not None and not isinstance(req.prompt_kwargs, Mapping):
+            raise self.prompt_builder.positional_value_error(req.prompt_kwargs)
         values = dict(req.prompt_kwargs or {})
         both = sorted(set(values) & set(req.keywords))
         if both:
