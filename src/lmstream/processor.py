@@ -260,6 +260,10 @@ class LMRequestProcessor(Generic[OutT]):
                 output.finish_reason = "tool_approval"
                 break
             messages = [*messages, turn, Message.tool(results)]
+            if hyperparameters and "tool_choice" in hyperparameters:
+                # a forced choice is for the first call only (the OpenAI Agents SDK's
+                # reset_tool_choice): kept, it would force a call forever, until max_lm_calls
+                hyperparameters = {k: v for k, v in hyperparameters.items() if k != "tool_choice"}
         assert output is not None and total is not None
         output.usage = total
         if ctx.first_token_at is not None:
