@@ -40,6 +40,8 @@ PUBLIC = {
     # invokers (the provider classes: LAZY below)
     "BaseLMInvoker",
     "build_lm_invoker",
+    "FallbackLMInvoker",  # docs/fallback.md
+    "PooledLMInvoker",
     "RetryConfig",
     "Budget",
     # data

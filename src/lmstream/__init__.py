@@ -46,6 +46,7 @@ from .events import (
 from .factory import build_lm_request_processor
 from .invokers import INVOKER_CLASSES as _INVOKER_CLASSES
 from .invokers import BaseLMInvoker, build_lm_invoker
+from .invokers.fallback import FallbackLMInvoker, PooledLMInvoker
 from .parsers import BaseOutputParser, JSONOutputParser
 from .processor import LMRequestProcessor
 from .prompt import Message, PromptBuilder
@@ -78,6 +79,8 @@ __all__ = [
     "BudgetExceededError",
     "BaseLMInvoker",
     "BaseOutputParser",
+    "FallbackLMInvoker",
+    "PooledLMInvoker",
     "CallbackEventHandler",
     "ConfigurationError",
     "ContextOverflowError",

@@ -180,33 +180,6 @@ def usage_line(done: dict[str, Any]) -> str:
     return "[" + " · ".join(parts) + "]"
 
 
-def chat_jobs(processor: LMRequestProcessor[Any], approvals: Any) -> Any:
-    """How `lmstream worker` runs what `lmstream serve --queue` enqueued: the `/api/chat` body,
-    parsed exactly as the server parses it (its hyperparameters already passed the node's policy).
-    A tool call that needs approval ends the answer and is saved in `approvals` (a
-    `RedisApprovalStore`) for a web node to continue. Here, because server and Redis meet only
-    where the command line wires them."""
-    from .redis.approvals import deferred_for
-    from .server.requests import PromptSlot, parse_chat
-    from .window import fit_history
-
-    slot = PromptSlot.of(processor.prompt_builder)
-
-    def handle(job: dict[str, Any], emitter: EventEmitter) -> Any:
-        req = parse_chat(job["chat"], int(job.get("max_messages", 500)))
-        prompt = slot.kwargs(req.text, req.attachments)
-        fit = fit_history(processor, req.history, **prompt, hyperparameters=req.hyperparameters)
-        return processor.process(
-            event_emitter=emitter,
-            deferred_approval=deferred_for(approvals, req.chat_id),
-            history=fit.history,
-            hyperparameters=req.hyperparameters,
-            **prompt,
-        )
-
-    return handle
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["serve"]:  # subcommand: its own parser, imported only when used
@@ -220,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["worker"]:
         from .redis.cli import main as worker_main
 
-        return worker_main(argv[1:], chat_jobs=chat_jobs)
+        return worker_main(argv[1:])
     args = _parser().parse_args(argv)
     question = args.prompt
     if question is None or question == "-":

@@ -114,6 +114,9 @@ class StreamInterruptedError(LMStreamError):
         super().__init__(message)
         self.partial_output = partial_output
         self.cause = cause
+        #: the answer's text block (event metadata), so a fallback that continues the text
+        #: continues that block; None when the text had no block yet
+        self.text_block: dict[str, Any] | None = None
 
 
 class ContextOverflowError(LMStreamError):

@@ -11,7 +11,7 @@ from .approval import DeferredApproval, resume_tool_step, run_tool_step
 from .budget import Budget, as_budget
 from .engine.lifecycle import RequestContext, run_request
 from .engine.request_stream import RequestStream
-from .errors import ConfigurationError, OutputParserError, PromptError, StreamInterruptedError, ToolError
+from .errors import ConfigurationError, OutputParserError, PromptError, ToolError
 from .events import EventEmitter
 from .invokers.base import BaseLMInvoker
 from .parsers import BaseOutputParser
@@ -283,18 +283,10 @@ class LMRequestProcessor(Generic[OutT]):
     async def _invoke(
         self, messages: list[Message], hyperparameters: Mapping[str, Any] | None, ctx: RequestContext
     ) -> LMOutput:
-        """One model call, charged to the budget (when there is one) whether it finishes or breaks."""
-        invoker, budget = self.lm_invoker, self.budget
-        if budget is None:
-            return await invoker.invoke(messages, hyperparameters, ctx.emitter)
-        budget.check(invoker.provider, invoker.model_name)
-        try:
-            out = await invoker.invoke(messages, hyperparameters, ctx.emitter)
-        except StreamInterruptedError as exc:
-            budget.charge(exc.partial_output.usage.cost)
-            raise
-        budget.charge(out.usage.cost)
-        return out
+        """One model call; the engine checks and charges the budget per model call (a fallback
+        chain's failed attempts count too), whether the call finishes or breaks."""
+        ctx.budget = self.budget
+        return await self.lm_invoker.invoke(messages, hyperparameters, ctx.emitter)
 
     def _messages(
         self,

@@ -39,6 +39,9 @@ class EventType(StrEnum):
     `tool_approval_request` (value `{"approval_id", "tool_call_id", "name", "arguments"}`) asks a
     person to approve a call before it runs; `tool_progress` (value `{"tool_call_id", "name",
     "progress", "total", "message"}`) reports a running tool's progress (MCP progress notifications).
+    `reset` (value `{"reason", "from", "to", "discarded"}`) says a fallback model took over after
+    content had streamed: `discarded` characters of the answer so far are void (0 when the next
+    model continues the text).
     """
 
     RESPONSE = "response"
@@ -58,6 +61,7 @@ class EventType(StrEnum):
     TOOL_RESULT = "tool_result"
     TOOL_APPROVAL_REQUEST = "tool_approval_request"
     TOOL_PROGRESS = "tool_progress"
+    RESET = "reset"
     USAGE = "usage"
     ERROR = "error"
     DONE = "done"
@@ -185,6 +189,9 @@ class LMOutput:
     duration: float | None = None
     time_to_first_token: float | None = None
     model: str | None = None
+    #: the model calls a fallback chain or a pool made for this output, in order: `{"model",
+    #: "outcome", "output_tokens", "usage"}` each (empty for a plain invoker); `usage` is their sum
+    attempts: list[dict[str, Any]] = field(default_factory=list)
 
     def __str__(self) -> str:
         return self.text

@@ -52,6 +52,11 @@ class Accumulator(Generic[E]):
     `new_block()` returns the metadata dict shared by the events of one new content block.
     Text, thinking and each tool call are blocks. `started` turns true with the first content
     delta: from then on a failure is an interruption, never a silent retry.
+
+    A fallback that continues another model's text passes that text as `prefix` and its text
+    block's metadata as `prefix_block`: the answer then goes on in the same block, and the
+    output's text is the prefix plus what this call adds. `on_first` is called once, at the
+    first content delta (a fallback's first-token timeout is cancelled there).
     """
 
     def __init__(
@@ -64,6 +69,9 @@ class Accumulator(Generic[E]):
         structured: bool = False,
         started_at: float | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        prefix: str = "",
+        prefix_block: dict[str, Any] | None = None,
+        on_first: Callable[[], None] | None = None,
     ) -> None:
         self._make = make_event
         self._level = level
@@ -75,7 +83,7 @@ class Accumulator(Generic[E]):
         self.started = False
         self.first_at: float | None = None  # clock() at the first content delta
         self.ttft: float | None = None
-        self.text_parts: list[str] = []
+        self.text_parts: list[str] = [prefix] if prefix else []
         self.thinking_parts: list[str] = []
         self.thinking_blocks: list[ThinkingBlock] = []
         self.tools: dict[int, _ToolBuf] = {}
@@ -89,6 +97,8 @@ class Accumulator(Generic[E]):
         self._status_meta: dict[str, Any] | None = None
         self._think_start = 0
         self._signature: str | None = None
+        self._prefix_block = prefix_block
+        self._on_first = on_first
 
     # ----- deltas in, events out
     def feed(self, d: Delta) -> Sequence[E]:
@@ -132,6 +142,8 @@ class Accumulator(Generic[E]):
         self.started = True
         self.first_at = now = self._clock()
         self.ttft = now - self.started_at
+        if self._on_first is not None:
+            self._on_first()
 
     def _text(self, d: str) -> Sequence[E]:
         if not d:
@@ -144,7 +156,11 @@ class Accumulator(Generic[E]):
         self.text_parts.append(d)
         meta = self._text_meta
         if meta is None:
-            meta = self._text_meta = self._new_block()
+            if self._prefix_block is not None:  # a continuation: the answer's block goes on
+                meta, self._prefix_block = self._prefix_block, None
+            else:
+                meta = self._new_block()
+            self._text_meta = meta
         out.append(self._make(d, _RESPONSE, self._level, meta))
         if self.partial is not None and self.partial.feed(d):
             out.append(self._make(self.partial.value, _DATA, self._level, meta))
@@ -289,7 +305,9 @@ class Accumulator(Generic[E]):
     def _interrupted(self, message: str, cause: BaseException | None = None) -> StreamInterruptedError:
         out = self.output()
         out.finish_reason = "error"
-        return StreamInterruptedError(message, partial_output=out, cause=cause)
+        err = StreamInterruptedError(message, partial_output=out, cause=cause)
+        err.text_block = self._text_meta or self._prefix_block  # where a continuation goes on
+        return err
 
 
 def _tool_call(buf: _ToolBuf, index: int) -> ToolCall:

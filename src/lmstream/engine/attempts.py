@@ -25,7 +25,7 @@ from ..prompt import Message
 from ..retry import RetryConfig, notify_retry
 from ..types import LMOutput
 from .deltas import Delta
-from .lifecycle import RequestContext, new_accumulator, pour
+from .lifecycle import Carry, RequestContext, new_accumulator, pour
 
 __all__ = ["Attempter", "run_attempts"]
 
@@ -52,15 +52,21 @@ class Attempter(Protocol):
 
 
 async def run_attempts(
-    inv: Attempter, ctx: RequestContext, msgs: list[Message], params: dict[str, Any], call: _observe.CallHandle | None
+    inv: Attempter,
+    ctx: RequestContext,
+    msgs: list[Message],
+    params: dict[str, Any],
+    call: _observe.CallHandle | None,
+    carry: Carry | None = None,
 ) -> LMOutput:
-    """The attempts of one model call, within `RetryConfig.timeout` when one is set."""
+    """The attempts of one model call, within `RetryConfig.timeout` when one is set. `carry`:
+    the call continues that text (a fallback's assistant-prefix continuation)."""
     cfg = inv.retry_config
     if cfg.timeout is None:
-        return await _attempts(inv, ctx, msgs, params, cfg, call)
+        return await _attempts(inv, ctx, msgs, params, cfg, call, carry)
     try:
         async with asyncio.timeout(cfg.timeout):
-            return await _attempts(inv, ctx, msgs, params, cfg, call)
+            return await _attempts(inv, ctx, msgs, params, cfg, call, carry)
     except LMTimeoutError:
         raise  # the idle timeout (or a provider's own): already says which
     except TimeoutError as exc:
@@ -76,10 +82,11 @@ async def _attempts(
     params: dict[str, Any],
     cfg: RetryConfig,
     call: _observe.CallHandle | None = None,
+    carry: Carry | None = None,
 ) -> LMOutput:
     attempt = 0
     while True:
-        acc = new_accumulator(ctx, inv.model_name, inv.response_schema is not None)
+        acc = new_accumulator(ctx, inv.model_name, inv.response_schema is not None, carry)
         if call is not None:  # observability seam: first-chunk time and chunk count are read at the end
             call.attempt(acc)
         try:

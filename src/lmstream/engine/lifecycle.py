@@ -9,7 +9,7 @@ import itertools
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import _observe
 from ..errors import ConfigurationError
@@ -18,7 +18,19 @@ from ..types import LMOutput
 from .accumulator import Accumulator
 from .deltas import Delta
 
-__all__ = ["RequestContext", "check_open", "current_request", "emit_done", "emit_failure", "pour", "run_request"]
+if TYPE_CHECKING:
+    from ..budget import Budget
+
+__all__ = [
+    "Carry",
+    "RequestContext",
+    "check_open",
+    "current_request",
+    "emit_done",
+    "emit_failure",
+    "pour",
+    "run_request",
+]
 
 _request_ids = itertools.count(1)
 _REQ_PREFIX = os.urandom(3).hex()
@@ -29,10 +41,24 @@ class RequestContext:
 
     `emitter` receives its events; `trackers` are told when it is created, starts and ends
     (the emitter's own tracker, plus a user's emitter's when a request stream forwards to it).
-    `step` counts the model calls of its tool loop.
+    `step` counts the model calls of its tool loop. `attempts` lists the model calls a fallback
+    chain or pool made (the `done` event's value carries them); `budget` is charged per model
+    call, so a chain's failed attempts count too; `on_first` is told of each attempt's first
+    content delta (a fallback's first-token timeout).
     """
 
-    __slots__ = ("_blocks", "emitter", "first_token_at", "request_id", "started", "step", "trackers")
+    __slots__ = (
+        "_blocks",
+        "attempts",
+        "budget",
+        "emitter",
+        "first_token_at",
+        "on_first",
+        "request_id",
+        "started",
+        "step",
+        "trackers",
+    )
 
     def __init__(self, emitter: EventEmitter | None, trackers: Sequence[RequestTracker] | None = None) -> None:
         check_open(emitter)
@@ -45,6 +71,9 @@ class RequestContext:
         self.step = 0
         self._blocks = 0
         self.first_token_at: float | None = None
+        self.attempts: list[dict[str, Any]] = []
+        self.budget: Budget | None = None
+        self.on_first: Callable[[], None] | None = None
 
     def register(self, coro: Coroutine[Any, Any, Any] | None = None) -> None:
         """Count the request as running from now on (`coro`: its not-yet-started coroutine)."""
@@ -116,8 +145,10 @@ async def run_request(
 
 
 async def emit_done(ctx: RequestContext, out: LMOutput) -> None:
+    """The request's last event: usage and timings in its metadata; its value lists the model
+    calls a fallback chain or pool made (`{"attempts": [...]}`), else it is empty."""
     await ctx.emit(
-        "",
+        {"attempts": [_public(a) for a in ctx.attempts]} if ctx.attempts else "",
         EventType.DONE,
         EventLevel.INFO,
         usage=out.usage.to_dict(),
@@ -125,6 +156,10 @@ async def emit_done(ctx: RequestContext, out: LMOutput) -> None:
         duration=out.duration,
         time_to_first_token=out.time_to_first_token,
     )
+
+
+def _public(attempt: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in attempt.items() if not k.startswith("_")}
 
 
 async def emit_failure(ctx: RequestContext, exc: BaseException) -> None:
@@ -142,15 +177,37 @@ async def emit_failure(ctx: RequestContext, exc: BaseException) -> None:
         await ctx.emitter.deliver_bounded(event, 0.2)
         return
     meta: dict[str, Any] = {"error_type": type(exc).__name__}
+    if ctx.attempts:  # a fallback chain's attempts, each of which failed
+        meta["attempts"] = [_public(a) for a in ctx.attempts]
     status = getattr(exc, "status_code", None)
     if status is not None:
         meta["status_code"] = status
     await ctx.emit(str(exc), EventType.ERROR, EventLevel.ERROR, **meta)
 
 
-def new_accumulator(ctx: RequestContext, model: str, structured: bool) -> Accumulator[Event]:
+class Carry:
+    """What a continuing fallback starts from: the answer's text so far and its text block."""
+
+    __slots__ = ("block", "text")
+
+    def __init__(self, text: str, block: dict[str, Any] | None) -> None:
+        self.text = text
+        self.block = block
+
+
+def new_accumulator(
+    ctx: RequestContext, model: str, structured: bool, carry: Carry | None = None
+) -> Accumulator[Event]:
     return Accumulator(
-        Event, EventLevel.INFO, ctx.block_meta, model=model, structured=structured, started_at=ctx.started
+        Event,
+        EventLevel.INFO,
+        ctx.block_meta,
+        model=model,
+        structured=structured,
+        started_at=ctx.started,
+        prefix=carry.text if carry is not None else "",
+        prefix_block=carry.block if carry is not None else None,
+        on_first=ctx.on_first,
     )
 
 

@@ -10,6 +10,7 @@ when first used.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -88,9 +89,18 @@ def build_lm_invoker(
     credentials: str | None = None,
     config: dict[str, Any] | None = None,
     retry_config: RetryConfig | None = None,
+    *,
+    fallbacks: Sequence[str | BaseLMInvoker] | None = None,
+    on_midstream_failure: str = "error",
+    first_token_timeout: float | None = None,
     **kwargs: Any,
 ) -> BaseLMInvoker:
     """Build an invoker from `"provider/model"`.
+
+    `fallbacks` (model ids or invokers) makes it a `FallbackLMInvoker`: the model asked for
+    first, then each fallback in order (a fallback given by id gets `retry_config` but not
+    `credentials` or `config`, which belong to the first model; pass an invoker to configure
+    one). `on_midstream_failure` and `first_token_timeout` are the chain's.
 
     `credentials` is the API key (default: the provider's environment variable or `.env`);
     `config` holds provider options such as `base_url` (every provider; the endpoint for Azure
@@ -98,6 +108,19 @@ def build_lm_invoker(
     (Google on Vertex AI), `default_hyperparameters`, `n_ctx`.
     GLLM's spelling (`gllm-inference`) `openai/<base_url>:<model>` means an OpenAI-compatible endpoint.
     """
+    if fallbacks is not None or first_token_timeout is not None or on_midstream_failure != "error":
+        from .fallback import FallbackLMInvoker
+
+        if isinstance(fallbacks, (str, BaseLMInvoker)):
+            fallbacks = [fallbacks]
+        fallbacks = fallbacks or ()
+        first = build_lm_invoker(model_id, credentials, config, retry_config, **kwargs)
+        rest = [
+            f if isinstance(f, BaseLMInvoker) else build_lm_invoker(f, retry_config=retry_config) for f in fallbacks
+        ]
+        return FallbackLMInvoker(
+            [first, *rest], on_midstream_failure=on_midstream_failure, first_token_timeout=first_token_timeout
+        )
     if not isinstance(model_id, str) or "/" not in model_id:
         raise ConfigurationError(
             f"model id {model_id!r} is not of the form 'provider/model'; known providers: "

@@ -93,6 +93,8 @@ class AnthropicLMInvoker(SDKLMInvoker):
     tracing_name: ClassVar[str] = "anthropic"
     default_base_url: ClassVar[str | None] = "https://api.anthropic.com"
     system_apart: ClassVar[bool] = True
+    #: a final assistant message is a prefill the answer continues (the Messages API's own rule)
+    continues_prefix: ClassVar[bool] = True
     env_vars: ClassVar[tuple[str, ...]] = ("ANTHROPIC_API_KEY",)
     sdk_module: ClassVar[str] = "anthropic"
     sdk_extra: ClassVar[str] = "anthropic"

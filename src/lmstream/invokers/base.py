@@ -14,7 +14,7 @@ from .. import _observe
 from ..cost import prefetch, price_of
 from ..engine.attempts import run_attempts
 from ..engine.deltas import Delta, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
-from ..engine.lifecycle import RequestContext, current_request, run_request
+from ..engine.lifecycle import Carry, RequestContext, current_request, run_request
 from ..engine.request_stream import RequestStream
 from ..errors import (
     ConfigurationError,
@@ -86,6 +86,9 @@ class BaseLMInvoker:
     supports_tools: ClassVar[bool] = True
     #: the output-token limit that applies when no `max_tokens` is given (None: the provider's)
     default_max_tokens: ClassVar[int | None] = None
+    #: True when a final assistant message is continued as a prefix (the answer goes on from
+    #: it): a fallback chain's `on_midstream_failure="continue"` needs it of the next model
+    continues_prefix: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -266,18 +269,33 @@ class BaseLMInvoker:
 
     async def _invoke_with_retries(self, ctx: RequestContext, msgs: list[Message], params: dict[str, Any]) -> LMOutput:
         ctx.step += 1
+        return await self._call(ctx, msgs, params)
+
+    async def _call(
+        self, ctx: RequestContext, msgs: list[Message], params: dict[str, Any], carry: Carry | None = None
+    ) -> LMOutput:
+        """One model call of the request (a step of its tool loop, or one attempt of a fallback
+        chain): checked against and charged to the request's budget, priced, observed.
+        `carry`: continue that text (the last message is then the assistant's prefix)."""
+        budget = ctx.budget
+        if budget is not None:
+            budget.check(self.provider, self.model_name)
         # observability seam (lmstream.otel): one span per model call, all attempts; None when tracing is off
         obs = _observe.current()
         call = obs.call_started(self, msgs, params, ctx.request_id) if obs is not None else None
         try:
-            out = await run_attempts(self, ctx, msgs, params, call)
+            out = await run_attempts(self, ctx, msgs, params, call, carry)
         except BaseException as exc:
             if isinstance(exc, StreamInterruptedError):  # what streamed was billed
                 self._price(exc.partial_output)
+                if budget is not None:
+                    budget.charge(exc.partial_output.usage.cost)
             if call is not None:
                 call.end(None, exc)
             raise
         self._price(out)
+        if budget is not None:
+            budget.charge(out.usage.cost)
         if call is not None:
             call.end(out, None)
         return out
@@ -296,6 +314,18 @@ class BaseLMInvoker:
         before the first token. `params` are the validated hyperparameters.
         """
         raise NotImplementedError(f"{type(self).__name__} must implement stream_deltas(messages, params)")
+
+    def accepts_prefix(self) -> bool:
+        """Whether a final assistant message is continued (`continues_prefix`)."""
+        return self.continues_prefix
+
+    def priced_models(self) -> list[tuple[str, str]]:
+        """(provider, model) of every model a call may reach: a budget needs a price for each."""
+        return [(self.provider, self.model_name)]
+
+    def cooling(self) -> list[dict[str, Any]]:
+        """Deployments cooling down after failures (a pool's), for health checks."""
+        return []
 
     def engine_stats(self) -> dict[str, int] | None:
         """An in-process engine's load (`running`, `queued`, ...) for health checks; None for

@@ -71,6 +71,14 @@ def _to_llama_messages(messages: list[Message]) -> list[dict[str, str]]:
     return out
 
 
+def _prompt(model: Any, messages: list[Message], render: Any) -> str:
+    """The prompt text; a final assistant message is a prefix the answer continues (a fallback
+    chain's `"continue"`): the assistant turn is opened and the prefix written into it."""
+    if messages and messages[-1].role == "assistant" and len(messages) > 1:
+        return str(render(model, _to_llama_messages(messages[:-1]))) + _content_text(messages[-1].contents)
+    return str(render(model, _to_llama_messages(messages)))
+
+
 DEFAULT_PARALLEL = 8
 DEFAULT_N_CTX = 2048
 DEFAULT_MAX_TOKENS = 512
@@ -99,6 +107,7 @@ class LocalLMInvoker(BaseLMInvoker):
     provider: ClassVar[str] = "local"
     tracing_name: ClassVar[str] = "llama_cpp"  # llama.cpp in process; no well-known value
     supports_tools: ClassVar[bool] = False  # too small to call tools: tools= is refused, not ignored
+    continues_prefix: ClassVar[bool] = True  # a final assistant message is continued (`_prompt`)
     extra_params: ClassVar[ParamTable] = {
         "top_k": int_at_least(0),
         "min_p": number_between(0, 1),
@@ -195,7 +204,8 @@ class LocalLMInvoker(BaseLMInvoker):
         if engine is None:
             engine = await asyncio.to_thread(self.load)
         model = engine.model
-        tokens = model.tokenize(render(model, _to_llama_messages(messages)), add_special=False)
+        prompt = _prompt(model, messages, render)
+        tokens = model.tokenize(prompt, add_special=False)
         max_tokens = int(params.get("max_tokens") or self.max_tokens)
         if not tokens:
             raise ConfigurationError(f"{self.model_id}: the prompt renders to no tokens; give it some text")

@@ -309,3 +309,13 @@ class OpenAICompatibleLMInvoker(OpenAIChatCompletionsLMInvoker):
         "min_p": NUMBER,
         "repeat_penalty": NUMBER,
     }
+    #: a final assistant message is continued: vLLM's `continue_final_message`, which
+    #: llama.cpp's server does by itself for a final assistant message
+    continues_prefix: ClassVar[bool] = True
+
+    def _body(self, messages: list[Message], params: dict[str, Any]) -> dict[str, Any]:
+        body = super()._body(messages, params)
+        if messages and messages[-1].role == "assistant":
+            body.setdefault("continue_final_message", True)
+            body.setdefault("add_generation_prompt", False)
+        return body

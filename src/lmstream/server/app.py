@@ -3,7 +3,8 @@
 Routes: `POST /api/chat` (Vercel AI SDK UI message stream v1), `POST /v1/stream` (lmstream's
 own SSE), `POST /api/chat/{id}/stop`, `GET /api/chat/{id}/stream` (resume), `GET /healthz`,
 `GET /` (the chat page), `GET /static/...` (its script, styles and vendored markdown library),
-`POST /v1/stream/{request_id}/approve`. Every request passes the
+`POST /v1/stream/{request_id}/approve`, and the OpenAI-compatible `POST /v1/chat/completions`,
+`POST /v1/responses`, `GET /v1/models` (`openai_api`). Every request passes the
 checks (Host, Origin, content type, key) before a handler (`handlers.ChatServer`) sees it.
 """
 
@@ -24,21 +25,37 @@ from starlette.routing import Route
 
 from ..chat_registry import ChatRegistry
 from ..processor import LMRequestProcessor
+from ..protocols.errors import public_error_text
+from ..protocols.policy import ClientPolicy
+from ..protocols.ui_approvals import ApprovalStore
 from ..retry import RetryConfig
-from .approvals import ApprovalStore
 from .assets import static_file
 from .checks import LOOPBACK_HOSTS, RequestChecks
-from .errors import public_error_text
 from .guard import AuthMiddleware, Guard, error_response
 from .handlers import ChatServer
+from .openai_api import OpenAIRoutes
 from .page import page
-from .policy import ClientPolicy
 from .registry import InMemoryChatRegistry
 from .tracing import TraceContextMiddleware
 
 __all__ = ["create_app"]
 
 logger = logging.getLogger("lmstream.server")
+
+#: the headers the `openai` JavaScript SDK sends from a browser (its CORS preflight names them)
+OPENAI_SDK_HEADERS = (
+    "openai-organization",
+    "openai-project",
+    "x-stainless-arch",
+    "x-stainless-lang",
+    "x-stainless-os",
+    "x-stainless-package-version",
+    "x-stainless-retry-count",
+    "x-stainless-runtime",
+    "x-stainless-runtime-version",
+    "x-stainless-timeout",
+    "x-stainless-helper-method",
+)
 
 
 def _default_idle_timeout(processor: LMRequestProcessor[Any], idle_timeout: float | None) -> None:
@@ -66,6 +83,8 @@ def create_app(
     max_tokens: int | None = None,
     read_timeout: float | None = 10.0,
     idle_timeout: float | None = 60.0,
+    served_model_names: Sequence[str] = (),
+    allow_client_tools: bool = False,
 ) -> Starlette:
     """An ASGI app serving `processor`.
 
@@ -74,7 +93,9 @@ def create_app(
     `allowed_hosts` are the Host names served besides the loopback ones ("*": any);
     `cors_origins` the other sites whose pages may call the API; `max_tokens` the most a client
     may ask for; `read_timeout` bounds the time to send a body (408); `idle_timeout` the upstream's
-    silence before an answer fails, for a processor whose `RetryConfig` sets none."""
+    silence before an answer fails, for a processor whose `RetryConfig` sets none;
+    `served_model_names` the names OpenAI clients may put in `model` (default: the invoker's model
+    id); `allow_client_tools` lets them send `tools` (else 400 naming `--allow-client-tools`)."""
     if not isinstance(processor, LMRequestProcessor):
         raise TypeError("create_app needs an LMRequestProcessor, e.g. build_lm_request_processor('local/smollm2-135m')")
     guard = Guard(api_key, max_body_bytes, max_concurrent, max_messages)
@@ -89,6 +110,7 @@ def create_app(
         approvals,
         approval_ttl,
     )
+    openai = OpenAIRoutes(server, served_model_names or [processor.lm_invoker.model_id], allow_client_tools)
     routes = [
         Route("/", page, methods=["GET"]),
         Route("/static/{path:path}", static_file, methods=["GET"]),
@@ -98,6 +120,10 @@ def create_app(
         Route("/api/chat/{chat_id}/stream", server.resume, methods=["GET"]),
         Route("/v1/stream", server.stream, methods=["POST"]),
         Route("/v1/stream/{request_id}/approve", server.approve, methods=["POST"]),
+        Route("/v1/chat/completions", openai.chat_completions, methods=["POST"]),
+        Route("/v1/responses", openai.responses, methods=["POST"]),
+        Route("/v1/models", openai.models, methods=["GET"]),
+        Route("/v1/models/{model:path}", openai.model, methods=["GET"]),
     ]
     # TraceContextMiddleware: a `traceparent` header makes the answer's spans join the caller's trace
     hosts = [*LOOPBACK_HOSTS, *allowed_hosts]
@@ -113,7 +139,14 @@ def create_app(
                 CORSMiddleware,
                 allow_origins=list(cors_origins),
                 allow_methods=["GET", "POST"],
-                allow_headers=["authorization", "content-type", "last-event-id", "traceparent", "tracestate"],
+                allow_headers=[
+                    "authorization",
+                    "content-type",
+                    "last-event-id",
+                    "traceparent",
+                    "tracestate",
+                    *OPENAI_SDK_HEADERS,
+                ],
             ),
         )
 
@@ -142,4 +175,5 @@ def create_app(
         exception_handlers={404: not_found, 405: not_allowed, 500: failed},
     )
     app.state.lmstream = server
+    app.state.openai = openai
     return app

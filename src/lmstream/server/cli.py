@@ -42,7 +42,9 @@ examples:
 
 endpoints: GET / (chat page), POST /api/chat (Vercel AI SDK UI message stream v1),
 POST /v1/stream (lmstream events as SSE), POST /api/chat/{id}/stop, GET /api/chat/{id}/stream,
-GET /healthz. The key can also come from LMSTREAM_API_KEY.
+GET /healthz, and the OpenAI-compatible POST /v1/chat/completions, POST /v1/responses,
+GET /v1/models (any OpenAI client: base_url http://127.0.0.1:8000/v1). The key can also come
+from LMSTREAM_API_KEY.
 """
 
 
@@ -184,6 +186,19 @@ def _parser() -> argparse.ArgumentParser:
         metavar="S",
         help="seconds of upstream silence before an answer fails (default 60)",
     )
+    api = p.add_argument_group("OpenAI-compatible API (POST /v1/chat/completions, POST /v1/responses, GET /v1/models)")
+    api.add_argument(
+        "--served-model-name",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a name clients may send as `model` (repeatable; default: the --model id); others get 404",
+    )
+    api.add_argument(
+        "--allow-client-tools",
+        action="store_true",
+        help="let clients send `tools` (they run them; the model's calls come back as tool_calls)",
+    )
     p.add_argument("--approve-tools", default="", metavar="NAMES", help="comma-separated tools a person must approve")
     p.add_argument("--approve-all-tools", action="store_true", help="every tool call waits for a person's approval")
     p.add_argument(
@@ -258,6 +273,8 @@ def _run(uvicorn: Any, create_app: Any, args: argparse.Namespace, processor: Any
         read_timeout=args.read_timeout,
         idle_timeout=args.idle_timeout,
         cors_origins=args.cors_origin,
+        served_model_names=args.served_model_name or [args.model],
+        allow_client_tools=args.allow_client_tools,
     )
     approve = [n.strip() for n in args.approve_tools.split(",") if n.strip()]
     if args.mcp or approve or args.approve_all_tools:

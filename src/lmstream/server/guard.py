@@ -1,7 +1,7 @@
 """What a request must pass before it reaches the model: the key and a concurrency slot.
 
-Errors are JSON `{"error": {"message", "type"}}`. The key is compared in constant time and is
-never echoed, logged or put in an error.
+Errors are JSON `{"error": {"message", "type", "param", "code"}}` (OpenAI's shape). The key is
+compared in constant time and is never echoed, logged or put in an error.
 """
 
 from __future__ import annotations
@@ -19,8 +19,19 @@ OPEN_PATHS = frozenset({"/", "/healthz"})
 OPEN_PREFIX = "/static/"  # the page's own script and styles: no secret either
 
 
-def error_response(status: int, message: str, type_: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": type_}}, status_code=status, headers=headers)
+def error_response(
+    status: int,
+    message: str,
+    type_: str,
+    headers: dict[str, str] | None = None,
+    *,
+    param: str | None = None,
+    code: str | None = None,
+) -> JSONResponse:
+    """`{"error": {"message", "type", "param", "code"}}`: OpenAI's shape, which its SDKs (and the
+    `ai` client) read, on every route."""
+    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 class Slot:

@@ -13,7 +13,7 @@ from typing import Any
 from .._json import dumpb
 from ..events import Event
 
-__all__ = ["DONE", "PING", "SSE_HEADERS", "event_frame", "ui_frame"]
+__all__ = ["DONE", "PING", "SSE_HEADERS", "data_frame", "event_frame", "named_frame", "ui_frame"]
 
 SSE_HEADERS = {
     "content-type": "text/event-stream; charset=utf-8",
@@ -44,3 +44,13 @@ def ui_frame(chunks: Sequence[dict[str, Any]], position: str | None = None, done
 def event_frame(event: Event) -> bytes:
     """One lmstream event: ``id:`` its id, ``event:`` its type, ``data:`` its JSON."""
     return f"id: {event.id}\nevent: {event.type}\ndata: ".encode() + event.to_json().encode() + b"\n\n"
+
+
+def data_frame(obj: dict[str, Any]) -> bytes:
+    """One `data:` message (a Chat Completions chunk)."""
+    return b"data: " + dumpb(obj) + b"\n\n"
+
+
+def named_frame(obj: dict[str, Any]) -> bytes:
+    """One message named by the object's `type` (a Responses API event), as OpenAI sends them."""
+    return b"event: " + str(obj.get("type")).encode() + b"\ndata: " + dumpb(obj) + b"\n\n"

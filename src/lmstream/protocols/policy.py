@@ -71,7 +71,8 @@ class ClientPolicy:
         }
 
     def check(self, raw: Any, where: str = "hyperparameters") -> dict[str, Any] | None:
-        """The client's hyperparameters, checked; raises `BadRequest` naming the first bad field."""
+        """The client's hyperparameters, checked; raises `BadRequest` naming the first bad field
+        (under `where`; "" for top-level fields, as the OpenAI routes take them)."""
         if raw is None:
             return None
         if not isinstance(raw, dict):
@@ -82,11 +83,11 @@ class ClientPolicy:
             check = checks.get(key)
             if check is None:
                 raise BadRequest(
-                    f"{where}.{_name(key)}",
+                    f"{where}.{_name(key)}" if where else _name(key),
                     f"not a setting clients may choose (allowed: {', '.join(CLIENT_HYPERPARAMETERS)})",
                 )
             test, expected = check
             if not test(value):
-                raise BadRequest(f"{where}.{key}", f"must be {expected}")
+                raise BadRequest(f"{where}.{key}" if where else key, f"must be {expected}")
             out[key] = value
         return out or None
