@@ -257,6 +257,8 @@ class LMRequestProcessor(Generic[OutT]):
         return run_request(ctx, partial(self._run, ctx, req), kind=kind)
 
     async def _run(self, ctx: RequestContext, req: _Request) -> tuple[OutT, LMOutput]:
+        if req.prompt_kwargs is not None and not isinstance(req.prompt_kwargs, Mapping):
+            raise self.prompt_builder.positional_value_error(req.prompt_kwargs)
         values = dict(req.prompt_kwargs or {})
         both = sorted(set(values) & set(req.keywords))
         if both:
@@ -327,6 +329,10 @@ class LMRequestProcessor(Generic[OutT]):
                 output.finish_reason = "tool_approval"
                 break
             messages = [*messages, turn, Message.tool(results)]
+            if hyperparameters and "tool_choice" in hyperparameters:
+                # a forced choice is for the first call only (the OpenAI Agents SDK's
+                # reset_tool_choice): kept, it would force a call forever, until max_lm_calls
+                hyperparameters = {k: v for k, v in hyperparameters.items() if k != "tool_choice"}
         assert output is not None and total is not None
         output.usage = total
         return output

@@ -13,6 +13,10 @@ if TYPE_CHECKING:
 
 __all__ = ["EventLevel", "EventType", "TokenUsage", "ToolCall", "ToolResult", "Attachment", "ThinkingBlock", "LMOutput"]
 
+#: the sampling settings every provider accepts under these names (`invokers.params.COMMON_PARAMS`
+#: checks them); the prompt names them when a user passes one as a template value
+HYPERPARAMETER_NAMES = ("max_tokens", "temperature", "top_p", "stop", "seed")
+
 
 class EventLevel(IntEnum):
     """Ordered severity; serialised by name (`"INFO"`)."""
