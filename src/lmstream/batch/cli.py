@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .._cli_options import JSON_OBJECT_SCHEMA, ModelOption, add_options, invoker_config, literal_template
+from .._cli_options import JSON_OBJECT_SCHEMA, ModelOption, add_options, build_invoker, literal_template
 from ..budget import Budget
 from ..errors import ConfigurationError, LMStreamError
 from ..processor import LMRequestProcessor
@@ -73,12 +73,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def build_processor(args: argparse.Namespace) -> LMRequestProcessor[Any]:
-    from ..invokers import build_lm_invoker
     from ..parsers import JSONOutputParser
     from ..prompt import PromptBuilder
 
-    invoker = build_lm_invoker(args.model, config=invoker_config(args, BATCH_OPTIONS))
-    if args.json and invoker.provider == "local":
+    invoker = build_invoker(args, BATCH_OPTIONS)
+    if args.json and invoker.model_id.startswith("local/"):
         invoker.set_response_schema(JSON_OBJECT_SCHEMA)
     parser = JSONOutputParser() if args.json else None
     builder = PromptBuilder(system_template=literal_template(args.system), user_template="{prompt}")

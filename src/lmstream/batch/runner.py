@@ -239,6 +239,11 @@ async def _run_one(lmrp: Processor, req: BatchRequest, slot: str | None) -> Batc
             async for event in stream:
                 if event.type == EventType.RESPONSE and isinstance(event.value, str):
                     texts.append(event.value)
+                elif event.type == EventType.RESET and isinstance(event.value, dict):
+                    drop = int(event.value.get("discarded") or 0)  # a fallback restarted: the partial is void
+                    if drop:
+                        kept = "".join(texts)
+                        texts = [kept[: max(0, len(kept) - drop)]]
                 elif event.type == EventType.DONE:
                     done = event.metadata
             value = await stream.result()
