@@ -35,7 +35,7 @@ DEFAULT_MODEL = "local/smollm2-135m"
 
 #: `--json` on the local model: a JSON object, enforced token by token by a grammar (the
 #: structured-output path), so even the 135M model cannot wander off into prose
-JSON_OBJECT_SCHEMA: dict[str, Any] = {"type": "object"}
+JSON_OBJECT_SCHEMA: dict[str, Any] = {"type": "object", "minProperties": 1}
 
 
 @dataclass(frozen=True)

@@ -25,16 +25,16 @@ from starlette.routing import Route
 
 from ..chat_registry import ChatRegistry
 from ..processor import LMRequestProcessor
+from ..protocols.errors import public_error_text
+from ..protocols.policy import ClientPolicy
+from ..protocols.ui_approvals import ApprovalStore
 from ..retry import RetryConfig
-from .approvals import ApprovalStore
 from .assets import static_file
 from .checks import LOOPBACK_HOSTS, RequestChecks
-from .errors import public_error_text
 from .guard import AuthMiddleware, Guard, error_response
 from .handlers import ChatServer
 from .openai_api import OpenAIRoutes
 from .page import page
-from .policy import ClientPolicy
 from .registry import InMemoryChatRegistry
 from .tracing import TraceContextMiddleware
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..events import EventType
 
-__all__ = ["FINISH_REASONS", "UIStreamMapper", "map_finish_reason", "new_message_id"]
+__all__ = ["FINISH_REASONS", "UIStreamMapper", "map_finish_reason", "message_id_of", "new_message_id"]
 
 # lmstream's normalised finish reasons -> the `ai` package's enum; anything else is "other".
 FINISH_REASONS = {
@@ -41,6 +41,12 @@ def map_finish_reason(reason: str | None) -> str:
 def new_message_id() -> str:
     """A unique id per answer: the chat state replaces messages by id, so reuse would overwrite."""
     return f"msg_{uuid.uuid4().hex}"
+
+
+def message_id_of(request_id: str) -> str:
+    """The UI message id of the answer that request `request_id` streams: a live response, a
+    replay and a saved approval step all derive it so, and so agree."""
+    return f"msg_{request_id}"
 
 
 class UIStreamMapper:
