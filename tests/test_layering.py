@@ -29,6 +29,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("tools", "mcp"),
     ("approval",),
     ("invokers",),
+    ("cache",),  # the response cache: stored answers and shared generations (knows invokers by attribute)
     ("batch",),  # many requests through a processor (which it knows by a protocol)
     ("processor", "testing", "window"),
     ("factory",),  # build_lm_request_processor: a model id and templates to a processor
