@@ -398,3 +398,28 @@ def test_responses_not_streaming(wire):
         out = c.responses.create(model=MODEL, input=[{"role": "user", "content": "Hi"}])
     assert out.output_text == "Yes"
     assert out.status == "completed"
+
+
+# --------------------------------------------------------------------------- cost and cache
+
+
+def test_cache_status_in_the_extension_field_and_headers_and_no_cache_bypasses_it(wire):
+    from lmstream import ResponseCache
+
+    wire.enqueue(Script(chunks=fx.openai_chat_text(("cached", " answer"))))
+    wire.enqueue(Script(chunks=fx.openai_chat_text(("fresh",))))
+    proc = wire_processor(wire)
+    proc.cache = ResponseCache()
+    with ServedApp(proc) as app, client(app) as c:
+        ask = {"model": MODEL, "messages": HI, "temperature": 0}
+        first = c.chat.completions.with_raw_response.create(**ask)
+        second = c.chat.completions.with_raw_response.create(**ask)
+        chunks = list(c.chat.completions.create(**ask, stream=True))
+        fresh = c.chat.completions.with_raw_response.create(**ask, extra_headers={"cache-control": "no-cache"})
+    assert first.headers["x-lmstream-cache"] == "miss" and second.headers["x-lmstream-cache"] == "hit"
+    assert second.parse().choices[0].message.content == "cached answer"
+    assert second.parse().model_extra["lmstream"]["cache"]["hit"] is True
+    assert chunks[-1].model_extra["lmstream"]["cache"]["hit"] is True
+    assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices) == "cached answer"
+    assert fresh.parse().choices[0].message.content == "fresh"
+    assert len(wire.requests) == 2  # the hits never reached the model

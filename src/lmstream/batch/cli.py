@@ -141,7 +141,11 @@ def main(argv: list[str]) -> int:
     todo = _todo(requests, resume)
     stats = BatchStats(total=len(requests), skipped=len(requests) - len(todo))
     if resume.done or resume.failed or resume.dropped:
-        kept = f", {len(resume.failed)} failed kept (add --retry-failed to run them again)" if resume.failed else ""
+        curable = len(resume.failed) - len(resume.unfixable)
+        kept = f", {len(resume.failed)} failed kept" if resume.failed else ""
+        if curable:
+            which = "them" if not resume.unfixable else f"the {curable} retryable"
+            kept += f" (add --retry-failed to run {which} again)"
         print(
             f"lmstream batch: resuming {args.output}: {len(resume.done)} already answered{kept}, {len(todo)} to go",
             file=sys.stderr,
@@ -173,8 +177,16 @@ def main(argv: list[str]) -> int:
         print(f"lmstream batch: {why}; resume with:\n  {resume_cmd}", file=sys.stderr)
         return 1
     if stats.failed:
-        again = resume_cmd if args.retry_failed else f"{resume_cmd} --retry-failed"
-        print(f"lmstream batch: to run the failed ones again:\n  {again}", file=sys.stderr)
+        unfixable = stats.failed - stats.retryable_failed
+        if unfixable:
+            print(
+                f"lmstream batch: {unfixable} failed with errors a retry cannot cure (bad input, a refused key, "
+                "a prompt too long): see their \"error\" in the output, fix them, then re-run",
+                file=sys.stderr,
+            )
+        if stats.retryable_failed:
+            again = resume_cmd if args.retry_failed else f"{resume_cmd} --retry-failed"
+            print(f"lmstream batch: to run the failed ones again:\n  {again}", file=sys.stderr)
         return 1
     return 0
 

@@ -117,6 +117,8 @@ class OpenAIRoutes:
             return error_response(exc.status, str(exc), "invalid_request_error", param=exc.field)
         except OpenAIError as exc:
             return _error(exc)
+        if "no-cache" in request.headers.get("cache-control", "").lower():
+            kwargs["cache"] = False  # the client asks for a fresh answer (HTTP's own words)
         slot = server.guard.acquire()
         if slot is None:
             return server.guard.busy()
@@ -133,6 +135,8 @@ class OpenAIRoutes:
             registry = server.registry
             if isinstance(registry, DetachedChatRegistry) and not registry.runs_answers_here:
                 job = {"kind": JOB_KIND, "api": api, "body": body, "hyperparameters": hyper}
+                if kwargs.get("cache") is False:
+                    job["no_cache"] = True
                 return await self._queued(registry, job, mapper, req.stream, slot, api)
             run = start_request(processor, **kwargs)
             done: Callable[[], Any] = lambda: _spawn_release(processor, server.processor)  # noqa: E731
