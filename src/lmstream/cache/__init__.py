@@ -133,16 +133,42 @@ class ResponseCache:
         if flight is not None:
             self.joins += 1
             return await self._read(flight, ctx, started, joined=True)
+        run = None
         if self.remote is not None:
-            out = await self.remote.join(key, ctx)
-            if out is not None:
-                self.joins += 1
-                output, age = out
-                return _served(output, ctx, started, hit=False, joined=True, age=age)
+            found = await self._remote(key, ctx, started)
+            if isinstance(found, LMOutput):
+                return found
+            run = found
         self.misses += 1
         flight = self._flights[key] = Flight(key)
+        flight.run = run
         flight.task = asyncio.create_task(self._generate(flight, generate, cacheable))
         return await self._read(flight, ctx, started, joined=False)
+
+    async def _remote(self, key: str, ctx: RequestContext, started: float) -> LMOutput | str | None:
+        """With the Redis store: the answer of a run on another node (joined), or this node's
+        run id when it is to generate (it holds the lease), or None when Redis cannot say."""
+        remote = self.remote
+        try:
+            for _ in range(3):
+                run: str | None = await remote.claim(key)
+                if run is not None:
+                    return run
+                followed = await remote.follow(key, ctx)
+                if followed is not None:
+                    self.joins += 1
+                    output, age = followed
+                    return _served(output, ctx, started, hit=False, joined=True, age=age)
+                entry = await self._lookup(key)  # that run ended between our two looks: stored?
+                if entry is not None:
+                    self.hits += 1
+                    await replay_entry(entry, ctx, self.pacing)
+                    return _served(entry.output, ctx, started, hit=True, joined=False, age=time.time() - entry.created)
+        except LMStreamError:
+            raise
+        except Exception as exc:  # Redis unreachable: generate here, unshared
+            logger.warning("response cache: Redis coordination failed (%s); generating here", type(exc).__name__)
+        return None
 
     async def _lookup(self, key: str) -> Entry | None:
         try:
@@ -180,8 +206,8 @@ class ResponseCache:
         remote = self.remote
         publishing = None
         try:
-            if remote is not None:
-                publishing = await remote.start(flight)
+            if remote is not None and flight.run is not None:
+                publishing = remote.publisher(flight, flight.key, flight.run)
             output = await generate(gen_ctx)
         except asyncio.CancelledError as exc:
             flight.finish(None, exc)

@@ -299,4 +299,7 @@ class ChatServer:
         engine = self.processor.lm_invoker.engine_stats()  # the embedded model's sequences and queue
         if engine is not None:
             body["engine"] = engine
+        cooling = self.processor.lm_invoker.cooling()  # a pool's deployments that failed and wait
+        if cooling:
+            body["cooling"] = cooling
         return JSONResponse(body)
