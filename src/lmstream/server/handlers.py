@@ -299,4 +299,7 @@ class ChatServer:
         engine = self.processor.lm_invoker.engine_stats()  # the embedded model's sequences and queue
         if engine is not None:
             body["engine"] = engine
+        cache = self.processor.cache
+        if cache is not None:  # hits, misses, joins and the bytes held (never the store's address)
+            body["cache"] = await cache.stats()
         return JSONResponse(body)
