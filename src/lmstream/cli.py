@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 from . import _json
 from ._cli_hints import cli_message
-from ._cli_options import JSON_OBJECT_SCHEMA, ModelOption, add_options, invoker_config, literal_template
+from ._cli_options import JSON_OBJECT_SCHEMA, ModelOption, add_options, build_invoker, literal_template
 from .errors import ConfigurationError, LMStreamError, OutputParserError, PromptError
 from .events import EventEmitter, EventType, StreamEventHandler
 from .parsers import JSONOutputParser
@@ -121,14 +121,13 @@ class _Lines:
 
 
 async def _run(args: argparse.Namespace, question: str, lines: _Lines | None = None) -> int:
-    from .invokers import build_lm_invoker
 
     lines = lines or _Lines()
-    invoker = build_lm_invoker(args.model, config=invoker_config(args, ANSWER_OPTIONS))
+    invoker = build_invoker(args, ANSWER_OPTIONS)
     schema = _schema(args)
     if schema is not None:
         invoker.set_response_schema(schema)
-    elif args.json and invoker.provider == "local":
+    elif args.json and invoker.model_id.startswith("local/"):
         invoker.set_response_schema(JSON_OBJECT_SCHEMA)
     # The user's text goes in as a value, so braces in it are never treated as placeholders.
     lmrp = LMRequestProcessor(
@@ -149,6 +148,9 @@ async def _run(args: argparse.Namespace, question: str, lines: _Lines | None = N
                 lines.write(text_out, event.value)
             elif event.type == EventType.THINKING:
                 lines.write(sys.stderr, event.value)
+            elif event.type == EventType.RESET:  # a fallback model took over: say so, on a line of its own
+                lines.end()
+                lines.write(sys.stderr, reset_note(event.value) + "\n")
             elif event.type == EventType.DONE:
                 done = event.metadata
         result = await task
@@ -165,6 +167,12 @@ async def _run(args: argparse.Namespace, question: str, lines: _Lines | None = N
         sys.stdout.flush()
         sys.stderr.write(usage_line(done) + "\n")
     return 0
+
+
+def reset_note(value: dict[str, Any]) -> str:
+    """The terminal's line for a `reset` event: who took over, and whether the answer restarts."""
+    how = "the answer restarts on the next line" if value.get("discarded") else "it continues the answer"
+    return f"[switched to {value.get('to')} after {value.get('from')} failed: {how}]"
 
 
 def usage_line(done: dict[str, Any]) -> str:
