@@ -57,7 +57,9 @@ def to_chat_messages(messages: list[Message]) -> list[dict[str, Any]]:
         if attachments:
             msg["content"] = [{"type": "text", "text": t} for t in texts] + [_image_part(a) for a in attachments]
         else:
-            msg["content"] = "".join(texts) if texts or not calls else None
+            # "" rather than null beside tool calls: OpenAI takes both, llama_cpp.server's schema
+            # refuses null with a 500 (and vLLM/Ollama take "")
+            msg["content"] = "".join(texts)
         if calls:
             msg["tool_calls"] = [
                 {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": _json.dumps(c.arguments)}}

@@ -377,20 +377,22 @@ def openai_usage(usage: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-def extension(meta: dict[str, Any]) -> dict[str, Any]:
+def extension(meta: dict[str, Any], value: Any = None) -> dict[str, Any]:
     """The `lmstream` field of the final chunk: cost (USD, null when unknown), cache status (null
-    without a cache), timings and the attempts a fallback made."""
+    without a response cache), timings, and the attempts a fallback chain made. `meta` is the
+    `done` event's metadata, `value` its value (where `cache` and `attempts` travel)."""
     usage = meta.get("usage") or {}
     cost = usage.get("cost")
     total = cost.get("total") if isinstance(cost, dict) else cost
+    extra = value if isinstance(value, dict) else {}
     out: dict[str, Any] = {
         "cost": total,
-        "cache": meta.get("cache"),
+        "cache": extra.get("cache"),
         "duration": meta.get("duration"),
         "time_to_first_token": meta.get("time_to_first_token"),
     }
-    if meta.get("attempts") is not None:
-        out["attempts"] = meta["attempts"]
+    if extra.get("attempts") is not None:
+        out["attempts"] = extra["attempts"]
     return out
 
 
@@ -489,7 +491,7 @@ class ChatCompletionChunks:
             out = [last]
             if self._include_usage:
                 out.append({**self._base, "choices": [], "usage": openai_usage(meta.get("usage"))})
-            out[-1]["lmstream"] = extension(meta)
+            out[-1]["lmstream"] = extension(meta, value)
             return out
         if type_ == EventType.ERROR:
             return [self.error(*failure(meta))]
@@ -513,6 +515,7 @@ class ChatCompletionResult:
     reasoning: list[str] = field(default_factory=list)
     calls: list[dict[str, Any]] = field(default_factory=list)
     done: dict[str, Any] | None = None
+    done_value: Any = None
 
     def feed(self, type_: str, value: Any, meta: dict[str, Any]) -> None:
         if type_ == EventType.RESPONSE:
@@ -528,7 +531,7 @@ class ChatCompletionResult:
                 }
             )
         elif type_ == EventType.DONE:
-            self.done = meta
+            self.done, self.done_value = meta, value
 
     def body(self) -> dict[str, Any]:
         meta = self.done or {}
@@ -554,7 +557,7 @@ class ChatCompletionResult:
                 }
             ],
             "usage": openai_usage(meta.get("usage")),
-            "lmstream": extension(meta),
+            "lmstream": extension(meta, self.done_value),
         }
 
 
@@ -618,7 +621,14 @@ def processor_for(
             invoker.set_response_schema(schema)
     except ConfigurationError as exc:
         raise OpenAIError(str(exc), param="tools" if tools else "response_format") from None
-    return LMRequestProcessor(processor.prompt_builder, invoker, budget=processor.budget)
+    return LMRequestProcessor(
+        processor.prompt_builder,
+        invoker,
+        budget=processor.budget,
+        cache=processor.cache,
+        cache_scope=processor.cache_scope,
+        cache_sampled=processor.cache_sampled,
+    )
 
 
 async def release(processor: LMRequestProcessor[Any], shared: LMRequestProcessor[Any]) -> None:
