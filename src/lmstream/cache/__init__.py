@@ -12,6 +12,7 @@ a node also joins a generation running on another through its Redis stream).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -29,11 +30,38 @@ from .key import deterministic, request_key
 from .memory import MemoryStore
 from .replay import Pacing, replay_entry
 
-__all__ = ["CacheStore", "MemoryStore", "Pacing", "ResponseCache", "deterministic", "request_key"]
+__all__ = [
+    "CacheStore",
+    "MemoryStore",
+    "Pacing",
+    "ResponseCache",
+    "deterministic",
+    "request_context",
+    "request_key",
+    "set_request_context",
+]
 
 logger = logging.getLogger("lmstream")
 
 Generate = Callable[[RequestContext], Awaitable[LMOutput]]
+
+#: (tenant, bypass) of the requests started in this context: set by a server for the HTTP
+#: request it serves, so every route (and every task it starts) keys and bypasses alike
+_context: contextvars.ContextVar[tuple[str | None, bool]] = contextvars.ContextVar(
+    "lmstream_cache_context", default=(None, False)
+)
+
+
+def set_request_context(tenant: str | None, bypass: bool = False) -> None:
+    """For a server: requests started from here on (in this task, and tasks it creates) belong
+    to `tenant` (their answers are shared with that tenant only) and, with `bypass`, neither
+    read nor write the cache (HTTP `Cache-Control: no-cache`)."""
+    _context.set((tenant, bypass))
+
+
+def request_context() -> tuple[str | None, bool]:
+    """The (tenant, bypass) a server set for the request being served; (None, False) elsewhere."""
+    return _context.get()
 
 
 class CacheStore(Protocol):
