@@ -168,7 +168,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SPEC",
         help="tools from an MCP server: 'stdio:COMMAND ARGS' or http://HOST:PORT/mcp (repeatable)",
     )
-    limits = p.add_argument_group("limits (see the README's Deploying section)")
+    limits = p.add_argument_group("limits (see docs/deploying.md)")
     limits.add_argument(
         "--allowed-host",
         action="append",
