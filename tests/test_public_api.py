@@ -55,6 +55,7 @@ PUBLIC = {
     # errors
     "LMStreamError",
     "ConfigurationError",
+    "AttachmentError",
     "PromptError",
     "ProviderError",
     "RateLimitError",

@@ -18,6 +18,7 @@ from .budget import Budget
 from .cost import Cost
 from .engine.request_stream import RequestStream
 from .errors import (
+    AttachmentError,
     BudgetExceededError,
     ConfigurationError,
     ContextOverflowError,
@@ -83,6 +84,7 @@ __all__ = [
     "PooledLMInvoker",
     "CallbackEventHandler",
     "ConfigurationError",
+    "AttachmentError",
     "ContextOverflowError",
     "ConsoleEventHandler",
     "Cost",
