@@ -97,6 +97,10 @@ def test_help_mentions_every_option():
         (["--max-tokens", "0"], "max_tokens"),
         (["--temperature", "5"], "temperature"),
         (["--model", "local/missing.gguf"], "missing.gguf"),
+        (["--schema", "{}"], "--schema needs --json"),
+        (["--json", "--schema", "[1]"], "must be a JSON object"),
+        (["--json", "--schema", "{nope"], "--schema is not JSON"),
+        (["--json", "--schema", "@/nonexistent/schema.json"], "cannot read /nonexistent/schema.json"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(args, needle):
@@ -153,6 +157,20 @@ def test_json_on_the_local_model_is_grammar_constrained():
     assert proc.returncode == 0, proc.stderr
     assert isinstance(json.loads(proc.stdout), dict)
     assert_clean_stderr(proc.stderr)
+
+
+def test_the_documented_json_example_answers_with_members_and_a_schema_shapes_it(tmp_path):
+    """The help's own example printed `{}` three times out of three: "any object" let the small
+    model close at once. The grammar now asks for at least one member, and --schema for the keys."""
+    example = run("--json", "--temperature", "0", "Describe Tokyo: its name and country")
+    assert example.returncode == 0, example.stderr
+    answer = json.loads(example.stdout)
+    assert isinstance(answer, dict) and answer, example.stdout
+    schema = tmp_path / "city.json"
+    schema.write_text(json.dumps({"properties": {"name": {"type": "string"}}, "required": ["name"]}))
+    shaped = run("--json", "--schema", f"@{schema}", "--temperature", "0", "Describe Tokyo")
+    assert shaped.returncode == 0, shaped.stderr
+    assert set(json.loads(shaped.stdout)) == {"name"}
 
 
 def test_failure_after_streamed_text_starts_on_its_own_line():

@@ -139,7 +139,7 @@ async def test_usage_of_a_tool_loop_is_unknown_when_one_call_did_not_report_it()
 
 
 def test_unknown_or_missing_finish_reason_is_never_stop_on_the_ui_stream():
-    from lmstream.server.ui_stream import UIStreamMapper
+    from lmstream.protocols.ui_stream import UIStreamMapper
 
     for reason in (None, "something_new", "incomplete"):
         mapper = UIStreamMapper()

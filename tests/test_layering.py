@@ -29,6 +29,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("tools", "mcp"),
     ("approval",),
     ("invokers",),
+    ("cache",),  # the response cache: stored answers and shared generations (knows invokers by attribute)
     ("batch",),  # many requests through a processor (which it knows by a protocol)
     ("processor", "testing", "window"),
     ("factory",),  # build_lm_request_processor: a model id and templates to a processor
@@ -195,3 +196,31 @@ def test_server_and_redis_meet_only_where_the_cli_wires_them() -> None:
         if {a.split(".")[0], b.split(".")[0]} == {"server", "redis"} and a not in WIRING and (a, b) not in EXCEPTIONS
     ]
     assert not crossing, "\n".join(crossing)
+
+
+def _third_party_imports(module: str) -> set[str]:
+    """The top-level names of every non-lmstream import in `module`'s file (lazy ones too)."""
+    tree = ast.parse(modules()[module].read_text(encoding="utf-8"))
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            out.add(node.module.split(".")[0])
+    return out - {"lmstream"}
+
+
+def test_protocols_import_no_web_framework_and_no_redis() -> None:
+    """The wire mappers are pure: the server frames and sends what they make, the worker runs the
+    same chat turn, and neither framework reaches in here."""
+    protocols = [m for m in graph() if m == "protocols" or m.startswith("protocols.")]
+    assert len(protocols) > 1, protocols
+    bad = {m: sorted(_third_party_imports(m) & {"starlette", "uvicorn", "redis", "httpx"}) for m in protocols}
+    assert not any(bad.values()), bad
+
+
+def test_server_and_redis_run_chat_turns_through_protocols() -> None:
+    """One `run_chat_turn`: the server and the Redis worker both take a chat turn from `protocols`."""
+    for package in ("server", "redis"):
+        users = [m for m, targets in graph().items() if m.split(".")[0] == package and "protocols.chat" in targets]
+        assert users, f"lmstream.{package} does not run chat turns through lmstream.protocols.chat"

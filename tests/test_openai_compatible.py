@@ -177,3 +177,35 @@ async def test_many_concurrent_streams_spread_over_bounded_client_shards():
         assert len(srv.requests) == n
     assert all(o.text == "abc" for o in outs)
     assert len(shards) == 2
+
+
+def get_weather(city: str) -> str:
+    """The weather in a city."""
+    return f"sunny in {city}"
+
+
+async def test_the_tool_loop_runs_end_to_end_on_the_real_llama_cpp_server(llama_server_url):
+    """The shipped model behind llama_cpp.server: the assistant turn that carries the tool call
+    went out with `"content": null` (the server's schema answers 500), and a forced `tool_choice`
+    forced a call on every step until max_lm_calls. Now: one call, its result, then the answer."""
+    invoker = build_lm_invoker(
+        "openai-compatible/" + MODEL_ALIAS, credentials="sk-local", config={"base_url": llama_server_url}
+    )
+    forced = {"type": "function", "function": {"name": "get_weather"}}
+    emitter = EventEmitter.with_stream_handler()
+    lmrp = LMRequestProcessor(PromptBuilder(user_template="{q}"), invoker, tools=[get_weather])
+    task = asyncio.create_task(
+        lmrp.process(
+            q="What is the weather in Paris?",
+            event_emitter=emitter,
+            hyperparameters={"max_tokens": 40, "temperature": 0.0, "tool_choice": forced},
+            max_lm_calls=3,
+        )
+    )
+    events = [e async for e in emitter.stream()]
+    out = await task
+    await invoker.aclose()
+    results = [e.value for e in events if e.type == "tool_result"]
+    assert len(results) == 1 and results[0]["name"] == "get_weather"
+    assert results[0]["output"].startswith("sunny in ")
+    assert out.finish_reason in ("stop", "length") and not out.tool_calls and out.text.strip()

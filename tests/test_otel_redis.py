@@ -9,10 +9,9 @@ from opentelemetry import trace
 
 from lmstream import LMRequestProcessor, PromptBuilder
 from lmstream.chat_registry import Answer
-from lmstream.cli import chat_jobs
 from lmstream.redis import RedisChatRegistry, RedisOptions, Worker
 from lmstream.redis.approvals import RedisApprovalStore
-from lmstream.redis.cli import job_handler
+from lmstream.redis.cli import chat_jobs, job_handler
 from lmstream.testing import ScriptedLMInvoker
 from tests.otel_support import telemetry
 

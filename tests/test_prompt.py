@@ -166,3 +166,23 @@ def test_several_brace_heavy_values_stay_verbatim(values):
     pb = PromptBuilder(user_template=template)
     msg = pb.format(**{f"k{i}": v for i, v in enumerate(values)})[0]
     assert msg.text == "|".join(values)
+
+
+async def test_a_positional_value_or_a_model_setting_as_a_template_key_says_what_to_write() -> None:
+    """Users wrote `process("Hi")` (a raw ValueError) and `stream(question=..., max_tokens=128)` (an
+    "unknown key" with no word of `hyperparameters=`): each error shows the call that works."""
+    from lmstream import LMRequestProcessor
+    from lmstream.invokers.params import COMMON_PARAMS
+    from lmstream.testing import ScriptedLMInvoker
+    from lmstream.types import HYPERPARAMETER_NAMES
+
+    assert set(HYPERPARAMETER_NAMES) == set(COMMON_PARAMS)
+    lmrp = LMRequestProcessor(PromptBuilder(user_template="{question}"), ScriptedLMInvoker([["hi"]]))
+    with pytest.raises(PromptError) as positional:
+        await lmrp.process("Hi")  # type: ignore[arg-type]
+    assert "process(question='Hi')" in str(positional.value)
+    with pytest.raises(PromptError) as setting:
+        await lmrp.process(question="Hi", max_tokens=128, temperature=0)
+    message = str(setting.value)
+    assert "unknown key max_tokens, temperature" in message
+    assert "pass hyperparameters={'max_tokens': ..., 'temperature': ...}" in message

@@ -34,6 +34,7 @@ PUBLIC = {
     "RequestStream",
     "SyncRequestStream",
     "RequestTracker",
+    "ResponseCache",
     "Tool",
     "MCPTools",
     "tool",

@@ -147,8 +147,8 @@ async def test_a_queued_answer_saved_by_the_worker_is_continued_by_a_web_node(r,
     import redis.asyncio as aioredis
 
     from lmstream import CallbackEventHandler, EventEmitter, LMRequestProcessor, PromptBuilder, tool
-    from lmstream.cli import chat_jobs
     from lmstream.engine.deltas import FinishDelta, ToolCallDelta
+    from lmstream.redis.cli import chat_jobs
     from lmstream.testing import ScriptedLMInvoker
     from tests.serve_helpers import ServedApp
 

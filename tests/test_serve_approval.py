@@ -184,7 +184,7 @@ def test_v1_stream_waits_for_post_approve_then_runs_the_call(wire):
 
 
 def test_mapping_of_approval_progress_and_denial_chunks():
-    from lmstream.server.ui_stream import UIStreamMapper
+    from lmstream.protocols.ui_stream import UIStreamMapper
 
     m = UIStreamMapper("msg_1")
     meta = {"step": 1, "request_id": "r"}

@@ -12,7 +12,7 @@ import httpx
 
 from lmstream import build_lm_request_processor
 from lmstream.engine.deltas import StatusDelta
-from lmstream.server.ui_stream import UIStreamMapper
+from lmstream.protocols.ui_stream import UIStreamMapper
 from lmstream.testing import ScriptedLMInvoker
 from tests.serve_helpers import ServedApp, sse_data
 

@@ -17,7 +17,7 @@ import pytest
 
 from lmstream import LMRequestProcessor
 from lmstream.events import CallbackEventHandler, Event, EventEmitter
-from lmstream.server.errors import browser_error_text
+from lmstream.protocols.errors import browser_error_text
 from tests.serve_helpers import ServedApp
 from tests.wire import fixtures as fx
 from tests.wire.server import Script, WireServer

@@ -58,6 +58,21 @@ def test_v1_stream_bad_bodies(wire):
     assert wire.requests == []
 
 
+def test_v1_stream_refuses_fields_it_would_have_ignored(wire):
+    """A top-level `model` or `max_tokens` was silently dropped (the client believed it applied)."""
+    with ServedApp(wire_processor(wire)) as app, httpx.Client(timeout=10) as c:
+        model = c.post(f"{app.url}/v1/stream", json={"prompt": "a", "model": "gpt-5"})
+        limit = c.post(f"{app.url}/v1/stream", json={"prompt": "a", "max_tokens": 5})
+        typo = c.post(f"{app.url}/v1/stream", json={"prompt": "a", "hyperparamters": {}})
+    assert model.status_code == 400 and model.json()["error"]["message"].startswith("model: the model is the server's")
+    assert limit.status_code == 400
+    assert 'send it inside "hyperparameters", e.g. {"hyperparameters": {"max_tokens": ...}}' in limit.json()["error"][
+        "message"
+    ]
+    assert typo.status_code == 400 and "not a field of /v1/stream" in typo.json()["error"]["message"]
+    assert wire.requests == []
+
+
 def test_oversized_body_gets_413(wire):
     big = chat_body(user("x" * 5000))
     with ServedApp(wire_processor(wire), max_body_bytes=2000) as app, httpx.Client(timeout=10) as c:

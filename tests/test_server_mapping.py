@@ -1,4 +1,4 @@
-"""lmstream events -> Vercel AI SDK UI message chunks (`lmstream.server.ui_stream`), one rule a test.
+"""lmstream events -> Vercel AI SDK UI message chunks (`lmstream.protocols.ui_stream`), one rule a test.
 
 The real `ai` client validates the same chunks in tests/test_server_ai_client.py; here each
 mapping rule is pinned on its own, with the protocol's ordering rules checked on every result.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lmstream.server.ui_stream import UIStreamMapper, map_finish_reason
+from lmstream.protocols.ui_stream import UIStreamMapper, map_finish_reason
 
 R = "req_1"
 
@@ -266,7 +266,7 @@ def test_import_lmstream_and_the_mapping_load_no_web_framework():
     import sys
 
     code = (
-        "import sys, lmstream, lmstream.server, lmstream.server.ui_stream; "
+        "import sys, lmstream, lmstream.server, lmstream.protocols.ui_stream; "
         "bad = [m for m in ('starlette', 'uvicorn', 'httpx') if m in sys.modules]; "
         "assert not bad, bad"
     )

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .budget import Budget
+from .cache import ResponseCache
 from .cost import Cost
 from .engine.request_stream import RequestStream
 from .errors import (
@@ -108,6 +109,7 @@ __all__ = [
     "RateLimitError",
     "RequestStream",
     "RequestTracker",
+    "ResponseCache",
     "RetryConfig",
     "StreamEventHandler",
     "StreamInterruptedError",

@@ -103,6 +103,10 @@ class OpenSpan:
             cost = getattr(getattr(result, "usage", None), "cost", None)
             if cost is not None:  # a request span: what all its model calls cost
                 span.set_attribute(COST_ATTRIBUTE, float(cost))
+            cache = getattr(result, "cache", None)
+            if isinstance(cache, dict):  # a request behind a response cache: was it served from it
+                span.set_attribute("lmstream.cache.hit", bool(cache.get("hit")))
+                span.set_attribute("lmstream.cache.joined", bool(cache.get("joined")))
             if self.content and result is not None and hasattr(result, "output"):
                 span.set_attribute("gen_ai.tool.call.result", result.output)
             if self.metric is not None:

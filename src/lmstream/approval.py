@@ -99,6 +99,7 @@ class PendingStep:
     calls: list[ToolCall]
     approvals: dict[str, str]
     step: int
+    request_id: str = ""  # the request that asked (its UI message id derives from it); not saved
 
 
 @dataclass(slots=True)
@@ -150,7 +151,7 @@ async def run_tool_step(
                 approvals[approval_id] = c.id
                 value = {"approval_id": approval_id, "tool_call_id": c.id, "name": c.name, "arguments": c.arguments}
                 await ctx.emit(value, EventType.TOOL_APPROVAL_REQUEST, EventLevel.INFO, step=ctx.step)
-            await deferred.save(PendingStep(messages, calls, approvals, ctx.step))
+            await deferred.save(PendingStep(messages, calls, approvals, ctx.step, ctx.request_id))
             return None
     results = await execute_with_approval(ctx, tools, calls, timeout)
     await _emit_results(ctx, results)

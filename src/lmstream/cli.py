@@ -7,11 +7,12 @@ import asyncio
 import contextlib
 import os
 import sys
+from pathlib import Path
 from typing import Any, TextIO
 
 from . import _json
 from ._cli_hints import cli_message
-from ._cli_options import JSON_OBJECT_SCHEMA, ModelOption, add_options, invoker_config, literal_template
+from ._cli_options import JSON_OBJECT_SCHEMA, ModelOption, add_options, build_invoker, literal_template
 from .errors import AttachmentError, ConfigurationError, LMStreamError, OutputParserError, PromptError
 from .events import EventEmitter, EventType, StreamEventHandler
 from .parsers import JSONOutputParser
@@ -30,6 +31,7 @@ examples:
   lmstream "What should I do in Tokyo?"
   lmstream --events "Hi"                       # one JSON line per event
   lmstream --json "Describe Tokyo: its name and country"   # a JSON object (grammar-forced locally)
+  lmstream --json --schema @city.json "Describe Tokyo"     # ... matching a JSON schema
   lmstream --model openai/gpt-4.1-nano "Hi"    # needs OPENAI_API_KEY
   lmstream --model openai-compatible/any --base-url http://127.0.0.1:8000/v1 "Hi"
   echo "Hi" | lmstream -
@@ -73,7 +75,35 @@ def _parser() -> argparse.ArgumentParser:
         help="parse the answer as JSON and print it (answer streams to stderr); on the local model the "
         "answer is a JSON object, enforced by a grammar",
     )
+    p.add_argument(
+        "--schema",
+        metavar="JSON|@FILE",
+        help="with --json: the JSON schema the answer must match, inline or @path/to/schema.json "
+        "(e.g. '{\"properties\": {\"name\": {\"type\": \"string\"}}, \"required\": [\"name\"]}')",
+    )
     return p
+
+
+def _schema(args: argparse.Namespace) -> dict[str, Any] | None:
+    """`--schema` read and checked: a JSON object, inline or from a file named after `@`."""
+    if args.schema is None:
+        return None
+    if not args.json:
+        raise ConfigurationError("--schema needs --json (the schema is what the JSON answer must match)")
+    text = args.schema
+    if text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigurationError(f"--schema: cannot read {text[1:]}: {exc.strerror}") from None
+    try:
+        schema = _json.loads(text)
+    except ValueError as exc:
+        raise ConfigurationError(f"--schema is not JSON ({exc}); give a JSON schema object or @file.json") from None
+    if not isinstance(schema, dict):
+        raise ConfigurationError("--schema must be a JSON object (a JSON schema)")
+    schema.setdefault("type", "object")
+    return schema
 
 
 class _Lines:
@@ -114,13 +144,14 @@ def _attachments(paths: list[str]) -> list[Attachment]:
 
 
 async def _run(args: argparse.Namespace, question: str, lines: _Lines | None = None) -> int:
-    from .invokers import build_lm_invoker
-
     files = _attachments(getattr(args, "files", None) or [])
 
     lines = lines or _Lines()
-    invoker = build_lm_invoker(args.model, config=invoker_config(args, ANSWER_OPTIONS))
-    if args.json and invoker.provider == "local":
+    invoker = build_invoker(args, ANSWER_OPTIONS)
+    schema = _schema(args)
+    if schema is not None:
+        invoker.set_response_schema(schema)
+    elif args.json and invoker.model_id.startswith("local/"):
         invoker.set_response_schema(JSON_OBJECT_SCHEMA)
     # The user's text goes in as a value, so braces in it are never treated as placeholders.
     lmrp = LMRequestProcessor(
@@ -141,6 +172,9 @@ async def _run(args: argparse.Namespace, question: str, lines: _Lines | None = N
                 lines.write(text_out, event.value)
             elif event.type == EventType.THINKING:
                 lines.write(sys.stderr, event.value)
+            elif event.type == EventType.RESET:  # a fallback model took over: say so, on a line of its own
+                lines.end()
+                lines.write(sys.stderr, reset_note(event.value) + "\n")
             elif event.type == EventType.DONE:
                 done = event.metadata
         result = await task
@@ -159,6 +193,12 @@ async def _run(args: argparse.Namespace, question: str, lines: _Lines | None = N
     return 0
 
 
+def reset_note(value: dict[str, Any]) -> str:
+    """The terminal's line for a `reset` event: who took over, and whether the answer restarts."""
+    how = "the answer restarts on the next line" if value.get("discarded") else "it continues the answer"
+    return f"[switched to {value.get('to')} after {value.get('from')} failed: {how}]"
+
+
 def usage_line(done: dict[str, Any]) -> str:
     """`[12 tokens in · 30 out · 1.20 s · $0.000034]` from a `done` event's metadata."""
     usage = done.get("usage") or {}
@@ -170,37 +210,6 @@ def usage_line(done: dict[str, Any]) -> str:
         parts.append(f"{done['duration']:.2f} s")
     parts.append("cost unknown" if cost is None else f"${cost['total']:.6f}")
     return "[" + " · ".join(parts) + "]"
-
-
-def chat_jobs(processor: LMRequestProcessor[Any], approvals: Any) -> Any:
-    """How `lmstream worker` runs what `lmstream serve --queue` enqueued: the `/api/chat` body,
-    parsed exactly as the server parses it (its hyperparameters already passed the node's policy).
-    A tool call that needs approval ends the answer and is saved in `approvals` (a
-    `RedisApprovalStore`) for a web node to continue. Here, because server and Redis meet only
-    where the command line wires them."""
-    from .redis.approvals import deferred_for
-    from .server.requests import PromptSlot, parse_chat
-    from .window import fit_history
-
-    slot = PromptSlot.of(processor.prompt_builder)
-
-    def handle(job: dict[str, Any], emitter: EventEmitter) -> Any:
-        if job["chat"].get("kind") == "openai":  # POST /v1/chat/completions or /v1/responses
-            from .server.openai_api import openai_job
-
-            return openai_job(processor, {**job["chat"], "max_messages": job.get("max_messages", 500)}, emitter)
-        req = parse_chat(job["chat"], int(job.get("max_messages", 500)))
-        prompt = slot.kwargs(req.text, req.attachments)
-        fit = fit_history(processor, req.history, **prompt, hyperparameters=req.hyperparameters)
-        return processor.process(
-            event_emitter=emitter,
-            deferred_approval=deferred_for(approvals, req.chat_id),
-            history=fit.history,
-            hyperparameters=req.hyperparameters,
-            **prompt,
-        )
-
-    return handle
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -216,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["worker"]:
         from .redis.cli import main as worker_main
 
-        return worker_main(argv[1:], chat_jobs=chat_jobs)
+        return worker_main(argv[1:])
     args = _parser().parse_args(argv)
     question = args.prompt
     if question is None or question == "-":

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from .approval import DeferredApproval, resume_tool_step, run_tool_step
 from .budget import Budget, as_budget
+from .cache import ResponseCache, deterministic, request_key
 from .engine.lifecycle import RequestContext, run_request
 from .engine.request_stream import RequestStream
 from .errors import ConfigurationError, OutputParserError, PromptError, ToolError
@@ -25,6 +26,12 @@ if TYPE_CHECKING:
 __all__ = ["LMRequestProcessor"]
 
 
+def _cacheable(output: LMOutput) -> bool:
+    """Only a clean finish is kept: the model stopped by itself (or asked for tools the caller
+    runs). Never a cut (`length`), a filtered, an interrupted or an approval-waiting answer."""
+    return output.finish_reason in ("stop", "tool_calls")
+
+
 OutT = TypeVar("OutT")
 
 # process()'s own parameters: a template key with one of these names must go in prompt_kwargs=
@@ -39,6 +46,8 @@ _OWN_ARGS = frozenset(
         "max_lm_calls",
         "approval_timeout",
         "deferred_approval",
+        "cache",
+        "cache_scope",
     }
 )
 
@@ -56,6 +65,8 @@ class _Request:
     approval_timeout: float | None
     deferred_approval: DeferredApproval | None
     keywords: dict[str, Any]  # the `**kwargs` that fill the templates
+    cache: bool = True  # False: this request bypasses the processor's response cache
+    cache_scope: str | None = None  # the tenant, overriding the processor's `cache_scope`
 
 
 class LMRequestProcessor(Generic[OutT]):
@@ -74,6 +85,9 @@ class LMRequestProcessor(Generic[OutT]):
         tools: Sequence[Any] | None = None,
         response_schema: Any = None,
         budget: float | Budget | None = None,
+        cache: ResponseCache | None = None,
+        cache_scope: str | None = None,
+        cache_sampled: bool = False,
     ) -> None: ...
 
     @overload
@@ -85,6 +99,9 @@ class LMRequestProcessor(Generic[OutT]):
         tools: Sequence[Any] | None = None,
         response_schema: Any = None,
         budget: float | Budget | None = None,
+        cache: ResponseCache | None = None,
+        cache_scope: str | None = None,
+        cache_sampled: bool = False,
     ) -> None: ...
 
     def __init__(
@@ -95,9 +112,15 @@ class LMRequestProcessor(Generic[OutT]):
         tools: Sequence[Any] | None = None,
         response_schema: Any = None,
         budget: float | Budget | None = None,
+        cache: ResponseCache | None = None,
+        cache_scope: str | None = None,
+        cache_sampled: bool = False,
     ) -> None:
         """`budget=` (USD, or a shared `Budget`): no new model call once it is spent
-        (`BudgetExceededError`); streamed requests count too."""
+        (`BudgetExceededError`); streamed requests count too. `cache=` (a `ResponseCache`):
+        repeated and simultaneous identical requests share one generation; `cache_scope` keeps
+        one tenant's answers from another's; `cache_sampled=True` also caches requests that
+        sample (by default only temperature 0 or a fixed seed)."""
         if not isinstance(prompt_builder, PromptBuilder):
             raise ConfigurationError("prompt_builder must be a PromptBuilder")
         if not isinstance(lm_invoker, BaseLMInvoker):
@@ -106,6 +129,9 @@ class LMRequestProcessor(Generic[OutT]):
         self.lm_invoker = lm_invoker
         self.output_parser = output_parser
         self.budget = as_budget(budget)
+        self.cache = cache
+        self.cache_scope = cache_scope
+        self.cache_sampled = cache_sampled
         if tools:
             self.set_tools(tools)
         if response_schema is not None:
@@ -132,6 +158,8 @@ class LMRequestProcessor(Generic[OutT]):
         max_lm_calls: int = 5,
         approval_timeout: float | None = None,
         deferred_approval: DeferredApproval | None = None,
+        cache: bool = True,
+        cache_scope: str | None = None,
         **kwargs: Any,
     ) -> Coroutine[Any, Any, OutT]:
         """Run one request; returns the parsed output if a parser is set, else the `LMOutput`.
@@ -142,6 +170,8 @@ class LMRequestProcessor(Generic[OutT]):
         A tool that `requires_approval` waits for `lmstream.approval.answer()` (or the stream's
         `approve()`/`deny()`), denied after `approval_timeout` seconds when given;
         `deferred_approval` instead ends the request there and continues it later (a server).
+        With a response cache, `cache=False` bypasses it for this request and `cache_scope=`
+        sets its tenant.
         """
         ctx = RequestContext(event_emitter)
         req = _Request(
@@ -154,6 +184,8 @@ class LMRequestProcessor(Generic[OutT]):
             approval_timeout,
             deferred_approval,
             kwargs,
+            cache,
+            cache_scope,
         )
         coro = self._request(ctx, "process", req)
         ctx.register(coro)
@@ -171,6 +203,8 @@ class LMRequestProcessor(Generic[OutT]):
         max_lm_calls: int = 5,
         approval_timeout: float | None = None,
         deferred_approval: DeferredApproval | None = None,
+        cache: bool = True,
+        cache_scope: str | None = None,
         **kwargs: Any,
     ) -> RequestStream[OutT]:
         """The request as its own event stream: `async with lmrp.stream(...) as stream`.
@@ -188,6 +222,8 @@ class LMRequestProcessor(Generic[OutT]):
             approval_timeout,
             deferred_approval,
             kwargs,
+            cache,
+            cache_scope,
         )
         return RequestStream(lambda ctx: self._request(ctx, "stream", req), event_emitter)
 
@@ -221,6 +257,8 @@ class LMRequestProcessor(Generic[OutT]):
         return run_request(ctx, partial(self._run, ctx, req), kind=kind)
 
     async def _run(self, ctx: RequestContext, req: _Request) -> tuple[OutT, LMOutput]:
+        if req.prompt_kwargs is not None and not isinstance(req.prompt_kwargs, Mapping):
+            raise self.prompt_builder.positional_value_error(req.prompt_kwargs)
         values = dict(req.prompt_kwargs or {})
         both = sorted(set(values) & set(req.keywords))
         if both:
@@ -235,6 +273,39 @@ class LMRequestProcessor(Generic[OutT]):
             messages = await resume_tool_step(ctx, invoker.tools, deferred)
         else:
             messages = self._messages(values, req.history, req.extra_contents)
+        cache = self._cache_for(req, messages)
+        if cache is None:
+            output = await self._generate(ctx, req, messages)
+        else:
+            response_cache, key = cache
+            output = await response_cache.serve(
+                ctx, key, partial(self._generate, req=req, messages=messages), _cacheable
+            )
+            if invoker.response_schema is not None and output.structured_output is None and not output.tool_calls:
+                from .structured import validate_structured  # a stored entry keeps the text, not the object
+
+                output.structured_output = validate_structured(
+                    output.text, invoker.response_schema, invoker._schema_model
+                )
+        if ctx.first_token_at is not None:
+            output.time_to_first_token = ctx.first_token_at - ctx.started
+        if self.output_parser is not None:
+            try:
+                return self.output_parser.parse(output.text), output
+            except OutputParserError:
+                if output.finish_reason != "length":
+                    raise
+                from .structured import truncated_output
+
+                limit = {**invoker.default_hyperparameters, **(hyperparameters or {})}.get("max_tokens")
+                raise truncated_output(output.text, limit or invoker.output_limit()) from None
+        return output, output  # type: ignore[return-value]  # OutT is LMOutput without a parser
+
+    async def _generate(self, ctx: RequestContext, req: _Request, messages: list[Message]) -> LMOutput:
+        """The model calls of one request (the tool loop), their usage summed."""
+        invoker = self.lm_invoker
+        deferred = req.deferred_approval
+        max_lm_calls, hyperparameters = req.max_lm_calls, req.hyperparameters
         total: TokenUsage | None = None  # the first call's usage, then the sum
         output: LMOutput | None = None
         for call in range(1, max_lm_calls + 1):
@@ -258,21 +329,29 @@ class LMRequestProcessor(Generic[OutT]):
                 output.finish_reason = "tool_approval"
                 break
             messages = [*messages, turn, Message.tool(results)]
+            if hyperparameters and "tool_choice" in hyperparameters:
+                # a forced choice is for the first call only (the OpenAI Agents SDK's
+                # reset_tool_choice): kept, it would force a call forever, until max_lm_calls
+                hyperparameters = {k: v for k, v in hyperparameters.items() if k != "tool_choice"}
         assert output is not None and total is not None
         output.usage = total
-        if ctx.first_token_at is not None:
-            output.time_to_first_token = ctx.first_token_at - ctx.started
-        if self.output_parser is not None:
-            try:
-                return self.output_parser.parse(output.text), output
-            except OutputParserError:
-                if output.finish_reason != "length":
-                    raise
-                from .structured import truncated_output
+        return output
 
-                limit = {**invoker.default_hyperparameters, **(hyperparameters or {})}.get("max_tokens")
-                raise truncated_output(output.text, limit or invoker.output_limit()) from None
-        return output, output  # type: ignore[return-value]  # OutT is LMOutput without a parser
+    def _cache_for(self, req: _Request, messages: list[Message]) -> tuple[ResponseCache, str] | None:
+        """The cache and this request's key, or None when the request must run on its own: no
+        cache or `cache=False`; tools this process runs (a call may act on the world, or wait
+        for a person); a resumed approval; a sampled request unless `cache_sampled`."""
+        cache = self.cache
+        if cache is None or not req.cache or req.deferred_approval is not None:
+            return None
+        invoker = self.lm_invoker
+        if invoker.tools and req.auto_execute_tools:
+            return None
+        params = {**invoker.default_hyperparameters, **invoker.validate_hyperparameters(req.hyperparameters or {})}
+        if not self.cache_sampled and not deterministic(params):
+            return None
+        scope = req.cache_scope if req.cache_scope is not None else self.cache_scope
+        return cache, request_key(scope, invoker, messages, params, invoker.tools, client_tools=bool(invoker.tools))
 
     async def _invoke(
         self, messages: list[Message], hyperparameters: Mapping[str, Any] | None, ctx: RequestContext

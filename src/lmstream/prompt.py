@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .errors import PromptError
-from .types import Attachment, ThinkingBlock, ToolCall, ToolResult
+from .types import HYPERPARAMETER_NAMES, Attachment, ThinkingBlock, ToolCall, ToolResult
 
 __all__ = ["Message", "PromptBuilder", "Role", "Content", "text_key"]
 
@@ -153,6 +153,18 @@ class PromptBuilder:
                 unknown=unknown_defaults,
             )
 
+    def positional_value_error(self, value: object) -> PromptError:
+        """The error for `process("Hi")`: template values go by name, so show the call that works."""
+        key = self.prompt_keys[0] if len(self.prompt_keys) == 1 else None
+        example = f"{key}={value!r:.40}" if key else "prompt_kwargs={...}"
+        return PromptError(
+            f"prompt: the template values go by name, not position; got {type(value).__name__} {value!r:.40}: "
+            f"call process({example}) or stream({example}) "
+            f"(the templates use: {', '.join(self.prompt_keys) or 'no keys'})",
+            missing=[],
+            unknown=[],
+        )
+
     def format(
         self,
         history: Iterable[Message | Mapping[str, Any]] | None = None,
@@ -180,9 +192,16 @@ class PromptBuilder:
                 problems.append(f"missing value for {', '.join(missing)}")
             if unknown:
                 problems.append(f"unknown key {', '.join(unknown)}")
+            settings = [k for k in unknown if k in HYPERPARAMETER_NAMES]
+            hint = (
+                f"; {', '.join(settings)} {'is a model setting' if len(settings) == 1 else 'are model settings'}: "
+                f"pass hyperparameters={{{', '.join(f'{k!r}: ...' for k in settings)}}}"
+                if settings
+                else ""
+            )
             raise PromptError(
                 "prompt: " + "; ".join(problems) + f" (the templates use: {', '.join(self.prompt_keys) or 'no keys'}; "
-                "pass values as keyword arguments or prompt_kwargs=, or set key_defaults)",
+                "pass values as keyword arguments or prompt_kwargs=, or set key_defaults)" + hint,
                 missing=missing,
                 unknown=unknown,
             )

@@ -19,6 +19,10 @@ if TYPE_CHECKING:
 
 __all__ = ["EventLevel", "EventType", "TokenUsage", "ToolCall", "ToolResult", "Attachment", "ThinkingBlock", "LMOutput"]
 
+#: the sampling settings every provider accepts under these names (`invokers.params.COMMON_PARAMS`
+#: checks them); the prompt names them when a user passes one as a template value
+HYPERPARAMETER_NAMES = ("max_tokens", "temperature", "top_p", "stop", "seed")
+
 
 class EventLevel(IntEnum):
     """Ordered severity; serialised by name (`"INFO"`)."""
@@ -84,6 +88,9 @@ class TokenUsage:
     #: USD (a float that also has `.total`, `.input`, `.output`, `.cache_read`); None when no
     #: price is known for the provider and model, 0 for the embedded model (`lmstream.cost`)
     cost: Cost | None = None
+    #: USD an answer served from the response cache did not spend (its original `cost`; the
+    #: served answer's own `cost` is 0); None when not served from the cache or the price is unknown
+    saved_cost: Cost | None = None
 
     @property
     def total_tokens(self) -> int | None:
@@ -99,6 +106,7 @@ class TokenUsage:
             "cached_tokens": self.cached_tokens,
             "reasoning_tokens": self.reasoning_tokens,
             "cost": None if self.cost is None else self.cost.to_dict(),
+            **({"saved_cost": self.saved_cost.to_dict()} if self.saved_cost is not None else {}),
         }
 
     def add(self, other: TokenUsage) -> None:
@@ -109,6 +117,8 @@ class TokenUsage:
         self.cached_tokens = _sum(self.cached_tokens, other.cached_tokens)
         self.reasoning_tokens = _sum(self.reasoning_tokens, other.reasoning_tokens)
         self.cost = None if self.cost is None or other.cost is None else self.cost + other.cost
+        if other.saved_cost is not None:
+            self.saved_cost = other.saved_cost if self.saved_cost is None else self.saved_cost + other.saved_cost
 
 
 def _sum(a: int | None, b: int | None) -> int | None:
@@ -311,6 +321,9 @@ class LMOutput:
     duration: float | None = None
     time_to_first_token: float | None = None
     model: str | None = None
+    #: with a response cache: `{"hit", "joined", "age"}` (served from a stored answer, shared a
+    #: running generation, seconds since that answer was made); None without a cache
+    cache: dict[str, Any] | None = None
     #: the model calls a fallback chain or a pool made for this output, in order: `{"model",
     #: "outcome", "output_tokens", "usage"}` each (empty for a plain invoker); `usage` is their sum
     attempts: list[dict[str, Any]] = field(default_factory=list)

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .._cli_options import JSON_OBJECT_SCHEMA, ModelOption, add_options, invoker_config, literal_template
+from .._cli_options import JSON_OBJECT_SCHEMA, ModelOption, add_options, build_invoker, literal_template
 from ..budget import Budget
 from ..errors import ConfigurationError, LMStreamError
 from ..processor import LMRequestProcessor
@@ -73,12 +73,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def build_processor(args: argparse.Namespace) -> LMRequestProcessor[Any]:
-    from ..invokers import build_lm_invoker
     from ..parsers import JSONOutputParser
     from ..prompt import PromptBuilder
 
-    invoker = build_lm_invoker(args.model, config=invoker_config(args, BATCH_OPTIONS))
-    if args.json and invoker.provider == "local":
+    invoker = build_invoker(args, BATCH_OPTIONS)
+    if args.json and invoker.model_id.startswith("local/"):
         invoker.set_response_schema(JSON_OBJECT_SCHEMA)
     parser = JSONOutputParser() if args.json else None
     builder = PromptBuilder(system_template=literal_template(args.system), user_template="{prompt}")
@@ -142,7 +141,11 @@ def main(argv: list[str]) -> int:
     todo = _todo(requests, resume)
     stats = BatchStats(total=len(requests), skipped=len(requests) - len(todo))
     if resume.done or resume.failed or resume.dropped:
-        kept = f", {len(resume.failed)} failed kept (add --retry-failed to run them again)" if resume.failed else ""
+        curable = len(resume.failed) - len(resume.unfixable)
+        kept = f", {len(resume.failed)} failed kept" if resume.failed else ""
+        if curable:
+            which = "them" if not resume.unfixable else f"the {curable} retryable"
+            kept += f" (add --retry-failed to run {which} again)"
         print(
             f"lmstream batch: resuming {args.output}: {len(resume.done)} already answered{kept}, {len(todo)} to go",
             file=sys.stderr,
@@ -174,8 +177,16 @@ def main(argv: list[str]) -> int:
         print(f"lmstream batch: {why}; resume with:\n  {resume_cmd}", file=sys.stderr)
         return 1
     if stats.failed:
-        again = resume_cmd if args.retry_failed else f"{resume_cmd} --retry-failed"
-        print(f"lmstream batch: to run the failed ones again:\n  {again}", file=sys.stderr)
+        unfixable = stats.failed - stats.retryable_failed
+        if unfixable:
+            print(
+                f"lmstream batch: {unfixable} failed with errors a retry cannot cure (bad input, a refused key, "
+                "a prompt too long): see their \"error\" in the output, fix them, then re-run",
+                file=sys.stderr,
+            )
+        if stats.retryable_failed:
+            again = resume_cmd if args.retry_failed else f"{resume_cmd} --retry-failed"
+            print(f"lmstream batch: to run the failed ones again:\n  {again}", file=sys.stderr)
         return 1
     return 0
 

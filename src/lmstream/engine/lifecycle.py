@@ -29,7 +29,9 @@ __all__ = [
     "emit_done",
     "emit_failure",
     "pour",
+    "reset_current",
     "run_request",
+    "set_current",
 ]
 
 _request_ids = itertools.count(1)
@@ -109,6 +111,16 @@ def current_request() -> RequestContext | None:
     return _current.get()
 
 
+def set_current(ctx: RequestContext | None) -> contextvars.Token[RequestContext | None]:
+    """Make `ctx` the request of this task (work detached from the request that started it, such
+    as a generation the cache shares); undo with `_current.reset` via `reset_current`."""
+    return _current.set(ctx)
+
+
+def reset_current(token: contextvars.Token[RequestContext | None]) -> None:
+    _current.reset(token)
+
+
 T = TypeVar("T")
 
 
@@ -146,9 +158,15 @@ async def run_request(
 
 async def emit_done(ctx: RequestContext, out: LMOutput) -> None:
     """The request's last event: usage and timings in its metadata; its value lists the model
-    calls a fallback chain or pool made (`{"attempts": [...]}`), else it is empty."""
+    calls a fallback chain or pool made (`{"attempts": [...]}`) and, behind a response cache,
+    whether it served the answer (`{"cache": {"hit", "joined", "age"}}`); else it is empty."""
+    value: dict[str, Any] = {}
+    if ctx.attempts:
+        value["attempts"] = [_public(a) for a in ctx.attempts]
+    if out.cache is not None:
+        value["cache"] = out.cache
     await ctx.emit(
-        {"attempts": [_public(a) for a in ctx.attempts]} if ctx.attempts else "",
+        value or "",
         EventType.DONE,
         EventLevel.INFO,
         usage=out.usage.to_dict(),

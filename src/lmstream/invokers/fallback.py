@@ -117,6 +117,13 @@ class _Composite(BaseLMInvoker):
     def cooling(self) -> list[dict[str, Any]]:
         return [c for m in self.members for c in m.cooling()]
 
+    def load(self) -> None:
+        """Load the members that load a model in process (the embedded model), before the first request."""
+        for m in self.members:
+            load = getattr(m, "load", None)
+            if callable(load):
+                load()
+
     async def aclose(self) -> None:
         for m in self.members:
             await m.aclose()

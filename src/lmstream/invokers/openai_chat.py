@@ -89,8 +89,9 @@ def to_chat_messages(messages: list[Message], files: ChatFiles = OPENAI_FILES) -
                 if isinstance(c, (str, Attachment)) and c != ""
             ]
         else:
-            texts = [c for c in m.contents if isinstance(c, str)]
-            msg["content"] = "".join(texts) if texts or not calls else None
+            # "" rather than null beside tool calls: OpenAI takes both, llama_cpp.server's schema
+            # refuses null with a 500 (and vLLM/Ollama take "")
+            msg["content"] = "".join(c for c in m.contents if isinstance(c, str))
         if calls:
             msg["tool_calls"] = [
                 {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": _json.dumps(c.arguments)}}

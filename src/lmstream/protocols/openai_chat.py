@@ -24,7 +24,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ConfigurationError
+from ..errors import AttachmentError, ConfigurationError
 from ..events import EventType
 from ..processor import LMRequestProcessor
 from ..prompt import Content, Message
@@ -185,7 +185,10 @@ def data_url_attachment(url: str, where: str, filename: str | None = None) -> At
         data = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
         raise _bad(where, "invalid base64") from None
-    return Attachment(data, media or "application/octet-stream", filename)
+    try:
+        return Attachment(data, media, filename)
+    except AttachmentError as exc:  # the bytes are no type lmstream carries, whatever the label
+        raise OpenAIError(f"{where}: {exc}", status=415, param=where, code="unsupported_file_type") from None
 
 
 def _arguments(raw: Any, where: str) -> dict[str, Any]:
@@ -377,20 +380,22 @@ def openai_usage(usage: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-def extension(meta: dict[str, Any]) -> dict[str, Any]:
+def extension(meta: dict[str, Any], value: Any = None) -> dict[str, Any]:
     """The `lmstream` field of the final chunk: cost (USD, null when unknown), cache status (null
-    without a cache), timings and the attempts a fallback made."""
+    without a response cache), timings, and the attempts a fallback chain made. `meta` is the
+    `done` event's metadata, `value` its value (where `cache` and `attempts` travel)."""
     usage = meta.get("usage") or {}
     cost = usage.get("cost")
     total = cost.get("total") if isinstance(cost, dict) else cost
+    extra = value if isinstance(value, dict) else {}
     out: dict[str, Any] = {
         "cost": total,
-        "cache": meta.get("cache"),
+        "cache": extra.get("cache"),
         "duration": meta.get("duration"),
         "time_to_first_token": meta.get("time_to_first_token"),
     }
-    if meta.get("attempts") is not None:
-        out["attempts"] = meta["attempts"]
+    if extra.get("attempts") is not None:
+        out["attempts"] = extra["attempts"]
     return out
 
 
@@ -489,7 +494,7 @@ class ChatCompletionChunks:
             out = [last]
             if self._include_usage:
                 out.append({**self._base, "choices": [], "usage": openai_usage(meta.get("usage"))})
-            out[-1]["lmstream"] = extension(meta)
+            out[-1]["lmstream"] = extension(meta, value)
             return out
         if type_ == EventType.ERROR:
             return [self.error(*failure(meta))]
@@ -513,6 +518,7 @@ class ChatCompletionResult:
     reasoning: list[str] = field(default_factory=list)
     calls: list[dict[str, Any]] = field(default_factory=list)
     done: dict[str, Any] | None = None
+    done_value: Any = None
 
     def feed(self, type_: str, value: Any, meta: dict[str, Any]) -> None:
         if type_ == EventType.RESPONSE:
@@ -528,7 +534,7 @@ class ChatCompletionResult:
                 }
             )
         elif type_ == EventType.DONE:
-            self.done = meta
+            self.done, self.done_value = meta, value
 
     def body(self) -> dict[str, Any]:
         meta = self.done or {}
@@ -554,7 +560,7 @@ class ChatCompletionResult:
                 }
             ],
             "usage": openai_usage(meta.get("usage")),
-            "lmstream": extension(meta),
+            "lmstream": extension(meta, self.done_value),
         }
 
 
@@ -618,7 +624,14 @@ def processor_for(
             invoker.set_response_schema(schema)
     except ConfigurationError as exc:
         raise OpenAIError(str(exc), param="tools" if tools else "response_format") from None
-    return LMRequestProcessor(processor.prompt_builder, invoker, budget=processor.budget)
+    return LMRequestProcessor(
+        processor.prompt_builder,
+        invoker,
+        budget=processor.budget,
+        cache=processor.cache,
+        cache_scope=processor.cache_scope,
+        cache_sampled=processor.cache_sampled,
+    )
 
 
 async def release(processor: LMRequestProcessor[Any], shared: LMRequestProcessor[Any]) -> None:

@@ -446,7 +446,7 @@ class ResponsesEvents:
             else:
                 final = self.response("completed", usage=usage, completed_at=int(time.time()))
                 kind = "response.completed"
-            final["lmstream"] = extension(meta)
+            final["lmstream"] = extension(meta, value)
             self.final = final
             out.append(self._ev(kind, response=final))
             self.closed = self.finished = True

@@ -14,8 +14,7 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 from .. import _json
-from ..approval import ApprovalError, DeferredApproval, PendingAnswer, PendingStep
-from ..engine.lifecycle import current_request
+from ..approval import ApprovalError, PendingAnswer, PendingStep
 from ..errors import RedisUnavailableError
 from ..prompt import Content, Message
 from ..types import Attachment, ThinkingBlock, ToolCall, ToolResult
@@ -24,7 +23,7 @@ from .keys import DEFAULT_PREFIX
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["RedisApprovalStore", "deferred_for", "step_from_json", "step_to_json"]
+__all__ = ["RedisApprovalStore", "step_from_json", "step_to_json"]
 
 _KEEP_KNOWN = 86_400  # seconds an expired id is still told apart from an unknown one
 
@@ -142,13 +141,3 @@ class RedisApprovalStore:
             return ApprovalError(f"approval {approval_id!r} expired: nobody answered in time; ask again", 410)
         return ApprovalError(f"no approval {approval_id!r} is waiting", 409)
 
-
-def deferred_for(store: RedisApprovalStore, chat_id: str, ttl: float = 600.0) -> DeferredApproval:
-    """Deferred approval for a chat answer that a Redis reader streams (its UI message id is
-    `msg_` + the request id, as `web.ui_frames` makes it): a web node continues it."""
-
-    async def save(step: PendingStep) -> None:
-        ctx = current_request()
-        await store.save(PendingAnswer(step, chat_id, f"msg_{ctx.request_id if ctx else ''}"), ttl)
-
-    return DeferredApproval(save)

@@ -8,13 +8,17 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Callable
 from typing import Any
 
 from .._cli_hints import cli_message
 from .._cli_options import add_options, build_processor
 from ..errors import ConfigurationError, LMStreamError
 from ..events import EventEmitter
+from ..processor import LMRequestProcessor
+from ..protocols.chat import chat_turn, deferred_to, run_chat_turn
+from ..protocols.openai_turn import JOB_KIND, openai_job
+from ..protocols.requests import PromptSlot, parse_chat
+from ..protocols.ui_approvals import ApprovalStore
 from .connection import redact_url
 from .keys import Keys
 from .options import DEFAULT_OPTIONS, RedisOptions
@@ -58,15 +62,31 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-#: builds the handler of queued `/api/chat` bodies from the processor and the approval store: the
-#: server's parsing, supplied by the command line that wires server and Redis together
-ChatJobs = Callable[[Any, Any], Handle]
+#: seconds a queued chat's tool call waits for a person (as `lmstream serve --approval-ttl`'s default)
+APPROVAL_TTL = 600.0
+
+
+def chat_jobs(processor: LMRequestProcessor[Any], approvals: ApprovalStore) -> Handle:
+    """How a worker runs what `lmstream serve --queue` enqueued: the `/api/chat` body (or an
+    OpenAI-compatible request's), parsed and run as the server runs it (its hyperparameters
+    already passed the node's policy). A tool call that needs approval ends the answer and is
+    saved in `approvals` (a `RedisApprovalStore`) for a web node to continue."""
+    slot = PromptSlot.of(processor.prompt_builder)
+
+    def handle(job: dict[str, Any], emitter: EventEmitter) -> Any:
+        if job["chat"].get("kind") == JOB_KIND:  # POST /v1/chat/completions or /v1/responses
+            return openai_job(processor, {**job["chat"], "max_messages": job.get("max_messages", 500)}, emitter)
+        req = parse_chat(job["chat"], int(job.get("max_messages", 500)))
+        turn = chat_turn(processor, req, slot)
+        return run_chat_turn(processor, turn, deferred_to(approvals, turn.chat_id, APPROVAL_TTL), emitter)
+
+    return handle
 
 
 def job_handler(processor: Any, chat: Handle | None = None) -> Handle:
     """`handle(job, emitter)` for `Worker`. A job is what a web node enqueued, {"chat": the POST
-    /api/chat body, "max_messages"}, run by `chat` (the server's parsing: see `ChatJobs`), or, for
-    library use, {"prompt", "history", "hyperparameters"} (the prompt is the user message)."""
+    /api/chat body, "max_messages"}, run by `chat` (see `chat_jobs`), or, for library use,
+    {"prompt", "history", "hyperparameters"} (the prompt is the user message)."""
 
     def handle(job: dict[str, Any], emitter: EventEmitter) -> Any:
         if "chat" in job:
@@ -91,7 +111,7 @@ def default_concurrency(invoker: Any) -> int:
     return invoker.parallel if isinstance(invoker, LocalLMInvoker) else 4
 
 
-async def serve(args: argparse.Namespace, chat_jobs: ChatJobs | None = None) -> int:
+async def serve(args: argparse.Namespace) -> int:
     from .approvals import RedisApprovalStore
     from .connection import connect
     from .queue import Worker
@@ -104,7 +124,7 @@ async def serve(args: argparse.Namespace, chat_jobs: ChatJobs | None = None) -> 
     approvals = RedisApprovalStore(redis, prefix=args.prefix)
     worker = Worker(
         redis,
-        job_handler(processor, chat_jobs(processor, approvals) if chat_jobs is not None else None),
+        job_handler(processor, chat_jobs(processor, approvals)),
         options=options,
         name=args.name,
         concurrency=args.concurrency or default_concurrency(invoker),
@@ -127,12 +147,12 @@ async def serve(args: argparse.Namespace, chat_jobs: ChatJobs | None = None) -> 
     return 0
 
 
-def main(argv: list[str] | None = None, chat_jobs: ChatJobs | None = None) -> int:
-    """`lmstream worker ...`; `chat_jobs` runs the jobs of `lmstream serve --queue` (see `ChatJobs`)."""
+def main(argv: list[str] | None = None) -> int:
+    """`lmstream worker ...`: runs the jobs of `lmstream serve --queue` (see `chat_jobs`)."""
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        return asyncio.run(serve(args, chat_jobs))
+        return asyncio.run(serve(args))
     except ConfigurationError as exc:
         print(f"lmstream worker: error: {cli_message(exc, args.model, key_option=False)}", file=sys.stderr)
         return 2

@@ -1,7 +1,7 @@
 """Serve a processor over HTTP: `create_app(processor)` and `lmstream serve` (extra `[server]`).
 
-Imported lazily: `import lmstream` never imports Starlette. `ui_stream` (the event -> UI
-message chunk mapping) needs no web framework at all.
+Imported lazily: `import lmstream` never imports Starlette. What goes on the wire (the UI
+message stream, request bodies, SSE framing) is `lmstream.protocols`, which needs no web framework.
 """
 
 from __future__ import annotations

@@ -15,10 +15,10 @@ from collections.abc import AsyncIterator, Callable
 
 from ..chat_registry import ChatLog, Positioned
 from ..events import Event, EventLevel, EventType
-from .errors import browser_error_text, public_error_text
+from ..protocols.errors import browser_error_text, public_error_text
+from ..protocols.sse import DONE, event_frame, ui_frame
+from ..protocols.ui_stream import Chunk, UIStreamMapper
 from .running import SHUTDOWN_ERROR, SHUTDOWN_MESSAGE, RunningRequest
-from .sse import DONE, event_frame, ui_frame
-from .ui_stream import Chunk, UIStreamMapper
 
 __all__ = ["event_frames", "live_ui_frames", "replay_ui_frames"]
 

@@ -25,16 +25,16 @@ from starlette.routing import Route
 
 from ..chat_registry import ChatRegistry
 from ..processor import LMRequestProcessor
+from ..protocols.errors import public_error_text
+from ..protocols.policy import ClientPolicy
+from ..protocols.ui_approvals import ApprovalStore
 from ..retry import RetryConfig
-from .approvals import ApprovalStore
 from .assets import static_file
 from .checks import LOOPBACK_HOSTS, RequestChecks
-from .errors import public_error_text
 from .guard import AuthMiddleware, Guard, error_response
 from .handlers import ChatServer
 from .openai_api import OpenAIRoutes
 from .page import page
-from .policy import ClientPolicy
 from .registry import InMemoryChatRegistry
 from .tracing import TraceContextMiddleware
 
@@ -61,10 +61,13 @@ OPENAI_SDK_HEADERS = (
 def _default_idle_timeout(processor: LMRequestProcessor[Any], idle_timeout: float | None) -> None:
     """Give the processor's invoker an idle timeout when it has none: a stalled upstream then
     ends its answer with an error (and frees its slot) instead of holding it forever."""
-    invoker = processor.lm_invoker
-    config = getattr(invoker, "retry_config", None)
-    if idle_timeout is not None and isinstance(config, RetryConfig) and config.idle_timeout is None:
-        invoker.retry_config = dataclasses.replace(config, idle_timeout=idle_timeout)
+    pending: list[Any] = [processor.lm_invoker]
+    while pending:  # a fallback chain's or a pool's members too: each streams on its own
+        invoker = pending.pop()
+        pending.extend(getattr(invoker, "members", ()))
+        config = getattr(invoker, "retry_config", None)
+        if idle_timeout is not None and isinstance(config, RetryConfig) and config.idle_timeout is None:
+            invoker.retry_config = dataclasses.replace(config, idle_timeout=idle_timeout)
 
 
 def create_app(

@@ -13,7 +13,7 @@ from typing import Any
 from starlette.requests import Request
 
 from .._json import JSONDecodeError, loads
-from .errors import BadRequest
+from ..protocols.errors import BadRequest
 
 __all__ = ["MAX_DEPTH", "read_json"]
 

@@ -18,11 +18,13 @@ import ipaddress
 from collections.abc import Iterable
 from typing import Any
 
-from .guard import error_response
+from .guard import deny, error_response
 
 __all__ = ["LOOPBACK_HOSTS", "RequestChecks", "host_allowed"]
 
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+#: the scheme of the page that opens a connection of each scheme (its Origin's)
+_PAGE_SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
 #: paths reached without a browser's involvement (load balancers use an internal Host)
 _HOSTLESS_PATHS = frozenset({"/healthz"})
 
@@ -54,7 +56,8 @@ def host_allowed(host: str, allowed: frozenset[str]) -> bool:
 
 class RequestChecks:
     """Pure ASGI middleware: 421 for a Host not allowed, 403 for a foreign Origin, 415 for a POST
-    that is not JSON."""
+    that is not JSON. A WebSocket handshake passes the Host and Origin checks too (a browser
+    opens one cross-site without any preflight); only lifespan passes unchecked."""
 
     def __init__(self, app: Any, allowed_hosts: Iterable[str], cors_origins: Iterable[str]) -> None:
         self.app = app
@@ -62,7 +65,7 @@ class RequestChecks:
         self.cors_origins = frozenset(o.rstrip("/").lower() for o in cors_origins)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
+        if scope["type"] == "lifespan":
             await self.app(scope, receive, send)
             return
         host = origin = content_type = None
@@ -78,7 +81,7 @@ class RequestChecks:
             await self.app(scope, receive, send)
             return
         status, message, type_ = problem
-        await error_response(status, message, type_, {"connection": "close"})(scope, receive, send)
+        await deny(error_response(status, message, type_, {"connection": "close"}), scope, receive, send)
 
     def _problem(
         self, scope: dict[str, Any], host: str | None, origin: str | None, content_type: str | None
@@ -89,7 +92,7 @@ class RequestChecks:
                 "this server is not served under that host name; the operator can allow it with --allowed-host",
                 "invalid_request_error",
             )
-        method = scope["method"]
+        method = scope.get("method")  # a WebSocket handshake has none
         if origin is not None and method != "OPTIONS" and not self._origin_ok(scope, host, origin):
             return 403, "cross-site requests are not allowed from this origin", "permission_error"
         if method == "POST" and not _is_json(content_type):
@@ -100,7 +103,7 @@ class RequestChecks:
         o = origin.strip().rstrip("/").lower()
         if o in self.cors_origins or "*" in self.cors_origins:
             return True
-        scheme = scope.get("scheme", "http")
+        scheme = _PAGE_SCHEMES.get(scope.get("scheme", "http"), "http")  # a page on https opens wss
         return host is not None and o == f"{scheme}://{host.strip().lower()}"
 
 

@@ -180,6 +180,14 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds a client has to send its headers and body (default 10; then 408)",
     )
     limits.add_argument(
+        "--keepalive",
+        type=_seconds,
+        default=15.0,
+        metavar="S",
+        help="send an SSE comment (': keep-alive') after S seconds without data, e.g. while the model "
+        "has not sent its first token, so proxies keep the stream open (default 15)",
+    )
+    limits.add_argument(
         "--idle-timeout",
         type=_seconds,
         default=60.0,
@@ -272,6 +280,7 @@ def _run(uvicorn: Any, create_app: Any, args: argparse.Namespace, processor: Any
         max_tokens=args.max_tokens or MAX_TOKENS,
         read_timeout=args.read_timeout,
         idle_timeout=args.idle_timeout,
+        heartbeat=args.keepalive,
         cors_origins=args.cors_origin,
         served_model_names=args.served_model_name or [args.model],
         allow_client_tools=args.allow_client_tools,

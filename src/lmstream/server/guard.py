@@ -34,6 +34,16 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+async def deny(response: JSONResponse, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Refuse a request before the app sees it: an HTTP request gets `response`; a WebSocket
+    handshake gets it too where the server can send an HTTP response to one (the ASGI extension
+    `websocket.http.response`), else a close before accept, which the server answers with 403."""
+    if scope["type"] == "websocket" and "websocket.http.response" not in (scope.get("extensions") or {}):
+        await send({"type": "websocket.close", "code": 1008})  # 1008: policy violation
+        return
+    await response(scope, receive, send)
+
+
 class Slot:
     """One of the guard's concurrency slots, held by everything that needs it (the route, its
     response, an answer that outlives the response): back to the guard when the last lets go."""
@@ -111,18 +121,18 @@ class AuthMiddleware:
         self.guard = guard
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if (
-            scope["type"] != "http"
+        if (  # a WebSocket handshake needs the key like any request: only lifespan passes unchecked
+            scope["type"] == "lifespan"
             or scope["path"] in OPEN_PATHS
             or scope["path"].startswith(OPEN_PREFIX)
-            or scope["method"] == "OPTIONS"
+            or scope.get("method") == "OPTIONS"
         ):
             await self.app(scope, receive, send)
             return
         values = [v for k, v in scope["headers"] if k == b"authorization"]
         if len(values) > 1:
             response = error_response(400, "send one Authorization header, not several", "invalid_request_error")
-            await response(scope, receive, send)
+            await deny(response, scope, receive, send)
             return
         if self.guard.authorized(values[0] if values else None):
             await self.app(scope, receive, send)
@@ -133,4 +143,4 @@ class AuthMiddleware:
             "authentication_error",
             {"www-authenticate": "Bearer"},
         )
-        await response(scope, receive, send)
+        await deny(response, scope, receive, send)

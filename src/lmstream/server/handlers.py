@@ -14,23 +14,22 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..approval import ApprovalError, DeferredApproval, PendingStep, answer
+from ..approval import ApprovalError, DeferredApproval, answer
 from ..chat_registry import Answer, ChatLog, ChatRegistry, DetachedChatRegistry, InlineChatRegistry
-from ..engine.lifecycle import current_request
 from ..errors import ContextOverflowError, LMStreamError, StreamGoneError
 from ..events import Event, EventEmitter
 from ..processor import LMRequestProcessor
-from ..window import fit_history
+from ..protocols.chat import ChatTurn, chat_turn, deferred_to, run_chat_turn, stream_chat_turn
+from ..protocols.errors import BadRequest, public_error_text
+from ..protocols.policy import ClientPolicy
+from ..protocols.requests import PromptSlot, parse_chat, parse_stream
+from ..protocols.ui_approvals import ApprovalStore, InMemoryApprovalStore, parse_approval_answers, take_decisions
+from ..protocols.ui_stream import UIStreamMapper, message_id_of
 from .answers import after_first, context_frame, event_frames, live_ui_frames, replay_ui_frames
-from .approvals import ApprovalStore, InMemoryApprovalStore, PendingAnswer, parse_approval_answers, take_decisions
 from .bodies import read_json
-from .errors import BadRequest, public_error_text
 from .guard import Guard, Slot, error_response
-from .policy import ClientPolicy
 from .relay import SSEResponse
-from .requests import ChatRequest, PromptSlot, parse_chat, parse_stream
 from .running import RunningRequest, start_request
-from .ui_stream import UIStreamMapper
 
 __all__ = ["ChatServer"]
 
@@ -108,46 +107,33 @@ class ChatServer:
             hyper = self.policy.check(body.get("hyperparameters")) if cont is not None else None
         except BadRequest as exc:
             return error_response(exc.status, str(exc), "invalid_request_error")
-        notice = b""
-        if req is not None and self.registry.runs_answers_here:  # a worker fits queued chats itself
-            try:  # the newest turns that fit the model's window, before a slot is taken
-                prompt = self.slot.kwargs(req.text, req.attachments)
-                fit = fit_history(self.processor, req.history, **prompt, hyperparameters=req.hyperparameters)
+        turn: ChatTurn | None = None
+        if req is not None:  # the newest turns that fit the model's window, before a slot is taken
+            try:  # (a worker fits queued chats itself)
+                turn = chat_turn(self.processor, req, self.slot, fit=self.registry.runs_answers_here)
             except ContextOverflowError as exc:
                 return error_response(400, str(exc), "context_length_exceeded")
-            req.history = fit.history
-            notice = context_frame(fit.dropped)
         slot = self.guard.acquire()
         if slot is None:
             return self.guard.busy()
         try:
             if cont is not None:  # the browser answered tool approvals: go on with that answer
                 return await self._continue_chat(body, cont, hyper, slot)
-            assert req is not None
+            assert turn is not None
             if isinstance(self.registry, DetachedChatRegistry):
-                return await self._chat_detached(self.registry, req, body, slot, notice)
-            return self._chat_inline(req, slot, notice)
+                return await self._chat_detached(self.registry, turn, body, slot)
+            return self._chat_inline(turn, slot)
         except Exception as exc:  # the registry's store refused (Redis down, OOM, ...)
             return _unavailable(exc)
         finally:
             slot.release()  # the route's own hold; what outlives it took its share
 
-    def _chat_inline(self, req: ChatRequest, slot: Slot, notice: bytes = b"") -> SSEResponse:
+    def _chat_inline(self, turn: ChatTurn, slot: Slot) -> SSEResponse:
         """Run the answer inside this response; the client leaving cancels it."""
-        message_id = ""  # the answer's UI message id, known once the request exists
-
-        async def save(step: PendingStep) -> None:  # the answer stopped at tool approvals
-            await self.approvals.save(PendingAnswer(step, req.chat_id, message_id), self.approval_ttl)
-
-        run = start_request(
-            self.processor,
-            history=req.history,
-            hyperparameters=req.hyperparameters,
-            deferred_approval=DeferredApproval(save),
-            **self.slot.kwargs(req.text, req.attachments),
-        )
-        message_id = f"msg_{run.request_id}"  # as a replay derives it
-        return self._inline_response(run, req.chat_id, UIStreamMapper(message_id), slot, notice)
+        deferred = deferred_to(self.approvals, turn.chat_id, self.approval_ttl)  # stops at tool approvals
+        run = RunningRequest(stream_chat_turn(self.processor, turn, deferred))
+        mapper = UIStreamMapper(message_id_of(run.request_id))  # as a replay derives it
+        return self._inline_response(run, turn.chat_id, mapper, slot, context_frame(turn.dropped))
 
     async def _continue_chat(
         self, body: Any, cont: Any, hyper: dict[str, Any] | None, slot: Slot
@@ -162,14 +148,10 @@ class ChatServer:
         except (ApprovalError, LMStreamError) as exc:
             return error_response(getattr(exc, "status_code", 503), str(exc), "approval_error")
         step = pending.step
-        message_id = pending.message_id
-
-        async def save(next_step: PendingStep) -> None:
-            await self.approvals.save(PendingAnswer(next_step, chat_id, message_id), self.approval_ttl)
-
-        resume = DeferredApproval(save, resume=step, decisions=decisions)
+        saving = deferred_to(self.approvals, chat_id, self.approval_ttl, pending.message_id)
+        resume = DeferredApproval(saving.save, resume=step, decisions=decisions)
         run = start_request(self.processor, deferred_approval=resume, hyperparameters=hyper)
-        mapper = UIStreamMapper(message_id, step=step.step, announced=tuple(c.id for c in step.calls))
+        mapper = UIStreamMapper(pending.message_id, step=step.step, announced=tuple(c.id for c in step.calls))
         return self._inline_response(run, chat_id, mapper, slot)
 
     def _inline_response(
@@ -204,42 +186,30 @@ class ChatServer:
             yield frame
 
     async def _chat_detached(
-        self, registry: DetachedChatRegistry, req: ChatRequest, body: Any, slot: Slot, notice: bytes = b""
+        self, registry: DetachedChatRegistry, turn: ChatTurn, body: Any, slot: Slot
     ) -> Response | SSEResponse:
         """Start the answer detached (this process or a worker) and follow it like a resume; the
         client leaving does not cancel it (it may come back), only stop does. An answer running in
         this process keeps its slot until it ends, however early its response ends."""
-        approvals, ttl, chat_id = self.approvals, self.approval_ttl, req.chat_id
-
-        async def save(step: PendingStep) -> None:  # stopped at tool approvals: any node takes the answer
-            ctx = current_request()
-            message_id = f"msg_{ctx.request_id if ctx else ''}"  # as the replay derives it
-            await approvals.save(PendingAnswer(step, chat_id, message_id), ttl)
-
-        kwargs: dict[str, Any] = {
-            "history": req.history,
-            "hyperparameters": req.hyperparameters,
-            "deferred_approval": DeferredApproval(save),
-            **self.slot.kwargs(req.text, req.attachments),
-        }
+        deferred = deferred_to(self.approvals, turn.chat_id, self.approval_ttl)  # any node takes the answer
         processor = self.processor
 
         def run(emitter: EventEmitter) -> Any:
-            return processor.process(event_emitter=emitter, **kwargs)
+            return run_chat_turn(processor, turn, deferred, emitter)
 
         job = {k: v for k, v in body.items() if k != "hyperparameters"}
-        if req.hyperparameters:
-            job["hyperparameters"] = req.hyperparameters  # what the policy let through, nothing more
-        running = await registry.launch(req.chat_id, Answer(run=run, job=job))
+        if turn.hyperparameters:
+            job["hyperparameters"] = turn.hyperparameters  # what the policy let through, nothing more
+        running = await registry.launch(turn.chat_id, Answer(run=run, job=job))
         if running is not None:
             slot.share()
             running.add_done_callback(lambda _: slot.release())
-        items = await registry.resume(req.chat_id)
+        items = await registry.resume(turn.chat_id)
         if items is None:  # pragma: no cover - launch claims the chat first
             return error_response(503, "the answer could not be started", "service_unavailable")
         slot.share()
         return SSEResponse(
-            after_first(replay_ui_frames(items), notice),
+            after_first(replay_ui_frames(items), context_frame(turn.dropped)),
             on_disconnect=None,  # the answer goes on; only this response's reading stops
             heartbeat=self.heartbeat,
             headers=UI_HEADERS,
@@ -329,4 +299,7 @@ class ChatServer:
         engine = self.processor.lm_invoker.engine_stats()  # the embedded model's sequences and queue
         if engine is not None:
             body["engine"] = engine
+        cooling = self.processor.lm_invoker.cooling()  # a pool's deployments that failed and wait
+        if cooling:
+            body["cooling"] = cooling
         return JSONResponse(body)

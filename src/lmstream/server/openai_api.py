@@ -23,80 +23,31 @@ from starlette.responses import JSONResponse, Response
 from ..chat_registry import Answer, DetachedChatRegistry
 from ..events import Event, EventEmitter, EventType
 from ..processor import LMRequestProcessor
+from ..protocols.errors import BadRequest, public_error_text
 from ..protocols.openai_chat import (
     ChatCompletionChunks,
     ChatCompletionRequest,
     ChatCompletionResult,
     OpenAIError,
     parse_chat_completion,
-    processor_for,
-    prompt_arguments,
     release,
-    tool_settings,
 )
 from ..protocols.openai_responses import ResponsesEvents, ResponsesRequest, parse_responses
+from ..protocols.openai_turn import JOB_KIND, prepare
+from ..protocols.sse import DONE, data_frame, named_frame
 from .bodies import read_json
-from .errors import BadRequest, public_error_text
 from .guard import Slot, error_response
 from .handlers import ChatServer
 from .relay import SSEResponse
 from .running import RunningRequest, start_request
-from .sse import DONE, data_frame, named_frame
 
-__all__ = ["OpenAIRoutes", "openai_job"]
+__all__ = ["OpenAIRoutes"]
 
 logger = logging.getLogger("lmstream.server")
-
-#: what a queued job says it is (the worker runs it as the node would have)
-JOB_KIND = "openai"
-
 
 def _error(exc: OpenAIError) -> Response:
     headers = {"retry-after": "1"} if exc.status == 429 else None
     return error_response(exc.status, str(exc), exc.type, headers, param=exc.param, code=exc.code)
-
-
-def prepare(
-    processor: LMRequestProcessor[Any],
-    slot_key: str | None,
-    req: ChatCompletionRequest | ResponsesRequest,
-    hyper: dict[str, Any] | None,
-    allow_client_tools: bool,
-) -> tuple[LMRequestProcessor[Any], dict[str, Any], bool]:
-    """(processor for this request, `stream()` arguments, whether the client runs the tools)."""
-    accepted = frozenset(processor.lm_invoker.extra_params)
-    tools, extra = tool_settings(req.tools, req.tool_choice, allow_client_tools, accepted)
-    run_processor = processor_for(processor, tools, req.response_schema)
-    kwargs = prompt_arguments(slot_key, req.messages)
-    merged = {**(hyper or {}), **extra} or None
-    kwargs["hyperparameters"] = merged
-    if tools:
-        kwargs["auto_execute_tools"] = False  # the client runs its own tools
-    return run_processor, kwargs, bool(tools)
-
-
-def openai_job(processor: LMRequestProcessor[Any], job: dict[str, Any], emitter: EventEmitter) -> Any:
-    """How a worker runs a queued OpenAI request: the body parsed as the node parsed it (its
-    sampling settings already passed the node's policy and come as `hyperparameters`)."""
-    from .requests import PromptSlot
-
-    body = job["body"]
-    req: ChatCompletionRequest | ResponsesRequest = (
-        parse_responses(body, int(job.get("max_messages", 500)))
-        if job.get("api") == "responses"
-        else parse_chat_completion(body, int(job.get("max_messages", 500)))
-    )
-    run, kwargs, _ = prepare(
-        processor, PromptSlot.of(processor.prompt_builder).key, req, job.get("hyperparameters"), True
-    )
-
-    async def go() -> Any:
-        try:
-            return await run.process(event_emitter=emitter, **kwargs)
-        finally:
-            await release(run, processor)
-
-    return go()
 
 
 class OpenAIRoutes:
@@ -166,6 +117,8 @@ class OpenAIRoutes:
             return error_response(exc.status, str(exc), "invalid_request_error", param=exc.field)
         except OpenAIError as exc:
             return _error(exc)
+        if "no-cache" in request.headers.get("cache-control", "").lower():
+            kwargs["cache"] = False  # the client asks for a fresh answer (HTTP's own words)
         slot = server.guard.acquire()
         if slot is None:
             return server.guard.busy()
@@ -182,6 +135,8 @@ class OpenAIRoutes:
             registry = server.registry
             if isinstance(registry, DetachedChatRegistry) and not registry.runs_answers_here:
                 job = {"kind": JOB_KIND, "api": api, "body": body, "hyperparameters": hyper}
+                if kwargs.get("cache") is False:
+                    job["no_cache"] = True
                 return await self._queued(registry, job, mapper, req.stream, slot, api)
             run = start_request(processor, **kwargs)
             done: Callable[[], Any] = lambda: _spawn_release(processor, server.processor)  # noqa: E731

@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
-from .sse import PING, SSE_HEADERS
+from ..protocols.sse import PING, SSE_HEADERS
 
 __all__ = ["SSE_HEADERS", "SSEResponse"]
 

@@ -183,9 +183,25 @@ def grammar_for_schema(schema: Mapping[str, Any] | None) -> str | None:
         gbnf = str(llama_grammar.json_schema_to_gbnf(json.dumps(schema)))
     except Exception:
         gbnf = str(llama_grammar.JSON_GBNF)
+    else:
+        if schema.get("type") == "object" and schema.get("minProperties", 0) >= 1 and not schema.get("properties"):
+            gbnf = _members_required(gbnf)
     with _grammar_lock:
         _grammars[key] = gbnf
     return gbnf
+
+
+def _members_required(gbnf: str) -> str:
+    """A free-form object with at least one member, its keys short names: the converter ignores
+    `minProperties`, and a small model forced into "any object" answers `{}` (seen with SmolLM2)
+    or, made to add a member, writes its prose into the key. Values stay any JSON."""
+    lines = gbnf.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("object ::=") and line.count(')? "}"') == 1:
+            line = line.replace(')? "}"', ') "}"')
+            lines[i] = line.replace('string ":"', 'member-key ":"')
+    lines.append('member-key ::= "\\"" [A-Za-z_] [A-Za-z0-9_]{0,31} "\\"" space')
+    return "\n".join(lines)
 
 
 def stops_of(value: str | Sequence[str] | None) -> tuple[str, ...]:

@@ -14,8 +14,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import AttachmentError
 from ..prompt import Content, Message, PromptBuilder, text_key
-from ..types import Attachment, ThinkingBlock, ToolCall, ToolResult
+from ..types import HYPERPARAMETER_NAMES, Attachment, ThinkingBlock, ToolCall, ToolResult
 from .errors import BadRequest
 from .policy import ClientPolicy
 
@@ -127,7 +128,10 @@ def _user_contents(parts: list[Any], where: str) -> tuple[str, list[Content]]:
         elif kind == "file":
             data, media = _data_url(_str(p.get("url"), f"{pw}.url"), f"{pw}.url")
             name = p.get("filename")
-            files.append(Attachment(data, _str(p.get("mediaType", media), f"{pw}.mediaType"), name or None))
+            try:
+                files.append(Attachment(data, _str(p.get("mediaType", media), f"{pw}.mediaType"), name or None))
+            except AttachmentError as exc:  # the bytes are no type lmstream carries, whatever the label
+                raise BadRequest(pw, str(exc), 415) from None
         # other part kinds (data-*, source-*) carry nothing the model reads
     return "".join(texts), files
 
@@ -217,9 +221,22 @@ def parse_chat(body: Any, max_messages: int, policy: ClientPolicy | None = None)
     raise BadRequest(f"messages[{len(messages) - 1}].role", "the last message must be the user's")
 
 
+_STREAM_KEYS = frozenset({"prompt", "prompt_kwargs", "history", "hyperparameters"})
+
+
 def parse_stream(body: Any, slot: PromptSlot, max_messages: int, policy: ClientPolicy | None = None) -> StreamRequest:
-    """Validate a `/v1/stream` body."""
+    """Validate a `/v1/stream` body; a key it does not know is refused, never ignored."""
     body = _obj(body, "body")
+    unknown = sorted(set(body) - _STREAM_KEYS)
+    if unknown:
+        name = unknown[0]
+        if name in HYPERPARAMETER_NAMES:
+            why = f'a model setting: send it inside "hyperparameters", e.g. {{"hyperparameters": {{"{name}": ...}}}}'
+        elif name == "model":
+            why = "the model is the server's (lmstream serve --model); a client cannot choose it"
+        else:
+            why = f"not a field of /v1/stream (it takes: {', '.join(sorted(_STREAM_KEYS))})"
+        raise BadRequest(name, why)
     hyper = (policy or _ANY_CEILING).check(body.get("hyperparameters"))
     if ("prompt" in body) == ("prompt_kwargs" in body):
         raise BadRequest("prompt", 'give exactly one of "prompt" (a string) or "prompt_kwargs" (an object)')

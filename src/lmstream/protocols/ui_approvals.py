@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..approval import ApprovalError, Decision, PendingAnswer
-from .requests import BadRequest
+from .errors import BadRequest
 
 __all__ = ["ApprovalStore", "Continuation", "InMemoryApprovalStore", "PendingAnswer", "parse_approval_answers"]
 

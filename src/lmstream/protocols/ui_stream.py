@@ -13,7 +13,7 @@ from typing import Any
 
 from ..events import EventType
 
-__all__ = ["FINISH_REASONS", "UIStreamMapper", "map_finish_reason", "new_message_id"]
+__all__ = ["FINISH_REASONS", "UIStreamMapper", "map_finish_reason", "message_id_of", "new_message_id"]
 
 # lmstream's normalised finish reasons -> the `ai` package's enum; anything else is "other".
 FINISH_REASONS = {
@@ -43,6 +43,12 @@ def new_message_id() -> str:
     return f"msg_{uuid.uuid4().hex}"
 
 
+def message_id_of(request_id: str) -> str:
+    """The UI message id of the answer that request `request_id` streams: a live response, a
+    replay and a saved approval step all derive it so, and so agree."""
+    return f"msg_{request_id}"
+
+
 class UIStreamMapper:
     """Turns one request's events into UI message chunks, in order.
 
@@ -51,7 +57,17 @@ class UIStreamMapper:
     After a terminal chunk (`finish`, `error`, `abort`) `closed` is true and `feed` returns [].
     """
 
-    __slots__ = ("_announced", "_call_of_block", "_reasoning", "_saw_result", "_step", "_text", "closed", "message_id")
+    __slots__ = (
+        "_announced",
+        "_call_of_block",
+        "_reasoning",
+        "_resets",
+        "_saw_result",
+        "_step",
+        "_text",
+        "closed",
+        "message_id",
+    )
 
     def __init__(self, message_id: str | None = None, *, step: Any = None, announced: tuple[str, ...] = ()) -> None:
         """`step` and `announced` continue a message the client already has (after a tool
@@ -63,6 +79,7 @@ class UIStreamMapper:
         self._announced: set[str] = set(announced)  # tool calls whose tool-input-start went out
         self._call_of_block: dict[Any, str] = {}  # block_id -> tool call id (deltas carry only the block)
         self._saw_result = False  # fallback step detection when events carry no "step"
+        self._resets = 0  # data-reset parts sent (each gets its own id, so the client keeps each)
         self.closed = False
 
     def start(self, metadata: dict[str, Any] | None = None) -> Chunk:
@@ -194,6 +211,8 @@ class UIStreamMapper:
         if type_ == EventType.DATA:
             out.append({"type": "data-object", "id": str(meta.get("block_id") or "object"), "data": value})
             return out
+        if type_ == EventType.RESET:
+            return self._reset(value)
         if type_ == EventType.USAGE:
             out.append({"type": "data-usage", "id": "usage", "data": value})
             return out
@@ -212,6 +231,17 @@ class UIStreamMapper:
         # Any other kind (status, activity, reference, code, a user's own type) goes to the
         # client's onData without being stored: an unknown chunk type would abort the message.
         out.append({"type": f"data-{type_}", "data": value, "transient": True})
+        return out
+
+    def _reset(self, value: dict[str, Any]) -> list[Chunk]:
+        """A fallback model took over. A restart (`discarded` > 0) closes the partial's parts, so
+        the new answer is a new text part and a client drops the old one on `data-reset`; a
+        continuation keeps the text part open and only says who goes on."""
+        out: list[Chunk] = []
+        if value.get("discarded"):
+            self._close_parts(out)
+        self._resets += 1
+        out.append({"type": "data-reset", "id": f"reset-{self._resets}", "data": value})
         return out
 
     def _announce(self, value: dict[str, Any], out: list[Chunk]) -> None:
