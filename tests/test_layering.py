@@ -1,4 +1,4 @@
-"""The shape of the package, enforced: imports run one way (docs/ARCHITECTURE.md).
+"""The shape of the package, enforced: imports run one way (docs/architecture.md).
 
 Every import counts: at module top, inside functions (lazy) and under `TYPE_CHECKING`, since
 each is an arrow a reader has to follow. Importing a submodule is not counted as importing its

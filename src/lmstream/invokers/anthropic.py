@@ -118,6 +118,10 @@ class AnthropicLMInvoker(SDKLMInvoker):
     }
     default_max_tokens = 4096
 
+    def accepts_prefix(self, prefix: str) -> bool:
+        """The Messages API refuses a final assistant message that ends in whitespace."""
+        return not prefix[-1:].isspace()
+
     def __init__(
         self,
         model_name: str,

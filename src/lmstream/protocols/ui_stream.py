@@ -218,7 +218,10 @@ class UIStreamMapper:
             return out
         if type_ == EventType.DONE:
             self._close_parts(out)
-            out.append({"type": "data-usage", "id": "usage", "data": _done_usage(meta)})
+            usage = _done_usage(meta)
+            if isinstance(value, dict) and value.get("cache") is not None:
+                usage["cache"] = value["cache"]  # the page marks an answer the response cache served
+            out.append({"type": "data-usage", "id": "usage", "data": usage})
             self._end_step(out)
             out.append({"type": "finish", "finishReason": map_finish_reason(meta.get("finish_reason"))})
             self.closed = True

@@ -73,7 +73,7 @@ def _default_idle_timeout(processor: LMRequestProcessor[Any], idle_timeout: floa
 def create_app(
     processor: LMRequestProcessor[Any],
     *,
-    api_key: str | None = None,
+    api_key: str | Sequence[str] | None = None,
     cors_origins: Sequence[str] = (),
     heartbeat: float = 15.0,
     max_body_bytes: int = 1_048_576,
@@ -91,7 +91,8 @@ def create_app(
 ) -> Starlette:
     """An ASGI app serving `processor`.
 
-    `api_key` requires `Authorization: Bearer <key>` on every route but `/healthz` and the page;
+    `api_key` requires `Authorization: Bearer <key>` on every route but `/healthz` and the page
+    (several keys: each is a tenant, whose answers the processor's response cache keeps apart);
     `registry` replaces the in-memory chat registry (stop and resume across processes);
     `allowed_hosts` are the Host names served besides the loopback ones ("*": any);
     `cors_origins` the other sites whose pages may call the API; `max_tokens` the most a client

@@ -279,5 +279,7 @@ export function usageLine(u) {
   const n = u.output_tokens || u.deltas;
   if (gen && gen > 0 && n) bits.push((n / gen).toFixed(1) + " tokens/s");
   if (u.cost != null) bits.push("$" + (typeof u.cost === "number" ? u.cost : u.cost.total ?? 0).toFixed(4));
+  if (u.cache && u.cache.hit) bits.unshift("cached");
+  else if (u.cache && u.cache.joined) bits.unshift("cached (shared)");
   return bits.join(" · ");
 }
