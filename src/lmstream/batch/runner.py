@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .._redact import redact
 from ..budget import Budget
 from ..engine.request_stream import RequestStream
 from ..errors import BudgetExceededError, ConfigurationError, LMTimeoutError, RateLimitError, StreamInterruptedError
@@ -329,7 +330,7 @@ def _failed(req: BatchRequest, exc: BaseException, duration: float, text: str | 
         text=text,
         usage=usage,
         duration=duration,
-        error={"type": type(exc).__name__, "message": str(exc), "retryable": retryable(exc)},
+        error={"type": type(exc).__name__, "message": redact(str(exc)), "retryable": retryable(exc)},
         metadata=req.metadata,
         cost=cost,
     )
