@@ -24,7 +24,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ConfigurationError
+from ..errors import AttachmentError, ConfigurationError
 from ..events import EventType
 from ..processor import LMRequestProcessor
 from ..prompt import Content, Message
@@ -185,7 +185,10 @@ def data_url_attachment(url: str, where: str, filename: str | None = None) -> At
         data = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
         raise _bad(where, "invalid base64") from None
-    return Attachment(data, media or "application/octet-stream", filename)
+    try:
+        return Attachment(data, media, filename)
+    except AttachmentError as exc:  # the bytes are no type lmstream carries, whatever the label
+        raise OpenAIError(f"{where}: {exc}", status=415, param=where, code="unsupported_file_type") from None
 
 
 def _arguments(raw: Any, where: str) -> dict[str, Any]:
