@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .._cli_options import JSON_OBJECT_SCHEMA, ModelOption, add_options, invoker_config, literal_template
+from .._cli_options import JSON_OBJECT_SCHEMA, ModelOption, add_options, build_invoker, literal_template
 from ..budget import Budget
 from ..errors import ConfigurationError, LMStreamError
 from ..processor import LMRequestProcessor
@@ -61,6 +61,18 @@ def _parser() -> argparse.ArgumentParser:
         "runs as many as its engine has sequences",
     )
     p.add_argument("--retry-failed", action="store_true", help="on resume, run the failed requests again")
+    p.add_argument(
+        "--cache",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="DIR|URL",
+        help="keep every answer and reuse it: a re-run of the same requests costs nothing; in DIR, a Redis URL, "
+        "or (bare --cache) ~/.cache/lmstream/responses",
+    )
+    p.add_argument(
+        "--cache-ttl", type=float, default=30 * 86400.0, metavar="S", help="seconds a cached answer is kept (30 days)"
+    )
     p.add_argument("--budget", type=float, default=None, help="stop starting requests once this many USD are spent")
     p.add_argument(
         "--provider-batch",
@@ -74,16 +86,24 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def build_processor(args: argparse.Namespace) -> LMRequestProcessor[Any]:
-    from ..invokers import build_lm_invoker
     from ..parsers import JSONOutputParser
     from ..prompt import PromptBuilder
 
-    invoker = build_lm_invoker(args.model, config=invoker_config(args, BATCH_OPTIONS))
-    if args.json and invoker.provider == "local":
+    invoker = build_invoker(args, BATCH_OPTIONS)
+    if args.json and invoker.model_id.startswith("local/"):
         invoker.set_response_schema(JSON_OBJECT_SCHEMA)
     parser = JSONOutputParser() if args.json else None
     builder = PromptBuilder(system_template=literal_template(args.system), user_template="{prompt}")
-    return LMRequestProcessor(builder, invoker, parser)
+    lmrp = LMRequestProcessor(builder, invoker, parser)
+    if getattr(args, "cache", None) is not None:
+        from ..cache import ResponseCache, default_directory
+
+        where = args.cache
+        redis = where.startswith(("redis://", "rediss://", "unix://"))
+        store: Any = where if redis else Path(where or default_directory())
+        # asked for by name: every answer is kept, sampled or not (a re-run is to cost nothing)
+        lmrp.cache, lmrp.cache_sampled = ResponseCache(store, ttl=args.cache_ttl), True
+    return lmrp
 
 
 def _todo(requests: list[BatchRequest], resume: Resume) -> list[BatchRequest]:

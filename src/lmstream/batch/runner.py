@@ -267,6 +267,8 @@ def request_kwargs(req: BatchRequest, slot: str | None) -> dict[str, Any]:
         kw["prompt_kwargs"] = {slot: req.prompt}
     else:
         kw["prompt_kwargs"] = req.prompt_kwargs
+    if req.files:
+        kw["extra_contents"] = [*kw.get("extra_contents", []), *req.files]
     if req.history:
         kw["history"] = req.history
     if req.hyperparameters:
@@ -284,6 +286,11 @@ async def _run_one(lmrp: Processor, req: BatchRequest, slot: str | None) -> Batc
             async for event in stream:
                 if event.type == EventType.RESPONSE and isinstance(event.value, str):
                     texts.append(event.value)
+                elif event.type == EventType.RESET and isinstance(event.value, dict):
+                    drop = int(event.value.get("discarded") or 0)  # a fallback restarted: the partial is void
+                    if drop:
+                        kept = "".join(texts)
+                        texts = [kept[: max(0, len(kept) - drop)]]
                 elif event.type == EventType.DONE:
                     done = event.metadata
             value = await stream.result()

@@ -70,8 +70,8 @@ class _Composite(BaseLMInvoker):
         for m in self.members:
             m.context_window = value
 
-    def accepts_prefix(self) -> bool:
-        return self.members[0].accepts_prefix()
+    def accepts_prefix(self, prefix: str) -> bool:
+        return self.members[0].accepts_prefix(prefix)
 
     def count_tokens(self, messages: Sequence[Message]) -> int:
         return self.members[0].count_tokens(messages)
@@ -116,6 +116,13 @@ class _Composite(BaseLMInvoker):
 
     def cooling(self) -> list[dict[str, Any]]:
         return [c for m in self.members for c in m.cooling()]
+
+    def load(self) -> None:
+        """Load the members that load a model in process (the embedded model), before the first request."""
+        for m in self.members:
+            load = getattr(m, "load", None)
+            if callable(load):
+                load()
 
     async def aclose(self) -> None:
         for m in self.members:
@@ -291,8 +298,8 @@ class _Deployment:
     def default_hyperparameters(self) -> dict[str, Any]:
         return self.inv.default_hyperparameters
 
-    def accepts_prefix(self) -> bool:
-        return self.inv.accepts_prefix()
+    def accepts_prefix(self, prefix: str) -> bool:
+        return self.inv.accepts_prefix(prefix)
 
     async def _call(
         self, ctx: RequestContext, msgs: list[Message], params: dict[str, Any], carry: Carry | None = None

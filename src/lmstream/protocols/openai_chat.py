@@ -24,7 +24,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ConfigurationError
+from ..errors import AttachmentError, ConfigurationError
 from ..events import EventType
 from ..processor import LMRequestProcessor
 from ..prompt import Content, Message
@@ -185,7 +185,10 @@ def data_url_attachment(url: str, where: str, filename: str | None = None) -> At
         data = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
         raise _bad(where, "invalid base64") from None
-    return Attachment(data, media or "application/octet-stream", filename)
+    try:
+        return Attachment(data, media, filename)
+    except AttachmentError as exc:  # the bytes are no type lmstream carries, whatever the label
+        raise OpenAIError(f"{where}: {exc}", status=415, param=where, code="unsupported_file_type") from None
 
 
 def _arguments(raw: Any, where: str) -> dict[str, Any]:
@@ -409,6 +412,18 @@ def failure(meta: dict[str, Any]) -> tuple[str, str, str | None]:
     return f"the answer failed ({kind}); the server log has the details", "server_error", "upstream_error"
 
 
+def restart_failure(value: dict[str, Any]) -> tuple[str, str, str]:
+    """(message, type, code) for a fallback that restarted the answer (a `reset` that discards
+    text): an OpenAI stream cannot take back what it sent, so the stream ends as failed rather
+    than hand the client the partial answer and the new one run together."""
+    return (
+        f"{value.get('from')} failed mid-answer and {value.get('to')} restarted it; an OpenAI stream cannot take "
+        "back the partial answer (serve with --on-midstream-failure continue to have the fallback continue it)",
+        "server_error",
+        "fallback_restarted",
+    )
+
+
 def completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex}"
 
@@ -495,7 +510,9 @@ class ChatCompletionChunks:
             return out
         if type_ == EventType.ERROR:
             return [self.error(*failure(meta))]
-        return []
+        if type_ == EventType.RESET and value.get("discarded"):
+            return [self.error(*restart_failure(value))]
+        return []  # a reset that discards nothing: the fallback continues the same text
 
     def error(self, message: str, type_: str = "server_error", code: str | None = None) -> Chunk:
         """The chunk that ends a failed stream (the SDKs raise it as an `APIError`)."""
@@ -520,6 +537,10 @@ class ChatCompletionResult:
     def feed(self, type_: str, value: Any, meta: dict[str, Any]) -> None:
         if type_ == EventType.RESPONSE:
             self.text.append(value)
+        elif type_ == EventType.RESET and value.get("discarded"):  # a fallback restarted: the partial is void
+            kept = "".join(self.text)
+            self.text = [kept[: max(0, len(kept) - int(value["discarded"]))]]
+            self.calls = []
         elif type_ == EventType.THINKING:
             self.reasoning.append(value)
         elif type_ == EventType.TOOL_CALL and self.client_tools:
@@ -613,7 +634,7 @@ def processor_for(
     engine and connection pool. Raises `OpenAIError` when the model cannot take them."""
     if not tools and schema is None and processor.output_parser is None:
         return processor
-    invoker = copy.copy(processor.lm_invoker)
+    invoker = _detached(processor.lm_invoker)
     try:
         if tools:
             invoker.set_tools(tools)
@@ -631,12 +652,29 @@ def processor_for(
     )
 
 
+def _detached(invoker: Any) -> Any:
+    """A shallow copy whose tools and schema can change alone: a fallback chain's or a pool's
+    members are copied too (setting tools on a chain sets them on each member)."""
+    twin = copy.copy(invoker)
+    members = getattr(invoker, "members", None)
+    if isinstance(members, list):
+        twin.members = [_detached(m) for m in members]
+    return twin
+
+
 async def release(processor: LMRequestProcessor[Any], shared: LMRequestProcessor[Any]) -> None:
     """Close what a per-request copy opened for itself (an SDK client made on first use);
     never what it shares with the server's invoker."""
-    if processor is shared:
+    if processor is not shared:
+        await _release(processor.lm_invoker, shared.lm_invoker)
+
+
+async def _release(own: Any, base: Any) -> None:
+    members = getattr(own, "members", None)
+    if isinstance(members, list):  # a chain or pool holds no client of its own: its members do
+        for mine, theirs in zip(members, getattr(base, "members", None) or [], strict=False):
+            await _release(mine, theirs)
         return
-    own, base = processor.lm_invoker, shared.lm_invoker
     client = own.__dict__.get("_client")
     if client is not None and client is not base.__dict__.get("_client"):
         await own.aclose()
