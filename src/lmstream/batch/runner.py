@@ -266,6 +266,8 @@ def request_kwargs(req: BatchRequest, slot: str | None) -> dict[str, Any]:
         kw["prompt_kwargs"] = {slot: req.prompt}
     else:
         kw["prompt_kwargs"] = req.prompt_kwargs
+    if req.files:
+        kw["extra_contents"] = [*kw.get("extra_contents", []), *req.files]
     if req.history:
         kw["history"] = req.history
     if req.hyperparameters:

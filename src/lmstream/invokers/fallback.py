@@ -70,8 +70,8 @@ class _Composite(BaseLMInvoker):
         for m in self.members:
             m.context_window = value
 
-    def accepts_prefix(self) -> bool:
-        return self.members[0].accepts_prefix()
+    def accepts_prefix(self, prefix: str) -> bool:
+        return self.members[0].accepts_prefix(prefix)
 
     def count_tokens(self, messages: Sequence[Message]) -> int:
         return self.members[0].count_tokens(messages)
@@ -298,8 +298,8 @@ class _Deployment:
     def default_hyperparameters(self) -> dict[str, Any]:
         return self.inv.default_hyperparameters
 
-    def accepts_prefix(self) -> bool:
-        return self.inv.accepts_prefix()
+    def accepts_prefix(self, prefix: str) -> bool:
+        return self.inv.accepts_prefix(prefix)
 
     async def _call(
         self, ctx: RequestContext, msgs: list[Message], params: dict[str, Any], carry: Carry | None = None

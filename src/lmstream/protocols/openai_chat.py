@@ -24,7 +24,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ConfigurationError
+from ..errors import AttachmentError, ConfigurationError
 from ..events import EventType
 from ..processor import LMRequestProcessor
 from ..prompt import Content, Message
@@ -185,7 +185,10 @@ def data_url_attachment(url: str, where: str, filename: str | None = None) -> At
         data = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
         raise _bad(where, "invalid base64") from None
-    return Attachment(data, media or "application/octet-stream", filename)
+    try:
+        return Attachment(data, media, filename)
+    except AttachmentError as exc:  # the bytes are no type lmstream carries, whatever the label
+        raise OpenAIError(f"{where}: {exc}", status=415, param=where, code="unsupported_file_type") from None
 
 
 def _arguments(raw: Any, where: str) -> dict[str, Any]:
@@ -613,7 +616,7 @@ def processor_for(
     engine and connection pool. Raises `OpenAIError` when the model cannot take them."""
     if not tools and schema is None and processor.output_parser is None:
         return processor
-    invoker = copy.copy(processor.lm_invoker)
+    invoker = _detached(processor.lm_invoker)
     try:
         if tools:
             invoker.set_tools(tools)
@@ -631,12 +634,29 @@ def processor_for(
     )
 
 
+def _detached(invoker: Any) -> Any:
+    """A shallow copy whose tools and schema can change alone: a fallback chain's or a pool's
+    members are copied too (setting tools on a chain sets them on each member)."""
+    twin = copy.copy(invoker)
+    members = getattr(invoker, "members", None)
+    if isinstance(members, list):
+        twin.members = [_detached(m) for m in members]
+    return twin
+
+
 async def release(processor: LMRequestProcessor[Any], shared: LMRequestProcessor[Any]) -> None:
     """Close what a per-request copy opened for itself (an SDK client made on first use);
     never what it shares with the server's invoker."""
-    if processor is shared:
+    if processor is not shared:
+        await _release(processor.lm_invoker, shared.lm_invoker)
+
+
+async def _release(own: Any, base: Any) -> None:
+    members = getattr(own, "members", None)
+    if isinstance(members, list):  # a chain or pool holds no client of its own: its members do
+        for mine, theirs in zip(members, getattr(base, "members", None) or [], strict=False):
+            await _release(mine, theirs)
         return
-    own, base = processor.lm_invoker, shared.lm_invoker
     client = own.__dict__.get("_client")
     if client is not None and client is not base.__dict__.get("_client"):
         await own.aclose()
