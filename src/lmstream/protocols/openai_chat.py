@@ -412,6 +412,18 @@ def failure(meta: dict[str, Any]) -> tuple[str, str, str | None]:
     return f"the answer failed ({kind}); the server log has the details", "server_error", "upstream_error"
 
 
+def restart_failure(value: dict[str, Any]) -> tuple[str, str, str]:
+    """(message, type, code) for a fallback that restarted the answer (a `reset` that discards
+    text): an OpenAI stream cannot take back what it sent, so the stream ends as failed rather
+    than hand the client the partial answer and the new one run together."""
+    return (
+        f"{value.get('from')} failed mid-answer and {value.get('to')} restarted it; an OpenAI stream cannot take "
+        "back the partial answer (serve with --on-midstream-failure continue to have the fallback continue it)",
+        "server_error",
+        "fallback_restarted",
+    )
+
+
 def completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex}"
 
@@ -498,7 +510,9 @@ class ChatCompletionChunks:
             return out
         if type_ == EventType.ERROR:
             return [self.error(*failure(meta))]
-        return []
+        if type_ == EventType.RESET and value.get("discarded"):
+            return [self.error(*restart_failure(value))]
+        return []  # a reset that discards nothing: the fallback continues the same text
 
     def error(self, message: str, type_: str = "server_error", code: str | None = None) -> Chunk:
         """The chunk that ends a failed stream (the SDKs raise it as an `APIError`)."""
@@ -523,6 +537,10 @@ class ChatCompletionResult:
     def feed(self, type_: str, value: Any, meta: dict[str, Any]) -> None:
         if type_ == EventType.RESPONSE:
             self.text.append(value)
+        elif type_ == EventType.RESET and value.get("discarded"):  # a fallback restarted: the partial is void
+            kept = "".join(self.text)
+            self.text = [kept[: max(0, len(kept) - int(value["discarded"]))]]
+            self.calls = []
         elif type_ == EventType.THINKING:
             self.reasoning.append(value)
         elif type_ == EventType.TOOL_CALL and self.client_tools:
