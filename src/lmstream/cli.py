@@ -126,15 +126,14 @@ async def _run(args: argparse.Namespace, question: str, lines: _Lines | None = N
     lines = lines or _Lines()
     invoker = build_lm_invoker(args.model, config=invoker_config(args, ANSWER_OPTIONS))
     schema = _schema(args)
-    if schema is not None:
-        invoker.set_response_schema(schema)
-    elif args.json and invoker.provider == "local":
-        invoker.set_response_schema(JSON_OBJECT_SCHEMA)
+    if schema is None and args.json and invoker.provider == "local":
+        schema = JSON_OBJECT_SCHEMA
     # The user's text goes in as a value, so braces in it are never treated as placeholders.
     lmrp = LMRequestProcessor(
         PromptBuilder(system_template=literal_template(args.system), user_template="{prompt}"),
         invoker,
         JSONOutputParser() if args.json else None,
+        response_schema=schema,
     )
     handler = StreamEventHandler(serialize=args.events)  # JSON lines with --events, else Event objects
     emitter = EventEmitter([handler])

@@ -78,11 +78,10 @@ def build_processor(args: argparse.Namespace) -> LMRequestProcessor[Any]:
     from ..prompt import PromptBuilder
 
     invoker = build_lm_invoker(args.model, config=invoker_config(args, BATCH_OPTIONS))
-    if args.json and invoker.provider == "local":
-        invoker.set_response_schema(JSON_OBJECT_SCHEMA)
+    schema = JSON_OBJECT_SCHEMA if args.json and invoker.provider == "local" else None
     parser = JSONOutputParser() if args.json else None
     builder = PromptBuilder(system_template=literal_template(args.system), user_template="{prompt}")
-    return LMRequestProcessor(builder, invoker, parser)
+    return LMRequestProcessor(builder, invoker, parser, response_schema=schema)
 
 
 def _todo(requests: list[BatchRequest], resume: Resume) -> list[BatchRequest]:

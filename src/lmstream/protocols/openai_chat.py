@@ -605,20 +605,21 @@ def processor_for(
     processor: LMRequestProcessor[Any], tools: list[dict[str, Any]], schema: dict[str, Any] | None
 ) -> LMRequestProcessor[Any]:
     """A processor for one request: the server's own when the request brings no tools and no
-    schema (and it has no output parser), else one over a shallow copy of its invoker carrying
-    the client's tools and schema, so no other request sees them. The copy shares the invoker's
-    engine and connection pool. Raises `OpenAIError` when the model cannot take them."""
+    schema (and it has no output parser), else one over the same invoker with the client's
+    tools and schema, which go with this request's model calls only (an invoker keeps no
+    request's tools). Raises `OpenAIError` when the model cannot take them."""
     if not tools and schema is None and processor.output_parser is None:
         return processor
-    invoker = copy.copy(processor.lm_invoker)
+    run = copy.copy(processor)  # the same invoker, builder and budget; its own tools and schema
+    run.output_parser, run.cache = None, None
     try:
         if tools:
-            invoker.set_tools(tools)
+            run.set_tools(tools)
         if schema is not None:
-            invoker.set_response_schema(schema)
+            run.set_response_schema(schema)
     except ConfigurationError as exc:
         raise OpenAIError(str(exc), param="tools" if tools else "response_format") from None
-    return LMRequestProcessor(processor.prompt_builder, invoker, budget=processor.budget)
+    return run
 
 
 async def release(processor: LMRequestProcessor[Any], shared: LMRequestProcessor[Any]) -> None:
