@@ -48,7 +48,11 @@ async def test_200_requests_through_a_429_storm_with_some_failures() -> None:
     assert sorted(r.id for r in results) == sorted(str(i) for i in range(N))  # each exactly once
     failed = {r.id for r in results if not r.ok}
     assert failed == {str(i) for i in BAD}, [r.error for r in results if not r.ok and int(r.id) not in BAD]
-    assert all(r.error == {"type": "ProviderError", "message": r.error["message"]} for r in results if r.error)
+    assert all(
+        r.error == {"type": "ProviderError", "message": r.error["message"], "retryable": False}  # a 400
+        for r in results
+        if r.error
+    )
     assert all(r.text == f"answer {r.id}" and r.finish_reason == "stop" for r in results if r.ok)
     ok = next(r for r in results if r.ok)
     assert ok.usage is not None and ok.usage["input_tokens"] == 10 and ok.cost is not None and ok.cost > 0
@@ -125,7 +129,9 @@ def test_sigint_mid_run_then_resume_answers_every_id_exactly_once(tmp_path: Path
         assert sent_again == {str(i) for i in range(N)} - {line["id"] for line in first}
         ids = [line["id"] for line in second]
         assert sorted(ids) == sorted(str(i) for i in range(N)), "an id is missing or answered twice"
-        assert resumed.returncode == 1 and "--retry-failed" in resumed.stderr  # the 400s are kept as failed
+        # the 400s are kept as failed, and a 400 is no failure a retry cures: no --retry-failed advice
+        assert resumed.returncode == 1 and "--retry-failed" not in resumed.stderr
+        assert "failed with errors a retry cannot cure" in resumed.stderr
         assert "batch: " in resumed.stderr and " done, " in resumed.stderr and "tok/s, ETA" in resumed.stderr
         assert "answered" in resumed.stderr and "spend $" in resumed.stderr
 
@@ -244,8 +250,38 @@ async def test_budget_on_a_batch_stops_new_requests_and_says_so() -> None:
         with pytest.raises(BudgetExceededError) as err:
             await lmrp.batch([f"question {i}" for i in range(40)], concurrency=2, on_result=got.append, budget=one * 5)
         await lmrp.lm_invoker.aclose()
-    assert 5 <= len(got) < 40 and len(replay.sent) == len(got)  # no request started once it was spent
-    assert err.value.spent >= one * 5 and "not sent" in str(err.value)
+    assert 4 <= len(got) < 40 and len(replay.sent) == len(got)  # no request started once it was spent
+    assert "not sent" in str(err.value) and "$" not in str(err.value).split("reached")[1]  # one spend: the summary's
+    spent = sum(r.cost or 0 for r in got)
+    assert one * 3 <= spent <= one * 5 * 1.0001
+
+
+async def test_budget_stops_new_work_before_the_requests_in_flight_overshoot_it() -> None:
+    """The spend went 79% over --budget: a request started whenever the spend so far was under the
+    limit, however many were running. Now what the running ones are likely to cost counts too."""
+    replay = Replay(pace=0.02)
+    async with WireServer(responder=replay) as srv:
+        lmrp = _lmrp(srv)
+        one = float(_price(10, 2))
+        got: list[BatchResult] = []
+        with pytest.raises(BudgetExceededError):
+            await lmrp.batch([f"question {i}" for i in range(60)], concurrency=4, on_result=got.append, budget=one * 10)
+        await lmrp.lm_invoker.aclose()
+    spent = sum(r.cost or 0 for r in got)
+    assert one * 10 - one * 4 <= spent <= one * 11, (len(got), spent / one)
+
+
+async def test_a_bad_hyperparameter_on_any_line_stops_the_batch_before_anything_is_sent(tmp_path: Path) -> None:
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    lines = [{"id": str(i), "prompt": f"q{i}"} for i in range(30)]
+    lines[17]["hyperparameters"] = {"temperature": 9}
+    lines[23]["hyperparameters"] = {"max_tokens": "many"}
+    inp.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with WireServer(responder=Replay()) as srv:
+        proc = subprocess.run(_cmd(inp, out, srv), env=_env(), stderr=subprocess.PIPE, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "2 request(s) have hyperparameters" in proc.stderr and "id 17: " in proc.stderr and "id 23: " in proc.stderr
+    assert "nothing was sent" in proc.stderr and srv.requests == []
 
 
 def _price(inp: int, out: int) -> Any:

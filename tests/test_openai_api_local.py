@@ -32,12 +32,14 @@ def served():
 
 def test_json_schema_response_format_on_the_embedded_model(served):
     with openai.OpenAI(base_url=f"{served.url}/v1", api_key="none", max_retries=0, timeout=120) as c:
-        out = c.chat.completions.create(
+        raw = c.chat.completions.with_raw_response.create(
             model="local/smollm2-135m",
             messages=[{"role": "user", "content": "Plan a trip to Tokyo. Answer in JSON."}],
             response_format={"type": "json_schema", "json_schema": {"name": "trip", "schema": SCHEMA}},
             max_tokens=60,
         )
+        assert raw.headers["x-lmstream-cost-usd"] == "0"
+        out = raw.parse()
         value = json.loads(out.choices[0].message.content or "")
         assert isinstance(value["city"], str) and isinstance(value["days"], int)
         assert out.choices[0].finish_reason == "stop"

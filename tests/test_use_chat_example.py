@@ -1,4 +1,4 @@
-"""The README's "Use from a React / Next.js app" example, run for real.
+"""The docs' "Use from a React / Next.js app" example (docs/nextjs.md), run for real.
 
 examples/nextjs (route handlers that keep the API key server-side, and the transport, stop and
 part readers that app/page.jsx uses) runs under Node with the pinned `ai` 7 and `@ai-sdk/react` 4

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from .approval import DeferredApproval, resume_tool_step, run_tool_step
 from .budget import Budget, as_budget
-from .cache import ResponseCache, deterministic, request_key
+from .cache import ResponseCache, deterministic, request_context, request_key
 from .engine.call import call_model, prepare
 from .engine.lifecycle import RequestContext, run_request
 from .engine.request_stream import RequestStream
@@ -365,10 +365,16 @@ class LMRequestProcessor(Generic[OutT]):
 
     def _cache_for(self, req: _Request, messages: list[Message]) -> tuple[ResponseCache, str] | None:
         """The cache and this request's key, or None when the request must run on its own: no
-        cache or `cache=False`; tools this process runs (a call may act on the world, or wait
-        for a person); a resumed approval; a sampled request unless `cache_sampled`."""
+        cache, `cache=False` or a server's `Cache-Control: no-cache`; tools this process runs (a
+        call may act on the world, or wait for a person); a resumed approval; a sampled request
+        unless `cache_sampled`. The scope is the request's `cache_scope`, else the processor's
+        with the tenant a server set (`lmstream.cache.set_request_context`)."""
         cache = self.cache
-        if cache is None or not req.cache or req.deferred_approval is not None:
+        deferred = req.deferred_approval
+        if cache is None or not req.cache or (deferred is not None and deferred.resume is not None):
+            return None
+        tenant, bypass = request_context()
+        if bypass:
             return None
         invoker = self.lm_invoker
         if self.tools and req.auto_execute_tools:
@@ -376,7 +382,7 @@ class LMRequestProcessor(Generic[OutT]):
         params = {**invoker.default_hyperparameters, **invoker.validate_hyperparameters(req.hyperparameters or {})}
         if not self.cache_sampled and not deterministic(params):
             return None
-        scope = req.cache_scope if req.cache_scope is not None else self.cache_scope
+        scope = req.cache_scope if req.cache_scope is not None else [self.cache_scope, tenant]
         tools = self.tools
         return cache, request_key(
             scope, invoker, messages, params, tools, client_tools=bool(tools), schema=self.response_schema

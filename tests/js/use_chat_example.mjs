@@ -1,4 +1,4 @@
-// `node use_chat_example.mjs <example-dir> <scenario>`: runs the README's Next.js example
+// `node use_chat_example.mjs <example-dir> <scenario>`: runs the Next.js example (docs/nextjs.md)
 // (examples/nextjs, copied beside this file so its imports resolve to the pinned packages) the way
 // the app runs it: its route handlers (lib/proxy.js, holding the API key) behind a small HTTP
 // server, and @ai-sdk/react's Chat (the object useChat drives) with its transport (lib/lmstream.js).

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .._cli_options import JSON_OBJECT_SCHEMA, ModelOption, add_options, invoker_config, literal_template
+from .._cli_options import JSON_OBJECT_SCHEMA, ModelOption, add_options, build_invoker, literal_template
 from ..budget import Budget
 from ..errors import ConfigurationError, LMStreamError
 from ..processor import LMRequestProcessor
@@ -60,6 +60,18 @@ def _parser() -> argparse.ArgumentParser:
         "runs as many as its engine has sequences",
     )
     p.add_argument("--retry-failed", action="store_true", help="on resume, run the failed requests again")
+    p.add_argument(
+        "--cache",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="DIR|URL",
+        help="keep every answer and reuse it: a re-run of the same requests costs nothing; in DIR, a Redis URL, "
+        "or (bare --cache) ~/.cache/lmstream/responses",
+    )
+    p.add_argument(
+        "--cache-ttl", type=float, default=30 * 86400.0, metavar="S", help="seconds a cached answer is kept (30 days)"
+    )
     p.add_argument("--budget", type=float, default=None, help="stop starting requests once this many USD are spent")
     p.add_argument(
         "--provider-batch",
@@ -73,15 +85,24 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def build_processor(args: argparse.Namespace) -> LMRequestProcessor[Any]:
-    from ..invokers import build_lm_invoker
     from ..parsers import JSONOutputParser
     from ..prompt import PromptBuilder
 
-    invoker = build_lm_invoker(args.model, config=invoker_config(args, BATCH_OPTIONS))
-    schema = JSON_OBJECT_SCHEMA if args.json and invoker.provider == "local" else None
+    invoker = build_invoker(args, BATCH_OPTIONS)
+    if args.json and invoker.model_id.startswith("local/"):
+        invoker.set_response_schema(JSON_OBJECT_SCHEMA)
     parser = JSONOutputParser() if args.json else None
     builder = PromptBuilder(system_template=literal_template(args.system), user_template="{prompt}")
-    return LMRequestProcessor(builder, invoker, parser, response_schema=schema)
+    lmrp = LMRequestProcessor(builder, invoker, parser)
+    if getattr(args, "cache", None) is not None:
+        from ..cache import ResponseCache, default_directory
+
+        where = args.cache
+        redis = where.startswith(("redis://", "rediss://", "unix://"))
+        store: Any = where if redis else Path(where or default_directory())
+        # asked for by name: every answer is kept, sampled or not (a re-run is to cost nothing)
+        lmrp.cache, lmrp.cache_sampled = ResponseCache(store, ttl=args.cache_ttl), True
+    return lmrp
 
 
 def _todo(requests: list[BatchRequest], resume: Resume) -> list[BatchRequest]:
@@ -141,7 +162,11 @@ def main(argv: list[str]) -> int:
     todo = _todo(requests, resume)
     stats = BatchStats(total=len(requests), skipped=len(requests) - len(todo))
     if resume.done or resume.failed or resume.dropped:
-        kept = f", {len(resume.failed)} failed kept (add --retry-failed to run them again)" if resume.failed else ""
+        curable = len(resume.failed) - len(resume.unfixable)
+        kept = f", {len(resume.failed)} failed kept" if resume.failed else ""
+        if curable:
+            which = "them" if not resume.unfixable else f"the {curable} retryable"
+            kept += f" (add --retry-failed to run {which} again)"
         print(
             f"lmstream batch: resuming {args.output}: {len(resume.done)} already answered{kept}, {len(todo)} to go",
             file=sys.stderr,
@@ -173,8 +198,16 @@ def main(argv: list[str]) -> int:
         print(f"lmstream batch: {why}; resume with:\n  {resume_cmd}", file=sys.stderr)
         return 1
     if stats.failed:
-        again = resume_cmd if args.retry_failed else f"{resume_cmd} --retry-failed"
-        print(f"lmstream batch: to run the failed ones again:\n  {again}", file=sys.stderr)
+        unfixable = stats.failed - stats.retryable_failed
+        if unfixable:
+            print(
+                f"lmstream batch: {unfixable} failed with errors a retry cannot cure (bad input, a refused key, "
+                "a prompt too long): see their \"error\" in the output, fix them, then re-run",
+                file=sys.stderr,
+            )
+        if stats.retryable_failed:
+            again = resume_cmd if args.retry_failed else f"{resume_cmd} --retry-failed"
+            print(f"lmstream batch: to run the failed ones again:\n  {again}", file=sys.stderr)
         return 1
     return 0
 

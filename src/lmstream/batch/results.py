@@ -37,7 +37,8 @@ class BatchResult:
     finish_reason: str | None = None
     duration: float | None = None
     time_to_first_token: float | None = None
-    error: dict[str, str] | None = None
+    #: {"type", "message", "retryable"}: retryable says whether a re-run may cure it
+    error: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
     #: USD of this request, None when no price is known
     cost: float | None = field(default=None, repr=False)
@@ -69,6 +70,8 @@ class Resume:
 
     done: set[str] = field(default_factory=set)
     failed: set[str] = field(default_factory=set)
+    #: of `failed`, those whose error a re-run cannot cure (bad input, a refused key, ...)
+    unfixable: set[str] = field(default_factory=set)
     #: lines dropped when the file was tidied (a cut-short last line, retried failures)
     dropped: int = 0
 
@@ -116,6 +119,8 @@ class OutputFile:
                     resume.dropped += 1
                     continue
                 (resume.failed if failed else resume.done).add(rid)
+                if failed and isinstance(obj["error"], dict) and obj["error"].get("retryable") is False:
+                    resume.unfixable.add(rid)
                 keep.append(line)
         if rewrite:
             self._replace(keep)

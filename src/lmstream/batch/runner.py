@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from ..budget import Budget
 from ..engine.request_stream import RequestStream
-from ..errors import BudgetExceededError, RateLimitError, StreamInterruptedError
+from ..errors import BudgetExceededError, ConfigurationError, LMTimeoutError, RateLimitError, StreamInterruptedError
 from ..events import EventType
 from ..invokers.base import BaseLMInvoker
 from ..prompt import PromptBuilder, text_key
@@ -71,6 +71,9 @@ class BatchStats:
     cost_unknown: int = 0
     started: float = field(default_factory=time.monotonic)
     not_sent: int = 0
+    #: failures that a re-run may cure (`--retry-failed` is suggested only for these)
+    retryable_failed: int = 0
+    priced: int = 0  # results with a known cost, for the cost a request in flight may add
     stopped: BudgetExceededError | None = None
     limiter: AdaptiveLimiter | None = None
 
@@ -106,6 +109,8 @@ class BatchStats:
             self.done += 1
         else:
             self.failed += 1
+            if r.error is not None and r.error.get("retryable", True):
+                self.retryable_failed += 1
         u = r.usage or {}
         self.input_tokens += u.get("input_tokens") or 0
         self.output_tokens += u.get("output_tokens") or 0
@@ -114,14 +119,37 @@ class BatchStats:
                 self.cost_unknown += 1
         else:
             self.cost += r.cost
+            self.priced += 1
+
+    @property
+    def cost_per_request(self) -> float:
+        """The mean cost of a priced result so far (0 before the first)."""
+        return self.cost / self.priced if self.priced else 0.0
+
+
+def check_hyperparameters(invoker: BaseLMInvoker, requests: Sequence[BatchRequest]) -> None:
+    """Every line's hyperparameters checked before anything is sent: a bad one found halfway
+    would leave a batch half paid for and half failed with the same error."""
+    bad: list[str] = []
+    for req in requests:
+        if req.hyperparameters:
+            try:
+                invoker.validate_hyperparameters(req.hyperparameters)
+            except ConfigurationError as exc:
+                bad.append(f"id {req.id}: {exc}")
+    if bad:
+        more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
+        raise ConfigurationError(
+            f"{len(bad)} request(s) have hyperparameters {invoker.model_id} does not take; nothing was sent: "
+            + "; ".join(bad[:3])
+            + more
+        )
 
 
 def default_concurrency(invoker: Any, asked: int | None) -> tuple[int, bool]:
     """(ceiling, adaptive): the embedded model runs up to its engine's sequences (`parallel`),
     remote providers up to `asked` (default 16), narrowed on 429."""
     if asked is not None and (isinstance(asked, bool) or not isinstance(asked, int) or asked < 1):
-        from ..errors import ConfigurationError
-
         raise ConfigurationError(f"concurrency must be an int >= 1, got {asked!r}")
     if getattr(invoker, "provider", None) == "local":
         parallel = getattr(invoker, "parallel", None)
@@ -151,6 +179,7 @@ async def run_batch(
     invoker = lmrp.lm_invoker
     if budget is not None:
         budget.check(invoker.provider, invoker.model_name)  # a price must be known before anything runs
+    check_hyperparameters(invoker, requests)
 
     def on_retry(exc: BaseException, delay: float) -> None:
         if getattr(exc, "status_code", None) in _RATE_STATUSES:
@@ -193,17 +222,30 @@ async def run_batch(
             if held:
                 limiter.release(ok)
 
+    in_flight = 0
+
+    async def counted(req: BatchRequest) -> None:
+        nonlocal in_flight
+        try:
+            await one(req)
+        finally:
+            in_flight -= 1
+
     try:
         async with asyncio.TaskGroup() as tg:
             for i, req in enumerate(requests):
                 await limiter.acquire()
-                if stats.stopped is None and budget is not None and budget.spent >= budget.limit:
+                # what is spent plus what the requests in flight are likely to add: starting one
+                # more past the limit would overshoot by more than the requests already running
+                projected = (in_flight + 1) * stats.cost_per_request
+                if stats.stopped is None and budget is not None and budget.spent + projected > budget.limit:
                     stats.stopped = _exceeded(budget)
                 if stats.stopped is not None:
                     limiter.release(False)
                     stats.not_sent += len(requests) - i
                     break
-                tg.create_task(one(req))
+                in_flight += 1  # counted here, not when the task first runs: the loop may go on first
+                tg.create_task(counted(req))
     except BaseExceptionGroup as group:  # a failing on_result (disk full?) stops the batch: raise it
         raise group.exceptions[0] from None
     if stats.stopped is None and budget is not None and stats.not_sent:
@@ -212,8 +254,10 @@ async def run_batch(
 
 
 def _exceeded(budget: Budget) -> BudgetExceededError:
+    """The stop, without a figure of what was spent: the requests still running add to it, and
+    the summary prints the one final spend."""
     return BudgetExceededError(
-        f"budget of ${budget.limit:.4f} spent (${budget.spent:.4f}); the requests left were not sent",
+        f"budget of ${budget.limit:.4f} reached (with the requests in flight); the requests left were not sent",
         limit=budget.limit,
         spent=budget.spent,
     )
@@ -228,6 +272,8 @@ def request_kwargs(req: BatchRequest, slot: str | None) -> dict[str, Any]:
         kw["prompt_kwargs"] = {slot: req.prompt}
     else:
         kw["prompt_kwargs"] = req.prompt_kwargs
+    if req.files:
+        kw["extra_contents"] = [*kw.get("extra_contents", []), *req.files]
     if req.history:
         kw["history"] = req.history
     if req.hyperparameters:
@@ -245,6 +291,11 @@ async def _run_one(lmrp: Processor, req: BatchRequest, slot: str | None) -> Batc
             async for event in stream:
                 if event.type == EventType.RESPONSE and isinstance(event.value, str):
                     texts.append(event.value)
+                elif event.type == EventType.RESET and isinstance(event.value, dict):
+                    drop = int(event.value.get("discarded") or 0)  # a fallback restarted: the partial is void
+                    if drop:
+                        kept = "".join(texts)
+                        texts = [kept[: max(0, len(kept) - drop)]]
                 elif event.type == EventType.DONE:
                     done = event.metadata
             value = await stream.result()
@@ -270,6 +321,15 @@ async def _run_one(lmrp: Processor, req: BatchRequest, slot: str | None) -> Batc
     )
 
 
+def retryable(exc: BaseException) -> bool:
+    """Whether running the request again may succeed: a cut stream, a timeout, a dropped
+    connection or a provider error it calls transient; never bad input, a refused key or a
+    prompt too long for the model (those fail the same way every time)."""
+    if isinstance(exc, (StreamInterruptedError, LMTimeoutError, OSError)):
+        return True
+    return bool(getattr(exc, "retryable", False))
+
+
 def _failed(req: BatchRequest, exc: BaseException, duration: float, text: str | None = None) -> BatchResult:
     usage = None
     cost = None
@@ -282,7 +342,7 @@ def _failed(req: BatchRequest, exc: BaseException, duration: float, text: str | 
         text=text,
         usage=usage,
         duration=duration,
-        error={"type": type(exc).__name__, "message": str(exc)},
+        error={"type": type(exc).__name__, "message": str(exc), "retryable": retryable(exc)},
         metadata=req.metadata,
         cost=cost,
     )

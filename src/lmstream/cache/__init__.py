@@ -12,7 +12,9 @@ a node also joins a generation running on another through its Redis stream).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -23,17 +25,47 @@ from ..engine.lifecycle import RequestContext, reset_current, set_current
 from ..errors import ConfigurationError, LMStreamError
 from ..events import EventEmitter
 from ..types import LMOutput
+from .disk import DirectoryStore, default_directory
 from .entry import Entry, decode, encode
 from .flight import Flight, Recorder
 from .key import deterministic, request_key
 from .memory import MemoryStore
 from .replay import Pacing, replay_entry
 
-__all__ = ["CacheStore", "MemoryStore", "Pacing", "ResponseCache", "deterministic", "request_key"]
+__all__ = [
+    "CacheStore",
+    "DirectoryStore",
+    "MemoryStore",
+    "Pacing",
+    "ResponseCache",
+    "default_directory",
+    "deterministic",
+    "request_context",
+    "request_key",
+    "set_request_context",
+]
 
 logger = logging.getLogger("lmstream")
 
 Generate = Callable[[RequestContext], Awaitable[LMOutput]]
+
+#: (tenant, bypass) of the requests started in this context: set by a server for the HTTP
+#: request it serves, so every route (and every task it starts) keys and bypasses alike
+_context: contextvars.ContextVar[tuple[str | None, bool]] = contextvars.ContextVar(
+    "lmstream_cache_context", default=(None, False)
+)
+
+
+def set_request_context(tenant: str | None, bypass: bool = False) -> None:
+    """For a server: requests started from here on (in this task, and tasks it creates) belong
+    to `tenant` (their answers are shared with that tenant only) and, with `bypass`, neither
+    read nor write the cache (HTTP `Cache-Control: no-cache`)."""
+    _context.set((tenant, bypass))
+
+
+def request_context() -> tuple[str | None, bool]:
+    """The (tenant, bypass) a server set for the request being served; (None, False) elsewhere."""
+    return _context.get()
 
 
 class CacheStore(Protocol):
@@ -53,15 +85,16 @@ class CacheStore(Protocol):
 class ResponseCache:
     """Stored answers and shared generations for the processors it is given to.
 
-    `store`: "memory" (this process; least recently used entries go past `max_bytes`) or a Redis
-    URL (`redis://...`: every node shares entries, and joins generations running elsewhere).
+    `store`: "memory" (this process; least recently used entries go past `max_bytes`), a Redis
+    URL (`redis://...`: every node shares entries, and joins generations running elsewhere), or
+    a directory (a `pathlib.Path`: answers that outlive the process, e.g. `lmstream batch --cache`).
     `ttl`: seconds an entry is served. `pacing`: how a hit is replayed: "instant", "recorded"
     (the original's gaps), "recorded:0.5" (half of them) or tokens per second (a number).
     """
 
     def __init__(
         self,
-        store: str | CacheStore = "memory",
+        store: str | os.PathLike[str] | CacheStore = "memory",
         *,
         ttl: float = 3600,
         pacing: str | float = "instant",
@@ -80,9 +113,12 @@ class ResponseCache:
             from .redis_store import RedisCacheStore
 
             self.store = self.remote = RedisCacheStore(store, prefix=prefix, lease=lease)
+        elif isinstance(store, os.PathLike):
+            self.store = DirectoryStore(store)
         elif isinstance(store, str):
             raise ConfigurationError(
-                f"ResponseCache store must be 'memory' or a Redis URL (redis://host:6379/0), got {store!r}"
+                f"ResponseCache store must be 'memory', a Redis URL (redis://host:6379/0) or a directory "
+                f"(a pathlib.Path), got {store!r}"
             )
         else:
             self.store = store
@@ -133,16 +169,42 @@ class ResponseCache:
         if flight is not None:
             self.joins += 1
             return await self._read(flight, ctx, started, joined=True)
+        run = None
         if self.remote is not None:
-            out = await self.remote.join(key, ctx)
-            if out is not None:
-                self.joins += 1
-                output, age = out
-                return _served(output, ctx, started, hit=False, joined=True, age=age)
+            found = await self._remote(key, ctx, started)
+            if isinstance(found, LMOutput):
+                return found
+            run = found
         self.misses += 1
         flight = self._flights[key] = Flight(key)
+        flight.run = run
         flight.task = asyncio.create_task(self._generate(flight, generate, cacheable))
         return await self._read(flight, ctx, started, joined=False)
+
+    async def _remote(self, key: str, ctx: RequestContext, started: float) -> LMOutput | str | None:
+        """With the Redis store: the answer of a run on another node (joined), or this node's
+        run id when it is to generate (it holds the lease), or None when Redis cannot say."""
+        remote = self.remote
+        try:
+            for _ in range(3):
+                run: str | None = await remote.claim(key)
+                if run is not None:
+                    return run
+                followed = await remote.follow(key, ctx)
+                if followed is not None:
+                    self.joins += 1
+                    output, age = followed
+                    return _served(output, ctx, started, hit=False, joined=True, age=age)
+                entry = await self._lookup(key)  # that run ended between our two looks: stored?
+                if entry is not None:
+                    self.hits += 1
+                    await replay_entry(entry, ctx, self.pacing)
+                    return _served(entry.output, ctx, started, hit=True, joined=False, age=time.time() - entry.created)
+        except LMStreamError:
+            raise
+        except Exception as exc:  # Redis unreachable: generate here, unshared
+            logger.warning("response cache: Redis coordination failed (%s); generating here", type(exc).__name__)
+        return None
 
     async def _lookup(self, key: str) -> Entry | None:
         try:
@@ -180,8 +242,8 @@ class ResponseCache:
         remote = self.remote
         publishing = None
         try:
-            if remote is not None:
-                publishing = await remote.start(flight)
+            if remote is not None and flight.run is not None:
+                publishing = remote.publisher(flight, flight.key, flight.run)
             output = await generate(gen_ctx)
         except asyncio.CancelledError as exc:
             flight.finish(None, exc)

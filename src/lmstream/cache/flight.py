@@ -24,7 +24,20 @@ __all__ = ["Flight", "Recorder"]
 class Flight:
     """A running generation: its record so far and, once over, its output or its error."""
 
-    __slots__ = ("_wake", "attempts", "done", "error", "key", "output", "readers", "records", "started", "task", "wall")
+    __slots__ = (
+        "_wake",
+        "attempts",
+        "done",
+        "error",
+        "key",
+        "output",
+        "readers",
+        "records",
+        "run",
+        "started",
+        "task",
+        "wall",
+    )
 
     def __init__(self, key: str) -> None:
         self.key = key
@@ -36,6 +49,7 @@ class Flight:
         self.error: BaseException | None = None
         self.readers = 0
         self.task: asyncio.Task[None] | None = None
+        self.run: str | None = None  # with the Redis store: the run id other nodes follow
         self.attempts: list[dict[str, Any]] = []  # the generation's model calls (a fallback chain's)
         self._wake = asyncio.Event()
 
@@ -45,6 +59,14 @@ class Flight:
 
     def finish(self, output: LMOutput | None, error: BaseException | None) -> None:
         self.output, self.error, self.done = output, error, True
+        self._poke()
+
+    async def changed(self) -> None:
+        """Wait for the next event or the end."""
+        await self._wake.wait()
+
+    def poke(self) -> None:
+        """Wake whoever waits on `changed()`."""
         self._poke()
 
     def _poke(self) -> None:

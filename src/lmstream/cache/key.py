@@ -31,7 +31,7 @@ def deterministic(params: Mapping[str, Any]) -> bool:
 
 
 def request_key(
-    scope: str | None,
+    scope: Any,
     invoker: Any,
     messages: Sequence[Message],
     params: Mapping[str, Any],

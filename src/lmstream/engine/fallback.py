@@ -60,7 +60,7 @@ class Candidate(Protocol):
     @property
     def model_id(self) -> str: ...
 
-    def accepts_prefix(self) -> bool: ...
+    def accepts_prefix(self, prefix: str) -> bool: ...
 
     @property
     def context_window(self) -> int | None: ...
@@ -307,7 +307,9 @@ def _mode(policy: str, partial: LMOutput, nxt: Candidate) -> tuple[str, str | No
         return "restart", "the partial answer holds a tool call"
     if not partial.text:
         return "restart", "the partial answer has no text yet"
-    if not nxt.accepts_prefix():
+    if not nxt.accepts_prefix(partial.text):
+        if nxt.accepts_prefix("a"):
+            return "restart", f"{nxt.model_id} does not continue this assistant prefix (it ends in whitespace)"
         return "restart", f"{nxt.model_id} does not continue an assistant prefix"
     return "continue", None
 

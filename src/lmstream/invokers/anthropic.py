@@ -7,7 +7,6 @@ SDK retries are off: lmstream retries only before the first token.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, ClassVar, Unpack
 
@@ -15,6 +14,7 @@ from .. import _json
 from ..errors import ConfigurationError, ProviderError
 from ..prompt import Message
 from ..types import Attachment, ThinkingBlock, ToolCall, ToolResult
+from ._files import refuse
 from ._sdk import SDKLMInvoker, fit_keywords, split_turns
 from ._sdk_errors import (
     ErrorTable,
@@ -55,14 +55,25 @@ def _blocks(m: Message) -> list[dict[str, Any]]:
         elif isinstance(c, ToolResult):
             out.append({"type": "tool_result", "tool_use_id": c.id, "content": c.output, "is_error": c.is_error})
         elif isinstance(c, Attachment):
-            kind = "image" if c.mime_type.startswith("image/") else "document"
-            out.append(
-                {
-                    "type": kind,
-                    "source": {"type": "base64", "media_type": c.mime_type, "data": base64.b64encode(c.data).decode()},
-                }
-            )
+            out.append(anthropic_block(c))
     return out
+
+
+def anthropic_block(a: Attachment) -> dict[str, Any]:
+    """An `image` block (base64 or URL source), or a `document` block: a PDF (base64 or URL
+    source) or a text file (a `text` source), as Anthropic's Messages API documents them."""
+    if a.kind in ("image", "pdf"):
+        kind = "image" if a.kind == "image" else "document"
+        if a.url is not None:
+            return {"type": kind, "source": {"type": "url", "url": a.url}}
+        return {"type": kind, "source": {"type": "base64", "media_type": a.mime_type, "data": a.base64()}}
+    if a.kind == "text" and a.url is None:
+        source = {"type": "text", "media_type": "text/plain", "data": a.text()}
+        block: dict[str, Any] = {"type": "document", "source": source}
+        if a.filename:
+            block["title"] = a.filename
+        return block
+    raise refuse("Anthropic's Messages API", a)
 
 
 def to_anthropic(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]:
@@ -106,6 +117,10 @@ class AnthropicLMInvoker(SDKLMInvoker):
         "service_tier": STRING,
     }
     default_max_tokens = 4096
+
+    def accepts_prefix(self, prefix: str) -> bool:
+        """The Messages API refuses a final assistant message that ends in whitespace."""
+        return not prefix[-1:].isspace()
 
     def __init__(
         self,

@@ -274,8 +274,8 @@ class BaseLMInvoker:
         """
         raise NotImplementedError(f"{type(self).__name__} must implement stream_deltas(messages, params)")
 
-    def accepts_prefix(self) -> bool:
-        """Whether a final assistant message is continued (`continues_prefix`)."""
+    def accepts_prefix(self, prefix: str) -> bool:
+        """Whether a final assistant message with this text is continued (`continues_prefix`)."""
         return self.continues_prefix
 
     def priced_models(self) -> list[tuple[str, str]]:

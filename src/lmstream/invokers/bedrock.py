@@ -19,6 +19,7 @@ from ..errors import ConfigurationError
 from ..prompt import Message
 from ..types import Attachment, ThinkingBlock, ToolCall, ToolResult
 from ._aws import Secret, iterate_in_thread, map_aws_error
+from ._files import refuse
 from ._http import not_a_stream_error
 from ._sdk import split_turns
 from .base import BaseLMInvoker, CallParams, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
@@ -39,7 +40,20 @@ _STOP = {
     "malformed_tool_use": "error",
 }
 _IMAGE = {"image/png": "png", "image/jpeg": "jpeg", "image/gif": "gif", "image/webp": "webp"}
-_DOCS = {"application/pdf": "pdf", "text/csv": "csv", "text/plain": "txt", "text/html": "html", "text/markdown": "md"}
+_DOCS = {"application/pdf": "pdf", "text/csv": "csv", "text/plain": "txt", "text/markdown": "md"}
+
+
+def converse_block(a: Attachment) -> dict[str, Any]:
+    """Converse's `image` (png, jpeg, gif, webp) or `document` (pdf, txt, md, csv) block, bytes
+    in `source.bytes` (base64 on the wire); Converse reads only S3 locations, so no URLs."""
+    if a.url is None and a.mime_type in _IMAGE:
+        return {"image": {"format": _IMAGE[a.mime_type], "source": {"bytes": a.data}}}
+    if a.url is None and a.mime_type in _DOCS:
+        # a document name: letters, digits, single spaces, hyphens, parentheses, brackets
+        stem = (a.filename or "document").rsplit(".", 1)[0]
+        name = "".join(ch if ch.isalnum() else "-" for ch in stem) or "document"
+        return {"document": {"format": _DOCS[a.mime_type], "name": name, "source": {"bytes": a.data}}}
+    raise refuse("Bedrock Converse", a)
 
 
 def _blocks(m: Message) -> list[dict[str, Any]]:
@@ -58,13 +72,7 @@ def _blocks(m: Message) -> list[dict[str, Any]]:
             content = [{"text": c.output or "(empty)"}]  # Bedrock rejects an empty text block
             out.append({"toolResult": {"toolUseId": c.id, "content": content, "status": status}})
         elif isinstance(c, Attachment):
-            if c.mime_type in _IMAGE:
-                out.append({"image": {"format": _IMAGE[c.mime_type], "source": {"bytes": c.data}}})
-            elif c.mime_type in _DOCS:
-                name = "".join(ch if ch.isalnum() else "-" for ch in (c.filename or "document"))
-                out.append({"document": {"format": _DOCS[c.mime_type], "name": name, "source": {"bytes": c.data}}})
-            else:
-                raise ConfigurationError(f"Bedrock Converse does not accept {c.mime_type} attachments")
+            out.append(converse_block(c))
     return out
 
 

@@ -68,8 +68,8 @@ class _Composite(BaseLMInvoker):
         for m in self.members:
             m.context_window = value
 
-    def accepts_prefix(self) -> bool:
-        return self.members[0].accepts_prefix()
+    def accepts_prefix(self, prefix: str) -> bool:
+        return self.members[0].accepts_prefix(prefix)
 
     def count_tokens(self, messages: Sequence[Message]) -> int:
         return self.members[0].count_tokens(messages)
@@ -104,6 +104,13 @@ class _Composite(BaseLMInvoker):
 
     def cooling(self) -> list[dict[str, Any]]:
         return [c for m in self.members for c in m.cooling()]
+
+    def load(self) -> None:
+        """Load the members that load a model in process (the embedded model), before the first request."""
+        for m in self.members:
+            load = getattr(m, "load", None)
+            if callable(load):
+                load()
 
     async def aclose(self) -> None:
         for m in self.members:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, ClassVar, Unpack
 
@@ -47,8 +46,21 @@ def _parts(m: Message) -> list[dict[str, Any]]:
             result = {"error" if c.is_error else "output": c.output}
             parts.append({"function_response": {"name": c.name, "response": result}})
         elif isinstance(c, Attachment):
-            parts.append({"inline_data": {"mime_type": c.mime_type, "data": base64.b64encode(c.data).decode()}})
+            parts.append(gemini_part(c))
     return parts
+
+
+#: Gemini's documented names where they differ from the sniffed type
+_GEMINI_TYPES = {"audio/mpeg": "audio/mp3", "text/markdown": "text/plain"}
+
+
+def gemini_part(a: Attachment) -> dict[str, Any]:
+    """`inline_data` (base64 bytes) or, for a URL, `file_data` with `file_uri` (Gemini and Vertex
+    AI fetch it themselves: gs:// on Vertex, http(s) and Files API URIs on the Gemini API)."""
+    mime = _GEMINI_TYPES.get(a.mime_type, a.mime_type)
+    if a.url is not None:
+        return {"file_data": {"mime_type": mime, "file_uri": a.url}}
+    return {"inline_data": {"mime_type": mime, "data": a.base64()}}
 
 
 def to_gemini(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]:

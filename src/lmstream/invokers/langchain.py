@@ -10,7 +10,6 @@ The end of a stream is the model library's to judge (LangChain has no end marker
 
 from __future__ import annotations
 
-import base64
 import importlib
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar, Unpack
@@ -49,16 +48,37 @@ def to_langchain(messages: list[Message]) -> list[Any]:
             calls = [{"id": c.id, "name": c.name, "args": c.arguments} for c in m.contents if isinstance(c, ToolCall)]
             out.append(AIMessage(text, tool_calls=calls))
             continue
-        images = [c for c in m.contents if isinstance(c, Attachment)]
-        if images:
-            parts: list[Any] = [{"type": "text", "text": text}] if text else []
-            for a in images:
-                url = f"data:{a.mime_type};base64,{base64.b64encode(a.data).decode()}"
-                parts.append({"type": "image_url", "image_url": {"url": url}})
+        if any(isinstance(c, Attachment) for c in m.contents):
+            parts: list[Any] = [
+                {"type": "text", "text": c} if isinstance(c, str) else langchain_block(c)
+                for c in m.contents
+                if isinstance(c, (str, Attachment)) and c != ""
+            ]
             out.append(HumanMessage(parts))
         else:
             out.append(HumanMessage(text))
     return out
+
+
+_LC_TYPES = {"image": "image", "audio": "audio", "pdf": "file"}
+
+
+def langchain_block(a: Attachment) -> dict[str, Any]:
+    """LangChain's standard multimodal content blocks (langchain-core 1.x): `image`, `audio`,
+    `file` with `base64` + `mime_type` or `url`, `text-plain` for a text file; each chat model's
+    integration turns them into its provider's shape (and refuses what the model cannot take)."""
+    if a.kind == "text" and a.url is None:
+        block: dict[str, Any] = {"type": "text-plain", "mime_type": "text/plain", "text": a.text()}
+        if a.filename:
+            block["title"] = a.filename
+        return block
+    kind = _LC_TYPES.get(a.kind, "file")
+    if a.url is not None:
+        return {"type": kind, "url": a.url, "mime_type": a.mime_type}
+    block = {"type": kind, "base64": a.base64(), "mime_type": a.mime_type}
+    if a.filename and kind == "file":
+        block["extras"] = {"filename": a.filename}
+    return block
 
 
 def _load(spec: str, kwargs: dict[str, Any]) -> Any:

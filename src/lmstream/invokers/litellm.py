@@ -19,12 +19,14 @@ from ..prompt import Message
 from ._sdk import with_idle_timeout
 from ._sdk_errors import raise_mapped
 from .base import BaseLMInvoker, CallParams, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
-from .openai_chat import to_chat_messages
+from .openai_chat import ChatFiles, to_chat_messages
 from .options import InvokerOptions
 from .params import BOOL, DICT, INT, NUMBER, STRING, STRING_OR_DICT, ParamTable
 
 __all__ = ["LiteLLMLMInvoker"]
 
+#: LiteLLM reads OpenAI's content parts and translates them for the provider it routes to
+_LITELLM_FILES = ChatFiles("LiteLLM")
 _FINISH = {"function_call": "tool_calls", "end_turn": "stop", "max_tokens": "length"}
 
 
@@ -96,7 +98,7 @@ class LiteLLMLMInvoker(BaseLMInvoker):
     def _request(self, messages: list[Message], params: CallParams) -> dict[str, Any]:
         req: dict[str, Any] = {
             "model": self.model_name,
-            "messages": to_chat_messages(messages),
+            "messages": to_chat_messages(messages, _LITELLM_FILES),
             "stream": True,
             "stream_options": {"include_usage": True},
             "num_retries": 0,

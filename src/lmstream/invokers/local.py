@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Unpack
 from ..errors import ConfigurationError, ContextOverflowError, LMTimeoutError
 from ..prompt import Message
 from ..types import Attachment, ToolCall, ToolResult
+from ._files import refuse, text_of
 from ._llama.sampling import DEFAULT_REPEAT_PENALTY
 from .base import BaseLMInvoker, CallParams, Delta, message_text
 from .options import InvokerOptions
@@ -59,7 +60,9 @@ def _content_text(contents: list[Any]) -> str:
         elif isinstance(c, ToolCall):
             parts.append(f"[called tool {c.name}({c.arguments})]")
         elif isinstance(c, Attachment):
-            raise ConfigurationError("the local model accepts text only; remove the attachment")
+            if c.kind != "text" or c.url is not None:
+                raise refuse("the embedded model (SmolLM2, text only)", c, "It reads text files only")
+            parts.append(text_of(c) + "\n")
     return "".join(parts)
 
 

@@ -8,15 +8,16 @@ benchmarks/). Request shapes and error bodies follow the OpenAI API reference.
 
 from __future__ import annotations
 
-import base64
 import os
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any, ClassVar, Unpack
 
 from .. import _json
 from ..errors import ConfigurationError, ProviderError
 from ..prompt import Message
 from ..types import Attachment, ToolCall, ToolResult
+from ._files import refuse, text_of
 from ._http import (
     ClientCache,
     error_from_status,
@@ -30,19 +31,48 @@ from .base import BaseLMInvoker, CallParams, FinishDelta, ThinkingDelta, ToolCal
 from .options import InvokerOptions
 from .params import BOOL, DICT, INT, NUMBER, STRING, STRING_OR_DICT, Check, ParamTable, one_of
 
-__all__ = ["OpenAIChatCompletionsLMInvoker", "OpenAICompatibleLMInvoker", "to_chat_messages"]
+__all__ = ["ChatFiles", "OpenAIChatCompletionsLMInvoker", "OpenAICompatibleLMInvoker", "chat_part", "to_chat_messages"]
 
 _FINISH = {"function_call": "tool_calls"}
 
 
-def _image_part(a: Attachment) -> dict[str, Any]:
-    if not a.mime_type.startswith("image/"):
-        raise ConfigurationError(f"Chat Completions accepts image attachments only, got {a.mime_type}")
-    url = f"data:{a.mime_type};base64,{base64.b64encode(a.data).decode()}"
-    return {"type": "image_url", "image_url": {"url": url}}
+@dataclass(frozen=True, slots=True)
+class ChatFiles:
+    """What one Chat Completions server takes: the kinds of attachment, and which of them as a
+    URL the server fetches itself (the rest must come as bytes)."""
+
+    api: str = "OpenAI Chat Completions"
+    kinds: tuple[str, ...] = ("image", "pdf", "audio", "text")
+    url_kinds: tuple[str, ...] = ("image",)
+    #: image types the server reads (xAI: jpeg and png only)
+    image_types: tuple[str, ...] = ("image/png", "image/jpeg", "image/gif", "image/webp")
 
 
-def to_chat_messages(messages: list[Message]) -> list[dict[str, Any]]:
+OPENAI_FILES = ChatFiles()
+
+
+def chat_part(a: Attachment, files: ChatFiles = OPENAI_FILES) -> dict[str, Any]:
+    """One attachment as the Chat Completions content part OpenAI documents for its kind:
+    `image_url` (a data: URL or the URL itself), `input_audio` (base64, wav/mp3), `file` (a PDF
+    as a data: URL in `file_data`); a text file as a `text` part (Chat's `file` takes PDF only)."""
+    kind = a.kind
+    if kind not in files.kinds or (kind == "image" and a.mime_type not in files.image_types):
+        raise refuse(files.api, a)
+    if a.url is not None and kind not in files.url_kinds:
+        raise refuse(files.api, a)
+    if kind == "image":
+        return {"type": "image_url", "image_url": {"url": a.data_url()}}
+    if kind == "audio":
+        return {"type": "input_audio", "input_audio": {"data": a.base64(), "format": _AUDIO_FORMAT[a.mime_type]}}
+    if kind == "pdf":
+        return {"type": "file", "file": {"filename": a.filename or "document.pdf", "file_data": a.data_url()}}
+    return {"type": "text", "text": text_of(a)}
+
+
+_AUDIO_FORMAT = {"audio/wav": "wav", "audio/mpeg": "mp3"}
+
+
+def to_chat_messages(messages: list[Message], files: ChatFiles = OPENAI_FILES) -> list[dict[str, Any]]:
     """lmstream messages -> Chat Completions `messages` (tool results become `tool` messages)."""
     out: list[dict[str, Any]] = []
     for m in messages:
@@ -50,16 +80,18 @@ def to_chat_messages(messages: list[Message]) -> list[dict[str, Any]]:
             for r in m.tool_results:
                 out.append({"role": "tool", "tool_call_id": r.id, "content": r.output})
             continue
-        texts = [c for c in m.contents if isinstance(c, str)]
-        attachments = [c for c in m.contents if isinstance(c, Attachment)]
         calls = [c for c in m.contents if isinstance(c, ToolCall)]
         msg: dict[str, Any] = {"role": m.role}
-        if attachments:
-            msg["content"] = [{"type": "text", "text": t} for t in texts] + [_image_part(a) for a in attachments]
+        if any(isinstance(c, Attachment) for c in m.contents):
+            msg["content"] = [
+                {"type": "text", "text": c} if isinstance(c, str) else chat_part(c, files)
+                for c in m.contents
+                if isinstance(c, (str, Attachment)) and c != ""
+            ]
         else:
             # "" rather than null beside tool calls: OpenAI takes both, llama_cpp.server's schema
             # refuses null with a 500 (and vLLM/Ollama take "")
-            msg["content"] = "".join(texts)
+            msg["content"] = "".join(c for c in m.contents if isinstance(c, str))
         if calls:
             msg["tool_calls"] = [
                 {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": _json.dumps(c.arguments)}}
@@ -81,6 +113,8 @@ class OpenAIChatCompletionsLMInvoker(BaseLMInvoker):
     #: environment variable that overrides `default_base_url` (None: only `base_url=` does)
     base_url_env: ClassVar[str | None] = "OPENAI_BASE_URL"
     max_tokens_field: ClassVar[str] = "max_completion_tokens"
+    #: the attachments this server takes (kinds, and which of them as URLs)
+    files: ClassVar[ChatFiles] = OPENAI_FILES
     extra_params: ClassVar[ParamTable] = {
         "frequency_penalty": NUMBER,
         "presence_penalty": NUMBER,
@@ -139,7 +173,7 @@ class OpenAIChatCompletionsLMInvoker(BaseLMInvoker):
     def _body(self, messages: list[Message], params: CallParams) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.model_name,
-            "messages": to_chat_messages(messages),
+            "messages": to_chat_messages(messages, self.files),
             "stream": True,
             "stream_options": {"include_usage": True},
         }

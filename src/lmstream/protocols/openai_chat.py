@@ -24,7 +24,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ConfigurationError
+from ..errors import AttachmentError, ConfigurationError
 from ..events import EventType
 from ..processor import LMRequestProcessor
 from ..prompt import Content, Message
@@ -185,7 +185,10 @@ def data_url_attachment(url: str, where: str, filename: str | None = None) -> At
         data = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
         raise _bad(where, "invalid base64") from None
-    return Attachment(data, media or "application/octet-stream", filename)
+    try:
+        return Attachment(data, media, filename)
+    except AttachmentError as exc:  # the bytes are no type lmstream carries, whatever the label
+        raise OpenAIError(f"{where}: {exc}", status=415, param=where, code="unsupported_file_type") from None
 
 
 def _arguments(raw: Any, where: str) -> dict[str, Any]:
@@ -377,20 +380,22 @@ def openai_usage(usage: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-def extension(meta: dict[str, Any]) -> dict[str, Any]:
+def extension(meta: dict[str, Any], value: Any = None) -> dict[str, Any]:
     """The `lmstream` field of the final chunk: cost (USD, null when unknown), cache status (null
-    without a cache), timings and the attempts a fallback made."""
+    without a response cache), timings, and the attempts a fallback chain made. `meta` is the
+    `done` event's metadata, `value` its value (where `cache` and `attempts` travel)."""
     usage = meta.get("usage") or {}
     cost = usage.get("cost")
     total = cost.get("total") if isinstance(cost, dict) else cost
+    extra = value if isinstance(value, dict) else {}
     out: dict[str, Any] = {
         "cost": total,
-        "cache": meta.get("cache"),
+        "cache": extra.get("cache"),
         "duration": meta.get("duration"),
         "time_to_first_token": meta.get("time_to_first_token"),
     }
-    if meta.get("attempts") is not None:
-        out["attempts"] = meta["attempts"]
+    if extra.get("attempts") is not None:
+        out["attempts"] = extra["attempts"]
     return out
 
 
@@ -405,6 +410,18 @@ def failure(meta: dict[str, Any]) -> tuple[str, str, str | None]:
     if kind == "CancelledError":
         return "the answer was cancelled", "server_error", "cancelled"
     return f"the answer failed ({kind}); the server log has the details", "server_error", "upstream_error"
+
+
+def restart_failure(value: dict[str, Any]) -> tuple[str, str, str]:
+    """(message, type, code) for a fallback that restarted the answer (a `reset` that discards
+    text): an OpenAI stream cannot take back what it sent, so the stream ends as failed rather
+    than hand the client the partial answer and the new one run together."""
+    return (
+        f"{value.get('from')} failed mid-answer and {value.get('to')} restarted it; an OpenAI stream cannot take "
+        "back the partial answer (serve with --on-midstream-failure continue to have the fallback continue it)",
+        "server_error",
+        "fallback_restarted",
+    )
 
 
 def completion_id() -> str:
@@ -489,11 +506,13 @@ class ChatCompletionChunks:
             out = [last]
             if self._include_usage:
                 out.append({**self._base, "choices": [], "usage": openai_usage(meta.get("usage"))})
-            out[-1]["lmstream"] = extension(meta)
+            out[-1]["lmstream"] = extension(meta, value)
             return out
         if type_ == EventType.ERROR:
             return [self.error(*failure(meta))]
-        return []
+        if type_ == EventType.RESET and value.get("discarded"):
+            return [self.error(*restart_failure(value))]
+        return []  # a reset that discards nothing: the fallback continues the same text
 
     def error(self, message: str, type_: str = "server_error", code: str | None = None) -> Chunk:
         """The chunk that ends a failed stream (the SDKs raise it as an `APIError`)."""
@@ -513,10 +532,15 @@ class ChatCompletionResult:
     reasoning: list[str] = field(default_factory=list)
     calls: list[dict[str, Any]] = field(default_factory=list)
     done: dict[str, Any] | None = None
+    done_value: Any = None
 
     def feed(self, type_: str, value: Any, meta: dict[str, Any]) -> None:
         if type_ == EventType.RESPONSE:
             self.text.append(value)
+        elif type_ == EventType.RESET and value.get("discarded"):  # a fallback restarted: the partial is void
+            kept = "".join(self.text)
+            self.text = [kept[: max(0, len(kept) - int(value["discarded"]))]]
+            self.calls = []
         elif type_ == EventType.THINKING:
             self.reasoning.append(value)
         elif type_ == EventType.TOOL_CALL and self.client_tools:
@@ -528,7 +552,7 @@ class ChatCompletionResult:
                 }
             )
         elif type_ == EventType.DONE:
-            self.done = meta
+            self.done, self.done_value = meta, value
 
     def body(self) -> dict[str, Any]:
         meta = self.done or {}
@@ -554,7 +578,7 @@ class ChatCompletionResult:
                 }
             ],
             "usage": openai_usage(meta.get("usage")),
-            "lmstream": extension(meta),
+            "lmstream": extension(meta, self.done_value),
         }
 
 
@@ -610,8 +634,8 @@ def processor_for(
     request's tools). Raises `OpenAIError` when the model cannot take them."""
     if not tools and schema is None and processor.output_parser is None:
         return processor
-    run = copy.copy(processor)  # the same invoker, builder and budget; its own tools and schema
-    run.output_parser, run.cache = None, None
+    run = copy.copy(processor)  # the same invoker, builder, budget and cache; its own tools and schema
+    run.output_parser = None
     try:
         if tools:
             run.set_tools(tools)
@@ -623,11 +647,6 @@ def processor_for(
 
 
 async def release(processor: LMRequestProcessor[Any], shared: LMRequestProcessor[Any]) -> None:
-    """Close what a per-request copy opened for itself (an SDK client made on first use);
-    never what it shares with the server's invoker."""
-    if processor is shared:
-        return
-    own, base = processor.lm_invoker, shared.lm_invoker
-    client = own.__dict__.get("_client")
-    if client is not None and client is not base.__dict__.get("_client"):
-        await own.aclose()
+    """Nothing to close: a per-request processor shares the server's invoker, its clients and
+    connection pool (the call carries the request's tools, not a copy of the invoker)."""
+    return None

@@ -57,7 +57,17 @@ class UIStreamMapper:
     After a terminal chunk (`finish`, `error`, `abort`) `closed` is true and `feed` returns [].
     """
 
-    __slots__ = ("_announced", "_call_of_block", "_reasoning", "_saw_result", "_step", "_text", "closed", "message_id")
+    __slots__ = (
+        "_announced",
+        "_call_of_block",
+        "_reasoning",
+        "_resets",
+        "_saw_result",
+        "_step",
+        "_text",
+        "closed",
+        "message_id",
+    )
 
     def __init__(self, message_id: str | None = None, *, step: Any = None, announced: tuple[str, ...] = ()) -> None:
         """`step` and `announced` continue a message the client already has (after a tool
@@ -69,6 +79,7 @@ class UIStreamMapper:
         self._announced: set[str] = set(announced)  # tool calls whose tool-input-start went out
         self._call_of_block: dict[Any, str] = {}  # block_id -> tool call id (deltas carry only the block)
         self._saw_result = False  # fallback step detection when events carry no "step"
+        self._resets = 0  # data-reset parts sent (each gets its own id, so the client keeps each)
         self.closed = False
 
     def start(self, metadata: dict[str, Any] | None = None) -> Chunk:
@@ -200,12 +211,17 @@ class UIStreamMapper:
         if type_ == EventType.DATA:
             out.append({"type": "data-object", "id": str(meta.get("block_id") or "object"), "data": value})
             return out
+        if type_ == EventType.RESET:
+            return self._reset(value)
         if type_ == EventType.USAGE:
             out.append({"type": "data-usage", "id": "usage", "data": value})
             return out
         if type_ == EventType.DONE:
             self._close_parts(out)
-            out.append({"type": "data-usage", "id": "usage", "data": _done_usage(meta)})
+            usage = _done_usage(meta)
+            if isinstance(value, dict) and value.get("cache") is not None:
+                usage["cache"] = value["cache"]  # the page marks an answer the response cache served
+            out.append({"type": "data-usage", "id": "usage", "data": usage})
             self._end_step(out)
             out.append({"type": "finish", "finishReason": map_finish_reason(meta.get("finish_reason"))})
             self.closed = True
@@ -218,6 +234,17 @@ class UIStreamMapper:
         # Any other kind (status, activity, reference, code, a user's own type) goes to the
         # client's onData without being stored: an unknown chunk type would abort the message.
         out.append({"type": f"data-{type_}", "data": value, "transient": True})
+        return out
+
+    def _reset(self, value: dict[str, Any]) -> list[Chunk]:
+        """A fallback model took over. A restart (`discarded` > 0) closes the partial's parts, so
+        the new answer is a new text part and a client drops the old one on `data-reset`; a
+        continuation keeps the text part open and only says who goes on."""
+        out: list[Chunk] = []
+        if value.get("discarded"):
+            self._close_parts(out)
+        self._resets += 1
+        out.append({"type": "data-reset", "id": f"reset-{self._resets}", "data": value})
         return out
 
     def _announce(self, value: dict[str, Any], out: list[Chunk]) -> None:

@@ -4,6 +4,11 @@ Every key of a chat is ``{prefix}:<family>:{chat_id}``: the family (``chat``, ``
 comes before the client-chosen id, so no id can name a key of another family, another chat's
 key, or one of lmstream's own (the job queue is ``{prefix}:q:jobs``). Pub/sub channels live
 apart from keys in Redis, so ``{prefix}:stop`` and ``{prefix}:notify`` cannot collide with them.
+
+The response cache (`lmstream.cache.redis_store`, below this transport) keeps its keys beside
+these, in the family ``cache``: ``{prefix}:cache:entry:{sha256 of the request}`` (a finished
+answer, with its TTL), ``{prefix}:cache:lease:{sha256}`` (the run generating it now) and
+``{prefix}:cache:run:{run id}`` (that run's events, a stream other nodes read).
 """
 
 from __future__ import annotations

@@ -62,16 +62,19 @@ OPENAI_SDK_HEADERS = (
 def _default_idle_timeout(processor: LMRequestProcessor[Any], idle_timeout: float | None) -> None:
     """Give the processor's invoker an idle timeout when it has none: a stalled upstream then
     ends its answer with an error (and frees its slot) instead of holding it forever."""
-    invoker = processor.lm_invoker
-    config = getattr(invoker, "retry_config", None)
-    if idle_timeout is not None and isinstance(config, RetryConfig) and config.idle_timeout is None:
-        invoker.retry_config = dataclasses.replace(config, idle_timeout=idle_timeout)
+    pending: list[Any] = [processor.lm_invoker]
+    while pending:  # a fallback chain's or a pool's members too: each streams on its own
+        invoker = pending.pop()
+        pending.extend(getattr(invoker, "members", ()))
+        config = getattr(invoker, "retry_config", None)
+        if idle_timeout is not None and isinstance(config, RetryConfig) and config.idle_timeout is None:
+            invoker.retry_config = dataclasses.replace(config, idle_timeout=idle_timeout)
 
 
 def create_app(
     processor: LMRequestProcessor[Any],
     *,
-    api_key: str | None = None,
+    api_key: str | Sequence[str] | None = None,
     cors_origins: Sequence[str] = (),
     heartbeat: float = 15.0,
     max_body_bytes: int = 1_048_576,
@@ -90,7 +93,8 @@ def create_app(
 ) -> Starlette:
     """An ASGI app serving `processor`.
 
-    `api_key` requires `Authorization: Bearer <key>` on every route but `/healthz` and the page;
+    `api_key` requires `Authorization: Bearer <key>` on every route but `/healthz` and the page
+    (several keys: each is a tenant, whose answers the processor's response cache keeps apart);
     `registry` replaces the in-memory chat registry (stop and resume across processes);
     `allowed_hosts` are the Host names served besides the loopback ones ("*": any);
     `cors_origins` the other sites whose pages may call the API; `max_tokens` the most a client

@@ -299,4 +299,10 @@ class ChatServer:
         engine = self.processor.lm_invoker.engine_stats()  # the embedded model's sequences and queue
         if engine is not None:
             body["engine"] = engine
+        cache = self.processor.cache
+        if cache is not None:  # hits, misses, joins and the bytes held (never the store's address)
+            body["cache"] = await cache.stats()
+        cooling = self.processor.lm_invoker.cooling()  # a pool's deployments that failed and wait
+        if cooling:
+            body["cooling"] = cooling
         return JSONResponse(body)
