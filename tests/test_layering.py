@@ -19,7 +19,20 @@ ROOT = Path(lmstream.__file__).parent
 #: Layers, lowest first: a module may import its own layer and the layers below, never above.
 LAYERS: list[tuple[str, ...]] = [
     # data and pure helpers: no I/O, no events
-    ("_json", "_version", "_mime", "types", "errors", "retry", "structured", "prompt", "parsers", "cost", "budget"),
+    (
+        "_json",
+        "_redact",
+        "_version",
+        "_mime",
+        "types",
+        "errors",
+        "retry",
+        "structured",
+        "prompt",
+        "parsers",
+        "cost",
+        "budget",
+    ),
     ("_tool_schema",),  # a tool's parameter schemas, read from its signature
     # tracing, the side room: reads the data types, imports nothing else of lmstream
     ("otel", "_otel_spans", "_otel_content"),

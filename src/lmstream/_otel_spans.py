@@ -18,6 +18,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from ._otel_content import input_messages, output_messages, provider_name, server_of, tool_definitions
+from ._redact import redact
 from .errors import LMStreamError, OutputParserError, StreamInterruptedError
 
 __all__ = ["ModelCall", "OpenSpan", "Unobserved"]
@@ -52,8 +53,10 @@ def _fail(span: Any, exc: BaseException, content: bool) -> str:
         span.set_status(Status(StatusCode.ERROR, "cancelled"))
         return etype
     if content or (isinstance(exc, LMStreamError) and not isinstance(exc, OutputParserError)):
-        span.set_status(Status(StatusCode.ERROR, str(exc) or etype))
-        span.record_exception(exc)
+        text = redact(str(exc))  # an upstream's text may echo its key: spans leave the process
+        span.set_status(Status(StatusCode.ERROR, text or etype))
+        frames = "".join(traceback.format_tb(exc.__traceback__))  # the trace, its last line redacted
+        span.record_exception(exc, {"exception.message": text, "exception.stacktrace": f"{frames}{etype}: {text}"})
     else:
         span.set_status(Status(StatusCode.ERROR, etype))
         trace_only = "".join(traceback.format_tb(exc.__traceback__))
