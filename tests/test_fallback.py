@@ -492,3 +492,22 @@ def test_a_chain_on_the_sync_api():
             kinds = [e.type for e in stream]
         assert kinds[-1] == "done" and "error" not in kinds
         assert stream.result().text == "".join(ANSWER)
+
+
+async def test_a_batch_with_a_budget_runs_through_a_chain_of_priced_models():
+    async with WireServer(repeat_last=True) as primary, WireServer(repeat_last=True) as fb:
+        primary.enqueue(Script(status=503, body=fx.openai_error_for(503)))
+        fb.enqueue(Script(chunks=fx.openai_chat_text(ANSWER, usage=fx.openai_chat_usage(11, 4))))
+        no_retry = RetryConfig(max_retries=0)
+        a = build_lm_invoker(
+            "openai-chat/gpt-4o-mini",
+            credentials="sk-t",
+            config={"base_url": primary.base_url + "/v1"},
+            retry_config=no_retry,
+        )
+        b = build_lm_invoker("openai-chat/gpt-4o-mini", credentials="sk-t", config={"base_url": fb.base_url + "/v1"})
+        lmrp = LMRequestProcessor(PromptBuilder(user_template="{q}"), FallbackLMInvoker([a, b]))
+        budget = Budget(1.0)
+        results = await lmrp.batch([{"prompt_kwargs": {"q": "hi"}}] * 2, budget=budget)
+    assert [r.text for r in results] == ["".join(ANSWER)] * 2
+    assert budget.spent > 0

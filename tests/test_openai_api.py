@@ -498,3 +498,15 @@ def test_lmstream_serve_flags_name_the_served_models_and_allow_client_tools(wire
         for p in procs:
             p.terminate()
             p.wait(10)
+
+
+def test_client_tools_never_reach_the_members_of_a_fallback_chain(wire):
+    from lmstream import FallbackLMInvoker, LMRequestProcessor, PromptBuilder
+    from lmstream.testing import ScriptedLMInvoker
+
+    first, second = ScriptedLMInvoker(["a"]), ScriptedLMInvoker(["b"])
+    proc = LMRequestProcessor(PromptBuilder(), FallbackLMInvoker([first, second]))
+    with ServedApp(proc, allow_client_tools=True) as app, client(app) as c:
+        out = c.chat.completions.create(model=proc.lm_invoker.model_id, messages=HI, tools=[WEATHER])
+        assert out.choices[0].message.content == "a"
+    assert first.tools == [] and second.tools == [] and proc.lm_invoker.tools == []

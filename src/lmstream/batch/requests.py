@@ -66,6 +66,10 @@ class BatchRequest:
             v = obj.get(key)
             if v is not None and not isinstance(v, kind):
                 raise ValueError(f"{key} must be a JSON {'object' if kind is dict else 'list'}")
+        try:  # what is read must be writable back: orjson reads 1,024 levels deep but writes 254
+            _json.dumpb({k: v for k, v in obj.items() if k != "files"})
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"cannot be written back as JSON (nested too deeply?): {exc}") from None
         files = _files(obj.get("files"), base)
         return cls(
             str(rid), prompt, kwargs, obj.get("history"), obj.get("hyperparameters"), obj.get("metadata"), files
