@@ -337,3 +337,43 @@ def test_a_fallback_base_url_without_its_model_is_refused():
     )
     with pytest.raises(ConfigurationError, match="--fallback"):
         build_invoker(args)
+
+
+def _openai_chain(primary: WireServer, fallback: WireServer, policy: str) -> Any:
+    from lmstream import LMRequestProcessor, PromptBuilder, build_lm_invoker
+
+    inv = build_lm_invoker(
+        "openai-compatible/primary",
+        config={"base_url": f"{primary.base_url}/v1"},
+        fallbacks=[build_lm_invoker("openai-compatible/fallback", config={"base_url": f"{fallback.base_url}/v1"})],
+        on_midstream_failure=policy,
+    )
+    return LMRequestProcessor(PromptBuilder(), inv)
+
+
+def _sse_json(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: {")]
+
+
+@pytest.mark.parametrize("policy", ["restart", "continue"])
+def test_the_openai_compatible_api_never_runs_a_partial_and_a_restart_together(upstreams, policy):
+    """An OpenAI stream cannot take text back: a restart ends it as failed (naming the flag that
+    avoids it), a continuation streams on seamlessly; a non-streamed answer is the answer alone."""
+    from tests.serve_helpers import ServedApp
+
+    primary, fallback = upstreams
+    with ServedApp(_openai_chain(primary, fallback, policy)) as app:
+        body = {"model": "openai-compatible/primary", "messages": [{"role": "user", "content": "Tell me a story"}]}
+        streamed = httpx.post(app.url + "/v1/chat/completions", json={**body, "stream": True}, timeout=30)
+        whole = httpx.post(app.url + "/v1/chat/completions", json=body, timeout=30).json()
+    chunks = _sse_json(streamed.text)
+    said = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c.get("choices"))
+    if policy == "restart":
+        assert said == "".join(PRIMARY[:3])  # what had streamed, then the failure
+        assert "error" in chunks[-1] and "--on-midstream-failure continue" in chunks[-1]["error"]["message"]
+        assert "[DONE]" not in streamed.text
+        assert whole["choices"][0]["message"]["content"] == "".join(ANSWER)
+    else:
+        assert said == "".join(PRIMARY[:3]) + "".join(ANSWER)  # partial, then the continuation
+        assert chunks[-1]["choices"][0]["finish_reason"] == "stop" and "data: [DONE]" in streamed.text
+        assert whole["choices"][0]["message"]["content"] == "".join(PRIMARY[:3]) + "".join(ANSWER)

@@ -217,7 +217,34 @@ def test_upstream_failure_before_any_token_not_streaming_is_an_http_error(wire):
     assert e.value.response.headers["retry-after"] == "1"
 
 
+def test_a_stream_that_fails_before_its_first_token_is_an_http_status_the_sdk_maps(wire):
+    slow = {"error": {"message": "slow down", "type": "rate_limit"}}
+    wire.enqueue(Script(status=429, body=slow, headers={"retry-after": "0"}))
+    wire.enqueue(Script(status=500, body={"error": {"message": "boom at http://10.1.2.3", "type": "server_error"}}))
+    proc = wire_processor(wire, retry_config=RetryConfig(max_retries=0))
+    with ServedApp(proc) as app, client(app) as c:
+        with pytest.raises(openai.RateLimitError) as e429:
+            list(c.chat.completions.create(model=MODEL, messages=HI, stream=True))
+        with pytest.raises(openai.InternalServerError) as e5xx:
+            list(c.responses.create(model=MODEL, input="Hi", stream=True))
+        assert app.idle()
+    assert e429.value.response.headers["retry-after"] == "1"
+    assert e5xx.value.status_code == 502 and "10.1.2.3" not in e5xx.value.message
+
+
 # --------------------------------------------------------------------------- disconnect
+
+
+def test_client_leaving_a_stream_before_its_first_token_closes_the_upstream_within_1s(wire):
+    wire.enqueue(Script(chunks=fx.openai_chat_text(WORDS), delay_first=10))
+    with ServedApp(wire_processor(wire)) as app:
+        c = openai.OpenAI(base_url=f"{app.url}/v1", api_key="none", max_retries=0, timeout=1.0)
+        with c, pytest.raises(openai.APITimeoutError):
+            list(c.chat.completions.create(model=MODEL, messages=HI, stream=True))
+        t0 = time.monotonic()
+        assert wire.wait_for_sync(lambda s: s.requests[0].disconnected, 1.0), "upstream still open after 1 s"
+        assert time.monotonic() - t0 < 1.0
+        assert app.idle()
 
 
 def test_client_leaving_mid_stream_closes_the_upstream_within_1s(wire):
@@ -471,3 +498,37 @@ def test_lmstream_serve_flags_name_the_served_models_and_allow_client_tools(wire
         for p in procs:
             p.terminate()
             p.wait(10)
+
+
+def test_client_tools_never_reach_the_members_of_a_fallback_chain(wire):
+    from lmstream import FallbackLMInvoker, LMRequestProcessor, PromptBuilder
+    from lmstream.testing import ScriptedLMInvoker
+
+    first, second = ScriptedLMInvoker(["a"]), ScriptedLMInvoker(["b"])
+    proc = LMRequestProcessor(PromptBuilder(), FallbackLMInvoker([first, second]))
+    with ServedApp(proc, allow_client_tools=True) as app, client(app) as c:
+        out = c.chat.completions.create(model=proc.lm_invoker.model_id, messages=HI, tools=[WEATHER])
+        assert out.choices[0].message.content == "a"
+    assert first.tools == [] and second.tools == [] and proc.lm_invoker.tools == []
+
+
+def test_a_browser_page_on_an_allowed_origin_passes_the_openai_js_sdks_preflight(wire):
+    sdk_headers = "authorization,content-type,x-stainless-os,x-stainless-lang,x-stainless-retry-count"
+    with ServedApp(wire_processor(wire), cors_origins=["http://localhost:3000"]) as app, httpx.Client() as h:
+        ok = h.options(
+            f"{app.url}/v1/chat/completions",
+            headers={
+                "origin": "http://localhost:3000",
+                "access-control-request-method": "POST",
+                "access-control-request-headers": sdk_headers,
+            },
+        )
+        foreign = h.post(
+            f"{app.url}/v1/chat/completions",
+            json={"model": MODEL, "messages": HI},
+            headers={"origin": "http://evil.test"},
+        )
+    assert ok.status_code == 200, ok.text
+    assert ok.headers["access-control-allow-origin"] == "http://localhost:3000"
+    assert foreign.status_code == 403 and foreign.json()["error"]["type"] == "permission_error"
+    assert wire.requests == []

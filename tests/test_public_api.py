@@ -56,6 +56,7 @@ PUBLIC = {
     # errors
     "LMStreamError",
     "ConfigurationError",
+    "AttachmentError",
     "PromptError",
     "ProviderError",
     "RateLimitError",

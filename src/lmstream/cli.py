@@ -13,11 +13,12 @@ from typing import Any, TextIO
 from . import _json
 from ._cli_hints import cli_message
 from ._cli_options import JSON_OBJECT_SCHEMA, ModelOption, add_options, build_invoker, literal_template
-from .errors import ConfigurationError, LMStreamError, OutputParserError, PromptError
+from .errors import AttachmentError, ConfigurationError, LMStreamError, OutputParserError, PromptError
 from .events import EventEmitter, EventType, StreamEventHandler
 from .parsers import JSONOutputParser
 from .processor import LMRequestProcessor
 from .prompt import PromptBuilder
+from .types import Attachment
 
 #: this command's own options, after the shared model options
 ANSWER_OPTIONS: tuple[ModelOption, ...] = (
@@ -59,6 +60,15 @@ def _parser() -> argparse.ArgumentParser:
         "stderr (the default when stderr is a terminal)",
     )
     p.add_argument("--events", action="store_true", help="print every event as one JSON line (value, level, type, ...)")
+    p.add_argument(
+        "--file",
+        action="append",
+        dest="files",
+        metavar="PATH",
+        default=[],
+        help="attach a file (png, jpeg, gif, webp, pdf, wav, mp3, plain text; the type is read from its "
+        "bytes); repeatable. The embedded model reads text only: use a model that takes the file's kind",
+    )
     p.add_argument(
         "--json",
         action="store_true",
@@ -120,7 +130,21 @@ class _Lines:
         self.open.clear()
 
 
+def _attachments(paths: list[str]) -> list[Attachment]:
+    """`--file` paths read and type-checked before any model is loaded."""
+    out = []
+    for path in paths:
+        try:
+            out.append(Attachment.from_path(path))
+        except OSError as exc:
+            raise ConfigurationError(f"--file {path}: {exc.strerror or exc}") from exc
+        except AttachmentError as exc:
+            raise ConfigurationError(f"--file {path}: {exc}") from exc
+    return out
+
+
 async def _run(args: argparse.Namespace, question: str, lines: _Lines | None = None) -> int:
+    files = _attachments(getattr(args, "files", None) or [])
 
     lines = lines or _Lines()
     invoker = build_invoker(args, ANSWER_OPTIONS)
@@ -137,7 +161,7 @@ async def _run(args: argparse.Namespace, question: str, lines: _Lines | None = N
     )
     handler = StreamEventHandler(serialize=args.events)  # JSON lines with --events, else Event objects
     emitter = EventEmitter([handler])
-    task = asyncio.create_task(lmrp.process(prompt=question, event_emitter=emitter))
+    task = asyncio.create_task(lmrp.process(prompt=question, extra_contents=files or None, event_emitter=emitter))
     text_out = sys.stderr if args.json else sys.stdout
     done: dict[str, Any] | None = None
     try:

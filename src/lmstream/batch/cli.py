@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -146,12 +147,26 @@ def provider_state(output: str) -> Path:
     return out.with_name(out.name + ".provider-batch.json")
 
 
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return os.path.abspath(a) == os.path.abspath(b)
+
+
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     if args.provider_batch and args.budget is not None:
         print("lmstream batch: error: --budget applies to the streamed batch, not --provider-batch", file=sys.stderr)
         return 2
     resume_cmd = "lmstream batch " + shlex.join(argv)
+    if args.input != "-" and _same_file(args.input, args.output):
+        print(
+            f"lmstream batch: error: -o {args.output} is the input file; the results go to another file (nothing "
+            "was changed)",
+            file=sys.stderr,
+        )
+        return 2
     out = OutputFile(args.output)
     try:
         requests = read_requests(args.input)

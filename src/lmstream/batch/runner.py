@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .._redact import redact
 from ..budget import Budget
 from ..engine.request_stream import RequestStream
 from ..errors import BudgetExceededError, ConfigurationError, LMTimeoutError, RateLimitError, StreamInterruptedError
@@ -35,6 +36,12 @@ class Processor(Protocol):
     prompt_builder: PromptBuilder
     lm_invoker: BaseLMInvoker
     output_parser: Any
+
+    @property
+    def tools(self) -> Sequence[Any]: ...
+
+    @property
+    def response_schema(self) -> dict[str, Any] | None: ...
 
     def stream(self, prompt_kwargs: Mapping[str, Any] | None = None, **kwargs: Any) -> RequestStream[Any]: ...
 
@@ -172,7 +179,8 @@ async def run_batch(
     slot = text_key(lmrp.prompt_builder)
     invoker = lmrp.lm_invoker
     if budget is not None:
-        budget.check(invoker.provider, invoker.model_name)  # a price must be known before anything runs
+        for provider, model in invoker.priced_models():  # a price must be known before anything runs
+            budget.check(provider, model)  # (for each model a fallback chain or pool may reach)
     check_hyperparameters(invoker, requests)
 
     def on_retry(exc: BaseException, delay: float) -> None:
@@ -266,6 +274,8 @@ def request_kwargs(req: BatchRequest, slot: str | None) -> dict[str, Any]:
         kw["prompt_kwargs"] = {slot: req.prompt}
     else:
         kw["prompt_kwargs"] = req.prompt_kwargs
+    if req.files:
+        kw["extra_contents"] = [*kw.get("extra_contents", []), *req.files]
     if req.history:
         kw["history"] = req.history
     if req.hyperparameters:
@@ -334,7 +344,7 @@ def _failed(req: BatchRequest, exc: BaseException, duration: float, text: str | 
         text=text,
         usage=usage,
         duration=duration,
-        error={"type": type(exc).__name__, "message": str(exc), "retryable": retryable(exc)},
+        error={"type": type(exc).__name__, "message": redact(str(exc)), "retryable": retryable(exc)},
         metadata=req.metadata,
         cost=cost,
     )

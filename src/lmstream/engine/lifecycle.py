@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Seque
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import _observe
+from .._redact import redact
 from ..errors import ConfigurationError
 from ..events import Event, EventEmitter, EventLevel, EventType, RequestTracker
 from ..types import LMOutput
@@ -200,7 +201,8 @@ async def emit_failure(ctx: RequestContext, exc: BaseException) -> None:
     status = getattr(exc, "status_code", None)
     if status is not None:
         meta["status_code"] = status
-    await ctx.emit(str(exc), EventType.ERROR, EventLevel.ERROR, **meta)
+    # the event leaves the process (SSE, Redis, a file): the upstream's text loses its secrets
+    await ctx.emit(redact(str(exc)), EventType.ERROR, EventLevel.ERROR, **meta)
 
 
 class Carry:

@@ -7,7 +7,6 @@ retries only before the first token.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, ClassVar
 
@@ -15,12 +14,26 @@ from .. import _json
 from ..errors import ConfigurationError, ProviderError
 from ..prompt import Message
 from ..types import Attachment, ToolCall, ToolResult
+from ._files import refuse
 from ._sdk import SDKLMInvoker
 from ._sdk_errors import ErrorTable, openai_table
-from .base import FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
+from .base import CallParams, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
 from .params import BOOL, STRING, STRING_OR_DICT, ParamTable, one_of
 
 __all__ = ["OpenAILMInvoker"]
+
+
+def responses_part(a: Attachment) -> dict[str, Any]:
+    """One attachment as the Responses input part OpenAI documents: `input_image` (a data: URL
+    or the URL itself), `input_file` (a PDF or a text file as `file_data`, or a `file_url`)."""
+    if a.kind == "image":
+        return {"type": "input_image", "image_url": a.data_url(), "detail": "auto"}
+    if a.kind in ("pdf", "text"):
+        name = a.filename or ("document.pdf" if a.kind == "pdf" else "document.txt")
+        if a.url is not None:
+            return {"type": "input_file", "file_url": a.url}
+        return {"type": "input_file", "filename": name, "file_data": a.data_url()}
+    raise refuse("the OpenAI Responses API", a, "For audio use openai-chat/ (Chat Completions' input_audio)")
 
 
 def to_responses_input(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]:
@@ -38,11 +51,7 @@ def to_responses_input(messages: list[Message]) -> tuple[str, list[dict[str, Any
                     kind = "output_text" if m.role == "assistant" else "input_text"
                     parts.append({"type": kind, "text": c})
             elif isinstance(c, Attachment):
-                url = f"data:{c.mime_type};base64,{base64.b64encode(c.data).decode()}"
-                if c.mime_type.startswith("image/"):
-                    parts.append({"type": "input_image", "image_url": url})
-                else:
-                    parts.append({"type": "input_file", "file_data": url, "filename": c.filename or "file"})
+                parts.append(responses_part(c))
         if parts:
             items.append({"role": "assistant" if m.role == "assistant" else "user", "content": parts})
         for c in m.contents:
@@ -79,7 +88,7 @@ class OpenAILMInvoker(SDKLMInvoker):
     def _make_client(self) -> Any:
         return self._sdk().AsyncOpenAI(**self._client_kwargs())
 
-    def _request(self, messages: list[Message], params: dict[str, Any]) -> dict[str, Any]:
+    def _request(self, messages: list[Message], params: CallParams) -> dict[str, Any]:
         instructions, items = to_responses_input(messages)
         req: dict[str, Any] = {"model": self.model_name, "input": items, "stream": True}
         if instructions:
@@ -93,7 +102,7 @@ class OpenAILMInvoker(SDKLMInvoker):
         if effort or summary:
             req["reasoning"] = {k: v for k, v in (("effort", effort), ("summary", summary or "auto")) if v}
         req.update(params)
-        if self.tools:
+        if params.tools:
             req["tools"] = [
                 {
                     "type": "function",
@@ -102,18 +111,18 @@ class OpenAILMInvoker(SDKLMInvoker):
                     "parameters": t.parameters,
                     "strict": False,
                 }
-                for t in self.tools
+                for t in params.tools
             ]
-        if self.response_schema is not None:
+        if params.response_schema is not None:
             req["text"] = {
-                "format": {"type": "json_schema", "name": "response", "schema": self.response_schema, "strict": False}
+                "format": {"type": "json_schema", "name": "response", "schema": params.response_schema, "strict": False}
             }
         return req
 
     def _error_table(self) -> ErrorTable:
         return openai_table(self._sdk())
 
-    async def _open(self, client: Any, messages: list[Message], params: dict[str, Any]) -> Any:
+    async def _open(self, client: Any, messages: list[Message], params: CallParams) -> Any:
         return await client.responses.create(**self._request(messages, params))
 
     async def _translate(self, events: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:

@@ -53,6 +53,8 @@ def make_position(entry_id: str, index: int) -> str:
 
 
 #: ``<ms>-<seq>:<index>`` in ASCII digits of sane length (not "²", not 4,301 digits)
+#: each half of a Redis stream entry id is an unsigned 64-bit number
+_MAX_ID_PART = 2**64 - 1
 _POSITION = re.compile(r"([0-9]{1,20}-[0-9]{1,20}):([0-9]{1,9})")
 
 
@@ -61,6 +63,9 @@ def parse_position(position: str) -> tuple[str, int]:
     m = _POSITION.fullmatch(position.strip())
     if m is None:
         raise StreamGoneError(f"not a stream position: {position[:40]!r} (expected '<ms>-<seq>:<index>')")
+    ms, _, seq = m[1].partition("-")
+    if int(ms) > _MAX_ID_PART or int(seq) > _MAX_ID_PART:  # Redis would refuse the id (not a 503: a 410)
+        raise StreamGoneError(f"not a stream position: {position[:40]!r} (its entry id is out of range)")
     return m[1], int(m[2])
 
 

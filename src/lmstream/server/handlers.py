@@ -52,10 +52,15 @@ class _UnloggedLog(ChatLog):
         return None
 
 
+#: what a client is told when the chat store fails: never its address, nor Redis's own words
+STORE_UNAVAILABLE = "the server's chat store is unavailable right now; retry shortly (the server log has the details)"
+
+
 def _unavailable(exc: Exception) -> Response:
-    """503 when the registry's store refuses (Redis down, out of memory): the client may retry."""
+    """503 when the registry's store refuses (Redis down, out of memory): the client may retry.
+    The log gets the failure (it names the store's address); the client only that it failed."""
     logger.warning("lmstream: the chat registry failed: %s", public_error_text(exc))
-    return error_response(503, public_error_text(str(exc)), "service_unavailable", {"retry-after": "1"})
+    return error_response(503, STORE_UNAVAILABLE, "service_unavailable", {"retry-after": "1"})
 
 
 class ChatServer:
@@ -145,8 +150,10 @@ class ChatServer:
             return error_response(400, "id: must be a string", "invalid_request_error")
         try:
             pending, decisions = await take_decisions(self.approvals, chat_id, cont)
-        except (ApprovalError, LMStreamError) as exc:
-            return error_response(getattr(exc, "status_code", 503), str(exc), "approval_error")
+        except ApprovalError as exc:
+            return error_response(exc.status_code, str(exc), "approval_error")
+        except LMStreamError as exc:  # the store failed (Redis down): never its address to the client
+            return _unavailable(exc)
         step = pending.step
         saving = deferred_to(self.approvals, chat_id, self.approval_ttl, pending.message_id)
         resume = DeferredApproval(saving.save, resume=step, decisions=decisions)
