@@ -11,7 +11,7 @@ from ..types import Attachment, ToolCall, ToolResult
 from ._http import _ssl_context
 from ._sdk import SDKLMInvoker, check_stream_response, split_turns
 from ._sdk_errors import ErrorTable, status_error
-from .base import FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
+from .base import CallParams, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
 from .options import InvokerOptions
 from .params import BOOL, INT, NUMBER, ParamTable
 
@@ -181,7 +181,7 @@ class GoogleLMInvoker(SDKLMInvoker):
             await self._http.aclose()
             self._sync_http.close()
 
-    def _config(self, system: str, params: dict[str, Any]) -> dict[str, Any]:
+    def _config(self, system: str, params: CallParams) -> dict[str, Any]:
         cfg: dict[str, Any] = {}
         if system:
             cfg["system_instruction"] = system
@@ -206,18 +206,18 @@ class GoogleLMInvoker(SDKLMInvoker):
             if budget is not None:
                 tc["thinking_budget"] = budget
             cfg["thinking_config"] = tc
-        if self.tools:
+        if params.tools:
             cfg["tools"] = [
                 {
                     "function_declarations": [
                         {"name": t.name, "description": t.description, "parameters_json_schema": t.parameters}
-                        for t in self.tools
+                        for t in params.tools
                     ]
                 }
             ]
-        if self.response_schema is not None:
+        if params.response_schema is not None:
             cfg["response_mime_type"] = "application/json"
-            cfg["response_json_schema"] = self.response_schema
+            cfg["response_json_schema"] = params.response_schema
         return cfg
 
     def _error_table(self) -> ErrorTable:
@@ -226,7 +226,7 @@ class GoogleLMInvoker(SDKLMInvoker):
         # its transport is lmstream's httpx client (see _make_client), whose errors are mapped too
         return {errors.APIError: status_error}  # .code is the HTTP status; UnknownApiResponseError is a ValueError
 
-    async def _open(self, client: Any, messages: list[Message], params: dict[str, Any]) -> Any:
+    async def _open(self, client: Any, messages: list[Message], params: CallParams) -> Any:
         system, contents = to_gemini(messages)
         return await client.aio.models.generate_content_stream(
             model=self.model_name, contents=contents, config=self._config(system, params)

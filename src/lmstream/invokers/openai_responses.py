@@ -17,7 +17,7 @@ from ..types import Attachment, ToolCall, ToolResult
 from ._files import refuse
 from ._sdk import SDKLMInvoker
 from ._sdk_errors import ErrorTable, openai_table
-from .base import FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
+from .base import CallParams, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
 from .params import BOOL, STRING, STRING_OR_DICT, ParamTable, one_of
 
 __all__ = ["OpenAILMInvoker"]
@@ -88,7 +88,7 @@ class OpenAILMInvoker(SDKLMInvoker):
     def _make_client(self) -> Any:
         return self._sdk().AsyncOpenAI(**self._client_kwargs())
 
-    def _request(self, messages: list[Message], params: dict[str, Any]) -> dict[str, Any]:
+    def _request(self, messages: list[Message], params: CallParams) -> dict[str, Any]:
         instructions, items = to_responses_input(messages)
         req: dict[str, Any] = {"model": self.model_name, "input": items, "stream": True}
         if instructions:
@@ -102,7 +102,7 @@ class OpenAILMInvoker(SDKLMInvoker):
         if effort or summary:
             req["reasoning"] = {k: v for k, v in (("effort", effort), ("summary", summary or "auto")) if v}
         req.update(params)
-        if self.tools:
+        if params.tools:
             req["tools"] = [
                 {
                     "type": "function",
@@ -111,18 +111,18 @@ class OpenAILMInvoker(SDKLMInvoker):
                     "parameters": t.parameters,
                     "strict": False,
                 }
-                for t in self.tools
+                for t in params.tools
             ]
-        if self.response_schema is not None:
+        if params.response_schema is not None:
             req["text"] = {
-                "format": {"type": "json_schema", "name": "response", "schema": self.response_schema, "strict": False}
+                "format": {"type": "json_schema", "name": "response", "schema": params.response_schema, "strict": False}
             }
         return req
 
     def _error_table(self) -> ErrorTable:
         return openai_table(self._sdk())
 
-    async def _open(self, client: Any, messages: list[Message], params: dict[str, Any]) -> Any:
+    async def _open(self, client: Any, messages: list[Message], params: CallParams) -> Any:
         return await client.responses.create(**self._request(messages, params))
 
     async def _translate(self, events: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:
