@@ -5,12 +5,15 @@
 - Every ```python block of docs/*.md and README.md runs on the embedded model
   (`local/smollm2-135m`), all in one process (tests/docs_blocks.py); a block that starts with
   `# not run: <reason>` is compiled only, and must say why.
+- Every file a page names (`tests/test_faults.py`, `server/handlers.py`, ...) exists.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -108,3 +111,25 @@ def test_every_python_block_runs_on_the_embedded_model(tmp_path: Path) -> None:
     assert [r["where"] for r in results] == [b.where for b in sorted(RUNNABLE, key=lambda b: PAGES.index(b.path))]
     failed = [f"{r['where']}:\n{r['error']}" for r in results if not r["ok"]]
     assert not failed, "\n\n".join(failed)
+
+
+# a file named in the docs, e.g. `tests/test_faults.py`, `server/handlers.py`, `lmstream/server/static/vendor/`
+_PATH = re.compile(
+    r"(?<![\w/.])((?:src/|tests/|benchmarks/|examples/|lmstream/|server/|redis/|protocols/|invokers/|engine/|events/|"
+    r"batch/|cache/)[\w./\-\[\]*]*[\w\]/*])"
+)
+
+
+def _exists(path: str) -> bool:
+    roots = [ROOT, ROOT / "src", ROOT / "src" / "lmstream"]
+    return any(p.exists() or glob.glob(str(p)) for p in (root / path for root in roots))
+
+
+def test_the_files_the_docs_name_exist() -> None:
+    """A page that names a file (a test, a benchmark, a module) names one that is there: moving a
+    module without its docs fails here (mkdocs only checks links)."""
+    missing_paths = []
+    for page in PAGES:
+        for span in re.findall(r"`([^`\n]+)`", page.read_text(encoding="utf-8")):
+            missing_paths += [f"{page.name}: {path}" for path in _PATH.findall(span) if not _exists(path)]
+    assert not missing_paths, missing_paths
