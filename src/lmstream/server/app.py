@@ -27,6 +27,7 @@ from starlette.routing import Route
 from ..chat_registry import ChatRegistry
 from ..processor import LMRequestProcessor
 from ..protocols.errors import public_error_text
+from ..protocols.files import BlobStore, FileIntake, FileLimits, MemoryBlobStore
 from ..protocols.policy import ClientPolicy
 from ..protocols.ui_approvals import ApprovalStore
 from ..retry import RetryConfig
@@ -89,6 +90,8 @@ def create_app(
     idle_timeout: float | None = 60.0,
     served_model_names: Sequence[str] = (),
     allow_client_tools: bool = False,
+    file_limits: FileLimits | None = None,
+    blobs: BlobStore | None = None,
     lifespan: Callable[[Starlette], AbstractAsyncContextManager[None]] | None = None,
 ) -> Starlette:
     """An ASGI app serving `processor`.
@@ -102,6 +105,8 @@ def create_app(
     silence before an answer fails, for a processor whose `RetryConfig` sets none;
     `served_model_names` the names OpenAI clients may put in `model` (default: the invoker's model
     id); `allow_client_tools` lets them send `tools` (else 400 naming `--allow-client-tools`);
+    `file_limits` bounds clients' files (413/415 past them) and `blobs` keeps each file once,
+    by hash (default: in memory; `lmstream.redis.RedisBlobStore` beside a Redis registry);
     `lifespan` runs for the app's lifetime, inside the server's own (MCP connections, say)."""
     if not isinstance(processor, LMRequestProcessor):
         raise TypeError("create_app needs an LMRequestProcessor, e.g. build_lm_request_processor('local/smollm2-135m')")
@@ -116,6 +121,7 @@ def create_app(
         read_timeout,
         approvals,
         approval_ttl,
+        FileIntake(blobs if blobs is not None else MemoryBlobStore(), file_limits),
     )
     openai = OpenAIRoutes(server, served_model_names or [processor.lm_invoker.model_id], allow_client_tools)
     routes = [
@@ -123,6 +129,8 @@ def create_app(
         Route("/static/{path:path}", static_file, methods=["GET"]),
         Route("/healthz", server.healthz, methods=["GET"]),
         Route("/api/chat", server.chat, methods=["POST"]),
+        Route("/api/files", server.file_limits, methods=["GET"]),
+        Route("/api/files/{digest}", server.file, methods=["GET"]),
         Route("/api/chat/{chat_id}/stop", server.stop, methods=["POST"]),
         Route("/api/chat/{chat_id}/stream", server.resume, methods=["GET"]),
         Route("/v1/stream", server.stream, methods=["POST"]),
