@@ -64,6 +64,9 @@ def bind(host: str, port: int) -> socket.socket:
     try:
         if os.name != "nt":  # restart at once after a stop (TIME_WAIT), as uvicorn does
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # accepted connections inherit it: a small SSE write goes at once, not after the client's
+        # delayed ACK (~40 ms on every request of a kept-alive connection but its first)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind((host.strip("[]"), port))
         sock.listen(2048)
         sock.set_inheritable(True)
