@@ -66,7 +66,7 @@ def blocks(path: Path) -> list[Block]:
             body.append(lines[i][len(indent) :] if lines[i].startswith(indent) else lines[i].lstrip())
             i += 1
         i += 1  # past the closing fence
-        if lang == "python":
+        if lang in ("python", "py", "python3"):
             found.append(Block(path, start, "\n".join(body) + "\n"))
     return found
 

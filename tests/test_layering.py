@@ -237,3 +237,18 @@ def test_server_and_redis_run_chat_turns_through_protocols() -> None:
     for package in ("server", "redis"):
         users = [m for m, targets in graph().items() if m.split(".")[0] == package and "protocols.chat" in targets]
         assert users, f"lmstream.{package} does not run chat turns through lmstream.protocols.chat"
+
+
+def test_adapters_know_nothing_of_requests_or_events() -> None:
+    """The engine alone runs a model call: an adapter is a stateless leaf that turns messages and
+    a call's parameters into deltas. It imports no request lifecycle, no request stream, no
+    events and no processor (a standalone `invoke()` hands the call to `engine.call`)."""
+    banned = ("engine.lifecycle", "engine.request_stream", "events", "processor")
+    leaks = [
+        f"lmstream.{m} imports lmstream.{t}"
+        for m, targets in graph().items()
+        if m == "invokers" or m.startswith("invokers.")
+        for t in sorted(targets)
+        if any(t == b or t.startswith(b + ".") for b in banned)
+    ]
+    assert not leaks, "\n".join(leaks)

@@ -510,3 +510,25 @@ def test_client_tools_never_reach_the_members_of_a_fallback_chain(wire):
         out = c.chat.completions.create(model=proc.lm_invoker.model_id, messages=HI, tools=[WEATHER])
         assert out.choices[0].message.content == "a"
     assert first.tools == [] and second.tools == [] and proc.lm_invoker.tools == []
+
+
+def test_a_browser_page_on_an_allowed_origin_passes_the_openai_js_sdks_preflight(wire):
+    sdk_headers = "authorization,content-type,x-stainless-os,x-stainless-lang,x-stainless-retry-count"
+    with ServedApp(wire_processor(wire), cors_origins=["http://localhost:3000"]) as app, httpx.Client() as h:
+        ok = h.options(
+            f"{app.url}/v1/chat/completions",
+            headers={
+                "origin": "http://localhost:3000",
+                "access-control-request-method": "POST",
+                "access-control-request-headers": sdk_headers,
+            },
+        )
+        foreign = h.post(
+            f"{app.url}/v1/chat/completions",
+            json={"model": MODEL, "messages": HI},
+            headers={"origin": "http://evil.test"},
+        )
+    assert ok.status_code == 200, ok.text
+    assert ok.headers["access-control-allow-origin"] == "http://localhost:3000"
+    assert foreign.status_code == 403 and foreign.json()["error"]["type"] == "permission_error"
+    assert wire.requests == []

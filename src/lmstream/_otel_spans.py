@@ -160,7 +160,7 @@ class ModelCall:
                 span_attrs[spec[0]] = spec[1](value)
             elif name == "stop":
                 span_attrs["gen_ai.request.stop_sequences"] = [value] if isinstance(value, str) else list(value)
-        if getattr(invoker, "response_schema", None) is not None:
+        if getattr(params, "response_schema", None) is not None:  # the call's (`CallParams`)
             span_attrs["gen_ai.output.type"] = "json"
         if request_id is not None:
             span_attrs["lmstream.request_id"] = request_id
@@ -172,7 +172,7 @@ class ModelCall:
             if system:
                 span_attrs["gen_ai.system_instructions"] = _json.dumps(system)
             span_attrs["gen_ai.input.messages"] = _json.dumps(history)
-            tools = getattr(invoker, "tools", None)
+            tools = getattr(params, "tools", None)  # the tools this call offers (`CallParams`)
             if tools:
                 span_attrs["gen_ai.tool.definitions"] = _json.dumps(tool_definitions(tools))
         kind = SpanKind.INTERNAL if invoker.provider == "local" else SpanKind.CLIENT

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 from .approval import DeferredApproval, resume_tool_step, run_tool_step
 from .budget import Budget, as_budget
 from .cache import ResponseCache, deterministic, request_context, request_key
+from .engine.call import call_model, prepare
 from .engine.lifecycle import RequestContext, run_request
 from .engine.request_stream import RequestStream
 from .errors import ConfigurationError, OutputParserError, PromptError, ToolError
@@ -22,6 +23,7 @@ from .types import LMOutput, TokenUsage
 
 if TYPE_CHECKING:
     from .batch import BatchResult
+    from .tools import Tool
 
 __all__ = ["LMRequestProcessor"]
 
@@ -132,19 +134,45 @@ class LMRequestProcessor(Generic[OutT]):
         self.cache = cache
         self.cache_scope = cache_scope
         self.cache_sampled = cache_sampled
+        self._tools: list[Tool[..., Any]] | None = None  # None: the invoker's own (`tools=` when built)
+        self._schema: tuple[dict[str, Any] | None, Any] | None = None  # (JSON schema, pydantic model)
         if tools:
             self.set_tools(tools)
         if response_schema is not None:
             self.set_response_schema(response_schema)
 
+    @property
+    def tools(self) -> list[Tool[..., Any]]:
+        """The tools this processor's requests offer the model (by default the invoker's own)."""
+        return self.lm_invoker.tools if self._tools is None else self._tools
+
     def set_tools(self, tools: Sequence[Any]) -> None:
-        self.lm_invoker.set_tools(tools)
+        """The tools this processor's requests offer: kept here, sent with each model call, so
+        processors sharing one invoker each offer their own."""
+        from .tools import to_tool
+
+        self.lm_invoker.check_tools(tools)
+        self._tools = [to_tool(t) for t in tools]
 
     def clear_tools(self) -> None:
-        self.lm_invoker.clear_tools()
+        self._tools = []
+
+    @property
+    def response_schema(self) -> dict[str, Any] | None:
+        """The JSON schema answers must match (by default the invoker's own), or None."""
+        return self._schema_parts()[0]
 
     def set_response_schema(self, schema: Any) -> None:
-        self.lm_invoker.set_response_schema(schema)
+        """A pydantic model or a JSON schema the answer must match (None: none), for this
+        processor's requests only."""
+        from .structured import schema_of
+
+        self._schema = schema_of(schema) if schema is not None else (None, None)
+
+    def _schema_parts(self) -> tuple[dict[str, Any] | None, Any]:
+        if self._schema is None:
+            return self.lm_invoker.response_schema, self.lm_invoker._schema_model
+        return self._schema
 
     def process(
         self,
@@ -270,7 +298,7 @@ class LMRequestProcessor(Generic[OutT]):
         invoker = self.lm_invoker
         deferred = req.deferred_approval
         if deferred is not None and deferred.resume is not None:  # finish the saved step first
-            messages = await resume_tool_step(ctx, invoker.tools, deferred)
+            messages = await resume_tool_step(ctx, self.tools, deferred)
         else:
             messages = self._messages(values, req.history, req.extra_contents)
         cache = self._cache_for(req, messages)
@@ -281,12 +309,11 @@ class LMRequestProcessor(Generic[OutT]):
             output = await response_cache.serve(
                 ctx, key, partial(self._generate, req=req, messages=messages), _cacheable
             )
-            if invoker.response_schema is not None and output.structured_output is None and not output.tool_calls:
+            schema, model = self._schema_parts()
+            if schema is not None and output.structured_output is None and not output.tool_calls:
                 from .structured import validate_structured  # a stored entry keeps the text, not the object
 
-                output.structured_output = validate_structured(
-                    output.text, invoker.response_schema, invoker._schema_model
-                )
+                output.structured_output = validate_structured(output.text, schema, model)
         if ctx.first_token_at is not None:
             output.time_to_first_token = ctx.first_token_at - ctx.started
         if self.output_parser is not None:
@@ -303,7 +330,6 @@ class LMRequestProcessor(Generic[OutT]):
 
     async def _generate(self, ctx: RequestContext, req: _Request, messages: list[Message]) -> LMOutput:
         """The model calls of one request (the tool loop), their usage summed."""
-        invoker = self.lm_invoker
         deferred = req.deferred_approval
         max_lm_calls, hyperparameters = req.max_lm_calls, req.hyperparameters
         total: TokenUsage | None = None  # the first call's usage, then the sum
@@ -314,7 +340,7 @@ class LMRequestProcessor(Generic[OutT]):
                 total = replace(output.usage)
             else:
                 total.add(output.usage)
-            if not output.tool_calls or not req.auto_execute_tools or not invoker.tools:
+            if not output.tool_calls or not req.auto_execute_tools or not self.tools:
                 break
             if call == max_lm_calls:
                 raise ToolError(
@@ -323,7 +349,7 @@ class LMRequestProcessor(Generic[OutT]):
                 )
             said: list[Content] = [*output.thinking_blocks, *([output.text] if output.text else []), *output.tool_calls]
             turn = Message("assistant", said)
-            step = (ctx, invoker.tools, output.tool_calls, req.approval_timeout, deferred, [*messages, turn])
+            step = (ctx, self.tools, output.tool_calls, req.approval_timeout, deferred, [*messages, turn])
             results = await run_tool_step(*step)
             if results is None:  # deferred: the step waits for a person, outside this request
                 output.finish_reason = "tool_approval"
@@ -351,21 +377,27 @@ class LMRequestProcessor(Generic[OutT]):
         if bypass:
             return None
         invoker = self.lm_invoker
-        if invoker.tools and req.auto_execute_tools:
+        if self.tools and req.auto_execute_tools:
             return None
         params = {**invoker.default_hyperparameters, **invoker.validate_hyperparameters(req.hyperparameters or {})}
         if not self.cache_sampled and not deterministic(params):
             return None
         scope = req.cache_scope if req.cache_scope is not None else [self.cache_scope, tenant]
-        return cache, request_key(scope, invoker, messages, params, invoker.tools, client_tools=bool(invoker.tools))
+        tools = self.tools
+        return cache, request_key(
+            scope, invoker, messages, params, tools, client_tools=bool(tools), schema=self.response_schema
+        )
 
     async def _invoke(
         self, messages: list[Message], hyperparameters: Mapping[str, Any] | None, ctx: RequestContext
     ) -> LMOutput:
-        """One model call; the engine checks and charges the budget per model call (a fallback
-        chain's failed attempts count too), whether the call finishes or breaks."""
+        """One model call with this processor's tools and schema, run by the engine, which
+        checks and charges the budget per model call (a fallback chain's failed attempts count
+        too), whether the call finishes or breaks."""
         ctx.budget = self.budget
-        return await self.lm_invoker.invoke(messages, hyperparameters, ctx.emitter)
+        ctx.step += 1
+        msgs, params = prepare(self.lm_invoker, messages, hyperparameters, self.tools, self._schema_parts())
+        return await call_model(ctx, self.lm_invoker, msgs, params)
 
     def _messages(
         self,

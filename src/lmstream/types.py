@@ -327,6 +327,9 @@ class LMOutput:
     #: the model calls a fallback chain or a pool made for this output, in order: `{"model",
     #: "outcome", "output_tokens", "usage"}` each (empty for a plain invoker); `usage` is their sum
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    #: files the model produced (images): each the final `file` event's value, `{"mime_type",
+    #: "data" (base64) | "url"}`; partial previews are not kept
+    files: list[dict[str, Any]] = field(default_factory=list)
 
     def __str__(self) -> str:
         return self.text

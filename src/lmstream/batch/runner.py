@@ -37,6 +37,12 @@ class Processor(Protocol):
     lm_invoker: BaseLMInvoker
     output_parser: Any
 
+    @property
+    def tools(self) -> Sequence[Any]: ...
+
+    @property
+    def response_schema(self) -> dict[str, Any] | None: ...
+
     def stream(self, prompt_kwargs: Mapping[str, Any] | None = None, **kwargs: Any) -> RequestStream[Any]: ...
 
 

@@ -25,7 +25,7 @@ from ._sdk_errors import (
     timeout_error,
     transport_table,
 )
-from .base import FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
+from .base import CallParams, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
 from .options import InvokerOptions
 from .params import DICT, INT, STRING, Check, ParamTable
 
@@ -138,7 +138,7 @@ class AnthropicLMInvoker(SDKLMInvoker):
     def _make_client(self) -> Any:
         return self._sdk().AsyncAnthropic(**self._client_kwargs())
 
-    def _request(self, messages: list[Message], params: dict[str, Any]) -> dict[str, Any]:
+    def _request(self, messages: list[Message], params: CallParams) -> dict[str, Any]:
         system, msgs = to_anthropic(messages)
         req: dict[str, Any] = {
             "model": self.model_name,
@@ -152,19 +152,20 @@ class AnthropicLMInvoker(SDKLMInvoker):
         if "seed" in params:
             raise ConfigurationError("Anthropic does not support 'seed'; remove it from the hyperparameters")
         req.update(params)
-        if self.response_schema is not None and self.structured_output_mode == "native":
-            req["output_config"] = {"format": {"type": "json_schema", "schema": _closed_objects(self.response_schema)}}
-        elif self.response_schema is not None:
+        if params.response_schema is not None and self.structured_output_mode == "native":
+            schema = _closed_objects(params.response_schema)
+            req["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
+        elif params.response_schema is not None:
             # Instructed JSON, validated on arrival (for models without structured outputs).
             system = (system + "\n\n" if system else "") + (
                 "Answer with only a JSON value that matches this JSON schema, no prose, no code fence:\n"
-                + _json.dumps(self.response_schema)
+                + _json.dumps(params.response_schema)
             )
         if system:
             req["system"] = system
-        if self.tools:
+        if params.tools:
             req["tools"] = [
-                {"name": t.name, "description": t.description, "input_schema": t.parameters} for t in self.tools
+                {"name": t.name, "description": t.description, "input_schema": t.parameters} for t in params.tools
             ]
         return req
 
@@ -179,7 +180,7 @@ class AnthropicLMInvoker(SDKLMInvoker):
             anthropic.APIError: api_error,
         }
 
-    async def _open(self, client: Any, messages: list[Message], params: dict[str, Any]) -> Any:
+    async def _open(self, client: Any, messages: list[Message], params: CallParams) -> Any:
         create = client.messages.create
         return await create(**fit_keywords(create, self._request(messages, params)))
 

@@ -22,7 +22,7 @@ from ._aws import Secret, iterate_in_thread, map_aws_error
 from ._files import refuse
 from ._http import not_a_stream_error
 from ._sdk import split_turns
-from .base import BaseLMInvoker, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
+from .base import BaseLMInvoker, CallParams, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
 from .options import InvokerOptions
 from .params import DICT, INT, Check, ParamTable
 
@@ -172,7 +172,7 @@ class BedrockLMInvoker(BaseLMInvoker):
         if client is not None:
             client.close()
 
-    def _request(self, messages: list[Message], params: dict[str, Any]) -> dict[str, Any]:
+    def _request(self, messages: list[Message], params: CallParams) -> dict[str, Any]:
         system, turns = to_converse(messages)
         req: dict[str, Any] = {"modelId": self.model_name, "messages": turns}
         if system:
@@ -202,9 +202,9 @@ class BedrockLMInvoker(BaseLMInvoker):
         ):
             if ours in params:
                 req[theirs] = params[ours]
-        if self.tools:
+        if params.tools:
             specs = []
-            for t in self.tools:
+            for t in params.tools:
                 spec: dict[str, Any] = {"name": t.name, "inputSchema": {"json": t.parameters}}
                 if t.description:  # Bedrock rejects an empty description
                     spec["description"] = t.description
@@ -213,13 +213,13 @@ class BedrockLMInvoker(BaseLMInvoker):
             if "tool_choice" in params:
                 tool_config["toolChoice"] = params["tool_choice"]
             req["toolConfig"] = tool_config
-        if self.response_schema is not None:
-            schema = {"schema": _json.dumps(self.response_schema), "name": "response"}
+        if params.response_schema is not None:
+            schema = {"schema": _json.dumps(params.response_schema), "name": "response"}
             req["outputConfig"] = {"textFormat": {"type": "json_schema", "structure": {"jsonSchema": schema}}}
         return req
 
-    async def stream_deltas(self, messages: list[Message], params: dict[str, Any]) -> AsyncIterator[Any]:
-        req = self._request(messages, dict(params))
+    async def stream_deltas(self, messages: list[Message], params: CallParams) -> AsyncIterator[Any]:
+        req = self._request(messages, params.copy())
         client = self._client
         if client is None:  # loading botocore's service model takes a while: not on the loop
             try:

@@ -20,7 +20,7 @@ from ..prompt import Message
 from ..types import Attachment, ToolCall, ToolResult
 from ._sdk import with_idle_timeout
 from ._sdk_errors import raise_mapped
-from .base import BaseLMInvoker, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
+from .base import BaseLMInvoker, CallParams, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
 from .options import InvokerOptions
 from .params import INT, NUMBER, STRING, STRING_OR_DICT, ParamTable
 
@@ -144,16 +144,16 @@ class LangChainLMInvoker(BaseLMInvoker):
     def __repr__(self) -> str:
         return f"LangChainLMInvoker({type(self.chat_model).__name__}, model_name={self.model_name!r})"
 
-    def _runnable(self, params: dict[str, Any]) -> Any:
+    def _runnable(self, params: CallParams) -> Any:
         model = self.chat_model
         tool_choice = params.pop("tool_choice", None)
-        if self.tools:
+        if params.tools:
             specs = [
                 {
                     "type": "function",
                     "function": {"name": t.name, "description": t.description, "parameters": t.parameters},
                 }
-                for t in self.tools
+                for t in params.tools
             ]
             extra = {"tool_choice": tool_choice} if tool_choice is not None else {}
             try:
@@ -163,20 +163,20 @@ class LangChainLMInvoker(BaseLMInvoker):
         params.pop("stop", None)
         return model.bind(**params) if params else model
 
-    def _messages(self, messages: list[Message]) -> list[Message]:
-        if self.response_schema is None:
+    def _messages(self, messages: list[Message], params: CallParams) -> list[Message]:
+        if params.response_schema is None:
             return messages
         instruction = (
             "Answer with only a JSON value that matches this JSON schema, no prose, no code fence:\n"
-            + _json.dumps(self.response_schema)
+            + _json.dumps(params.response_schema)
         )
         return [Message.system(instruction), *messages]
 
-    async def stream_deltas(self, messages: list[Message], params: dict[str, Any]) -> AsyncIterator[Any]:
-        params = dict(params)
+    async def stream_deltas(self, messages: list[Message], params: CallParams) -> AsyncIterator[Any]:
+        params = params.copy()
         stop = params.get("stop")
         runnable = self._runnable(params)
-        lc_messages = to_langchain(self._messages(messages))
+        lc_messages = to_langchain(self._messages(messages, params))
         kwargs = {"stop": [stop] if isinstance(stop, str) else list(stop)} if stop else {}
         stream = runnable.astream(lc_messages, **kwargs)
         finish: str | None = None

@@ -19,7 +19,7 @@ from ..prompt import Message
 from ..types import Attachment, ToolCall, ToolResult
 from ._files import refuse, text_of
 from ._llama.sampling import DEFAULT_REPEAT_PENALTY
-from .base import BaseLMInvoker, Delta, message_text
+from .base import BaseLMInvoker, CallParams, Delta, message_text
 from .options import InvokerOptions
 from .params import NUMBER, ParamTable, int_at_least, is_int, number_between
 
@@ -196,7 +196,7 @@ class LocalLMInvoker(BaseLMInvoker):
     def output_limit(self) -> int | None:
         return self.max_tokens
 
-    async def stream_deltas(self, messages: list[Message], params: dict[str, Any]) -> AsyncIterator[Delta]:
+    async def stream_deltas(self, messages: list[Message], params: CallParams) -> AsyncIterator[Delta]:
         from ._llama.chat import render
         from ._llama.engine import DONE, STARTED, running_engine, sink_for
         from ._llama.sampling import Sampling, grammar_for_schema, stops_of
@@ -221,7 +221,7 @@ class LocalLMInvoker(BaseLMInvoker):
                 max_tokens=max_tokens,
                 context_window=engine.n_ctx,
             )
-        sampler = Sampling.from_params(params, grammar_for_schema(self.response_schema)).build(model)
+        sampler = Sampling.from_params(params, grammar_for_schema(params.response_schema)).build(model)
         queue: asyncio.Queue[Any] = asyncio.Queue()
         job = Job(tokens, sampler, max_tokens, stops_of(params.get("stop")), sink_for(queue))
         try:

@@ -27,7 +27,7 @@ from ._http import (
     not_a_stream_error,
     resolve_api_key,
 )
-from .base import BaseLMInvoker, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
+from .base import BaseLMInvoker, CallParams, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
 from .options import InvokerOptions
 from .params import BOOL, DICT, INT, NUMBER, STRING, STRING_OR_DICT, Check, ParamTable, one_of
 
@@ -170,7 +170,7 @@ class OpenAIChatCompletionsLMInvoker(BaseLMInvoker):
     def _auth_headers(self, key: str) -> dict[str, str]:
         return {"authorization": f"Bearer {key}"}
 
-    def _body(self, messages: list[Message], params: dict[str, Any]) -> dict[str, Any]:
+    def _body(self, messages: list[Message], params: CallParams) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.model_name,
             "messages": to_chat_messages(messages, self.files),
@@ -180,21 +180,21 @@ class OpenAIChatCompletionsLMInvoker(BaseLMInvoker):
         extra = params.pop("extra_body", None)
         for k, v in params.items():
             body[self.max_tokens_field if k == "max_tokens" else k] = v
-        if self.tools:
+        if params.tools:
             body["tools"] = [
                 {
                     "type": "function",
                     "function": {"name": t.name, "description": t.description, "parameters": t.parameters},
                 }
-                for t in self.tools
+                for t in params.tools
             ]
-        if self.response_schema is not None:
+        if params.response_schema is not None:
             if self.response_format_type == "json_object":  # llama-cpp-python's server
-                body["response_format"] = {"type": "json_object", "schema": self.response_schema}
+                body["response_format"] = {"type": "json_object", "schema": params.response_schema}
             else:
                 body["response_format"] = {
                     "type": "json_schema",
-                    "json_schema": {"name": "response", "schema": self.response_schema},
+                    "json_schema": {"name": "response", "schema": params.response_schema},
                 }
         if extra:
             body.update(extra)
@@ -203,11 +203,11 @@ class OpenAIChatCompletionsLMInvoker(BaseLMInvoker):
     async def aclose(self) -> None:
         await self._clients.aclose()
 
-    def _status_error(self, status: int, headers: Any, body: bytes) -> Exception:
+    def _status_error(self, status: int, headers: Any, body: bytes, params: CallParams) -> Exception:
         err = error_from_status(self.provider, status, headers, body)
         if (
             status >= 500
-            and self.response_schema is not None
+            and params.response_schema is not None
             and self.response_format_type == "json_schema"
             and b"json_schema" in body
         ):
@@ -225,7 +225,7 @@ class OpenAIChatCompletionsLMInvoker(BaseLMInvoker):
             )
         return err
 
-    async def stream_deltas(self, messages: list[Message], params: dict[str, Any]) -> AsyncIterator[Any]:
+    async def stream_deltas(self, messages: list[Message], params: CallParams) -> AsyncIterator[Any]:
         """One streamed Chat Completions request as normalised deltas (the hot path)."""
         import httpx
 
@@ -238,7 +238,7 @@ class OpenAIChatCompletionsLMInvoker(BaseLMInvoker):
             request = client.build_request(
                 "POST",
                 self._url,
-                content=_json.dumpb(self._body(messages, dict(params))),
+                content=_json.dumpb(self._body(messages, params.copy())),
                 headers=self._headers,
                 timeout=timeout,
             )
@@ -249,7 +249,7 @@ class OpenAIChatCompletionsLMInvoker(BaseLMInvoker):
                 raise map_transport_error(self.provider, exc, where) from None
             try:
                 if response.status_code >= 400:
-                    raise self._status_error(response.status_code, response.headers, await response.aread())
+                    raise self._status_error(response.status_code, response.headers, await response.aread(), params)
                 content_type = response.headers.get("content-type")
                 if not is_event_stream(content_type):
                     raise not_a_stream_error(self.provider, response.status_code, content_type, await response.aread())
@@ -347,7 +347,7 @@ class OpenAICompatibleLMInvoker(OpenAIChatCompletionsLMInvoker):
     #: llama.cpp's server does by itself for a final assistant message
     continues_prefix: ClassVar[bool] = True
 
-    def _body(self, messages: list[Message], params: dict[str, Any]) -> dict[str, Any]:
+    def _body(self, messages: list[Message], params: CallParams) -> dict[str, Any]:
         body = super()._body(messages, params)
         if messages and messages[-1].role == "assistant":
             body.setdefault("continue_final_message", True)

@@ -629,52 +629,24 @@ def processor_for(
     processor: LMRequestProcessor[Any], tools: list[dict[str, Any]], schema: dict[str, Any] | None
 ) -> LMRequestProcessor[Any]:
     """A processor for one request: the server's own when the request brings no tools and no
-    schema (and it has no output parser), else one over a shallow copy of its invoker carrying
-    the client's tools and schema, so no other request sees them. The copy shares the invoker's
-    engine and connection pool. Raises `OpenAIError` when the model cannot take them."""
+    schema (and it has no output parser), else one over the same invoker with the client's
+    tools and schema, which go with this request's model calls only (an invoker keeps no
+    request's tools). Raises `OpenAIError` when the model cannot take them."""
     if not tools and schema is None and processor.output_parser is None:
         return processor
-    invoker = _detached(processor.lm_invoker)
+    run = copy.copy(processor)  # the same invoker, builder, budget and cache; its own tools and schema
+    run.output_parser = None
     try:
         if tools:
-            invoker.set_tools(tools)
+            run.set_tools(tools)
         if schema is not None:
-            invoker.set_response_schema(schema)
+            run.set_response_schema(schema)
     except ConfigurationError as exc:
         raise OpenAIError(str(exc), param="tools" if tools else "response_format") from None
-    return LMRequestProcessor(
-        processor.prompt_builder,
-        invoker,
-        budget=processor.budget,
-        cache=processor.cache,
-        cache_scope=processor.cache_scope,
-        cache_sampled=processor.cache_sampled,
-    )
-
-
-def _detached(invoker: Any) -> Any:
-    """A shallow copy whose tools and schema can change alone: a fallback chain's or a pool's
-    members are copied too (setting tools on a chain sets them on each member)."""
-    twin = copy.copy(invoker)
-    members = getattr(invoker, "members", None)
-    if isinstance(members, list):
-        twin.members = [_detached(m) for m in members]
-    return twin
+    return run
 
 
 async def release(processor: LMRequestProcessor[Any], shared: LMRequestProcessor[Any]) -> None:
-    """Close what a per-request copy opened for itself (an SDK client made on first use);
-    never what it shares with the server's invoker."""
-    if processor is not shared:
-        await _release(processor.lm_invoker, shared.lm_invoker)
-
-
-async def _release(own: Any, base: Any) -> None:
-    members = getattr(own, "members", None)
-    if isinstance(members, list):  # a chain or pool holds no client of its own: its members do
-        for mine, theirs in zip(members, getattr(base, "members", None) or [], strict=False):
-            await _release(mine, theirs)
-        return
-    client = own.__dict__.get("_client")
-    if client is not None and client is not base.__dict__.get("_client"):
-        await own.aclose()
+    """Nothing to close: a per-request processor shares the server's invoker, its clients and
+    connection pool (the call carries the request's tools, not a copy of the invoker)."""
+    return None

@@ -60,6 +60,7 @@ class UIStreamMapper:
     __slots__ = (
         "_announced",
         "_call_of_block",
+        "_previews",
         "_reasoning",
         "_resets",
         "_saw_result",
@@ -80,6 +81,7 @@ class UIStreamMapper:
         self._call_of_block: dict[Any, str] = {}  # block_id -> tool call id (deltas carry only the block)
         self._saw_result = False  # fallback step detection when events carry no "step"
         self._resets = 0  # data-reset parts sent (each gets its own id, so the client keeps each)
+        self._previews: set[str] = set()  # produced files' blocks with a preview part on the client
         self.closed = False
 
     def start(self, metadata: dict[str, Any] | None = None) -> Chunk:
@@ -211,6 +213,8 @@ class UIStreamMapper:
         if type_ == EventType.DATA:
             out.append({"type": "data-object", "id": str(meta.get("block_id") or "object"), "data": value})
             return out
+        if type_ == EventType.FILE:
+            return self._file(value, meta, out)
         if type_ == EventType.RESET:
             return self._reset(value)
         if type_ == EventType.USAGE:
@@ -234,6 +238,27 @@ class UIStreamMapper:
         # Any other kind (status, activity, reference, code, a user's own type) goes to the
         # client's onData without being stored: an unknown chunk type would abort the message.
         out.append({"type": f"data-{type_}", "data": value, "transient": True})
+        return out
+
+    def _file(self, value: Any, meta: dict[str, Any], out: list[Chunk]) -> list[Chunk]:
+        """A file the model made. Previews (`partial_index`) are one `data-file-preview` part,
+        replaced in place by id; the file itself is a `file` part, after which the preview part
+        is emptied (`{"done": true}`) so a saved chat keeps the image once, not every preview."""
+        if not isinstance(value, dict):
+            return out
+        self._close_parts(out)
+        mime = str(value.get("mime_type") or "application/octet-stream")
+        url = value.get("url") or f"data:{mime};base64,{value.get('data') or ''}"
+        block = str(meta.get("block_id") or "file")
+        if value.get("partial_index") is not None:
+            data = {"mediaType": mime, "url": url, "index": value["partial_index"]}
+            out.append({"type": "data-file-preview", "id": block, "data": data})
+            self._previews.add(block)
+            return out
+        out.append({"type": "file", "url": url, "mediaType": mime})
+        if block in self._previews:
+            self._previews.discard(block)
+            out.append({"type": "data-file-preview", "id": block, "data": {"done": True}})
         return out
 
     def _reset(self, value: dict[str, Any]) -> list[Chunk]:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from starlette.applications import Starlette
@@ -88,6 +89,7 @@ def create_app(
     idle_timeout: float | None = 60.0,
     served_model_names: Sequence[str] = (),
     allow_client_tools: bool = False,
+    lifespan: Callable[[Starlette], AbstractAsyncContextManager[None]] | None = None,
 ) -> Starlette:
     """An ASGI app serving `processor`.
 
@@ -99,7 +101,8 @@ def create_app(
     may ask for; `read_timeout` bounds the time to send a body (408); `idle_timeout` the upstream's
     silence before an answer fails, for a processor whose `RetryConfig` sets none;
     `served_model_names` the names OpenAI clients may put in `model` (default: the invoker's model
-    id); `allow_client_tools` lets them send `tools` (else 400 naming `--allow-client-tools`)."""
+    id); `allow_client_tools` lets them send `tools` (else 400 naming `--allow-client-tools`);
+    `lifespan` runs for the app's lifetime, inside the server's own (MCP connections, say)."""
     if not isinstance(processor, LMRequestProcessor):
         raise TypeError("create_app needs an LMRequestProcessor, e.g. build_lm_request_processor('local/smollm2-135m')")
     guard = Guard(api_key, max_body_bytes, max_concurrent, max_messages)
@@ -155,12 +158,18 @@ def create_app(
         )
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifetime(app: Starlette) -> AsyncIterator[None]:
         await server.registry.start()  # e.g. subscribe to stops sent to other nodes
-        yield
-        for run in list(server.running):
-            run.cancel()
-        await server.registry.aclose()
+        try:
+            if lifespan is None:
+                yield
+            else:
+                async with lifespan(app):
+                    yield
+        finally:
+            for run in list(server.running):
+                run.cancel()
+            await server.registry.aclose()
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return error_response(404, f"no route {request.method} {request.url.path}", "not_found_error")
@@ -175,7 +184,7 @@ def create_app(
     app = Starlette(
         routes=routes,
         middleware=middleware,
-        lifespan=lifespan,
+        lifespan=lifetime,
         exception_handlers={404: not_found, 405: not_allowed, 500: failed},
     )
     app.state.lmstream = server

@@ -64,6 +64,9 @@ def bind(host: str, port: int) -> socket.socket:
     try:
         if os.name != "nt":  # restart at once after a stop (TIME_WAIT), as uvicorn does
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # accepted connections inherit it: a small SSE write goes at once, not after the client's
+        # delayed ACK (~40 ms on every request of a kept-alive connection but its first)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind((host.strip("[]"), port))
         sock.listen(2048)
         sock.set_inheritable(True)
@@ -348,6 +351,16 @@ def _run(uvicorn: Any, create_app: Any, args: argparse.Namespace, processor: Any
     if callable(load) and not args.queue:  # the embedded model (not needed when workers run answers)
         print(f"lmstream serve: loading {args.model} ...", file=sys.stderr, flush=True)
         load()
+    approve = [n.strip() for n in args.approve_tools.split(",") if n.strip()]
+    lifespan = None
+    if args.mcp or approve or args.approve_all_tools:
+        from .mcp_tools import mcp_lifespan
+
+        try:
+            lifespan = mcp_lifespan(processor, args.mcp, approve, args.approve_all_tools)
+        except ConfigurationError as exc:
+            print(f"lmstream serve: error: {exc}", file=sys.stderr)
+            return 2
     registry = _redis_registry(args.redis, args.queue) if args.redis else None
     approvals = _redis_approvals(registry) if registry is not None else None
     app = create_app(
@@ -365,16 +378,8 @@ def _run(uvicorn: Any, create_app: Any, args: argparse.Namespace, processor: Any
         cors_origins=args.cors_origin,
         served_model_names=args.served_model_name or [args.model],
         allow_client_tools=args.allow_client_tools,
+        lifespan=lifespan,
     )
-    approve = [n.strip() for n in args.approve_tools.split(",") if n.strip()]
-    if args.mcp or approve or args.approve_all_tools:
-        from .mcp_tools import attach_mcp
-
-        try:
-            attach_mcp(app, processor, args.mcp, approve, args.approve_all_tools)
-        except ConfigurationError as exc:
-            print(f"lmstream serve: error: {exc}", file=sys.stderr)
-            return 2
     # Start-up objects (modules, the model's wrappers) never die: keep them out of the collector's
     # full passes, which otherwise stall every stream once thousands are open.
     gc.collect()
