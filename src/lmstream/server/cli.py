@@ -120,6 +120,29 @@ def _redis_registry(url: str, queue: bool) -> ChatRegistry:
     return RedisChatRegistry(connect(url), queue=queue, close_redis=True)
 
 
+def _redis_problem(url: str, timeout: float = 3.0) -> str | None:
+    """Why Redis at `url` cannot be used now (None: it answers a PING), said on the operator's
+    terminal at start: a server that retried forever would only answer 503s."""
+    from .._redact import redact
+    from ..redis import connect
+    from ..redis.connection import redact_url
+
+    async def ping() -> None:
+        client = connect(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+        try:
+            async with asyncio.timeout(timeout):
+                await client.ping()
+        finally:
+            await client.aclose()
+
+    try:
+        asyncio.run(ping())
+    except Exception as exc:
+        reason = "no answer in time" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {redact(str(exc))}"
+        return f"cannot reach Redis at {redact_url(url)} ({reason}); start it, or fix --redis"
+    return None
+
+
 def _redis_approvals(registry: Any) -> Any:
     """Pending tool approvals in the registry's Redis: any node takes the answer."""
     from ..redis.approvals import RedisApprovalStore
@@ -294,6 +317,9 @@ def main(argv: list[str]) -> int:
         return 2
     if args.queue and not args.redis:
         print("lmstream serve: --queue needs --redis URL", file=sys.stderr)
+        return 2
+    if args.redis and (problem := _redis_problem(args.redis)) is not None:
+        print(f"lmstream serve: {problem}", file=sys.stderr)
         return 2
     if args.cache == "redis" and not args.redis:
         print("lmstream serve: --cache redis needs --redis URL (or use --cache memory)", file=sys.stderr)
