@@ -90,6 +90,7 @@ def create_app(
     served_model_names: Sequence[str] = (),
     allow_client_tools: bool = False,
     lifespan: Callable[[Starlette], AbstractAsyncContextManager[None]] | None = None,
+    write_timeout: float | None = 30.0,
 ) -> Starlette:
     """An ASGI app serving `processor`.
 
@@ -102,7 +103,8 @@ def create_app(
     silence before an answer fails, for a processor whose `RetryConfig` sets none;
     `served_model_names` the names OpenAI clients may put in `model` (default: the invoker's model
     id); `allow_client_tools` lets them send `tools` (else 400 naming `--allow-client-tools`);
-    `lifespan` runs for the app's lifetime, inside the server's own (MCP connections, say)."""
+    `lifespan` runs for the app's lifetime, inside the server's own (MCP connections, say);
+    `write_timeout` bounds one write to a client: one that stops reading is cut off, its slot freed."""
     if not isinstance(processor, LMRequestProcessor):
         raise TypeError("create_app needs an LMRequestProcessor, e.g. build_lm_request_processor('local/smollm2-135m')")
     guard = Guard(api_key, max_body_bytes, max_concurrent, max_messages)
@@ -116,6 +118,7 @@ def create_app(
         read_timeout,
         approvals,
         approval_ttl,
+        write_timeout,
     )
     openai = OpenAIRoutes(server, served_model_names or [processor.lm_invoker.model_id], allow_client_tools)
     routes = [

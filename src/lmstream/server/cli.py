@@ -228,6 +228,13 @@ def _parser() -> argparse.ArgumentParser:
         "has not sent its first token, so proxies keep the stream open (default 15)",
     )
     limits.add_argument(
+        "--write-timeout",
+        type=_seconds,
+        default=30.0,
+        metavar="S",
+        help="seconds a client may take to read what was sent (default 30; then it is cut off and its slot freed)",
+    )
+    limits.add_argument(
         "--idle-timeout",
         type=_seconds,
         default=60.0,
@@ -378,6 +385,7 @@ def _run(uvicorn: Any, create_app: Any, args: argparse.Namespace, processor: Any
         cors_origins=args.cors_origin,
         served_model_names=args.served_model_name or [args.model],
         allow_client_tools=args.allow_client_tools,
+        write_timeout=args.write_timeout,
         lifespan=lifespan,
     )
     # Start-up objects (modules, the model's wrappers) never die: keep them out of the collector's

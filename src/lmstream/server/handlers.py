@@ -77,6 +77,7 @@ class ChatServer:
         read_timeout: float | None,
         approvals: ApprovalStore | None = None,
         approval_ttl: float = 600.0,
+        write_timeout: float | None = 30.0,
     ) -> None:
         self.processor = processor
         self.registry = registry
@@ -84,6 +85,8 @@ class ChatServer:
         self.heartbeat = heartbeat
         self.policy = policy
         self.read_timeout = read_timeout
+        #: seconds one write to a client may take (a client that stops reading is cut off)
+        self.write_timeout = write_timeout
         self.slot = PromptSlot.of(processor.prompt_builder)
         self.running: set[RunningRequest] = set()
         self.approvals: ApprovalStore = approvals or InMemoryApprovalStore()
@@ -173,6 +176,7 @@ class ChatServer:
             after_first(self._inline_frames(registry, run, chat_id, mapper), notice),
             on_disconnect=run.cancel,
             heartbeat=self.heartbeat,
+            write_timeout=self.write_timeout,
             headers=UI_HEADERS,
             on_end=lambda: self._finish(slot, run),
         )
@@ -220,6 +224,7 @@ class ChatServer:
             after_first(replay_ui_frames(items), context_frame(turn.dropped)),
             on_disconnect=None,  # the answer goes on; only this response's reading stops
             heartbeat=self.heartbeat,
+            write_timeout=self.write_timeout,
             headers=UI_HEADERS,
             on_end=slot.release,
         )
@@ -254,6 +259,7 @@ class ChatServer:
                 event_frames(run),
                 on_disconnect=run.cancel,
                 heartbeat=self.heartbeat,
+            write_timeout=self.write_timeout,
                 on_end=lambda: self._finish(slot, run),
             )
         finally:
@@ -296,7 +302,8 @@ class ChatServer:
         if items is None:
             return Response(status_code=204)
         return SSEResponse(
-            replay_ui_frames(items, after), on_disconnect=None, heartbeat=self.heartbeat, headers=UI_HEADERS
+            replay_ui_frames(items, after), on_disconnect=None, heartbeat=self.heartbeat,
+            write_timeout=self.write_timeout, headers=UI_HEADERS
         )
 
     async def healthz(self, request: Request) -> Response:
