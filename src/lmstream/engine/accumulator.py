@@ -15,6 +15,7 @@ from typing import Any, Generic, TypeVar
 
 from .. import _json
 from ..errors import ProviderError, StreamInterruptedError
+from ..event_values import ToolCallStartValue
 from ..structured import PartialJSONParser
 from ..types import EventType, LMOutput, ThinkingBlock, TokenUsage, ToolCall
 from .deltas import Delta, FileDelta, FinishDelta, StatusDelta, ThinkingDelta, ToolCallDelta, UsageDelta
@@ -241,11 +242,8 @@ class Accumulator(Generic[E]):
     def _start_tool(self, buf: _ToolBuf, index: int, out: list[E]) -> dict[str, Any]:
         buf.meta = meta = self._new_block()
         self._text_meta = None  # text after a tool call is a new block
-        out.append(
-            self._make(
-                {"id": buf.id or f"call_{index}", "name": buf.name or ""}, EventType.TOOL_CALL_START, self._level, meta
-            )
-        )
+        start: ToolCallStartValue = {"id": buf.id or f"call_{index}", "name": buf.name or ""}
+        out.append(self._make(start, EventType.TOOL_CALL_START, self._level, meta))
         if buf.parts:
             out.append(self._make("".join(buf.parts), _TOOL_CALL_DELTA, self._level, meta))
         return meta

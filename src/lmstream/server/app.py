@@ -93,6 +93,7 @@ def create_app(
     file_limits: FileLimits | None = None,
     blobs: BlobStore | None = None,
     lifespan: Callable[[Starlette], AbstractAsyncContextManager[None]] | None = None,
+    write_timeout: float | None = 30.0,
 ) -> Starlette:
     """An ASGI app serving `processor`.
 
@@ -107,7 +108,8 @@ def create_app(
     id); `allow_client_tools` lets them send `tools` (else 400 naming `--allow-client-tools`);
     `file_limits` bounds clients' files (413/415 past them) and `blobs` keeps each file once,
     by hash (default: in memory; `lmstream.redis.RedisBlobStore` beside a Redis registry);
-    `lifespan` runs for the app's lifetime, inside the server's own (MCP connections, say)."""
+    `lifespan` runs for the app's lifetime, inside the server's own (MCP connections, say);
+    `write_timeout` bounds one write to a client: one that stops reading is cut off, its slot freed."""
     if not isinstance(processor, LMRequestProcessor):
         raise TypeError("create_app needs an LMRequestProcessor, e.g. build_lm_request_processor('local/smollm2-135m')")
     guard = Guard(api_key, max_body_bytes, max_concurrent, max_messages)
@@ -121,6 +123,7 @@ def create_app(
         read_timeout,
         approvals,
         approval_ttl,
+        write_timeout,
         FileIntake(blobs if blobs is not None else MemoryBlobStore(), file_limits),
     )
     openai = OpenAIRoutes(server, served_model_names or [processor.lm_invoker.model_id], allow_client_tools)

@@ -142,6 +142,29 @@ def _file_limits(args: argparse.Namespace) -> Any:
     return FileLimits(args.max_file_bytes, args.max_request_file_bytes, args.max_files, types)
 
 
+def _redis_problem(url: str, timeout: float = 3.0) -> str | None:
+    """Why Redis at `url` cannot be used now (None: it answers a PING), said on the operator's
+    terminal at start: a server that retried forever would only answer 503s."""
+    from .._redact import redact
+    from ..redis import connect
+    from ..redis.connection import redact_url
+
+    async def ping() -> None:
+        client = connect(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+        try:
+            async with asyncio.timeout(timeout):
+                await client.ping()
+        finally:
+            await client.aclose()
+
+    try:
+        asyncio.run(ping())
+    except Exception as exc:
+        reason = "no answer in time" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {redact(str(exc))}"
+        return f"cannot reach Redis at {redact_url(url)} ({reason}); start it, or fix --redis"
+    return None
+
+
 def _redis_approvals(registry: Any) -> Any:
     """Pending tool approvals in the registry's Redis: any node takes the answer."""
     from ..redis.approvals import RedisApprovalStore
@@ -249,6 +272,13 @@ def _parser() -> argparse.ArgumentParser:
         "has not sent its first token, so proxies keep the stream open (default 15)",
     )
     limits.add_argument(
+        "--write-timeout",
+        type=_seconds,
+        default=30.0,
+        metavar="S",
+        help="seconds a client may take to read what was sent (default 30; then it is cut off and its slot freed)",
+    )
+    limits.add_argument(
         "--idle-timeout",
         type=_seconds,
         default=60.0,
@@ -339,6 +369,9 @@ def main(argv: list[str]) -> int:
     if args.queue and not args.redis:
         print("lmstream serve: --queue needs --redis URL", file=sys.stderr)
         return 2
+    if args.redis and (problem := _redis_problem(args.redis)) is not None:
+        print(f"lmstream serve: {problem}", file=sys.stderr)
+        return 2
     if args.cache == "redis" and not args.redis:
         print("lmstream serve: --cache redis needs --redis URL (or use --cache memory)", file=sys.stderr)
         return 2
@@ -403,6 +436,7 @@ def _run(uvicorn: Any, create_app: Any, args: argparse.Namespace, processor: Any
         allow_client_tools=args.allow_client_tools,
         file_limits=limits,
         blobs=_redis_blobs(registry) if registry is not None else None,
+        write_timeout=args.write_timeout,
         lifespan=lifespan,
     )
     # Start-up objects (modules, the model's wrappers) never die: keep them out of the collector's
