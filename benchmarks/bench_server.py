@@ -1,7 +1,9 @@
-"""Server-side CPU per relayed token: lmstream's `/api/chat` vs a bare Starlette relay (the floor).
+"""Server-side CPU per relayed token: lmstream's `/api/chat`, `/v1/stream` and OpenAI-compatible
+`/v1/chat/completions` vs a bare Starlette relay (the floor) and LiteLLM's proxy.
 
     python benchmarks/bench_server.py                        # 20 requests x 2,000 tokens, 4 at a time
     python benchmarks/bench_server.py --tokens 5000 --requests 10 --concurrency 1 --servers floor,lmstream-chat
+    python benchmarks/bench_server.py --servers floor,lmstream-openai --litellm "$(command -v litellm)"
 
 Method:
   * Upstream: benchmarks/sse_server.py in its own process (OpenAI Chat Completions SSE, one
@@ -10,7 +12,9 @@ Method:
   * Servers: `floor` = Starlette `StreamingResponse` relaying the upstream's bytes untouched
     (httpx `aiter_raw`), no parsing, the cheapest correct relay; `lmstream-chat` = `create_app`
     `/api/chat` (parse upstream SSE -> events -> UI message chunks -> SSE); `lmstream-v1` =
-    `/v1/stream` (events as lmstream SSE).
+    `/v1/stream` (events as lmstream SSE); `lmstream-openai` = `/v1/chat/completions` (events ->
+    Chat Completions chunks, as any OpenAI client reads them); `litellm-proxy` = LiteLLM's proxy
+    on the same upstream (the gateway people run today for the same job).
   * Client: this process, httpx, reads every byte; each response is checked to carry exactly
     the N tokens " w0".." w{N-1}" in order.
   * Each row is the median of --repeats fresh server processes, the servers alternating.
@@ -108,6 +112,16 @@ SERVERS = {
         },
     ),
     "lmstream-v1": ("lmstream", "/v1/stream", lambda n: {"prompt": "go", "hyperparameters": {"max_tokens": n}}),
+    "lmstream-openai": (
+        "lmstream",
+        "/v1/chat/completions",
+        lambda n: {
+            "model": "openai-compatible/bench",
+            "stream": True,
+            "max_tokens": n,
+            "messages": [{"role": "user", "content": "go"}],
+        },
+    ),
     "litellm-proxy": (
         "litellm",
         "/v1/chat/completions",
@@ -252,7 +266,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=20, help="measured requests per server")
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=3, help="fresh server processes per row; the median is shown")
-    ap.add_argument("--servers", default="floor,lmstream-chat,lmstream-v1")
+    ap.add_argument("--servers", default="floor,lmstream-chat,lmstream-v1,lmstream-openai")
     ap.add_argument("--litellm", default=None, help="path of a `litellm` command (litellm[proxy]) to add its proxy")
     ap.add_argument("--no-pin", action="store_true")
     ap.add_argument("--json", default=None, help="also write the rows here")

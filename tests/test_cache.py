@@ -392,7 +392,7 @@ async def test_entries_expire_after_ttl() -> None:
 
 
 def test_bad_store_is_one_clear_error() -> None:
-    with pytest.raises(ConfigurationError, match="'memory' or a Redis URL"):
+    with pytest.raises(ConfigurationError, match="'memory', a Redis URL"):
         ResponseCache("disk")
     assert "redis" not in repr(ResponseCache())
 
@@ -423,3 +423,43 @@ async def test_spans_say_whether_the_cache_served_the_request(tel: Any) -> None:
     spans = [s for s in tel.spans() if s.name == "lmstream.process"]
     assert [s.attributes.get("lmstream.cache.hit") for s in spans] == [False, True]
     assert [s.name for s in tel.spans()].count("chat scripted") == 1  # one model call for the two
+
+
+# =========================================================================== lmstream batch --cache
+
+
+def test_a_batch_run_again_with_cache_costs_nothing(tmp_path: Any) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    inp = tmp_path / "in.jsonl"
+    inp.write_text("".join(json.dumps({"id": str(i), "prompt": f"question {i}"}) + "\n" for i in range(6)))
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {
+        **os.environ,
+        "OPENAI_API_KEY": "sk-test",
+        "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]),
+    }
+    cache_dir = tmp_path / "answers"
+    with WireServer(repeat_last=True) as srv:
+        srv.enqueue(Script(chunks=fx.openai_chat_text(TEXT)))
+
+        def run(out: str) -> list[dict[str, Any]]:
+            cmd = [
+                sys.executable, "-m", "lmstream.cli", "batch", str(inp), "-o", str(tmp_path / out),
+                "--model", "openai-chat/gpt-4o-mini", "--base-url", srv.base_url + "/v1", "--cache", str(cache_dir),
+            ]  # fmt: skip
+            done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+            assert done.returncode == 0, done.stderr
+            return [json.loads(line) for line in (tmp_path / out).read_text().splitlines()]
+
+        first = run("one.jsonl")
+        assert len(srv.requests) == 6 and all(line["usage"]["cost"]["total"] > 0 for line in first)
+        second = run("two.jsonl")
+        assert len(srv.requests) == 6  # nothing went upstream again
+    assert all(line["usage"]["cost"]["total"] == 0 for line in second)
+    assert sorted((x["id"], x["text"]) for x in second) == sorted((x["id"], x["text"]) for x in first)
+    assert sum(1 for _ in cache_dir.glob("??/*")) == 6

@@ -193,11 +193,11 @@ def test_second_ctrl_c_exits_at_once():
 
 
 def test_readme_json_example_is_what_the_command_does():
-    """The README's `--json` line, run as written (bounded), prints a JSON object on stdout."""
+    """The docs' `--json` line (docs/cli.md), run as written (bounded), prints a JSON object on stdout."""
     import re
     import shlex
 
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    readme = (Path(__file__).parent.parent / "docs" / "cli.md").read_text()
     line = next(m.group(1) for m in re.finditer(r"^lmstream (--json .+?)\s+#(.*)$", readme, re.M))
     comment = re.search(r"^lmstream --json .+?#(.*)$", readme, re.M).group(1)  # type: ignore[union-attr]
     assert "object" in comment

@@ -443,3 +443,111 @@ async def test_least_busy_spreads_concurrent_requests():
         pool = PooledLMInvoker([chat(a, "m"), chat(b, "m")])
         await asyncio.gather(*(run(pool) for _ in range(4)))
         assert len(a.requests) == 2 and len(b.requests) == 2
+
+
+@pytest.mark.parametrize("cut", [3, 4])
+async def test_continue_on_anthropic_sends_the_prefix_unless_it_ends_in_whitespace(cut):
+    """Anthropic continues a final assistant message, but refuses one ending in whitespace."""
+    from tests.wire.providers import PROVIDERS
+    from tests.wire.providers import invoker as wire_invoker
+
+    deltas = ("Once", " upon", " a ", "time", " there")  # cut after 3: "Once upon a " ends in a space
+    p = PROVIDERS["anthropic"]
+    async with WireServer() as primary, WireServer() as fb:
+        primary.enqueue(Script(chunks=text(deltas), drop_after=1 + cut))
+        fb.enqueue(Script(chunks=p.text(ANSWER)))
+        inv = FallbackLMInvoker([chat(primary), wire_invoker(p, fb)], on_midstream_failure="continue")
+        events, out = await run(inv)
+        last = fb.requests[0].json["messages"][-1]
+    partial = "".join(deltas[:cut])
+    (reset,) = [e.value for e in events if e.type == "reset"]
+    if cut == 4:  # "Once upon a time": continued
+        assert last == {"role": "assistant", "content": [{"type": "text", "text": partial}]}
+        assert out.text == partial + "".join(ANSWER) and reset["discarded"] == 0
+    else:
+        assert last["role"] == "user" and out.text == "".join(ANSWER)
+        assert "ends in whitespace" in reset["reason"] and reset["discarded"] == len(partial)
+
+
+async def test_a_stall_mid_stream_hits_the_idle_timeout_and_restarts_on_the_fallback():
+    async with WireServer() as primary, WireServer() as fb:
+        primary.enqueue(Script(chunks=text(PRIMARY), stall_after=3, stall_max=10))
+        fb.enqueue(Script(chunks=text()))
+        stalling = chat(primary, retry=RetryConfig(max_retries=0, idle_timeout=0.3))
+        t0 = time.monotonic()
+        events, out = await run(FallbackLMInvoker([stalling, chat(fb, "fallback")], on_midstream_failure="restart"))
+        elapsed = time.monotonic() - t0
+        assert await primary.wait_for(lambda s: s.requests[0].disconnected, 2.0)
+    assert out.text == "".join(ANSWER) and elapsed < 3.0
+    (reset,) = [e.value for e in events if e.type == "reset"]
+    assert reset["discarded"] == len("".join(PRIMARY[:2]))  # the role chunk, then two words before the stall
+
+
+def test_a_chain_on_the_sync_api():
+    with WireServer() as primary, WireServer() as fb:
+        primary.enqueue(Script(status=503, body=fx.openai_error_for(503)))
+        fb.enqueue(Script(chunks=text()))
+        chain = FallbackLMInvoker([chat(primary, retry=RetryConfig(max_retries=0)), chat(fb, "fallback")])
+        with chain.stream_sync("hi") as stream:
+            kinds = [e.type for e in stream]
+        assert kinds[-1] == "done" and "error" not in kinds
+        assert stream.result().text == "".join(ANSWER)
+
+
+async def test_a_batch_with_a_budget_runs_through_a_chain_of_priced_models():
+    async with WireServer(repeat_last=True) as primary, WireServer(repeat_last=True) as fb:
+        primary.enqueue(Script(status=503, body=fx.openai_error_for(503)))
+        fb.enqueue(Script(chunks=fx.openai_chat_text(ANSWER, usage=fx.openai_chat_usage(11, 4))))
+        no_retry = RetryConfig(max_retries=0)
+        a = build_lm_invoker(
+            "openai-chat/gpt-4o-mini",
+            credentials="sk-t",
+            config={"base_url": primary.base_url + "/v1"},
+            retry_config=no_retry,
+        )
+        b = build_lm_invoker("openai-chat/gpt-4o-mini", credentials="sk-t", config={"base_url": fb.base_url + "/v1"})
+        lmrp = LMRequestProcessor(PromptBuilder(user_template="{q}"), FallbackLMInvoker([a, b]))
+        budget = Budget(1.0)
+        results = await lmrp.batch([{"prompt_kwargs": {"q": "hi"}}] * 2, budget=budget)
+    assert [r.text for r in results] == ["".join(ANSWER)] * 2
+    assert budget.spent > 0
+
+
+def test_the_ui_stream_maps_a_restart_to_a_new_part_and_a_continuation_to_the_same_one():
+    from lmstream.protocols.ui_stream import UIStreamMapper
+
+    def run(discarded: int, second_block: str) -> list[dict[str, Any]]:
+        m = UIStreamMapper("msg_1")
+        meta1 = {"request_id": "r", "block_id": "r.1", "step": 1}
+        meta2 = {"request_id": "r", "block_id": second_block, "step": 1}
+        reset = {"reason": "x", "from": "a/m", "to": "b/m", "discarded": discarded}
+        return [
+            *m.feed("response", "Part", meta1),
+            *m.feed("reset", reset, {"request_id": "r", "step": 1}),
+            *m.feed("response", "Next", meta2),
+            *m.feed("done", "", {"request_id": "r", "finish_reason": "stop", "usage": {}}),
+        ]
+
+    restart = run(4, "r.2")
+    assert [c["type"] for c in restart] == [
+        "start-step",
+        "text-start",
+        "text-delta",
+        "text-end",
+        "data-reset",
+        "text-start",
+        "text-delta",
+        "text-end",
+        "data-usage",
+        "finish-step",
+        "finish",
+    ]
+    kinds = [c["type"] for c in restart]
+    assert kinds.index("text-end") < kinds.index("data-reset") < kinds.index("text-start", kinds.index("data-reset"))
+    assert restart[kinds.index("data-reset")] == {
+        "type": "data-reset",
+        "id": "reset-1",
+        "data": {"reason": "x", "from": "a/m", "to": "b/m", "discarded": 4},
+    }
+    cont = [c["type"] for c in run(0, "r.1")]
+    assert cont.count("text-start") == 1 and cont.index("data-reset") < cont.index("text-end")

@@ -2,7 +2,7 @@
 
 The four providers of tests/test_providers.py are driven through their real client path
 (official SDK, or lmstream's own HTTP for Chat Completions) while tests/wire/server.py injects
-the fault. The contract under test is the README's "Failure behaviour":
+the fault. The contract under test is docs/failures.md ("Failure semantics"):
 
 * before the first token: 429 / 408 / 409 / 5xx / connection errors are retried (Retry-After
   honoured), other 4xx are not; `RetryConfig.timeout` bounds the whole thing;

@@ -1,4 +1,4 @@
-"""The streaming guide (README, "The guide"), run as written, on the real embedded model."""
+"""The streaming guide (docs/streaming.md, "The emitter pattern"), run as written, on the real embedded model."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The shape of the package, enforced: imports run one way (docs/ARCHITECTURE.md).
+"""The shape of the package, enforced: imports run one way (docs/architecture.md).
 
 Every import counts: at module top, inside functions (lazy) and under `TYPE_CHECKING`, since
 each is an arrow a reader has to follow. Importing a submodule is not counted as importing its
@@ -19,7 +19,21 @@ ROOT = Path(lmstream.__file__).parent
 #: Layers, lowest first: a module may import its own layer and the layers below, never above.
 LAYERS: list[tuple[str, ...]] = [
     # data and pure helpers: no I/O, no events
-    ("_json", "_version", "types", "errors", "retry", "structured", "prompt", "parsers", "cost", "budget"),
+    (
+        "_json",
+        "_redact",
+        "_version",
+        "_mime",
+        "event_values",
+        "types",
+        "errors",
+        "retry",
+        "structured",
+        "prompt",
+        "parsers",
+        "cost",
+        "budget",
+    ),
     ("_tool_schema",),  # a tool's parameter schemas, read from its signature
     # tracing, the side room: reads the data types, imports nothing else of lmstream
     ("otel", "_otel_spans", "_otel_content"),
@@ -224,3 +238,18 @@ def test_server_and_redis_run_chat_turns_through_protocols() -> None:
     for package in ("server", "redis"):
         users = [m for m, targets in graph().items() if m.split(".")[0] == package and "protocols.chat" in targets]
         assert users, f"lmstream.{package} does not run chat turns through lmstream.protocols.chat"
+
+
+def test_adapters_know_nothing_of_requests_or_events() -> None:
+    """The engine alone runs a model call: an adapter is a stateless leaf that turns messages and
+    a call's parameters into deltas. It imports no request lifecycle, no request stream, no
+    events and no processor (a standalone `invoke()` hands the call to `engine.call`)."""
+    banned = ("engine.lifecycle", "engine.request_stream", "events", "processor")
+    leaks = [
+        f"lmstream.{m} imports lmstream.{t}"
+        for m, targets in graph().items()
+        if m == "invokers" or m.startswith("invokers.")
+        for t in sorted(targets)
+        if any(t == b or t.startswith(b + ".") for b in banned)
+    ]
+    assert not leaks, "\n".join(leaks)

@@ -21,7 +21,7 @@ from lmstream.types import LMOutput
 
 from .llama_server import MODEL_ALIAS, llama_server
 
-README = Path(__file__).parent.parent / "README.md"
+SERVER_DOC = Path(__file__).parent.parent / "docs" / "failures.md"  # where the manual shows the server line
 #: retries that would show: a retried request takes at least base_delay longer
 SLOW_RETRIES = RetryConfig(max_retries=3, base_delay=3.0, max_delay=3.0, jitter=False)
 HP = {"max_tokens": 24, "temperature": 0.0}
@@ -49,9 +49,9 @@ async def test_interrupted_streams_are_errors_never_short_answers(llama_server_u
 
 
 def _readme_server_flags() -> tuple[str, ...]:
-    """The flags of the README's `python -m llama_cpp.server` example, after the model."""
-    match = re.search(r"^python -m llama_cpp\.server (.+?)(?:\s+#.*)?$", README.read_text(), re.M)
-    assert match, "the README has no llama_cpp.server example"
+    """The flags of the docs' `python -m llama_cpp.server` example (docs/failures.md), after the model."""
+    match = re.search(r"^python -m llama_cpp\.server (.+?)(?:\s+#.*)?$", SERVER_DOC.read_text(), re.M)
+    assert match, "docs/failures.md has no llama_cpp.server example"
     args = shlex.split(match.group(1))
     return tuple(a for a in args if a not in ("--model", "model.gguf") and not a.endswith(".gguf"))
 

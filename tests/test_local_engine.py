@@ -109,7 +109,7 @@ async def test_four_concurrent_schemas_each_get_valid_json_of_their_own():
 
 
 async def test_greedy_alone_and_beside_seven_others_give_the_same_tokens(eight):
-    """The README's determinism statement: identical text, alone or batched with 7 others."""
+    """The determinism statement of docs/embedded.md: identical text, alone or batched with 7 others."""
     params = {"max_tokens": 48, **GREEDY}
     alone = await run(eight, QUESTIONS[0], params)
     crowd = await asyncio.gather(*[run(eight, q, params) for q in QUESTIONS])

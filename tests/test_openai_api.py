@@ -217,7 +217,34 @@ def test_upstream_failure_before_any_token_not_streaming_is_an_http_error(wire):
     assert e.value.response.headers["retry-after"] == "1"
 
 
+def test_a_stream_that_fails_before_its_first_token_is_an_http_status_the_sdk_maps(wire):
+    slow = {"error": {"message": "slow down", "type": "rate_limit"}}
+    wire.enqueue(Script(status=429, body=slow, headers={"retry-after": "0"}))
+    wire.enqueue(Script(status=500, body={"error": {"message": "boom at http://10.1.2.3", "type": "server_error"}}))
+    proc = wire_processor(wire, retry_config=RetryConfig(max_retries=0))
+    with ServedApp(proc) as app, client(app) as c:
+        with pytest.raises(openai.RateLimitError) as e429:
+            list(c.chat.completions.create(model=MODEL, messages=HI, stream=True))
+        with pytest.raises(openai.InternalServerError) as e5xx:
+            list(c.responses.create(model=MODEL, input="Hi", stream=True))
+        assert app.idle()
+    assert e429.value.response.headers["retry-after"] == "1"
+    assert e5xx.value.status_code == 502 and "10.1.2.3" not in e5xx.value.message
+
+
 # --------------------------------------------------------------------------- disconnect
+
+
+def test_client_leaving_a_stream_before_its_first_token_closes_the_upstream_within_1s(wire):
+    wire.enqueue(Script(chunks=fx.openai_chat_text(WORDS), delay_first=10))
+    with ServedApp(wire_processor(wire)) as app:
+        c = openai.OpenAI(base_url=f"{app.url}/v1", api_key="none", max_retries=0, timeout=1.0)
+        with c, pytest.raises(openai.APITimeoutError):
+            list(c.chat.completions.create(model=MODEL, messages=HI, stream=True))
+        t0 = time.monotonic()
+        assert wire.wait_for_sync(lambda s: s.requests[0].disconnected, 1.0), "upstream still open after 1 s"
+        assert time.monotonic() - t0 < 1.0
+        assert app.idle()
 
 
 def test_client_leaving_mid_stream_closes_the_upstream_within_1s(wire):
@@ -423,3 +450,85 @@ def test_cache_status_in_the_extension_field_and_headers_and_no_cache_bypasses_i
     assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices) == "cached answer"
     assert fresh.parse().choices[0].message.content == "fresh"
     assert len(wire.requests) == 2  # the hits never reached the model
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+def test_lmstream_serve_flags_name_the_served_models_and_allow_client_tools(wire):
+    import os
+    import subprocess
+    import sys
+
+    from tests.redis_server import free_port
+
+    wire.enqueue(Script(chunks=fx.openai_chat_tool_calls()))
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(["src", os.environ.get("PYTHONPATH", "")])}
+    env["OPENAI_COMPATIBLE_API_KEY"] = "sk-test"
+    cmd = [sys.executable, "-m", "lmstream", "serve", "--port", str(port), "--model", MODEL]
+    cmd += ["--base-url", f"{wire.base_url}/v1", "--served-model-name", "a", "--served-model-name", "b"]
+    procs = []
+    try:
+        for extra in ([], ["--allow-client-tools"]):
+            port = free_port()
+            cmd[cmd.index("--port") + 1] = str(port)
+            p = subprocess.Popen([*cmd, *extra], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            procs.append(p)
+            deadline = time.monotonic() + 30
+            while True:
+                assert p.poll() is None and time.monotonic() < deadline, "lmstream serve did not start"
+                try:
+                    httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5)
+                    break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            c = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0, timeout=10)
+            with c:
+                assert [m.id for m in c.models.list()] == ["a", "b"]
+                if not extra:
+                    with pytest.raises(openai.BadRequestError, match="--allow-client-tools"):
+                        c.chat.completions.create(model="b", messages=HI, tools=[WEATHER])
+                    with pytest.raises(openai.NotFoundError):
+                        c.chat.completions.create(model=MODEL, messages=HI)
+                else:
+                    out = c.chat.completions.create(model="b", messages=HI, tools=[WEATHER])
+                    assert out.choices[0].finish_reason == "tool_calls"
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(10)
+
+
+def test_client_tools_never_reach_the_members_of_a_fallback_chain(wire):
+    from lmstream import FallbackLMInvoker, LMRequestProcessor, PromptBuilder
+    from lmstream.testing import ScriptedLMInvoker
+
+    first, second = ScriptedLMInvoker(["a"]), ScriptedLMInvoker(["b"])
+    proc = LMRequestProcessor(PromptBuilder(), FallbackLMInvoker([first, second]))
+    with ServedApp(proc, allow_client_tools=True) as app, client(app) as c:
+        out = c.chat.completions.create(model=proc.lm_invoker.model_id, messages=HI, tools=[WEATHER])
+        assert out.choices[0].message.content == "a"
+    assert first.tools == [] and second.tools == [] and proc.lm_invoker.tools == []
+
+
+def test_a_browser_page_on_an_allowed_origin_passes_the_openai_js_sdks_preflight(wire):
+    sdk_headers = "authorization,content-type,x-stainless-os,x-stainless-lang,x-stainless-retry-count"
+    with ServedApp(wire_processor(wire), cors_origins=["http://localhost:3000"]) as app, httpx.Client() as h:
+        ok = h.options(
+            f"{app.url}/v1/chat/completions",
+            headers={
+                "origin": "http://localhost:3000",
+                "access-control-request-method": "POST",
+                "access-control-request-headers": sdk_headers,
+            },
+        )
+        foreign = h.post(
+            f"{app.url}/v1/chat/completions",
+            json={"model": MODEL, "messages": HI},
+            headers={"origin": "http://evil.test"},
+        )
+    assert ok.status_code == 200, ok.text
+    assert ok.headers["access-control-allow-origin"] == "http://localhost:3000"
+    assert foreign.status_code == 403 and foreign.json()["error"]["type"] == "permission_error"
+    assert wire.requests == []

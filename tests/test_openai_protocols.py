@@ -193,3 +193,19 @@ def test_responses_refuses_stored_state():
     with pytest.raises(OpenAIError) as e:
         parse_responses({"model": "m", "input": "hi", "previous_response_id": "resp_1"})
     assert e.value.param == "previous_response_id"
+
+
+def test_responses_reasoning_then_text_are_two_items_and_a_whole_tool_call_is_one():
+    m = ResponsesEvents("m", client_tools=True)
+    events = m.start() + m.feed(EventType.THINKING, "let me", {}) + m.feed(EventType.RESPONSE, "ok", {})
+    events += m.feed(EventType.TOOL_CALL, {"id": "c1", "name": "w", "arguments": {"a": 1}}, {"block_id": 7})
+    events += m.feed(EventType.DONE, "", {**DONE_META, "finish_reason": "tool_calls"})
+    kinds = [e["type"] for e in events]
+    assert "response.reasoning_text.delta" in kinds
+    assert kinds.index("response.reasoning_text.done") < kinds.index("response.output_text.delta")
+    args = [e for e in events if e["type"] == "response.function_call_arguments.done"]
+    assert args[0]["arguments"] == '{"a": 1}' and args[0]["name"] == "w"
+    output = events[-1]["response"]["output"]
+    assert [o["type"] for o in output] == ["reasoning", "message", "function_call"]
+    assert all(o["status"] == "completed" for o in output)
+    assert events[-1]["type"] == "response.completed"

@@ -1,5 +1,5 @@
 """OpenTelemetry around the request: the caller's trace context (W3C `traceparent`), the
-standalone `invoke()`, provider names, no import and no work when unused, the README example."""
+standalone `invoke()`, provider names, no import and no work when unused, the docs' example (docs/tracing.md)."""
 
 from __future__ import annotations
 
@@ -112,7 +112,7 @@ def test_provider_names_follow_the_conventions() -> None:
 
 
 def test_tracing_example_prints_the_spans() -> None:
-    """README's "Tracing" example, on the embedded model: the console shows the GenAI spans and metrics."""
+    """The tracing example (examples/tracing.py) on the embedded model: the console shows GenAI spans, metrics."""
     script = os.path.join(os.path.dirname(__file__), "..", "examples", "tracing.py")
     proc = subprocess.run([sys.executable, script], capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr

@@ -1,7 +1,7 @@
 """Every provider through its real client path (official SDK or lmstream's HTTP for Chat
 Completions) against a local server replaying that provider's documented wire format.
 
-One parametrised test per capability: the README's provider table is this file.
+One parametrised test per capability: the provider table of docs/providers.md is this file.
 """
 
 from __future__ import annotations

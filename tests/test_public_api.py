@@ -1,6 +1,6 @@
 """The public names of `lmstream`, pinned: adding or removing one is a deliberate API change.
 
-Update PUBLIC below (and README.md, where the name is documented) in the same commit as the change;
+Update PUBLIC below (and the docs/ page where the name is documented) in the same commit as the change;
 a provider class is public through its line in the provider table (`lmstream.invokers.PROVIDER_MODULES`).
 """
 
@@ -56,6 +56,7 @@ PUBLIC = {
     # errors
     "LMStreamError",
     "ConfigurationError",
+    "AttachmentError",
     "PromptError",
     "ProviderError",
     "RateLimitError",
@@ -76,7 +77,7 @@ PUBLIC |= LAZY
 
 def test_all_is_exactly_the_public_names() -> None:
     assert len(lmstream.__all__) == len(set(lmstream.__all__)), "duplicate names in __all__"
-    assert set(lmstream.__all__) - PUBLIC == set(), "new public name: add it to PUBLIC and README.md"
+    assert set(lmstream.__all__) - PUBLIC == set(), "new public name: add it to PUBLIC and document it in docs/"
     assert PUBLIC - set(lmstream.__all__) == set(), "public name removed from lmstream.__all__"
 
 

@@ -108,7 +108,7 @@ def test_approval_reaches_another_node_after_the_first_was_sigkilled(redis_serve
 def test_step_codec_round_trips_every_content_kind():
     step = PendingStep(
         [
-            Message("user", ["hi", Attachment(b"\x89PNG", "image/png", "a.png")]),
+            Message("user", ["hi", Attachment(b"\x89PNG\r\n\x1a\n" + bytes(8), "image/png", "a.png")]),
             Message("assistant", [ThinkingBlock("hm", "sig"), "ok", ToolCall("c1", "add", {"a": 1}, b"\x00sig")]),
             Message.tool([ToolResult("c0", "x", "no", True, denied=True)]),
         ],

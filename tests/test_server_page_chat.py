@@ -4,7 +4,7 @@ Markdown rendered (and never HTML from the model), scrolling that respects the r
 conversations kept across reloads (resumed with Redis, marked interrupted without), long chats
 past the model's window, regenerate, new chat mid-answer, the chat list, the key prompt,
 keyboard use, the mobile layout, and the render-time benchmark. A scripted model keeps it fast.
-`LMSTREAM_SCREENSHOTS=docs` saves the README's pictures.
+`LMSTREAM_SCREENSHOTS=docs` saves the pictures of docs/ (the README and the site show them).
 """
 
 from __future__ import annotations

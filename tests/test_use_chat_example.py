@@ -1,10 +1,13 @@
-"""The README's "Use from a React / Next.js app" example, run for real.
+"""The docs' "Use from a React / Next.js app" example (docs/nextjs.md), run for real.
 
 examples/nextjs (route handlers that keep the API key server-side, and the transport, stop and
 part readers that app/page.jsx uses) runs under Node with the pinned `ai` 7 and `@ai-sdk/react` 4
 (tests/js/package-lock.json) against a real `lmstream serve` process on a wire-replay model:
 two turns with hyperparameters and usage; stop (the fetch abort plus POST /stop, with --redis);
-a reload resumed with `resumeStream()` (what `useChat({ resume: true })` calls).
+a reload resumed with `resumeStream()` (what `useChat({ resume: true })` calls); and a reload
+that keeps the chat in localStorage (app/page.jsx: `chatStore`, `reopenChat`), with Redis (the
+running answer replaces the stored partial one) and without it (the partial one stays, marked
+interrupted, and Regenerate asks again).
 """
 
 from __future__ import annotations
@@ -140,4 +143,46 @@ def test_a_reload_resumes_the_running_answer_with_redis(example: Path, redis_ser
         assert out["before_reload"] and full.startswith(out["before_reload"])
         assert out["after_reload"] == full, "the whole answer, nothing lost and nothing twice"
         assert out["idle_messages"] == 0
+        assert len(wire.requests) == 1, "resuming did not ask the model again"
+
+
+def test_a_reload_keeps_the_chat_without_redis(example: Path) -> None:
+    """No Redis: the server stops the answer when the page goes away; the reloaded page keeps the
+    stored conversation, the partial answer marked interrupted, and Regenerate answers again."""
+    with WireServer() as wire:
+        wire.enqueue(
+            Script(chunks=fx.openai_chat_text(words(80)), delay_between=0.1),
+            Script(chunks=fx.openai_chat_text(("Again", "."), usage=fx.openai_chat_usage(9, 2))),
+        )
+        serve = Serve(wire)
+        try:
+            out = run(example, serve, "reload")
+            assert wire.wait_for_sync(lambda s: s.requests[0].disconnected, 3.0), "the first answer still runs"
+        finally:
+            serve.close()
+        assert out["pending"] is True and out["reopened"] == "interrupted", out
+        assert out["roles"] == ["user", "assistant"]
+        full = "".join(words(80))
+        assert out["before_reload"] and full.startswith(out["before_reload"])
+        assert out["after_reload"] == out["before_reload"], "the reload kept exactly what the page had stored"
+        assert out["interrupted"] is True
+        assert out["regenerated"] == "Again." and out["roles_after_regenerate"] == ["user", "assistant"]
+        assert len(wire.requests) == 2
+        assert [m["role"] for m in wire.requests[1].json["messages"]] == ["user"], "regenerate dropped the cut answer"
+        assert out["idle"] == "idle"
+
+
+def test_a_reload_keeps_the_chat_and_resumes_the_answer_with_redis(example: Path, redis_server: Any) -> None:
+    with WireServer() as wire:
+        wire.enqueue(Script(chunks=fx.openai_chat_text(words(40)), delay_between=0.08))
+        serve = Serve(wire, "--redis", redis_server.url)
+        try:
+            out = run(example, serve, "reload")
+        finally:
+            serve.close()
+        full = "".join(words(40))
+        assert out["reopened"] == "resumed" and out["error"] is None, out
+        assert out["roles"] == ["user", "assistant"], "the replay replaced the stored partial answer"
+        assert out["before_reload"] and full.startswith(out["before_reload"])
+        assert out["after_reload"] == full and out["interrupted"] is False
         assert len(wire.requests) == 1, "resuming did not ask the model again"

@@ -19,6 +19,7 @@ from .cache import ResponseCache
 from .cost import Cost
 from .engine.request_stream import RequestStream
 from .errors import (
+    AttachmentError,
     BudgetExceededError,
     ConfigurationError,
     ContextOverflowError,
@@ -84,6 +85,7 @@ __all__ = [
     "PooledLMInvoker",
     "CallbackEventHandler",
     "ConfigurationError",
+    "AttachmentError",
     "ContextOverflowError",
     "ConsoleEventHandler",
     "Cost",

@@ -12,9 +12,9 @@ this seam nor anything above the data types they read (`types`, `prompt`, `error
 Call sites (each marked "observability seam" in the code):
 * `engine/lifecycle.run_request(ctx, work, kind)`: `request_started` / `end` around the
   request (`kind` "process" or "stream"; None for a standalone `invoke()`: no parent span);
-* `BaseLMInvoker._invoke_with_retries`: `call_started` / `end` around one model call, the
-  total timeout included; `engine.attempts`: `attempt(acc)` per attempt, `retry(...)` before a
-  retry's back-off;
+* `engine/call.call_model`: `call_started` / `end` around one model call (its `params`, a
+  `CallParams`, carry the call's tools and schema), the total timeout included;
+  `engine.attempts`: `attempt(acc)` per attempt, `retry(...)` before a retry's back-off;
 * `tools.execute_tool_calls`: `tool_started` / `end` around each tool run.
 Every `end()` runs in the task that made the matching start (the span is the task's current
 OpenTelemetry context in between, so spans nest by themselves).

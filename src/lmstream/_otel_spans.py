@@ -18,6 +18,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from ._otel_content import input_messages, output_messages, provider_name, server_of, tool_definitions
+from ._redact import redact
 from .errors import LMStreamError, OutputParserError, StreamInterruptedError
 
 __all__ = ["ModelCall", "OpenSpan", "Unobserved"]
@@ -52,8 +53,10 @@ def _fail(span: Any, exc: BaseException, content: bool) -> str:
         span.set_status(Status(StatusCode.ERROR, "cancelled"))
         return etype
     if content or (isinstance(exc, LMStreamError) and not isinstance(exc, OutputParserError)):
-        span.set_status(Status(StatusCode.ERROR, str(exc) or etype))
-        span.record_exception(exc)
+        text = redact(str(exc))  # an upstream's text may echo its key: spans leave the process
+        span.set_status(Status(StatusCode.ERROR, text or etype))
+        frames = "".join(traceback.format_tb(exc.__traceback__))  # the trace, its last line redacted
+        span.record_exception(exc, {"exception.message": text, "exception.stacktrace": f"{frames}{etype}: {text}"})
     else:
         span.set_status(Status(StatusCode.ERROR, etype))
         trace_only = "".join(traceback.format_tb(exc.__traceback__))
@@ -157,7 +160,7 @@ class ModelCall:
                 span_attrs[spec[0]] = spec[1](value)
             elif name == "stop":
                 span_attrs["gen_ai.request.stop_sequences"] = [value] if isinstance(value, str) else list(value)
-        if getattr(invoker, "response_schema", None) is not None:
+        if getattr(params, "response_schema", None) is not None:  # the call's (`CallParams`)
             span_attrs["gen_ai.output.type"] = "json"
         if request_id is not None:
             span_attrs["lmstream.request_id"] = request_id
@@ -169,7 +172,7 @@ class ModelCall:
             if system:
                 span_attrs["gen_ai.system_instructions"] = _json.dumps(system)
             span_attrs["gen_ai.input.messages"] = _json.dumps(history)
-            tools = getattr(invoker, "tools", None)
+            tools = getattr(params, "tools", None)  # the tools this call offers (`CallParams`)
             if tools:
                 span_attrs["gen_ai.tool.definitions"] = _json.dumps(tool_definitions(tools))
         kind = SpanKind.INTERNAL if invoker.provider == "local" else SpanKind.CLIENT

@@ -12,12 +12,14 @@ from typing import Any, TextIO
 
 from . import _json
 from ._cli_hints import cli_message
-from ._cli_options import JSON_OBJECT_SCHEMA, ModelOption, add_options, invoker_config, literal_template
-from .errors import ConfigurationError, LMStreamError, OutputParserError, PromptError
+from ._cli_options import JSON_OBJECT_SCHEMA, ModelOption, add_options, build_invoker, literal_template
+from .errors import AttachmentError, ConfigurationError, LMStreamError, OutputParserError, PromptError
+from .event_values import ResetValue
 from .events import EventEmitter, EventType, StreamEventHandler
 from .parsers import JSONOutputParser
 from .processor import LMRequestProcessor
 from .prompt import PromptBuilder
+from .types import Attachment
 
 #: this command's own options, after the shared model options
 ANSWER_OPTIONS: tuple[ModelOption, ...] = (
@@ -59,6 +61,15 @@ def _parser() -> argparse.ArgumentParser:
         "stderr (the default when stderr is a terminal)",
     )
     p.add_argument("--events", action="store_true", help="print every event as one JSON line (value, level, type, ...)")
+    p.add_argument(
+        "--file",
+        action="append",
+        dest="files",
+        metavar="PATH",
+        default=[],
+        help="attach a file (png, jpeg, gif, webp, pdf, wav, mp3, plain text; the type is read from its "
+        "bytes); repeatable. The embedded model reads text only: use a model that takes the file's kind",
+    )
     p.add_argument(
         "--json",
         action="store_true",
@@ -120,15 +131,28 @@ class _Lines:
         self.open.clear()
 
 
+def _attachments(paths: list[str]) -> list[Attachment]:
+    """`--file` paths read and type-checked before any model is loaded."""
+    out = []
+    for path in paths:
+        try:
+            out.append(Attachment.from_path(path))
+        except OSError as exc:
+            raise ConfigurationError(f"--file {path}: {exc.strerror or exc}") from exc
+        except AttachmentError as exc:
+            raise ConfigurationError(f"--file {path}: {exc}") from exc
+    return out
+
+
 async def _run(args: argparse.Namespace, question: str, lines: _Lines | None = None) -> int:
-    from .invokers import build_lm_invoker
+    files = _attachments(getattr(args, "files", None) or [])
 
     lines = lines or _Lines()
-    invoker = build_lm_invoker(args.model, config=invoker_config(args, ANSWER_OPTIONS))
+    invoker = build_invoker(args, ANSWER_OPTIONS)
     schema = _schema(args)
     if schema is not None:
         invoker.set_response_schema(schema)
-    elif args.json and invoker.provider == "local":
+    elif args.json and invoker.model_id.startswith("local/"):
         invoker.set_response_schema(JSON_OBJECT_SCHEMA)
     # The user's text goes in as a value, so braces in it are never treated as placeholders.
     lmrp = LMRequestProcessor(
@@ -138,7 +162,7 @@ async def _run(args: argparse.Namespace, question: str, lines: _Lines | None = N
     )
     handler = StreamEventHandler(serialize=args.events)  # JSON lines with --events, else Event objects
     emitter = EventEmitter([handler])
-    task = asyncio.create_task(lmrp.process(prompt=question, event_emitter=emitter))
+    task = asyncio.create_task(lmrp.process(prompt=question, extra_contents=files or None, event_emitter=emitter))
     text_out = sys.stderr if args.json else sys.stdout
     done: dict[str, Any] | None = None
     try:
@@ -149,6 +173,9 @@ async def _run(args: argparse.Namespace, question: str, lines: _Lines | None = N
                 lines.write(text_out, event.value)
             elif event.type == EventType.THINKING:
                 lines.write(sys.stderr, event.value)
+            elif event.type == EventType.RESET:  # a fallback model took over: say so, on a line of its own
+                lines.end()
+                lines.write(sys.stderr, reset_note(event.value) + "\n")
             elif event.type == EventType.DONE:
                 done = event.metadata
         result = await task
@@ -165,6 +192,12 @@ async def _run(args: argparse.Namespace, question: str, lines: _Lines | None = N
         sys.stdout.flush()
         sys.stderr.write(usage_line(done) + "\n")
     return 0
+
+
+def reset_note(value: ResetValue) -> str:
+    """The terminal's line for a `reset` event: who took over, and whether the answer restarts."""
+    how = "the answer restarts on the next line" if value["discarded"] else "it continues the answer"
+    return f"[switched to {value['to']} after {value['from']} failed: {how}]"
 
 
 def usage_line(done: dict[str, Any]) -> str:

@@ -5,10 +5,7 @@ Messages say how to fix the problem and never contain credentials.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .types import LMOutput
+from typing import Any
 
 __all__ = [
     "LMStreamError",
@@ -25,6 +22,7 @@ __all__ = [
     "BudgetExceededError",
     "StreamGoneError",
     "RedisUnavailableError",
+    "AttachmentError",
 ]
 
 
@@ -108,9 +106,10 @@ class LMTimeoutError(LMStreamError, TimeoutError):
 
 
 class StreamInterruptedError(LMStreamError):
-    """The stream broke after tokens were emitted; `.partial_output` holds exactly those."""
+    """The stream broke after tokens were emitted; `.partial_output` (an `LMOutput`: typed
+    loosely so this module imports nothing of lmstream) holds exactly those."""
 
-    def __init__(self, message: str, partial_output: LMOutput, cause: BaseException | None = None):
+    def __init__(self, message: str, partial_output: Any, cause: BaseException | None = None):
         super().__init__(message)
         self.partial_output = partial_output
         self.cause = cause
@@ -186,3 +185,14 @@ class StreamGoneError(LMStreamError, LookupError):
 
 class RedisUnavailableError(LMStreamError, ConnectionError):
     """Redis could not be reached or failed mid-command (the message names the server, never a password)."""
+
+
+class AttachmentError(LMStreamError, ValueError):
+    """A file lmstream will not carry: its bytes are no supported type (whatever its label says),
+    or a URL without a usable type. `detected` says what the bytes look like ("HTML/SVG/XML
+    markup", "an executable (ELF)"), `label` what the caller claimed."""
+
+    def __init__(self, message: str, *, detected: str | None = None, label: str | None = None):
+        super().__init__(message)
+        self.detected = detected
+        self.label = label

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from .approval import DeferredApproval, resume_tool_step, run_tool_step
 from .budget import Budget, as_budget
-from .cache import ResponseCache, deterministic, request_key
+from .cache import ResponseCache, deterministic, request_context, request_key
+from .engine.call import call_model, prepare
 from .engine.lifecycle import RequestContext, run_request
 from .engine.request_stream import RequestStream
 from .errors import ConfigurationError, OutputParserError, PromptError, ToolError
@@ -22,6 +24,7 @@ from .types import LMOutput, TokenUsage
 
 if TYPE_CHECKING:
     from .batch import BatchResult
+    from .tools import Tool
 
 __all__ = ["LMRequestProcessor"]
 
@@ -34,39 +37,90 @@ def _cacheable(output: LMOutput) -> bool:
 
 OutT = TypeVar("OutT")
 
-# process()'s own parameters: a template key with one of these names must go in prompt_kwargs=
-_OWN_ARGS = frozenset(
-    {
-        "prompt_kwargs",
-        "history",
-        "extra_contents",
-        "hyperparameters",
-        "event_emitter",
-        "auto_execute_tools",
-        "max_lm_calls",
-        "approval_timeout",
-        "deferred_approval",
-        "cache",
-        "cache_scope",
-    }
-)
+P = ParamSpec("P")
+R = TypeVar("R")
+S = TypeVar("S")
 
 
 @dataclass(frozen=True, slots=True)
 class _Request:
-    """One request's arguments, exactly as `process()` and `stream()` take them."""
+    """One request's arguments (`_request_arguments` makes it)."""
 
     prompt_kwargs: Mapping[str, Any] | None
     history: Sequence[Message | Mapping[str, Any]] | None
     extra_contents: Sequence[Content] | None
     hyperparameters: Mapping[str, Any] | None
+    event_emitter: EventEmitter | None
     auto_execute_tools: bool
     max_lm_calls: int
     approval_timeout: float | None
     deferred_approval: DeferredApproval | None
+    cache: bool  # False: this request bypasses the processor's response cache
+    cache_scope: str | None  # the tenant, overriding the processor's `cache_scope`
     keywords: dict[str, Any]  # the `**kwargs` that fill the templates
-    cache: bool = True  # False: this request bypasses the processor's response cache
-    cache_scope: str | None = None  # the tenant, overriding the processor's `cache_scope`
+
+
+def _request_arguments(
+    _processor: Any,
+    /,
+    prompt_kwargs: Mapping[str, Any] | None = None,
+    *,
+    history: Sequence[Message | Mapping[str, Any]] | None = None,
+    extra_contents: Sequence[Content] | None = None,
+    hyperparameters: Mapping[str, Any] | None = None,
+    event_emitter: EventEmitter | None = None,
+    auto_execute_tools: bool = True,
+    max_lm_calls: int = 5,
+    approval_timeout: float | None = None,
+    deferred_approval: DeferredApproval | None = None,
+    cache: bool = True,
+    cache_scope: str | None = None,
+    **kwargs: Any,
+) -> _Request:
+    """The arguments of one request, spelled once: `process()`, `stream()`, `process_sync()` and
+    `stream_sync()` all take exactly these (`_face`). `**kwargs` fill the templates."""
+    return _Request(
+        prompt_kwargs,
+        history,
+        extra_contents,
+        hyperparameters,
+        event_emitter,
+        auto_execute_tools,
+        max_lm_calls,
+        approval_timeout,
+        deferred_approval,
+        cache,
+        cache_scope,
+        kwargs,
+    )
+
+
+#: the request's own parameters: a template key with one of these names must go in prompt_kwargs=
+_OWN_ARGS = frozenset(inspect.signature(_request_arguments).parameters) - {"_processor", "kwargs"}
+
+
+def _face_of(
+    args: Callable[Concatenate[Any, P], _Request],
+) -> Callable[[Callable[[S, _Request], R]], Callable[Concatenate[S, P], R]]:
+    """A public face of a request (`process`, `stream`, ...): `run(self, request)` with the
+    signature of `args`, so the arguments are spelled once and every face takes them all."""
+
+    def face(run: Callable[[S, _Request], R]) -> Callable[Concatenate[S, P], R]:
+        def method(self: S, /, *a: P.args, **kw: P.kwargs) -> R:
+            return run(self, args(self, *a, **kw))
+
+        for name in ("__module__", "__name__", "__qualname__", "__doc__"):
+            setattr(method, name, getattr(run, name))
+        # what help() and the docs show: the arguments' signature, with this face's return
+        sig, own = inspect.signature(args), inspect.signature(run)
+        params = [own.parameters["self"], *list(sig.parameters.values())[1:]]
+        setattr(method, "__signature__", sig.replace(parameters=params, return_annotation=own.return_annotation))  # noqa: B010
+        return method
+
+    return face
+
+
+_request_face = _face_of(_request_arguments)
 
 
 class LMRequestProcessor(Generic[OutT]):
@@ -132,110 +186,90 @@ class LMRequestProcessor(Generic[OutT]):
         self.cache = cache
         self.cache_scope = cache_scope
         self.cache_sampled = cache_sampled
+        self._tools: list[Tool[..., Any]] | None = None  # None: the invoker's own (`tools=` when built)
+        self._schema: tuple[dict[str, Any] | None, Any] | None = None  # (JSON schema, pydantic model)
         if tools:
             self.set_tools(tools)
         if response_schema is not None:
             self.set_response_schema(response_schema)
 
+    @property
+    def tools(self) -> list[Tool[..., Any]]:
+        """The tools this processor's requests offer the model (by default the invoker's own)."""
+        return self.lm_invoker.tools if self._tools is None else self._tools
+
     def set_tools(self, tools: Sequence[Any]) -> None:
-        self.lm_invoker.set_tools(tools)
+        """The tools this processor's requests offer: kept here, sent with each model call, so
+        processors sharing one invoker each offer their own."""
+        from .tools import to_tool
+
+        self.lm_invoker.check_tools(tools)
+        self._tools = [to_tool(t) for t in tools]
 
     def clear_tools(self) -> None:
-        self.lm_invoker.clear_tools()
+        self._tools = []
+
+    @property
+    def response_schema(self) -> dict[str, Any] | None:
+        """The JSON schema answers must match (by default the invoker's own), or None."""
+        return self._schema_parts()[0]
 
     def set_response_schema(self, schema: Any) -> None:
-        self.lm_invoker.set_response_schema(schema)
+        """A pydantic model or a JSON schema the answer must match (None: none), for this
+        processor's requests only."""
+        from .structured import schema_of
 
-    def process(
-        self,
-        prompt_kwargs: Mapping[str, Any] | None = None,
-        *,
-        history: Sequence[Message | Mapping[str, Any]] | None = None,
-        extra_contents: Sequence[Content] | None = None,
-        hyperparameters: Mapping[str, Any] | None = None,
-        event_emitter: EventEmitter | None = None,
-        auto_execute_tools: bool = True,
-        max_lm_calls: int = 5,
-        approval_timeout: float | None = None,
-        deferred_approval: DeferredApproval | None = None,
-        cache: bool = True,
-        cache_scope: str | None = None,
-        **kwargs: Any,
-    ) -> Coroutine[Any, Any, OutT]:
+        self._schema = schema_of(schema) if schema is not None else (None, None)
+
+    def _schema_parts(self) -> tuple[dict[str, Any] | None, Any]:
+        if self._schema is None:
+            return self.lm_invoker.response_schema, self.lm_invoker._schema_model
+        return self._schema
+
+    @_request_face
+    def process(self, req: _Request) -> Coroutine[Any, Any, OutT]:
         """Run one request; returns the parsed output if a parser is set, else the `LMOutput`.
 
-        Events end with one `done` (usage summed over every model call) or one `error`. The
-        request counts as watched by the emitter from this call on, so `stream()` ends even if
-        the task running it is cancelled before it starts. A closed emitter is refused here.
-        A tool that `requires_approval` waits for `lmstream.approval.answer()` (or the stream's
-        `approve()`/`deny()`), denied after `approval_timeout` seconds when given;
+        `**kwargs` fill the templates. Events end with one `done` (usage summed over every model
+        call) or one `error`. The request counts as watched by the emitter from this call on, so `stream()`
+        ends even if the task running it is cancelled before it starts. A closed emitter is
+        refused here. A tool that `requires_approval` waits for `lmstream.approval.answer()` (or
+        the stream's `approve()`/`deny()`), denied after `approval_timeout` seconds when given;
         `deferred_approval` instead ends the request there and continues it later (a server).
         With a response cache, `cache=False` bypasses it for this request and `cache_scope=`
         sets its tenant.
         """
-        ctx = RequestContext(event_emitter)
-        req = _Request(
-            prompt_kwargs,
-            history,
-            extra_contents,
-            hyperparameters,
-            auto_execute_tools,
-            max_lm_calls,
-            approval_timeout,
-            deferred_approval,
-            kwargs,
-            cache,
-            cache_scope,
-        )
-        coro = self._request(ctx, "process", req)
-        ctx.register(coro)
-        return coro
+        return self._process(req)
 
-    def stream(
-        self,
-        prompt_kwargs: Mapping[str, Any] | None = None,
-        *,
-        history: Sequence[Message | Mapping[str, Any]] | None = None,
-        extra_contents: Sequence[Content] | None = None,
-        hyperparameters: Mapping[str, Any] | None = None,
-        event_emitter: EventEmitter | None = None,
-        auto_execute_tools: bool = True,
-        max_lm_calls: int = 5,
-        approval_timeout: float | None = None,
-        deferred_approval: DeferredApproval | None = None,
-        cache: bool = True,
-        cache_scope: str | None = None,
-        **kwargs: Any,
-    ) -> RequestStream[OutT]:
+    @_request_face
+    def stream(self, req: _Request) -> RequestStream[OutT]:
         """The request as its own event stream: `async with lmrp.stream(...) as stream`.
 
         Same arguments as `process()`; `event_emitter=` also feeds that emitter's handlers.
         Answer a `tool_approval_request` with `stream.approve(id)` / `stream.deny(id, reason)`.
         """
-        req = _Request(
-            prompt_kwargs,
-            history,
-            extra_contents,
-            hyperparameters,
-            auto_execute_tools,
-            max_lm_calls,
-            approval_timeout,
-            deferred_approval,
-            kwargs,
-            cache,
-            cache_scope,
-        )
-        return RequestStream(lambda ctx: self._request(ctx, "stream", req), event_emitter)
+        return self._stream(req)
 
-    def process_sync(self, prompt_kwargs: Mapping[str, Any] | None = None, **kwargs: Any) -> OutT:
+    @_request_face
+    def process_sync(self, req: _Request) -> OutT:
         """`process()` for synchronous code (scripts, notebooks, a sync web route): blocks until
         the output is ready. Runs on lmstream's background loop, so it works inside a running one."""
-        return run_sync(lambda: self.process(prompt_kwargs, **kwargs))
+        return run_sync(lambda: self._process(req))
 
-    def stream_sync(self, prompt_kwargs: Mapping[str, Any] | None = None, **kwargs: Any) -> SyncRequestStream[OutT]:
+    @_request_face
+    def stream_sync(self, req: _Request) -> SyncRequestStream[OutT]:
         """`stream()` for synchronous code: `with lmrp.stream_sync(...) as s: for event in s`;
         each event arrives as the model produces it."""
-        return SyncRequestStream(lambda: self.stream(prompt_kwargs, **kwargs))
+        return SyncRequestStream(lambda: self._stream(req))
+
+    def _process(self, req: _Request) -> Coroutine[Any, Any, OutT]:
+        ctx = RequestContext(req.event_emitter)
+        coro = self._request(ctx, "process", req)
+        ctx.register(coro)
+        return coro
+
+    def _stream(self, req: _Request) -> RequestStream[OutT]:
+        return RequestStream(lambda ctx: self._request(ctx, "stream", req), req.event_emitter)
 
     async def batch(
         self,
@@ -270,7 +304,7 @@ class LMRequestProcessor(Generic[OutT]):
         invoker = self.lm_invoker
         deferred = req.deferred_approval
         if deferred is not None and deferred.resume is not None:  # finish the saved step first
-            messages = await resume_tool_step(ctx, invoker.tools, deferred)
+            messages = await resume_tool_step(ctx, self.tools, deferred)
         else:
             messages = self._messages(values, req.history, req.extra_contents)
         cache = self._cache_for(req, messages)
@@ -281,12 +315,11 @@ class LMRequestProcessor(Generic[OutT]):
             output = await response_cache.serve(
                 ctx, key, partial(self._generate, req=req, messages=messages), _cacheable
             )
-            if invoker.response_schema is not None and output.structured_output is None and not output.tool_calls:
+            schema, model = self._schema_parts()
+            if schema is not None and output.structured_output is None and not output.tool_calls:
                 from .structured import validate_structured  # a stored entry keeps the text, not the object
 
-                output.structured_output = validate_structured(
-                    output.text, invoker.response_schema, invoker._schema_model
-                )
+                output.structured_output = validate_structured(output.text, schema, model)
         if ctx.first_token_at is not None:
             output.time_to_first_token = ctx.first_token_at - ctx.started
         if self.output_parser is not None:
@@ -303,7 +336,6 @@ class LMRequestProcessor(Generic[OutT]):
 
     async def _generate(self, ctx: RequestContext, req: _Request, messages: list[Message]) -> LMOutput:
         """The model calls of one request (the tool loop), their usage summed."""
-        invoker = self.lm_invoker
         deferred = req.deferred_approval
         max_lm_calls, hyperparameters = req.max_lm_calls, req.hyperparameters
         total: TokenUsage | None = None  # the first call's usage, then the sum
@@ -314,7 +346,7 @@ class LMRequestProcessor(Generic[OutT]):
                 total = replace(output.usage)
             else:
                 total.add(output.usage)
-            if not output.tool_calls or not req.auto_execute_tools or not invoker.tools:
+            if not output.tool_calls or not req.auto_execute_tools or not self.tools:
                 break
             if call == max_lm_calls:
                 raise ToolError(
@@ -323,7 +355,7 @@ class LMRequestProcessor(Generic[OutT]):
                 )
             said: list[Content] = [*output.thinking_blocks, *([output.text] if output.text else []), *output.tool_calls]
             turn = Message("assistant", said)
-            step = (ctx, invoker.tools, output.tool_calls, req.approval_timeout, deferred, [*messages, turn])
+            step = (ctx, self.tools, output.tool_calls, req.approval_timeout, deferred, [*messages, turn])
             results = await run_tool_step(*step)
             if results is None:  # deferred: the step waits for a person, outside this request
                 output.finish_reason = "tool_approval"
@@ -339,27 +371,39 @@ class LMRequestProcessor(Generic[OutT]):
 
     def _cache_for(self, req: _Request, messages: list[Message]) -> tuple[ResponseCache, str] | None:
         """The cache and this request's key, or None when the request must run on its own: no
-        cache or `cache=False`; tools this process runs (a call may act on the world, or wait
-        for a person); a resumed approval; a sampled request unless `cache_sampled`."""
+        cache, `cache=False` or a server's `Cache-Control: no-cache`; tools this process runs (a
+        call may act on the world, or wait for a person); a resumed approval; a sampled request
+        unless `cache_sampled`. The scope is the request's `cache_scope`, else the processor's
+        with the tenant a server set (`lmstream.cache.set_request_context`)."""
         cache = self.cache
-        if cache is None or not req.cache or req.deferred_approval is not None:
+        deferred = req.deferred_approval
+        if cache is None or not req.cache or (deferred is not None and deferred.resume is not None):
+            return None
+        tenant, bypass = request_context()
+        if bypass:
             return None
         invoker = self.lm_invoker
-        if invoker.tools and req.auto_execute_tools:
+        if self.tools and req.auto_execute_tools:
             return None
         params = {**invoker.default_hyperparameters, **invoker.validate_hyperparameters(req.hyperparameters or {})}
         if not self.cache_sampled and not deterministic(params):
             return None
-        scope = req.cache_scope if req.cache_scope is not None else self.cache_scope
-        return cache, request_key(scope, invoker, messages, params, invoker.tools, client_tools=bool(invoker.tools))
+        scope = req.cache_scope if req.cache_scope is not None else [self.cache_scope, tenant]
+        tools = self.tools
+        return cache, request_key(
+            scope, invoker, messages, params, tools, client_tools=bool(tools), schema=self.response_schema
+        )
 
     async def _invoke(
         self, messages: list[Message], hyperparameters: Mapping[str, Any] | None, ctx: RequestContext
     ) -> LMOutput:
-        """One model call; the engine checks and charges the budget per model call (a fallback
-        chain's failed attempts count too), whether the call finishes or breaks."""
+        """One model call with this processor's tools and schema, run by the engine, which
+        checks and charges the budget per model call (a fallback chain's failed attempts count
+        too), whether the call finishes or breaks."""
         ctx.budget = self.budget
-        return await self.lm_invoker.invoke(messages, hyperparameters, ctx.emitter)
+        ctx.step += 1
+        msgs, params = prepare(self.lm_invoker, messages, hyperparameters, self.tools, self._schema_parts())
+        return await call_model(ctx, self.lm_invoker, msgs, params)
 
     def _messages(
         self,

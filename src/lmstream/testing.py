@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from typing import Any, TypeAlias
 
-from .engine.deltas import Delta, FinishDelta
+from .engine.deltas import CallParams, Delta, FinishDelta
 from .invokers.base import BaseLMInvoker
 from .prompt import Message
 
@@ -55,7 +55,7 @@ class ScriptedLMInvoker(BaseLMInvoker):
         self.calls: list[tuple[list[Message], dict[str, Any]]] = []
         self.open_streams = 0
 
-    def _steps(self, messages: list[Message], params: dict[str, Any]) -> Iterable[Step] | AsyncIterable[Step]:
+    def _steps(self, messages: list[Message], params: CallParams) -> Iterable[Step] | AsyncIterable[Step]:
         script = self.script
         if callable(script):
             return script(messages, params)
@@ -64,7 +64,7 @@ class ScriptedLMInvoker(BaseLMInvoker):
             return turns[min(len(self.calls) - 1, len(turns) - 1)]
         return script  # type: ignore[return-value]
 
-    async def stream_deltas(self, messages: list[Message], params: dict[str, Any]) -> AsyncIterator[Delta]:
+    async def stream_deltas(self, messages: list[Message], params: CallParams) -> AsyncIterator[Delta]:
         self.calls.append((list(messages), dict(params)))
         steps = self._steps(messages, params)
         self.open_streams += 1

@@ -4,9 +4,17 @@ importing the event machinery."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import mimetypes
+import os
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from .event_values import CacheValue, ToolCallValue, ToolResultValue, UsageValue
 
 if TYPE_CHECKING:
     from .cost import Cost
@@ -42,6 +50,9 @@ class EventType(StrEnum):
     `reset` (value `{"reason", "from", "to", "discarded"}`) says a fallback model took over after
     content had streamed: `discarded` characters of the answer so far are void (0 when the next
     model continues the text).
+    `file` (value `{"mime_type", "url" | "data", "partial_index"?}`, `data` base64) is a file the
+    model produced (an image); events sharing a `block_id` in their metadata are one file, each
+    partial (`partial_index` 0, 1, ...) replacing the last, the one without it final.
     """
 
     RESPONSE = "response"
@@ -62,6 +73,7 @@ class EventType(StrEnum):
     TOOL_APPROVAL_REQUEST = "tool_approval_request"
     TOOL_PROGRESS = "tool_progress"
     RESET = "reset"
+    FILE = "file"
     USAGE = "usage"
     ERROR = "error"
     DONE = "done"
@@ -89,7 +101,7 @@ class TokenUsage:
             return None
         return self.input_tokens + self.output_tokens
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> UsageValue:
         return {
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
@@ -128,7 +140,7 @@ class ToolCall:
     arguments: dict[str, Any] = field(default_factory=dict)
     signature: bytes | str | None = field(default=None, repr=False)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> ToolCallValue:
         return {"id": self.id, "name": self.name, "arguments": self.arguments}
 
 
@@ -148,7 +160,7 @@ class ToolResult:
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "output": self.output}
 
-    def to_event_value(self) -> dict[str, Any]:
+    def to_event_value(self) -> ToolResultValue:
         """The `tool_result` event's value: `output` is the tool's own value when it is JSON
         data (a dict stays a dict for a browser), else the text the model was sent."""
         value = self.value
@@ -160,14 +172,130 @@ class ToolResult:
 
 @dataclass(slots=True)
 class Attachment:
-    """Binary content (an image, a file) attached to a message."""
+    """A file (image, PDF, audio, plain text) attached to a message.
+
+    The MIME type is read from the bytes (magic numbers): `mime_type` is only a hint that keeps a
+    text subtype (`text/markdown`, `text/csv`); a PNG labelled `text/plain` becomes `image/png`,
+    and bytes of no supported type (HTML, SVG, an executable, anything else) raise
+    `AttachmentError`. A URL attachment (`from_url`) carries no bytes: the provider fetches it
+    where it can (lmstream never does), and its type comes from the label or the URL's extension.
+    """
 
     data: bytes
-    mime_type: str
+    mime_type: str = ""
     filename: str | None = None
+    url: str | None = None
+
+    def __post_init__(self) -> None:
+        from . import _mime
+        from .errors import AttachmentError
+
+        label = _mime.normalise(self.mime_type)
+        if self.url is not None:
+            if self.data:
+                raise AttachmentError("an Attachment has either bytes or a url, not both")
+            if label not in _mime.SUPPORTED:
+                raise AttachmentError(
+                    f"URL attachment {_short(self.url)!r}: type {self.mime_type or 'unknown'!r} is not one lmstream "
+                    f"carries; pass mime_type= one of {', '.join(_mime.SUPPORTED)}",
+                    label=self.mime_type or None,
+                )
+            self.mime_type = label
+            return
+        if not isinstance(self.data, (bytes, bytearray, memoryview)):
+            raise AttachmentError(f"Attachment data must be bytes, got {type(self.data).__name__}")
+        self.data = bytes(self.data)
+        found = _mime.sniff(self.data)
+        if found is None:
+            what = _mime.describe(self.data)
+            name = f"{self.filename!r}" if self.filename else "the attachment"
+            claimed = f" (labelled {self.mime_type})" if self.mime_type else ""
+            raise AttachmentError(
+                f"{name}{claimed} is {what}; lmstream accepts images (png, jpeg, gif, webp), PDF, "
+                "audio (wav, mp3) and plain text, recognised from the bytes themselves",
+                detected=what,
+                label=self.mime_type or None,
+            )
+        keep_text = found == "text/plain" and label in _mime.TEXT_TYPES
+        self.mime_type = label if keep_text and label else found
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_bytes(cls, data: bytes, mime_type: str | None = None, filename: str | None = None) -> Attachment:
+        """Bytes in memory; `mime_type` is a hint the bytes overrule."""
+        return cls(data, mime_type or "", filename)
+
+    @classmethod
+    def from_path(cls, path: str | os.PathLike[str], mime_type: str | None = None) -> Attachment:
+        """A file on disk (read whole); its name travels as `filename`, its type from its bytes."""
+        p = Path(path)
+        return cls(p.read_bytes(), mime_type or "", p.name)
+
+    @classmethod
+    def from_data_url(cls, url: str, filename: str | None = None) -> Attachment:
+        """A `data:<type>;base64,<payload>` URL (what browsers and the `ai` client send)."""
+        from .errors import AttachmentError
+
+        if not url.startswith("data:") or "," not in url:
+            raise AttachmentError(f"not a data: URL: {_short(url)!r}")
+        head, _, payload = url[5:].partition(",")
+        media, _, enc = head.partition(";")
+        if not enc.split(";")[-1] == "base64":
+            raise AttachmentError("data: URLs must be base64 (data:<type>;base64,<payload>)")
+        try:
+            data = base64.b64decode(payload, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise AttachmentError("the data: URL's payload is not valid base64") from exc
+        return cls(data, media, filename)
+
+    @classmethod
+    def from_url(cls, url: str, mime_type: str | None = None, filename: str | None = None) -> Attachment:
+        """A file the provider fetches itself (http(s), or gs:// for Vertex AI); lmstream never
+        fetches it. A provider that cannot take URLs raises `ConfigurationError` saying so.
+        `data:` URLs are decoded (`from_data_url`)."""
+        from .errors import AttachmentError
+
+        if url.startswith("data:"):
+            return cls.from_data_url(url, filename)
+        scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+        if scheme not in ("http", "https", "gs"):
+            raise AttachmentError(f"URL attachments must be http(s):// or gs:// URLs, got {_short(url)!r}")
+        path = url.split("?", 1)[0].split("#", 1)[0]
+        guessed = mime_type or mimetypes.guess_type(path)[0] or ""
+        name = filename or (path.rsplit("/", 1)[-1] or None)
+        return cls(b"", guessed, name, url)
+
+    # ------------------------------------------------------------------ views
+    @property
+    def kind(self) -> str:
+        """`image`, `pdf`, `audio` or `text`."""
+        from . import _mime
+
+        return _mime.kind_of(self.mime_type) or "file"
+
+    @property
+    def sha256(self) -> str:
+        """Hex digest of the bytes (of the URL for a URL attachment): the blob store's key."""
+        return hashlib.sha256(self.data if self.url is None else self.url.encode()).hexdigest()
+
+    def base64(self) -> str:
+        return base64.b64encode(self.data).decode("ascii")
+
+    def data_url(self) -> str:
+        """The URL itself for a URL attachment, else a base64 `data:` URL."""
+        return self.url if self.url is not None else f"data:{self.mime_type};base64,{self.base64()}"
+
+    def text(self) -> str:
+        """A text attachment's content (UTF-8)."""
+        return self.data.decode("utf-8", errors="replace")
 
     def __repr__(self) -> str:
-        return f"Attachment(mime_type={self.mime_type!r}, filename={self.filename!r}, size={len(self.data)})"
+        where = f"url={_short(self.url)!r}" if self.url is not None else f"size={len(self.data)}"
+        return f"Attachment(mime_type={self.mime_type!r}, filename={self.filename!r}, {where})"
+
+
+def _short(s: str) -> str:
+    return s if len(s) <= 80 else s[:77] + "..."
 
 
 @dataclass(slots=True)
@@ -197,10 +325,13 @@ class LMOutput:
     model: str | None = None
     #: with a response cache: `{"hit", "joined", "age"}` (served from a stored answer, shared a
     #: running generation, seconds since that answer was made); None without a cache
-    cache: dict[str, Any] | None = None
+    cache: CacheValue | None = None
     #: the model calls a fallback chain or a pool made for this output, in order: `{"model",
     #: "outcome", "output_tokens", "usage"}` each (empty for a plain invoker); `usage` is their sum
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    #: files the model produced (images): each the final `file` event's value, `{"mime_type",
+    #: "data" (base64) | "url"}`; partial previews are not kept
+    files: list[dict[str, Any]] = field(default_factory=list)
 
     def __str__(self) -> str:
         return self.text

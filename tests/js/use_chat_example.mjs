@@ -1,4 +1,4 @@
-// `node use_chat_example.mjs <example-dir> <scenario>`: runs the README's Next.js example
+// `node use_chat_example.mjs <example-dir> <scenario>`: runs the Next.js example (docs/nextjs.md)
 // (examples/nextjs, copied beside this file so its imports resolve to the pinned packages) the way
 // the app runs it: its route handlers (lib/proxy.js, holding the API key) behind a small HTTP
 // server, and @ai-sdk/react's Chat (the object useChat drives) with its transport (lib/lmstream.js).
@@ -89,6 +89,37 @@ try {
     const nothing = new Chat({ id: "react-idle", transport: transport() });
     await nothing.resumeStream(); // 204: nothing runs for this chat
     out.idle_messages = nothing.messages.length;
+  } else if (scenario === "reload") {
+    // app/page.jsx across a reload: its effect saves the messages (pending while streaming) in
+    // localStorage; the reloaded page builds its Chat from them and calls reopenChat.
+    const items = new Map();
+    const storage = { getItem: (k) => items.get(k) ?? null, setItem: (k, v) => items.set(k, String(v)), removeItem: (k) => items.delete(k) };
+    const store = lib.chatStore(storage);
+    const first = new Chat({ id: "react-reload", transport: transport() });
+    const sending = first.sendMessage({ text: "Count slowly" });
+    await until(() => first.messages.length === 2 && textOf(first.messages[1]).length > 5);
+    store.save("react-reload", first.messages, true);
+    out.before_reload = textOf(lib.chatStore(storage).load("react-reload").messages[1]);
+    first.stop(); // the tab goes away: only the fetch ends
+    await sending;
+    const saved = store.load("react-reload");
+    const t = transport();
+    const again = new Chat({ id: "react-reload", transport: t, messages: saved.messages });
+    out.pending = saved.pending;
+    out.reopened = await lib.reopenChat(again, t, saved.pending);
+    out.roles = again.messages.map((m) => m.role);
+    out.after_reload = textOf(again.messages.at(-1));
+    out.interrupted = lib.isInterrupted(again.messages.at(-1));
+    out.status = again.status;
+    out.error = again.error?.message ?? null;
+    if (out.reopened === "interrupted") {
+      await again.regenerate(); // the page's Regenerate button
+      out.regenerated = textOf(again.messages.at(-1));
+      out.roles_after_regenerate = again.messages.map((m) => m.role);
+    }
+    const idleTransport = transport();
+    const idle = new Chat({ id: "react-idle", transport: idleTransport });
+    out.idle = await lib.reopenChat(idle, idleTransport, false); // nothing was streaming: no request
   }
 } catch (e) {
   out.exception = String(e && e.stack ? e.stack : e);

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
-from .._cli_options import JSON_OBJECT_SCHEMA, ModelOption, add_options, invoker_config, literal_template
+from .._cli_options import JSON_OBJECT_SCHEMA, ModelOption, add_options, build_invoker, literal_template
 from ..budget import Budget
 from ..errors import ConfigurationError, LMStreamError
 from ..processor import LMRequestProcessor
@@ -60,6 +61,18 @@ def _parser() -> argparse.ArgumentParser:
         "runs as many as its engine has sequences",
     )
     p.add_argument("--retry-failed", action="store_true", help="on resume, run the failed requests again")
+    p.add_argument(
+        "--cache",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="DIR|URL",
+        help="keep every answer and reuse it: a re-run of the same requests costs nothing; in DIR, a Redis URL, "
+        "or (bare --cache) ~/.cache/lmstream/responses",
+    )
+    p.add_argument(
+        "--cache-ttl", type=float, default=30 * 86400.0, metavar="S", help="seconds a cached answer is kept (30 days)"
+    )
     p.add_argument("--budget", type=float, default=None, help="stop starting requests once this many USD are spent")
     p.add_argument(
         "--provider-batch",
@@ -73,16 +86,24 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def build_processor(args: argparse.Namespace) -> LMRequestProcessor[Any]:
-    from ..invokers import build_lm_invoker
     from ..parsers import JSONOutputParser
     from ..prompt import PromptBuilder
 
-    invoker = build_lm_invoker(args.model, config=invoker_config(args, BATCH_OPTIONS))
-    if args.json and invoker.provider == "local":
+    invoker = build_invoker(args, BATCH_OPTIONS)
+    if args.json and invoker.model_id.startswith("local/"):
         invoker.set_response_schema(JSON_OBJECT_SCHEMA)
     parser = JSONOutputParser() if args.json else None
     builder = PromptBuilder(system_template=literal_template(args.system), user_template="{prompt}")
-    return LMRequestProcessor(builder, invoker, parser)
+    lmrp = LMRequestProcessor(builder, invoker, parser)
+    if getattr(args, "cache", None) is not None:
+        from ..cache import ResponseCache, default_directory
+
+        where = args.cache
+        redis = where.startswith(("redis://", "rediss://", "unix://"))
+        store: Any = where if redis else Path(where or default_directory())
+        # asked for by name: every answer is kept, sampled or not (a re-run is to cost nothing)
+        lmrp.cache, lmrp.cache_sampled = ResponseCache(store, ttl=args.cache_ttl), True
+    return lmrp
 
 
 def _todo(requests: list[BatchRequest], resume: Resume) -> list[BatchRequest]:
@@ -126,12 +147,26 @@ def provider_state(output: str) -> Path:
     return out.with_name(out.name + ".provider-batch.json")
 
 
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return os.path.abspath(a) == os.path.abspath(b)
+
+
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     if args.provider_batch and args.budget is not None:
         print("lmstream batch: error: --budget applies to the streamed batch, not --provider-batch", file=sys.stderr)
         return 2
     resume_cmd = "lmstream batch " + shlex.join(argv)
+    if args.input != "-" and _same_file(args.input, args.output):
+        print(
+            f"lmstream batch: error: -o {args.output} is the input file; the results go to another file (nothing "
+            "was changed)",
+            file=sys.stderr,
+        )
+        return 2
     out = OutputFile(args.output)
     try:
         requests = read_requests(args.input)

@@ -20,6 +20,8 @@ from typing import Any
 
 from .. import _json
 from ..cost import price_of
+from ..engine.call import prepare
+from ..engine.deltas import CallParams
 from ..errors import ConfigurationError, LMStreamError, ProviderError
 from ..prompt import text_key
 from ..types import TokenUsage
@@ -114,11 +116,11 @@ def _error(rid: str, kind: str, message: str) -> BatchResult:
     return BatchResult(rid, error={"type": kind, "message": message})
 
 
-def _messages(invoker: Any, lmrp: Processor, req: BatchRequest) -> tuple[Any, dict[str, Any]]:
+def _messages(invoker: Any, lmrp: Processor, req: BatchRequest) -> tuple[Any, CallParams]:
+    """The request's messages and parameters (the processor's tools and schema with them)."""
     kw = request_kwargs(req, text_key(lmrp.prompt_builder))
     msgs = lmrp.prompt_builder.format_values(kw["prompt_kwargs"] or {}, kw.get("history"), kw.get("extra_contents"))
-    msgs, params = invoker._prepare(msgs, kw.get("hyperparameters"))
-    return msgs, params
+    return prepare(invoker, msgs, kw.get("hyperparameters"), lmrp.tools, (lmrp.response_schema, None))
 
 
 def _answer(rid: str, text: str, usage: TokenUsage, finish: str | None, invoker: Any, lmrp: Processor) -> BatchResult:

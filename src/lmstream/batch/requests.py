@@ -1,10 +1,12 @@
 """A batch's input: one request per JSONL line (or CSV row), checked before anything is sent.
 
 A line is `{"id": ..., "prompt": "..."}`, or `{"id": ..., "prompt_kwargs": {...}}`, with optional
-`history` (a list of `{"role", "content"}`), `hyperparameters` and `metadata` (copied to the
-output line). A CSV needs a `prompt` column; an `id` column is optional, other columns go to
-`metadata`. Without an id, a request is known by its line number. Every bad line is reported in
-one error, with its line number.
+`history` (a list of `{"role", "content"}`), `files` (paths relative to the input file's folder,
+or `data:`/`http(s):` URLs: attached to the user message, each read and type-checked before
+anything is sent), `hyperparameters` and `metadata` (copied to the output line).
+A CSV needs a `prompt` column; an `id` column is optional, other columns go to `metadata`.
+Without an id, a request is known by its line number. Every bad line is reported in one error,
+with its line number.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from .. import _json
-from ..errors import ConfigurationError
+from ..errors import AttachmentError, ConfigurationError
+from ..types import Attachment
 
 __all__ = ["BatchRequest", "coerce_requests", "read_requests"]
 
-_KEYS = ("id", "prompt", "prompt_kwargs", "history", "hyperparameters", "metadata")
+_KEYS = ("id", "prompt", "prompt_kwargs", "history", "files", "hyperparameters", "metadata")
 #: at most this many bad lines are listed in the error
 _MAX_LISTED = 10
 
@@ -36,9 +39,11 @@ class BatchRequest:
     history: list[Any] | None = None
     hyperparameters: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
+    #: attached to the user message (`extra_contents`)
+    files: list[Attachment] | None = None
 
     @classmethod
-    def from_obj(cls, obj: Any, default_id: str) -> BatchRequest:
+    def from_obj(cls, obj: Any, default_id: str, base: Path | None = None) -> BatchRequest:
         """From a string (the prompt) or a mapping with the keys above; ValueError says what is wrong."""
         if isinstance(obj, BatchRequest):
             return obj
@@ -61,7 +66,37 @@ class BatchRequest:
             v = obj.get(key)
             if v is not None and not isinstance(v, kind):
                 raise ValueError(f"{key} must be a JSON {'object' if kind is dict else 'list'}")
-        return cls(str(rid), prompt, kwargs, obj.get("history"), obj.get("hyperparameters"), obj.get("metadata"))
+        try:  # what is read must be writable back: orjson reads 1,024 levels deep but writes 254
+            _json.dumpb({k: v for k, v in obj.items() if k != "files"})
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"cannot be written back as JSON (nested too deeply?): {exc}") from None
+        files = _files(obj.get("files"), base)
+        return cls(
+            str(rid), prompt, kwargs, obj.get("history"), obj.get("hyperparameters"), obj.get("metadata"), files
+        )
+
+
+def _files(raw: Any, base: Path | None) -> list[Attachment] | None:
+    """A line's `files`: each a path (relative to `base`), a URL, or an `Attachment`."""
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        raise ValueError("files must be a JSON list of paths or URLs")
+    out: list[Attachment] = []
+    for i, f in enumerate(raw):
+        try:
+            if isinstance(f, Attachment):
+                out.append(f)
+            elif not isinstance(f, str) or not f:
+                raise ValueError(f"must be a path or a URL, got {f!r}")
+            elif f.split(":", 1)[0] in ("data", "http", "https", "gs"):
+                out.append(Attachment.from_url(f))
+            else:
+                path = Path(f).expanduser()
+                out.append(Attachment.from_path(path if path.is_absolute() or base is None else base / path))
+        except (OSError, AttachmentError) as exc:
+            raise ValueError(f"files[{i}]: {exc}") from exc
+    return out
 
 
 def coerce_requests(items: Iterable[Any]) -> list[BatchRequest]:
@@ -81,7 +116,7 @@ def read_requests(path: str | Path) -> list[BatchRequest]:
     with p.open(encoding="utf-8", newline="") as f:
         if p.suffix.lower() == ".csv":
             return _checked(_csv(f, p))
-        return _checked(_jsonl(f))
+        return _checked(_jsonl(f), p.parent)
 
 
 def _jsonl(lines: Iterable[str]) -> Iterator[tuple[int, Any]]:
@@ -116,7 +151,7 @@ class _Bad:
         self.why = why
 
 
-def _checked(items: Iterable[tuple[int, Any]]) -> list[BatchRequest]:
+def _checked(items: Iterable[tuple[int, Any]], base: Path | None = None) -> list[BatchRequest]:
     out: list[BatchRequest] = []
     problems: list[str] = []
     seen: dict[str, int] = {}
@@ -124,7 +159,7 @@ def _checked(items: Iterable[tuple[int, Any]]) -> list[BatchRequest]:
         try:
             if isinstance(obj, _Bad):
                 raise ValueError(obj.why)
-            req = BatchRequest.from_obj(obj, str(n))
+            req = BatchRequest.from_obj(obj, str(n), base)
             if req.id in seen:
                 raise ValueError(f"id {req.id!r} repeats line {seen[req.id]} (ids must be unique to resume)")
         except ValueError as exc:

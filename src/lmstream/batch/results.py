@@ -3,7 +3,8 @@
 Each line goes out in one `write()` on a file opened for appending, so a crash can cut only the
 last line short; the next run drops such a line (and, with `--retry-failed`, the failed lines
 it retries) by rewriting the file atomically (a temporary file, fsync, rename) before it sends
-anything. Earlier lines are never touched in place.
+anything. Earlier lines are never touched in place. A file holding anything but result lines
+(the input itself, a CSV, someone's notes) is refused untouched: it is not a batch's output.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 from .. import _json
 from ..errors import ConfigurationError
+from ..event_values import UsageValue
 
 __all__ = ["BatchResult", "OutputFile", "Resume"]
 
@@ -33,7 +35,7 @@ class BatchResult:
     text: str | None = None
     value: Any = None
     parsed: bool = False
-    usage: dict[str, Any] | None = None
+    usage: UsageValue | None = None
     finish_reason: str | None = None
     duration: float | None = None
     time_to_first_token: float | None = None
@@ -96,6 +98,15 @@ class OutputFile:
             raw = self.path.read_bytes()
             lines = raw.split(b"\n")
             complete, tail = lines[:-1], lines[-1]
+            foreign = [n for n, line in enumerate(complete, 1) if line.strip() and not _is_result(_parse(line))]
+            if tail.strip() and not tail.lstrip().startswith(_RESULT_START):
+                foreign.append(len(lines))
+            if foreign:  # not a file a batch run wrote: never rewrite someone's data
+                self.close()
+                raise ConfigurationError(
+                    f"{self.path} is not lmstream batch output (line {foreign[0]} is not a result line); "
+                    "nothing was changed: give -o a new file, or an output of an earlier run to resume it"
+                )
             if tail.strip():  # no newline at the end: the write was cut short
                 rewrite = True
                 resume.dropped += 1
@@ -103,12 +114,7 @@ class OutputFile:
                 if not line.strip():
                     continue
                 obj = _parse(line)
-                rid = obj.get("id") if isinstance(obj, dict) else None
-                if rid is None:  # not ours, or damaged: drop it (its request runs again)
-                    rewrite = True
-                    resume.dropped += 1
-                    continue
-                rid = str(rid)
+                rid = str(obj["id"])
                 failed = obj.get("error") is not None
                 if rid in resume.done or rid in resume.failed:
                     rewrite = True  # a duplicate: keep the first
@@ -170,6 +176,21 @@ class OutputFile:
             with contextlib.suppress(OSError):
                 os.fsync(fd)
             os.close(fd)
+
+
+#: how every line `write` makes begins (`BatchResult.to_dict` puts the id first)
+_RESULT_START = b'{"id"'
+
+
+def _is_result(obj: Any) -> bool:
+    """A line a batch run wrote: an id and an answer (text or value) or an error. An input line
+    (a prompt, no answer), a CSV row or a note is none."""
+    return (
+        isinstance(obj, dict)
+        and isinstance(obj.get("id"), str | int)
+        and not isinstance(obj.get("id"), bool)
+        and ("text" in obj or "value" in obj or "error" in obj)
+    )
 
 
 def _parse(line: bytes) -> Any:

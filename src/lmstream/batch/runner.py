@@ -13,11 +13,13 @@ import inspect
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
+from .._redact import redact
 from ..budget import Budget
 from ..engine.request_stream import RequestStream
 from ..errors import BudgetExceededError, ConfigurationError, LMTimeoutError, RateLimitError, StreamInterruptedError
+from ..event_values import ResetValue, UsageValue
 from ..events import EventType
 from ..invokers.base import BaseLMInvoker
 from ..prompt import PromptBuilder, text_key
@@ -35,6 +37,12 @@ class Processor(Protocol):
     prompt_builder: PromptBuilder
     lm_invoker: BaseLMInvoker
     output_parser: Any
+
+    @property
+    def tools(self) -> Sequence[Any]: ...
+
+    @property
+    def response_schema(self) -> dict[str, Any] | None: ...
 
     def stream(self, prompt_kwargs: Mapping[str, Any] | None = None, **kwargs: Any) -> RequestStream[Any]: ...
 
@@ -172,7 +180,8 @@ async def run_batch(
     slot = text_key(lmrp.prompt_builder)
     invoker = lmrp.lm_invoker
     if budget is not None:
-        budget.check(invoker.provider, invoker.model_name)  # a price must be known before anything runs
+        for provider, model in invoker.priced_models():  # a price must be known before anything runs
+            budget.check(provider, model)  # (for each model a fallback chain or pool may reach)
     check_hyperparameters(invoker, requests)
 
     def on_retry(exc: BaseException, delay: float) -> None:
@@ -266,6 +275,8 @@ def request_kwargs(req: BatchRequest, slot: str | None) -> dict[str, Any]:
         kw["prompt_kwargs"] = {slot: req.prompt}
     else:
         kw["prompt_kwargs"] = req.prompt_kwargs
+    if req.files:
+        kw["extra_contents"] = [*kw.get("extra_contents", []), *req.files]
     if req.history:
         kw["history"] = req.history
     if req.hyperparameters:
@@ -283,6 +294,11 @@ async def _run_one(lmrp: Processor, req: BatchRequest, slot: str | None) -> Batc
             async for event in stream:
                 if event.type == EventType.RESPONSE and isinstance(event.value, str):
                     texts.append(event.value)
+                elif event.type == EventType.RESET and isinstance(event.value, dict):
+                    drop = cast(ResetValue, event.value)["discarded"]  # a fallback restarted: the partial is void
+                    if drop:
+                        kept = "".join(texts)
+                        texts = [kept[: max(0, len(kept) - drop)]]
                 elif event.type == EventType.DONE:
                     done = event.metadata
             value = await stream.result()
@@ -291,7 +307,7 @@ async def _run_one(lmrp: Processor, req: BatchRequest, slot: str | None) -> Batc
     except Exception as exc:
         return _failed(req, exc, time.perf_counter() - t0, "".join(texts) or None)
     meta = done or {}
-    usage = meta.get("usage")
+    usage: UsageValue | None = meta.get("usage")
     parsed = lmrp.output_parser is not None
     cost = (usage or {}).get("cost")
     return BatchResult(
@@ -329,7 +345,7 @@ def _failed(req: BatchRequest, exc: BaseException, duration: float, text: str | 
         text=text,
         usage=usage,
         duration=duration,
-        error={"type": type(exc).__name__, "message": str(exc), "retryable": retryable(exc)},
+        error={"type": type(exc).__name__, "message": redact(str(exc)), "retryable": retryable(exc)},
         metadata=req.metadata,
         cost=cost,
     )

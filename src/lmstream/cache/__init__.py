@@ -12,7 +12,9 @@ a node also joins a generation running on another through its Redis stream).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -21,19 +23,50 @@ from typing import Any, Protocol
 from ..cost import Cost
 from ..engine.lifecycle import RequestContext, reset_current, set_current
 from ..errors import ConfigurationError, LMStreamError
+from ..event_values import CacheValue
 from ..events import EventEmitter
 from ..types import LMOutput
+from .disk import DirectoryStore, default_directory
 from .entry import Entry, decode, encode
 from .flight import Flight, Recorder
 from .key import deterministic, request_key
 from .memory import MemoryStore
 from .replay import Pacing, replay_entry
 
-__all__ = ["CacheStore", "MemoryStore", "Pacing", "ResponseCache", "deterministic", "request_key"]
+__all__ = [
+    "CacheStore",
+    "DirectoryStore",
+    "MemoryStore",
+    "Pacing",
+    "ResponseCache",
+    "default_directory",
+    "deterministic",
+    "request_context",
+    "request_key",
+    "set_request_context",
+]
 
 logger = logging.getLogger("lmstream")
 
 Generate = Callable[[RequestContext], Awaitable[LMOutput]]
+
+#: (tenant, bypass) of the requests started in this context: set by a server for the HTTP
+#: request it serves, so every route (and every task it starts) keys and bypasses alike
+_context: contextvars.ContextVar[tuple[str | None, bool]] = contextvars.ContextVar(
+    "lmstream_cache_context", default=(None, False)
+)
+
+
+def set_request_context(tenant: str | None, bypass: bool = False) -> None:
+    """For a server: requests started from here on (in this task, and tasks it creates) belong
+    to `tenant` (their answers are shared with that tenant only) and, with `bypass`, neither
+    read nor write the cache (HTTP `Cache-Control: no-cache`)."""
+    _context.set((tenant, bypass))
+
+
+def request_context() -> tuple[str | None, bool]:
+    """The (tenant, bypass) a server set for the request being served; (None, False) elsewhere."""
+    return _context.get()
 
 
 class CacheStore(Protocol):
@@ -53,15 +86,16 @@ class CacheStore(Protocol):
 class ResponseCache:
     """Stored answers and shared generations for the processors it is given to.
 
-    `store`: "memory" (this process; least recently used entries go past `max_bytes`) or a Redis
-    URL (`redis://...`: every node shares entries, and joins generations running elsewhere).
+    `store`: "memory" (this process; least recently used entries go past `max_bytes`), a Redis
+    URL (`redis://...`: every node shares entries, and joins generations running elsewhere), or
+    a directory (a `pathlib.Path`: answers that outlive the process, e.g. `lmstream batch --cache`).
     `ttl`: seconds an entry is served. `pacing`: how a hit is replayed: "instant", "recorded"
     (the original's gaps), "recorded:0.5" (half of them) or tokens per second (a number).
     """
 
     def __init__(
         self,
-        store: str | CacheStore = "memory",
+        store: str | os.PathLike[str] | CacheStore = "memory",
         *,
         ttl: float = 3600,
         pacing: str | float = "instant",
@@ -80,9 +114,12 @@ class ResponseCache:
             from .redis_store import RedisCacheStore
 
             self.store = self.remote = RedisCacheStore(store, prefix=prefix, lease=lease)
+        elif isinstance(store, os.PathLike):
+            self.store = DirectoryStore(store)
         elif isinstance(store, str):
             raise ConfigurationError(
-                f"ResponseCache store must be 'memory' or a Redis URL (redis://host:6379/0), got {store!r}"
+                f"ResponseCache store must be 'memory', a Redis URL (redis://host:6379/0) or a directory "
+                f"(a pathlib.Path), got {store!r}"
             )
         else:
             self.store = store
@@ -245,7 +282,7 @@ class ResponseCache:
             del self._flights[flight.key]
 
 
-def _marker(hit: bool, joined: bool, age: float | None) -> dict[str, Any]:
+def _marker(hit: bool, joined: bool, age: float | None) -> CacheValue:
     return {"hit": hit, "joined": joined, "age": None if age is None else round(age, 3)}
 
 

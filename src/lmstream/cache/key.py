@@ -31,15 +31,17 @@ def deterministic(params: Mapping[str, Any]) -> bool:
 
 
 def request_key(
-    scope: str | None,
+    scope: Any,
     invoker: Any,
     messages: Sequence[Message],
     params: Mapping[str, Any],
     tools: Sequence[Any] = (),
     client_tools: bool = False,
+    schema: dict[str, Any] | None = None,
 ) -> str:
     """A hex digest naming the request. `invoker` is read by attribute only (`model_id`,
-    `endpoint()`, `response_schema`); `tools` by `name`, `description`, `parameters`."""
+    `endpoint()`); `tools` by `name`, `description`, `parameters`; `schema` is the response
+    schema the request sends."""
     doc = {
         "v": KEY_VERSION,
         "scope": scope,
@@ -49,7 +51,7 @@ def request_key(
         "messages": [_message(m) for m in messages],
         "tools": [_tool(t) for t in tools],
         "client_tools": client_tools,
-        "schema": getattr(invoker, "response_schema", None),
+        "schema": schema,
         "params": {k: _number(v) for k, v in params.items()},
     }
     raw = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_other)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from typing import Protocol
 
 from .. import _observe
 from ..errors import (
@@ -24,7 +24,7 @@ from ..errors import (
 from ..prompt import Message
 from ..retry import RetryConfig, notify_retry
 from ..types import LMOutput
-from .deltas import Delta
+from .deltas import CallParams, Delta
 from .lifecycle import Carry, RequestContext, new_accumulator, pour
 
 __all__ = ["Attempter", "run_attempts"]
@@ -37,8 +37,6 @@ class Attempter(Protocol):
 
     model_name: str
     retry_config: RetryConfig
-    response_schema: dict[str, Any] | None
-    _schema_model: Any
 
     @property
     def provider(self) -> str: ...
@@ -48,14 +46,14 @@ class Attempter(Protocol):
 
     def output_limit(self) -> int | None: ...
 
-    def stream_deltas(self, messages: list[Message], params: dict[str, Any]) -> AsyncIterator[Delta]: ...
+    def stream_deltas(self, messages: list[Message], params: CallParams) -> AsyncIterator[Delta]: ...
 
 
 async def run_attempts(
     inv: Attempter,
     ctx: RequestContext,
     msgs: list[Message],
-    params: dict[str, Any],
+    params: CallParams,
     call: _observe.CallHandle | None,
     carry: Carry | None = None,
 ) -> LMOutput:
@@ -79,14 +77,14 @@ async def _attempts(
     inv: Attempter,
     ctx: RequestContext,
     msgs: list[Message],
-    params: dict[str, Any],
+    params: CallParams,
     cfg: RetryConfig,
     call: _observe.CallHandle | None = None,
     carry: Carry | None = None,
 ) -> LMOutput:
     attempt = 0
     while True:
-        acc = new_accumulator(ctx, inv.model_name, inv.response_schema is not None, carry)
+        acc = new_accumulator(ctx, inv.model_name, params.response_schema is not None, carry)
         if call is not None:  # observability seam: first-chunk time and chunk count are read at the end
             call.attempt(acc)
         try:
@@ -122,11 +120,11 @@ async def _attempts(
             if acc.started:
                 raise acc.interrupted(exc) from exc
             raise
-        if inv.response_schema is not None and not out.tool_calls:
+        if params.response_schema is not None and not out.tool_calls:
             from ..structured import truncated_output, validate_structured
 
             try:
-                out.structured_output = validate_structured(out.text, inv.response_schema, inv._schema_model)
+                out.structured_output = validate_structured(out.text, params.response_schema, params.schema_model)
             except OutputParserError:
                 if out.finish_reason != "length":
                     raise

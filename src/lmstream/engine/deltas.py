@@ -6,9 +6,70 @@ everything else. `Delta` is the union a provider's `stream_deltas()` yields.
 
 from __future__ import annotations
 
-from typing import TypeAlias
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, TypeAlias
 
-__all__ = ["Delta", "FinishDelta", "StatusDelta", "ThinkingDelta", "ToolCallDelta", "UsageDelta"]
+__all__ = [
+    "CallParams",
+    "Delta",
+    "FinishDelta",
+    "StatusDelta",
+    "ThinkingDelta",
+    "FileDelta",
+    "ToolCallDelta",
+    "ToolSpec",
+    "UsageDelta",
+]
+
+
+class ToolSpec(Protocol):
+    """What a provider sends of a tool the model may call (`lmstream.tools.Tool` is one)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def description(self) -> str: ...
+
+    @property
+    def parameters(self) -> dict[str, Any]: ...
+
+
+class CallParams(dict[str, Any]):
+    """One model call's parameters, as a provider's `stream_deltas(messages, params)` gets them.
+
+    The dict holds the validated hyperparameters (`params.get("max_tokens")`, `{**params}`);
+    `tools` (what the model may call) and `response_schema` (a JSON schema the answer must
+    match, or None) come beside them, per call: an invoker keeps no request's tools, so one
+    invoker serves processors with different tools at once. `schema_model` is the pydantic
+    model the schema came from (the engine validates the answer with it), or None.
+    """
+
+    __slots__ = ("response_schema", "schema_model", "tools")
+
+    def __init__(
+        self,
+        hyperparameters: Mapping[str, Any] | None = None,
+        tools: Sequence[ToolSpec] = (),
+        response_schema: dict[str, Any] | None = None,
+        schema_model: Any = None,
+    ) -> None:
+        super().__init__(hyperparameters or {})
+        self.tools: Sequence[ToolSpec] = tools
+        self.response_schema = response_schema
+        self.schema_model = schema_model
+
+    def copy(self) -> CallParams:
+        """A copy a provider may change (pop what it sends apart), the tools and schema kept."""
+        return CallParams(self, self.tools, self.response_schema, self.schema_model)
+
+    def under(self, defaults: Mapping[str, Any]) -> CallParams:
+        """These parameters over `defaults` (a fallback member's own hyperparameters)."""
+        return CallParams({**defaults, **self}, self.tools, self.response_schema, self.schema_model)
+
+    def __repr__(self) -> str:
+        tools = [t.name for t in self.tools]
+        return f"CallParams({dict(self)!r}, tools={tools}, schema={self.response_schema is not None})"
 
 
 class ThinkingDelta:
@@ -79,6 +140,40 @@ class FinishDelta:
         self.response_model = response_model
 
 
+class FileDelta:
+    """A file the model produced (an image): base64 `data` or a `url`. Deltas sharing a `key`
+    are one file: each with a `partial_index` (0, 1, ...) replaces the one before (a preview
+    sharpening), the one without it is the file itself."""
+
+    __slots__ = ("data", "key", "mime_type", "partial_index", "url")
+
+    def __init__(
+        self,
+        key: str,
+        mime_type: str,
+        *,
+        data: str | None = None,
+        url: str | None = None,
+        partial_index: int | None = None,
+    ) -> None:
+        self.key = key
+        self.mime_type = mime_type
+        self.data = data
+        self.url = url
+        self.partial_index = partial_index
+
+    def value(self) -> dict[str, object]:
+        """The `file` event's value: `{"mime_type", "data" | "url", "partial_index"?}`."""
+        out: dict[str, object] = {"mime_type": self.mime_type}
+        if self.url is not None:
+            out["url"] = self.url
+        else:
+            out["data"] = self.data or ""
+        if self.partial_index is not None:
+            out["partial_index"] = self.partial_index
+        return out
+
+
 class StatusDelta:
     """Where the request stands before it runs: `queued` (with its 1-based `position` in the
     line) or `running`. Not content: it never counts as the first token."""
@@ -96,4 +191,4 @@ class StatusDelta:
         return {"state": self.state, "position": self.position}
 
 
-Delta: TypeAlias = "str | ThinkingDelta | ToolCallDelta | UsageDelta | FinishDelta | StatusDelta"
+Delta: TypeAlias = "str | ThinkingDelta | ToolCallDelta | UsageDelta | FinishDelta | StatusDelta | FileDelta"

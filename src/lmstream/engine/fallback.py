@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..errors import (
@@ -34,11 +35,13 @@ from ..errors import (
     ProviderError,
     StreamInterruptedError,
 )
+from ..event_values import ResetValue
 from ..prompt import Message
 from ..types import EventType, LMOutput, TokenUsage
+from .deltas import CallParams
 from .lifecycle import Carry, RequestContext
 
-__all__ = ["POLICIES", "Candidate", "FirstTokenTimeoutError", "run_chain", "switch_reason"]
+__all__ = ["POLICIES", "CallPlan", "Candidate", "FirstTokenTimeoutError", "run_chain", "switch_reason"]
 
 logger = logging.getLogger("lmstream")
 
@@ -58,14 +61,29 @@ class Candidate(Protocol):
     @property
     def model_id(self) -> str: ...
 
-    def accepts_prefix(self) -> bool: ...
+    def accepts_prefix(self, prefix: str) -> bool: ...
 
     @property
     def context_window(self) -> int | None: ...
 
-    async def _call(
-        self, ctx: RequestContext, msgs: list[Message], params: dict[str, Any], carry: Carry | None = None
-    ) -> LMOutput: ...
+
+#: how the engine runs one candidate's model call (`engine.call.call_model`)
+CallFn = Callable[[RequestContext, Any, list[Message], CallParams, "Carry | None"], Awaitable[LMOutput]]
+
+
+@dataclass(slots=True)
+class CallPlan:
+    """A composite invoker's answer to "who takes this call": its members in the order to try
+    them, what happens after a member failed mid-answer (`policy`), the first-token timeout,
+    and hooks told of each member's start, end and failure (by position in `candidates`: a
+    pool counts requests in flight and cools a failed deployment down)."""
+
+    candidates: Sequence[Candidate]
+    policy: str = "error"
+    first_token_timeout: float | None = None
+    on_failure: Callable[[int, BaseException], None] | None = None
+    on_start: Callable[[int], None] | None = None
+    on_end: Callable[[int], None] | None = None
 
 
 class FirstTokenTimeoutError(LMTimeoutError):
@@ -135,17 +153,18 @@ def _empty(u: TokenUsage) -> bool:
 
 
 async def _timed(
+    call: CallFn,
     cand: Candidate,
     ctx: RequestContext,
     msgs: list[Message],
-    params: dict[str, Any],
+    params: CallParams,
     carry: Carry | None,
     first_token_timeout: float | None,
 ) -> LMOutput:
     """One candidate's call; without a content event within `first_token_timeout` it is
     cancelled (its connection closed) and `FirstTokenTimeoutError` raised."""
     if first_token_timeout is None:
-        return await cand._call(ctx, msgs, params, carry)
+        return await call(ctx, cand, msgs, params, carry)
     outer = ctx.on_first
     timer = asyncio.timeout(first_token_timeout)
 
@@ -157,7 +176,7 @@ async def _timed(
     ctx.on_first = first
     try:
         async with timer:
-            return await cand._call(ctx, msgs, params, carry)
+            return await call(ctx, cand, msgs, params, carry)
     except TimeoutError as exc:
         if not timer.expired():
             raise  # the candidate's own timeout
@@ -193,19 +212,18 @@ def _why(exc: BaseException) -> str:
 async def run_chain(
     ctx: RequestContext,
     msgs: list[Message],
-    params: dict[str, Any],
-    candidates: Sequence[Candidate],
-    *,
-    policy: str = "error",
-    first_token_timeout: float | None = None,
+    params: CallParams,
+    plan: CallPlan,
+    call: CallFn,
     carry: Carry | None = None,
-    on_failure: Callable[[object, BaseException], None] | None = None,
 ) -> LMOutput:
-    """One model call tried on `candidates` in order (see the module's docstring).
+    """One model call tried on the plan's candidates in order (see the module's docstring),
+    each candidate's call run by `call`.
 
-    `carry`: the call continues that text (a chain nested in a continuing chain). `on_failure`
-    hears of each candidate's failure (a pool cools the deployment down).
+    `carry`: the call continues that text (a chain nested in a continuing chain).
     """
+    candidates, policy, first_token_timeout = plan.candidates, plan.policy, plan.first_token_timeout
+    on_failure, on_start, on_end = plan.on_failure, plan.on_start, plan.on_end
     if not candidates:
         raise ConfigurationError("a fallback chain needs at least one invoker")
     first_record = len(ctx.attempts)
@@ -221,15 +239,21 @@ async def run_chain(
         if announced and prev is not None and last is not None:
             await _reset(ctx, f"{prev.model_id} failed ({_why(last)}); {cand.model_id} takes over", prev, cand, 0)
         cmsgs = msgs if carry is None else [*msgs, Message.assistant(carry.text)]
-        cparams = {**cand.default_hyperparameters, **params}
+        cparams = params.under(cand.default_hyperparameters)
         try:
-            out = await _timed(cand, ctx, cmsgs, cparams, carry, first_token_timeout)
+            if on_start is not None:
+                on_start(i)
+            try:
+                out = await _timed(call, cand, ctx, cmsgs, cparams, carry, first_token_timeout)
+            finally:
+                if on_end is not None:
+                    on_end(i)
         except StreamInterruptedError as exc:
             partial = exc.partial_output
             _record(ctx, cand, "interrupted", partial.usage, exc)
             parts.append(partial.usage)
             if on_failure is not None:
-                on_failure(cand, exc)
+                on_failure(i, exc)
             unchanged = carry is not None and partial.text == carry.text and not partial.tool_calls
             if not _has_content(partial) or unchanged:
                 last, prev = exc, cand  # nothing new reached the consumer: as a failure before content
@@ -252,7 +276,7 @@ async def run_chain(
             why = switch_reason(exc)
             _record(ctx, cand, "timeout" if isinstance(exc, TimeoutError) else "error", TokenUsage(), exc)
             if why is not None and on_failure is not None:
-                on_failure(cand, exc)
+                on_failure(i, exc)
             if why is None or i == n - 1:
                 raise
             logger.info("%s: %s (%s); trying %s", cand.model_id, why, exc, candidates[i + 1].model_id)
@@ -284,15 +308,14 @@ def _mode(policy: str, partial: LMOutput, nxt: Candidate) -> tuple[str, str | No
         return "restart", "the partial answer holds a tool call"
     if not partial.text:
         return "restart", "the partial answer has no text yet"
-    if not nxt.accepts_prefix():
+    if not nxt.accepts_prefix(partial.text):
+        if nxt.accepts_prefix("a"):
+            return "restart", f"{nxt.model_id} does not continue this assistant prefix (it ends in whitespace)"
         return "restart", f"{nxt.model_id} does not continue an assistant prefix"
     return "continue", None
 
 
 async def _reset(ctx: RequestContext, reason: str, frm: Candidate, to: Candidate, discarded: int) -> None:
     logger.info("%s", reason)
-    await ctx.emit(
-        {"reason": reason, "from": frm.model_id, "to": to.model_id, "discarded": discarded},
-        EventType.RESET,
-        step=ctx.step,
-    )
+    value: ResetValue = {"reason": reason, "from": frm.model_id, "to": to.model_id, "discarded": discarded}
+    await ctx.emit(value, EventType.RESET, step=ctx.step)

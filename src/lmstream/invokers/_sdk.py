@@ -23,7 +23,7 @@ from ..errors import ConfigurationError, LMStreamError, LMTimeoutError
 from ..prompt import Message
 from ._http import is_event_stream, not_a_stream_error, resolve_api_key
 from ._sdk_errors import ErrorTable, map_error, transport_table, unknown_error
-from .base import BaseLMInvoker
+from .base import BaseLMInvoker, CallParams
 from .options import InvokerOptions
 
 __all__ = ["SDKLMInvoker", "check_stream_response", "split_turns", "with_idle_timeout"]
@@ -167,11 +167,11 @@ class SDKLMInvoker(BaseLMInvoker):
             await self._close_client(client)
 
     # ----- the shared skeleton; a provider fills in the four hooks below it
-    async def stream_deltas(self, messages: list[Message], params: dict[str, Any]) -> AsyncIterator[Any]:
+    async def stream_deltas(self, messages: list[Message], params: CallParams) -> AsyncIterator[Any]:
         """Open the SDK's stream, check it, translate it with the idle timeout, map errors, close."""
         client = self._get_client()
         try:
-            stream = await self._open(client, messages, dict(params))
+            stream = await self._open(client, messages, params.copy())
         except Exception as exc:
             self._raise_mapped(exc)
         try:
@@ -201,7 +201,7 @@ class SDKLMInvoker(BaseLMInvoker):
             raise exc
         raise unknown_error(self.provider, exc, self.sdk_distribution or self.sdk_module) from exc
 
-    async def _open(self, client: Any, messages: list[Message], params: dict[str, Any]) -> Any:
+    async def _open(self, client: Any, messages: list[Message], params: CallParams) -> Any:
         """Start one streamed request; return the SDK's stream object (async-iterable)."""
         raise NotImplementedError
 

@@ -7,7 +7,6 @@ SDK retries are off: lmstream retries only before the first token.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, ClassVar, Unpack
 
@@ -15,6 +14,7 @@ from .. import _json
 from ..errors import ConfigurationError, ProviderError
 from ..prompt import Message
 from ..types import Attachment, ThinkingBlock, ToolCall, ToolResult
+from ._files import refuse
 from ._sdk import SDKLMInvoker, fit_keywords, split_turns
 from ._sdk_errors import (
     ErrorTable,
@@ -25,7 +25,7 @@ from ._sdk_errors import (
     timeout_error,
     transport_table,
 )
-from .base import FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
+from .base import CallParams, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
 from .options import InvokerOptions
 from .params import DICT, INT, STRING, Check, ParamTable
 
@@ -55,14 +55,25 @@ def _blocks(m: Message) -> list[dict[str, Any]]:
         elif isinstance(c, ToolResult):
             out.append({"type": "tool_result", "tool_use_id": c.id, "content": c.output, "is_error": c.is_error})
         elif isinstance(c, Attachment):
-            kind = "image" if c.mime_type.startswith("image/") else "document"
-            out.append(
-                {
-                    "type": kind,
-                    "source": {"type": "base64", "media_type": c.mime_type, "data": base64.b64encode(c.data).decode()},
-                }
-            )
+            out.append(anthropic_block(c))
     return out
+
+
+def anthropic_block(a: Attachment) -> dict[str, Any]:
+    """An `image` block (base64 or URL source), or a `document` block: a PDF (base64 or URL
+    source) or a text file (a `text` source), as Anthropic's Messages API documents them."""
+    if a.kind in ("image", "pdf"):
+        kind = "image" if a.kind == "image" else "document"
+        if a.url is not None:
+            return {"type": kind, "source": {"type": "url", "url": a.url}}
+        return {"type": kind, "source": {"type": "base64", "media_type": a.mime_type, "data": a.base64()}}
+    if a.kind == "text" and a.url is None:
+        source = {"type": "text", "media_type": "text/plain", "data": a.text()}
+        block: dict[str, Any] = {"type": "document", "source": source}
+        if a.filename:
+            block["title"] = a.filename
+        return block
+    raise refuse("Anthropic's Messages API", a)
 
 
 def to_anthropic(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]:
@@ -107,6 +118,10 @@ class AnthropicLMInvoker(SDKLMInvoker):
     }
     default_max_tokens = 4096
 
+    def accepts_prefix(self, prefix: str) -> bool:
+        """The Messages API refuses a final assistant message that ends in whitespace."""
+        return not prefix[-1:].isspace()
+
     def __init__(
         self,
         model_name: str,
@@ -123,7 +138,7 @@ class AnthropicLMInvoker(SDKLMInvoker):
     def _make_client(self) -> Any:
         return self._sdk().AsyncAnthropic(**self._client_kwargs())
 
-    def _request(self, messages: list[Message], params: dict[str, Any]) -> dict[str, Any]:
+    def _request(self, messages: list[Message], params: CallParams) -> dict[str, Any]:
         system, msgs = to_anthropic(messages)
         req: dict[str, Any] = {
             "model": self.model_name,
@@ -137,19 +152,20 @@ class AnthropicLMInvoker(SDKLMInvoker):
         if "seed" in params:
             raise ConfigurationError("Anthropic does not support 'seed'; remove it from the hyperparameters")
         req.update(params)
-        if self.response_schema is not None and self.structured_output_mode == "native":
-            req["output_config"] = {"format": {"type": "json_schema", "schema": _closed_objects(self.response_schema)}}
-        elif self.response_schema is not None:
+        if params.response_schema is not None and self.structured_output_mode == "native":
+            schema = _closed_objects(params.response_schema)
+            req["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
+        elif params.response_schema is not None:
             # Instructed JSON, validated on arrival (for models without structured outputs).
             system = (system + "\n\n" if system else "") + (
                 "Answer with only a JSON value that matches this JSON schema, no prose, no code fence:\n"
-                + _json.dumps(self.response_schema)
+                + _json.dumps(params.response_schema)
             )
         if system:
             req["system"] = system
-        if self.tools:
+        if params.tools:
             req["tools"] = [
-                {"name": t.name, "description": t.description, "input_schema": t.parameters} for t in self.tools
+                {"name": t.name, "description": t.description, "input_schema": t.parameters} for t in params.tools
             ]
         return req
 
@@ -164,7 +180,7 @@ class AnthropicLMInvoker(SDKLMInvoker):
             anthropic.APIError: api_error,
         }
 
-    async def _open(self, client: Any, messages: list[Message], params: dict[str, Any]) -> Any:
+    async def _open(self, client: Any, messages: list[Message], params: CallParams) -> Any:
         create = client.messages.create
         return await create(**fit_keywords(create, self._request(messages, params)))
 

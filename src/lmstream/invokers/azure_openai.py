@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 from ..errors import ConfigurationError
-from .openai_chat import OpenAIChatCompletionsLMInvoker
+from .openai_chat import ChatFiles, OpenAIChatCompletionsLMInvoker
 from .openai_responses import OpenAILMInvoker
 
 __all__ = ["AzureOpenAILMInvoker", "AzureOpenAIResponsesLMInvoker", "azure_base"]
@@ -49,6 +49,7 @@ class AzureOpenAILMInvoker(OpenAIChatCompletionsLMInvoker):
     (or `base_url=`), `api_version=` (default `"v1"`; also `AZURE_OPENAI_API_VERSION` /
     `OPENAI_API_VERSION`)."""
 
+    files: ClassVar[ChatFiles] = ChatFiles("Azure OpenAI Chat Completions")
     provider: ClassVar[str] = "azure-openai"
     aliases: ClassVar[tuple[str, ...]] = ()
     tracing_name: ClassVar[str] = "azure.ai.openai"

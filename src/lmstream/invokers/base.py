@@ -1,26 +1,22 @@
-"""The invoker base class: configuration, retries, and the public provider seam.
+"""The invoker base class: a provider's configuration and the provider seam.
 
 A provider implements `stream_deltas(messages, params)`: an async iterator that translates its
-wire stream into `Delta`s (`lmstream.engine.deltas`). Everything else (events, retries,
-timeouts, tool-call assembly, the `LMOutput`) is shared, so every provider behaves the same.
+wire stream into `Delta`s (`lmstream.engine.deltas`); `params` (a `CallParams`) carries the
+call's hyperparameters, tools and response schema. An invoker keeps no request's state and
+knows nothing of events: the engine runs every model call (`lmstream.engine.call`: attempts
+and retries, timeouts, pricing, the budget, tool-call assembly, the `LMOutput`), so every
+provider behaves the same. `invoke()` and `stream()` hand one call to the engine as a request
+of its own.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .. import _observe
-from ..cost import prefetch, price_of
-from ..engine.attempts import run_attempts
-from ..engine.deltas import Delta, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
-from ..engine.lifecycle import Carry, RequestContext, current_request, run_request
-from ..engine.request_stream import RequestStream
-from ..errors import (
-    ConfigurationError,
-    StreamInterruptedError,
-)
-from ..events import EventEmitter
+from ..cost import prefetch
+from ..engine.deltas import CallParams, Delta, FileDelta, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
+from ..errors import ConfigurationError
 from ..prompt import Message
 from ..retry import RetryConfig
 from ..types import LMOutput, ThinkingBlock, ToolCall, ToolResult
@@ -28,18 +24,20 @@ from .params import COMMON_PARAMS as _COMMON_PARAMS
 from .params import ParamTable
 
 if TYPE_CHECKING:
+    from ..engine.call import Emitter, ModelCallStream
+    from ..engine.fallback import CallPlan
     from ..sync import SyncRequestStream
     from ..tools import Tool
 
 __all__ = [
     "BaseLMInvoker",
+    "CallParams",
     "Delta",
     "ThinkingDelta",
+    "FileDelta",
     "ToolCallDelta",
     "UsageDelta",
     "FinishDelta",
-    "RequestContext",
-    "current_request",
 ]
 
 
@@ -62,10 +60,12 @@ def message_text(message: Message) -> str:
 
 
 class BaseLMInvoker:
-    """Turns messages into a streamed `LMOutput`. Providers implement `stream_deltas()`.
+    """A provider's configuration and its seam, `stream_deltas()`.
 
     Every invoker takes the same keywords: `model_name`, `api_key`, `base_url`,
-    `default_hyperparameters`, `retry_config`, `tools`, `response_schema`.
+    `default_hyperparameters`, `retry_config`, `tools`, `response_schema`. `tools` and
+    `response_schema` are what a direct `invoke()`/`stream()` sends; a processor sends its own
+    with each call, so one invoker serves processors with different tools at once.
     """
 
     #: the model-id prefix that picks this class: `build_lm_invoker("<provider>/<model>")`
@@ -159,9 +159,8 @@ class BaseLMInvoker:
         """The output-token limit a call without `max_tokens` gets (None: the provider's own)."""
         return self.default_max_tokens
 
-    def set_tools(self, tools: Sequence[Any]) -> None:
-        from ..tools import to_tool
-
+    def check_tools(self, tools: Sequence[Any]) -> None:
+        """Raise `ConfigurationError` when this model cannot call tools and `tools` is not empty."""
         if tools and not self.supports_tools:
             raise ConfigurationError(
                 f"{self.model_id} cannot call tools (it would ignore them and answer anyway); use a model "
@@ -170,6 +169,11 @@ class BaseLMInvoker:
                 "or openai-compatible/<model> on a server whose model calls tools"
             )
 
+    def set_tools(self, tools: Sequence[Any]) -> None:
+        """The tools a direct `invoke()`/`stream()` offers (a processor sends its own)."""
+        from ..tools import to_tool
+
+        self.check_tools(tools)
         self.tools = [to_tool(t) for t in tools]
 
     def clear_tools(self) -> None:
@@ -213,36 +217,30 @@ class BaseLMInvoker:
         self,
         messages: str | Sequence[Message | Mapping[str, Any]],
         hyperparameters: Mapping[str, Any] | None = None,
-        event_emitter: EventEmitter | None = None,
+        event_emitter: Emitter | None = None,
     ) -> LMOutput:
-        """Stream one model call, emitting events; returns the accumulated `LMOutput`.
+        """One model call as a request of its own, its events to `event_emitter` ending with
+        `done` (or `error`); returns the accumulated `LMOutput`. Run by the engine."""
+        from ..engine import call
 
-        Called by `LMRequestProcessor.process()` inside its request; called directly, it is a
-        request of its own and ends its events with `done` (or `error`).
-        """
-        msgs, params = self._prepare(messages, hyperparameters)
-        ctx = current_request()
-        if ctx is not None:
-            return await self._invoke_with_retries(ctx, msgs, params)
-        ctx = RequestContext(event_emitter)
-        ctx.register()
-        return await run_request(ctx, self._work(ctx, msgs, params))
+        return await call.invoke(self, messages, hyperparameters, event_emitter)
 
     def stream(
         self,
         messages: str | Sequence[Message | Mapping[str, Any]],
         hyperparameters: Mapping[str, Any] | None = None,
-        event_emitter: EventEmitter | None = None,
-    ) -> RequestStream[LMOutput]:
+        event_emitter: Emitter | None = None,
+    ) -> ModelCallStream:
         """One model call as its own event stream (`async with invoker.stream(...) as s`)."""
-        msgs, params = self._prepare(messages, hyperparameters)
-        return RequestStream(lambda ctx: run_request(ctx, self._work(ctx, msgs, params)), event_emitter)
+        from ..engine import call
+
+        return call.stream(self, messages, hyperparameters, event_emitter)
 
     def stream_sync(
         self,
         messages: str | Sequence[Message | Mapping[str, Any]],
         hyperparameters: Mapping[str, Any] | None = None,
-        event_emitter: EventEmitter | None = None,
+        event_emitter: Emitter | None = None,
     ) -> SyncRequestStream[LMOutput]:
         """`stream()` for synchronous code: `with invoker.stream_sync(msgs) as s: for event in s`."""
         from ..sync import SyncRequestStream
@@ -253,70 +251,32 @@ class BaseLMInvoker:
         self,
         messages: str | Sequence[Message | Mapping[str, Any]],
         hyperparameters: Mapping[str, Any] | None = None,
-        event_emitter: EventEmitter | None = None,
+        event_emitter: Emitter | None = None,
     ) -> LMOutput:
         """`invoke()` for synchronous code (runs on lmstream's background loop)."""
         from ..sync import run_sync
 
         return run_sync(lambda: self.invoke(messages, hyperparameters, event_emitter))
 
-    def _work(self, ctx: RequestContext, msgs: list[Message], params: dict[str, Any]) -> Callable[[], Any]:
-        async def work() -> tuple[LMOutput, LMOutput]:
-            out = await self._invoke_with_retries(ctx, msgs, params)
-            return out, out
+    def call_plan(self) -> CallPlan | None:
+        """None: this invoker answers its calls itself. A composite (a fallback chain, a pool)
+        names the members the engine tries instead."""
+        return None
 
-        return work
-
-    async def _invoke_with_retries(self, ctx: RequestContext, msgs: list[Message], params: dict[str, Any]) -> LMOutput:
-        ctx.step += 1
-        return await self._call(ctx, msgs, params)
-
-    async def _call(
-        self, ctx: RequestContext, msgs: list[Message], params: dict[str, Any], carry: Carry | None = None
-    ) -> LMOutput:
-        """One model call of the request (a step of its tool loop, or one attempt of a fallback
-        chain): checked against and charged to the request's budget, priced, observed.
-        `carry`: continue that text (the last message is then the assistant's prefix)."""
-        budget = ctx.budget
-        if budget is not None:
-            budget.check(self.provider, self.model_name)
-        # observability seam (lmstream.otel): one span per model call, all attempts; None when tracing is off
-        obs = _observe.current()
-        call = obs.call_started(self, msgs, params, ctx.request_id) if obs is not None else None
-        try:
-            out = await run_attempts(self, ctx, msgs, params, call, carry)
-        except BaseException as exc:
-            if isinstance(exc, StreamInterruptedError):  # what streamed was billed
-                self._price(exc.partial_output)
-                if budget is not None:
-                    budget.charge(exc.partial_output.usage.cost)
-            if call is not None:
-                call.end(None, exc)
-            raise
-        self._price(out)
-        if budget is not None:
-            budget.charge(out.usage.cost)
-        if call is not None:
-            call.end(out, None)
-        return out
-
-    def _price(self, out: LMOutput) -> None:
-        """`usage.cost` from the provider's published prices (`lmstream.cost`; None when unknown)."""
-        out.usage.cost = price_of(self.provider, self.model_name, out.usage)
-
-    def stream_deltas(self, messages: list[Message], params: dict[str, Any]) -> AsyncIterator[Delta]:
+    def stream_deltas(self, messages: list[Message], params: CallParams) -> AsyncIterator[Delta]:
         """The provider seam: yield one attempt's normalised deltas; raise lmstream errors.
 
         Implement this (an `async def` generator) to add a provider: yield `str` text
         fragments, `ThinkingDelta`, `ToolCallDelta` (fragments keyed by index), `UsageDelta`
         and, last, a `FinishDelta` (a stream without it is treated as dropped). Raise
         `ProviderError(..., retryable=True)` (or `RateLimitError`) for failures worth retrying
-        before the first token. `params` are the validated hyperparameters.
+        before the first token. `params` are the validated hyperparameters (a dict), with the
+        call's `params.tools` and `params.response_schema` beside them.
         """
         raise NotImplementedError(f"{type(self).__name__} must implement stream_deltas(messages, params)")
 
-    def accepts_prefix(self) -> bool:
-        """Whether a final assistant message is continued (`continues_prefix`)."""
+    def accepts_prefix(self, prefix: str) -> bool:
+        """Whether a final assistant message with this text is continued (`continues_prefix`)."""
         return self.continues_prefix
 
     def priced_models(self) -> list[tuple[str, str]]:

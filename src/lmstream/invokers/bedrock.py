@@ -19,9 +19,10 @@ from ..errors import ConfigurationError
 from ..prompt import Message
 from ..types import Attachment, ThinkingBlock, ToolCall, ToolResult
 from ._aws import Secret, iterate_in_thread, map_aws_error
+from ._files import refuse
 from ._http import not_a_stream_error
 from ._sdk import split_turns
-from .base import BaseLMInvoker, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
+from .base import BaseLMInvoker, CallParams, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
 from .options import InvokerOptions
 from .params import DICT, INT, Check, ParamTable
 
@@ -39,7 +40,20 @@ _STOP = {
     "malformed_tool_use": "error",
 }
 _IMAGE = {"image/png": "png", "image/jpeg": "jpeg", "image/gif": "gif", "image/webp": "webp"}
-_DOCS = {"application/pdf": "pdf", "text/csv": "csv", "text/plain": "txt", "text/html": "html", "text/markdown": "md"}
+_DOCS = {"application/pdf": "pdf", "text/csv": "csv", "text/plain": "txt", "text/markdown": "md"}
+
+
+def converse_block(a: Attachment) -> dict[str, Any]:
+    """Converse's `image` (png, jpeg, gif, webp) or `document` (pdf, txt, md, csv) block, bytes
+    in `source.bytes` (base64 on the wire); Converse reads only S3 locations, so no URLs."""
+    if a.url is None and a.mime_type in _IMAGE:
+        return {"image": {"format": _IMAGE[a.mime_type], "source": {"bytes": a.data}}}
+    if a.url is None and a.mime_type in _DOCS:
+        # a document name: letters, digits, single spaces, hyphens, parentheses, brackets
+        stem = (a.filename or "document").rsplit(".", 1)[0]
+        name = "".join(ch if ch.isalnum() else "-" for ch in stem) or "document"
+        return {"document": {"format": _DOCS[a.mime_type], "name": name, "source": {"bytes": a.data}}}
+    raise refuse("Bedrock Converse", a)
 
 
 def _blocks(m: Message) -> list[dict[str, Any]]:
@@ -58,13 +72,7 @@ def _blocks(m: Message) -> list[dict[str, Any]]:
             content = [{"text": c.output or "(empty)"}]  # Bedrock rejects an empty text block
             out.append({"toolResult": {"toolUseId": c.id, "content": content, "status": status}})
         elif isinstance(c, Attachment):
-            if c.mime_type in _IMAGE:
-                out.append({"image": {"format": _IMAGE[c.mime_type], "source": {"bytes": c.data}}})
-            elif c.mime_type in _DOCS:
-                name = "".join(ch if ch.isalnum() else "-" for ch in (c.filename or "document"))
-                out.append({"document": {"format": _DOCS[c.mime_type], "name": name, "source": {"bytes": c.data}}})
-            else:
-                raise ConfigurationError(f"Bedrock Converse does not accept {c.mime_type} attachments")
+            out.append(converse_block(c))
     return out
 
 
@@ -164,7 +172,7 @@ class BedrockLMInvoker(BaseLMInvoker):
         if client is not None:
             client.close()
 
-    def _request(self, messages: list[Message], params: dict[str, Any]) -> dict[str, Any]:
+    def _request(self, messages: list[Message], params: CallParams) -> dict[str, Any]:
         system, turns = to_converse(messages)
         req: dict[str, Any] = {"modelId": self.model_name, "messages": turns}
         if system:
@@ -194,9 +202,9 @@ class BedrockLMInvoker(BaseLMInvoker):
         ):
             if ours in params:
                 req[theirs] = params[ours]
-        if self.tools:
+        if params.tools:
             specs = []
-            for t in self.tools:
+            for t in params.tools:
                 spec: dict[str, Any] = {"name": t.name, "inputSchema": {"json": t.parameters}}
                 if t.description:  # Bedrock rejects an empty description
                     spec["description"] = t.description
@@ -205,13 +213,13 @@ class BedrockLMInvoker(BaseLMInvoker):
             if "tool_choice" in params:
                 tool_config["toolChoice"] = params["tool_choice"]
             req["toolConfig"] = tool_config
-        if self.response_schema is not None:
-            schema = {"schema": _json.dumps(self.response_schema), "name": "response"}
+        if params.response_schema is not None:
+            schema = {"schema": _json.dumps(params.response_schema), "name": "response"}
             req["outputConfig"] = {"textFormat": {"type": "json_schema", "structure": {"jsonSchema": schema}}}
         return req
 
-    async def stream_deltas(self, messages: list[Message], params: dict[str, Any]) -> AsyncIterator[Any]:
-        req = self._request(messages, dict(params))
+    async def stream_deltas(self, messages: list[Message], params: CallParams) -> AsyncIterator[Any]:
+        req = self._request(messages, params.copy())
         client = self._client
         if client is None:  # loading botocore's service model takes a while: not on the loop
             try:

@@ -5,8 +5,8 @@ Both are invokers, so they go wherever one goes (a processor, `lmstream serve`, 
 batch, the sync API) and they nest: a chain of pools, a pool of local engines. The switching
 itself (which failures move on, what happens to a partial answer) is the engine's
 (`lmstream.engine.fallback`); these classes hold the configuration, forward the shared
-settings (tools, response schema) to their members, and, for a pool, pick the order and keep
-the cooldowns.
+settings to their members, and, for a pool, pick the order and keep the cooldowns. A call's
+tools and response schema reach every member with the call itself (`CallParams`).
 """
 
 from __future__ import annotations
@@ -17,11 +17,9 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from ..engine.fallback import POLICIES, run_chain
-from ..engine.lifecycle import Carry, RequestContext
+from ..engine.fallback import POLICIES, CallPlan
 from ..errors import ConfigurationError, RateLimitError
 from ..prompt import Message
-from ..types import LMOutput
 from .base import BaseLMInvoker
 
 __all__ = ["FallbackLMInvoker", "PooledLMInvoker"]
@@ -70,8 +68,8 @@ class _Composite(BaseLMInvoker):
         for m in self.members:
             m.context_window = value
 
-    def accepts_prefix(self) -> bool:
-        return self.members[0].accepts_prefix()
+    def accepts_prefix(self, prefix: str) -> bool:
+        return self.members[0].accepts_prefix(prefix)
 
     def count_tokens(self, messages: Sequence[Message]) -> int:
         return self.members[0].count_tokens(messages)
@@ -92,20 +90,10 @@ class _Composite(BaseLMInvoker):
             out = m.validate_hyperparameters(params)
         return out if getattr(self, "members", None) else dict(params)
 
-    def set_tools(self, tools: Sequence[Any]) -> None:
+    def check_tools(self, tools: Sequence[Any]) -> None:
+        """Every member must call tools: the call may reach any of them."""
         for m in self.members:
-            m.set_tools(tools)
-        self.tools = list(self.members[0].tools)
-
-    def clear_tools(self) -> None:
-        for m in self.members:
-            m.clear_tools()
-        self.tools = []
-
-    def set_response_schema(self, schema: Any) -> None:
-        for m in self.members:
-            m.set_response_schema(schema)
-        self.response_schema, self._schema_model = self.members[0].response_schema, self.members[0]._schema_model
+            m.check_tools(tools)
 
     def engine_stats(self) -> dict[str, int] | None:
         for m in self.members:
@@ -116,6 +104,13 @@ class _Composite(BaseLMInvoker):
 
     def cooling(self) -> list[dict[str, Any]]:
         return [c for m in self.members for c in m.cooling()]
+
+    def load(self) -> None:
+        """Load the members that load a model in process (the embedded model), before the first request."""
+        for m in self.members:
+            load = getattr(m, "load", None)
+            if callable(load):
+                load()
 
     async def aclose(self) -> None:
         for m in self.members:
@@ -162,18 +157,8 @@ class FallbackLMInvoker(_Composite):
         self.on_midstream_failure = on_midstream_failure
         self.first_token_timeout = float(first_token_timeout) if first_token_timeout is not None else None
 
-    async def _call(
-        self, ctx: RequestContext, msgs: list[Message], params: dict[str, Any], carry: Carry | None = None
-    ) -> LMOutput:
-        return await run_chain(
-            ctx,
-            msgs,
-            params,
-            self.members,
-            policy=self.on_midstream_failure,
-            first_token_timeout=self.first_token_timeout,
-            carry=carry,
-        )
+    def call_plan(self) -> CallPlan:
+        return CallPlan(self.members, self.on_midstream_failure, self.first_token_timeout)
 
 
 class PooledLMInvoker(_Composite):
@@ -237,9 +222,9 @@ class PooledLMInvoker(_Composite):
         with self._lock:
             self._until[index] = max(self._until[index], time.monotonic() + max(self.cooldown, float(retry_after)))
 
-    async def _call(
-        self, ctx: RequestContext, msgs: list[Message], params: dict[str, Any], carry: Carry | None = None
-    ) -> LMOutput:
+    def call_plan(self) -> CallPlan:
+        """The healthy deployments in the order to try them; each one counts its requests in
+        flight while it answers, and cools down when it fails."""
         order = self._order()
         if not order:
             wait = max(0.0, min(self._until) - time.monotonic())
@@ -250,56 +235,17 @@ class PooledLMInvoker(_Composite):
                 retryable=True,
                 retry_after=wait,
             )
-        picked = [_Deployment(self, i) for i in order]
-        return await run_chain(
-            ctx,
-            msgs,
-            params,
-            picked,
-            carry=carry,
-            on_failure=self._failed,
+        busy = self._busy
+
+        def start(i: int) -> None:
+            busy[order[i]] += 1
+
+        def end(i: int) -> None:
+            busy[order[i]] -= 1
+
+        return CallPlan(
+            [self.members[i] for i in order],
+            on_failure=lambda i, exc: self._cool(order[i], exc),
+            on_start=start,
+            on_end=end,
         )
-
-    def _failed(self, candidate: object, exc: BaseException) -> None:
-        if isinstance(candidate, _Deployment):
-            self._cool(candidate.index, exc)
-
-
-class _Deployment:
-    """One pool member as a chain candidate: counts its requests in flight."""
-
-    __slots__ = ("index", "inv", "pool")
-
-    def __init__(self, pool: PooledLMInvoker, index: int) -> None:
-        self.pool = pool
-        self.index = index
-        self.inv = pool.members[index]
-
-    @property
-    def is_chain(self) -> bool:
-        return bool(getattr(self.inv, "is_chain", False))
-
-    @property
-    def model_id(self) -> str:
-        return self.inv.model_id
-
-    @property
-    def context_window(self) -> int | None:
-        return self.inv.context_window
-
-    @property
-    def default_hyperparameters(self) -> dict[str, Any]:
-        return self.inv.default_hyperparameters
-
-    def accepts_prefix(self) -> bool:
-        return self.inv.accepts_prefix()
-
-    async def _call(
-        self, ctx: RequestContext, msgs: list[Message], params: dict[str, Any], carry: Carry | None = None
-    ) -> LMOutput:
-        busy = self.pool._busy
-        busy[self.index] += 1
-        try:
-            return await self.inv._call(ctx, msgs, params, carry)
-        finally:
-            busy[self.index] -= 1

@@ -12,9 +12,9 @@ from ..types import Attachment, ToolCall, ToolResult
 from ._http import _ssl_context
 from ._sdk import SDKLMInvoker, check_stream_response, split_turns
 from ._sdk_errors import ErrorTable, status_error
-from .base import FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
+from .base import CallParams, FileDelta, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
 from .options import InvokerOptions
-from .params import BOOL, INT, NUMBER, ParamTable
+from .params import BOOL, INT, NUMBER, Check, ParamTable
 
 __all__ = ["GoogleLMInvoker"]
 
@@ -47,8 +47,25 @@ def _parts(m: Message) -> list[dict[str, Any]]:
             result = {"error" if c.is_error else "output": c.output}
             parts.append({"function_response": {"name": c.name, "response": result}})
         elif isinstance(c, Attachment):
-            parts.append({"inline_data": {"mime_type": c.mime_type, "data": base64.b64encode(c.data).decode()}})
+            parts.append(gemini_part(c))
     return parts
+
+
+#: Gemini's documented names where they differ from the sniffed type
+_GEMINI_TYPES = {"audio/mpeg": "audio/mp3", "text/markdown": "text/plain"}
+
+
+def _b64(data: bytes | str) -> str:
+    return data if isinstance(data, str) else base64.b64encode(data).decode("ascii")
+
+
+def gemini_part(a: Attachment) -> dict[str, Any]:
+    """`inline_data` (base64 bytes) or, for a URL, `file_data` with `file_uri` (Gemini and Vertex
+    AI fetch it themselves: gs:// on Vertex, http(s) and Files API URIs on the Gemini API)."""
+    mime = _GEMINI_TYPES.get(a.mime_type, a.mime_type)
+    if a.url is not None:
+        return {"file_data": {"mime_type": mime, "file_uri": a.url}}
+    return {"inline_data": {"mime_type": mime, "data": a.base64()}}
 
 
 def to_gemini(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]:
@@ -79,6 +96,11 @@ class GoogleLMInvoker(SDKLMInvoker):
         "top_k": INT,
         "thinking_budget": INT,
         "include_thoughts": BOOL,
+        #: ["TEXT", "IMAGE"] on image output models: their images stream back as `file` events
+        "response_modalities": Check(
+            lambda v: isinstance(v, list) and all(x in ("TEXT", "IMAGE", "AUDIO") for x in v),
+            'a list of "TEXT", "IMAGE", "AUDIO"',
+        ),
         "presence_penalty": NUMBER,
         "frequency_penalty": NUMBER,
     }
@@ -169,7 +191,7 @@ class GoogleLMInvoker(SDKLMInvoker):
             await self._http.aclose()
             self._sync_http.close()
 
-    def _config(self, system: str, params: dict[str, Any]) -> dict[str, Any]:
+    def _config(self, system: str, params: CallParams) -> dict[str, Any]:
         cfg: dict[str, Any] = {}
         if system:
             cfg["system_instruction"] = system
@@ -181,6 +203,7 @@ class GoogleLMInvoker(SDKLMInvoker):
             "top_k": "top_k",
             "presence_penalty": "presence_penalty",
             "frequency_penalty": "frequency_penalty",
+            "response_modalities": "response_modalities",
         }
         for k, v in params.items():
             if k == "stop":
@@ -194,18 +217,18 @@ class GoogleLMInvoker(SDKLMInvoker):
             if budget is not None:
                 tc["thinking_budget"] = budget
             cfg["thinking_config"] = tc
-        if self.tools:
+        if params.tools:
             cfg["tools"] = [
                 {
                     "function_declarations": [
                         {"name": t.name, "description": t.description, "parameters_json_schema": t.parameters}
-                        for t in self.tools
+                        for t in params.tools
                     ]
                 }
             ]
-        if self.response_schema is not None:
+        if params.response_schema is not None:
             cfg["response_mime_type"] = "application/json"
-            cfg["response_json_schema"] = self.response_schema
+            cfg["response_json_schema"] = params.response_schema
         return cfg
 
     def _error_table(self) -> ErrorTable:
@@ -214,7 +237,7 @@ class GoogleLMInvoker(SDKLMInvoker):
         # its transport is lmstream's httpx client (see _make_client), whose errors are mapped too
         return {errors.APIError: status_error}  # .code is the HTTP status; UnknownApiResponseError is a ValueError
 
-    async def _open(self, client: Any, messages: list[Message], params: dict[str, Any]) -> Any:
+    async def _open(self, client: Any, messages: list[Message], params: CallParams) -> Any:
         system, contents = to_gemini(messages)
         return await client.aio.models.generate_content_stream(
             model=self.model_name, contents=contents, config=self._config(system, params)
@@ -230,6 +253,7 @@ class GoogleLMInvoker(SDKLMInvoker):
         finish: str | None = None
         rid = rmodel = None
         n_calls = 0
+        n_files = 0
         in_thought = False
         async for chunk in events:
             for cand in (chunk.candidates or [])[:1]:
@@ -245,6 +269,11 @@ class GoogleLMInvoker(SDKLMInvoker):
                         yield ThinkingDelta(end=True)
                     if part.text:
                         yield part.text
+                    blob = part.inline_data
+                    if blob is not None and blob.data:  # an image the model made (image output models)
+                        mime = blob.mime_type or "application/octet-stream"
+                        yield FileDelta(f"part_{n_files}", mime, data=_b64(blob.data))
+                        n_files += 1
                     fc = part.function_call
                     if fc is not None:
                         yield ToolCallDelta(

@@ -10,7 +10,6 @@ The end of a stream is the model library's to judge (LangChain has no end marker
 
 from __future__ import annotations
 
-import base64
 import importlib
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar, Unpack
@@ -21,7 +20,7 @@ from ..prompt import Message
 from ..types import Attachment, ToolCall, ToolResult
 from ._sdk import with_idle_timeout
 from ._sdk_errors import raise_mapped
-from .base import BaseLMInvoker, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
+from .base import BaseLMInvoker, CallParams, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
 from .options import InvokerOptions
 from .params import INT, NUMBER, STRING, STRING_OR_DICT, ParamTable
 
@@ -49,16 +48,37 @@ def to_langchain(messages: list[Message]) -> list[Any]:
             calls = [{"id": c.id, "name": c.name, "args": c.arguments} for c in m.contents if isinstance(c, ToolCall)]
             out.append(AIMessage(text, tool_calls=calls))
             continue
-        images = [c for c in m.contents if isinstance(c, Attachment)]
-        if images:
-            parts: list[Any] = [{"type": "text", "text": text}] if text else []
-            for a in images:
-                url = f"data:{a.mime_type};base64,{base64.b64encode(a.data).decode()}"
-                parts.append({"type": "image_url", "image_url": {"url": url}})
+        if any(isinstance(c, Attachment) for c in m.contents):
+            parts: list[Any] = [
+                {"type": "text", "text": c} if isinstance(c, str) else langchain_block(c)
+                for c in m.contents
+                if isinstance(c, (str, Attachment)) and c != ""
+            ]
             out.append(HumanMessage(parts))
         else:
             out.append(HumanMessage(text))
     return out
+
+
+_LC_TYPES = {"image": "image", "audio": "audio", "pdf": "file"}
+
+
+def langchain_block(a: Attachment) -> dict[str, Any]:
+    """LangChain's standard multimodal content blocks (langchain-core 1.x): `image`, `audio`,
+    `file` with `base64` + `mime_type` or `url`, `text-plain` for a text file; each chat model's
+    integration turns them into its provider's shape (and refuses what the model cannot take)."""
+    if a.kind == "text" and a.url is None:
+        block: dict[str, Any] = {"type": "text-plain", "mime_type": "text/plain", "text": a.text()}
+        if a.filename:
+            block["title"] = a.filename
+        return block
+    kind = _LC_TYPES.get(a.kind, "file")
+    if a.url is not None:
+        return {"type": kind, "url": a.url, "mime_type": a.mime_type}
+    block = {"type": kind, "base64": a.base64(), "mime_type": a.mime_type}
+    if a.filename and kind == "file":
+        block["extras"] = {"filename": a.filename}
+    return block
 
 
 def _load(spec: str, kwargs: dict[str, Any]) -> Any:
@@ -124,16 +144,16 @@ class LangChainLMInvoker(BaseLMInvoker):
     def __repr__(self) -> str:
         return f"LangChainLMInvoker({type(self.chat_model).__name__}, model_name={self.model_name!r})"
 
-    def _runnable(self, params: dict[str, Any]) -> Any:
+    def _runnable(self, params: CallParams) -> Any:
         model = self.chat_model
         tool_choice = params.pop("tool_choice", None)
-        if self.tools:
+        if params.tools:
             specs = [
                 {
                     "type": "function",
                     "function": {"name": t.name, "description": t.description, "parameters": t.parameters},
                 }
-                for t in self.tools
+                for t in params.tools
             ]
             extra = {"tool_choice": tool_choice} if tool_choice is not None else {}
             try:
@@ -143,20 +163,20 @@ class LangChainLMInvoker(BaseLMInvoker):
         params.pop("stop", None)
         return model.bind(**params) if params else model
 
-    def _messages(self, messages: list[Message]) -> list[Message]:
-        if self.response_schema is None:
+    def _messages(self, messages: list[Message], params: CallParams) -> list[Message]:
+        if params.response_schema is None:
             return messages
         instruction = (
             "Answer with only a JSON value that matches this JSON schema, no prose, no code fence:\n"
-            + _json.dumps(self.response_schema)
+            + _json.dumps(params.response_schema)
         )
         return [Message.system(instruction), *messages]
 
-    async def stream_deltas(self, messages: list[Message], params: dict[str, Any]) -> AsyncIterator[Any]:
-        params = dict(params)
+    async def stream_deltas(self, messages: list[Message], params: CallParams) -> AsyncIterator[Any]:
+        params = params.copy()
         stop = params.get("stop")
         runnable = self._runnable(params)
-        lc_messages = to_langchain(self._messages(messages))
+        lc_messages = to_langchain(self._messages(messages, params))
         kwargs = {"stop": [stop] if isinstance(stop, str) else list(stop)} if stop else {}
         stream = runnable.astream(lc_messages, **kwargs)
         finish: str | None = None

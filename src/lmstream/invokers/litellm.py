@@ -18,13 +18,15 @@ from ..errors import ConfigurationError, ProviderError
 from ..prompt import Message
 from ._sdk import with_idle_timeout
 from ._sdk_errors import raise_mapped
-from .base import BaseLMInvoker, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
-from .openai_chat import to_chat_messages
+from .base import BaseLMInvoker, CallParams, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
+from .openai_chat import ChatFiles, to_chat_messages
 from .options import InvokerOptions
 from .params import BOOL, DICT, INT, NUMBER, STRING, STRING_OR_DICT, ParamTable
 
 __all__ = ["LiteLLMLMInvoker"]
 
+#: LiteLLM reads OpenAI's content parts and translates them for the provider it routes to
+_LITELLM_FILES = ChatFiles("LiteLLM")
 _FINISH = {"function_call": "tool_calls", "end_turn": "stop", "max_tokens": "length"}
 
 
@@ -93,10 +95,10 @@ class LiteLLMLMInvoker(BaseLMInvoker):
         prefix, sep, _ = self.model_name.partition("/")
         return (_ROUTES.get(prefix) if sep else None) or self.provider
 
-    def _request(self, messages: list[Message], params: dict[str, Any]) -> dict[str, Any]:
+    def _request(self, messages: list[Message], params: CallParams) -> dict[str, Any]:
         req: dict[str, Any] = {
             "model": self.model_name,
-            "messages": to_chat_messages(messages),
+            "messages": to_chat_messages(messages, _LITELLM_FILES),
             "stream": True,
             "stream_options": {"include_usage": True},
             "num_retries": 0,
@@ -109,25 +111,25 @@ class LiteLLMLMInvoker(BaseLMInvoker):
         if self.api_version:
             req["api_version"] = self.api_version
         req.update(params)
-        if self.tools:
+        if params.tools:
             req["tools"] = [
                 {
                     "type": "function",
                     "function": {"name": t.name, "description": t.description, "parameters": t.parameters},
                 }
-                for t in self.tools
+                for t in params.tools
             ]
-        if self.response_schema is not None:
+        if params.response_schema is not None:
             req["response_format"] = {
                 "type": "json_schema",
-                "json_schema": {"name": "response", "schema": self.response_schema},
+                "json_schema": {"name": "response", "schema": params.response_schema},
             }
         req.update(self.litellm_params)
         return req
 
-    async def stream_deltas(self, messages: list[Message], params: dict[str, Any]) -> AsyncIterator[Any]:
+    async def stream_deltas(self, messages: list[Message], params: CallParams) -> AsyncIterator[Any]:
         litellm = await _import_litellm()
-        req = self._request(messages, dict(params))
+        req = self._request(messages, params.copy())
         try:
             stream = await litellm.acompletion(**req)
         except Exception as exc:

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Unpack
 from ..errors import ConfigurationError, ContextOverflowError, LMTimeoutError
 from ..prompt import Message
 from ..types import Attachment, ToolCall, ToolResult
+from ._files import refuse, text_of
 from ._llama.sampling import DEFAULT_REPEAT_PENALTY
-from .base import BaseLMInvoker, Delta
+from .base import BaseLMInvoker, CallParams, Delta
 from .options import InvokerOptions
 from .params import NUMBER, ParamTable, int_at_least, is_int, number_between
 
@@ -59,7 +60,9 @@ def _content_text(contents: list[Any]) -> str:
         elif isinstance(c, ToolCall):
             parts.append(f"[called tool {c.name}({c.arguments})]")
         elif isinstance(c, Attachment):
-            raise ConfigurationError("the local model accepts text only; remove the attachment")
+            if c.kind != "text" or c.url is not None:
+                raise refuse("the embedded model (SmolLM2, text only)", c, "It reads text files only")
+            parts.append(text_of(c) + "\n")
     return "".join(parts)
 
 
@@ -195,7 +198,7 @@ class LocalLMInvoker(BaseLMInvoker):
     def output_limit(self) -> int | None:
         return self.max_tokens
 
-    async def stream_deltas(self, messages: list[Message], params: dict[str, Any]) -> AsyncIterator[Delta]:
+    async def stream_deltas(self, messages: list[Message], params: CallParams) -> AsyncIterator[Delta]:
         from ._llama.chat import render
         from ._llama.engine import DONE, STARTED, running_engine, sink_for
         from ._llama.sampling import Sampling, grammar_for_schema, stops_of
@@ -220,7 +223,7 @@ class LocalLMInvoker(BaseLMInvoker):
                 max_tokens=max_tokens,
                 context_window=engine.n_ctx,
             )
-        sampler = Sampling.from_params(params, grammar_for_schema(self.response_schema)).build(model)
+        sampler = Sampling.from_params(params, grammar_for_schema(params.response_schema)).build(model)
         queue: asyncio.Queue[Any] = asyncio.Queue()
         job = Job(tokens, sampler, max_tokens, stops_of(params.get("stop")), sink_for(queue))
         try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any, ClassVar
 
-from .openai_chat import OpenAICompatibleLMInvoker
+from .openai_chat import ChatFiles, OpenAICompatibleLMInvoker
 from .params import INT, NUMBER, ParamTable
 
 __all__ = ["OllamaLMInvoker"]
@@ -38,6 +38,9 @@ class OllamaLMInvoker(OpenAICompatibleLMInvoker):
     default_base_url: ClassVar[str | None] = "http://localhost:11434/v1"
     base_url_env: ClassVar[str | None] = None
     key_required: ClassVar[bool] = False
+    #: Ollama's OpenAI-compatible endpoint reads base64 `image_url` parts (into its native `images`
+    #: field, for vision models such as llava); it fetches no URL and takes no PDF or audio
+    files: ClassVar[ChatFiles] = ChatFiles("Ollama", kinds=("image", "text"), url_kinds=())
     extra_params: ClassVar[ParamTable] = {
         **OpenAICompatibleLMInvoker.extra_params,
         "top_k": INT,

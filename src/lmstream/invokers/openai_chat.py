@@ -8,15 +8,16 @@ benchmarks/). Request shapes and error bodies follow the OpenAI API reference.
 
 from __future__ import annotations
 
-import base64
 import os
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any, ClassVar, Unpack
 
 from .. import _json
 from ..errors import ConfigurationError, ProviderError
 from ..prompt import Message
 from ..types import Attachment, ToolCall, ToolResult
+from ._files import refuse, text_of
 from ._http import (
     ClientCache,
     error_from_status,
@@ -26,23 +27,52 @@ from ._http import (
     not_a_stream_error,
     resolve_api_key,
 )
-from .base import BaseLMInvoker, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
+from .base import BaseLMInvoker, CallParams, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
 from .options import InvokerOptions
 from .params import BOOL, DICT, INT, NUMBER, STRING, STRING_OR_DICT, Check, ParamTable, one_of
 
-__all__ = ["OpenAIChatCompletionsLMInvoker", "OpenAICompatibleLMInvoker", "to_chat_messages"]
+__all__ = ["ChatFiles", "OpenAIChatCompletionsLMInvoker", "OpenAICompatibleLMInvoker", "chat_part", "to_chat_messages"]
 
 _FINISH = {"function_call": "tool_calls"}
 
 
-def _image_part(a: Attachment) -> dict[str, Any]:
-    if not a.mime_type.startswith("image/"):
-        raise ConfigurationError(f"Chat Completions accepts image attachments only, got {a.mime_type}")
-    url = f"data:{a.mime_type};base64,{base64.b64encode(a.data).decode()}"
-    return {"type": "image_url", "image_url": {"url": url}}
+@dataclass(frozen=True, slots=True)
+class ChatFiles:
+    """What one Chat Completions server takes: the kinds of attachment, and which of them as a
+    URL the server fetches itself (the rest must come as bytes)."""
+
+    api: str = "OpenAI Chat Completions"
+    kinds: tuple[str, ...] = ("image", "pdf", "audio", "text")
+    url_kinds: tuple[str, ...] = ("image",)
+    #: image types the server reads (xAI: jpeg and png only)
+    image_types: tuple[str, ...] = ("image/png", "image/jpeg", "image/gif", "image/webp")
 
 
-def to_chat_messages(messages: list[Message]) -> list[dict[str, Any]]:
+OPENAI_FILES = ChatFiles()
+
+
+def chat_part(a: Attachment, files: ChatFiles = OPENAI_FILES) -> dict[str, Any]:
+    """One attachment as the Chat Completions content part OpenAI documents for its kind:
+    `image_url` (a data: URL or the URL itself), `input_audio` (base64, wav/mp3), `file` (a PDF
+    as a data: URL in `file_data`); a text file as a `text` part (Chat's `file` takes PDF only)."""
+    kind = a.kind
+    if kind not in files.kinds or (kind == "image" and a.mime_type not in files.image_types):
+        raise refuse(files.api, a)
+    if a.url is not None and kind not in files.url_kinds:
+        raise refuse(files.api, a)
+    if kind == "image":
+        return {"type": "image_url", "image_url": {"url": a.data_url()}}
+    if kind == "audio":
+        return {"type": "input_audio", "input_audio": {"data": a.base64(), "format": _AUDIO_FORMAT[a.mime_type]}}
+    if kind == "pdf":
+        return {"type": "file", "file": {"filename": a.filename or "document.pdf", "file_data": a.data_url()}}
+    return {"type": "text", "text": text_of(a)}
+
+
+_AUDIO_FORMAT = {"audio/wav": "wav", "audio/mpeg": "mp3"}
+
+
+def to_chat_messages(messages: list[Message], files: ChatFiles = OPENAI_FILES) -> list[dict[str, Any]]:
     """lmstream messages -> Chat Completions `messages` (tool results become `tool` messages)."""
     out: list[dict[str, Any]] = []
     for m in messages:
@@ -50,16 +80,18 @@ def to_chat_messages(messages: list[Message]) -> list[dict[str, Any]]:
             for r in m.tool_results:
                 out.append({"role": "tool", "tool_call_id": r.id, "content": r.output})
             continue
-        texts = [c for c in m.contents if isinstance(c, str)]
-        attachments = [c for c in m.contents if isinstance(c, Attachment)]
         calls = [c for c in m.contents if isinstance(c, ToolCall)]
         msg: dict[str, Any] = {"role": m.role}
-        if attachments:
-            msg["content"] = [{"type": "text", "text": t} for t in texts] + [_image_part(a) for a in attachments]
+        if any(isinstance(c, Attachment) for c in m.contents):
+            msg["content"] = [
+                {"type": "text", "text": c} if isinstance(c, str) else chat_part(c, files)
+                for c in m.contents
+                if isinstance(c, (str, Attachment)) and c != ""
+            ]
         else:
             # "" rather than null beside tool calls: OpenAI takes both, llama_cpp.server's schema
             # refuses null with a 500 (and vLLM/Ollama take "")
-            msg["content"] = "".join(texts)
+            msg["content"] = "".join(c for c in m.contents if isinstance(c, str))
         if calls:
             msg["tool_calls"] = [
                 {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": _json.dumps(c.arguments)}}
@@ -81,6 +113,8 @@ class OpenAIChatCompletionsLMInvoker(BaseLMInvoker):
     #: environment variable that overrides `default_base_url` (None: only `base_url=` does)
     base_url_env: ClassVar[str | None] = "OPENAI_BASE_URL"
     max_tokens_field: ClassVar[str] = "max_completion_tokens"
+    #: the attachments this server takes (kinds, and which of them as URLs)
+    files: ClassVar[ChatFiles] = OPENAI_FILES
     extra_params: ClassVar[ParamTable] = {
         "frequency_penalty": NUMBER,
         "presence_penalty": NUMBER,
@@ -136,31 +170,31 @@ class OpenAIChatCompletionsLMInvoker(BaseLMInvoker):
     def _auth_headers(self, key: str) -> dict[str, str]:
         return {"authorization": f"Bearer {key}"}
 
-    def _body(self, messages: list[Message], params: dict[str, Any]) -> dict[str, Any]:
+    def _body(self, messages: list[Message], params: CallParams) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.model_name,
-            "messages": to_chat_messages(messages),
+            "messages": to_chat_messages(messages, self.files),
             "stream": True,
             "stream_options": {"include_usage": True},
         }
         extra = params.pop("extra_body", None)
         for k, v in params.items():
             body[self.max_tokens_field if k == "max_tokens" else k] = v
-        if self.tools:
+        if params.tools:
             body["tools"] = [
                 {
                     "type": "function",
                     "function": {"name": t.name, "description": t.description, "parameters": t.parameters},
                 }
-                for t in self.tools
+                for t in params.tools
             ]
-        if self.response_schema is not None:
+        if params.response_schema is not None:
             if self.response_format_type == "json_object":  # llama-cpp-python's server
-                body["response_format"] = {"type": "json_object", "schema": self.response_schema}
+                body["response_format"] = {"type": "json_object", "schema": params.response_schema}
             else:
                 body["response_format"] = {
                     "type": "json_schema",
-                    "json_schema": {"name": "response", "schema": self.response_schema},
+                    "json_schema": {"name": "response", "schema": params.response_schema},
                 }
         if extra:
             body.update(extra)
@@ -169,11 +203,11 @@ class OpenAIChatCompletionsLMInvoker(BaseLMInvoker):
     async def aclose(self) -> None:
         await self._clients.aclose()
 
-    def _status_error(self, status: int, headers: Any, body: bytes) -> Exception:
+    def _status_error(self, status: int, headers: Any, body: bytes, params: CallParams) -> Exception:
         err = error_from_status(self.provider, status, headers, body)
         if (
             status >= 500
-            and self.response_schema is not None
+            and params.response_schema is not None
             and self.response_format_type == "json_schema"
             and b"json_schema" in body
         ):
@@ -191,7 +225,7 @@ class OpenAIChatCompletionsLMInvoker(BaseLMInvoker):
             )
         return err
 
-    async def stream_deltas(self, messages: list[Message], params: dict[str, Any]) -> AsyncIterator[Any]:
+    async def stream_deltas(self, messages: list[Message], params: CallParams) -> AsyncIterator[Any]:
         """One streamed Chat Completions request as normalised deltas (the hot path)."""
         import httpx
 
@@ -204,7 +238,7 @@ class OpenAIChatCompletionsLMInvoker(BaseLMInvoker):
             request = client.build_request(
                 "POST",
                 self._url,
-                content=_json.dumpb(self._body(messages, dict(params))),
+                content=_json.dumpb(self._body(messages, params.copy())),
                 headers=self._headers,
                 timeout=timeout,
             )
@@ -215,7 +249,7 @@ class OpenAIChatCompletionsLMInvoker(BaseLMInvoker):
                 raise map_transport_error(self.provider, exc, where) from None
             try:
                 if response.status_code >= 400:
-                    raise self._status_error(response.status_code, response.headers, await response.aread())
+                    raise self._status_error(response.status_code, response.headers, await response.aread(), params)
                 content_type = response.headers.get("content-type")
                 if not is_event_stream(content_type):
                     raise not_a_stream_error(self.provider, response.status_code, content_type, await response.aread())
@@ -313,7 +347,7 @@ class OpenAICompatibleLMInvoker(OpenAIChatCompletionsLMInvoker):
     #: llama.cpp's server does by itself for a final assistant message
     continues_prefix: ClassVar[bool] = True
 
-    def _body(self, messages: list[Message], params: dict[str, Any]) -> dict[str, Any]:
+    def _body(self, messages: list[Message], params: CallParams) -> dict[str, Any]:
         body = super()._body(messages, params)
         if messages and messages[-1].role == "assistant":
             body.setdefault("continue_final_message", True)

@@ -8,6 +8,7 @@ retries only before the first token.
 from __future__ import annotations
 
 import base64
+import binascii
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, ClassVar
 
@@ -15,12 +16,49 @@ from .. import _json
 from ..errors import ConfigurationError, ProviderError
 from ..prompt import Message
 from ..types import Attachment, ToolCall, ToolResult
+from ._files import refuse
 from ._sdk import SDKLMInvoker
 from ._sdk_errors import ErrorTable, openai_table
-from .base import FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
-from .params import BOOL, STRING, STRING_OR_DICT, ParamTable, one_of
+from .base import CallParams, FileDelta, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
+from .params import BOOL, DICT, STRING, STRING_OR_DICT, ParamTable, one_of
 
 __all__ = ["OpenAILMInvoker"]
+
+
+def responses_part(a: Attachment) -> dict[str, Any]:
+    """One attachment as the Responses input part OpenAI documents: `input_image` (a data: URL
+    or the URL itself), `input_file` (a PDF or a text file as `file_data`, or a `file_url`)."""
+    if a.kind == "image":
+        return {"type": "input_image", "image_url": a.data_url(), "detail": "auto"}
+    if a.kind in ("pdf", "text"):
+        name = a.filename or ("document.pdf" if a.kind == "pdf" else "document.txt")
+        if a.url is not None:
+            return {"type": "input_file", "file_url": a.url}
+        return {"type": "input_file", "filename": name, "file_data": a.data_url()}
+    raise refuse("the OpenAI Responses API", a, "For audio use openai-chat/ (Chat Completions' input_audio)")
+
+
+_FORMATS = {
+    "png": "image/png",
+    "jpeg": "image/jpeg",
+    "webp": "image/webp",
+    "gif": "image/gif",
+    "svg": "image/svg+xml",  # passed on as such: the page never renders SVG inline
+}
+
+
+def _image_type(b64: str, output_format: str | None) -> str:
+    """A generated image's type: read from its first bytes (the format field is optional)."""
+    from .. import _mime
+
+    try:
+        head = base64.b64decode(b64[:64] + "=" * (-len(b64[:64]) % 4))
+    except (ValueError, binascii.Error):
+        head = b""
+    found = _mime.sniff(head)
+    if found is not None and found.startswith("image/"):
+        return found
+    return _FORMATS.get(output_format or "", "application/octet-stream")
 
 
 def to_responses_input(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]:
@@ -38,11 +76,7 @@ def to_responses_input(messages: list[Message]) -> tuple[str, list[dict[str, Any
                     kind = "output_text" if m.role == "assistant" else "input_text"
                     parts.append({"type": kind, "text": c})
             elif isinstance(c, Attachment):
-                url = f"data:{c.mime_type};base64,{base64.b64encode(c.data).decode()}"
-                if c.mime_type.startswith("image/"):
-                    parts.append({"type": "input_image", "image_url": url})
-                else:
-                    parts.append({"type": "input_file", "file_data": url, "filename": c.filename or "file"})
+                parts.append(responses_part(c))
         if parts:
             items.append({"role": "assistant" if m.role == "assistant" else "user", "content": parts})
         for c in m.contents:
@@ -74,12 +108,15 @@ class OpenAILMInvoker(SDKLMInvoker):
         "user": STRING,
         "service_tier": STRING,
         "previous_response_id": STRING,
+        #: the built-in image generation tool's options (`{}` for defaults, `{"partial_images": 2}`
+        #: to stream previews): its images stream back as `file` events
+        "image_generation": DICT,
     }
 
     def _make_client(self) -> Any:
         return self._sdk().AsyncOpenAI(**self._client_kwargs())
 
-    def _request(self, messages: list[Message], params: dict[str, Any]) -> dict[str, Any]:
+    def _request(self, messages: list[Message], params: CallParams) -> dict[str, Any]:
         instructions, items = to_responses_input(messages)
         req: dict[str, Any] = {"model": self.model_name, "input": items, "stream": True}
         if instructions:
@@ -92,9 +129,13 @@ class OpenAILMInvoker(SDKLMInvoker):
         summary = params.pop("reasoning_summary", None)
         if effort or summary:
             req["reasoning"] = {k: v for k, v in (("effort", effort), ("summary", summary or "auto")) if v}
+        image_tool = params.pop("image_generation", None)
         req.update(params)
-        if self.tools:
-            req["tools"] = [
+        if image_tool is not None:
+            req["tools"] = [{"type": "image_generation", **image_tool}]
+        if params.tools:
+            req.setdefault("tools", [])
+            req["tools"] += [
                 {
                     "type": "function",
                     "name": t.name,
@@ -102,18 +143,18 @@ class OpenAILMInvoker(SDKLMInvoker):
                     "parameters": t.parameters,
                     "strict": False,
                 }
-                for t in self.tools
+                for t in params.tools
             ]
-        if self.response_schema is not None:
+        if params.response_schema is not None:
             req["text"] = {
-                "format": {"type": "json_schema", "name": "response", "schema": self.response_schema, "strict": False}
+                "format": {"type": "json_schema", "name": "response", "schema": params.response_schema, "strict": False}
             }
         return req
 
     def _error_table(self) -> ErrorTable:
         return openai_table(self._sdk())
 
-    async def _open(self, client: Any, messages: list[Message], params: dict[str, Any]) -> Any:
+    async def _open(self, client: Any, messages: list[Message], params: CallParams) -> Any:
         return await client.responses.create(**self._request(messages, params))
 
     async def _translate(self, events: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:
@@ -131,6 +172,14 @@ class OpenAILMInvoker(SDKLMInvoker):
                     yield ToolCallDelta(ev.output_index, item.call_id, item.name)
             elif t == "response.function_call_arguments.delta":
                 yield ToolCallDelta(ev.output_index, arguments=ev.delta)
+            elif t == "response.image_generation_call.partial_image":
+                b64 = ev.partial_image_b64
+                yield FileDelta(ev.item_id, _image_type(b64, None), data=b64, partial_index=ev.partial_image_index)
+            elif t == "response.output_item.done" and getattr(ev.item, "type", None) == "image_generation_call":
+                item = ev.item
+                if item.result:
+                    fmt = getattr(item, "output_format", None)
+                    yield FileDelta(item.id, _image_type(item.result, fmt), data=item.result)
             elif t in ("response.completed", "response.incomplete"):
                 resp = ev.response
                 u = resp.usage

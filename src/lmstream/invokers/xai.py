@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from .openai_chat import OpenAIChatCompletionsLMInvoker
+from .openai_chat import ChatFiles, OpenAIChatCompletionsLMInvoker
 from .params import DICT, Check, ParamTable, one_of
 
 __all__ = ["XAILMInvoker"]
@@ -28,6 +28,10 @@ class XAILMInvoker(OpenAIChatCompletionsLMInvoker):
     base_url_env: ClassVar[str | None] = None
     key_required: ClassVar[bool] = True
     max_tokens_field: ClassVar[str] = "max_tokens"
+    #: xAI's image understanding reads jpeg and png, as base64 data: URLs or https URLs
+    files: ClassVar[ChatFiles] = ChatFiles(
+        "xAI", kinds=("image", "text"), url_kinds=("image",), image_types=("image/png", "image/jpeg")
+    )
     extra_params: ClassVar[ParamTable] = {
         **OpenAIChatCompletionsLMInvoker.extra_params,
         "reasoning_effort": one_of("low", "high"),

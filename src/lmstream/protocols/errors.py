@@ -2,12 +2,13 @@
 
 Browsers get a generic sentence plus the error's type: an upstream's error text can hold an
 internal base URL or, from an upstream that echoes requests, the operator's key. The server log
-gets the full text with every credential-looking token masked (`redact`).
+gets the full text with every credential-looking token masked (`redact`, the one redaction every
+error leaving the process goes through: logs, HTTP, spans, batch output).
 """
 
 from __future__ import annotations
 
-import re
+from .._redact import redact
 
 __all__ = ["BadRequest", "browser_error_text", "public_error_text", "redact"]
 
@@ -19,41 +20,6 @@ class BadRequest(ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.status = status
-
-
-_SECRETS = [
-    # Authorization / Proxy-Authorization values of any scheme, and "Bearer xxx" anywhere
-    re.compile(r"(?i)((?:proxy-)?authorization['\"]?\s*[:=]\s*['\"]?)(?:[a-z]+\s+)?[^\s'\",;}]+"),
-    re.compile(r"(?i)\b(bearer|basic|token)(\s+)[A-Za-z0-9._~+/=-]{4,}"),
-    # key-ish headers, parameters and JSON fields: api_key=..., "x-api-key": "...", key=...
-    re.compile(
-        r"(?i)((?:x-)?(?:api[-_]?key|access[-_]?token|secret|password|passwd|token|key)['\"]?\s*[:=]\s*['\"]?)"
-        r"[^\s'\",&;}]+"
-    ),
-    # provider key shapes without a label
-    re.compile(r"\b(?:sk|pk|rk|ak)[-_][A-Za-z0-9_-]{6,}"),
-    re.compile(r"\bAIza[0-9A-Za-z_-]{20,}"),
-    re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{12,}"),
-    re.compile(r"\b(?:xox[abprs]|ghp|gho|ghs|github_pat|hf)_[A-Za-z0-9_]{8,}"),
-    # user:password@ in URLs
-    re.compile(r"(?<=://)[^/\s:@]+:[^/\s@]+@"),
-]
-
-_MASK = "[redacted]"
-
-
-def redact(text: str) -> str:
-    """`text` with bearer tokens, keys, passwords and URL credentials replaced by ``[redacted]``."""
-    for i, pattern in enumerate(_SECRETS):
-        if i == 0 or i == 2:
-            text = pattern.sub(lambda m: m.group(1) + _MASK, text)
-        elif i == 1:
-            text = pattern.sub(lambda m: m.group(1) + m.group(2) + _MASK, text)
-        elif i == len(_SECRETS) - 1:
-            text = pattern.sub(_MASK + "@", text)
-        else:
-            text = pattern.sub(_MASK, text)
-    return text
 
 
 def public_error_text(exc: BaseException | str) -> str:

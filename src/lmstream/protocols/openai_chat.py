@@ -24,7 +24,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ConfigurationError
+from ..errors import AttachmentError, ConfigurationError
 from ..events import EventType
 from ..processor import LMRequestProcessor
 from ..prompt import Content, Message
@@ -185,7 +185,10 @@ def data_url_attachment(url: str, where: str, filename: str | None = None) -> At
         data = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
         raise _bad(where, "invalid base64") from None
-    return Attachment(data, media or "application/octet-stream", filename)
+    try:
+        return Attachment(data, media, filename)
+    except AttachmentError as exc:  # the bytes are no type lmstream carries, whatever the label
+        raise OpenAIError(f"{where}: {exc}", status=415, param=where, code="unsupported_file_type") from None
 
 
 def _arguments(raw: Any, where: str) -> dict[str, Any]:
@@ -409,6 +412,18 @@ def failure(meta: dict[str, Any]) -> tuple[str, str, str | None]:
     return f"the answer failed ({kind}); the server log has the details", "server_error", "upstream_error"
 
 
+def restart_failure(value: dict[str, Any]) -> tuple[str, str, str]:
+    """(message, type, code) for a fallback that restarted the answer (a `reset` that discards
+    text): an OpenAI stream cannot take back what it sent, so the stream ends as failed rather
+    than hand the client the partial answer and the new one run together."""
+    return (
+        f"{value.get('from')} failed mid-answer and {value.get('to')} restarted it; an OpenAI stream cannot take "
+        "back the partial answer (serve with --on-midstream-failure continue to have the fallback continue it)",
+        "server_error",
+        "fallback_restarted",
+    )
+
+
 def completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex}"
 
@@ -495,7 +510,9 @@ class ChatCompletionChunks:
             return out
         if type_ == EventType.ERROR:
             return [self.error(*failure(meta))]
-        return []
+        if type_ == EventType.RESET and value.get("discarded"):
+            return [self.error(*restart_failure(value))]
+        return []  # a reset that discards nothing: the fallback continues the same text
 
     def error(self, message: str, type_: str = "server_error", code: str | None = None) -> Chunk:
         """The chunk that ends a failed stream (the SDKs raise it as an `APIError`)."""
@@ -520,6 +537,10 @@ class ChatCompletionResult:
     def feed(self, type_: str, value: Any, meta: dict[str, Any]) -> None:
         if type_ == EventType.RESPONSE:
             self.text.append(value)
+        elif type_ == EventType.RESET and value.get("discarded"):  # a fallback restarted: the partial is void
+            kept = "".join(self.text)
+            self.text = [kept[: max(0, len(kept) - int(value["discarded"]))]]
+            self.calls = []
         elif type_ == EventType.THINKING:
             self.reasoning.append(value)
         elif type_ == EventType.TOOL_CALL and self.client_tools:
@@ -608,35 +629,24 @@ def processor_for(
     processor: LMRequestProcessor[Any], tools: list[dict[str, Any]], schema: dict[str, Any] | None
 ) -> LMRequestProcessor[Any]:
     """A processor for one request: the server's own when the request brings no tools and no
-    schema (and it has no output parser), else one over a shallow copy of its invoker carrying
-    the client's tools and schema, so no other request sees them. The copy shares the invoker's
-    engine and connection pool. Raises `OpenAIError` when the model cannot take them."""
+    schema (and it has no output parser), else one over the same invoker with the client's
+    tools and schema, which go with this request's model calls only (an invoker keeps no
+    request's tools). Raises `OpenAIError` when the model cannot take them."""
     if not tools and schema is None and processor.output_parser is None:
         return processor
-    invoker = copy.copy(processor.lm_invoker)
+    run = copy.copy(processor)  # the same invoker, builder, budget and cache; its own tools and schema
+    run.output_parser = None
     try:
         if tools:
-            invoker.set_tools(tools)
+            run.set_tools(tools)
         if schema is not None:
-            invoker.set_response_schema(schema)
+            run.set_response_schema(schema)
     except ConfigurationError as exc:
         raise OpenAIError(str(exc), param="tools" if tools else "response_format") from None
-    return LMRequestProcessor(
-        processor.prompt_builder,
-        invoker,
-        budget=processor.budget,
-        cache=processor.cache,
-        cache_scope=processor.cache_scope,
-        cache_sampled=processor.cache_sampled,
-    )
+    return run
 
 
 async def release(processor: LMRequestProcessor[Any], shared: LMRequestProcessor[Any]) -> None:
-    """Close what a per-request copy opened for itself (an SDK client made on first use);
-    never what it shares with the server's invoker."""
-    if processor is shared:
-        return
-    own, base = processor.lm_invoker, shared.lm_invoker
-    client = own.__dict__.get("_client")
-    if client is not None and client is not base.__dict__.get("_client"):
-        await own.aclose()
+    """Nothing to close: a per-request processor shares the server's invoker, its clients and
+    connection pool (the call carries the request's tools, not a copy of the invoker)."""
+    return None

@@ -21,7 +21,16 @@ from typing import Any
 from ..events import EventType
 from ..prompt import Content, Message
 from ..types import ToolCall, ToolResult
-from .openai_chat import OpenAIError, _text_parts, data_url_attachment, error_body, extension, failure, parse_tools
+from .openai_chat import (
+    OpenAIError,
+    _text_parts,
+    data_url_attachment,
+    error_body,
+    extension,
+    failure,
+    parse_tools,
+    restart_failure,
+)
 
 __all__ = ["ResponsesEvents", "ResponsesRequest", "parse_responses", "responses_usage"]
 
@@ -453,6 +462,8 @@ class ResponsesEvents:
             return out
         if type_ == EventType.ERROR:
             return self.error(*failure(meta))
+        if type_ == EventType.RESET and value.get("discarded"):
+            return self.error(*restart_failure(value))
         return out
 
     def _call_item(self, key: Any, value: dict[str, Any], out: list[dict[str, Any]]) -> Item:

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import AttachmentError
 from ..prompt import Content, Message, PromptBuilder, text_key
 from ..types import HYPERPARAMETER_NAMES, Attachment, ThinkingBlock, ToolCall, ToolResult
 from .errors import BadRequest
@@ -127,7 +128,10 @@ def _user_contents(parts: list[Any], where: str) -> tuple[str, list[Content]]:
         elif kind == "file":
             data, media = _data_url(_str(p.get("url"), f"{pw}.url"), f"{pw}.url")
             name = p.get("filename")
-            files.append(Attachment(data, _str(p.get("mediaType", media), f"{pw}.mediaType"), name or None))
+            try:
+                files.append(Attachment(data, _str(p.get("mediaType", media), f"{pw}.mediaType"), name or None))
+            except AttachmentError as exc:  # the bytes are no type lmstream carries, whatever the label
+                raise BadRequest(pw, str(exc), 415) from None
         # other part kinds (data-*, source-*) carry nothing the model reads
     return "".join(texts), files
 

@@ -25,7 +25,7 @@ SSE_HEADERS = {
 #: the UI message stream's last message
 DONE = b"data: [DONE]\n\n"
 #: a comment line: keeps proxies from closing an idle stream, ignored by every client
-PING = b": ping\n\n"
+PING = b": keep-alive\n\n"
 
 
 def ui_frame(chunks: Sequence[dict[str, Any]], position: str | None = None, done: bool = False) -> bytes:

@@ -13,13 +13,23 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..approval import ApprovalError, Decision, PendingAnswer
 from .errors import BadRequest
 
-__all__ = ["ApprovalStore", "Continuation", "InMemoryApprovalStore", "PendingAnswer", "parse_approval_answers"]
+__all__ = [
+    "DEFAULT_MAX_PENDING",
+    "DEFAULT_MAX_PENDING_BYTES",
+    "ApprovalStore",
+    "Continuation",
+    "InMemoryApprovalStore",
+    "PendingAnswer",
+    "parse_approval_answers",
+    "pending_size",
+]
 
 
 @dataclass(slots=True)
@@ -31,46 +41,94 @@ class Continuation:
     answers: dict[str, tuple[str, Decision]]
 
 
+#: what the stores keep at most by default: pending steps, and their bytes (a step holds the
+#: whole conversation, up to a request body each); past either the oldest waiting step goes
+DEFAULT_MAX_PENDING = 1_000
+DEFAULT_MAX_PENDING_BYTES = 64 * 1024 * 1024
+
+Check = Callable[[PendingAnswer], None]
+
+
 class ApprovalStore(Protocol):
     """Where pending approvals wait (this process's memory, or Redis for any node)."""
 
     async def save(self, pending: PendingAnswer, ttl: float) -> None: ...
 
-    async def take(self, approval_ids: list[str]) -> PendingAnswer:
+    async def take(self, approval_ids: list[str], check: Check | None = None) -> PendingAnswer:
         """Remove and return the step these ids belong to; `ApprovalError` 409 (unknown, already
-        answered, or ids of different steps) or 410 (expired)."""
+        answered, or ids of different steps) or 410 (expired). `check(pending)` runs before the
+        step is removed: when it raises, the step stays for the rightful answer."""
         ...
 
 
-class InMemoryApprovalStore:
-    """Pending approvals of one process; an answer must reach the node that asked."""
+def pending_size(pending: PendingAnswer) -> int:
+    """About how many bytes a saved step holds (its texts, arguments and attachments)."""
+    total = 256
+    for m in pending.step.messages:
+        for c in m.contents:
+            if isinstance(c, str):
+                total += len(c)
+            else:
+                data = getattr(c, "data", None)
+                total += len(data) if isinstance(data, bytes) else len(repr(c))
+    return total + sum(len(repr(c.arguments)) for c in pending.step.calls)
 
-    def __init__(self, max_pending: int = 10_000) -> None:
+
+class InMemoryApprovalStore:
+    """Pending approvals of one process; an answer must reach the node that asked.
+
+    Bounded: one waiting step per chat (a newer one replaces it), at most `max_pending` steps and
+    `max_bytes` in all; past a bound the oldest step goes (its answer then gets 410), so a flood
+    of unanswered approvals never grows memory nor locks anyone out."""
+
+    def __init__(self, max_pending: int = DEFAULT_MAX_PENDING, max_bytes: int = DEFAULT_MAX_PENDING_BYTES) -> None:
         self._by_id: dict[str, tuple[PendingAnswer, float]] = {}
+        self._steps: OrderedDict[int, tuple[PendingAnswer, int]] = OrderedDict()  # oldest first
+        self._by_chat: dict[str, PendingAnswer] = {}
         self._gone: OrderedDict[str, int] = OrderedDict()  # answered (409) or expired (410)
         self._max = max_pending
+        self._max_bytes = max_bytes
+        self.bytes = 0
         self._lock = asyncio.Lock()
 
-    def _forget(self, approval_id: str, status: int) -> None:
-        self._by_id.pop(approval_id, None)
-        self._gone[approval_id] = status
-        while len(self._gone) > self._max:
+    def __len__(self) -> int:
+        return len(self._steps)
+
+    def _drop(self, pending: PendingAnswer, status: int) -> None:
+        entry = self._steps.pop(id(pending), None)
+        if entry is not None:
+            self.bytes -= entry[1]
+        if self._by_chat.get(pending.chat_id) is pending:
+            del self._by_chat[pending.chat_id]
+        for aid in pending.step.approvals:
+            self._by_id.pop(aid, None)
+            self._gone[aid] = status
+        while len(self._gone) > 4 * self._max:
             self._gone.popitem(last=False)
 
     def _sweep(self, now: float) -> None:
-        for aid in [a for a, (_, deadline) in self._by_id.items() if deadline <= now]:
-            self._forget(aid, 410)
+        expired = {id(p): p for p, deadline in self._by_id.values() if deadline <= now}
+        for p in expired.values():
+            self._drop(p, 410)
 
     async def save(self, pending: PendingAnswer, ttl: float) -> None:
         async with self._lock:
             now = time.monotonic()
             self._sweep(now)
-            if len(self._by_id) >= self._max:
-                raise ApprovalError("too many approvals are waiting; answer or let some expire first", 503)
+            earlier = self._by_chat.get(pending.chat_id)
+            if earlier is not None:  # the chat moved on: its earlier question is void
+                self._drop(earlier, 410)
+            size = pending_size(pending)
+            while self._steps and (len(self._steps) >= self._max or self.bytes + size > self._max_bytes):
+                oldest, _ = next(iter(self._steps.values()))
+                self._drop(oldest, 410)
+            self._steps[id(pending)] = (pending, size)
+            self.bytes += size
+            self._by_chat[pending.chat_id] = pending
             for aid in pending.step.approvals:
                 self._by_id[aid] = (pending, now + ttl)
 
-    async def take(self, approval_ids: list[str]) -> PendingAnswer:
+    async def take(self, approval_ids: list[str], check: Check | None = None) -> PendingAnswer:
         async with self._lock:
             self._sweep(time.monotonic())
             found: list[PendingAnswer] = []
@@ -81,8 +139,9 @@ class InMemoryApprovalStore:
                 found.append(entry[0])
             if not found or any(p is not found[0] for p in found):
                 raise ApprovalError("the answered approvals belong to different tool steps", 409)
-            for aid in found[0].step.approvals:
-                self._forget(aid, 409)
+            if check is not None:
+                check(found[0])  # a wrong answer leaves the step for the right one
+            self._drop(found[0], 409)
             return found[0]
 
 
@@ -129,12 +188,13 @@ async def take_decisions(
 ) -> tuple[PendingAnswer, dict[str, Decision]]:
     """The saved step these answers are for, and the decisions by tool call id. The client's
     message and tool call ids must be the ones the step was asked under (409 otherwise)."""
-    pending = await store.take(list(cont.answers))
-    if pending.chat_id != chat_id or pending.message_id != cont.message_id:
-        raise ApprovalError("these approvals were asked in another chat or message", 409)
-    decisions: dict[str, Decision] = {}
-    for aid, (call_id, decision) in cont.answers.items():
-        if pending.step.approvals.get(aid) != call_id:
-            raise ApprovalError(f"approval {aid!r} was asked for another tool call", 409)
-        decisions[call_id] = decision
+    def check(pending: PendingAnswer) -> None:
+        if pending.chat_id != chat_id or pending.message_id != cont.message_id:
+            raise ApprovalError("these approvals were asked in another chat or message", 409)
+        for aid, (call_id, _) in cont.answers.items():
+            if pending.step.approvals.get(aid) != call_id:
+                raise ApprovalError(f"approval {aid!r} was asked for another tool call", 409)
+
+    pending = await store.take(list(cont.answers), check)  # checked before it is taken
+    decisions = {call_id: decision for call_id, decision in cont.answers.values()}
     return pending, decisions

@@ -43,13 +43,33 @@ if TYPE_CHECKING:
 
     from .producer import RedisEventHandler
 
-__all__ = ["JobEncodingError", "RedisQueue", "Worker"]
+__all__ = ["JobEncodingError", "RedisQueue", "Worker", "live_workers"]
 
 logger = logging.getLogger("lmstream.redis")
 
 GROUP = "workers"
 QUEUED = "queued:"  #: a chat's lease value while its job waits for a worker: ``queued:<claim>``
 Handle = Callable[[dict[str, Any], EventEmitter], Awaitable[Any]]
+
+
+# Workers' heartbeats: a sorted set (worker name -> Redis time in ms of its last beat), so a web
+# node's /healthz can tell whether any worker is alive. KEYS: 1 the set. ARGV: 1 the worker's
+# name ('' to only count), 2 ms after which a worker counts as gone.
+_BEAT_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if ARGV[1] ~= '' then
+  redis.call('ZADD', KEYS[1], now, ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
+return redis.call('ZCARD', KEYS[1])
+"""
+
+
+async def live_workers(redis: Any, options: RedisOptions = DEFAULT_OPTIONS) -> int:
+    """How many workers sent a heartbeat within the last two leases."""
+    return int(await redis.eval(_BEAT_SCRIPT, 1, options.keys.workers, "", int(options.lease * 2000)))
 
 
 class JobEncodingError(LMStreamError, ValueError):
@@ -70,6 +90,10 @@ class RedisQueue:
         self.queue_timeout_ms = int(options.queue_timeout * 1000)
         self.maxlen = options.queue_maxlen
         self.max_age_ms = int(options.queue_max_age * 1000)
+
+    async def depth(self) -> int:
+        """Jobs in the queue: waiting for a worker, or being run."""
+        return int(await self.redis.xlen(self.keys.queue))
 
     async def enqueue(self, chat_id: str, job: dict[str, Any]) -> str:
         """Queue `job` (JSON-able: prompt, history, hyperparameters ...) for chat `chat_id`;
@@ -166,6 +190,8 @@ class Worker:
 
     async def run(self) -> None:
         await self.runner.start()
+        with contextlib.suppress(Exception):  # announced at once (the reaper loop beats after that)
+            await self._beat()
         reaper = asyncio.create_task(self._reap_loop(), name="lmstream-worker-reaper")
         delay = 0.1
         group_ready = False
@@ -288,9 +314,18 @@ class Worker:
             except Exception as exc:
                 logger.warning("lmstream worker: reaper skipped a round: %s", unavailable(self.redis, exc))
 
+    async def _beat(self) -> None:
+        """Tell the web nodes' /healthz that this worker is alive."""
+        await retried(
+            lambda: self.redis.eval(
+                _BEAT_SCRIPT, 1, self.keys.workers, self.name, int(self.options.lease * 2000)
+            )
+        )
+
     async def _heartbeat(self) -> None:
         """Reset the idle time of the jobs this worker runs, so no reaper takes a live job for an
         abandoned one (a request waiting for a slow first token has not taken its chat over yet)."""
+        await self._beat()
         if self._running:
             await self._r.xclaim(self.keys.queue, GROUP, self.name, 0, list(self._running), justid=True)
 

@@ -38,14 +38,21 @@ async def reap(
     *,
     options: RedisOptions = DEFAULT_OPTIONS,
     request_id: str | None = None,
-    message: str = (
-        "the process running this request stopped responding (its worker died, or no worker took the job: "
-        "lease expired); the answer is incomplete and was not re-run"
-    ),
+    message: str | None = None,
 ) -> bool:
-    """End the chat's stream with an `error` event if its producer is gone. True if it wrote one."""
+    """End the chat's stream with an `error` event if its producer is gone. True if it wrote one.
+
+    What the reaper knows is only that the chat's lease expired: nobody renewed it for the whole
+    lease. The error says so (`LeaseExpiredError`), with the causes it may have had."""
     keys = options.keys
-    ev = Event(message, EventType.ERROR, EventLevel.ERROR, {"request_id": request_id, "error_type": "WorkerLostError"})
+    if message is None:
+        message = (
+            f"the answer's lease expired: the process running it did not renew it for {options.lease:g} s "
+            "(it died or stalled, it could not reach Redis, or no worker took the queued job); "
+            "the answer is incomplete and was not re-run"
+        )
+    meta = {"request_id": request_id, "error_type": "LeaseExpiredError"}
+    ev = Event(message, EventType.ERROR, EventLevel.ERROR, meta)
     key = keys.stream(chat_id)
     res = await redis.eval(REAP_SCRIPT, 2, key, keys.lease(chat_id), encode_events([ev]), str(int(options.ttl)))
     if int(res) != 1:

@@ -16,6 +16,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from .._redact import redact
 from ..events import Event, EventEmitter, EventLevel, EventType
 from .codec import s
 from .connection import Retrying, naming_redis, retried
@@ -92,6 +93,8 @@ class ChatRunner:
                 await pubsub.subscribe(self.keys.stop_channel)
                 self._subscribed.set()
                 delay = 0.1
+                # a stop broadcast while we were not subscribed was missed: its key is still there
+                await self._recheck_stops()
                 while True:
                     msg = await pubsub.get_message(timeout=5.0)
                     if msg and msg.get("type") == "message":
@@ -106,6 +109,17 @@ class ChatRunner:
             finally:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(pubsub.aclose())
+
+    async def _recheck_stops(self) -> None:
+        """Cancel the running chats whose stop key is set (stops sent while unsubscribed)."""
+        chats = self.running
+        if not chats:
+            return
+        flags = await self.redis.mget([self.keys.stop(c) for c in chats])
+        for chat_id, flag in zip(chats, flags, strict=True):
+            if flag is not None:
+                logger.info("lmstream: chat %r was stopped while the stop subscription reconnected", chat_id)
+                self._stop_local(chat_id)
 
     def _stop_local(self, chat_id: str) -> bool:
         task = self._tasks.get(chat_id)
@@ -189,7 +203,8 @@ class ChatRunner:
         if not handler.ended:
             # The request ended without its own done/error (it failed before it started, or it
             # was cancelled before it ran): end the stream anyway, so no reader waits.
-            text = "request stopped" if isinstance(failure, asyncio.CancelledError) else str(failure or "no result")
+            cancelled = isinstance(failure, asyncio.CancelledError)
+            text = "request stopped" if cancelled else redact(str(failure or "no result"))
             handler.emit_nowait(
                 Event(
                     text,

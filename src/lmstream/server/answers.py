@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable
 
 from ..chat_registry import ChatLog, Positioned
 from ..events import Event, EventLevel, EventType
-from ..protocols.errors import browser_error_text, public_error_text
+from ..protocols.errors import browser_error_text, public_error_text, redact
 from ..protocols.sse import DONE, event_frame, ui_frame
 from ..protocols.ui_stream import Chunk, UIStreamMapper
 from .running import SHUTDOWN_ERROR, SHUTDOWN_MESSAGE, RunningRequest
@@ -152,7 +152,10 @@ async def event_frames(run: RunningRequest) -> AsyncIterator[bytes]:
         batch: list[bytes] = []
         with contextlib.suppress(Exception):  # a failure ends with its error event, then raises
             async for ev in run.events():
-                batch.append(event_frame(run.terminal(ev)))
+                ev = run.terminal(ev)
+                if ev.type == EventType.ERROR and isinstance(ev.value, str):  # the one redaction, again here
+                    ev = Event(redact(ev.value), ev.type, ev.level, ev.metadata, id=ev.id, timestamp=ev.epoch)
+                batch.append(event_frame(ev))
                 if not run.pending():
                     yield batch[0] if len(batch) == 1 else b"".join(batch)
                     batch.clear()

@@ -13,7 +13,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from starlette.applications import Starlette
@@ -61,16 +62,19 @@ OPENAI_SDK_HEADERS = (
 def _default_idle_timeout(processor: LMRequestProcessor[Any], idle_timeout: float | None) -> None:
     """Give the processor's invoker an idle timeout when it has none: a stalled upstream then
     ends its answer with an error (and frees its slot) instead of holding it forever."""
-    invoker = processor.lm_invoker
-    config = getattr(invoker, "retry_config", None)
-    if idle_timeout is not None and isinstance(config, RetryConfig) and config.idle_timeout is None:
-        invoker.retry_config = dataclasses.replace(config, idle_timeout=idle_timeout)
+    pending: list[Any] = [processor.lm_invoker]
+    while pending:  # a fallback chain's or a pool's members too: each streams on its own
+        invoker = pending.pop()
+        pending.extend(getattr(invoker, "members", ()))
+        config = getattr(invoker, "retry_config", None)
+        if idle_timeout is not None and isinstance(config, RetryConfig) and config.idle_timeout is None:
+            invoker.retry_config = dataclasses.replace(config, idle_timeout=idle_timeout)
 
 
 def create_app(
     processor: LMRequestProcessor[Any],
     *,
-    api_key: str | None = None,
+    api_key: str | Sequence[str] | None = None,
     cors_origins: Sequence[str] = (),
     heartbeat: float = 15.0,
     max_body_bytes: int = 1_048_576,
@@ -85,17 +89,22 @@ def create_app(
     idle_timeout: float | None = 60.0,
     served_model_names: Sequence[str] = (),
     allow_client_tools: bool = False,
+    lifespan: Callable[[Starlette], AbstractAsyncContextManager[None]] | None = None,
+    write_timeout: float | None = 30.0,
 ) -> Starlette:
     """An ASGI app serving `processor`.
 
-    `api_key` requires `Authorization: Bearer <key>` on every route but `/healthz` and the page;
+    `api_key` requires `Authorization: Bearer <key>` on every route but `/healthz` and the page
+    (several keys: each is a tenant, whose answers the processor's response cache keeps apart);
     `registry` replaces the in-memory chat registry (stop and resume across processes);
     `allowed_hosts` are the Host names served besides the loopback ones ("*": any);
     `cors_origins` the other sites whose pages may call the API; `max_tokens` the most a client
     may ask for; `read_timeout` bounds the time to send a body (408); `idle_timeout` the upstream's
     silence before an answer fails, for a processor whose `RetryConfig` sets none;
     `served_model_names` the names OpenAI clients may put in `model` (default: the invoker's model
-    id); `allow_client_tools` lets them send `tools` (else 400 naming `--allow-client-tools`)."""
+    id); `allow_client_tools` lets them send `tools` (else 400 naming `--allow-client-tools`);
+    `lifespan` runs for the app's lifetime, inside the server's own (MCP connections, say);
+    `write_timeout` bounds one write to a client: one that stops reading is cut off, its slot freed."""
     if not isinstance(processor, LMRequestProcessor):
         raise TypeError("create_app needs an LMRequestProcessor, e.g. build_lm_request_processor('local/smollm2-135m')")
     guard = Guard(api_key, max_body_bytes, max_concurrent, max_messages)
@@ -109,6 +118,7 @@ def create_app(
         read_timeout,
         approvals,
         approval_ttl,
+        write_timeout,
     )
     openai = OpenAIRoutes(server, served_model_names or [processor.lm_invoker.model_id], allow_client_tools)
     routes = [
@@ -151,12 +161,18 @@ def create_app(
         )
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifetime(app: Starlette) -> AsyncIterator[None]:
         await server.registry.start()  # e.g. subscribe to stops sent to other nodes
-        yield
-        for run in list(server.running):
-            run.cancel()
-        await server.registry.aclose()
+        try:
+            if lifespan is None:
+                yield
+            else:
+                async with lifespan(app):
+                    yield
+        finally:
+            for run in list(server.running):
+                run.cancel()
+            await server.registry.aclose()
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return error_response(404, f"no route {request.method} {request.url.path}", "not_found_error")
@@ -171,7 +187,7 @@ def create_app(
     app = Starlette(
         routes=routes,
         middleware=middleware,
-        lifespan=lifespan,
+        lifespan=lifetime,
         exception_handlers={404: not_found, 405: not_allowed, 500: failed},
     )
     app.state.lmstream = server

@@ -64,6 +64,9 @@ def bind(host: str, port: int) -> socket.socket:
     try:
         if os.name != "nt":  # restart at once after a stop (TIME_WAIT), as uvicorn does
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # accepted connections inherit it: a small SSE write goes at once, not after the client's
+        # delayed ACK (~40 ms on every request of a kept-alive connection but its first)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind((host.strip("[]"), port))
         sock.listen(2048)
         sock.set_inheritable(True)
@@ -117,11 +120,42 @@ def _redis_registry(url: str, queue: bool) -> ChatRegistry:
     return RedisChatRegistry(connect(url), queue=queue, close_redis=True)
 
 
+def _redis_problem(url: str, timeout: float = 3.0) -> str | None:
+    """Why Redis at `url` cannot be used now (None: it answers a PING), said on the operator's
+    terminal at start: a server that retried forever would only answer 503s."""
+    from .._redact import redact
+    from ..redis import connect
+    from ..redis.connection import redact_url
+
+    async def ping() -> None:
+        client = connect(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+        try:
+            async with asyncio.timeout(timeout):
+                await client.ping()
+        finally:
+            await client.aclose()
+
+    try:
+        asyncio.run(ping())
+    except Exception as exc:
+        reason = "no answer in time" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {redact(str(exc))}"
+        return f"cannot reach Redis at {redact_url(url)} ({reason}); start it, or fix --redis"
+    return None
+
+
 def _redis_approvals(registry: Any) -> Any:
     """Pending tool approvals in the registry's Redis: any node takes the answer."""
     from ..redis.approvals import RedisApprovalStore
 
     return RedisApprovalStore(registry.redis)
+
+
+def _response_cache(args: argparse.Namespace) -> Any:
+    """`--cache memory|redis` as the processor's `ResponseCache` (the Redis one shares --redis)."""
+    from ..cache import ResponseCache
+
+    store = args.redis if args.cache == "redis" else "memory"
+    return ResponseCache(store, ttl=args.cache_ttl, pacing=args.cache_pacing, max_bytes=args.cache_max_bytes)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -134,7 +168,13 @@ def _parser() -> argparse.ArgumentParser:
     add_options(p, declared=("--max-tokens",))  # declared below: also the ceiling a client may ask for
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (or set LMSTREAM_API_KEY)")
+    p.add_argument(
+        "--api-key",
+        action="append",
+        default=None,
+        help="require 'Authorization: Bearer KEY' (or set LMSTREAM_API_KEY); repeatable: each key is a tenant, "
+        "whose cached answers no other key sees",
+    )
     p.add_argument("--insecure", action="store_true", help="allow a non-loopback --host without an API key")
     p.add_argument(
         "--redis", default=None, metavar="URL", help="keep answers in Redis: any node resumes or stops any chat"
@@ -154,7 +194,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SPEC",
         help="tools from an MCP server: 'stdio:COMMAND ARGS' or http://HOST:PORT/mcp (repeatable)",
     )
-    limits = p.add_argument_group("limits (see the README's Deploying section)")
+    limits = p.add_argument_group("limits (see docs/deploying.md)")
     limits.add_argument(
         "--allowed-host",
         action="append",
@@ -180,11 +220,56 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds a client has to send its headers and body (default 10; then 408)",
     )
     limits.add_argument(
+        "--keepalive",
+        type=_seconds,
+        default=15.0,
+        metavar="S",
+        help="send an SSE comment (': keep-alive') after S seconds without data, e.g. while the model "
+        "has not sent its first token, so proxies keep the stream open (default 15)",
+    )
+    limits.add_argument(
+        "--write-timeout",
+        type=_seconds,
+        default=30.0,
+        metavar="S",
+        help="seconds a client may take to read what was sent (default 30; then it is cut off and its slot freed)",
+    )
+    limits.add_argument(
         "--idle-timeout",
         type=_seconds,
         default=60.0,
         metavar="S",
         help="seconds of upstream silence before an answer fails (default 60)",
+    )
+    cache = p.add_argument_group("response cache (see docs/cache.md)")
+    cache.add_argument(
+        "--cache",
+        choices=("off", "memory", "redis"),
+        default="off",
+        help="answer repeated questions from a cache and join identical ones in flight: in this process "
+        "(memory) or shared by every node (redis, needs --redis URL); default off",
+    )
+    cache.add_argument(
+        "--cache-ttl", type=_seconds, default=3600.0, metavar="S", help="seconds an answer is served (default 3600)"
+    )
+    cache.add_argument(
+        "--cache-pacing",
+        default="instant",
+        metavar="P",
+        help="how a cached answer is replayed: instant (default), recorded (the original gaps), "
+        "recorded:0.5 (half of them), or tokens per second (e.g. 40)",
+    )
+    cache.add_argument(
+        "--cache-max-bytes",
+        type=_positive_int,
+        default=64 * 1024 * 1024,
+        metavar="N",
+        help="with --cache memory: bytes of answers kept, least recently used dropped first (default 64 MiB)",
+    )
+    cache.add_argument(
+        "--cache-sampled",
+        action="store_true",
+        help="also cache requests that sample (by default only temperature 0 or a fixed seed)",
     )
     api = p.add_argument_group("OpenAI-compatible API (POST /v1/chat/completions, POST /v1/responses, GET /v1/models)")
     api.add_argument(
@@ -213,7 +298,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    api_key = args.api_key or os.environ.get("LMSTREAM_API_KEY") or None
+    keys = [k for k in (args.api_key or []) if k] or [k for k in [os.environ.get("LMSTREAM_API_KEY")] if k]
+    api_key = keys or None
     if not is_loopback(args.host) and api_key is None and not args.insecure:
         print(
             f"lmstream serve: refusing to bind {args.host} without an API key: anyone who reaches it could use "
@@ -239,6 +325,19 @@ def main(argv: list[str]) -> int:
     if args.queue and not args.redis:
         print("lmstream serve: --queue needs --redis URL", file=sys.stderr)
         return 2
+    if args.redis and (problem := _redis_problem(args.redis)) is not None:
+        print(f"lmstream serve: {problem}", file=sys.stderr)
+        return 2
+    if args.cache == "redis" and not args.redis:
+        print("lmstream serve: --cache redis needs --redis URL (or use --cache memory)", file=sys.stderr)
+        return 2
+    if args.cache != "off":
+        try:
+            processor.cache = _response_cache(args)
+        except ConfigurationError as exc:
+            print(f"lmstream serve: error: {exc}", file=sys.stderr)
+            return 2
+        processor.cache_sampled = args.cache_sampled
     try:  # before the model loads and before any URL is printed: a taken port is said at once
         sock = bind(args.host, args.port)
     except OSError as exc:
@@ -259,6 +358,16 @@ def _run(uvicorn: Any, create_app: Any, args: argparse.Namespace, processor: Any
     if callable(load) and not args.queue:  # the embedded model (not needed when workers run answers)
         print(f"lmstream serve: loading {args.model} ...", file=sys.stderr, flush=True)
         load()
+    approve = [n.strip() for n in args.approve_tools.split(",") if n.strip()]
+    lifespan = None
+    if args.mcp or approve or args.approve_all_tools:
+        from .mcp_tools import mcp_lifespan
+
+        try:
+            lifespan = mcp_lifespan(processor, args.mcp, approve, args.approve_all_tools)
+        except ConfigurationError as exc:
+            print(f"lmstream serve: error: {exc}", file=sys.stderr)
+            return 2
     registry = _redis_registry(args.redis, args.queue) if args.redis else None
     approvals = _redis_approvals(registry) if registry is not None else None
     app = create_app(
@@ -272,19 +381,13 @@ def _run(uvicorn: Any, create_app: Any, args: argparse.Namespace, processor: Any
         max_tokens=args.max_tokens or MAX_TOKENS,
         read_timeout=args.read_timeout,
         idle_timeout=args.idle_timeout,
+        heartbeat=args.keepalive,
         cors_origins=args.cors_origin,
         served_model_names=args.served_model_name or [args.model],
         allow_client_tools=args.allow_client_tools,
+        write_timeout=args.write_timeout,
+        lifespan=lifespan,
     )
-    approve = [n.strip() for n in args.approve_tools.split(",") if n.strip()]
-    if args.mcp or approve or args.approve_all_tools:
-        from .mcp_tools import attach_mcp
-
-        try:
-            attach_mcp(app, processor, args.mcp, approve, args.approve_all_tools)
-        except ConfigurationError as exc:
-            print(f"lmstream serve: error: {exc}", file=sys.stderr)
-            return 2
     # Start-up objects (modules, the model's wrappers) never die: keep them out of the collector's
     # full passes, which otherwise stall every stream once thousands are open.
     gc.collect()

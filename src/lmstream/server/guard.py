@@ -6,10 +6,14 @@ compared in constant time and is never echoed, logged or put in an error.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.responses import JSONResponse
+
+from ..cache import set_request_context
 
 __all__ = ["AuthMiddleware", "Guard", "Slot", "error_response"]
 
@@ -71,12 +75,17 @@ class Slot:
 class Guard:
     """The server's limits, and the count of slots (streams and detached answers) held now."""
 
-    def __init__(self, api_key: str | None, max_body_bytes: int, max_concurrent: int, max_messages: int) -> None:
-        if api_key is not None and not api_key:
+    def __init__(
+        self, api_key: str | Sequence[str] | None, max_body_bytes: int, max_concurrent: int, max_messages: int
+    ) -> None:
+        keys = [api_key] if isinstance(api_key, str) else list(api_key or ())
+        if api_key is not None and (not keys or not all(isinstance(k, str) and k for k in keys)):
             raise ValueError("api_key must not be empty (pass None for no key)")
         if max_body_bytes < 1 or max_concurrent < 1 or max_messages < 1:
             raise ValueError("max_body_bytes, max_concurrent and max_messages must be at least 1")
-        self._expected = api_key.encode("utf-8") if api_key else None
+        # each key is a tenant: its answers are cached for it alone (the cache sees a digest, never the key)
+        self._keys = [(k.encode("utf-8"), hashlib.sha256(k.encode("utf-8")).hexdigest()) for k in keys]
+        self._expected = self._keys[0][0] if self._keys else None
         self.max_body_bytes = max_body_bytes
         self.max_concurrent = max_concurrent
         self.max_messages = max_messages
@@ -88,14 +97,24 @@ class Guard:
     def authorized(self, header: bytes | None) -> bool:
         """`header` is the raw `Authorization` value: scheme `Bearer` in any case, then the key,
         compared as bytes (a UTF-8 key matches the UTF-8 bytes a client sends) in constant time."""
-        if self._expected is None:
-            return True
+        return self.tenant(header) is not False
+
+    def tenant(self, header: bytes | None) -> str | bool | None:
+        """The tenant `header` authenticates (a digest of its key), None when no key is set,
+        False when it authenticates nobody. Every key is compared, so the time says nothing."""
+        if not self._keys:
+            return None
         if header is None:
             return False
         scheme, _, key = header.strip().partition(b" ")
         if scheme.lower() != b"bearer":
             return False
-        return hmac.compare_digest(key.strip(), self._expected)
+        key = key.strip()
+        found: str | bool = False
+        for expected, digest in self._keys:
+            if hmac.compare_digest(key, expected):
+                found = digest
+        return found
 
     def acquire(self) -> Slot | None:
         """A slot, or None when `max_concurrent` are held."""
@@ -113,6 +132,13 @@ class Guard:
         )
 
 
+def _header(scope: dict[str, Any], name: bytes) -> bytes | None:
+    for k, v in scope["headers"]:
+        if k == name:
+            return bytes(v)
+    return None
+
+
 class AuthMiddleware:
     """Pure ASGI (no BaseHTTPMiddleware, which would sit between a stream and its client)."""
 
@@ -121,6 +147,10 @@ class AuthMiddleware:
         self.guard = guard
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":  # what the response cache needs of this request (none of it for others)
+            tenant = self.guard.tenant(_header(scope, b"authorization"))
+            fresh = b"no-cache" in (_header(scope, b"cache-control") or b"").lower()
+            set_request_context(tenant if isinstance(tenant, str) else None, fresh)
         if (  # a WebSocket handshake needs the key like any request: only lifespan passes unchecked
             scope["type"] == "lifespan"
             or scope["path"] in OPEN_PATHS

@@ -53,9 +53,15 @@ class _UnloggedLog(ChatLog):
 
 
 def _unavailable(exc: Exception) -> Response:
-    """503 when the registry's store refuses (Redis down, out of memory): the client may retry."""
+    """503 when the registry's store refuses (Redis down, out of memory): the client may retry.
+    The log gets the failure (it names the store's address); the client only its kind."""
     logger.warning("lmstream: the chat registry failed: %s", public_error_text(exc))
-    return error_response(503, public_error_text(str(exc)), "service_unavailable", {"retry-after": "1"})
+    cause = exc.__cause__ if exc.__cause__ is not None else exc
+    message = (
+        f"the server's chat store is unavailable right now ({type(cause).__name__}); retry shortly "
+        "(the server log has the details)"
+    )
+    return error_response(503, message, "service_unavailable", {"retry-after": "1"})
 
 
 class ChatServer:
@@ -71,6 +77,7 @@ class ChatServer:
         read_timeout: float | None,
         approvals: ApprovalStore | None = None,
         approval_ttl: float = 600.0,
+        write_timeout: float | None = 30.0,
     ) -> None:
         self.processor = processor
         self.registry = registry
@@ -78,6 +85,8 @@ class ChatServer:
         self.heartbeat = heartbeat
         self.policy = policy
         self.read_timeout = read_timeout
+        #: seconds one write to a client may take (a client that stops reading is cut off)
+        self.write_timeout = write_timeout
         self.slot = PromptSlot.of(processor.prompt_builder)
         self.running: set[RunningRequest] = set()
         self.approvals: ApprovalStore = approvals or InMemoryApprovalStore()
@@ -145,8 +154,10 @@ class ChatServer:
             return error_response(400, "id: must be a string", "invalid_request_error")
         try:
             pending, decisions = await take_decisions(self.approvals, chat_id, cont)
-        except (ApprovalError, LMStreamError) as exc:
-            return error_response(getattr(exc, "status_code", 503), str(exc), "approval_error")
+        except ApprovalError as exc:
+            return error_response(exc.status_code, str(exc), "approval_error")
+        except LMStreamError as exc:  # the store failed (Redis down): never its address to the client
+            return _unavailable(exc)
         step = pending.step
         saving = deferred_to(self.approvals, chat_id, self.approval_ttl, pending.message_id)
         resume = DeferredApproval(saving.save, resume=step, decisions=decisions)
@@ -165,6 +176,7 @@ class ChatServer:
             after_first(self._inline_frames(registry, run, chat_id, mapper), notice),
             on_disconnect=run.cancel,
             heartbeat=self.heartbeat,
+            write_timeout=self.write_timeout,
             headers=UI_HEADERS,
             on_end=lambda: self._finish(slot, run),
         )
@@ -212,11 +224,19 @@ class ChatServer:
             after_first(replay_ui_frames(items), context_frame(turn.dropped)),
             on_disconnect=None,  # the answer goes on; only this response's reading stops
             heartbeat=self.heartbeat,
+            write_timeout=self.write_timeout,
             headers=UI_HEADERS,
             on_end=slot.release,
         )
 
     async def stream(self, request: Request) -> Response | SSEResponse:
+        if not self.registry.runs_answers_here:  # --queue: this node has no model to run it with
+            return error_response(
+                501,
+                "POST /v1/stream runs the model in the web node, and this node only queues answers for "
+                "workers (--queue): use POST /api/chat or POST /v1/chat/completions, which the workers run",
+                "not_implemented",
+            )
         try:
             body = await read_json(request, self.guard.max_body_bytes, self.read_timeout)
             req = parse_stream(body, self.slot, self.guard.max_messages, self.policy)
@@ -239,6 +259,7 @@ class ChatServer:
                 event_frames(run),
                 on_disconnect=run.cancel,
                 heartbeat=self.heartbeat,
+            write_timeout=self.write_timeout,
                 on_end=lambda: self._finish(slot, run),
             )
         finally:
@@ -281,22 +302,37 @@ class ChatServer:
         if items is None:
             return Response(status_code=204)
         return SSEResponse(
-            replay_ui_frames(items, after), on_disconnect=None, heartbeat=self.heartbeat, headers=UI_HEADERS
+            replay_ui_frames(items, after), on_disconnect=None, heartbeat=self.heartbeat,
+            write_timeout=self.write_timeout, headers=UI_HEADERS
         )
 
     async def healthz(self, request: Request) -> Response:
+        """200 `{"status": "ok", ...}`, or 503 `{"status": "degraded", "down": [...]}` naming what
+        does not work (Redis unreachable; with `--queue`, no worker alive), never an address."""
         try:
             answers = await self.registry.running()
+            store = await self.registry.health()
         except LMStreamError as exc:
-            return _unavailable(exc)
+            logger.warning("lmstream: /healthz: the chat registry failed: %s", public_error_text(exc))
+            answers, store = 0, {"down": ["store"]}
+        down = list(store.get("down") or [])
         body: dict[str, Any] = {
-            "status": "ok",
+            "status": "degraded" if down else "ok",
             "streams": self.guard.active,
             "max_concurrent": self.guard.max_concurrent,
             "running": len(self.running),
             "answers": answers,
         }
+        body.update({k: v for k, v in store.items() if k != "down"})  # queued jobs, live workers
+        if down:
+            body["down"] = down
         engine = self.processor.lm_invoker.engine_stats()  # the embedded model's sequences and queue
         if engine is not None:
             body["engine"] = engine
-        return JSONResponse(body)
+        cache = self.processor.cache
+        if cache is not None:  # hits, misses, joins and the bytes held (never the store's address)
+            body["cache"] = await cache.stats()
+        cooling = self.processor.lm_invoker.cooling()  # a pool's deployments that failed and wait
+        if cooling:
+            body["cooling"] = cooling
+        return JSONResponse(body, status_code=503 if down else 200)

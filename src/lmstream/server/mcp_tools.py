@@ -7,16 +7,17 @@ the processor's tools are set again whenever a server says its tool list changed
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
-from collections.abc import AsyncIterator, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from ..errors import ConfigurationError
 from ..mcp import MCPTools, MCPToolset
 from ..processor import LMRequestProcessor
 
-__all__ = ["attach_mcp", "parse_mcp_spec"]
+__all__ = ["mcp_lifespan", "parse_mcp_spec"]
 
 
 def parse_mcp_spec(spec: str, requires_approval: Any, timeout: float) -> MCPTools:
@@ -33,35 +34,35 @@ def parse_mcp_spec(spec: str, requires_approval: Any, timeout: float) -> MCPTool
     )
 
 
-def attach_mcp(
-    app: Any,
+def mcp_lifespan(
     processor: LMRequestProcessor[Any],
     specs: Sequence[str],
     approve: Sequence[str] = (),
     approve_all: bool = False,
     timeout: float = 60.0,
-) -> None:
-    """Open `specs` when `app` starts and give their tools to `processor` (beside its own).
-    `approve` names the tools that need a person's approval (all of them with `approve_all`);
-    a name that no server offers is an error at start-up, not a silently unguarded tool."""
+) -> Callable[[Any], AbstractAsyncContextManager[None]]:
+    """What `lmstream serve` runs for the app's lifetime (`create_app(lifespan=...)`): open
+    `specs` and give their tools to `processor` beside its own, set again when a server's list
+    changes. `approve` names the tools that need a person's approval (all with `approve_all`),
+    the processor's own included: those get an approving copy, the caller's tool is left as it
+    is. A name that no server offers is an error at start-up, not a silently unguarded tool."""
     wanted: Any = True if approve_all else frozenset(approve)
     servers = [parse_mcp_spec(s, wanted, timeout) for s in specs]
-    inner = app.router.lifespan_context
 
     @asynccontextmanager
-    async def lifespan(a: Any) -> AsyncIterator[Any]:
+    async def lifespan(app: Any) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             toolsets: list[MCPToolset] = [await stack.enter_async_context(s) for s in servers]
-            own = list(processor.lm_invoker.tools)
+            own = [
+                dataclasses.replace(t, requires_approval=True) if approve_all or t.name in approve else t
+                for t in processor.tools
+            ]
 
             def apply(_: Any = None) -> None:
                 processor.set_tools([*own, *(t for ts in toolsets for t in ts)])
 
             apply()
-            names = {t.name for t in processor.lm_invoker.tools}
-            for t in own:  # the flags cover the processor's own tools too
-                if approve_all or t.name in approve:
-                    t.requires_approval = True
+            names = {t.name for t in processor.tools}
             unknown = sorted(set(approve) - names)
             if unknown:
                 raise ConfigurationError(
@@ -69,7 +70,6 @@ def attach_mcp(
                 )
             for ts in toolsets:
                 ts.on_change(apply)
-            async with inner(a) as state:
-                yield state
+            yield
 
-    app.router.lifespan_context = lifespan
+    return lifespan

@@ -142,15 +142,30 @@ class OpenAIRoutes:
             done: Callable[[], Any] = lambda: _spawn_release(processor, server.processor)  # noqa: E731
             if req.stream:
                 server._start(slot, run)
+                try:
+                    first, left = await _first_event(request, run, server.heartbeat)
+                except BaseException:
+                    server._finish(slot, run)
+                    done()
+                    raise
+                if left or (first is not None and first.done() and _failed_first(first)):
+                    # the client left, or the answer failed before its first token: an HTTP
+                    # status the SDKs map (429 + Retry-After for a rate-limited upstream)
+                    try:
+                        return await _early_end(run, first, left)
+                    finally:
+                        server._finish(slot, run)
+                        done()
 
                 def end() -> None:
                     server._finish(slot, run)
                     done()
 
                 return SSEResponse(
-                    _frames(run.events(), run, mapper, api),
+                    _frames(_after(first, run.events()), run, mapper, api),
                     on_disconnect=run.cancel,
                     heartbeat=server.heartbeat,
+                    write_timeout=server.write_timeout,
                     on_end=end,
                 )
             server.running.add(run)
@@ -192,6 +207,7 @@ class OpenAIRoutes:
             slot.share()
             return SSEResponse(
                 _frames(events, None, mapper, api), on_disconnect=stop, heartbeat=self.server.heartbeat,
+                write_timeout=self.server.write_timeout,
                 on_end=slot.release,
             )  # fmt: skip
         return await _whole(None, events, stop, mapper, api)
@@ -206,6 +222,59 @@ def _spawn_release(processor: LMRequestProcessor[Any], shared: LMRequestProcesso
 
 
 _RELEASING: set[asyncio.Task[None]] = set()
+
+
+async def _first_event(
+    request: Request, run: RunningRequest, wait: float
+) -> tuple[asyncio.Future[Event] | None, bool]:
+    """The answer's first event, awaited before the response's status is sent (for at most
+    `wait` seconds: then the stream starts anyway and its heartbeats keep proxies patient).
+    Returns (the pending or finished first step, whether the client left meanwhile)."""
+    first: asyncio.Future[Event] = asyncio.ensure_future(anext(run.events()))
+    watcher: asyncio.Future[Any] = asyncio.ensure_future(_disconnected(request))
+    waiting: set[asyncio.Future[Any]] = {first, watcher}
+    try:
+        done, _ = await asyncio.wait(waiting, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    return first, watcher in done and first not in done
+
+
+def _failed_first(first: asyncio.Future[Event]) -> bool:
+    """The answer ended before its first token with a failure (not a cancellation)."""
+    if first.cancelled() or first.exception() is not None:
+        return True
+    ev = first.result()
+    return ev.type == EventType.ERROR and ev.metadata.get("error_type") != "CancelledError"
+
+
+async def _early_end(run: RunningRequest, first: asyncio.Future[Event] | None, left: bool) -> Response:
+    """The answer ends before its stream starts: the client left (cancel it), or it failed."""
+    if left:
+        run.cancel()
+    failure: dict[str, Any] = {"error_type": "CancelledError"}
+    with contextlib.suppress(BaseException):
+        if first is not None:
+            ev = await first
+            if ev.type == EventType.ERROR:
+                failure = {"value": str(ev.value), **ev.metadata}
+    with contextlib.suppress(Exception):  # the stream raises after its error event
+        async for _ in run.events():
+            pass
+    if left:
+        return Response(status_code=499)
+    return _failure_response(failure)
+
+
+async def _after(first: asyncio.Future[Event] | None, rest: AsyncIterator[Event]) -> AsyncIterator[Event]:
+    """`first` (the step already taken), then the rest of the events."""
+    if first is not None:
+        try:
+            yield await first
+        except StopAsyncIteration:
+            return
+    async for ev in rest:
+        yield ev
 
 
 async def _positioned_events(items: Any) -> AsyncIterator[Event]:

@@ -122,7 +122,16 @@ class ContextView { // data-context: the server left older messages out to fit t
   render() { return false; }
 }
 
-export const PART_VIEWS = { text: TextView, reasoning: ReasoningView, tool: ToolView, "data-context": ContextView };
+class ResetView { // data-reset: a fallback model took over from one that failed
+  constructor(part, box) {
+    const d = part.data || {};
+    const how = d.discarded > 0 ? " (its partial answer was replaced)" : "";
+    box.appendChild(el("div", "note reset", `switched to ${d.to} after ${d.from} failed${how}`));
+  }
+  render() { return false; }
+}
+
+export const PART_VIEWS = { text: TextView, reasoning: ReasoningView, tool: ToolView, "data-context": ContextView, "data-reset": ResetView };
 function viewFor(part) {
   if (part.type.startsWith("tool-") || part.type === "dynamic-tool") return PART_VIEWS.tool;
   return PART_VIEWS[part.type] || null;
@@ -177,6 +186,22 @@ export class Answer {
     if (delta) { this.views.get(part).delta(delta); schedule(this.views.get(part)); }
   }
   endPart(id) { const p = this.open[id]; if (!p) return; const v = this.views.get(p); p.state = "done"; if (v.end) v.end(); delete this.open[id]; }
+  reset(c) { // a fallback model took over; a restart (discarded > 0) voids this step's partial answer
+    const d = c.data || {};
+    if (d.discarded > 0) {
+      const parts = this.msg.parts; let i = parts.length;
+      while (i > 0 && parts[i - 1].type !== "step-start") i--;
+      const gone = new Set(parts.slice(i).filter((p) => p.type === "text" || p.type === "reasoning" || p.type.startsWith("tool-")));
+      for (const p of gone) {
+        const v = this.views.get(p);
+        if (v) { v.node.remove(); dirty.delete(v); this.views.delete(p); }
+        if (p.toolCallId) delete this.tools[p.toolCallId];
+      }
+      for (const [id, p] of Object.entries(this.open)) if (gone.has(p)) delete this.open[id];
+      this.msg.parts = parts.filter((p) => !gone.has(p));
+    }
+    this.add({ type: "data-reset", id: c.id, data: d });
+  }
   tool(c, update) {
     this.first();
     let p = this.tools[c.toolCallId];
@@ -200,6 +225,7 @@ export class Answer {
       case "data-tool-progress": if (this.tools[c.id]) this.tool({ toolCallId: c.id }, (p, v) => { p.progress = c.data; v.drawn = null; }); break;
       case "data-usage": this.msg.metadata.usage = { ...c.data, ttft_page: this.firstAt !== null ? (this.firstAt - this.t0) / 1000 : null, deltas: this.deltas }; break;
       case "data-status": this.waiting(c.data); break;
+      case "data-reset": this.reset(c); break;
       case "error": this.msg.metadata.error = c.errorText; break;
       case "abort": this.msg.metadata.aborted = true; break;
       case "finish": this.msg.metadata.finishReason = c.finishReason || "stop"; break;
@@ -253,5 +279,7 @@ export function usageLine(u) {
   const n = u.output_tokens || u.deltas;
   if (gen && gen > 0 && n) bits.push((n / gen).toFixed(1) + " tokens/s");
   if (u.cost != null) bits.push("$" + (typeof u.cost === "number" ? u.cost : u.cost.total ?? 0).toFixed(4));
+  if (u.cache && u.cache.hit) bits.unshift("cached");
+  else if (u.cache && u.cache.joined) bits.unshift("cached (shared)");
   return bits.join(" · ");
 }

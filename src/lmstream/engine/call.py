@@ -1,0 +1,141 @@
+"""One model call, run by the engine alone; and one model call as a request of its own.
+
+`call_model` is the one place a model call runs: the request's budget is checked before it and
+charged after it (an interrupted call's partial output too), the call is observed (one span,
+every attempt), priced, and its attempts run (`attempts`). A composite invoker (a fallback
+chain, a pool of deployments) answers `call_plan()` with its members and the engine switches
+among them (`fallback`), each member's call coming back here.
+
+The adapter is a stateless leaf: it gets the messages and a `CallParams` (hyperparameters,
+tools, response schema) per call and yields deltas. Which request a call belongs to is the
+`RequestContext` passed in, never the task it happens to run in.
+
+`invoke` and `stream` are one call as a request of its own (ending with `done` or `error`):
+what `BaseLMInvoker.invoke()` and `.stream()` hand over to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+
+from .. import _observe
+from ..cost import price_of
+from ..errors import StreamInterruptedError
+from ..prompt import Message
+from ..types import LMOutput
+from .attempts import Attempter, run_attempts
+from .deltas import CallParams, ToolSpec
+from .fallback import CallPlan, run_chain
+from .lifecycle import Carry, RequestContext, run_request
+from .request_stream import RequestStream
+
+if TYPE_CHECKING:
+    from ..events import EventEmitter
+
+__all__ = ["Emitter", "Invoker", "ModelCallStream", "call_model", "invoke", "prepare", "stream"]
+
+#: the emitter a call that is a request of its own sends its events to, and the stream it is
+#: (names for `BaseLMInvoker`'s signatures: the invoker passes them through without reading them)
+Emitter: TypeAlias = "EventEmitter"
+ModelCallStream: TypeAlias = RequestStream[LMOutput]
+
+
+class Invoker(Attempter, Protocol):
+    """What the engine needs of an invoker (`BaseLMInvoker` is one)."""
+
+    default_hyperparameters: dict[str, Any]
+    tools: list[Any]
+    response_schema: dict[str, Any] | None
+    _schema_model: Any
+
+    def call_plan(self) -> CallPlan | None: ...
+
+    def validate_hyperparameters(self, params: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    def _prepare(
+        self, messages: str | Sequence[Message | Mapping[str, Any]], hyperparameters: Mapping[str, Any] | None
+    ) -> tuple[list[Message], dict[str, Any]]: ...
+
+
+async def call_model(
+    ctx: RequestContext, inv: Any, msgs: list[Message], params: CallParams, carry: Carry | None = None
+) -> LMOutput:
+    """One model call of request `ctx` (a step of its tool loop, or one member of a chain).
+    `carry`: continue that text (the last message is then the assistant's prefix)."""
+    plan = inv.call_plan()
+    if plan is not None:  # a chain or a pool: the engine switches among its members
+        return await run_chain(ctx, msgs, params, plan, call_model, carry)
+    budget = ctx.budget
+    if budget is not None:
+        budget.check(inv.provider, inv.model_name)
+    # observability seam (lmstream.otel): one span per model call, all attempts; None when tracing is off
+    obs = _observe.current()
+    call = obs.call_started(inv, msgs, params, ctx.request_id) if obs is not None else None
+    try:
+        out = await run_attempts(inv, ctx, msgs, params, call, carry)
+    except BaseException as exc:
+        if isinstance(exc, StreamInterruptedError):  # what streamed was billed
+            _price(inv, exc.partial_output)
+            if budget is not None:
+                budget.charge(exc.partial_output.usage.cost)
+        if call is not None:
+            call.end(None, exc)
+        raise
+    _price(inv, out)
+    if budget is not None:
+        budget.charge(out.usage.cost)
+    if call is not None:
+        call.end(out, None)
+    return out
+
+
+def _price(inv: Any, out: LMOutput) -> None:
+    """`usage.cost` from the provider's published prices (`lmstream.cost`; None when unknown)."""
+    out.usage.cost = price_of(inv.provider, inv.model_name, out.usage)
+
+
+def prepare(
+    inv: Invoker,
+    messages: str | Sequence[Message | Mapping[str, Any]],
+    hyperparameters: Mapping[str, Any] | None = None,
+    tools: Sequence[ToolSpec] | None = None,
+    schema: tuple[dict[str, Any] | None, Any] | None = None,
+) -> tuple[list[Message], CallParams]:
+    """The messages and this call's parameters: `hyperparameters` over the invoker's defaults,
+    checked; `tools` and `schema` (the JSON schema and its pydantic model) given for this call,
+    else the ones the invoker was built with."""
+    msgs, hyper = inv._prepare(messages, hyperparameters)
+    json_schema, model = schema if schema is not None else (inv.response_schema, inv._schema_model)
+    return msgs, CallParams(hyper, inv.tools if tools is None else tools, json_schema, model)
+
+
+async def _alone(ctx: RequestContext, inv: Any, msgs: list[Message], params: CallParams) -> tuple[LMOutput, LMOutput]:
+    ctx.step += 1
+    out = await call_model(ctx, inv, msgs, params)
+    return out, out
+
+
+async def invoke(
+    inv: Invoker,
+    messages: str | Sequence[Message | Mapping[str, Any]],
+    hyperparameters: Mapping[str, Any] | None = None,
+    event_emitter: EventEmitter | None = None,
+) -> LMOutput:
+    """One model call as a request of its own: its events end with `done` (or `error`), even
+    when it runs inside another request (a tool that asks a model is a request of its own)."""
+    msgs, params = prepare(inv, messages, hyperparameters)
+    ctx = RequestContext(event_emitter)
+    ctx.register()
+    return await run_request(ctx, lambda: _alone(ctx, inv, msgs, params))
+
+
+def stream(
+    inv: Invoker,
+    messages: str | Sequence[Message | Mapping[str, Any]],
+    hyperparameters: Mapping[str, Any] | None = None,
+    event_emitter: EventEmitter | None = None,
+) -> RequestStream[LMOutput]:
+    """One model call as its own event stream (`async with invoker.stream(...) as s`)."""
+    msgs, params = prepare(inv, messages, hyperparameters)
+    return RequestStream(lambda ctx: run_request(ctx, lambda: _alone(ctx, inv, msgs, params)), event_emitter)
