@@ -16,6 +16,7 @@ from ..errors import ConfigurationError, LMStreamError
 from ..events import EventEmitter
 from ..processor import LMRequestProcessor
 from ..protocols.chat import chat_turn, deferred_to, run_chat_turn
+from ..protocols.files import BlobStore, blob_refs, fetch_blobs
 from ..protocols.openai_turn import JOB_KIND, openai_job
 from ..protocols.requests import PromptSlot, parse_chat
 from ..protocols.ui_approvals import ApprovalStore
@@ -66,7 +67,7 @@ def parser() -> argparse.ArgumentParser:
 APPROVAL_TTL = 600.0
 
 
-def chat_jobs(processor: LMRequestProcessor[Any], approvals: ApprovalStore) -> Handle:
+def chat_jobs(processor: LMRequestProcessor[Any], approvals: ApprovalStore, blobs: BlobStore | None = None) -> Handle:
     """How a worker runs what `lmstream serve --queue` enqueued: the `/api/chat` body (or an
     OpenAI-compatible request's), parsed and run as the server runs it (its hyperparameters
     already passed the node's policy). A tool call that needs approval ends the answer and is
@@ -76,9 +77,18 @@ def chat_jobs(processor: LMRequestProcessor[Any], approvals: ApprovalStore) -> H
     def handle(job: dict[str, Any], emitter: EventEmitter) -> Any:
         if job["chat"].get("kind") == JOB_KIND:  # POST /v1/chat/completions or /v1/responses
             return openai_job(processor, {**job["chat"], "max_messages": job.get("max_messages", 500)}, emitter)
-        req = parse_chat(job["chat"], int(job.get("max_messages", 500)))
+        refs = blob_refs(job["chat"])
+        if refs and blobs is not None:  # files travel as references: read them from the store first
+            return _with_files(job, refs, blobs, emitter)
+        return run(job, {}, emitter)
+
+    def run(job: dict[str, Any], found: dict[str, bytes], emitter: EventEmitter) -> Any:
+        req = parse_chat(job["chat"], int(job.get("max_messages", 500)), blobs=found)
         turn = chat_turn(processor, req, slot)
         return run_chat_turn(processor, turn, deferred_to(approvals, turn.chat_id, APPROVAL_TTL), emitter)
+
+    async def _with_files(job: dict[str, Any], refs: list[str], store: BlobStore, emitter: EventEmitter) -> Any:
+        return await run(job, await fetch_blobs(store, refs), emitter)
 
     return handle
 
@@ -113,6 +123,7 @@ def default_concurrency(invoker: Any) -> int:
 
 async def serve(args: argparse.Namespace) -> int:
     from .approvals import RedisApprovalStore
+    from .blobs import RedisBlobStore
     from .connection import connect
     from .queue import Worker
 
@@ -122,9 +133,10 @@ async def serve(args: argparse.Namespace) -> int:
     redis = connect(args.redis)
     options = RedisOptions(prefix=args.prefix, lease=args.lease)
     approvals = RedisApprovalStore(redis, prefix=args.prefix)
+    blobs = RedisBlobStore(redis, args.prefix, options.ttl)
     worker = Worker(
         redis,
-        job_handler(processor, chat_jobs(processor, approvals)),
+        job_handler(processor, chat_jobs(processor, approvals, blobs)),
         options=options,
         name=args.name,
         concurrency=args.concurrency or default_concurrency(invoker),
