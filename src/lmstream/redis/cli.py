@@ -8,6 +8,7 @@ import contextlib
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from .._cli_hints import cli_message
@@ -60,6 +61,15 @@ def parser() -> argparse.ArgumentParser:
         "--prefix", default=DEFAULT_OPTIONS.prefix, help=f"Redis key prefix (default {DEFAULT_OPTIONS.prefix})"
     )
     p.add_argument("--name", default=None, help="consumer name in the group (default host:pid)")
+    p.add_argument(
+        "--mcp",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="tools from an MCP server, as for `lmstream serve --mcp` (give workers the same as the web nodes)",
+    )
+    p.add_argument("--approve-tools", default="", metavar="NAMES", help="comma-separated tools a person must approve")
+    p.add_argument("--approve-all-tools", action="store_true", help="every tool call waits for a person's approval")
     return p
 
 
@@ -121,7 +131,11 @@ def default_concurrency(invoker: Any) -> int:
     return invoker.parallel if isinstance(invoker, LocalLMInvoker) else 4
 
 
-async def serve(args: argparse.Namespace) -> int:
+#: `tools(processor, specs, approve, approve_all)` -> a lifespan giving the processor MCP tools
+ToolsLifespan = Callable[..., Callable[[Any], contextlib.AbstractAsyncContextManager[None]]]
+
+
+async def serve(args: argparse.Namespace, tools: Callable[[], ToolsLifespan] | None = None) -> int:
     from .approvals import RedisApprovalStore
     from .blobs import RedisBlobStore
     from .connection import connect
@@ -150,8 +164,15 @@ async def serve(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
+    approve = [n.strip() for n in args.approve_tools.split(",") if n.strip()]
     try:
-        await worker.run()
+        if args.mcp or approve or args.approve_all_tools:
+            if tools is None:
+                raise ConfigurationError("this worker cannot open MCP tools: start it as `lmstream worker`")
+            async with tools()(processor, args.mcp, approve, args.approve_all_tools)(None):
+                await worker.run()
+        else:
+            await worker.run()
     finally:
         await redis.aclose()
         with contextlib.suppress(Exception):
@@ -159,12 +180,13 @@ async def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`lmstream worker ...`: runs the jobs of `lmstream serve --queue` (see `chat_jobs`)."""
+def main(argv: list[str] | None = None, tools: Callable[[], ToolsLifespan] | None = None) -> int:
+    """`lmstream worker ...`: runs the jobs of `lmstream serve --queue` (see `chat_jobs`); `tools`
+    gives the factory of `--mcp` tool lifespans (the command line wires the server's)."""
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        return asyncio.run(serve(args))
+        return asyncio.run(serve(args, tools))
     except ConfigurationError as exc:
         print(f"lmstream worker: error: {cli_message(exc, args.model, key_option=False)}", file=sys.stderr)
         return 2

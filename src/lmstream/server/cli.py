@@ -369,6 +369,12 @@ def main(argv: list[str]) -> int:
     if args.queue and not args.redis:
         print("lmstream serve: --queue needs --redis URL", file=sys.stderr)
         return 2
+    if args.queue and (args.mcp or args.approve_tools or args.approve_all_tools):
+        print(
+            "lmstream serve: note: with --queue the workers run the answers: start them with the same "
+            "--mcp/--approve-tools/--approve-all-tools (this node runs the tools a person approved)",
+            file=sys.stderr,
+        )
     if args.redis and (problem := _redis_problem(args.redis)) is not None:
         print(f"lmstream serve: {problem}", file=sys.stderr)
         return 2

@@ -141,7 +141,9 @@ class ChatServer:
             if isinstance(self.registry, DetachedChatRegistry):
                 return await self._chat_detached(self.registry, turn, body, slot)
             return self._chat_inline(turn, slot)
-        except Exception as exc:  # the registry's store refused (Redis down, OOM, ...)
+        except Exception as exc:  # the registry's store refused (Redis down, OOM, a full queue ...)
+            if getattr(exc, "status_code", None) == 429:
+                return error_response(429, str(exc), "rate_limit_error", {"retry-after": "5"})
             return _unavailable(exc)
         finally:
             slot.release()  # the route's own hold; what outlives it took its share
