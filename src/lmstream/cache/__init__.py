@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from ..cost import Cost
 from ..engine.lifecycle import RequestContext, reset_current, set_current
 from ..errors import ConfigurationError, LMStreamError
+from ..event_values import CacheValue
 from ..events import EventEmitter
 from ..types import LMOutput
 from .disk import DirectoryStore, default_directory
@@ -288,7 +289,7 @@ class ResponseCache:
             del self._flights[flight.key]
 
 
-def _marker(hit: bool, joined: bool, age: float | None) -> dict[str, Any]:
+def _marker(hit: bool, joined: bool, age: float | None) -> CacheValue:
     return {"hit": hit, "joined": joined, "age": None if age is None else round(age, 3)}
 
 

@@ -60,6 +60,11 @@ class Keys:
         return f"{self.prefix}:notify"
 
     @property
+    def workers(self) -> str:
+        """The workers' heartbeats (a sorted set: name -> time of the last beat), for `/healthz`."""
+        return f"{self.prefix}:q:workers"
+
+    @property
     def queue(self) -> str:
         """The job stream that web nodes add to and workers read through a consumer group."""
         return f"{self.prefix}:q:jobs"
