@@ -10,8 +10,8 @@ Method:
     OpenAI-compatible invoker (its own HTTP client). The fallback answers after
     `--first-delay` seconds (a model's own think time; 0 measures pure overhead).
   * "alone": the fallback invoker by itself, request start -> first `response` event.
-  * "failure -> first token": the primary's attempt is timed where it ends (its model call
-    raised: a 503, a refused connection, a stream cut after 3 tokens), then to the first
+  * "failure -> first token": the primary's attempt is timed where its stream ends (a 503, a
+    refused connection, a stream cut after 3 tokens without its end marker), then to the first
     `response` event of the fallback at the consumer. "added" = that minus "alone" (median
     of each); target <= 20 ms.
   * Peer, side by side: LiteLLM's Router with `fallbacks=` (same upstreams, `num_retries=0`),
@@ -30,6 +30,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -48,16 +49,17 @@ NO_RETRY = RetryConfig(max_retries=0)
 
 
 class TimedPrimary(OpenAICompatibleLMInvoker):
-    """The primary, noting when its model call failed (perf_counter)."""
+    """The primary, noting when its stream ended (perf_counter): by an error, or cut short
+    (the engine then finds no end marker and fails the attempt at once)."""
 
     failed_at: float | None = None
 
-    async def _call(self, *args: Any, **kwargs: Any) -> Any:
+    async def stream_deltas(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         try:
-            return await super()._call(*args, **kwargs)
-        except Exception:
+            async for d in super().stream_deltas(*args, **kwargs):
+                yield d
+        finally:
             self.failed_at = time.perf_counter()
-            raise
 
 
 def primary(url: str) -> TimedPrimary:

@@ -133,3 +133,26 @@ def test_the_page_marks_a_replayed_answer_cached(page: Any, upstream: WireServer
             assert ("cached" in stats) == (n == 2), stats
             assert page.locator(".msg.assistant .md").inner_text() == "".join(TEXT)
     assert len(upstream.requests) == 1
+
+
+def test_the_listening_socket_sends_small_writes_at_once() -> None:
+    """Found measuring cache hits through `lmstream serve`: every request of a kept-alive
+    connection but its first waited ~40 ms for its body (Nagle's algorithm against the client's
+    delayed ACK). Accepted connections inherit TCP_NODELAY from the listening socket."""
+    import socket
+
+    from lmstream.server.cli import bind
+
+    sock = bind("127.0.0.1", 0)
+    try:
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        port = sock.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = sock.accept()
+        try:
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1  # inherited (Linux)
+        finally:
+            accepted.close()
+            client.close()
+    finally:
+        sock.close()

@@ -5,12 +5,16 @@
 - Every ```python block of docs/*.md and README.md runs on the embedded model
   (`local/smollm2-135m`), all in one process (tests/docs_blocks.py); a block that starts with
   `# not run: <reason>` is compiled only, and must say why.
+- Every file a page names (`tests/test_faults.py`, `server/handlers.py`, ...) exists, and every flag
+  of `lmstream`, `serve`, `worker` and `batch` is named on some page.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -108,3 +112,42 @@ def test_every_python_block_runs_on_the_embedded_model(tmp_path: Path) -> None:
     assert [r["where"] for r in results] == [b.where for b in sorted(RUNNABLE, key=lambda b: PAGES.index(b.path))]
     failed = [f"{r['where']}:\n{r['error']}" for r in results if not r["ok"]]
     assert not failed, "\n\n".join(failed)
+
+
+# a file named in the docs, e.g. `tests/test_faults.py`, `server/handlers.py`, `lmstream/server/static/vendor/`
+_PATH = re.compile(
+    r"(?<![\w/.])((?:src/|tests/|benchmarks/|examples/|lmstream/|server/|redis/|protocols/|invokers/|engine/|events/|"
+    r"batch/|cache/)[\w./\-\[\]*]*[\w\]/*])"
+)
+
+
+def _exists(path: str) -> bool:
+    roots = [ROOT, ROOT / "src", ROOT / "src" / "lmstream"]
+    if any(p.exists() or glob.glob(str(p)) for p in (root / path for root in roots)):
+        return True
+    # a test file may live in a folder of tests/ (tests/server/...): a reader finds it by its name
+    return path.startswith("tests/test_") and any((ROOT / "tests").rglob(Path(path).name))
+
+
+def test_the_files_the_docs_name_exist() -> None:
+    """A page that names a file (a test, a benchmark, a module) names one that is there: moving a
+    module without its docs fails here (mkdocs only checks links)."""
+    missing_paths = []
+    for page in PAGES:
+        for span in re.findall(r"`([^`\n]+)`", page.read_text(encoding="utf-8")):
+            missing_paths += [f"{page.name}: {path}" for path in _PATH.findall(span) if not _exists(path)]
+    assert not missing_paths, missing_paths
+
+
+@pytest.mark.parametrize("command", [(), ("serve",), ("worker",), ("batch",)], ids=lambda c: " ".join(("lmstream", *c)))
+def test_every_command_line_flag_is_documented(command: tuple[str, ...]) -> None:
+    """A newcomer finds every option in the docs: each flag `--help` lists is named on some page."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "lmstream", *command, "--help"], env=_env(), capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    flags = set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]+)", proc.stdout)) - {"--help"}
+    assert len(flags) > 3, proc.stdout
+    docs = "\n".join(page.read_text(encoding="utf-8") for page in PAGES)
+    undocumented = sorted(f for f in flags if not re.search(re.escape(f) + r"(?![a-z0-9-])", docs))
+    assert not undocumented, f"`lmstream {' '.join(command)}` flags no page names: {undocumented}"

@@ -82,7 +82,7 @@ async def test_every_event_type_is_emitted_by_lmstream_or_documented_as_reserved
     import re
 
     from lmstream.approval import answer
-    from lmstream.engine.deltas import FinishDelta, ThinkingDelta, ToolCallDelta
+    from lmstream.engine.deltas import FileDelta, FinishDelta, ThinkingDelta, ToolCallDelta
     from lmstream.tools import report_progress, tool
 
     @tool(requires_approval=True)  # tool_approval_request
@@ -100,7 +100,15 @@ async def test_every_event_type_is_emitted_by_lmstream_or_documented_as_reserved
 
     emitter = EventEmitter([CallbackEventHandler(on_event)])
     inv = ScriptedLMInvoker(
-        [[ThinkingDelta("t"), ToolCallDelta(0, "c", "echo", '{"x": "1"}'), FinishDelta("tool_calls")], ['{"a": 1}']]
+        [
+            [
+                ThinkingDelta("t"),
+                FileDelta("f", "image/png", data=""),
+                ToolCallDelta(0, "c", "echo", '{"x": "1"}'),
+                FinishDelta("tool_calls"),
+            ],
+            ['{"a": 1}'],
+        ]
     )
     proc = LMRequestProcessor(PromptBuilder(user_template="{q}"), inv, tools=[echo], response_schema={"type": "object"})
     await proc.process(q="go", event_emitter=emitter)

@@ -511,3 +511,43 @@ async def test_a_batch_with_a_budget_runs_through_a_chain_of_priced_models():
         results = await lmrp.batch([{"prompt_kwargs": {"q": "hi"}}] * 2, budget=budget)
     assert [r.text for r in results] == ["".join(ANSWER)] * 2
     assert budget.spent > 0
+
+
+def test_the_ui_stream_maps_a_restart_to_a_new_part_and_a_continuation_to_the_same_one():
+    from lmstream.protocols.ui_stream import UIStreamMapper
+
+    def run(discarded: int, second_block: str) -> list[dict[str, Any]]:
+        m = UIStreamMapper("msg_1")
+        meta1 = {"request_id": "r", "block_id": "r.1", "step": 1}
+        meta2 = {"request_id": "r", "block_id": second_block, "step": 1}
+        reset = {"reason": "x", "from": "a/m", "to": "b/m", "discarded": discarded}
+        return [
+            *m.feed("response", "Part", meta1),
+            *m.feed("reset", reset, {"request_id": "r", "step": 1}),
+            *m.feed("response", "Next", meta2),
+            *m.feed("done", "", {"request_id": "r", "finish_reason": "stop", "usage": {}}),
+        ]
+
+    restart = run(4, "r.2")
+    assert [c["type"] for c in restart] == [
+        "start-step",
+        "text-start",
+        "text-delta",
+        "text-end",
+        "data-reset",
+        "text-start",
+        "text-delta",
+        "text-end",
+        "data-usage",
+        "finish-step",
+        "finish",
+    ]
+    kinds = [c["type"] for c in restart]
+    assert kinds.index("text-end") < kinds.index("data-reset") < kinds.index("text-start", kinds.index("data-reset"))
+    assert restart[kinds.index("data-reset")] == {
+        "type": "data-reset",
+        "id": "reset-1",
+        "data": {"reason": "x", "from": "a/m", "to": "b/m", "discarded": 4},
+    }
+    cont = [c["type"] for c in run(0, "r.1")]
+    assert cont.count("text-start") == 1 and cont.index("data-reset") < cont.index("text-end")

@@ -24,6 +24,7 @@ LAYERS: list[tuple[str, ...]] = [
         "_redact",
         "_version",
         "_mime",
+        "event_values",
         "types",
         "errors",
         "retry",

@@ -51,6 +51,7 @@ class ModelOption:
     #: "append": the flag may repeat, its values kept in order (a pool's base URLs, fallbacks)
     action: str | None = None
     choices: tuple[str, ...] | None = None
+    metavar: str | None = None
 
     @property
     def dest(self) -> str:
@@ -65,6 +66,7 @@ MODEL_OPTIONS: tuple[ModelOption, ...] = (
         "deployments of the model (requests spread over them; a failing one cools down)",
         config="base_url",
         action="append",
+        metavar="URL",
     ),
     ModelOption(("--system", "-s"), "system prompt", default=""),
     ModelOption(("--max-tokens",), "maximum tokens to generate per answer", type=int, hyper="max_tokens"),
@@ -87,16 +89,19 @@ MODEL_OPTIONS: tuple[ModelOption, ...] = (
         ("--fallback",),
         "a model to try when the one before it fails (repeatable: tried in order)",
         action="append",
+        metavar="MODEL",
     ),
     ModelOption(
         ("--fallback-base-url",),
         "the endpoint of the --fallback in the same position (repeatable, in order)",
         action="append",
+        metavar="URL",
     ),
     ModelOption(
         ("--first-token-timeout",),
         "seconds to wait for a model's first token before the next --fallback takes over",
         type=float,
+        metavar="S",
     ),
     ModelOption(
         ("--on-midstream-failure",),
@@ -122,10 +127,18 @@ def add_options(
         if opt.flags[0] in declared:
             continue
         if opt.action == "append":
-            parser.add_argument(*opt.flags, dest=opt.dest, action="append", default=None, help=opt.help)
+            parser.add_argument(
+                *opt.flags, dest=opt.dest, action="append", default=None, help=opt.help, metavar=opt.metavar
+            )
         else:
             parser.add_argument(
-                *opt.flags, dest=opt.dest, type=opt.type, default=opt.default, help=opt.help, choices=opt.choices
+                *opt.flags,
+                dest=opt.dest,
+                type=opt.type,
+                default=opt.default,
+                help=opt.help,
+                choices=opt.choices,
+                metavar=opt.metavar,
             )
     parser.set_defaults(model_options=options)
 

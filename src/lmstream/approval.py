@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .engine.approvals import ApprovalError, Decision, answer, close, new_approval_id, register, waiting
+from .event_values import ToolApprovalRequestValue
 from .events import EventLevel, EventType
 from .prompt import Message
 from .tools import Tool, execute_tool_calls
@@ -53,7 +54,12 @@ async def _decide(ctx: RequestContext, t: Tool[..., Any] | None, call: ToolCall,
         return Decision(False, "nobody could be asked: the request has no event emitter")
     approval_id, future = register(ctx.request_id, call)
     try:
-        value = {"approval_id": approval_id, "tool_call_id": call.id, "name": call.name, "arguments": call.arguments}
+        value: ToolApprovalRequestValue = {
+            "approval_id": approval_id,
+            "tool_call_id": call.id,
+            "name": call.name,
+            "arguments": call.arguments,
+        }
         await ctx.emit(value, EventType.TOOL_APPROVAL_REQUEST, EventLevel.INFO, step=ctx.step)
         try:
             return await asyncio.wait_for(asyncio.shield(future), timeout)
@@ -149,7 +155,12 @@ async def run_tool_step(
             for c in asking:
                 approval_id = new_approval_id()
                 approvals[approval_id] = c.id
-                value = {"approval_id": approval_id, "tool_call_id": c.id, "name": c.name, "arguments": c.arguments}
+                value: ToolApprovalRequestValue = {
+                    "approval_id": approval_id,
+                    "tool_call_id": c.id,
+                    "name": c.name,
+                    "arguments": c.arguments,
+                }
                 await ctx.emit(value, EventType.TOOL_APPROVAL_REQUEST, EventLevel.INFO, step=ctx.step)
             await deferred.save(PendingStep(messages, calls, approvals, ctx.step, ctx.request_id))
             return None

@@ -92,6 +92,11 @@ class ChatRegistry(ABC):
         """How many answers this registry knows to be running (for `/healthz`)."""
         return 0
 
+    async def health(self) -> dict[str, Any]:
+        """What `/healthz` adds about the store: `"down"` lists what does not work (in words fit
+        for any client: never an address), other keys are figures (queued jobs, live workers)."""
+        return {"down": []}
+
     @property
     def runs_answers_here(self) -> bool:
         """Whether answers run in this process (False: on workers, which prepare the prompt,

@@ -14,6 +14,7 @@ from . import _json
 from ._cli_hints import cli_message
 from ._cli_options import JSON_OBJECT_SCHEMA, ModelOption, add_options, build_invoker, literal_template
 from .errors import AttachmentError, ConfigurationError, LMStreamError, OutputParserError, PromptError
+from .event_values import ResetValue
 from .events import EventEmitter, EventType, StreamEventHandler
 from .parsers import JSONOutputParser
 from .processor import LMRequestProcessor
@@ -193,10 +194,10 @@ async def _run(args: argparse.Namespace, question: str, lines: _Lines | None = N
     return 0
 
 
-def reset_note(value: dict[str, Any]) -> str:
+def reset_note(value: ResetValue) -> str:
     """The terminal's line for a `reset` event: who took over, and whether the answer restarts."""
-    how = "the answer restarts on the next line" if value.get("discarded") else "it continues the answer"
-    return f"[switched to {value.get('to')} after {value.get('from')} failed: {how}]"
+    how = "the answer restarts on the next line" if value["discarded"] else "it continues the answer"
+    return f"[switched to {value['to']} after {value['from']} failed: {how}]"
 
 
 def usage_line(done: dict[str, Any]) -> str:
@@ -225,7 +226,12 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["worker"]:
         from .redis.cli import main as worker_main
 
-        return worker_main(argv[1:])
+        def mcp_tools() -> Any:  # the worker's --mcp: opened as `lmstream serve` opens it
+            from .server.mcp_tools import mcp_lifespan
+
+            return mcp_lifespan
+
+        return worker_main(argv[1:], tools=mcp_tools)
     args = _parser().parse_args(argv)
     question = args.prompt
     if question is None or question == "-":

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from .approval import DeferredApproval, resume_tool_step, run_tool_step
 from .budget import Budget, as_budget
@@ -36,39 +37,90 @@ def _cacheable(output: LMOutput) -> bool:
 
 OutT = TypeVar("OutT")
 
-# process()'s own parameters: a template key with one of these names must go in prompt_kwargs=
-_OWN_ARGS = frozenset(
-    {
-        "prompt_kwargs",
-        "history",
-        "extra_contents",
-        "hyperparameters",
-        "event_emitter",
-        "auto_execute_tools",
-        "max_lm_calls",
-        "approval_timeout",
-        "deferred_approval",
-        "cache",
-        "cache_scope",
-    }
-)
+P = ParamSpec("P")
+R = TypeVar("R")
+S = TypeVar("S")
 
 
 @dataclass(frozen=True, slots=True)
 class _Request:
-    """One request's arguments, exactly as `process()` and `stream()` take them."""
+    """One request's arguments (`_request_arguments` makes it)."""
 
     prompt_kwargs: Mapping[str, Any] | None
     history: Sequence[Message | Mapping[str, Any]] | None
     extra_contents: Sequence[Content] | None
     hyperparameters: Mapping[str, Any] | None
+    event_emitter: EventEmitter | None
     auto_execute_tools: bool
     max_lm_calls: int
     approval_timeout: float | None
     deferred_approval: DeferredApproval | None
+    cache: bool  # False: this request bypasses the processor's response cache
+    cache_scope: str | None  # the tenant, overriding the processor's `cache_scope`
     keywords: dict[str, Any]  # the `**kwargs` that fill the templates
-    cache: bool = True  # False: this request bypasses the processor's response cache
-    cache_scope: str | None = None  # the tenant, overriding the processor's `cache_scope`
+
+
+def _request_arguments(
+    _processor: Any,
+    /,
+    prompt_kwargs: Mapping[str, Any] | None = None,
+    *,
+    history: Sequence[Message | Mapping[str, Any]] | None = None,
+    extra_contents: Sequence[Content] | None = None,
+    hyperparameters: Mapping[str, Any] | None = None,
+    event_emitter: EventEmitter | None = None,
+    auto_execute_tools: bool = True,
+    max_lm_calls: int = 5,
+    approval_timeout: float | None = None,
+    deferred_approval: DeferredApproval | None = None,
+    cache: bool = True,
+    cache_scope: str | None = None,
+    **kwargs: Any,
+) -> _Request:
+    """The arguments of one request, spelled once: `process()`, `stream()`, `process_sync()` and
+    `stream_sync()` all take exactly these (`_face`). `**kwargs` fill the templates."""
+    return _Request(
+        prompt_kwargs,
+        history,
+        extra_contents,
+        hyperparameters,
+        event_emitter,
+        auto_execute_tools,
+        max_lm_calls,
+        approval_timeout,
+        deferred_approval,
+        cache,
+        cache_scope,
+        kwargs,
+    )
+
+
+#: the request's own parameters: a template key with one of these names must go in prompt_kwargs=
+_OWN_ARGS = frozenset(inspect.signature(_request_arguments).parameters) - {"_processor", "kwargs"}
+
+
+def _face_of(
+    args: Callable[Concatenate[Any, P], _Request],
+) -> Callable[[Callable[[S, _Request], R]], Callable[Concatenate[S, P], R]]:
+    """A public face of a request (`process`, `stream`, ...): `run(self, request)` with the
+    signature of `args`, so the arguments are spelled once and every face takes them all."""
+
+    def face(run: Callable[[S, _Request], R]) -> Callable[Concatenate[S, P], R]:
+        def method(self: S, /, *a: P.args, **kw: P.kwargs) -> R:
+            return run(self, args(self, *a, **kw))
+
+        for name in ("__module__", "__name__", "__qualname__", "__doc__"):
+            setattr(method, name, getattr(run, name))
+        # what help() and the docs show: the arguments' signature, with this face's return
+        sig, own = inspect.signature(args), inspect.signature(run)
+        params = [own.parameters["self"], *list(sig.parameters.values())[1:]]
+        setattr(method, "__signature__", sig.replace(parameters=params, return_annotation=own.return_annotation))  # noqa: B010
+        return method
+
+    return face
+
+
+_request_face = _face_of(_request_arguments)
 
 
 class LMRequestProcessor(Generic[OutT]):
@@ -174,96 +226,50 @@ class LMRequestProcessor(Generic[OutT]):
             return self.lm_invoker.response_schema, self.lm_invoker._schema_model
         return self._schema
 
-    def process(
-        self,
-        prompt_kwargs: Mapping[str, Any] | None = None,
-        *,
-        history: Sequence[Message | Mapping[str, Any]] | None = None,
-        extra_contents: Sequence[Content] | None = None,
-        hyperparameters: Mapping[str, Any] | None = None,
-        event_emitter: EventEmitter | None = None,
-        auto_execute_tools: bool = True,
-        max_lm_calls: int = 5,
-        approval_timeout: float | None = None,
-        deferred_approval: DeferredApproval | None = None,
-        cache: bool = True,
-        cache_scope: str | None = None,
-        **kwargs: Any,
-    ) -> Coroutine[Any, Any, OutT]:
+    @_request_face
+    def process(self, req: _Request) -> Coroutine[Any, Any, OutT]:
         """Run one request; returns the parsed output if a parser is set, else the `LMOutput`.
 
-        Events end with one `done` (usage summed over every model call) or one `error`. The
-        request counts as watched by the emitter from this call on, so `stream()` ends even if
-        the task running it is cancelled before it starts. A closed emitter is refused here.
-        A tool that `requires_approval` waits for `lmstream.approval.answer()` (or the stream's
-        `approve()`/`deny()`), denied after `approval_timeout` seconds when given;
+        `**kwargs` fill the templates. Events end with one `done` (usage summed over every model
+        call) or one `error`. The request counts as watched by the emitter from this call on, so `stream()`
+        ends even if the task running it is cancelled before it starts. A closed emitter is
+        refused here. A tool that `requires_approval` waits for `lmstream.approval.answer()` (or
+        the stream's `approve()`/`deny()`), denied after `approval_timeout` seconds when given;
         `deferred_approval` instead ends the request there and continues it later (a server).
         With a response cache, `cache=False` bypasses it for this request and `cache_scope=`
         sets its tenant.
         """
-        ctx = RequestContext(event_emitter)
-        req = _Request(
-            prompt_kwargs,
-            history,
-            extra_contents,
-            hyperparameters,
-            auto_execute_tools,
-            max_lm_calls,
-            approval_timeout,
-            deferred_approval,
-            kwargs,
-            cache,
-            cache_scope,
-        )
-        coro = self._request(ctx, "process", req)
-        ctx.register(coro)
-        return coro
+        return self._process(req)
 
-    def stream(
-        self,
-        prompt_kwargs: Mapping[str, Any] | None = None,
-        *,
-        history: Sequence[Message | Mapping[str, Any]] | None = None,
-        extra_contents: Sequence[Content] | None = None,
-        hyperparameters: Mapping[str, Any] | None = None,
-        event_emitter: EventEmitter | None = None,
-        auto_execute_tools: bool = True,
-        max_lm_calls: int = 5,
-        approval_timeout: float | None = None,
-        deferred_approval: DeferredApproval | None = None,
-        cache: bool = True,
-        cache_scope: str | None = None,
-        **kwargs: Any,
-    ) -> RequestStream[OutT]:
+    @_request_face
+    def stream(self, req: _Request) -> RequestStream[OutT]:
         """The request as its own event stream: `async with lmrp.stream(...) as stream`.
 
         Same arguments as `process()`; `event_emitter=` also feeds that emitter's handlers.
         Answer a `tool_approval_request` with `stream.approve(id)` / `stream.deny(id, reason)`.
         """
-        req = _Request(
-            prompt_kwargs,
-            history,
-            extra_contents,
-            hyperparameters,
-            auto_execute_tools,
-            max_lm_calls,
-            approval_timeout,
-            deferred_approval,
-            kwargs,
-            cache,
-            cache_scope,
-        )
-        return RequestStream(lambda ctx: self._request(ctx, "stream", req), event_emitter)
+        return self._stream(req)
 
-    def process_sync(self, prompt_kwargs: Mapping[str, Any] | None = None, **kwargs: Any) -> OutT:
+    @_request_face
+    def process_sync(self, req: _Request) -> OutT:
         """`process()` for synchronous code (scripts, notebooks, a sync web route): blocks until
         the output is ready. Runs on lmstream's background loop, so it works inside a running one."""
-        return run_sync(lambda: self.process(prompt_kwargs, **kwargs))
+        return run_sync(lambda: self._process(req))
 
-    def stream_sync(self, prompt_kwargs: Mapping[str, Any] | None = None, **kwargs: Any) -> SyncRequestStream[OutT]:
+    @_request_face
+    def stream_sync(self, req: _Request) -> SyncRequestStream[OutT]:
         """`stream()` for synchronous code: `with lmrp.stream_sync(...) as s: for event in s`;
         each event arrives as the model produces it."""
-        return SyncRequestStream(lambda: self.stream(prompt_kwargs, **kwargs))
+        return SyncRequestStream(lambda: self._stream(req))
+
+    def _process(self, req: _Request) -> Coroutine[Any, Any, OutT]:
+        ctx = RequestContext(req.event_emitter)
+        coro = self._request(ctx, "process", req)
+        ctx.register(coro)
+        return coro
+
+    def _stream(self, req: _Request) -> RequestStream[OutT]:
+        return RequestStream(lambda ctx: self._request(ctx, "stream", req), req.event_emitter)
 
     async def batch(
         self,

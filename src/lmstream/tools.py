@@ -14,6 +14,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 from . import _json, _observe
 from ._tool_schema import param_schema, parse_docstring
 from .errors import ConfigurationError
+from .event_values import ToolProgressValue
 from .types import ToolCall, ToolResult
 
 __all__ = [
@@ -220,7 +221,13 @@ def progress_reporter() -> Progress:
     async def report(progress: float, total: float | None = None, message: str | None = None) -> None:
         if call is None or ctx is None:
             return
-        value = {"tool_call_id": call.id, "name": call.name, "progress": progress, "total": total, "message": message}
+        value: ToolProgressValue = {
+            "tool_call_id": call.id,
+            "name": call.name,
+            "progress": progress,
+            "total": total,
+            "message": message,
+        }
         await ctx.emit(value, EventType.TOOL_PROGRESS, EventLevel.INFO, step=ctx.step)
 
     return report

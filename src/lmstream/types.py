@@ -14,6 +14,8 @@ from enum import IntEnum, StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .event_values import CacheValue, ToolCallValue, ToolResultValue, UsageValue
+
 if TYPE_CHECKING:
     from .cost import Cost
 
@@ -99,7 +101,7 @@ class TokenUsage:
             return None
         return self.input_tokens + self.output_tokens
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> UsageValue:
         return {
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
@@ -138,7 +140,7 @@ class ToolCall:
     arguments: dict[str, Any] = field(default_factory=dict)
     signature: bytes | str | None = field(default=None, repr=False)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> ToolCallValue:
         return {"id": self.id, "name": self.name, "arguments": self.arguments}
 
 
@@ -158,7 +160,7 @@ class ToolResult:
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "output": self.output}
 
-    def to_event_value(self) -> dict[str, Any]:
+    def to_event_value(self) -> ToolResultValue:
         """The `tool_result` event's value: `output` is the tool's own value when it is JSON
         data (a dict stays a dict for a browser), else the text the model was sent."""
         value = self.value
@@ -323,10 +325,13 @@ class LMOutput:
     model: str | None = None
     #: with a response cache: `{"hit", "joined", "age"}` (served from a stored answer, shared a
     #: running generation, seconds since that answer was made); None without a cache
-    cache: dict[str, Any] | None = None
+    cache: CacheValue | None = None
     #: the model calls a fallback chain or a pool made for this output, in order: `{"model",
     #: "outcome", "output_tokens", "usage"}` each (empty for a plain invoker); `usage` is their sum
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    #: files the model produced (images): each the final `file` event's value, `{"mime_type",
+    #: "data" (base64) | "url"}`; partial previews are not kept
+    files: list[dict[str, Any]] = field(default_factory=list)
 
     def __str__(self) -> str:
         return self.text

@@ -19,6 +19,7 @@ from typing import Any
 
 from .. import _json
 from ..errors import ConfigurationError
+from ..event_values import UsageValue
 
 __all__ = ["BatchResult", "OutputFile", "Resume"]
 
@@ -34,7 +35,7 @@ class BatchResult:
     text: str | None = None
     value: Any = None
     parsed: bool = False
-    usage: dict[str, Any] | None = None
+    usage: UsageValue | None = None
     finish_reason: str | None = None
     duration: float | None = None
     time_to_first_token: float | None = None

@@ -13,12 +13,13 @@ import inspect
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from .._redact import redact
 from ..budget import Budget
 from ..engine.request_stream import RequestStream
 from ..errors import BudgetExceededError, ConfigurationError, LMTimeoutError, RateLimitError, StreamInterruptedError
+from ..event_values import ResetValue, UsageValue
 from ..events import EventType
 from ..invokers.base import BaseLMInvoker
 from ..prompt import PromptBuilder, text_key
@@ -294,7 +295,7 @@ async def _run_one(lmrp: Processor, req: BatchRequest, slot: str | None) -> Batc
                 if event.type == EventType.RESPONSE and isinstance(event.value, str):
                     texts.append(event.value)
                 elif event.type == EventType.RESET and isinstance(event.value, dict):
-                    drop = int(event.value.get("discarded") or 0)  # a fallback restarted: the partial is void
+                    drop = cast(ResetValue, event.value)["discarded"]  # a fallback restarted: the partial is void
                     if drop:
                         kept = "".join(texts)
                         texts = [kept[: max(0, len(kept) - drop)]]
@@ -306,7 +307,7 @@ async def _run_one(lmrp: Processor, req: BatchRequest, slot: str | None) -> Batc
     except Exception as exc:
         return _failed(req, exc, time.perf_counter() - t0, "".join(texts) or None)
     meta = done or {}
-    usage = meta.get("usage")
+    usage: UsageValue | None = meta.get("usage")
     parsed = lmrp.output_parser is not None
     cost = (usage or {}).get("cost")
     return BatchResult(

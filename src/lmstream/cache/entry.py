@@ -20,7 +20,12 @@ from ..types import EventType, LMOutput, ThinkingBlock, TokenUsage, ToolCall
 __all__ = ["Entry", "Record", "decode", "encode", "is_recorded"]
 
 #: entry format; an entry of another version is treated as a miss
-FORMAT = 1
+FORMAT = 2
+
+#: the per-token types stored short (most of an entry is these)
+_SHORT = {EventType.RESPONSE.value: "r", EventType.THINKING.value: "t", EventType.TOOL_CALL_DELTA.value: "a"}
+_LONG = {v: k for k, v in _SHORT.items()}
+_INFO = 2  # EventLevel.INFO, the level of every event a model call makes
 
 #: (seconds since the generation started, type, value, level, metadata as emitted)
 Record = tuple[float, str, Any, int, dict[str, Any]]
@@ -55,15 +60,21 @@ def encode(records: Sequence[Record], output: LMOutput) -> bytes:
         if not is_recorded(type_):
             continue
         bid = meta.get("block_id")
-        extra = {k: v for k, v in meta.items() if k not in _OWN}
+        name = str(type_)
+        # [ms since the start, type, value, block] (+ level, + metadata of an event outside blocks)
+        row: list[Any] = [round(t * 1000), _SHORT.get(name, name), value]
         if bid is None:
-            events.append([round(t, 6), str(type_), value, int(level), -1, extra or None])
-            continue
-        b = index.get(bid)
-        if b is None:
-            b = index[bid] = len(blocks)
-            blocks.append(extra)
-        events.append([round(t, 6), str(type_), value, int(level), b])
+            extra = {k: v for k, v in meta.items() if k not in _OWN}
+            row += [-1, int(level), extra]
+        else:
+            b = index.get(bid)
+            if b is None:
+                b = index[bid] = len(blocks)
+                blocks.append({k: v for k, v in meta.items() if k not in _OWN})
+            row.append(b)
+            if int(level) != _INFO:
+                row.append(int(level))
+        events.append(row)
     doc = {"f": FORMAT, "created": time.time(), "events": events, "blocks": blocks, "output": _output(output)}
     import orjson  # a hard dependency; strict here: a value that is not JSON data is not cached
 
@@ -76,7 +87,17 @@ def decode(raw: bytes) -> Entry | None:
         doc = _json.loads(raw)
         if doc.get("f") != FORMAT:
             return None
-        records = [(e[0], e[1], e[2], e[3], e[4], e[5] if len(e) > 5 else None) for e in doc["events"]]
+        records = [
+            (
+                e[0] / 1000,
+                _LONG.get(e[1], e[1]),
+                e[2],
+                e[4] if len(e) > 4 else _INFO,
+                e[3],
+                e[5] if len(e) > 5 else None,
+            )
+            for e in doc["events"]
+        ]
         return Entry(doc["created"], records, doc["blocks"], _unoutput(doc["output"]))
     except (ValueError, KeyError, TypeError, IndexError):
         return None
@@ -101,7 +122,9 @@ def _cost(c: Cost | None) -> Any:
 def _uncost(d: Any) -> Cost | None:
     if d is None:
         return None
-    return Cost(d["total"], input=d["input"], output=d["output"], cache_read=d["cache_read"])
+    return Cost(
+        d["total"], input=d["input"], output=d["output"], cache_read=d["cache_read"], estimated=bool(d.get("estimated"))
+    )
 
 
 def _output(out: LMOutput) -> dict[str, Any]:

@@ -15,9 +15,10 @@ from typing import Any, Generic, TypeVar
 
 from .. import _json
 from ..errors import ProviderError, StreamInterruptedError
+from ..event_values import ToolCallStartValue
 from ..structured import PartialJSONParser
 from ..types import EventType, LMOutput, ThinkingBlock, TokenUsage, ToolCall
-from .deltas import Delta, FinishDelta, StatusDelta, ThinkingDelta, ToolCallDelta, UsageDelta
+from .deltas import Delta, FileDelta, FinishDelta, StatusDelta, ThinkingDelta, ToolCallDelta, UsageDelta
 
 __all__ = ["Accumulator"]
 
@@ -99,6 +100,8 @@ class Accumulator(Generic[E]):
         self._signature: str | None = None
         self._prefix_block = prefix_block
         self._on_first = on_first
+        self._file_meta: dict[str, dict[str, Any]] = {}  # a produced file's key -> its block
+        self.files: list[dict[str, Any]] = []  # the finished files' event values, in order
 
     # ----- deltas in, events out
     def feed(self, d: Delta) -> Sequence[E]:
@@ -121,9 +124,28 @@ class Accumulator(Generic[E]):
                 return self._finish(d)
             case StatusDelta():
                 return self._status(d)
+            case FileDelta():
+                return self._file(d)
             case str():  # a str subclass
                 return self._text(str(d))
         raise TypeError(f"provider yielded an unknown delta {d!r}")
+
+    def _file(self, d: FileDelta) -> Sequence[E]:
+        """A produced file: one block per file, its partial previews and the final file in it."""
+        out: list[E] = []
+        if not self.started:
+            self._first()
+        if self._thinking_meta is not None:
+            out.append(self._end_thinking())
+        meta = self._file_meta.get(d.key)
+        if meta is None:
+            meta = self._file_meta[d.key] = self._new_block()
+            self._text_meta = None  # text after a file is a new block
+        value = d.value()
+        if d.partial_index is None:
+            self.files.append(value)
+        out.append(self._make(value, EventType.FILE, self._level, meta))
+        return out
 
     def _status(self, d: StatusDelta) -> Sequence[E]:
         """Queue feedback: one block for all of this call's status events; not content."""
@@ -220,11 +242,8 @@ class Accumulator(Generic[E]):
     def _start_tool(self, buf: _ToolBuf, index: int, out: list[E]) -> dict[str, Any]:
         buf.meta = meta = self._new_block()
         self._text_meta = None  # text after a tool call is a new block
-        out.append(
-            self._make(
-                {"id": buf.id or f"call_{index}", "name": buf.name or ""}, EventType.TOOL_CALL_START, self._level, meta
-            )
-        )
+        start: ToolCallStartValue = {"id": buf.id or f"call_{index}", "name": buf.name or ""}
+        out.append(self._make(start, EventType.TOOL_CALL_START, self._level, meta))
         if buf.parts:
             out.append(self._make("".join(buf.parts), _TOOL_CALL_DELTA, self._level, meta))
         return meta
@@ -296,6 +315,7 @@ class Accumulator(Generic[E]):
             duration=self._clock() - self.started_at,
             time_to_first_token=self.ttft,
             model=self.model,
+            files=list(self.files),
         )
 
     def interrupted(self, exc: BaseException) -> StreamInterruptedError:

@@ -15,6 +15,7 @@ __all__ = [
     "FinishDelta",
     "StatusDelta",
     "ThinkingDelta",
+    "FileDelta",
     "ToolCallDelta",
     "ToolSpec",
     "UsageDelta",
@@ -139,6 +140,40 @@ class FinishDelta:
         self.response_model = response_model
 
 
+class FileDelta:
+    """A file the model produced (an image): base64 `data` or a `url`. Deltas sharing a `key`
+    are one file: each with a `partial_index` (0, 1, ...) replaces the one before (a preview
+    sharpening), the one without it is the file itself."""
+
+    __slots__ = ("data", "key", "mime_type", "partial_index", "url")
+
+    def __init__(
+        self,
+        key: str,
+        mime_type: str,
+        *,
+        data: str | None = None,
+        url: str | None = None,
+        partial_index: int | None = None,
+    ) -> None:
+        self.key = key
+        self.mime_type = mime_type
+        self.data = data
+        self.url = url
+        self.partial_index = partial_index
+
+    def value(self) -> dict[str, object]:
+        """The `file` event's value: `{"mime_type", "data" | "url", "partial_index"?}`."""
+        out: dict[str, object] = {"mime_type": self.mime_type}
+        if self.url is not None:
+            out["url"] = self.url
+        else:
+            out["data"] = self.data or ""
+        if self.partial_index is not None:
+            out["partial_index"] = self.partial_index
+        return out
+
+
 class StatusDelta:
     """Where the request stands before it runs: `queued` (with its 1-based `position` in the
     line) or `running`. Not content: it never counts as the first token."""
@@ -156,4 +191,4 @@ class StatusDelta:
         return {"state": self.state, "position": self.position}
 
 
-Delta: TypeAlias = "str | ThinkingDelta | ToolCallDelta | UsageDelta | FinishDelta | StatusDelta"
+Delta: TypeAlias = "str | ThinkingDelta | ToolCallDelta | UsageDelta | FinishDelta | StatusDelta | FileDelta"

@@ -35,6 +35,7 @@ from ..errors import (
     ProviderError,
     StreamInterruptedError,
 )
+from ..event_values import ResetValue
 from ..prompt import Message
 from ..types import EventType, LMOutput, TokenUsage
 from .deltas import CallParams
@@ -316,8 +317,5 @@ def _mode(policy: str, partial: LMOutput, nxt: Candidate) -> tuple[str, str | No
 
 async def _reset(ctx: RequestContext, reason: str, frm: Candidate, to: Candidate, discarded: int) -> None:
     logger.info("%s", reason)
-    await ctx.emit(
-        {"reason": reason, "from": frm.model_id, "to": to.model_id, "discarded": discarded},
-        EventType.RESET,
-        step=ctx.step,
-    )
+    value: ResetValue = {"reason": reason, "from": frm.model_id, "to": to.model_id, "discarded": discarded}
+    await ctx.emit(value, EventType.RESET, step=ctx.step)

@@ -9,11 +9,12 @@ import itertools
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from .. import _observe
 from .._redact import redact
 from ..errors import ConfigurationError
+from ..event_values import AttemptValue, DoneValue
 from ..events import Event, EventEmitter, EventLevel, EventType, RequestTracker
 from ..types import LMOutput
 from .accumulator import Accumulator
@@ -161,7 +162,7 @@ async def emit_done(ctx: RequestContext, out: LMOutput) -> None:
     """The request's last event: usage and timings in its metadata; its value lists the model
     calls a fallback chain or pool made (`{"attempts": [...]}`) and, behind a response cache,
     whether it served the answer (`{"cache": {"hit", "joined", "age"}}`); else it is empty."""
-    value: dict[str, Any] = {}
+    value: DoneValue = {}
     if ctx.attempts:
         value["attempts"] = [_public(a) for a in ctx.attempts]
     if out.cache is not None:
@@ -177,8 +178,9 @@ async def emit_done(ctx: RequestContext, out: LMOutput) -> None:
     )
 
 
-def _public(attempt: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in attempt.items() if not k.startswith("_")}
+def _public(attempt: dict[str, Any]) -> AttemptValue:
+    """An attempt as events show it: the keys an `AttemptValue` has (not the engine's own `_...`)."""
+    return cast(AttemptValue, {k: v for k, v in attempt.items() if not k.startswith("_")})
 
 
 async def emit_failure(ctx: RequestContext, exc: BaseException) -> None:

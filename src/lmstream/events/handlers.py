@@ -5,9 +5,10 @@ from __future__ import annotations
 import inspect
 import sys
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from .. import _json
+from ..event_values import UsageValue
 from .event import Event, EventLevel, EventType
 
 __all__ = ["BaseEventHandler", "CallbackEventHandler", "ConsoleEventHandler", "PrintEventHandler"]
@@ -99,7 +100,7 @@ class ConsoleEventHandler(BaseEventHandler):
         line = f"[{t}] {value}" if value else f"[{t}]"
         if t == EventType.DONE:
             meta = event.metadata
-            usage = meta.get("usage") or {}
+            usage = cast(UsageValue, meta.get("usage") or {})
             line = (
                 f"[done] finish_reason={meta.get('finish_reason')} "
                 f"in={_count(usage.get('input_tokens'))} out={_count(usage.get('output_tokens'))} "

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..cost import prefetch
-from ..engine.deltas import CallParams, Delta, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
+from ..engine.deltas import CallParams, Delta, FileDelta, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
 from ..errors import ConfigurationError
 from ..prompt import Message
 from ..retry import RetryConfig
@@ -34,6 +34,7 @@ __all__ = [
     "CallParams",
     "Delta",
     "ThinkingDelta",
+    "FileDelta",
     "ToolCallDelta",
     "UsageDelta",
     "FinishDelta",

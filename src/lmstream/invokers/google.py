@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, ClassVar, Unpack
 
@@ -11,9 +12,9 @@ from ..types import Attachment, ToolCall, ToolResult
 from ._http import _ssl_context
 from ._sdk import SDKLMInvoker, check_stream_response, split_turns
 from ._sdk_errors import ErrorTable, status_error
-from .base import CallParams, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
+from .base import CallParams, FileDelta, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
 from .options import InvokerOptions
-from .params import BOOL, INT, NUMBER, ParamTable
+from .params import BOOL, INT, NUMBER, Check, ParamTable
 
 __all__ = ["GoogleLMInvoker"]
 
@@ -54,6 +55,10 @@ def _parts(m: Message) -> list[dict[str, Any]]:
 _GEMINI_TYPES = {"audio/mpeg": "audio/mp3", "text/markdown": "text/plain"}
 
 
+def _b64(data: bytes | str) -> str:
+    return data if isinstance(data, str) else base64.b64encode(data).decode("ascii")
+
+
 def gemini_part(a: Attachment) -> dict[str, Any]:
     """`inline_data` (base64 bytes) or, for a URL, `file_data` with `file_uri` (Gemini and Vertex
     AI fetch it themselves: gs:// on Vertex, http(s) and Files API URIs on the Gemini API)."""
@@ -91,6 +96,11 @@ class GoogleLMInvoker(SDKLMInvoker):
         "top_k": INT,
         "thinking_budget": INT,
         "include_thoughts": BOOL,
+        #: ["TEXT", "IMAGE"] on image output models: their images stream back as `file` events
+        "response_modalities": Check(
+            lambda v: isinstance(v, list) and all(x in ("TEXT", "IMAGE", "AUDIO") for x in v),
+            'a list of "TEXT", "IMAGE", "AUDIO"',
+        ),
         "presence_penalty": NUMBER,
         "frequency_penalty": NUMBER,
     }
@@ -126,6 +136,10 @@ class GoogleLMInvoker(SDKLMInvoker):
         if self.vertexai and not self.base_url:
             return f"https://{self.location + '-' if self.location else ''}aiplatform.googleapis.com"
         return super().endpoint()
+
+    @property
+    def install_extra(self) -> str:
+        return "vertex" if self.vertexai else self.sdk_extra
 
     def traced_provider(self, host_says: str | None) -> str:
         return "gcp.vertex_ai" if self.vertexai else super().traced_provider(host_says)
@@ -193,6 +207,7 @@ class GoogleLMInvoker(SDKLMInvoker):
             "top_k": "top_k",
             "presence_penalty": "presence_penalty",
             "frequency_penalty": "frequency_penalty",
+            "response_modalities": "response_modalities",
         }
         for k, v in params.items():
             if k == "stop":
@@ -242,6 +257,7 @@ class GoogleLMInvoker(SDKLMInvoker):
         finish: str | None = None
         rid = rmodel = None
         n_calls = 0
+        n_files = 0
         in_thought = False
         async for chunk in events:
             for cand in (chunk.candidates or [])[:1]:
@@ -257,6 +273,11 @@ class GoogleLMInvoker(SDKLMInvoker):
                         yield ThinkingDelta(end=True)
                     if part.text:
                         yield part.text
+                    blob = part.inline_data
+                    if blob is not None and blob.data:  # an image the model made (image output models)
+                        mime = blob.mime_type or "application/octet-stream"
+                        yield FileDelta(f"part_{n_files}", mime, data=_b64(blob.data))
+                        n_files += 1
                     fc = part.function_call
                     if fc is not None:
                         yield ToolCallDelta(

@@ -7,6 +7,8 @@ retries only before the first token.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, ClassVar
 
@@ -17,8 +19,8 @@ from ..types import Attachment, ToolCall, ToolResult
 from ._files import refuse
 from ._sdk import SDKLMInvoker
 from ._sdk_errors import ErrorTable, openai_table
-from .base import CallParams, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
-from .params import BOOL, STRING, STRING_OR_DICT, ParamTable, one_of
+from .base import CallParams, FileDelta, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
+from .params import BOOL, DICT, STRING, STRING_OR_DICT, ParamTable, one_of
 
 __all__ = ["OpenAILMInvoker"]
 
@@ -34,6 +36,29 @@ def responses_part(a: Attachment) -> dict[str, Any]:
             return {"type": "input_file", "file_url": a.url}
         return {"type": "input_file", "filename": name, "file_data": a.data_url()}
     raise refuse("the OpenAI Responses API", a, "For audio use openai-chat/ (Chat Completions' input_audio)")
+
+
+_FORMATS = {
+    "png": "image/png",
+    "jpeg": "image/jpeg",
+    "webp": "image/webp",
+    "gif": "image/gif",
+    "svg": "image/svg+xml",  # passed on as such: the page never renders SVG inline
+}
+
+
+def _image_type(b64: str, output_format: str | None) -> str:
+    """A generated image's type: read from its first bytes (the format field is optional)."""
+    from .. import _mime
+
+    try:
+        head = base64.b64decode(b64[:64] + "=" * (-len(b64[:64]) % 4))
+    except (ValueError, binascii.Error):
+        head = b""
+    found = _mime.sniff(head)
+    if found is not None and found.startswith("image/"):
+        return found
+    return _FORMATS.get(output_format or "", "application/octet-stream")
 
 
 def to_responses_input(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]:
@@ -83,6 +108,9 @@ class OpenAILMInvoker(SDKLMInvoker):
         "user": STRING,
         "service_tier": STRING,
         "previous_response_id": STRING,
+        #: the built-in image generation tool's options (`{}` for defaults, `{"partial_images": 2}`
+        #: to stream previews): its images stream back as `file` events
+        "image_generation": DICT,
     }
 
     def _make_client(self) -> Any:
@@ -101,9 +129,13 @@ class OpenAILMInvoker(SDKLMInvoker):
         summary = params.pop("reasoning_summary", None)
         if effort or summary:
             req["reasoning"] = {k: v for k, v in (("effort", effort), ("summary", summary or "auto")) if v}
+        image_tool = params.pop("image_generation", None)
         req.update(params)
+        if image_tool is not None:
+            req["tools"] = [{"type": "image_generation", **image_tool}]
         if params.tools:
-            req["tools"] = [
+            req.setdefault("tools", [])
+            req["tools"] += [
                 {
                     "type": "function",
                     "name": t.name,
@@ -140,6 +172,14 @@ class OpenAILMInvoker(SDKLMInvoker):
                     yield ToolCallDelta(ev.output_index, item.call_id, item.name)
             elif t == "response.function_call_arguments.delta":
                 yield ToolCallDelta(ev.output_index, arguments=ev.delta)
+            elif t == "response.image_generation_call.partial_image":
+                b64 = ev.partial_image_b64
+                yield FileDelta(ev.item_id, _image_type(b64, None), data=b64, partial_index=ev.partial_image_index)
+            elif t == "response.output_item.done" and getattr(ev.item, "type", None) == "image_generation_call":
+                item = ev.item
+                if item.result:
+                    fmt = getattr(item, "output_format", None)
+                    yield FileDelta(item.id, _image_type(item.result, fmt), data=item.result)
             elif t in ("response.completed", "response.incomplete"):
                 resp = ev.response
                 u = resp.usage

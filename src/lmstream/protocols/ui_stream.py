@@ -9,8 +9,16 @@ ends with `finish` (a normal answer), `error` (a failed one) or `abort` (a stopp
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, cast
 
+from ..event_values import (
+    ToolApprovalRequestValue,
+    ToolCallStartValue,
+    ToolCallValue,
+    ToolProgressValue,
+    ToolResultValue,
+    UsageValue,
+)
 from ..events import EventType
 
 __all__ = ["FINISH_REASONS", "UIStreamMapper", "map_finish_reason", "message_id_of", "new_message_id"]
@@ -60,6 +68,7 @@ class UIStreamMapper:
     __slots__ = (
         "_announced",
         "_call_of_block",
+        "_previews",
         "_reasoning",
         "_resets",
         "_saw_result",
@@ -80,6 +89,7 @@ class UIStreamMapper:
         self._call_of_block: dict[Any, str] = {}  # block_id -> tool call id (deltas carry only the block)
         self._saw_result = False  # fallback step detection when events carry no "step"
         self._resets = 0  # data-reset parts sent (each gets its own id, so the client keeps each)
+        self._previews: set[str] = set()  # produced files' blocks with a preview part on the client
         self.closed = False
 
     def start(self, metadata: dict[str, Any] | None = None) -> Chunk:
@@ -153,10 +163,11 @@ class UIStreamMapper:
                 out.append({"type": "reasoning-delta", "id": block, "delta": value})
             return out
         if type_ == EventType.TOOL_CALL_START:
+            begun = cast(ToolCallStartValue, value)
             self._enter_step(meta, out)
             self._close_parts(out)
-            self._announce(value, out)
-            self._call_of_block[meta.get("block_id")] = str(value.get("id"))
+            self._announce(begun, out)
+            self._call_of_block[meta.get("block_id")] = str(begun["id"])
             return out
         if type_ == EventType.TOOL_CALL_DELTA:
             call_id = self._call_of_block.get(meta.get("block_id"))
@@ -165,52 +176,61 @@ class UIStreamMapper:
             out.append({"type": "tool-input-delta", "toolCallId": call_id, "inputTextDelta": value})
             return out
         if type_ == EventType.TOOL_CALL:
+            call = cast(ToolCallValue, value)
             self._enter_step(meta, out)
             self._close_parts(out)
-            self._announce(value, out)
+            self._announce(call, out)
             out.append(
                 {
                     "type": "tool-input-available",
-                    "toolCallId": str(value.get("id")),
-                    "toolName": str(value.get("name")),
-                    "input": value.get("arguments", {}),
+                    "toolCallId": str(call["id"]),
+                    "toolName": str(call["name"]),
+                    "input": call.get("arguments", {}),
                 }
             )
             return out
         if type_ == EventType.TOOL_RESULT:
-            call_id = str(value.get("id"))
+            result = cast(ToolResultValue, value)
+            call_id = str(result["id"])
             if call_id not in self._announced:  # a result for a call never shown: show the call first
                 self._enter_step(meta, out)
-                self._announce(value, out)
+                self._announce(result, out)
                 out.append(
                     {
                         "type": "tool-input-available",
                         "toolCallId": call_id,
-                        "toolName": str(value.get("name")),
+                        "toolName": str(result["name"]),
                         "input": {},
                     }
                 )
-            if value.get("denied"):
+            if result.get("denied"):
                 out.append({"type": "tool-output-denied", "toolCallId": call_id})
             elif meta.get("is_error"):
-                out.append({"type": "tool-output-error", "toolCallId": call_id, "errorText": str(value.get("output"))})
+                out.append({"type": "tool-output-error", "toolCallId": call_id, "errorText": str(result["output"])})
             else:
                 # the core puts the tool's own value here (a dict stays an object for the browser)
-                out.append({"type": "tool-output-available", "toolCallId": call_id, "output": value.get("output")})
+                out.append({"type": "tool-output-available", "toolCallId": call_id, "output": result["output"]})
             self._saw_result = True
             return out
         if type_ == EventType.TOOL_APPROVAL_REQUEST:
-            call_id = str(value.get("tool_call_id"))
+            asked = cast(ToolApprovalRequestValue, value)
             out.append(
-                {"type": "tool-approval-request", "approvalId": str(value.get("approval_id")), "toolCallId": call_id}
+                {
+                    "type": "tool-approval-request",
+                    "approvalId": str(asked["approval_id"]),
+                    "toolCallId": str(asked["tool_call_id"]),
+                }
             )
             return out
         if type_ == EventType.TOOL_PROGRESS:  # same id: the latest progress replaces the earlier part
-            out.append({"type": "data-tool-progress", "id": str(value.get("tool_call_id")), "data": value})
+            progress = cast(ToolProgressValue, value)
+            out.append({"type": "data-tool-progress", "id": str(progress["tool_call_id"]), "data": progress})
             return out
         if type_ == EventType.DATA:
             out.append({"type": "data-object", "id": str(meta.get("block_id") or "object"), "data": value})
             return out
+        if type_ == EventType.FILE:
+            return self._file(value, meta, out)
         if type_ == EventType.RESET:
             return self._reset(value)
         if type_ == EventType.USAGE:
@@ -236,6 +256,27 @@ class UIStreamMapper:
         out.append({"type": f"data-{type_}", "data": value, "transient": True})
         return out
 
+    def _file(self, value: Any, meta: dict[str, Any], out: list[Chunk]) -> list[Chunk]:
+        """A file the model made. Previews (`partial_index`) are one `data-file-preview` part,
+        replaced in place by id; the file itself is a `file` part, after which the preview part
+        is emptied (`{"done": true}`) so a saved chat keeps the image once, not every preview."""
+        if not isinstance(value, dict):
+            return out
+        self._close_parts(out)
+        mime = str(value.get("mime_type") or "application/octet-stream")
+        url = value.get("url") or f"data:{mime};base64,{value.get('data') or ''}"
+        block = str(meta.get("block_id") or "file")
+        if value.get("partial_index") is not None:
+            data = {"mediaType": mime, "url": url, "index": value["partial_index"]}
+            out.append({"type": "data-file-preview", "id": block, "data": data})
+            self._previews.add(block)
+            return out
+        out.append({"type": "file", "url": url, "mediaType": mime})
+        if block in self._previews:
+            self._previews.discard(block)
+            out.append({"type": "data-file-preview", "id": block, "data": {"done": True}})
+        return out
+
     def _reset(self, value: dict[str, Any]) -> list[Chunk]:
         """A fallback model took over. A restart (`discarded` > 0) closes the partial's parts, so
         the new answer is a new text part and a client drops the old one on `data-reset`; a
@@ -247,12 +288,12 @@ class UIStreamMapper:
         out.append({"type": "data-reset", "id": f"reset-{self._resets}", "data": value})
         return out
 
-    def _announce(self, value: dict[str, Any], out: list[Chunk]) -> None:
-        call_id = str(value.get("id"))
+    def _announce(self, call: ToolCallStartValue | ToolCallValue | ToolResultValue, out: list[Chunk]) -> None:
+        call_id = str(call["id"])
         if call_id in self._announced:
             return
         self._announced.add(call_id)
-        out.append({"type": "tool-input-start", "toolCallId": call_id, "toolName": str(value.get("name"))})
+        out.append({"type": "tool-input-start", "toolCallId": call_id, "toolName": str(call["name"])})
 
     def stopped(self, reason: str = "stopped") -> list[Chunk]:
         """Close what is open and say the answer was aborted (a stop, not an error)."""
@@ -267,7 +308,8 @@ class UIStreamMapper:
 
 def _done_usage(meta: dict[str, Any]) -> dict[str, Any]:
     """The request's usage and timings, for a usage line under the answer."""
-    data: dict[str, Any] = dict(meta.get("usage") or {})
+    usage = cast("UsageValue | None", meta.get("usage"))
+    data: dict[str, Any] = dict(usage or {})
     for key in ("time_to_first_token", "duration"):
         if meta.get(key) is not None:
             data[key] = meta[key]

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .blobs import RedisBlobStore
     from .codec import StreamItem
     from .connection import connect
     from .keys import Keys
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ChatRunner",
     "Keys",
+    "RedisBlobStore",
     "RedisChatRegistry",
     "RedisEventHandler",
     "RedisQueue",
@@ -53,6 +55,7 @@ _WHERE = {
     "reap": "reader",
     "RedisEventHandler": "producer",
     "RedisChatRegistry": "registry",
+    "RedisBlobStore": "blobs",
 }
 
 

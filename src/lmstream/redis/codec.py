@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypedDict
 
 from .. import _json
 from ..errors import StreamGoneError
@@ -90,12 +90,27 @@ def entry_start(fields: dict[Any, Any]) -> int:
         raise StreamGoneError("the chat's stream holds an entry lmstream did not write") from None
 
 
+class _EncodedBase(TypedDict):
+    i: str  # the event's id
+    v: Any  # its value (the shape `lmstream.event_values` gives its type)
+    t: str  # its type
+    ts: float  # its epoch
+
+
+class EncodedEvent(_EncodedBase, total=False):
+    """One event in a stream entry: `l` its level when not INFO, `m` its metadata when it is not
+    the previous event's (the same block's)."""
+
+    l: int  # noqa: E741 - the wire's one-letter keys
+    m: dict[str, Any]
+
+
 def encode_events(events: Iterable[Event]) -> bytes:
     """Compact JSON; an event whose metadata dict is the previous one's (same block) omits it."""
-    out: list[dict[str, Any]] = []
+    out: list[EncodedEvent] = []
     prev_meta: object = None
     for ev in events:
-        d: dict[str, Any] = {"i": ev.id, "v": ev.value, "t": str(ev.type), "ts": ev.epoch}
+        d: EncodedEvent = {"i": ev.id, "v": ev.value, "t": str(ev.type), "ts": ev.epoch}
         if ev.level != EventLevel.INFO:
             d["l"] = int(ev.level)
         if ev.metadata is not prev_meta:
@@ -110,7 +125,8 @@ def decode_events(raw: Any) -> list[Event]:
     events: list[Event] = []
     meta: dict[str, Any] = {}
     try:
-        for d in _json.loads(raw):
+        entries: list[EncodedEvent] = _json.loads(raw)
+        for d in entries:
             if "m" in d:
                 meta = d["m"]
             events.append(Event(d["v"], d["t"], EventLevel(d.get("l", 2)), meta, id=d["i"], timestamp=d["ts"]))

@@ -12,6 +12,7 @@ a client that leaves may come back; only stop cancels). With `--queue` it goes t
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,7 @@ from ..chat_registry import Answer, DetachedChatRegistry, Positioned
 from .codec import parse_position
 from .connection import Retrying, naming_redis
 from .options import DEFAULT_OPTIONS, RedisOptions
-from .queue import RedisQueue
+from .queue import RedisQueue, live_workers
 from .reader import RedisStreamReader
 from .runner import ChatRunner, request_stop
 
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 __all__ = ["RedisChatRegistry"]
+
+logger = logging.getLogger("lmstream.redis")
 
 
 class RedisChatRegistry(DetachedChatRegistry):
@@ -93,6 +96,24 @@ class RedisChatRegistry(DetachedChatRegistry):
 
     async def running(self) -> int:
         return len(self.runner.running)
+
+    async def health(self, timeout: float = 2.0) -> dict[str, Any]:
+        """Redis answers (a PING within `timeout`); with the queue: the jobs in it and the workers
+        whose heartbeat is fresh (none: queued chats would wait, then fail)."""
+        report: dict[str, Any] = {"down": []}
+        try:
+            async with asyncio.timeout(timeout):
+                await self.redis.ping()
+                if self.queue is not None:
+                    report["queued"] = await self.queue.depth()
+                    report["workers"] = await live_workers(self.redis, self.options)
+        except Exception as exc:  # unreachable, refusing, or too slow: say so (the log names it)
+            logger.warning("lmstream: /healthz: Redis is unavailable: %r", exc)
+            report["down"].append("redis")
+            return report
+        if self.queue is not None and not report["workers"]:
+            report["down"].append("workers")
+        return report
 
     async def aclose(self) -> None:
         await self.runner.aclose()

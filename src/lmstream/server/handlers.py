@@ -14,6 +14,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from .. import _json
+from .._mime import sniff
 from ..approval import ApprovalError, DeferredApproval, answer
 from ..chat_registry import Answer, ChatLog, ChatRegistry, DetachedChatRegistry, InlineChatRegistry
 from ..errors import ContextOverflowError, LMStreamError, StreamGoneError
@@ -21,6 +23,7 @@ from ..events import Event, EventEmitter
 from ..processor import LMRequestProcessor
 from ..protocols.chat import ChatTurn, chat_turn, deferred_to, run_chat_turn, stream_chat_turn
 from ..protocols.errors import BadRequest, public_error_text
+from ..protocols.files import FILE_URL_PREFIX, FileIntake, MemoryBlobStore, ref_of
 from ..protocols.policy import ClientPolicy
 from ..protocols.requests import PromptSlot, parse_chat, parse_stream
 from ..protocols.ui_approvals import ApprovalStore, InMemoryApprovalStore, parse_approval_answers, take_decisions
@@ -52,15 +55,16 @@ class _UnloggedLog(ChatLog):
         return None
 
 
-#: what a client is told when the chat store fails: never its address, nor Redis's own words
-STORE_UNAVAILABLE = "the server's chat store is unavailable right now; retry shortly (the server log has the details)"
-
-
 def _unavailable(exc: Exception) -> Response:
     """503 when the registry's store refuses (Redis down, out of memory): the client may retry.
-    The log gets the failure (it names the store's address); the client only that it failed."""
+    The log gets the failure (it names the store's address); the client only its kind."""
     logger.warning("lmstream: the chat registry failed: %s", public_error_text(exc))
-    return error_response(503, STORE_UNAVAILABLE, "service_unavailable", {"retry-after": "1"})
+    cause = exc.__cause__ if exc.__cause__ is not None else exc
+    message = (
+        f"the server's chat store is unavailable right now ({type(cause).__name__}); retry shortly "
+        "(the server log has the details)"
+    )
+    return error_response(503, message, "service_unavailable", {"retry-after": "1"})
 
 
 class ChatServer:
@@ -76,13 +80,19 @@ class ChatServer:
         read_timeout: float | None,
         approvals: ApprovalStore | None = None,
         approval_ttl: float = 600.0,
+        write_timeout: float | None = 30.0,
+        files: FileIntake | None = None,
     ) -> None:
         self.processor = processor
+        #: the limits on clients' files and the store that keeps each once (by hash)
+        self.files = files or FileIntake(MemoryBlobStore())
         self.registry = registry
         self.guard = guard
         self.heartbeat = heartbeat
         self.policy = policy
         self.read_timeout = read_timeout
+        #: seconds one write to a client may take (a client that stops reading is cut off)
+        self.write_timeout = write_timeout
         self.slot = PromptSlot.of(processor.prompt_builder)
         self.running: set[RunningRequest] = set()
         self.approvals: ApprovalStore = approvals or InMemoryApprovalStore()
@@ -106,9 +116,12 @@ class ChatServer:
     # ------------------------------------------------------------------ routes
     async def chat(self, request: Request) -> Response | SSEResponse:
         try:
-            body = await read_json(request, self.guard.max_body_bytes, self.read_timeout)
+            body = await read_json(request, self.chat_body_bytes, self.read_timeout)
             cont = parse_approval_answers(body)
-            req = None if cont is not None else parse_chat(body, self.guard.max_messages, self.policy)
+            blobs = await self.files.intake(body) if cont is None else {}  # new files stored, refs kept
+            if len(_json.dumps(body)) > self.guard.max_body_bytes:  # besides files, the usual bound
+                raise BadRequest("body", f"larger than {self.guard.max_body_bytes} bytes besides its files", 413)
+            req = None if cont is not None else parse_chat(body, self.guard.max_messages, self.policy, blobs)
             hyper = self.policy.check(body.get("hyperparameters")) if cont is not None else None
         except BadRequest as exc:
             return error_response(exc.status, str(exc), "invalid_request_error")
@@ -128,7 +141,9 @@ class ChatServer:
             if isinstance(self.registry, DetachedChatRegistry):
                 return await self._chat_detached(self.registry, turn, body, slot)
             return self._chat_inline(turn, slot)
-        except Exception as exc:  # the registry's store refused (Redis down, OOM, ...)
+        except Exception as exc:  # the registry's store refused (Redis down, OOM, a full queue ...)
+            if getattr(exc, "status_code", None) == 429:
+                return error_response(429, str(exc), "rate_limit_error", {"retry-after": "5"})
             return _unavailable(exc)
         finally:
             slot.release()  # the route's own hold; what outlives it took its share
@@ -172,6 +187,7 @@ class ChatServer:
             after_first(self._inline_frames(registry, run, chat_id, mapper), notice),
             on_disconnect=run.cancel,
             heartbeat=self.heartbeat,
+            write_timeout=self.write_timeout,
             headers=UI_HEADERS,
             on_end=lambda: self._finish(slot, run),
         )
@@ -219,11 +235,19 @@ class ChatServer:
             after_first(replay_ui_frames(items), context_frame(turn.dropped)),
             on_disconnect=None,  # the answer goes on; only this response's reading stops
             heartbeat=self.heartbeat,
+            write_timeout=self.write_timeout,
             headers=UI_HEADERS,
             on_end=slot.release,
         )
 
     async def stream(self, request: Request) -> Response | SSEResponse:
+        if not self.registry.runs_answers_here:  # --queue: this node has no model to run it with
+            return error_response(
+                501,
+                "POST /v1/stream runs the model in the web node, and this node only queues answers for "
+                "workers (--queue): use POST /api/chat or POST /v1/chat/completions, which the workers run",
+                "not_implemented",
+            )
         try:
             body = await read_json(request, self.guard.max_body_bytes, self.read_timeout)
             req = parse_stream(body, self.slot, self.guard.max_messages, self.policy)
@@ -246,6 +270,7 @@ class ChatServer:
                 event_frames(run),
                 on_disconnect=run.cancel,
                 heartbeat=self.heartbeat,
+            write_timeout=self.write_timeout,
                 on_end=lambda: self._finish(slot, run),
             )
         finally:
@@ -288,21 +313,58 @@ class ChatServer:
         if items is None:
             return Response(status_code=204)
         return SSEResponse(
-            replay_ui_frames(items, after), on_disconnect=None, heartbeat=self.heartbeat, headers=UI_HEADERS
+            replay_ui_frames(items, after), on_disconnect=None, heartbeat=self.heartbeat,
+            write_timeout=self.write_timeout, headers=UI_HEADERS
         )
 
+    @property
+    def chat_body_bytes(self) -> int:
+        """A chat body's bound: the operator's, plus room for the files a request may carry
+        (base64: 4 bytes per 3)."""
+        return self.guard.max_body_bytes + (self.files.limits.max_request_bytes * 4 + 2) // 3
+
+    async def file_limits(self, request: Request) -> Response:
+        """`GET /api/files`: the limits on files, which the page shows before an upload."""
+        return JSONResponse(self.files.limits.describe())
+
+    async def file(self, request: Request) -> Response:
+        """`GET /api/files/<sha256>`: a stored file, for the page's thumbnails. Served as data
+        that never runs: its type from its bytes, nosniff, a sandbox CSP, and a download for
+        anything but a raster image."""
+        digest = str(request.path_params.get("digest", ""))
+        data = await self.files.store.get(digest) if ref_of(FILE_URL_PREFIX + digest) else None
+        if data is None:
+            return error_response(404, "no such file (files are kept as long as a chat)", "not_found")
+        mime = sniff(data) or "application/octet-stream"
+        headers = {
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "default-src 'none'; sandbox",
+            "Cache-Control": "private, max-age=3600, immutable",
+        }
+        if not mime.startswith("image/"):
+            headers["Content-Disposition"] = "attachment"
+        return Response(data, media_type=mime, headers=headers)
+
     async def healthz(self, request: Request) -> Response:
+        """200 `{"status": "ok", ...}`, or 503 `{"status": "degraded", "down": [...]}` naming what
+        does not work (Redis unreachable; with `--queue`, no worker alive), never an address."""
         try:
             answers = await self.registry.running()
+            store = await self.registry.health()
         except LMStreamError as exc:
-            return _unavailable(exc)
+            logger.warning("lmstream: /healthz: the chat registry failed: %s", public_error_text(exc))
+            answers, store = 0, {"down": ["store"]}
+        down = list(store.get("down") or [])
         body: dict[str, Any] = {
-            "status": "ok",
+            "status": "degraded" if down else "ok",
             "streams": self.guard.active,
             "max_concurrent": self.guard.max_concurrent,
             "running": len(self.running),
             "answers": answers,
         }
+        body.update({k: v for k, v in store.items() if k != "down"})  # queued jobs, live workers
+        if down:
+            body["down"] = down
         engine = self.processor.lm_invoker.engine_stats()  # the embedded model's sequences and queue
         if engine is not None:
             body["engine"] = engine
@@ -312,4 +374,4 @@ class ChatServer:
         cooling = self.processor.lm_invoker.cooling()  # a pool's deployments that failed and wait
         if cooling:
             body["cooling"] = cooling
-        return JSONResponse(body)
+        return JSONResponse(body, status_code=503 if down else 200)

@@ -165,6 +165,7 @@ class OpenAIRoutes:
                     _frames(_after(first, run.events()), run, mapper, api),
                     on_disconnect=run.cancel,
                     heartbeat=server.heartbeat,
+                    write_timeout=server.write_timeout,
                     on_end=end,
                 )
             server.running.add(run)
@@ -206,6 +207,7 @@ class OpenAIRoutes:
             slot.share()
             return SSEResponse(
                 _frames(events, None, mapper, api), on_disconnect=stop, heartbeat=self.server.heartbeat,
+                write_timeout=self.server.write_timeout,
                 on_end=slot.release,
             )  # fmt: skip
         return await _whole(None, events, stop, mapper, api)

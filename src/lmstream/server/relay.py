@@ -51,13 +51,16 @@ class SSEResponse:
         heartbeat: float,
         headers: Mapping[str, str] | None = None,
         on_end: Callable[[], Any] | None = None,
+        write_timeout: float | None = None,
     ) -> None:
         self.frames = frames
+        self.write_timeout = write_timeout
         self.on_disconnect = on_disconnect
         self.heartbeat = heartbeat
         self.headers = {**SSE_HEADERS, **(headers or {})}
         self.on_end = on_end
         self.disconnected = False
+        self.timed_out = False  #: a write waited longer than `write_timeout`
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # One writer at a time without a lock on the hot path: the heartbeat skips its turn while
@@ -89,8 +92,9 @@ class SSEResponse:
                 if time.monotonic() - last_sent >= self.heartbeat and not self.disconnected and not sending:
                     pinging = asyncio.get_running_loop().create_future()
                     try:
-                        await send({"type": "http.response.body", "body": PING, "more_body": True})
-                    except OSError:
+                        async with asyncio.timeout(self.write_timeout):
+                            await send({"type": "http.response.body", "body": PING, "more_body": True})
+                    except (OSError, TimeoutError):
                         left()
                         return
                     finally:
@@ -99,10 +103,20 @@ class SSEResponse:
                     last_sent = time.monotonic()
 
         async def write(message: dict[str, Any]) -> bool:
-            """Send one message; False when the client went away (uvicorn's ClientDisconnected)."""
+            """Send one message; False when the client went away (uvicorn's ClientDisconnected), or
+            did not take it within `write_timeout` (it stopped reading: it is cut off, the
+            response ends unfinished and the server closes the connection)."""
             try:
-                await send(message)
+                if self.write_timeout is None:
+                    await send(message)
+                else:
+                    async with asyncio.timeout(self.write_timeout):
+                        await send(message)
             except OSError:
+                left()
+                return False
+            except TimeoutError:
+                self.timed_out = True
                 left()
                 return False
             return True
