@@ -68,7 +68,7 @@ async def call_model(
         return await run_chain(ctx, msgs, params, plan, call_model, carry)
     budget = ctx.budget
     if budget is not None:
-        budget.check(inv.provider, inv.model_name)
+        budget.check(inv.billed_as, inv.model_name, inv.model_id)
     # observability seam (lmstream.otel): one span per model call, all attempts; None when tracing is off
     obs = _observe.current()
     call = obs.call_started(inv, msgs, params, ctx.request_id) if obs is not None else None
@@ -92,7 +92,7 @@ async def call_model(
 
 def _price(inv: Any, out: LMOutput) -> None:
     """`usage.cost` from the provider's published prices (`lmstream.cost`; None when unknown)."""
-    out.usage.cost = price_of(inv.provider, inv.model_name, out.usage)
+    out.usage.cost = price_of(inv.billed_as, inv.model_name, out.usage)
 
 
 def prepare(
