@@ -53,6 +53,7 @@ async def test_usage_carries_the_genai_prices_cost(name: str) -> None:
         "input": cost.input,
         "output": cost.output,
         "cache_read": 0.0,
+        "estimated": False,
     }
 
 
@@ -187,3 +188,38 @@ def test_cli_usage_line_shows_the_cost(monkeypatch: pytest.MonkeyPatch, capsys: 
 
 def _lmrp(inv: Any) -> LMRequestProcessor[Any]:
     return LMRequestProcessor(PromptBuilder(system_template="Be brief.", user_template="{q}"), inv)
+
+
+async def test_a_budget_counts_calls_whose_server_sends_no_usage() -> None:
+    """llama_cpp.server behind a priced id (`openai-chat/gpt-4o-mini` with `base_url`) reports no
+    usage: the budget used to charge nothing and never stopped. The call is priced on lmstream's
+    own count, and the cost says it was estimated."""
+    p = PROVIDERS["openai-chat"]
+    long_q = "Explain the history of Tokyo in detail. " * 2_000  # about 27k estimated prompt tokens
+    async with WireServer() as srv:
+        srv.enqueue(*[Script(chunks=fx.openai_chat_text(TEXT, include_usage=False)) for _ in range(4)])
+        inv = invoker(p, srv)
+        lmrp = LMRequestProcessor(PromptBuilder(user_template="{q}"), inv, budget=0.0075)
+        events, first = await process(lmrp, q=long_q)
+        cost = first.usage.cost
+        assert first.usage.input_tokens is None and first.usage.output_tokens is None  # as reported
+        assert cost is not None and cost > 0 and cost.estimated is True
+        assert events[-1].metadata["usage"]["cost"]["estimated"] is True
+        prompt_tokens = inv.count_tokens(inv._prepare([{"role": "user", "content": long_q}], None)[0])
+        assert prompt_tokens > 20_000
+        want = _expected("openai", "gpt-4o-mini", input_tokens=prompt_tokens, output_tokens=1)
+        assert cost.input == pytest.approx(float(want.input_price))
+        assert lmrp.budget is not None and lmrp.budget.spent == pytest.approx(float(cost))
+        await lmrp.process(q=long_q)  # about $0.004 each: the second still fits $0.0075
+        with pytest.raises(BudgetExceededError):
+            await lmrp.process(q=long_q)
+        await inv.aclose()
+    assert len(srv.requests) == 2, "the budget must stop requests though no usage came back"
+
+
+def test_an_estimated_cost_says_so_through_sums_pickles_and_dicts() -> None:
+    a = Cost(0.5, input=0.4, output=0.1, estimated=True)
+    b = Cost(0.25, input=0.2, output=0.05)
+    assert (a + b).estimated is True and (b + b).estimated is False
+    assert pickle.loads(pickle.dumps(a)).estimated is True
+    assert a.to_dict()["estimated"] is True and b.to_dict()["estimated"] is False

@@ -218,3 +218,14 @@ def test_resume_stream_replays_a_running_answer_and_gets_204_when_none_runs(wire
     assert "".join(p["text"] for p in message["parts"] if p["type"] == "text") == "".join(words)
     assert message["id"] == got["chunks"][0]["messageId"]
     assert after["runs"][0]["status"] == 204 and after["messages"] == []
+
+
+def test_the_browser_is_told_what_happened_and_what_to_do_never_the_details() -> None:
+    """"The answer failed (StreamInterruptedError)" told a person nothing they could act on."""
+    cut = browser_error_text("StreamInterruptedError")
+    assert "broke in the middle of the answer" in cut and "Regenerate" in cut
+    assert "too long for the model" in browser_error_text("ContextOverflowError")
+    assert "Wait a moment" in browser_error_text("RateLimitError")
+    odd = browser_error_text("SomethingElse")
+    assert odd == "The answer failed (SomethingElse). The server log has the details."
+    assert browser_error_text("<script>") == "The answer failed (Error). The server log has the details."

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import time
@@ -44,9 +45,22 @@ def test_the_newest_whole_turns_are_kept_and_the_system_prompt_stays():
     assert p.lm_invoker.count_tokens(msgs) <= 600 - 100
     longer = fit_history(p, history[: fit.dropped - 2] + history[fit.dropped - 2 :], {}, ["the new question"], None)
     assert longer.dropped == fit.dropped  # deterministic
-    # one more kept turn would not have fitted
-    more = p.prompt_builder.format(history=history[fit.dropped - 2 :], extra_contents=["the new question"])
-    assert p.lm_invoker.count_tokens(more) > 600 - 100
+    # the cut moves in pages of about half the room, so no more than that is left out
+    kept = p.lm_invoker.count_tokens(fit.history)
+    room = 600 - 100 - p.lm_invoker.count_tokens(p.prompt_builder.format(extra_contents=["the new question"]))
+    assert kept >= room // 2 - p.lm_invoker.count_tokens(history[:2]), (kept, room)
+
+
+def test_the_cut_stays_put_turn_after_turn_so_the_prompt_keeps_its_start():
+    """Dropping just enough each turn moved the prompt's start every turn (nothing for the model's
+    cache to reuse). Over 40 growing turns the cut moves in a few large jumps, never back."""
+    p = proc(2000, default_hyperparameters={"max_tokens": 100})
+    history = turns(40, size=120)
+    cuts = [fit_history(p, history[: 2 * t], {}, ["next"], None).dropped for t in range(1, 41)]
+    assert cuts == sorted(cuts) and cuts[-1] > 0
+    moves = sum(1 for a, b in itertools.pairwise(cuts) if b != a)
+    overflowing = sum(1 for c in cuts if c)
+    assert moves <= overflowing // 3, (moves, cuts)
 
 
 def test_no_window_or_a_fitting_history_is_left_alone():
@@ -143,9 +157,17 @@ def test_lmstream_serve_cors_origin_allows_only_the_listed_origins():
 def test_the_embedded_model_knows_its_window_and_counts_with_its_tokenizer(local_invoker):
     assert local_invoker.context_window == local_invoker.n_ctx == 2048
     short, code = Message.user("Hello there"), Message.user("def f(x):\n    return [i * i for i in range(x)]\n" * 20)
-    assert 2 < local_invoker.count_tokens([short]) < 12
-    n = local_invoker.count_tokens([code])
-    assert 300 < n < 1100 and local_invoker.count_tokens([short, code]) == n + local_invoker.count_tokens([short])
+    system = Message.system("Hi.")
+    base = local_invoker.count_tokens([system])
+
+    def share(*messages: Message) -> int:
+        return local_invoker.count_tokens([system, *messages]) - base
+
+    assert 2 < share(short) < 12
+    n = share(code)
+    assert 300 < n < 1100 and abs(share(short, code) - n - share(short)) <= 2
+    # counted as the model reads it: without a system message SmolLM2's template adds its own (~20 tokens)
+    assert local_invoker.count_tokens([short]) > local_invoker.count_tokens([system, short]) + 10
 
 
 def test_a_chat_longer_than_the_window_gets_answers_from_the_embedded_model(local_invoker):

@@ -1,7 +1,9 @@
 """A spending limit in USD: `budget=` on a processor or a batch stops new requests once spent.
 
 Every model call is charged its `usage.cost` when it ends, streamed or not, finished or
-interrupted (an interrupted stream is charged what it reported). Requests already running when
+interrupted (an interrupted stream is charged what it reported). A server that reports no token
+counts (llama_cpp.server behind a priced model id) is charged on lmstream's own count, and its
+`usage.cost.estimated` is True: a budget never lets calls spend uncounted. Requests already running when
 the limit is reached finish; the next one raises `BudgetExceededError` before it sends anything.
 """
 

@@ -226,7 +226,12 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["worker"]:
         from .redis.cli import main as worker_main
 
-        return worker_main(argv[1:])
+        def mcp_tools() -> Any:  # the worker's --mcp: opened as `lmstream serve` opens it
+            from .server.mcp_tools import mcp_lifespan
+
+            return mcp_lifespan
+
+        return worker_main(argv[1:], tools=mcp_tools)
     args = _parser().parse_args(argv)
     question = args.prompt
     if question is None or question == "-":

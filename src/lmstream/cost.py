@@ -25,18 +25,31 @@ FREE = "free"
 
 class Cost(float):
     """A USD amount that is also its parts: `cost == 0.0012`, `cost.total`, `cost.input`,
-    `cost.output`, `cost.cache_read` (cache reads are part of the input price)."""
+    `cost.output`, `cost.cache_read` (cache reads are part of the input price).
 
-    __slots__ = ("cache_read", "input", "output")
+    `cost.estimated` is True when the provider reported no token counts and lmstream counted
+    them itself (`estimate_counts`): a budget still counts such a call, and says it guessed."""
+
+    __slots__ = ("cache_read", "estimated", "input", "output")
     input: float
     output: float
     cache_read: float
+    estimated: bool
 
-    def __new__(cls, total: float = 0.0, *, input: float = 0.0, output: float = 0.0, cache_read: float = 0.0) -> Cost:
+    def __new__(
+        cls,
+        total: float = 0.0,
+        *,
+        input: float = 0.0,
+        output: float = 0.0,
+        cache_read: float = 0.0,
+        estimated: bool = False,
+    ) -> Cost:
         self = super().__new__(cls, total)
         self.input = input
         self.output = output
         self.cache_read = cache_read
+        self.estimated = estimated
         return self
 
     @property
@@ -51,25 +64,34 @@ class Cost(float):
             input=self.input + other.input,
             output=self.output + other.output,
             cache_read=self.cache_read + other.cache_read,
+            estimated=self.estimated or other.estimated,
         )
 
-    def to_dict(self) -> dict[str, float]:
-        """`{"total", "input", "output", "cache_read"}` in USD (input includes cache reads)."""
-        return {"total": float(self), "input": self.input, "output": self.output, "cache_read": self.cache_read}
+    def to_dict(self) -> dict[str, float | bool]:
+        """`{"total", "input", "output", "cache_read"}` in USD (input includes cache reads), and
+        `"estimated"`: True when the token counts were lmstream's, not the provider's."""
+        return {
+            "total": float(self),
+            "input": self.input,
+            "output": self.output,
+            "cache_read": self.cache_read,
+            "estimated": self.estimated,
+        }
 
     def __repr__(self) -> str:
         parts = f"input={self.input!r}, output={self.output!r}, cache_read={self.cache_read!r}"
-        return f"Cost(total={float(self)!r}, {parts})"
+        more = ", estimated=True" if self.estimated else ""
+        return f"Cost(total={float(self)!r}, {parts}{more})"
 
     def __str__(self) -> str:
         return float.__repr__(self)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (float(self), self.input, self.output, self.cache_read))
+        return (_rebuild, (float(self), self.input, self.output, self.cache_read, self.estimated))
 
 
-def _rebuild(total: float, input: float, output: float, cache_read: float) -> Cost:
-    return Cost(total, input=input, output=output, cache_read=cache_read)
+def _rebuild(total: float, input: float, output: float, cache_read: float, estimated: bool = False) -> Cost:
+    return Cost(total, input=input, output=output, cache_read=cache_read, estimated=estimated)
 
 
 ZERO = Cost(0.0)

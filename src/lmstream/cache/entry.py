@@ -122,7 +122,9 @@ def _cost(c: Cost | None) -> Any:
 def _uncost(d: Any) -> Cost | None:
     if d is None:
         return None
-    return Cost(d["total"], input=d["input"], output=d["output"], cache_read=d["cache_read"])
+    return Cost(
+        d["total"], input=d["input"], output=d["output"], cache_read=d["cache_read"], estimated=bool(d.get("estimated"))
+    )
 
 
 def _output(out: LMOutput) -> dict[str, Any]:

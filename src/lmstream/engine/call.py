@@ -16,6 +16,7 @@ what `BaseLMInvoker.invoke()` and `.stream()` hand over to.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
@@ -76,13 +77,13 @@ async def call_model(
         out = await run_attempts(inv, ctx, msgs, params, call, carry)
     except BaseException as exc:
         if isinstance(exc, StreamInterruptedError):  # what streamed was billed
-            _price(inv, exc.partial_output)
+            _price(inv, msgs, exc.partial_output)
             if budget is not None:
                 budget.charge(exc.partial_output.usage.cost)
         if call is not None:
             call.end(None, exc)
         raise
-    _price(inv, out)
+    _price(inv, msgs, out)
     if budget is not None:
         budget.charge(out.usage.cost)
     if call is not None:
@@ -90,9 +91,51 @@ async def call_model(
     return out
 
 
-def _price(inv: Any, out: LMOutput) -> None:
-    """`usage.cost` from the provider's published prices (`lmstream.cost`; None when unknown)."""
-    out.usage.cost = price_of(inv.billed_as, inv.model_name, out.usage)
+def _price(inv: Any, msgs: list[Message], out: LMOutput) -> None:
+    """`usage.cost` from the provider's published prices (`lmstream.cost`; None when unknown).
+
+    A priced model whose server reported no token counts (llama_cpp.server behind a priced id)
+    is priced on lmstream's own count (`cost.estimated` says so): a budget that counted nothing
+    would let such calls spend without limit."""
+    usage = out.usage
+    cost = price_of(inv.billed_as, inv.model_name, usage)
+    if cost is None and (usage.input_tokens is None or usage.output_tokens is None):
+        counts = _Counted(
+            usage.input_tokens if usage.input_tokens is not None else _count(inv, msgs),
+            usage.output_tokens if usage.output_tokens is not None else _output_tokens(inv, out),
+        )
+        cost = price_of(inv.billed_as, inv.model_name, counts)
+        if cost is not None:
+            cost.estimated = True
+    usage.cost = cost
+
+
+class _Counted:
+    """Token counts lmstream made itself (the provider reported none)."""
+
+    __slots__ = ("input_tokens", "output_tokens")
+    cached_tokens = None
+
+    def __init__(self, input_tokens: int, output_tokens: int) -> None:
+        self.input_tokens = input_tokens
+        self.output_tokens = output_tokens
+
+
+def _output_tokens(inv: Any, out: LMOutput) -> int:
+    """The answer's tokens by the invoker's own count (its tokenizer, or its estimate that errs
+    high): the text, the thinking and the tool calls' arguments, as the model wrote them."""
+    parts = [out.text, out.thinking, *(json.dumps(c.arguments) for c in out.tool_calls)]
+    written = "".join(p for p in parts if p)
+    if not written:
+        return 0
+    return _count(inv, [Message(role="assistant", contents=[written])])
+
+
+def _count(inv: Any, msgs: list[Message]) -> int:
+    try:
+        return max(0, int(inv.count_tokens(msgs)))
+    except Exception:  # a tokenizer that cannot read these messages: about 3 bytes a token
+        return sum(len(repr(m.contents).encode("utf-8")) // 3 + 4 for m in msgs)
 
 
 def prepare(

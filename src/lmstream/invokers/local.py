@@ -20,7 +20,7 @@ from ..prompt import Message
 from ..types import Attachment, ToolCall, ToolResult
 from ._files import refuse, text_of
 from ._llama.sampling import DEFAULT_REPEAT_PENALTY
-from .base import BaseLMInvoker, CallParams, Delta, message_text
+from .base import BaseLMInvoker, CallParams, Delta
 from .options import InvokerOptions
 from .params import NUMBER, ParamTable, int_at_least, is_int, number_between
 
@@ -88,7 +88,6 @@ DEFAULT_N_CTX = 2048
 DEFAULT_MAX_TOKENS = 512
 #: prompt tokens evaluated per step beside the generating sequences (chunked prefill)
 DEFAULT_PREFILL_CHUNK = 256
-_TEMPLATE_TOKENS = 5  # "<|im_start|>role\n" ... "<|im_end|>\n" in ChatML (SmolLM2's template)
 
 
 def _positive_int(name: str, value: Any, low: int = 1, high: int | None = None) -> int:
@@ -181,9 +180,12 @@ class LocalLMInvoker(BaseLMInvoker):
         self._context_window = value
 
     def count_tokens(self, messages: Sequence[Message]) -> int:
-        """Counted with the model's own tokenizer, plus the chat template's few tokens per message."""
+        """Exactly what the prompt of `messages` takes: rendered with the model's own chat template
+        (its default system prompt included when there is none) and its own tokenizer."""
+        from ._llama.chat import render
+
         model = self.load().model
-        return sum(len(model.tokenize(message_text(m), add_special=False)) + _TEMPLATE_TOKENS for m in messages)
+        return len(model.tokenize(_prompt(model, list(messages), render), add_special=False))
 
     def engine_stats(self) -> dict[str, int] | None:
         """The engine's `parallel`, `running` and `queued` counts (None before it started)."""

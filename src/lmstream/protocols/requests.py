@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,7 @@ from ..errors import AttachmentError
 from ..prompt import Content, Message, PromptBuilder, text_key
 from ..types import HYPERPARAMETER_NAMES, Attachment, ThinkingBlock, ToolCall, ToolResult
 from .errors import BadRequest
+from .files import attachment_for, ref_of
 from .policy import ClientPolicy
 
 __all__ = ["BadRequest", "ChatRequest", "PromptSlot", "StreamRequest", "parse_chat", "parse_stream"]
@@ -116,7 +118,9 @@ def _data_url(url: str, where: str) -> tuple[bytes, str]:
         raise BadRequest(where, "invalid base64") from exc
 
 
-def _user_contents(parts: list[Any], where: str) -> tuple[str, list[Content]]:
+def _user_contents(
+    parts: list[Any], where: str, blobs: Mapping[str, bytes] | None = None
+) -> tuple[str, list[Content]]:
     texts: list[str] = []
     files: list[Content] = []
     for j, p in enumerate(parts):
@@ -126,7 +130,15 @@ def _user_contents(parts: list[Any], where: str) -> tuple[str, list[Content]]:
         if kind == "text":
             texts.append(_str(p.get("text"), f"{pw}.text"))
         elif kind == "file":
-            data, media = _data_url(_str(p.get("url"), f"{pw}.url"), f"{pw}.url")
+            url = _str(p.get("url"), f"{pw}.url")
+            if ref_of(url) is not None:  # a file the server keeps (protocols.files)
+                label = p.get("mediaType")
+                a = attachment_for(url, label if isinstance(label, str) else None, p.get("filename") or None, blobs)
+                if a is None:
+                    raise BadRequest(f"{pw}.url", "this file is no longer kept by the server; attach it again", 410)
+                files.append(a)
+                continue
+            data, media = _data_url(url, f"{pw}.url")
             name = p.get("filename")
             try:
                 files.append(Attachment(data, _str(p.get("mediaType", media), f"{pw}.mediaType"), name or None))
@@ -183,7 +195,9 @@ def _dump(v: Any) -> str:
     return dumps(v)
 
 
-def parse_chat(body: Any, max_messages: int, policy: ClientPolicy | None = None) -> ChatRequest:
+def parse_chat(
+    body: Any, max_messages: int, policy: ClientPolicy | None = None, blobs: Mapping[str, bytes] | None = None
+) -> ChatRequest:
     """Validate a `DefaultChatTransport` body; the last message must be the user's. Its
     `hyperparameters` pass `policy` (the allow-list, no ceiling, when None)."""
     hyper = (policy or _ANY_CEILING).check(_obj(body, "body").get("hyperparameters"))
@@ -210,7 +224,7 @@ def parse_chat(body: Any, max_messages: int, policy: ClientPolicy | None = None)
         if role == "assistant":
             history.extend(_assistant_messages(parts, where))
             continue
-        text, files = _user_contents(parts, where)
+        text, files = _user_contents(parts, where, blobs)
         if i == len(messages) - 1:
             if role != "user":
                 raise BadRequest(f"{where}.role", "the last message must be the user's")

@@ -14,7 +14,8 @@ redis-py's failures as one error), `codec` (events in a stream entry, positions)
 (the Lua scripts), `producer` (`RedisEventHandler`), `pipeline` (every chat's flushes in one
 round trip), `reader` (`RedisStreamReader`) and `hub` (one connection for every live read),
 `runner` (`ChatRunner`, stop), `queue` (`RedisQueue`, `Worker`), `registry`
-(`RedisChatRegistry`), `approvals` (pending tool approvals any node can take), `cli`
+(`RedisChatRegistry`), `approvals` (pending tool approvals any node can take), `blobs` (the chats' files, by
+SHA-256, for every node), `cli`
 (`lmstream worker`, whose `chat_jobs` runs queued chats through `lmstream.protocols.chat`).
 """
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .blobs import RedisBlobStore
     from .codec import StreamItem
     from .connection import connect
     from .keys import Keys
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ChatRunner",
     "Keys",
+    "RedisBlobStore",
     "RedisChatRegistry",
     "RedisEventHandler",
     "RedisQueue",
@@ -61,6 +64,7 @@ _WHERE = {
     "reap": "reader",
     "RedisEventHandler": "producer",
     "RedisChatRegistry": "registry",
+    "RedisBlobStore": "blobs",
 }
 
 

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from .._cli_hints import cli_message
@@ -16,6 +17,7 @@ from ..errors import ConfigurationError, LMStreamError
 from ..events import EventEmitter
 from ..processor import LMRequestProcessor
 from ..protocols.chat import chat_turn, deferred_to, run_chat_turn
+from ..protocols.files import BlobStore, blob_refs, fetch_blobs
 from ..protocols.openai_turn import JOB_KIND, openai_job
 from ..protocols.requests import PromptSlot, parse_chat
 from ..protocols.ui_approvals import ApprovalStore
@@ -59,6 +61,15 @@ def parser() -> argparse.ArgumentParser:
         "--prefix", default=DEFAULT_OPTIONS.prefix, help=f"Redis key prefix (default {DEFAULT_OPTIONS.prefix})"
     )
     p.add_argument("--name", default=None, help="consumer name in the group (default host:pid)")
+    p.add_argument(
+        "--mcp",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="tools from an MCP server, as for `lmstream serve --mcp` (give workers the same as the web nodes)",
+    )
+    p.add_argument("--approve-tools", default="", metavar="NAMES", help="comma-separated tools a person must approve")
+    p.add_argument("--approve-all-tools", action="store_true", help="every tool call waits for a person's approval")
     return p
 
 
@@ -66,7 +77,7 @@ def parser() -> argparse.ArgumentParser:
 APPROVAL_TTL = 600.0
 
 
-def chat_jobs(processor: LMRequestProcessor[Any], approvals: ApprovalStore) -> Handle:
+def chat_jobs(processor: LMRequestProcessor[Any], approvals: ApprovalStore, blobs: BlobStore | None = None) -> Handle:
     """How a worker runs what `lmstream serve --queue` enqueued: the `/api/chat` body (or an
     OpenAI-compatible request's), parsed and run as the server runs it (its hyperparameters
     already passed the node's policy). A tool call that needs approval ends the answer and is
@@ -76,9 +87,18 @@ def chat_jobs(processor: LMRequestProcessor[Any], approvals: ApprovalStore) -> H
     def handle(job: dict[str, Any], emitter: EventEmitter) -> Any:
         if job["chat"].get("kind") == JOB_KIND:  # POST /v1/chat/completions or /v1/responses
             return openai_job(processor, {**job["chat"], "max_messages": job.get("max_messages", 500)}, emitter)
-        req = parse_chat(job["chat"], int(job.get("max_messages", 500)))
+        refs = blob_refs(job["chat"])
+        if refs and blobs is not None:  # files travel as references: read them from the store first
+            return _with_files(job, refs, blobs, emitter)
+        return run(job, {}, emitter)
+
+    def run(job: dict[str, Any], found: dict[str, bytes], emitter: EventEmitter) -> Any:
+        req = parse_chat(job["chat"], int(job.get("max_messages", 500)), blobs=found)
         turn = chat_turn(processor, req, slot)
         return run_chat_turn(processor, turn, deferred_to(approvals, turn.chat_id, APPROVAL_TTL), emitter)
+
+    async def _with_files(job: dict[str, Any], refs: list[str], store: BlobStore, emitter: EventEmitter) -> Any:
+        return await run(job, await fetch_blobs(store, refs), emitter)
 
     return handle
 
@@ -111,8 +131,13 @@ def default_concurrency(invoker: Any) -> int:
     return invoker.parallel if isinstance(invoker, LocalLMInvoker) else 4
 
 
-async def serve(args: argparse.Namespace) -> int:
+#: `tools(processor, specs, approve, approve_all)` -> a lifespan giving the processor MCP tools
+ToolsLifespan = Callable[..., Callable[[Any], contextlib.AbstractAsyncContextManager[None]]]
+
+
+async def serve(args: argparse.Namespace, tools: Callable[[], ToolsLifespan] | None = None) -> int:
     from .approvals import RedisApprovalStore
+    from .blobs import RedisBlobStore
     from .connection import connect
     from .queue import Worker
 
@@ -122,9 +147,10 @@ async def serve(args: argparse.Namespace) -> int:
     redis = connect(args.redis)
     options = RedisOptions(prefix=args.prefix, lease=args.lease)
     approvals = RedisApprovalStore(redis, prefix=args.prefix)
+    blobs = RedisBlobStore(redis, args.prefix, options.ttl)
     worker = Worker(
         redis,
-        job_handler(processor, chat_jobs(processor, approvals)),
+        job_handler(processor, chat_jobs(processor, approvals, blobs)),
         options=options,
         name=args.name,
         concurrency=args.concurrency or default_concurrency(invoker),
@@ -138,8 +164,15 @@ async def serve(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
+    approve = [n.strip() for n in args.approve_tools.split(",") if n.strip()]
     try:
-        await worker.run()
+        if args.mcp or approve or args.approve_all_tools:
+            if tools is None:
+                raise ConfigurationError("this worker cannot open MCP tools: start it as `lmstream worker`")
+            async with tools()(processor, args.mcp, approve, args.approve_all_tools)(None):
+                await worker.run()
+        else:
+            await worker.run()
     finally:
         await redis.aclose()
         with contextlib.suppress(Exception):
@@ -147,12 +180,13 @@ async def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`lmstream worker ...`: runs the jobs of `lmstream serve --queue` (see `chat_jobs`)."""
+def main(argv: list[str] | None = None, tools: Callable[[], ToolsLifespan] | None = None) -> int:
+    """`lmstream worker ...`: runs the jobs of `lmstream serve --queue` (see `chat_jobs`); `tools`
+    gives the factory of `--mcp` tool lifespans (the command line wires the server's)."""
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        return asyncio.run(serve(args))
+        return asyncio.run(serve(args, tools))
     except ConfigurationError as exc:
         print(f"lmstream worker: error: {cli_message(exc, args.model, key_option=False)}", file=sys.stderr)
         return 2

@@ -26,7 +26,10 @@ class RedisOptions:
     - `lease`: seconds a silent producer (or worker) counts as dead.
     - `flush_interval`, `max_batch`: the producer's batching of text deltas.
     - `queue_timeout`: seconds a queued job may wait for a worker before its readers get an error.
-    - `queue_maxlen`, `queue_max_age`: bounds of the job queue (entries, seconds).
+    - `queue_maxlen`, `queue_max_age`: bounds of the job queue (entries, seconds): past them
+      the oldest jobs are trimmed.
+    - `queue_max_jobs`, `queue_max_bytes`: past either, a new job is refused (`QueueFullError`,
+      HTTP 429) instead of queued: a client posting and leaving cannot fill Redis.
     """
 
     prefix: str = DEFAULT_PREFIX
@@ -39,6 +42,8 @@ class RedisOptions:
     queue_timeout: float = 60.0
     queue_maxlen: int = 100_000
     queue_max_age: float = 3600.0
+    queue_max_jobs: int = 1_000
+    queue_max_bytes: int = 256 * 1024 * 1024
 
     @property
     def keys(self) -> Keys:

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
     from .producer import RedisEventHandler
 
-__all__ = ["JobEncodingError", "RedisQueue", "Worker", "live_workers"]
+__all__ = ["JobEncodingError", "QueueFullError", "RedisQueue", "Worker", "live_workers"]
 
 logger = logging.getLogger("lmstream.redis")
 
@@ -72,6 +72,23 @@ async def live_workers(redis: Any, options: RedisOptions = DEFAULT_OPTIONS) -> i
     return int(await redis.eval(_BEAT_SCRIPT, 1, options.keys.workers, "", int(options.lease * 2000)))
 
 
+# Room for one more job? KEYS: 1 the queue. ARGV: 1 max jobs, 2 max bytes, 3 the job's bytes.
+# 0: room; 1: too many jobs; 2: too many bytes (MEMORY USAGE of the whole stream, exact).
+_ROOM_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return 1 end
+local used = redis.call('MEMORY', 'USAGE', KEYS[1], 'SAMPLES', '0') or 0
+if used + tonumber(ARGV[3]) > tonumber(ARGV[2]) then return 2 end
+return 0
+"""
+
+
+class QueueFullError(LMStreamError):
+    """The job queue holds as many jobs (or bytes) as it may: retry later (HTTP 429)."""
+
+    status_code = 429
+
+
 class JobEncodingError(LMStreamError, ValueError):
     """The job cannot be written as JSON (e.g. nested deeper than the encoder allows): fix the input."""
 
@@ -90,6 +107,8 @@ class RedisQueue:
         self.queue_timeout_ms = int(options.queue_timeout * 1000)
         self.maxlen = options.queue_maxlen
         self.max_age_ms = int(options.queue_max_age * 1000)
+        self.max_jobs = options.queue_max_jobs
+        self.max_bytes = options.queue_max_bytes
 
     async def depth(self) -> int:
         """Jobs in the queue: waiting for a worker, or being run."""
@@ -106,6 +125,12 @@ class RedisQueue:
             raise JobEncodingError(f"the request cannot be queued: it is not serialisable as JSON ({exc})") from exc
         claim = os.urandom(8).hex()
         fields = {"chat": chat_id, "job": payload, "claim": claim}
+        room = (_ROOM_SCRIPT, 1, self.keys.queue, self.max_jobs, self.max_bytes, len(payload))
+        async with naming_redis(self.redis):
+            full = int(await retried(lambda: self.redis.eval(*room)))
+        if full:
+            what = f"{self.max_jobs} jobs" if full == 1 else f"{self.max_bytes} bytes"
+            raise QueueFullError(f"the job queue is full ({what} waiting for workers); retry shortly")
 
         attempts = 0
 
@@ -165,6 +190,7 @@ class Worker:
         self.jobs_done = 0
         self.jobs_reaped = 0
         self.jobs_requeued = 0
+        self.jobs_expired = 0  #: jobs dropped unrun: their wait for a worker had expired
         self.groups_created = 0
 
     def stop(self) -> None:
@@ -246,6 +272,20 @@ class Worker:
             await self._done(entry_id)
             return
         claim = QUEUED + s(claim_raw) if claim_raw is not None else None
+        if claim is not None:
+            # Still queued for this chat? A job whose wait expired (its readers were told), that
+            # another worker runs, or whose chat was posted again, is dropped before the model is called.
+            try:
+                holder = await self._r.get(self.keys.lease(chat_id))
+            except Exception as exc:  # Redis failed: the job stays pending for a reaper
+                logger.warning("lmstream worker: job %s for chat %r not checked: %s", entry_id, chat_id, exc)
+                self._running.discard(entry_id)
+                return
+            if holder is None or s(holder) != claim:
+                self.jobs_expired += 1
+                logger.info("lmstream worker: job %s for chat %r dropped unrun: no longer queued", entry_id, chat_id)
+                await self._done(entry_id)
+                return
 
         def start(emitter: EventEmitter) -> Awaitable[Any]:
             return self.handle(job, emitter)

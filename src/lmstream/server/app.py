@@ -27,6 +27,7 @@ from starlette.routing import Route
 from ..chat_registry import ChatRegistry
 from ..processor import LMRequestProcessor
 from ..protocols.errors import public_error_text
+from ..protocols.files import BlobStore, FileIntake, FileLimits, MemoryBlobStore
 from ..protocols.policy import ClientPolicy
 from ..protocols.ui_approvals import ApprovalStore
 from ..retry import RetryConfig
@@ -89,6 +90,8 @@ def create_app(
     idle_timeout: float | None = 60.0,
     served_model_names: Sequence[str] = (),
     allow_client_tools: bool = False,
+    file_limits: FileLimits | None = None,
+    blobs: BlobStore | None = None,
     lifespan: Callable[[Starlette], AbstractAsyncContextManager[None]] | None = None,
     write_timeout: float | None = 30.0,
 ) -> Starlette:
@@ -103,6 +106,8 @@ def create_app(
     silence before an answer fails, for a processor whose `RetryConfig` sets none;
     `served_model_names` the names OpenAI clients may put in `model` (default: the invoker's model
     id); `allow_client_tools` lets them send `tools` (else 400 naming `--allow-client-tools`);
+    `file_limits` bounds clients' files (413/415 past them) and `blobs` keeps each file once,
+    by hash (default: in memory; `lmstream.redis.RedisBlobStore` beside a Redis registry);
     `lifespan` runs for the app's lifetime, inside the server's own (MCP connections, say);
     `write_timeout` bounds one write to a client: one that stops reading is cut off, its slot freed."""
     if not isinstance(processor, LMRequestProcessor):
@@ -119,6 +124,7 @@ def create_app(
         approvals,
         approval_ttl,
         write_timeout,
+        FileIntake(blobs if blobs is not None else MemoryBlobStore(), file_limits),
     )
     openai = OpenAIRoutes(server, served_model_names or [processor.lm_invoker.model_id], allow_client_tools)
     routes = [
@@ -126,6 +132,8 @@ def create_app(
         Route("/static/{path:path}", static_file, methods=["GET"]),
         Route("/healthz", server.healthz, methods=["GET"]),
         Route("/api/chat", server.chat, methods=["POST"]),
+        Route("/api/files", server.file_limits, methods=["GET"]),
+        Route("/api/files/{digest}", server.file, methods=["GET"]),
         Route("/api/chat/{chat_id}/stop", server.stop, methods=["POST"]),
         Route("/api/chat/{chat_id}/stream", server.resume, methods=["GET"]),
         Route("/v1/stream", server.stream, methods=["POST"]),

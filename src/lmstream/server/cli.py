@@ -21,6 +21,8 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .._mime import SUPPORTED
+
 if TYPE_CHECKING:
     from ..chat_registry import ChatRegistry
 
@@ -120,6 +122,26 @@ def _redis_registry(url: str, queue: bool) -> ChatRegistry:
     return RedisChatRegistry(connect(url), queue=queue, close_redis=True)
 
 
+def _redis_blobs(registry: Any) -> Any:
+    """Chat files in the registry's Redis, with the chats' TTL: workers and other nodes read them."""
+    from ..redis.blobs import RedisBlobStore
+
+    return RedisBlobStore(registry.redis, registry.options.prefix, registry.options.ttl)
+
+
+def _file_limits(args: argparse.Namespace) -> Any:
+    from ..protocols.files import FileLimits
+
+    types = tuple(t.strip() for t in args.file_types.split(",") if t.strip())
+    unknown = [t for t in types if t not in SUPPORTED]
+    if unknown:
+        choose = ", ".join(SUPPORTED)
+        raise ValueError(f"--file-types: {', '.join(unknown)} not carried by lmstream (choose from {choose})")
+    if min(args.max_file_bytes, args.max_request_file_bytes, args.max_files) < 1:
+        raise ValueError("--max-file-bytes, --max-request-file-bytes and --max-files must be at least 1")
+    return FileLimits(args.max_file_bytes, args.max_request_file_bytes, args.max_files, types)
+
+
 def _redis_problem(url: str, timeout: float = 3.0) -> str | None:
     """Why Redis at `url` cannot be used now (None: it answers a PING), said on the operator's
     terminal at start: a server that retried forever would only answer 503s."""
@@ -180,6 +202,28 @@ def _parser() -> argparse.ArgumentParser:
         "--redis", default=None, metavar="URL", help="keep answers in Redis: any node resumes or stops any chat"
     )
     p.add_argument("--queue", action="store_true", help="with --redis: run answers on `lmstream worker` processes")
+    p.add_argument(
+        "--max-file-bytes",
+        type=int,
+        default=10 * 1024 * 1024,
+        metavar="N",
+        help="largest file a client may attach, in bytes (default 10 MiB; larger: 413)",
+    )
+    p.add_argument(
+        "--max-request-file-bytes",
+        type=int,
+        default=25 * 1024 * 1024,
+        metavar="N",
+        help="most bytes of new files in one request (default 25 MiB; more: 413)",
+    )
+    p.add_argument("--max-files", type=int, default=10, metavar="N", help="most new files in one request (default 10)")
+    p.add_argument(
+        "--file-types",
+        default=",".join(SUPPORTED),
+        metavar="TYPES",
+        help="comma-separated MIME types clients may attach, checked from the bytes (others: 415); "
+        f"default all lmstream carries: {', '.join(SUPPORTED)}",
+    )
     p.add_argument(
         "--cors-origin",
         action="append",
@@ -325,6 +369,12 @@ def main(argv: list[str]) -> int:
     if args.queue and not args.redis:
         print("lmstream serve: --queue needs --redis URL", file=sys.stderr)
         return 2
+    if args.queue and (args.mcp or args.approve_tools or args.approve_all_tools):
+        print(
+            "lmstream serve: note: with --queue the workers run the answers: start them with the same "
+            "--mcp/--approve-tools/--approve-all-tools (this node runs the tools a person approved)",
+            file=sys.stderr,
+        )
     if args.redis and (problem := _redis_problem(args.redis)) is not None:
         print(f"lmstream serve: {problem}", file=sys.stderr)
         return 2
@@ -370,6 +420,11 @@ def _run(uvicorn: Any, create_app: Any, args: argparse.Namespace, processor: Any
             return 2
     registry = _redis_registry(args.redis, args.queue) if args.redis else None
     approvals = _redis_approvals(registry) if registry is not None else None
+    try:
+        limits = _file_limits(args)
+    except ValueError as exc:
+        print(f"lmstream serve: error: {exc}", file=sys.stderr)
+        return 2
     app = create_app(
         processor,
         api_key=api_key,
@@ -385,6 +440,8 @@ def _run(uvicorn: Any, create_app: Any, args: argparse.Namespace, processor: Any
         cors_origins=args.cors_origin,
         served_model_names=args.served_model_name or [args.model],
         allow_client_tools=args.allow_client_tools,
+        file_limits=limits,
+        blobs=_redis_blobs(registry) if registry is not None else None,
         write_timeout=args.write_timeout,
         lifespan=lifespan,
     )

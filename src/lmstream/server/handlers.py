@@ -14,6 +14,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from .. import _json
+from .._mime import sniff
 from ..approval import ApprovalError, DeferredApproval, answer
 from ..chat_registry import Answer, ChatLog, ChatRegistry, DetachedChatRegistry, InlineChatRegistry
 from ..errors import ContextOverflowError, LMStreamError, StreamGoneError
@@ -21,6 +23,7 @@ from ..events import Event, EventEmitter
 from ..processor import LMRequestProcessor
 from ..protocols.chat import ChatTurn, chat_turn, deferred_to, run_chat_turn, stream_chat_turn
 from ..protocols.errors import BadRequest, public_error_text
+from ..protocols.files import FILE_URL_PREFIX, FileIntake, MemoryBlobStore, ref_of
 from ..protocols.policy import ClientPolicy
 from ..protocols.requests import PromptSlot, parse_chat, parse_stream
 from ..protocols.ui_approvals import ApprovalStore, InMemoryApprovalStore, parse_approval_answers, take_decisions
@@ -78,8 +81,11 @@ class ChatServer:
         approvals: ApprovalStore | None = None,
         approval_ttl: float = 600.0,
         write_timeout: float | None = 30.0,
+        files: FileIntake | None = None,
     ) -> None:
         self.processor = processor
+        #: the limits on clients' files and the store that keeps each once (by hash)
+        self.files = files or FileIntake(MemoryBlobStore())
         self.registry = registry
         self.guard = guard
         self.heartbeat = heartbeat
@@ -110,9 +116,12 @@ class ChatServer:
     # ------------------------------------------------------------------ routes
     async def chat(self, request: Request) -> Response | SSEResponse:
         try:
-            body = await read_json(request, self.guard.max_body_bytes, self.read_timeout)
+            body = await read_json(request, self.chat_body_bytes, self.read_timeout)
             cont = parse_approval_answers(body)
-            req = None if cont is not None else parse_chat(body, self.guard.max_messages, self.policy)
+            blobs = await self.files.intake(body) if cont is None else {}  # new files stored, refs kept
+            if len(_json.dumps(body)) > self.guard.max_body_bytes:  # besides files, the usual bound
+                raise BadRequest("body", f"larger than {self.guard.max_body_bytes} bytes besides its files", 413)
+            req = None if cont is not None else parse_chat(body, self.guard.max_messages, self.policy, blobs)
             hyper = self.policy.check(body.get("hyperparameters")) if cont is not None else None
         except BadRequest as exc:
             return error_response(exc.status, str(exc), "invalid_request_error")
@@ -132,7 +141,9 @@ class ChatServer:
             if isinstance(self.registry, DetachedChatRegistry):
                 return await self._chat_detached(self.registry, turn, body, slot)
             return self._chat_inline(turn, slot)
-        except Exception as exc:  # the registry's store refused (Redis down, OOM, ...)
+        except Exception as exc:  # the registry's store refused (Redis down, OOM, a full queue ...)
+            if getattr(exc, "status_code", None) == 429:
+                return error_response(429, str(exc), "rate_limit_error", {"retry-after": "5"})
             return _unavailable(exc)
         finally:
             slot.release()  # the route's own hold; what outlives it took its share
@@ -305,6 +316,34 @@ class ChatServer:
             replay_ui_frames(items, after), on_disconnect=None, heartbeat=self.heartbeat,
             write_timeout=self.write_timeout, headers=UI_HEADERS
         )
+
+    @property
+    def chat_body_bytes(self) -> int:
+        """A chat body's bound: the operator's, plus room for the files a request may carry
+        (base64: 4 bytes per 3)."""
+        return self.guard.max_body_bytes + (self.files.limits.max_request_bytes * 4 + 2) // 3
+
+    async def file_limits(self, request: Request) -> Response:
+        """`GET /api/files`: the limits on files, which the page shows before an upload."""
+        return JSONResponse(self.files.limits.describe())
+
+    async def file(self, request: Request) -> Response:
+        """`GET /api/files/<sha256>`: a stored file, for the page's thumbnails. Served as data
+        that never runs: its type from its bytes, nosniff, a sandbox CSP, and a download for
+        anything but a raster image."""
+        digest = str(request.path_params.get("digest", ""))
+        data = await self.files.store.get(digest) if ref_of(FILE_URL_PREFIX + digest) else None
+        if data is None:
+            return error_response(404, "no such file (files are kept as long as a chat)", "not_found")
+        mime = sniff(data) or "application/octet-stream"
+        headers = {
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "default-src 'none'; sandbox",
+            "Cache-Control": "private, max-age=3600, immutable",
+        }
+        if not mime.startswith("image/"):
+            headers["Content-Disposition"] = "attachment"
+        return Response(data, media_type=mime, headers=headers)
 
     async def healthz(self, request: Request) -> Response:
         """200 `{"status": "ok", ...}`, or 503 `{"status": "degraded", "down": [...]}` naming what

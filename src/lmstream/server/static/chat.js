@@ -139,7 +139,7 @@ async function ask(c, trigger, existing) {
       if (keep <= 2 || !(res.status === 413 || (res.status === 400 && /too many messages/.test(await res.clone().text())))) break;
     }
   } catch (e) {
-    return done(c, answer, e.name === "AbortError" ? "stopped" : "error", "Network error: " + e.message);
+    return done(c, answer, e.name === "AbortError" ? "stopped" : "error", offline(e));
   }
   if (!res.ok) {
     let msg = res.status + " " + res.statusText;
@@ -182,13 +182,18 @@ async function stream(c, res, controller, answer) {
     if (!m.finishReason) return done(c, answer, "error", "The connection closed before the answer finished.");
     return done(c, answer, "done");
   } catch (e) {
-    return done(c, answer, e.name === "AbortError" ? "stopped" : "error", "Network error: " + e.message);
+    return done(c, answer, e.name === "AbortError" ? "stopped" : "error", offline(e));
   }
 }
 
 function keepPartial(c, answer) { // so a reload finds what had arrived
   const msgs = c.messages.filter((m) => m !== answer.msg);
   saveChat({ ...c, messages: [...msgs, answer.msg], pending: true });
+}
+
+function offline(e) { // a failed fetch says only "network error" / "Failed to fetch": say what it means
+  return "Lost the connection to the server (" + e.message + "). Check that it is still running and reachable, "
+    + "then press Regenerate.";
 }
 
 function done(c, answer, state, error) {
