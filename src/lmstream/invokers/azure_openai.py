@@ -54,6 +54,7 @@ class AzureOpenAILMInvoker(OpenAIChatCompletionsLMInvoker):
     billed_as: ClassVar[str | None] = "azure"
     aliases: ClassVar[tuple[str, ...]] = ()
     tracing_name: ClassVar[str] = "azure.ai.openai"
+    install_extra: ClassVar[str] = "azure"
     env_vars: ClassVar[tuple[str, ...]] = ("AZURE_OPENAI_API_KEY",)
     default_base_url: ClassVar[str | None] = None
     base_url_env: ClassVar[str | None] = None
@@ -87,6 +88,7 @@ class AzureOpenAIResponsesLMInvoker(OpenAILMInvoker):
     provider: ClassVar[str] = "azure-openai-responses"
     billed_as: ClassVar[str | None] = "azure"
     tracing_name: ClassVar[str] = "azure.ai.openai"
+    sdk_extra: ClassVar[str] = "azure"
     default_base_url: ClassVar[str | None] = None
     system_apart: ClassVar[bool] = False
     env_vars: ClassVar[tuple[str, ...]] = ("AZURE_OPENAI_API_KEY",)
