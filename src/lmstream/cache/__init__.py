@@ -7,6 +7,12 @@ the same events, in order, at the configured pace; an identical request already 
 joined (one upstream call for all); otherwise this request generates, and a clean finish is
 stored. The store is the process's memory (LRU, `max_bytes`) or Redis (shared by every node;
 a node also joins a generation running on another through its Redis stream).
+
+Modules: `key` (the request, normalised and hashed), `entry` (a finished answer as bytes: its
+events with their timing, and its `LMOutput`), `flight` (one generation shared by identical
+requests in flight), `replay` (a recorded answer put back on a request, paced), `memory` (the
+in-process LRU store), `disk` (a directory of entries that outlive the process), `redis_store`
+(entries every node shares, and generations a node on another machine joins).
 """
 
 from __future__ import annotations
@@ -191,9 +197,8 @@ class ResponseCache:
                 run: str | None = await remote.claim(key)
                 if run is not None:
                     return run
-                followed = await remote.follow(key, ctx)
+                followed = await remote.follow(key, ctx, self._joined)
                 if followed is not None:
-                    self.joins += 1
                     output, age = followed
                     return _served(output, ctx, started, hit=False, joined=True, age=age)
                 entry = await self._lookup(key)  # that run ended between our two looks: stored?
@@ -204,8 +209,16 @@ class ResponseCache:
         except LMStreamError:
             raise
         except Exception as exc:  # Redis unreachable: generate here, unshared
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # the request was cancelled while Redis was answering (the client may turn the
+                # cancellation into a connection error): it ends here, it does not generate
+                raise asyncio.CancelledError from exc
             logger.warning("response cache: Redis coordination failed (%s); generating here", type(exc).__name__)
         return None
+
+    def _joined(self) -> None:
+        self.joins += 1
 
     async def _lookup(self, key: str) -> Entry | None:
         try:
