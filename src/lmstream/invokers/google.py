@@ -84,6 +84,7 @@ class GoogleLMInvoker(SDKLMInvoker):
     """
 
     provider: ClassVar[str] = "google"
+    billed_as: ClassVar[str | None] = "google"
     tracing_name: ClassVar[str] = "gcp.gemini"
     tracing_name_from_host: ClassVar[bool] = True
     default_base_url: ClassVar[str | None] = "https://generativelanguage.googleapis.com"
@@ -136,6 +137,10 @@ class GoogleLMInvoker(SDKLMInvoker):
         if self.vertexai and not self.base_url:
             return f"https://{self.location + '-' if self.location else ''}aiplatform.googleapis.com"
         return super().endpoint()
+
+    @property
+    def install_extra(self) -> str:
+        return "vertex" if self.vertexai else self.sdk_extra
 
     def traced_provider(self, host_says: str | None) -> str:
         return "gcp.vertex_ai" if self.vertexai else super().traced_provider(host_says)
