@@ -101,3 +101,44 @@ async def test_an_unreachable_redis_still_answers_without_the_cache() -> None:
         _, out2 = await _run(node)
         assert out.text == out2.text == "".join(TEXT) and len(srv.requests) == 2
     assert "127.0.0.1:9" not in repr(node.cache)
+
+
+async def test_a_generation_goes_on_for_readers_on_another_node_and_stops_when_all_leave(
+    r: Any, redis_server: RedisServer
+) -> None:
+    async with WireServer(repeat_last=True) as srv:
+        srv.enqueue(Script(chunks=fx.openai_chat_text(TEXT), delay_between=0.05))
+        a, b = _node(srv, redis_server.url), _node(srv, redis_server.url)
+
+        async def leave_after(lmrp: LMRequestProcessor[LMOutput], tokens: int, q: str = "hi") -> int:
+            seen = 0
+            async with lmrp.stream(q=q, hyperparameters=T0) as s:
+                async for e in s:
+                    if e.type == "response":
+                        seen += 1
+                        if seen == tokens:
+                            return seen
+            return seen
+
+        # node A's only reader leaves at token 3; node B's reader, which joined, gets everything
+        first = asyncio.create_task(leave_after(a, 3))
+        assert await srv.wait_for(lambda s: bool(s.requests) and s.requests[0].chunks_written >= 2, timeout=5.0)
+        events, out_b = await _run(b)
+        assert await first == 3
+        assert out_b.text == "".join(TEXT) and out_b.cache is not None and out_b.cache["joined"]
+        assert [e.value for e in events if e.type == "response"] == list(TEXT)
+        assert len(srv.requests) == 1 and not srv.requests[0].disconnected
+
+        # both leave (another question): the upstream call is closed, and nothing is stored
+        a2, b2 = _node(srv, redis_server.url), _node(srv, redis_server.url)
+        srv.enqueue(Script(chunks=fx.openai_chat_text(TEXT * 20), delay_between=0.05))  # 8 s: still running
+        first = asyncio.create_task(leave_after(a2, 2, "again"))
+        assert await srv.wait_for(lambda s: len(s.requests) == 2 and s.requests[1].chunks_written >= 2, timeout=5.0)
+        assert await leave_after(b2, 1, "again") == 1  # node B's reader joined node A's run
+        await first
+        assert await srv.wait_for(lambda s: s.requests[1].disconnected, timeout=5.0)
+        assert len(srv.requests) == 2
+        for n in (a, b, a2, b2):
+            assert n.cache is not None
+            await n.cache.aclose()
+    assert b2.cache is not None and b2.cache.joins == 1

@@ -191,9 +191,8 @@ class ResponseCache:
                 run: str | None = await remote.claim(key)
                 if run is not None:
                     return run
-                followed = await remote.follow(key, ctx)
+                followed = await remote.follow(key, ctx, self._joined)
                 if followed is not None:
-                    self.joins += 1
                     output, age = followed
                     return _served(output, ctx, started, hit=False, joined=True, age=age)
                 entry = await self._lookup(key)  # that run ended between our two looks: stored?
@@ -204,8 +203,16 @@ class ResponseCache:
         except LMStreamError:
             raise
         except Exception as exc:  # Redis unreachable: generate here, unshared
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # the request was cancelled while Redis was answering (the client may turn the
+                # cancellation into a connection error): it ends here, it does not generate
+                raise asyncio.CancelledError from exc
             logger.warning("response cache: Redis coordination failed (%s); generating here", type(exc).__name__)
         return None
+
+    def _joined(self) -> None:
+        self.joins += 1
 
     async def _lookup(self, key: str) -> Entry | None:
         try:

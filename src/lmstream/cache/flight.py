@@ -34,6 +34,7 @@ class Flight:
         "readers",
         "records",
         "run",
+        "shared",
         "started",
         "task",
         "wall",
@@ -50,6 +51,7 @@ class Flight:
         self.readers = 0
         self.task: asyncio.Task[None] | None = None
         self.run: str | None = None  # with the Redis store: the run id other nodes follow
+        self.shared = False  # its events go to Redis, where other nodes may be reading
         self.attempts: list[dict[str, Any]] = []  # the generation's model calls (a fallback chain's)
         self._wake = asyncio.Event()
 
@@ -88,10 +90,14 @@ class Flight:
             await self._wake.wait()
 
     def leave(self) -> None:
-        """A reader is gone: the last one out stops a generation still running."""
+        """A reader is gone: the last one out stops a generation still running, unless readers
+        on other nodes follow it (then its publisher stops it once they have left too)."""
         self.readers -= 1
         if self.readers <= 0 and not self.done and self.task is not None:
-            self.task.cancel()
+            if self.shared:
+                self._poke()  # the publisher looks for readers elsewhere
+            else:
+                self.task.cancel()
 
 
 class Recorder(BaseEventHandler):

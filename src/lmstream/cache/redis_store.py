@@ -7,7 +7,9 @@ ids are SHA-256 digests of the request or random run ids, never a client's text)
 * ``{prefix}:cache:lease:{key}``: the id of the run generating that answer now; set with NX
   (one node wins), renewed while the run lives, deleted when it ends;
 * ``{prefix}:cache:run:{run}``: the run's events as a Redis stream (field ``e``: one event;
-  field ``end``: the output, or ``error``), kept a minute after the end for late readers.
+  field ``end``: the output, or ``error``), kept a minute after the end for late readers;
+* ``{prefix}:cache:readers:{run}``: how many requests on other nodes read that run now (it
+  goes on while any does, though every request on its own node has left).
 
 Redis's own memory policy bounds the entries (``maxmemory-policy allkeys-lru`` evicts them).
 This module speaks to Redis with the `redis` client directly: `lmstream.redis` is a transport,
@@ -21,6 +23,7 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import _json
@@ -39,10 +42,21 @@ logger = logging.getLogger("lmstream")
 
 #: seconds a finished run's stream stays readable (a reader that found the lease just before the end)
 RUN_KEEP = 60
+#: seconds between looks for readers on other nodes once every reader here has left
+ORPHAN_CHECK = 0.5
 _DEL_IF_OURS = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
 """
+
+
+def _still_wanted() -> None:
+    """Raise the cancellation of a reader that left, when a call swallowed it: redis-py's
+    `xread` can return the reply it was reading although its task was cancelled meanwhile
+    (seen with redis-py 8.2: the reader then read on to the end, keeping the run alive)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 class RedisCacheStore:
@@ -62,6 +76,7 @@ class RedisCacheStore:
         self._client: Any = aioredis.Redis.from_url(url)
         self.prefix = prefix
         self.lease = lease
+        self._pending: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:  # the URL may hold a password
         return f"RedisCacheStore(prefix={self.prefix!r})"
@@ -75,6 +90,9 @@ class RedisCacheStore:
 
     def run_key(self, run: str) -> str:
         return f"{self.prefix}:cache:run:{run}"
+
+    def readers_key(self, run: str) -> str:
+        return f"{self.prefix}:cache:readers:{run}"
 
     # ----- the store
     async def get(self, key: str) -> bytes | None:
@@ -99,20 +117,49 @@ class RedisCacheStore:
         ok = await self._client.set(self.lease_key(key), run, nx=True, px=int(self.lease * 1000))
         return run if ok else None
 
-    async def follow(self, key: str, ctx: RequestContext) -> tuple[LMOutput, float] | None:
+    async def follow(
+        self, key: str, ctx: RequestContext, on_join: Callable[[], None] | None = None
+    ) -> tuple[LMOutput, float] | None:
         """Replay the run that holds `key`'s lease into `ctx`, live, to its end: its output and
         its age. None when no run holds the lease any more and none of it was replayed."""
         client = self._client
         run = await client.get(self.lease_key(key))
         if run is None:
             return None
-        stream = self.run_key(run.decode())
+        stream, readers = self.run_key(run.decode()), self.readers_key(run.decode())
+        pipe = client.pipeline(transaction=False)
+        pipe.incr(readers)
+        pipe.pexpire(readers, int(self.lease * 2000))
+        await pipe.execute()
+        try:
+            return await self._follow(key, stream, readers, ctx, on_join)
+        finally:
+            # not awaited here: this frame may be unwinding a cancellation (a reader that left)
+            task = asyncio.create_task(self._uncount(readers))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    async def _uncount(self, readers: str) -> None:
+        try:
+            await self._client.decr(readers)
+        except Exception:  # a reader gone uncounted only lets the run finish (the key expires)
+            logger.debug("response cache: could not uncount a reader", exc_info=True)
+
+    async def _follow(
+        self, key: str, stream: str, readers: str, ctx: RequestContext, on_join: Callable[[], None] | None
+    ) -> tuple[LMOutput, float] | None:
+        client = self._client
         rep = Replayer(ctx)
+        counted = time.monotonic()
         last = "0-0"
         seen = False
         quiet_since = time.monotonic()
         while True:
             got = await client.xread({stream: last}, count=512, block=int(min(self.lease, 1.0) * 1000))
+            _still_wanted()
+            if time.monotonic() - counted >= self.lease / 3:  # still reading: keep this reader counted
+                counted = time.monotonic()
+                await client.pexpire(readers, int(self.lease * 2000))
             if not got:
                 if time.monotonic() - quiet_since < self.lease / 3:
                     continue
@@ -127,6 +174,8 @@ class RedisCacheStore:
                 last = entry_id
                 if b"e" in fields:
                     _, type_, value, level, block, extra = _json.loads(fields[b"e"])
+                    if not seen and on_join is not None:
+                        on_join()  # this request shares that run now
                     seen = True
                     await rep.emit(type_, value, level, block, extra)
                 elif b"end" in fields:
@@ -152,6 +201,8 @@ class Publisher:
         self._sent = 0
         self._blocks: set[Any] = set()
         self._stopping = False
+        self._checked = 0.0
+        flight.shared = True
         self._task = asyncio.create_task(self._pump())
 
     async def _pump(self) -> None:
@@ -161,7 +212,7 @@ class Publisher:
         renewed = time.monotonic()
         while True:
             try:
-                await asyncio.wait_for(flight.changed(), timeout=renew_every)
+                await asyncio.wait_for(flight.changed(), timeout=min(renew_every, ORPHAN_CHECK))
             except TimeoutError:
                 pass
             await self._send()
@@ -170,6 +221,19 @@ class Publisher:
             if time.monotonic() - renewed >= renew_every:
                 renewed = time.monotonic()
                 await client.pexpire(self.store.lease_key(self.key), int(self.store.lease * 1000))
+            if flight.readers <= 0 and not flight.done and await self._orphaned():
+                assert flight.task is not None
+                flight.task.cancel()  # nobody reads it, here or elsewhere: the upstream call closes
+                return
+
+    async def _orphaned(self) -> bool:
+        """No reader on another node (checked at most every ORPHAN_CHECK seconds)."""
+        now = time.monotonic()
+        if now - self._checked < ORPHAN_CHECK and self._checked:
+            return False
+        self._checked = now
+        n = await self.store._client.get(self.store.readers_key(self.run))
+        return n is None or int(n) <= 0
 
     async def _send(self) -> None:
         records = self.flight.records

@@ -6,6 +6,7 @@ Providers are leaves; this module knows HTTP, not events.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 from collections.abc import AsyncIterator, Mapping
 from email.utils import parsedate_to_datetime
@@ -255,6 +256,20 @@ def error_from_status(provider: str, status: int, headers: Mapping[str, str], bo
     if status in (401, 403):
         message += " — check the API key (it was sent but rejected)"
     return ProviderError(message, status_code=status, provider=provider, body=body, retry_after=retry_after)
+
+
+def require(module: str, extra: str) -> None:
+    """Raise `ConfigurationError` naming the extra to install when `module` cannot be imported.
+
+    Adapters import their HTTP stack or SDK lazily (`import lmstream` stays fast), so without this a
+    user who skipped the extra meets a bare `ModuleNotFoundError` from inside the first request.
+    """
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"{module} is not installed (the {extra!r} extra brings it); run: pip install 'lmstream[{extra}]'"
+        ) from exc
 
 
 def map_transport_error(provider: str, exc: BaseException, where: str) -> Exception:

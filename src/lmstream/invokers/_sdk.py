@@ -126,12 +126,17 @@ class SDKLMInvoker(BaseLMInvoker):
         self._client: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
+    @property
+    def install_extra(self) -> str:
+        """The extra a missing SDK is installed with (Google on Vertex AI: `vertex`)."""
+        return self.sdk_extra
+
     def _sdk(self) -> ModuleType:
         try:
             return importlib.import_module(self.sdk_module)
         except ImportError as exc:
             raise ConfigurationError(
-                f"the {self.sdk_module} SDK is not installed; run: pip install 'lmstream[{self.sdk_extra}]'"
+                f"the {self.sdk_module} SDK is not installed; run: pip install 'lmstream[{self.install_extra}]'"
             ) from exc
 
     def _make_client(self) -> Any:

@@ -53,6 +53,7 @@ class AzureOpenAILMInvoker(OpenAIChatCompletionsLMInvoker):
     provider: ClassVar[str] = "azure-openai"
     aliases: ClassVar[tuple[str, ...]] = ()
     tracing_name: ClassVar[str] = "azure.ai.openai"
+    install_extra: ClassVar[str] = "azure"
     env_vars: ClassVar[tuple[str, ...]] = ("AZURE_OPENAI_API_KEY",)
     default_base_url: ClassVar[str | None] = None
     base_url_env: ClassVar[str | None] = None
@@ -85,6 +86,7 @@ class AzureOpenAIResponsesLMInvoker(OpenAILMInvoker):
 
     provider: ClassVar[str] = "azure-openai-responses"
     tracing_name: ClassVar[str] = "azure.ai.openai"
+    sdk_extra: ClassVar[str] = "azure"
     default_base_url: ClassVar[str | None] = None
     system_apart: ClassVar[bool] = False
     env_vars: ClassVar[tuple[str, ...]] = ("AZURE_OPENAI_API_KEY",)

@@ -137,6 +137,10 @@ class GoogleLMInvoker(SDKLMInvoker):
             return f"https://{self.location + '-' if self.location else ''}aiplatform.googleapis.com"
         return super().endpoint()
 
+    @property
+    def install_extra(self) -> str:
+        return "vertex" if self.vertexai else self.sdk_extra
+
     def traced_provider(self, host_says: str | None) -> str:
         return "gcp.vertex_ai" if self.vertexai else super().traced_provider(host_says)
 

@@ -18,6 +18,7 @@ from .. import _json
 from ..errors import ConfigurationError, LMStreamError
 from ..prompt import Message
 from ..types import Attachment, ToolCall, ToolResult
+from ._http import require
 from ._sdk import with_idle_timeout
 from ._sdk_errors import raise_mapped
 from .base import BaseLMInvoker, CallParams, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
@@ -85,6 +86,7 @@ def _load(spec: str, kwargs: dict[str, Any]) -> Any:
     module, sep, attr = spec.partition(":")
     if not sep or not module or not attr:
         raise ConfigurationError(f"langchain model {spec!r}: write it as 'langchain/<module>:<ChatModelClass>'")
+    require("langchain_core", "langchain")
     try:
         target = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as exc:

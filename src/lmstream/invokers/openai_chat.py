@@ -25,6 +25,7 @@ from ._http import (
     iter_sse,
     map_transport_error,
     not_a_stream_error,
+    require,
     resolve_api_key,
 )
 from .base import BaseLMInvoker, CallParams, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
@@ -110,6 +111,8 @@ class OpenAIChatCompletionsLMInvoker(BaseLMInvoker):
     env_vars: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY",)
     default_base_url: ClassVar[str | None] = "https://api.openai.com/v1"
     key_required: ClassVar[bool] = True
+    #: the extra that installs this adapter's HTTP stack, named when it is missing
+    install_extra: ClassVar[str] = "openai"
     #: environment variable that overrides `default_base_url` (None: only `base_url=` does)
     base_url_env: ClassVar[str | None] = "OPENAI_BASE_URL"
     max_tokens_field: ClassVar[str] = "max_completion_tokens"
@@ -227,6 +230,7 @@ class OpenAIChatCompletionsLMInvoker(BaseLMInvoker):
 
     async def stream_deltas(self, messages: list[Message], params: CallParams) -> AsyncIterator[Any]:
         """One streamed Chat Completions request as normalised deltas (the hot path)."""
+        require("httpx", self.install_extra)
         import httpx
 
         shard = self._clients.acquire()  # released when the stream ends, however it ends

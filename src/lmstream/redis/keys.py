@@ -8,7 +8,8 @@ apart from keys in Redis, so ``{prefix}:stop`` and ``{prefix}:notify`` cannot co
 The response cache (`lmstream.cache.redis_store`, below this transport) keeps its keys beside
 these, in the family ``cache``: ``{prefix}:cache:entry:{sha256 of the request}`` (a finished
 answer, with its TTL), ``{prefix}:cache:lease:{sha256}`` (the run generating it now) and
-``{prefix}:cache:run:{run id}`` (that run's events, a stream other nodes read).
+``{prefix}:cache:run:{run id}`` (that run's events, a stream other nodes read) and
+``{prefix}:cache:readers:{run id}`` (how many requests on other nodes read it).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 // A part kind is drawn by an entry of PART_VIEWS, and a tool call's look per state by TOOL_STATES,
 // so new kinds (tool approval, say) are one entry each.
 import { MarkdownView } from "./markdown.js";
+import { fileNode, setImage } from "./files.js";
 
 export function el(tag, cls, text) {
   const e = document.createElement(tag);
@@ -131,7 +132,32 @@ class ResetView { // data-reset: a fallback model took over from one that failed
   render() { return false; }
 }
 
-export const PART_VIEWS = { text: TextView, reasoning: ReasoningView, tool: ToolView, "data-context": ContextView, "data-reset": ResetView };
+const adopted = new WeakMap(); // a model's file part -> the preview <img> it takes over (one image, in place)
+
+class FileView { // file: a file the model made; a raster image is drawn, anything else is a chip
+  constructor(part, box) {
+    this.node = el("div", "answer-image");
+    this.node.appendChild(fileNode(part, adopted.get(part)));
+    box.appendChild(this.node);
+  }
+  render() { return false; }
+}
+
+class FilePreviewView { // data-file-preview: the image as it sharpens, until the file itself arrives
+  constructor(part, box) {
+    this.part = part; this.shown = null;
+    this.node = el("div", "answer-image preview"); this.img = el("img"); this.img.alt = "image being made";
+    this.node.appendChild(this.img); box.appendChild(this.node);
+  }
+  render() {
+    const d = this.part.data || {};
+    if (d.done) { this.node.remove(); return false; }
+    if (d.url && d.url !== this.shown && setImage(this.img, d.url, d.mediaType)) this.shown = d.url;
+    return false;
+  }
+}
+
+export const PART_VIEWS = { text: TextView, reasoning: ReasoningView, tool: ToolView, "data-context": ContextView, "data-reset": ResetView, file: FileView, "data-file-preview": FilePreviewView };
 function viewFor(part) {
   if (part.type.startsWith("tool-") || part.type === "dynamic-tool") return PART_VIEWS.tool;
   return PART_VIEWS[part.type] || null;
@@ -226,6 +252,21 @@ export class Answer {
       case "data-usage": this.msg.metadata.usage = { ...c.data, ttft_page: this.firstAt !== null ? (this.firstAt - this.t0) / 1000 : null, deltas: this.deltas }; break;
       case "data-status": this.waiting(c.data); break;
       case "data-reset": this.reset(c); break;
+      case "data-file-preview": {
+        this.first();
+        const old = c.id && this.msg.parts.find((p) => p.type === c.type && p.id === c.id);
+        if (old) { old.data = c.data; schedule(this.views.get(old)); } else this.preview = this.add({ type: c.type, id: c.id, data: c.data });
+        break;
+      }
+      case "file": {
+        this.first();
+        const part = { type: "file", url: c.url, mediaType: c.mediaType };
+        const prev = this.preview; this.preview = null;
+        if (prev && prev.img) adopted.set(part, prev.img); // the preview's image becomes the file's
+        const v = this.add(part);
+        if (prev && v && prev.node.isConnected) prev.node.before(v.node);
+        break;
+      }
       case "error": this.msg.metadata.error = c.errorText; break;
       case "abort": this.msg.metadata.aborted = true; break;
       case "finish": this.msg.metadata.finishReason = c.finishReason || "stop"; break;
@@ -261,7 +302,7 @@ export class Answer {
     if (m.state === "error") { const e = el("div", "error"); e.setAttribute("role", "alert"); e.append(el("strong", null, "Error: "), document.createTextNode(m.error || "the request failed")); this.bubble.appendChild(e); }
     if (m.state === "stopped") this.bubble.appendChild(el("div", "stopped", "Stopped."));
     if (m.state === "interrupted") this.bubble.appendChild(el("div", "stopped interrupted", "Interrupted: the page was closed or reloaded before this answer finished."));
-    if (m.state === "done" && !this.msg.parts.some((p) => p.type === "text" || p.type.startsWith("tool-"))) this.bubble.appendChild(el("div", "stopped", "(no answer)"));
+    if (m.state === "done" && !this.msg.parts.some((p) => p.type === "text" || p.type === "file" || p.type.startsWith("tool-"))) this.bubble.appendChild(el("div", "stopped", "(no answer)"));
     const cut = m.state === "done" && m.finishReason === "length";
     if (cut) { // the model hit the token limit: the answer is not whole, and says so
       const n = m.usage && m.usage.output_tokens;

@@ -2,6 +2,7 @@
 // It speaks the Vercel AI SDK UI message stream (POST api/chat), as the `ai` package's client does.
 import { Answer, el, onFrame, schedule, setApprovalHandler } from "./answer.js";
 import { deleteChat, lastChatId, listChats, loadChat, newId, saveChat } from "./store.js";
+import { fileNode, forRequest, hasFiles, loadLimits, stored, takeParts, wire } from "./files.js";
 
 const $ = (id) => document.getElementById(id);
 const log = $("log");
@@ -42,10 +43,13 @@ $("keyform").addEventListener("submit", (e) => {
 });
 
 // ------------------------------------------------------------------ showing a conversation
-function addUser(text) {
+function addUser(text, files) {
   $("empty")?.remove();
-  const m = el("div", "msg user"); m.appendChild(el("div", "bubble", text)); $("msgs").appendChild(m);
+  const m = el("div", "msg user"); const b = el("div", "bubble", text);
+  if (files && files.length) { const box = el("div", "files"); for (const p of files) box.appendChild(fileNode(p)); b.prepend(box); }
+  m.appendChild(b); $("msgs").appendChild(m);
 }
+function userFiles(m) { return m.parts.filter((p) => p.type === "file"); }
 function userText(m) { return m.parts.filter((p) => p.type === "text").map((p) => p.text).join(""); }
 
 function show(c) {
@@ -53,7 +57,7 @@ function show(c) {
   $("msgs").replaceChildren();
   if (!c.messages.length) { const p = el("p", "empty", EMPTY); p.id = "empty"; $("msgs").appendChild(p); }
   for (const m of c.messages) {
-    if (m.role === "user") addUser(userText(m));
+    if (m.role === "user") addUser(userText(m), userFiles(m));
     else if (m.role === "assistant") new Answer($("msgs"), m, { regenerate, continue: more });
   }
   renderList(); follow();
@@ -136,12 +140,13 @@ async function ask(c, trigger, existing) {
     // the server fits that to the model's window.
     for (let keep = all.length; ; keep = Math.floor(keep / 2)) {
       res = await fetch("api/chat", { method: "POST", headers: headers(true), signal: controller.signal,
-        body: JSON.stringify({ id: c.id, messages: newest(all, keep), trigger }) });
+        body: JSON.stringify({ id: c.id, messages: forRequest(newest(all, keep)), trigger }) });
       if (keep <= 2 || !(res.status === 413 || (res.status === 400 && /too many messages/.test(await res.clone().text())))) break;
     }
   } catch (e) {
     return done(c, answer, e.name === "AbortError" ? "stopped" : "error", offline(e));
   }
+  if (res.ok) stored(); // the server keeps this request's files now: later turns name them
   if (!res.ok) {
     let msg = res.status + " " + res.statusText;
     try { msg = (await res.json()).error.message; } catch (_) { /* not JSON */ }
@@ -244,24 +249,27 @@ function stopRun() { // stop the running answer on the server too (with --redis,
 
 function setBusy(busy) { $("send").hidden = busy; $("stop").hidden = !busy; }
 
-function sendText(text) {
-  chat.messages.push({ id: newId().replace("chat", "msg"), role: "user", parts: [{ type: "text", text }] });
-  addUser(text); stick = true;
+function sendParts(text, files) {
+  const parts = [...(text ? [{ type: "text", text }] : []), ...files];
+  chat.messages.push({ id: newId().replace("chat", "msg"), role: "user", parts });
+  addUser(text, files); stick = true;
   ask(chat, "submit-message");
 }
-$("form").addEventListener("submit", (e) => {
+$("form").addEventListener("submit", async (e) => {
   e.preventDefault();
   const text = $("input").value.trim();
-  if (!text || run) return;
+  if ((!text && !hasFiles()) || run) return;
   $("input").value = ""; $("input").style.height = "";
-  sendText(text);
+  sendParts(text, await takeParts());
 });
+wire();
+loadLimits(headers);
 // Continue on an answer cut at the token limit: the chat protocol (UI messages) takes a user
 // message last, never an assistant prefix, so Continue is a follow-up asking for the rest.
 const CONTINUE = "Continue from where you stopped.";
 function more(answer) {
   if (run || !chat || chat.messages[chat.messages.length - 1] !== answer.msg) return;
-  sendText(CONTINUE);
+  sendParts(CONTINUE, []);
 }
 $("input").addEventListener("keydown", (e) => {
   if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); $("form").requestSubmit(); }
