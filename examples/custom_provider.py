@@ -6,17 +6,16 @@ in-memory source; a real one would read its HTTP stream the same way.
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
 
 from lmstream import LMRequestProcessor, Message, PromptBuilder, ProviderError
-from lmstream.engine.deltas import Delta, FinishDelta, UsageDelta
+from lmstream.engine.deltas import CallParams, Delta, FinishDelta, UsageDelta
 from lmstream.invokers import BaseLMInvoker
 
 
 class LineProtocolLMInvoker(BaseLMInvoker):
     provider = "line-protocol"
 
-    async def stream_deltas(self, messages: list[Message], params: dict[str, Any]) -> AsyncIterator[Delta]:
+    async def stream_deltas(self, messages: list[Message], params: CallParams) -> AsyncIterator[Delta]:
         question = messages[-1].text
         wire = [f"T:{word} " for word in f"You asked: {question}".split()] + ["U:5,4", "END:stop"]
         for line in wire:  # a real provider iterates its HTTP response here

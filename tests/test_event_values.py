@@ -75,5 +75,5 @@ async def test_every_emitted_value_has_its_documented_shape():
 def test_every_built_in_event_type_has_a_shape():
     from lmstream import EventType
 
-    reserved = {"code_start", "code", "code_end", "activity", "reference", "status", "usage"}
+    reserved = {"code_start", "code", "code_end", "activity", "reference", "usage"}
     assert {t.value for t in EventType} - reserved <= set(EVENT_VALUES)

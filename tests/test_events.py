@@ -81,8 +81,9 @@ async def test_every_event_type_is_emitted_by_lmstream_or_documented_as_reserved
     with the enum: what lmstream never emits must be the documented reserved set."""
     import re
 
+    from lmstream import FallbackLMInvoker
     from lmstream.approval import answer
-    from lmstream.engine.deltas import FileDelta, FinishDelta, ThinkingDelta, ToolCallDelta
+    from lmstream.engine.deltas import FileDelta, FinishDelta, StatusDelta, ThinkingDelta, ToolCallDelta
     from lmstream.tools import report_progress, tool
 
     @tool(requires_approval=True)  # tool_approval_request
@@ -102,6 +103,8 @@ async def test_every_event_type_is_emitted_by_lmstream_or_documented_as_reserved
     inv = ScriptedLMInvoker(
         [
             [
+                StatusDelta("queued", 1),  # status (the embedded engine's queue)
+                StatusDelta("running"),
                 ThinkingDelta("t"),
                 FileDelta("f", "image/png", data=""),
                 ToolCallDelta(0, "c", "echo", '{"x": "1"}'),
@@ -116,6 +119,9 @@ async def test_every_event_type_is_emitted_by_lmstream_or_documented_as_reserved
         await LMRequestProcessor(
             PromptBuilder(user_template="{q}"), ScriptedLMInvoker([ProviderError("x", provider="p")])
         ).process(q="go", event_emitter=emitter)
+    broken = ScriptedLMInvoker([["par", ProviderError("cut", provider="p", retryable=True)]])
+    chain = FallbackLMInvoker([broken, ScriptedLMInvoker(["whole"])], on_midstream_failure="restart")  # reset
+    await LMRequestProcessor(PromptBuilder(user_template="{q}"), chain).process(q="go", event_emitter=emitter)
     doc = EventType.__doc__ or ""
     reserved = set(re.findall(r"`(\w+)`", doc.split("Reserved", 1)[1].split(".", 1)[0]))
     assert seen | reserved == {t.value for t in EventType}

@@ -18,7 +18,7 @@ ROOT = Path(lmstream.__file__).parent
 
 #: Layers, lowest first: a module may import its own layer and the layers below, never above.
 LAYERS: list[tuple[str, ...]] = [
-    # data and pure helpers: no I/O, no events
+    # data and pure helpers: no network, no events (`cost` loads its price table on a thread, once)
     (
         "_json",
         "_redact",

@@ -36,12 +36,13 @@ class Budget:
     def remaining(self) -> float:
         return max(0.0, self.limit - self.spent)
 
-    def check(self, provider: str, model: str) -> None:
-        """Before a model call: refuse it when the limit is spent, or when no price is known
-        (a budget that cannot count would never stop anything)."""
-        if not price_known(provider, model):
+    def check(self, billed_as: str | None, model: str, model_id: str) -> None:
+        """Before a model call of `model_id` (`model` as `billed_as` bills it, `lmstream.cost`):
+        refuse it when the limit is spent, or when no price is known (a budget that cannot count
+        would never stop anything)."""
+        if not price_known(billed_as, model):
             raise ConfigurationError(
-                f"budget= needs prices, and none is known for {provider}/{model} (install "
+                f"budget= needs prices, and none is known for {model_id} (install "
                 "'lmstream[cost]', or drop budget= for a provider that does not bill)"
             )
         if self.spent >= self.limit:

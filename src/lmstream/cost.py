@@ -1,9 +1,10 @@
 """What a model call cost, in USD, from the `genai-prices` package (never a price table of our own).
 
-`price_of(provider, model, usage)` gives a `Cost` when the provider and the model are known to
+`price_of(billed_as, model, usage)` gives a `Cost` when the biller and the model are known to
 genai-prices, `None` when they are not (an OpenAI-compatible server, a LangChain model), and a
-zero `Cost` for the embedded model. `genai-prices` is imported on first use only; without it
-installed every remote cost is `None`.
+zero `Cost` for the embedded model. `billed_as` is genai-prices' id of who bills the call, which
+each invoker class declares (`BaseLMInvoker.billed_as`): there is no table of providers here.
+`genai-prices` is imported on first use only; without it installed every remote cost is `None`.
 """
 
 from __future__ import annotations
@@ -14,24 +15,12 @@ import sys
 import threading
 from typing import Any, Protocol
 
-__all__ = ["Cost", "add_costs", "prefetch", "price_known", "price_of"]
+__all__ = ["FREE", "Cost", "add_costs", "prefetch", "price_known", "price_of"]
 
 logger = logging.getLogger("lmstream")
 
-#: lmstream provider id -> genai-prices provider id (who bills, not what a price is)
-_PROVIDERS: dict[str, str] = {
-    "openai": "openai",
-    "openai-chat": "openai",
-    "anthropic": "anthropic",
-    "google": "google",
-    "azure-openai": "azure",
-    "azure-openai-responses": "azure",
-    "bedrock": "aws",
-    "xai": "x-ai",
-    "litellm": "litellm",  # genai-prices reads the provider from the model's own prefix
-}
-#: runs on this machine: nothing is billed
-_FREE = frozenset({"local"})
+#: `billed_as` of a model that runs on this machine: nothing is billed
+FREE = "free"
 
 
 class Cost(float):
@@ -116,11 +105,11 @@ def add_costs(a: Cost | None, b: Cost | None) -> Cost | None:
 
 
 @functools.lru_cache(maxsize=256)
-def price_known(provider: str, model: str) -> bool:
-    """Whether `price_of` can price this provider's model (checked once per pair)."""
-    if provider in _FREE:
+def price_known(billed_as: str | None, model: str) -> bool:
+    """Whether `price_of` can price this model (checked once per pair); None bills unknown."""
+    if billed_as == FREE:
         return True
-    gp_provider = _PROVIDERS.get(provider)
+    gp_provider = billed_as
     if gp_provider is None:
         return False
     try:
@@ -150,32 +139,32 @@ _prefetching = threading.Lock()
 _prefetched = False
 
 
-def prefetch(provider: str, model: str) -> None:
+def prefetch(billed_as: str | None, model: str) -> None:
     """Load the price table in a background thread (importing it takes about a second), so the
     first answer is not held up by it. Called when a priced invoker is built; cheap after that."""
     global _prefetched
-    if _prefetched or provider not in _PROVIDERS or "genai_prices" in sys.modules:
+    if _prefetched or billed_as is None or billed_as == FREE or "genai_prices" in sys.modules:
         return
     with _prefetching:
         if _prefetched:
             return
         _prefetched = True
-    threading.Thread(target=price_known, args=(provider, model), name="lmstream-prices", daemon=True).start()
+    threading.Thread(target=price_known, args=(billed_as, model), name="lmstream-prices", daemon=True).start()
 
 
-def price_of(provider: str, model: str, usage: Counts, *, batch: bool = False) -> Cost | None:
-    """The USD cost of `usage` on `provider`'s `model`, or None when no price is known.
+def price_of(billed_as: str | None, model: str, usage: Counts, *, batch: bool = False) -> Cost | None:
+    """The USD cost of `usage` on `model` as `billed_as` bills it, or None when no price is known.
 
     `batch`: answered through the provider's batch API, at its batch price where one is published."""
-    if provider in _FREE:
+    if billed_as == FREE:
         return ZERO
     if usage.input_tokens is None or usage.output_tokens is None:
         return None  # the provider did not report its tokens: the cost is unknown, not 0
-    if not price_known(provider, model):
+    if billed_as is None or not price_known(billed_as, model):
         return None
     import genai_prices
 
-    gp_provider = _PROVIDERS[provider]
+    gp_provider = billed_as
     inp = usage.input_tokens or 0
     cached = min(usage.cached_tokens or 0, inp)
     context = {"processing": "batch"} if batch else None
@@ -193,7 +182,7 @@ def price_of(provider: str, model: str, usage: Counts, *, batch: bool = False) -
                 genai_prices.calc_price(only_cache, model, provider_id=gp_provider, price_context=context).input_price
             )
     except (LookupError, ValueError) as exc:  # e.g. a usage shape this model has no price for
-        logger.debug("lmstream: no price for %s/%s: %s", provider, model, exc)
+        logger.debug("lmstream: no price for %s/%s: %s", billed_as, model, exc)
         return None
     return Cost(
         float(calc.total_price),

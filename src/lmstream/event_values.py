@@ -18,6 +18,7 @@ __all__ = [
     "DoneValue",
     "FileValue",
     "ResetValue",
+    "StatusValue",
     "ToolApprovalRequestValue",
     "ToolCallStartValue",
     "ToolCallValue",
@@ -72,6 +73,16 @@ class ToolProgressValue(TypedDict):
     progress: float
     total: float | None
     message: str | None
+
+
+class _StatusBase(TypedDict):
+    state: str  # "queued" or "running"
+
+
+class StatusValue(_StatusBase, total=False):
+    """`status`: where a request stands before it runs (the embedded engine's queue)."""
+
+    position: int  # 1-based place in line, while queued
 
 
 #: `reset`: a fallback model took over after content had streamed; `discarded` characters of
@@ -147,6 +158,7 @@ EVENT_VALUES: dict[str, type] = {
     "tool_approval_request": ToolApprovalRequestValue,
     "tool_progress": ToolProgressValue,
     "reset": ResetValue,
+    "status": StatusValue,
     "file": FileValue,
     "data": object,
     "error": str,

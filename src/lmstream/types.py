@@ -41,8 +41,11 @@ class EventType(StrEnum):
     """Built-in event types. Any other string is a valid user-defined type.
 
     Reserved, never emitted by lmstream itself: `code_start`, `code`, `code_end`, `activity`,
-    `reference`, `status`, `usage`. They are kept so code written for GLLM (`gllm-core`), and
+    `reference`, `usage`. They are kept so code written for GLLM (`gllm-core`), and
     users' own emitters, share one vocabulary; usage travels in the done event's metadata.
+
+    `status` (value `{"state", "position"?}`) says where a request stands before it runs: the
+    embedded engine's `queued` (with its 1-based place in line) and `running`.
 
     `tool_approval_request` (value `{"approval_id", "tool_call_id", "name", "arguments"}`) asks a
     person to approve a call before it runs; `tool_progress` (value `{"tool_call_id", "name",

@@ -3,6 +3,12 @@ and `lmstream batch INPUT.jsonl -o OUTPUT.jsonl` (resumable, with progress and s
 
 Requests are strings (prompts), dicts like the command line's input lines, or `BatchRequest`s;
 results (`BatchResult`) reach `on_result` as each request finishes, in that order.
+
+Modules: `runner` (the bounded, adaptive run of a batch through a processor), `limiter` (how
+many run at once: additive increase, multiplicative decrease), `requests` (the input, checked
+before anything is sent), `results` (the output, appended per request, safe to resume),
+`progress` (the bar or line on standard error), `provider` (`--provider-batch`: the provider's
+own batch API), `cli` (`lmstream batch`).
 """
 
 from __future__ import annotations

@@ -124,7 +124,7 @@ def _messages(invoker: Any, lmrp: Processor, req: BatchRequest) -> tuple[Any, Ca
 
 
 def _answer(rid: str, text: str, usage: TokenUsage, finish: str | None, invoker: Any, lmrp: Processor) -> BatchResult:
-    usage.cost = price_of(invoker.provider, invoker.model_name, usage, batch=True)
+    usage.cost = price_of(invoker.billed_as, invoker.model_name, usage, batch=True)
     parsed = lmrp.output_parser is not None
     value = None
     if parsed:

@@ -180,8 +180,8 @@ async def run_batch(
     slot = text_key(lmrp.prompt_builder)
     invoker = lmrp.lm_invoker
     if budget is not None:
-        for provider, model in invoker.priced_models():  # a price must be known before anything runs
-            budget.check(provider, model)  # (for each model a fallback chain or pool may reach)
+        for billed_as, model, model_id in invoker.priced_models():  # a price must be known before
+            budget.check(billed_as, model, model_id)  # anything runs (each model a chain or pool may reach)
     check_hyperparameters(invoker, requests)
 
     def on_retry(exc: BaseException, delay: float) -> None:

@@ -7,6 +7,12 @@ the same events, in order, at the configured pace; an identical request already 
 joined (one upstream call for all); otherwise this request generates, and a clean finish is
 stored. The store is the process's memory (LRU, `max_bytes`) or Redis (shared by every node;
 a node also joins a generation running on another through its Redis stream).
+
+Modules: `key` (the request, normalised and hashed), `entry` (a finished answer as bytes: its
+events with their timing, and its `LMOutput`), `flight` (one generation shared by identical
+requests in flight), `replay` (a recorded answer put back on a request, paced), `memory` (the
+in-process LRU store), `disk` (a directory of entries that outlive the process), `redis_store`
+(entries every node shares, and generations a node on another machine joins).
 """
 
 from __future__ import annotations

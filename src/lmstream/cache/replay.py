@@ -24,6 +24,8 @@ __all__ = ["Pacing", "Replayer", "replay_entry"]
 #: what counts as one token for a tokens-per-second pace
 _TOKENS = frozenset({EventType.RESPONSE, EventType.THINKING, EventType.TOOL_CALL_DELTA})
 _OWN = frozenset({"request_id", "block_id"})
+#: events an instant replay hands over between two turns of the event loop
+_BURST = 256
 #: a stored type name back to the `EventType` member a live answer carries
 _TYPES: dict[str, str] = {t.value: t for t in EventType}
 
@@ -108,9 +110,13 @@ async def replay_entry(entry: Entry, ctx: RequestContext, pacing: Pacing) -> Non
     first_t: float | None = None
     tokens = 0
     blocks = entry.blocks
-    for t, type_, val, level, b, extra in entry.records:
+    for i, (t, type_, val, level, b, extra) in enumerate(entry.records):
         if first_t is None:
             first_t = t
+        elif mode == "instant":
+            if i == 1 or i % _BURST == 0:
+                # let the readers run: the first event reaches the client before the rest is replayed
+                await asyncio.sleep(0)
         elif mode == "recorded":
             delay = start + (t - first_t) * value - time.perf_counter()
             if delay > 0:

@@ -69,7 +69,7 @@ async def call_model(
         return await run_chain(ctx, msgs, params, plan, call_model, carry)
     budget = ctx.budget
     if budget is not None:
-        budget.check(inv.provider, inv.model_name)
+        budget.check(inv.billed_as, inv.model_name, inv.model_id)
     # observability seam (lmstream.otel): one span per model call, all attempts; None when tracing is off
     obs = _observe.current()
     call = obs.call_started(inv, msgs, params, ctx.request_id) if obs is not None else None
@@ -98,13 +98,13 @@ def _price(inv: Any, msgs: list[Message], out: LMOutput) -> None:
     is priced on lmstream's own count (`cost.estimated` says so): a budget that counted nothing
     would let such calls spend without limit."""
     usage = out.usage
-    cost = price_of(inv.provider, inv.model_name, usage)
+    cost = price_of(inv.billed_as, inv.model_name, usage)
     if cost is None and (usage.input_tokens is None or usage.output_tokens is None):
         counts = _Counted(
             usage.input_tokens if usage.input_tokens is not None else _count(inv, msgs),
             usage.output_tokens if usage.output_tokens is not None else _output_tokens(inv, out),
         )
-        cost = price_of(inv.provider, inv.model_name, counts)
+        cost = price_of(inv.billed_as, inv.model_name, counts)
         if cost is not None:
             cost.estimated = True
     usage.cost = cost

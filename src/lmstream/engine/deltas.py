@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, TypeAlias
 
+from ..event_values import StatusValue
+
 __all__ = [
     "CallParams",
     "Delta",
@@ -184,7 +186,7 @@ class StatusDelta:
         self.state = state
         self.position = position
 
-    def value(self) -> dict[str, object]:
+    def value(self) -> StatusValue:
         """The `status` event's value: `{"state": ...}` plus `"position"` while queued."""
         if self.position is None:
             return {"state": self.state}

@@ -2,6 +2,10 @@
 
 The event path is the hot loop of the library: one `Event` per streamed token, dispatched to
 synchronous built-in handlers without a coroutine per token.
+
+Modules: `event` (`Event`), `emitter` (`EventEmitter`: fans events out to handlers), `handlers`
+(print, console, callback), `stream` (`StreamEventHandler`, the bounded buffer behind
+`stream()`), `tracker` (which requests an emitter watches, so a stream knows when all ended).
 """
 
 from .emitter import EventEmitter, Hook

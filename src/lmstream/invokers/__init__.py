@@ -5,6 +5,16 @@ classes it defines. Each class carries the rest itself: its model-id prefix (`pr
 `aliases`), its tracing name and its default URL; `PROVIDERS`, `lmstream.__all__` and the
 tracing attributes are derived from them. Provider modules (and their SDKs) are imported only
 when first used.
+
+Modules: `base` (`BaseLMInvoker`: configuration and the `stream_deltas(messages, params)`
+seam), one module per provider (`local`, `openai_responses`, `openai_chat`, `anthropic`,
+`google`, `azure_openai`, `bedrock`, `xai`, `ollama`, `litellm`, `langchain`), `fallback`
+(`FallbackLMInvoker`, `PooledLMInvoker`: members the engine switches among), `options` (the
+constructor keywords, typed once), `params` (hyperparameter checks), and the shared plumbing:
+`_http` (credentials, SSE reading, error mapping), `_sdk` and `_sdk_errors` (SDK-driven
+providers and their exceptions), `_aws` (botocore's blocking stream on a thread), `_files`
+(which attachments each wire takes), `_overflow` (each provider's "prompt too long" as one
+error), `_llama/` (the embedded model's continuous-batching engine behind `local`).
 """
 
 from __future__ import annotations
@@ -70,6 +80,12 @@ def _class_for(prefix: str) -> str | None:
         if prefix == cls.provider or prefix in cls.aliases:
             return name
     return None
+
+
+def tool_capable() -> list[str]:
+    """`<prefix>/<model>` of every provider whose models can call tools (its class says so:
+    `supports_tools`), in table order; imports the provider modules (not their SDKs)."""
+    return [f"{cls.provider}/<model>" for name in INVOKER_CLASSES if (cls := __getattr__(name)).supports_tools]
 
 
 @cache

@@ -101,6 +101,7 @@ class AnthropicLMInvoker(SDKLMInvoker):
     """
 
     provider: ClassVar[str] = "anthropic"
+    billed_as: ClassVar[str | None] = "anthropic"
     tracing_name: ClassVar[str] = "anthropic"
     default_base_url: ClassVar[str | None] = "https://api.anthropic.com"
     system_apart: ClassVar[bool] = True

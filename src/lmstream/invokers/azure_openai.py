@@ -51,6 +51,7 @@ class AzureOpenAILMInvoker(OpenAIChatCompletionsLMInvoker):
 
     files: ClassVar[ChatFiles] = ChatFiles("Azure OpenAI Chat Completions")
     provider: ClassVar[str] = "azure-openai"
+    billed_as: ClassVar[str | None] = "azure"
     aliases: ClassVar[tuple[str, ...]] = ()
     tracing_name: ClassVar[str] = "azure.ai.openai"
     install_extra: ClassVar[str] = "azure"
@@ -85,6 +86,7 @@ class AzureOpenAIResponsesLMInvoker(OpenAILMInvoker):
     dated `api_version`). Same key, endpoint and version settings as `azure-openai/`."""
 
     provider: ClassVar[str] = "azure-openai-responses"
+    billed_as: ClassVar[str | None] = "azure"
     tracing_name: ClassVar[str] = "azure.ai.openai"
     sdk_extra: ClassVar[str] = "azure"
     default_base_url: ClassVar[str | None] = None

@@ -11,6 +11,7 @@ of its own.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -84,11 +85,20 @@ class BaseLMInvoker:
     extra_params: ClassVar[ParamTable] = {}
     #: False for a model that cannot call tools: `tools=` then fails at construction
     supports_tools: ClassVar[bool] = True
+    #: who bills its calls, as `genai-prices` names them ("openai", "azure", "aws", ...;
+    #: `lmstream.cost.FREE`: nothing is billed; None: unknown, so calls have no cost). Not
+    #: inherited by a subclass with its own `provider` (another endpoint may bill otherwise).
+    billed_as: ClassVar[str | None] = None
     #: the output-token limit that applies when no `max_tokens` is given (None: the provider's)
     default_max_tokens: ClassVar[int | None] = None
     #: True when a final assistant message is continued as a prefix (the answer goes on from
     #: it): a fallback chain's `on_midstream_failure="continue"` needs it of the next model
     continues_prefix: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "provider" in cls.__dict__ and "billed_as" not in cls.__dict__:
+            cls.billed_as = None  # a provider of its own is billed as it says, or unknown
 
     def __init__(
         self,
@@ -118,7 +128,7 @@ class BaseLMInvoker:
         self._schema_model: Any = None
         if response_schema is not None:
             self.set_response_schema(response_schema)
-        prefetch(self.provider, model_name)  # the price table loads while the first request runs
+        prefetch(self.billed_as, model_name)  # the price table loads while the first request runs
 
     # ----- configuration
     @property
@@ -162,11 +172,11 @@ class BaseLMInvoker:
     def check_tools(self, tools: Sequence[Any]) -> None:
         """Raise `ConfigurationError` when this model cannot call tools and `tools` is not empty."""
         if tools and not self.supports_tools:
+            # the provider table is the package's (`lmstream.invokers`), which imports this module
+            capable = importlib.import_module(__package__ or "lmstream.invokers").tool_capable()
             raise ConfigurationError(
                 f"{self.model_id} cannot call tools (it would ignore them and answer anyway); use a model "
-                "that can: openai/<model>, openai-chat/<model>, anthropic/<model>, google/<model>, "
-                "azure-openai/<deployment>, bedrock/<model-id>, xai/<model>, ollama/<model>, litellm/<id>, "
-                "or openai-compatible/<model> on a server whose model calls tools"
+                f"that can: {', '.join(capable)} (openai-compatible/ on a server whose model calls tools)"
             )
 
     def set_tools(self, tools: Sequence[Any]) -> None:
@@ -279,9 +289,10 @@ class BaseLMInvoker:
         """Whether a final assistant message with this text is continued (`continues_prefix`)."""
         return self.continues_prefix
 
-    def priced_models(self) -> list[tuple[str, str]]:
-        """(provider, model) of every model a call may reach: a budget needs a price for each."""
-        return [(self.provider, self.model_name)]
+    def priced_models(self) -> list[tuple[str | None, str, str]]:
+        """(`billed_as`, model name, model id) of every model a call may reach: a budget needs a
+        price for each."""
+        return [(self.billed_as, self.model_name, self.model_id)]
 
     def cooling(self) -> list[dict[str, Any]]:
         """Deployments cooling down after failures (a pool's), for health checks."""

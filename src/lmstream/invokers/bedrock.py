@@ -95,6 +95,7 @@ class BedrockLMInvoker(BaseLMInvoker):
     """
 
     provider: ClassVar[str] = "bedrock"
+    billed_as: ClassVar[str | None] = "aws"
     tracing_name: ClassVar[str] = "aws.bedrock"
     extra_params: ClassVar[ParamTable] = {
         "top_k": INT,

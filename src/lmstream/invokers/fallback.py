@@ -80,7 +80,7 @@ class _Composite(BaseLMInvoker):
     def endpoint(self) -> str | None:
         return self.members[0].endpoint()
 
-    def priced_models(self) -> list[tuple[str, str]]:
+    def priced_models(self) -> list[tuple[str | None, str, str]]:
         return [pm for m in self.members for pm in m.priced_models()]
 
     def validate_hyperparameters(self, params: Mapping[str, Any]) -> dict[str, Any]:

@@ -84,6 +84,7 @@ class GoogleLMInvoker(SDKLMInvoker):
     """
 
     provider: ClassVar[str] = "google"
+    billed_as: ClassVar[str | None] = "google"
     tracing_name: ClassVar[str] = "gcp.gemini"
     tracing_name_from_host: ClassVar[bool] = True
     default_base_url: ClassVar[str | None] = "https://generativelanguage.googleapis.com"

@@ -66,6 +66,7 @@ class LiteLLMLMInvoker(BaseLMInvoker):
     """
 
     provider: ClassVar[str] = "litellm"
+    billed_as: ClassVar[str | None] = "litellm"  # genai-prices reads the provider from the model's own prefix
     extra_params: ClassVar[ParamTable] = {
         "top_k": INT,
         "frequency_penalty": NUMBER,

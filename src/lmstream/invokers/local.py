@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Unpack
 
+from ..cost import FREE
 from ..errors import ConfigurationError, ContextOverflowError, LMTimeoutError
 from ..prompt import Message
 from ..types import Attachment, ToolCall, ToolResult
@@ -107,6 +108,7 @@ class LocalLMInvoker(BaseLMInvoker):
     """
 
     provider: ClassVar[str] = "local"
+    billed_as: ClassVar[str | None] = FREE
     tracing_name: ClassVar[str] = "llama_cpp"  # llama.cpp in process; no well-known value
     supports_tools: ClassVar[bool] = False  # too small to call tools: tools= is refused, not ignored
     continues_prefix: ClassVar[bool] = True  # a final assistant message is continued (`_prompt`)

@@ -106,6 +106,7 @@ class OpenAIChatCompletionsLMInvoker(BaseLMInvoker):
     """`openai-chat/<model>`: OpenAI's Chat Completions API, streamed."""
 
     provider: ClassVar[str] = "openai-chat"
+    billed_as: ClassVar[str | None] = "openai"
     aliases: ClassVar[tuple[str, ...]] = ("openai-chat-completions",)
     tracing_name: ClassVar[str] = "openai"
     env_vars: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY",)

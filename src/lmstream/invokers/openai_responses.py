@@ -93,6 +93,7 @@ class OpenAILMInvoker(SDKLMInvoker):
     """`openai/<model>`: the Responses API. Reasoning: `hyperparameters={"reasoning_effort": "low"}`."""
 
     provider: ClassVar[str] = "openai"
+    billed_as: ClassVar[str | None] = "openai"
     tracing_name: ClassVar[str] = "openai"
     default_base_url: ClassVar[str | None] = "https://api.openai.com/v1"
     system_apart: ClassVar[bool] = True

@@ -21,6 +21,7 @@ class XAILMInvoker(OpenAIChatCompletionsLMInvoker):
     """
 
     provider: ClassVar[str] = "xai"
+    billed_as: ClassVar[str | None] = "x-ai"
     aliases: ClassVar[tuple[str, ...]] = ()
     tracing_name: ClassVar[str] = "x_ai"
     env_vars: ClassVar[tuple[str, ...]] = ("XAI_API_KEY",)

@@ -8,6 +8,15 @@
 - `RedisOptions`: prefix, TTL, lease, bounds: one object every piece above takes as `options=`.
 
 redis-py is imported only when these are used: `import lmstream` stays light.
+
+Modules: `keys` (key and channel names), `options` (`RedisOptions`), `connection` (connect;
+redis-py's failures as one error), `codec` (events in a stream entry, positions), `scripts`
+(the Lua scripts), `producer` (`RedisEventHandler`), `pipeline` (every chat's flushes in one
+round trip), `reader` (`RedisStreamReader`) and `hub` (one connection for every live read),
+`runner` (`ChatRunner`, stop), `queue` (`RedisQueue`, `Worker`), `registry`
+(`RedisChatRegistry`), `approvals` (pending tool approvals any node can take), `blobs` (the chats' files, by
+SHA-256, for every node), `cli`
+(`lmstream worker`, whose `chat_jobs` runs queued chats through `lmstream.protocols.chat`).
 """
 
 from __future__ import annotations

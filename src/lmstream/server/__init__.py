@@ -2,6 +2,15 @@
 
 Imported lazily: `import lmstream` never imports Starlette. What goes on the wire (the UI
 message stream, request bodies, SSE framing) is `lmstream.protocols`, which needs no web framework.
+
+Modules: `app` (`create_app`: routes, middlewares, lifespan), `handlers` (`ChatServer`: what
+each route does), `openai_api` (the OpenAI-compatible routes), `answers` (an answer's events ->
+response bytes), `running` (one request running for one response), `relay` (`SSEResponse`:
+disconnects and heartbeats), `guard` (the key, concurrency slots), `checks` (Host, Origin,
+content type), `tracing` (the caller's `traceparent`), `bodies` (bounded body reading),
+`registry` (`InMemoryChatRegistry`), `page` and `assets` (the chat page and its files),
+`mcp_tools` (`--mcp`: MCP servers' tools for the app's lifetime), `serving` (uvicorn with
+bounds), `cli` (`lmstream serve`).
 """
 
 from __future__ import annotations

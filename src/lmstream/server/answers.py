@@ -17,7 +17,7 @@ from ..chat_registry import ChatLog, Positioned
 from ..events import Event, EventLevel, EventType
 from ..protocols.errors import browser_error_text, public_error_text, redact
 from ..protocols.sse import DONE, event_frame, ui_frame
-from ..protocols.ui_stream import Chunk, UIStreamMapper
+from ..protocols.ui_stream import Chunk, UIStreamMapper, message_id_of
 from .running import SHUTDOWN_ERROR, SHUTDOWN_MESSAGE, RunningRequest
 
 __all__ = ["event_frames", "live_ui_frames", "replay_ui_frames"]
@@ -58,14 +58,19 @@ def _failure_frame(mapper: UIStreamMapper | None, exc: BaseException) -> bytes:
 
 
 async def live_ui_frames(
-    run: RunningRequest, log: ChatLog, stopped: Callable[[], bool], mapper: UIStreamMapper | None = None
+    run: RunningRequest,
+    log: ChatLog,
+    stopped: Callable[[], bool],
+    mapper: UIStreamMapper | None = None,
+    notice: bytes = b"",
 ) -> AsyncIterator[bytes]:
     """The answer's UI frames as it runs; each event also goes to `log` (its position rides on the
     frame). `stopped()` says whether an `error` event is the stop the user asked for. `mapper`
-    continues a message the client has (after tool approvals); a new one by default."""
-    mapper = mapper or UIStreamMapper(message_id=f"msg_{run.request_id}")
+    continues a message the client has (after tool approvals); a new one by default. `notice`
+    (a `context_frame`) goes out with the `start` chunk."""
+    mapper = mapper or UIStreamMapper(message_id=message_id_of(run.request_id))
     try:
-        yield ui_frame([mapper.start()])
+        yield ui_frame([mapper.start()]) + notice
         batch: list[bytes] = []  # frames of events that were already waiting: one write for all
         with contextlib.suppress(Exception):  # a failure ends with its error event, then raises
             async for ev in run.events():
@@ -99,18 +104,13 @@ def context_frame(dropped: int) -> bytes:
     return ui_frame([{"type": "data-context", "id": "context", "data": {"dropped": dropped}}])
 
 
-async def after_first(frames: AsyncIterator[bytes], extra: bytes) -> AsyncIterator[bytes]:
-    """`frames` with `extra` sent right after the first frame (the one with the `start` chunk)."""
-    first = bool(extra)
-    async for frame in frames:
-        yield frame + extra if first else frame
-        first = False
-
-
-async def replay_ui_frames(items: AsyncIterator[Positioned], after: str | None = None) -> AsyncIterator[bytes]:
+async def replay_ui_frames(
+    items: AsyncIterator[Positioned], after: str | None = None, notice: bytes = b""
+) -> AsyncIterator[bytes]:
     """UI frames of a whole answer read from its first event, sending only those after position
     `after` (all when None). The message id comes from the request id, so a resumed response
-    joined to the interrupted one is what an uninterrupted one sends."""
+    joined to the interrupted one is what an uninterrupted one sends. `notice` (a
+    `context_frame`) goes out with the first frame, the one with the `start` chunk."""
     mapper: UIStreamMapper | None = None
     sending = after is None
     try:
@@ -118,7 +118,7 @@ async def replay_ui_frames(items: AsyncIterator[Positioned], after: str | None =
             chunks: list[Chunk] = []
             if mapper is None:
                 rid = ev.metadata.get("request_id") or position
-                mapper = UIStreamMapper(message_id=f"msg_{rid}")
+                mapper = UIStreamMapper(message_id=message_id_of(str(rid)))
                 chunks.append(mapper.start())
             chunks += _chunks(mapper, ev)
             terminal = ev.type in _TERMINAL
@@ -126,7 +126,8 @@ async def replay_ui_frames(items: AsyncIterator[Positioned], after: str | None =
                 chunks += mapper.stopped()
             if sending:
                 if chunks or terminal:
-                    yield ui_frame(chunks, position, done=terminal)
+                    yield ui_frame(chunks, position, done=terminal) + notice
+                    notice = b""
             elif position == after:
                 sending = True
                 if terminal:

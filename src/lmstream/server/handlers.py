@@ -28,7 +28,7 @@ from ..protocols.policy import ClientPolicy
 from ..protocols.requests import PromptSlot, parse_chat, parse_stream
 from ..protocols.ui_approvals import ApprovalStore, InMemoryApprovalStore, parse_approval_answers, take_decisions
 from ..protocols.ui_stream import UIStreamMapper, message_id_of
-from .answers import after_first, context_frame, event_frames, live_ui_frames, replay_ui_frames
+from .answers import context_frame, event_frames, live_ui_frames, replay_ui_frames
 from .bodies import read_json
 from .guard import Guard, Slot, error_response
 from .relay import SSEResponse
@@ -184,7 +184,7 @@ class ChatServer:
         registry = self.registry
         self._start(slot, run)
         return SSEResponse(
-            after_first(self._inline_frames(registry, run, chat_id, mapper), notice),
+            self._inline_frames(registry, run, chat_id, mapper, notice),
             on_disconnect=run.cancel,
             heartbeat=self.heartbeat,
             write_timeout=self.write_timeout,
@@ -194,7 +194,7 @@ class ChatServer:
 
     @staticmethod
     async def _inline_frames(
-        registry: ChatRegistry, run: RunningRequest, chat_id: str, mapper: UIStreamMapper
+        registry: ChatRegistry, run: RunningRequest, chat_id: str, mapper: UIStreamMapper, notice: bytes = b""
     ) -> AsyncIterator[bytes]:
         """Registered when the response starts, so a response that never starts leaves no entry."""
         stopped = False
@@ -205,7 +205,7 @@ class ChatServer:
             run.cancel()
 
         log = await registry.open(chat_id, stop) if isinstance(registry, InlineChatRegistry) else _UnloggedLog()
-        async for frame in live_ui_frames(run, log, lambda: stopped, mapper):
+        async for frame in live_ui_frames(run, log, lambda: stopped, mapper, notice):
             yield frame
 
     async def _chat_detached(
@@ -232,7 +232,7 @@ class ChatServer:
             return error_response(503, "the answer could not be started", "service_unavailable")
         slot.share()
         return SSEResponse(
-            after_first(replay_ui_frames(items), context_frame(turn.dropped)),
+            replay_ui_frames(items, notice=context_frame(turn.dropped)),
             on_disconnect=None,  # the answer goes on; only this response's reading stops
             heartbeat=self.heartbeat,
             write_timeout=self.write_timeout,
