@@ -532,3 +532,25 @@ def test_a_browser_page_on_an_allowed_origin_passes_the_openai_js_sdks_preflight
     assert ok.headers["access-control-allow-origin"] == "http://localhost:3000"
     assert foreign.status_code == 403 and foreign.json()["error"]["type"] == "permission_error"
     assert wire.requests == []
+
+
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+
+
+def test_an_image_content_part_reaches_the_model_and_a_remote_url_is_refused(wire):
+    wire.enqueue(Script(chunks=fx.openai_chat_text(("a", " pixel"))))
+    parts = [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
+    ]
+    with ServedApp(wire_processor(wire)) as app, client(app) as c:
+        out = c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": parts}])
+        with pytest.raises(openai.BadRequestError) as e:
+            remote = [{"type": "image_url", "image_url": {"url": "http://169.254.169.254/latest/meta-data"}}]
+            c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": remote}])
+    assert out.choices[0].message.content == "a pixel"
+    sent = wire.requests[0].json["messages"][0]["content"]
+    assert {"type": "text", "text": "What is this?"} in sent
+    assert any(p.get("type") == "image_url" and PNG in p["image_url"]["url"] for p in sent)
+    assert e.value.param == "messages[0].content[0].image_url.url"
+    assert len(wire.requests) == 1
