@@ -20,10 +20,12 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from .. import _json
 from ..chat_registry import Answer, DetachedChatRegistry
 from ..events import Event, EventEmitter, EventType
 from ..processor import LMRequestProcessor
 from ..protocols.errors import BadRequest, public_error_text
+from ..protocols.files import check_attachments
 from ..protocols.openai_chat import (
     ChatCompletionChunks,
     ChatCompletionRequest,
@@ -96,12 +98,17 @@ class OpenAIRoutes:
     async def _handle(self, request: Request, api: str) -> Response | SSEResponse:
         server = self.server
         try:
-            body = await read_json(request, server.guard.max_body_bytes, server.read_timeout)
+            body = await read_json(request, server.chat_body_bytes, server.read_timeout)
             req: ChatCompletionRequest | ResponsesRequest = (
                 parse_responses(body, server.guard.max_messages)
                 if api == "responses"
                 else parse_chat_completion(body, server.guard.max_messages)
             )
+            files = [a for m in req.messages for a in m.attachments]
+            check_attachments(files, server.files.limits, "messages" if api == "chat" else "input")
+            in_files = sum((len(a.data) + 2) // 3 * 4 + 80 for a in files)  # each file's data: URL
+            if len(_json.dumps(body)) - in_files > server.guard.max_body_bytes:  # besides files, the usual bound
+                raise BadRequest("body", f"larger than {server.guard.max_body_bytes} bytes besides its files", 413)
         except BadRequest as exc:
             return error_response(exc.status, str(exc), "invalid_request_error", param=exc.field)
         except OpenAIError as exc:
