@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from .. import _json
+from ..cache import JOB_KEY, job_context
 from ..chat_registry import Answer, DetachedChatRegistry
 from ..events import Event, EventEmitter, EventType
 from ..processor import LMRequestProcessor
@@ -144,6 +145,8 @@ class OpenAIRoutes:
                 job = {"kind": JOB_KIND, "api": api, "body": body, "hyperparameters": hyper}
                 if kwargs.get("cache") is False:
                     job["no_cache"] = True
+                # the worker's response cache keys and bypasses as this node would (lmstream.cache.JOB_KEY)
+                job[JOB_KEY] = {**job_context(), "bypass": kwargs.get("cache") is False or job_context()["bypass"]}
                 return await self._queued(registry, job, mapper, req.stream, slot, api)
             run = start_request(processor, **kwargs)
             done: Callable[[], Any] = lambda: _spawn_release(processor, server.processor)  # noqa: E731
