@@ -84,7 +84,10 @@ def _range_session(session: nox.Session, resolution: str) -> None:
         "['openai','httpx','anthropic','google-genai','boto3','litellm','langchain-core','mcp',"
         "'redis','starlette','uvicorn','orjson']))",
     )
-    session.run("python", "-m", "pytest", "-q", *(session.posargs or RANGE_TESTS))
+    # pytest options after `--` are added to the range tests; name test files to run those instead
+    files = [a for a in session.posargs if a.startswith("tests/")]
+    opts = [a for a in session.posargs if not a.startswith("tests/")]
+    session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *opts, *(files or RANGE_TESTS))
 
 
 @nox.session(python=PYTHON, reuse_venv=False)

@@ -166,13 +166,13 @@ async def _make_litellm(base_url: str, concurrency: int = 1):
 
 
 # --------------------------------------------------------------------------- lmstream
-async def _make_lmstream(base_url: str, concurrency: int = 1):
+async def _make_lmstream(base_url: str, concurrency: int = 1, model: str = "openai-compatible/bench"):
     """The full lmstream pipeline: prompt builder -> invoker -> emitter -> stream handler."""
     import asyncio
 
     from lmstream import EventEmitter, LMRequestProcessor, PromptBuilder, build_lm_invoker
 
-    invoker = build_lm_invoker("openai-compatible/bench", config={"base_url": base_url + "/v1"}, credentials="x")
+    invoker = build_lm_invoker(model, config={"base_url": base_url + "/v1"}, credentials="x")
     lmrp = LMRequestProcessor(PromptBuilder(user_template="{q}"), invoker)
 
     async def run(n: int, out) -> str:
@@ -194,6 +194,11 @@ async def _make_lmstream(base_url: str, concurrency: int = 1):
             await close()
 
     return run, aclose
+
+
+async def _make_lmstream_priced(base_url: str, concurrency: int = 1):
+    """A priced model id (its calls get `usage.cost` from genai-prices) at the benchmark server."""
+    return await _make_lmstream(base_url, concurrency, model="openai-chat/gpt-4.1-nano")
 
 
 # --------------------------------------------------------------------------- lmstream and OpenTelemetry
@@ -255,6 +260,7 @@ CLIENTS: dict[str, Client] = {
     "langchain": Client(["langchain_openai"], _make_langchain, "astream_events v2"),
     "litellm": Client(["litellm"], _make_litellm),
     "lmstream": Client(["lmstream"], _make_lmstream, "full pipeline"),
+    "lmstream-priced": Client(["lmstream"], _make_lmstream_priced, "openai-chat/gpt-4.1-nano: usage.cost priced"),
     "lmstream-no-otel": Client(["lmstream"], _make_lmstream_no_otel, "opentelemetry hidden"),
     "lmstream-otel-unset": Client(
         ["lmstream", "opentelemetry"], _make_lmstream_otel_unset, "opentelemetry imported, no provider"

@@ -1,4 +1,4 @@
-"""The streaming guide (docs/streaming.md, "The emitter pattern"): stream an answer token by token from the embedded model.
+"""The streaming guide (docs/streaming.md, "The emitter pattern"): an answer token by token from the embedded model.
 
 No key and no network: the model ships in a package.
 """

@@ -93,3 +93,22 @@ async def test_one_chat_keeps_one_waiting_step(make_store: Any) -> None:
     assert err.value.status_code in (409, 410)
     taken, _ = await take_decisions(store, "chat", answer("chat", 49))
     assert taken.step.approvals == {"apr_chat_49": "call49"}
+
+
+async def test_a_flood_by_one_key_pushes_out_its_own_steps_first() -> None:
+    import asyncio
+
+    from lmstream.cache import set_request_context
+
+    store = InMemoryApprovalStore(max_pending=20, max_bytes=10_000_000)
+
+    async def as_tenant(tenant: str, chat: str, n: int) -> None:
+        set_request_context(tenant)  # what the server's auth middleware sets for each request
+        await store.save(pending(chat, n, 1000), ttl=600)
+
+    await asyncio.create_task(as_tenant("key-b", "victim", 0))  # someone's real question, asked first
+    for n in range(100):  # then key A floods
+        await asyncio.create_task(as_tenant("key-a", f"flood{n}", n))
+    assert len(store) <= 20
+    taken, _ = await take_decisions(store, "victim", answer("victim", 0))
+    assert taken.chat_id == "victim"

@@ -101,3 +101,19 @@ def test_a_late_worker_drops_expired_jobs_without_calling_the_model(redis_server
     t.join(40)
     assert result.get("left") == 0, result
     assert calls == [], f"{len(calls)} expired jobs reached the model"
+
+
+def test_a_node_holds_a_slot_per_queued_chat_until_it_ends(redis_server: RedisServer) -> None:
+    """Posting and leaving queues at most --max-concurrent chats per node; their slots come back
+    when their streams end (here: nobody took them within the queue timeout)."""
+    asyncio.run(_flush(redis_server.url))
+    opts = RedisOptions(queue_timeout=1.0, lease=2.0)
+    registry = RedisChatRegistry(connect(redis_server.url), queue=True, close_redis=True, options=opts)
+    with WireServer() as srv, ServedApp(wire_processor(srv), registry=registry, max_concurrent=3) as app:
+        statuses = []
+        for i in range(5):
+            chat = {"id": f"n{i}", "messages": [{"id": "u", "role": "user", "parts": [{"type": "text", "text": "x"}]}]}
+            with httpx.Client(timeout=10) as c, c.stream("POST", f"{app.url}/api/chat", json=chat) as r:
+                statuses.append(r.status_code)  # and leave at once
+        assert statuses == [200, 200, 200, 429, 429], statuses
+        assert app.wait(lambda: app.state.guard.active == 0, 20), app.state.guard.active

@@ -107,3 +107,30 @@ def test_a_client_that_never_reads_is_cut_off_and_its_slot_freed() -> None:
             finally:
                 for s in socks:
                     s.close()
+
+
+def test_a_detached_answer_goes_on_for_readers_who_read(redis_server) -> None:  # type: ignore[no-untyped-def]
+    """With --redis the answer runs detached: the never-reading client is cut off, the answer
+    goes on, and a reader who does read gets all of it."""
+    from lmstream.redis import RedisChatRegistry, connect
+
+    words = [f" w{i}" + "x" * 10_000 for i in range(600)]  # ~6 MB
+    with WireServer(repeat_last=True) as srv:
+        srv.enqueue(Script(chunks=fixtures.openai_chat_text(words)))
+        registry = RedisChatRegistry(connect(redis_server.url), close_redis=True)
+        with ServedApp(wire_processor(srv), registry=registry, write_timeout=1.0) as app:
+            user = b'{"id": "u", "role": "user", "parts": [{"type": "text", "text": "hi"}]}'
+            body = b'{"id": "det", "messages": [' + user + b"]}"
+            s = _never_reading_post(app.url, "/api/chat", body)
+            try:
+                assert app.wait(lambda: app.state.guard.active >= 1, 10)
+                text = []
+                with httpx.Client(timeout=60) as c, c.stream("GET", f"{app.url}/api/chat/det/stream") as r:
+                    assert r.status_code == 200
+                    for line in r.iter_lines():
+                        if line.startswith('data: {"type":"text-delta"'):
+                            text.append(line)
+                assert (len(text) >= 1 and "w599" in text[-1]) or any("w599" in t for t in text[-5:])
+                assert app.wait(lambda: app.state.guard.active == 0, 20), app.state.guard.active
+            finally:
+                s.close()

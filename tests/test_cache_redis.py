@@ -142,3 +142,32 @@ async def test_a_generation_goes_on_for_readers_on_another_node_and_stops_when_a
             assert n.cache is not None
             await n.cache.aclose()
     assert b2.cache is not None and b2.cache.joins == 1
+
+
+async def test_a_worker_keys_a_queued_job_by_the_tenant_the_web_node_saw() -> None:
+    """`lmstream serve --queue`: answers run on `lmstream worker`, whose own cache takes the tenant
+    and the no-cache the web node put in the job (`lmstream.cache.JOB_KEY`)."""
+    from lmstream import EventEmitter
+    from lmstream.cache import JOB_KEY
+    from lmstream.protocols.ui_approvals import InMemoryApprovalStore
+    from lmstream.redis.cli import chat_jobs
+    from lmstream.testing import ScriptedLMInvoker
+
+    inv = ScriptedLMInvoker(["Queued", " answer"])
+    proc = LMRequestProcessor(PromptBuilder(), inv, cache=ResponseCache())
+    handle = chat_jobs(proc, InMemoryApprovalStore())
+
+    async def job(tenant: str, bypass: bool = False) -> LMOutput:
+        message = {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "Queued?"}]}
+        chat = {"id": "c1", "messages": [message], "hyperparameters": T0, JOB_KEY: {"tenant": tenant, "bypass": bypass}}
+        emitter = EventEmitter.with_stream_handler()
+        out = await handle({"chat": chat, "max_messages": 500}, emitter)
+        await emitter.close()
+        return out  # type: ignore[no-any-return]
+
+    first, again = await job("tenant-a"), await job("tenant-a")
+    assert len(inv.calls) == 1 and again.cache is not None and again.cache["hit"] and again.text == first.text
+    other = await job("tenant-b")  # another tenant: never tenant A's answer
+    assert len(inv.calls) == 2 and other.cache is not None and not other.cache["hit"]
+    fresh = await job("tenant-a", bypass=True)
+    assert len(inv.calls) == 3 and fresh.cache is None

@@ -156,3 +156,36 @@ def test_the_listening_socket_sends_small_writes_at_once() -> None:
             client.close()
     finally:
         sock.close()
+
+
+def test_a_queued_job_carries_the_tenant_the_node_saw_never_the_clients(
+    upstream: WireServer, redis_server: Any
+) -> None:
+    """`lmstream serve --queue`: the worker's cache keys by the tenant in the job, so a client
+    must not be able to name one (it would read another tenant's answers)."""
+    import redis
+
+    from lmstream.cache import JOB_KEY
+    from lmstream.redis import RedisChatRegistry, connect
+
+    registry = RedisChatRegistry(connect(redis_server.url), queue=True, close_redis=True)
+    proc = wire_processor(upstream)
+    proc.cache = ResponseCache()
+    with ServedApp(proc, registry=registry, api_key=list(KEYS)) as app:
+        message = {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "Who shares?"}]}
+        forged = {"tenant": "someone-else", "bypass": False}
+        body = {"id": "queued-1", "messages": [message], JOB_KEY: forged}
+        with httpx.stream(
+            "POST", f"{app.url}/api/chat", json=body, headers=_auth(KEYS[0], **{"cache-control": "no-cache"}), timeout=5
+        ) as resp:
+            assert resp.status_code == 200
+        client = redis.Redis.from_url(redis_server.url)
+        try:
+            jobs = client.xrange("lmstream:q:jobs")
+        finally:
+            client.close()
+    assert len(jobs) == 1
+    job = json.loads(jobs[0][1][b"job"])
+    import hashlib
+
+    assert job["chat"][JOB_KEY] == {"tenant": hashlib.sha256(KEYS[0].encode()).hexdigest(), "bypass": True}

@@ -223,3 +223,69 @@ def test_an_estimated_cost_says_so_through_sums_pickles_and_dicts() -> None:
     assert (a + b).estimated is True and (b + b).estimated is False
     assert pickle.loads(pickle.dumps(a)).estimated is True
     assert a.to_dict()["estimated"] is True and b.to_dict()["estimated"] is False
+
+
+# ----------------------------------------------------------------------------- the first call
+_FRESH = r"""
+import asyncio, json, sys, threading
+from lmstream import EventEmitter, LMRequestProcessor, PromptBuilder, build_lm_invoker
+
+async def main():
+    inv = build_lm_invoker("openai-chat/gpt-4o-mini", credentials=sys.argv[2], config={"base_url": sys.argv[1]})
+    threads = sorted(t.name for t in threading.enumerate())
+    lmrp = LMRequestProcessor(PromptBuilder(user_template="{q}"), inv)
+    emitter = EventEmitter.with_stream_handler()
+    task = asyncio.create_task(lmrp.process(q="Tokyo?", event_emitter=emitter))
+    at_first = None
+    async for ev in emitter.stream():
+        if ev.type == "response" and at_first is None:
+            at_first = "genai_prices" in sys.modules
+    out = await task
+    await inv.aclose()
+    print(json.dumps({"threads": threads, "at_first_token": at_first, "at_end": "genai_prices" in sys.modules,
+                      "cost": out.usage.cost.to_dict()}))
+
+asyncio.run(main())
+"""
+
+
+async def test_prices_stay_off_the_first_call_and_a_later_process_never_imports_them(tmp_path: Any) -> None:
+    """The price table (genai-prices, about 0.3 s to import) was loaded on a thread from the moment
+    a priced invoker was built, competing with the first request. Now it is never imported while a
+    call streams, and a later process prices the same model from the rates kept on disk."""
+    import asyncio
+    import json
+    import os
+    import sys
+
+    async def fresh(srv: WireServer) -> dict[str, Any]:
+        env = {**os.environ, "LMSTREAM_CACHE_DIR": str(tmp_path)}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _FRESH,
+            srv.base_url + "/v1",
+            KEY,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, err.decode()[-2000:]
+        return dict(json.loads(out.decode().strip().splitlines()[-1]))
+
+    usage = fx.openai_chat_usage(1000, 10, cached_tokens=800)
+    async with WireServer() as srv:
+        srv.enqueue(*[Script(chunks=fx.openai_chat_text(TEXT, usage=usage)) for _ in range(2)])
+        cold = await fresh(srv)  # this machine never priced gpt-4o-mini: genai-prices, at the end
+        warm = await fresh(srv)
+    assert "lmstream-prices" not in cold["threads"], "no price loading beside the first request"
+    assert cold["at_first_token"] is False
+    assert warm["at_first_token"] is False and warm["at_end"] is False, "a later process never imports it"
+    want = _expected("openai", "gpt-4o-mini", input_tokens=1000, cache_read_tokens=800, output_tokens=10)
+    for run in (cold, warm):
+        assert run["cost"]["total"] == pytest.approx(float(want.total_price), rel=1e-9)
+        assert run["cost"]["input"] == pytest.approx(float(want.input_price), rel=1e-9)
+        assert run["cost"]["output"] == pytest.approx(float(want.output_price), rel=1e-9)
+    assert warm["cost"]["cache_read"] == pytest.approx(cold["cost"]["cache_read"], rel=1e-9)
+    assert (tmp_path / "prices.json").exists()

@@ -92,3 +92,27 @@ async def test_ui_stream_maps_previews_to_one_part_replaced_in_place_then_a_file
         "mediaType": "image/png",
     }
     assert chunks[-1]["type"] == "finish"
+
+
+async def test_files_of_every_call_of_the_tool_loop_are_kept() -> None:
+    from lmstream import LMRequestProcessor, PromptBuilder
+    from lmstream.engine.deltas import FileDelta, FinishDelta, ToolCallDelta
+    from lmstream.testing import ScriptedLMInvoker
+
+    def sketch(topic: str) -> str:
+        """Make a sketch."""
+        return "sketched " + topic
+
+    first = base64.b64encode(PREVIEWS[0]).decode()
+    inv = ScriptedLMInvoker(
+        [
+            [
+                FileDelta("a", "image/png", data=first),
+                ToolCallDelta(0, "c1", "sketch", '{"topic": "sea"}'),
+                FinishDelta("tool_calls"),
+            ],
+            [FileDelta("b", "image/png", data=base64.b64encode(FINAL).decode()), "Both."],
+        ]
+    )
+    out = await LMRequestProcessor(PromptBuilder(user_template="{q}"), inv, tools=[sketch]).process(q="Draw twice")
+    assert [f["data"] for f in out.files] == [first, base64.b64encode(FINAL).decode()]

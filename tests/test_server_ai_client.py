@@ -50,7 +50,7 @@ def recording_processor(srv: WireServer, **kw: Any) -> RecordingProcessor:
     from tests.serve_helpers import wire_processor
 
     base = wire_processor(srv, **kw)
-    proc = RecordingProcessor(base.prompt_builder, base.lm_invoker, base.output_parser)
+    proc = RecordingProcessor(base.prompt_builder, base.lm_invoker, base.output_parser, tools=base.tools or None)
     proc.runs = []
     return proc
 

@@ -158,3 +158,39 @@ def test_redis_holds_one_copy_across_ten_turns_a_worker_and_a_resume(upstream: W
         finally:
             n.kill()
             w.kill()
+
+
+def test_openai_routes_apply_the_same_file_limits_through_the_sdk(upstream: WireServer) -> None:
+    import openai
+
+    limits = FileLimits(max_file_bytes=400, max_request_bytes=600, max_files=2, types=("image/png",))
+    with ServedApp(wire_processor(upstream), file_limits=limits, max_body_bytes=2000) as app:
+        c = openai.OpenAI(base_url=f"{app.url}/v1", api_key="none", max_retries=0, timeout=10)
+        model = "openai-compatible/wire-model"
+
+        def ask(*urls: str) -> Any:
+            images = [{"type": "image_url", "image_url": {"url": u}} for u in urls]
+            parts = [{"type": "text", "text": "What is it?"}, *images]
+            return c.chat.completions.create(model=model, messages=[{"role": "user", "content": parts}])
+
+        ok = ask(PNG_URL)  # a file past --max-body-bytes' 2000 bytes of text is still taken
+        assert ok.choices[0].message.content == "A red square." and sent_image(upstream) == PNG
+        big = "data:image/png;base64," + base64.b64encode(f.png(8, 8) + bytes(500)).decode()
+        with pytest.raises(openai.APIStatusError) as e413:
+            ask(big)
+        assert e413.value.status_code == 413 and "--max-file-bytes" in e413.value.message
+        with pytest.raises(openai.APIStatusError) as e413n:
+            ask(PNG_URL, PNG_URL, PNG_URL)
+        assert e413n.value.status_code == 413 and "--max-files" in e413n.value.message
+        jpeg = "data:image/jpeg;base64," + base64.b64encode(f.JPEG).decode()
+        with pytest.raises(openai.APIStatusError) as e415:
+            ask(jpeg)
+        assert e415.value.status_code == 415 and "image/jpeg are not accepted" in e415.value.message
+        html = "data:image/png;base64," + base64.b64encode(f.HTML).decode()
+        with pytest.raises(openai.APIStatusError) as e415h:
+            ask(html)
+        assert e415h.value.status_code == 415 and "HTML" in e415h.value.message
+        with pytest.raises(openai.APIStatusError) as e413b:
+            c.chat.completions.create(model=model, messages=[{"role": "user", "content": "x" * 5000}])
+        assert e413b.value.status_code == 413
+    assert len(upstream.requests) == 1

@@ -322,7 +322,7 @@ def test_queue_position_and_unknown_usage_are_shown(page):
               return { queued, running, unknown: usageLine({ input_tokens: null, output_tokens: null }) };
             }"""
         )
-        assert shown["queued"] == "waiting for the model (3 ahead)"
+        assert shown["queued"] == "waiting for the model (2 ahead)"  # position 3: two before it
         assert shown["running"] == "status typing"
         assert shown["unknown"].startswith("— tokens in · — out")
 
@@ -476,7 +476,7 @@ def test_render_time_of_a_huge_answer(page, case):
 
 
 def test_a_queued_request_shows_its_place_with_the_embedded_engine(browser, local_invoker):
-    """One sequence, two people: the second sees "waiting for the model (1 ahead)" until its turn."""
+    """One sequence, two people: the second sees "waiting for the model (next in line)" until its turn."""
     from lmstream.invokers.local import LocalLMInvoker
 
     inv = LocalLMInvoker(parallel=1, n_threads=local_invoker.n_threads, default_hyperparameters={"max_tokens": 48})
@@ -493,7 +493,7 @@ def test_a_queued_request_shows_its_place_with_the_embedded_engine(browser, loca
         send(b, "Say hello.")
         queued = b.locator(".msg.assistant .status.queued")
         queued.wait_for(timeout=30_000)
-        assert queued.inner_text() == "waiting for the model (1 ahead)"
+        assert queued.inner_text() == "waiting for the model (next in line)"  # position 1: next
         finished(a, 1, 120_000)
         finished(b, 1, 120_000)
         assert b.locator(".msg.assistant .status").count() == 0

@@ -48,7 +48,6 @@ from .events import (
 from .factory import build_lm_request_processor
 from .invokers import INVOKER_CLASSES as _INVOKER_CLASSES
 from .invokers import BaseLMInvoker, build_lm_invoker
-from .invokers.fallback import FallbackLMInvoker, PooledLMInvoker
 from .parsers import BaseOutputParser, JSONOutputParser
 from .processor import LMRequestProcessor
 from .prompt import Message, PromptBuilder
@@ -59,6 +58,7 @@ from .types import Attachment, LMOutput, ThinkingBlock, TokenUsage, ToolCall, To
 
 if TYPE_CHECKING:
     from .invokers import *  # noqa: F403  # the provider classes, for type checkers (loaded lazily below)
+    from .invokers.fallback import FallbackLMInvoker, PooledLMInvoker
     from .mcp import MCPTools
 
 
@@ -67,6 +67,10 @@ def __getattr__(name: str) -> Any:
         from .mcp import MCPTools
 
         return MCPTools
+    if name in ("FallbackLMInvoker", "PooledLMInvoker"):  # loaded with the first chain or pool
+        from .invokers import fallback
+
+        return getattr(fallback, name)
     if name in _INVOKER_CLASSES:
         from . import invokers
 

@@ -122,5 +122,6 @@ class DetachedChatRegistry(ChatRegistry):
     @abstractmethod
     async def launch(self, chat_id: str, answer: Answer) -> asyncio.Future[Any] | None:
         """Start the chat's answer, stopping an earlier one. Returns once a `resume()` would see
-        the new answer: a future done when the answer ends when it runs in this process (the
-        server holds a concurrency slot until then), or None when it runs elsewhere."""
+        the new answer: a future done when the answer ends (the server holds a concurrency slot
+        until then: for an answer queued for workers too, so clients that post and leave cannot
+        queue more than the node's slots), or None when nothing is to be waited for."""

@@ -340,8 +340,10 @@ class LMRequestProcessor(Generic[OutT]):
         max_lm_calls, hyperparameters = req.max_lm_calls, req.hyperparameters
         total: TokenUsage | None = None  # the first call's usage, then the sum
         output: LMOutput | None = None
+        files: list[dict[str, Any]] = []  # files the model made, every call's, in order
         for call in range(1, max_lm_calls + 1):
             output = await self._invoke(messages, hyperparameters, ctx)
+            files += output.files
             if total is None:
                 total = replace(output.usage)
             else:
@@ -367,6 +369,7 @@ class LMRequestProcessor(Generic[OutT]):
                 hyperparameters = {k: v for k, v in hyperparameters.items() if k != "tool_choice"}
         assert output is not None and total is not None
         output.usage = total
+        output.files = files
         return output
 
     def _cache_for(self, req: _Request, messages: list[Message]) -> tuple[ResponseCache, str] | None:

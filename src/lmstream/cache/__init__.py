@@ -40,6 +40,7 @@ from .memory import MemoryStore
 from .replay import Pacing, replay_entry
 
 __all__ = [
+    "JOB_KEY",
     "CacheStore",
     "DirectoryStore",
     "MemoryStore",
@@ -47,6 +48,7 @@ __all__ = [
     "ResponseCache",
     "default_directory",
     "deterministic",
+    "job_context",
     "request_context",
     "request_key",
     "set_request_context",
@@ -61,6 +63,17 @@ Generate = Callable[[RequestContext], Awaitable[LMOutput]]
 _context: contextvars.ContextVar[tuple[str | None, bool]] = contextvars.ContextVar(
     "lmstream_cache_context", default=(None, False)
 )
+
+
+#: where a queued job carries the web node's cache context to a worker: {"tenant", "bypass"}, set
+#: from the request the node authenticated (a client's own value is dropped there)
+JOB_KEY = "_cache"
+
+
+def job_context() -> dict[str, Any]:
+    """The cache context of the request being served, for a job a worker will run."""
+    tenant, bypass = _context.get()
+    return {"tenant": tenant, "bypass": bypass}
 
 
 def set_request_context(tenant: str | None, bypass: bool = False) -> None:

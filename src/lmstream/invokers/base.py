@@ -15,7 +15,6 @@ import importlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..cost import prefetch
 from ..engine.deltas import CallParams, Delta, FileDelta, FinishDelta, ThinkingDelta, ToolCallDelta, UsageDelta
 from ..errors import ConfigurationError
 from ..prompt import Message
@@ -128,7 +127,6 @@ class BaseLMInvoker:
         self._schema_model: Any = None
         if response_schema is not None:
             self.set_response_schema(response_schema)
-        prefetch(self.billed_as, model_name)  # the price table loads while the first request runs
 
     # ----- configuration
     @property

@@ -163,7 +163,7 @@ class OpenAIChatCompletionsLMInvoker(BaseLMInvoker):
         if self._api_key:
             self._headers.update(self._auth_headers(self._api_key))
         self._connect_timeout = connect_timeout
-        self._clients = ClientCache()
+        self._clients = ClientCache(plain_http=self._url.startswith("http://"))
         if response_format_type not in ("json_schema", "json_object"):
             raise ConfigurationError("response_format_type must be 'json_schema' or 'json_object'")
         self.response_format_type = response_format_type

@@ -33,6 +33,7 @@ __all__ = [
     "FileLimits",
     "MemoryBlobStore",
     "blob_refs",
+    "check_attachments",
     "ref_of",
 ]
 
@@ -208,6 +209,28 @@ class FileIntake:
                 )
             found[digest] = data_
         return found
+
+
+def check_attachments(files: Sequence[Attachment], limits: FileLimits, where: str = "messages") -> None:
+    """The same limits for a request that carries its files as bytes in every turn (the
+    OpenAI-compatible routes): every file counts. Raises `BadRequest` 413/415."""
+    over = [a for a in files if len(a.data) > limits.max_file_bytes]
+    if over:
+        raise BadRequest(where, f"file over the limit of {_mb(limits.max_file_bytes)} per file (--max-file-bytes)", 413)
+    if len(files) > limits.max_files:
+        raise BadRequest(where, f"{len(files)} files in one request; at most {limits.max_files} (--max-files)", 413)
+    total = sum(len(a.data) for a in files)
+    if total > limits.max_request_bytes:
+        raise BadRequest(
+            where,
+            f"files total {_mb(total)}; at most {_mb(limits.max_request_bytes)} per request "
+            "(--max-request-file-bytes)",
+            413,
+        )
+    for a in files:
+        if a.mime_type not in limits.types:
+            allowed = ", ".join(limits.types)
+            raise BadRequest(where, f"files of type {a.mime_type} are not accepted here (allowed: {allowed})", 415)
 
 
 async def fetch_blobs(store: BlobStore, refs: Sequence[str]) -> dict[str, bytes]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..approval import ApprovalError, Decision, PendingAnswer
+from ..cache import request_context
 from .errors import BadRequest
 
 __all__ = [
@@ -78,12 +79,14 @@ class InMemoryApprovalStore:
     """Pending approvals of one process; an answer must reach the node that asked.
 
     Bounded: one waiting step per chat (a newer one replaces it), at most `max_pending` steps and
-    `max_bytes` in all; past a bound the oldest step goes (its answer then gets 410), so a flood
-    of unanswered approvals never grows memory nor locks anyone out."""
+    `max_bytes` in all; past a bound the oldest step of the key (tenant) holding the most goes
+    (its answer then gets 410), so a flood of unanswered approvals never grows memory nor locks
+    anyone out, and a flood by one key pushes out its own steps before anyone else's."""
 
     def __init__(self, max_pending: int = DEFAULT_MAX_PENDING, max_bytes: int = DEFAULT_MAX_PENDING_BYTES) -> None:
         self._by_id: dict[str, tuple[PendingAnswer, float]] = {}
-        self._steps: OrderedDict[int, tuple[PendingAnswer, int]] = OrderedDict()  # oldest first
+        self._steps: OrderedDict[int, tuple[PendingAnswer, int, str | None]] = OrderedDict()  # oldest first
+        self._held: dict[str | None, int] = {}  # bytes held per key (tenant)
         self._by_chat: dict[str, PendingAnswer] = {}
         self._gone: OrderedDict[str, int] = OrderedDict()  # answered (409) or expired (410)
         self._max = max_pending
@@ -98,6 +101,11 @@ class InMemoryApprovalStore:
         entry = self._steps.pop(id(pending), None)
         if entry is not None:
             self.bytes -= entry[1]
+            left = self._held.get(entry[2], 0) - entry[1]
+            if left > 0:
+                self._held[entry[2]] = left
+            else:
+                self._held.pop(entry[2], None)
         if self._by_chat.get(pending.chat_id) is pending:
             del self._by_chat[pending.chat_id]
         for aid in pending.step.approvals:
@@ -119,10 +127,13 @@ class InMemoryApprovalStore:
             if earlier is not None:  # the chat moved on: its earlier question is void
                 self._drop(earlier, 410)
             size = pending_size(pending)
+            tenant = request_context()[0]  # the key that asked (a server sets it per request)
             while self._steps and (len(self._steps) >= self._max or self.bytes + size > self._max_bytes):
-                oldest, _ = next(iter(self._steps.values()))
+                heaviest = max(self._held, key=lambda k: self._held[k])
+                oldest = next(p for p, _, k in self._steps.values() if k == heaviest)
                 self._drop(oldest, 410)
-            self._steps[id(pending)] = (pending, size)
+            self._steps[id(pending)] = (pending, size, tenant)
+            self._held[tenant] = self._held.get(tenant, 0) + size
             self.bytes += size
             self._by_chat[pending.chat_id] = pending
             for aid in pending.step.approvals:

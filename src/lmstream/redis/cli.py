@@ -13,6 +13,7 @@ from typing import Any
 
 from .._cli_hints import cli_message
 from .._cli_options import add_options, build_processor
+from ..cache import JOB_KEY, ResponseCache, set_request_context
 from ..errors import ConfigurationError, LMStreamError
 from ..events import EventEmitter
 from ..processor import LMRequestProcessor
@@ -70,6 +71,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--approve-tools", default="", metavar="NAMES", help="comma-separated tools a person must approve")
     p.add_argument("--approve-all-tools", action="store_true", help="every tool call waits for a person's approval")
+    cache = p.add_argument_group("response cache, as for `lmstream serve` (see docs/cache.md)")
+    cache.add_argument("--cache", choices=("off", "memory", "redis"), default="off", help="default off")
+    cache.add_argument("--cache-ttl", type=float, default=3600.0, metavar="S", help="seconds an answer is served")
+    cache.add_argument("--cache-pacing", default="instant", metavar="P", help="instant, recorded[:F] or tokens/s")
+    cache.add_argument("--cache-max-bytes", type=int, default=64 * 1024 * 1024, metavar="N", help="memory store bound")
+    cache.add_argument("--cache-sampled", action="store_true", help="also cache requests that sample")
     return p
 
 
@@ -85,6 +92,12 @@ def chat_jobs(processor: LMRequestProcessor[Any], approvals: ApprovalStore, blob
     slot = PromptSlot.of(processor.prompt_builder)
 
     def handle(job: dict[str, Any], emitter: EventEmitter) -> Any:
+        scope = job["chat"].get(JOB_KEY)  # the tenant and no-cache the web node saw (never the client's)
+        if isinstance(scope, dict) and processor.cache is not None:
+            return _in_cache_context(scope, lambda: dispatch(job, emitter))
+        return dispatch(job, emitter)
+
+    def dispatch(job: dict[str, Any], emitter: EventEmitter) -> Any:
         if job["chat"].get("kind") == JOB_KIND:  # POST /v1/chat/completions or /v1/responses
             return openai_job(processor, {**job["chat"], "max_messages": job.get("max_messages", 500)}, emitter)
         refs = blob_refs(job["chat"])
@@ -101,6 +114,22 @@ def chat_jobs(processor: LMRequestProcessor[Any], approvals: ApprovalStore, blob
         return await run(job, await fetch_blobs(store, refs), emitter)
 
     return handle
+
+
+async def _in_cache_context(scope: dict[str, Any], start: Callable[[], Any]) -> Any:
+    """Start the job inside the tenant and bypass the web node saw, so the worker's cache keys
+    and bypasses it as that node would have."""
+    tenant = scope.get("tenant")
+    set_request_context(tenant if isinstance(tenant, str) else None, bool(scope.get("bypass")))
+    return await start()
+
+
+def response_cache(args: argparse.Namespace) -> Any:
+    """`--cache memory|redis` (redis: the worker's --redis) as a `ResponseCache`, or None."""
+    if getattr(args, "cache", "off") == "off":
+        return None
+    store = args.redis if args.cache == "redis" else "memory"
+    return ResponseCache(store, ttl=args.cache_ttl, pacing=args.cache_pacing, max_bytes=args.cache_max_bytes)
 
 
 def job_handler(processor: Any, chat: Handle | None = None) -> Handle:
@@ -143,6 +172,7 @@ async def serve(args: argparse.Namespace, tools: Callable[[], ToolsLifespan] | N
 
     # built as `lmstream serve` builds its processor, so a queued chat runs as it would on the node
     processor = build_processor(args)
+    processor.cache, processor.cache_sampled = response_cache(args), args.cache_sampled
     invoker = processor.lm_invoker
     redis = connect(args.redis)
     options = RedisOptions(prefix=args.prefix, lease=args.lease)

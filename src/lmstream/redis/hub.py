@@ -160,9 +160,13 @@ class StreamHub:
                     failures += 1
                     continue
                 self.reads += 1
-                for key, entries in res or []:
-                    for f in list(self.followers.get(s(key), ())):
-                        f.push(list(entries))
+                for key_raw, entries in res or []:
+                    key = s(key_raw)
+                    for f in list(self.followers.get(key, ())):
+                        if _idt(streams.get(key, "0-0")) <= _idt(f.last):
+                            f.push(list(entries))
+                        # else: it joined behind this read (which began after its position): it is
+                        # read from its own position next time
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -255,7 +259,10 @@ class StreamHub:
                     if len(entries) >= self.page:
                         self._dirty.add(key)  # more than a page waiting: read on
                     for f in list(self.followers.get(key, ())):
-                        f.push(list(entries))
+                        if _idt(streams[key]) <= _idt(f.last):
+                            f.push(list(entries))
+                        else:  # it joined behind this read (begun after its position): read it from there
+                            self._dirty.add(key)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

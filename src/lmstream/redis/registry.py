@@ -52,6 +52,7 @@ class RedisChatRegistry(DetachedChatRegistry):
         self.queue = RedisQueue(redis, options=options) if queue else None
         self.max_messages = max_messages
         self.close_redis = close_redis
+        self._watches: set[asyncio.Task[None]] = set()  # queued answers this node posted, until they end
 
     async def start(self) -> None:
         """Subscribe to stops (for the answers this node runs)."""
@@ -67,8 +68,22 @@ class RedisChatRegistry(DetachedChatRegistry):
             if trace:
                 job["trace"] = trace
             await self.queue.enqueue(chat_id, job)
-            return None
+            # Done when the chat's stream ends (a worker finished it, or nobody took it in time):
+            # the web node holds a slot until then, so clients that post and leave cannot queue
+            # more than the node's --max-concurrent at once.
+            watch = asyncio.create_task(self._until_ended(chat_id), name=f"lmstream-queued-{chat_id}")
+            self._watches.add(watch)
+            watch.add_done_callback(self._watches.discard)
+            return watch
         return await self.runner.launch(chat_id, answer.run)
+
+    async def _until_ended(self, chat_id: str) -> None:
+        """Follow the chat's stream to its end (its last event, or an error of the store)."""
+        try:
+            async for _ in self.reader.read(chat_id):
+                pass
+        except Exception as exc:  # the store failed, or the answer was replaced: it is over for us
+            logger.debug("lmstream: stopped watching queued chat %r: %r", chat_id, exc)
 
     async def stop(self, chat_id: str) -> bool:
         """Stop the chat's answer wherever it runs (or is queued); False when none is."""
@@ -116,6 +131,8 @@ class RedisChatRegistry(DetachedChatRegistry):
         return report
 
     async def aclose(self) -> None:
+        for watch in list(self._watches):
+            watch.cancel()
         await self.runner.aclose()
         await self.reader.aclose()
         if self.close_redis:

@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 from .. import _json
 from .._mime import sniff
 from ..approval import ApprovalError, DeferredApproval, answer
+from ..cache import JOB_KEY, job_context
 from ..chat_registry import Answer, ChatLog, ChatRegistry, DetachedChatRegistry, InlineChatRegistry
 from ..errors import ContextOverflowError, LMStreamError, StreamGoneError
 from ..events import Event, EventEmitter
@@ -220,7 +221,8 @@ class ChatServer:
         def run(emitter: EventEmitter) -> Any:
             return run_chat_turn(processor, turn, deferred, emitter)
 
-        job = {k: v for k, v in body.items() if k != "hyperparameters"}
+        job = {k: v for k, v in body.items() if k not in ("hyperparameters", JOB_KEY)}
+        job[JOB_KEY] = job_context()  # the tenant and no-cache this node saw, for the worker's cache
         if turn.hyperparameters:
             job["hyperparameters"] = turn.hyperparameters  # what the policy let through, nothing more
         running = await registry.launch(turn.chat_id, Answer(run=run, job=job))

@@ -20,10 +20,13 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from .. import _json
+from ..cache import JOB_KEY, job_context
 from ..chat_registry import Answer, DetachedChatRegistry
 from ..events import Event, EventEmitter, EventType
 from ..processor import LMRequestProcessor
 from ..protocols.errors import BadRequest, public_error_text
+from ..protocols.files import check_attachments
 from ..protocols.openai_chat import (
     ChatCompletionChunks,
     ChatCompletionRequest,
@@ -96,12 +99,17 @@ class OpenAIRoutes:
     async def _handle(self, request: Request, api: str) -> Response | SSEResponse:
         server = self.server
         try:
-            body = await read_json(request, server.guard.max_body_bytes, server.read_timeout)
+            body = await read_json(request, server.chat_body_bytes, server.read_timeout)
             req: ChatCompletionRequest | ResponsesRequest = (
                 parse_responses(body, server.guard.max_messages)
                 if api == "responses"
                 else parse_chat_completion(body, server.guard.max_messages)
             )
+            files = [a for m in req.messages for a in m.attachments]
+            check_attachments(files, server.files.limits, "messages" if api == "chat" else "input")
+            in_files = sum((len(a.data) + 2) // 3 * 4 + 80 for a in files)  # each file's data: URL
+            if len(_json.dumps(body)) - in_files > server.guard.max_body_bytes:  # besides files, the usual bound
+                raise BadRequest("body", f"larger than {server.guard.max_body_bytes} bytes besides its files", 413)
         except BadRequest as exc:
             return error_response(exc.status, str(exc), "invalid_request_error", param=exc.field)
         except OpenAIError as exc:
@@ -137,6 +145,8 @@ class OpenAIRoutes:
                 job = {"kind": JOB_KIND, "api": api, "body": body, "hyperparameters": hyper}
                 if kwargs.get("cache") is False:
                     job["no_cache"] = True
+                # the worker's response cache keys and bypasses as this node would (lmstream.cache.JOB_KEY)
+                job[JOB_KEY] = {**job_context(), "bypass": kwargs.get("cache") is False or job_context()["bypass"]}
                 return await self._queued(registry, job, mapper, req.stream, slot, api)
             run = start_request(processor, **kwargs)
             done: Callable[[], Any] = lambda: _spawn_release(processor, server.processor)  # noqa: E731

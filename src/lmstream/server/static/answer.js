@@ -196,7 +196,7 @@ export class Answer {
   waiting(status) { // the typing indicator, or where the request waits in the model's queue
     if (this.firstAt !== null) return;
     if (!this.status) { this.status = el("div", "status"); this.status.setAttribute("role", "status"); this.bubble.insertBefore(this.status, this.partsBox); }
-    if (status && status.state === "queued") { this.status.className = "status queued"; this.status.textContent = `waiting for the model (${status.position} ahead)`; }
+    if (status && status.state === "queued") { this.status.className = "status queued"; this.status.textContent = "waiting for the model (" + queueText(status.position) + ")"; }
     else { this.status.className = "status typing"; this.status.replaceChildren(el("span"), el("span"), el("span")); this.status.setAttribute("aria-label", "The model is writing"); }
   }
   text(id, delta) {
@@ -303,12 +303,30 @@ export class Answer {
     if (m.state === "stopped") this.bubble.appendChild(el("div", "stopped", "Stopped."));
     if (m.state === "interrupted") this.bubble.appendChild(el("div", "stopped interrupted", "Interrupted: the page was closed or reloaded before this answer finished."));
     if (m.state === "done" && !this.msg.parts.some((p) => p.type === "text" || p.type === "file" || p.type.startsWith("tool-"))) this.bubble.appendChild(el("div", "stopped", "(no answer)"));
+    const cut = m.state === "done" && m.finishReason === "length";
+    if (cut) { // the model hit the token limit: the answer is not whole, and says so
+      const n = m.usage && m.usage.output_tokens;
+      this.bubble.appendChild(el("div", "stopped cut", (n ? `Cut at ${n} tokens` : "Cut at the token limit") + " (the answer is not finished)."));
+    }
     const bar = el("div", "actions");
     const again = el("button", "secondary small", m.state === "error" ? "Retry" : "Regenerate");
     again.type = "button"; again.onclick = () => this.actions.regenerate(this);
-    bar.appendChild(again); this.bubble.appendChild(bar);
+    bar.appendChild(again);
+    if (cut && this.actions.continue) { // the chat protocol takes a user turn last: Continue asks for the rest
+      const more = el("button", "small continue", "Continue"); more.type = "button";
+      more.onclick = () => this.actions.continue(this);
+      bar.prepend(more);
+    }
+    this.bubble.appendChild(bar);
   }
   focusAction() { this.bubble.querySelector(".actions button")?.focus(); }
+}
+
+// The engine numbers the queue from 1 (1: next in line); "N ahead" counts the requests before it.
+export function queueText(position) {
+  const ahead = Number(position) - 1;
+  if (!(ahead >= 1)) return "next in line";
+  return ahead + " ahead";
 }
 
 const dash = (v) => (v == null ? "—" : String(v));

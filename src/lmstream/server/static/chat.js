@@ -58,7 +58,7 @@ function show(c) {
   if (!c.messages.length) { const p = el("p", "empty", EMPTY); p.id = "empty"; $("msgs").appendChild(p); }
   for (const m of c.messages) {
     if (m.role === "user") addUser(userText(m), userFiles(m));
-    else if (m.role === "assistant") new Answer($("msgs"), m, { regenerate });
+    else if (m.role === "assistant") new Answer($("msgs"), m, { regenerate, continue: more });
   }
   renderList(); follow();
   if (c.pending) reattach(c);
@@ -82,9 +82,9 @@ async function reattach(c) {
     last.metadata = { ...(last.metadata || {}), state: "interrupted" };
     for (const p of last.parts) if (p.state === "streaming") p.state = "done";
     nodes[nodes.length - 1]?.remove();
-    new Answer($("msgs"), last, { regenerate });
+    new Answer($("msgs"), last, { regenerate, continue: more });
   } else if (last && last.role === "user") {
-    const a = new Answer($("msgs"), undefined, { regenerate }); a.end("interrupted"); c.messages.push(a.msg);
+    const a = new Answer($("msgs"), undefined, { regenerate, continue: more }); a.end("interrupted"); c.messages.push(a.msg);
   }
   saveChat(c);
 }
@@ -128,10 +128,11 @@ function newest(msgs, keep) { // the newest `keep` messages, starting where a tu
 
 // existing: an answer that stopped at tool approvals, continued in place with the person's answers
 async function ask(c, trigger, existing) {
-  const answer = existing || new Answer($("msgs"), undefined, { regenerate });
+  const answer = existing || new Answer($("msgs"), undefined, { regenerate, continue: more });
   const controller = new AbortController();
   run = { chat: c, answer, controller }; setBusy(true); follow();
   c.pending = true; saveChat(c);
+  if (chat === c) renderList(); // the list names the chat by its first message from the start
   let res;
   const all = existing ? [...history(c), existing.msg] : history(c);
   try {
@@ -162,7 +163,7 @@ async function ask(c, trigger, existing) {
 
 async function stream(c, res, controller, answer) {
   const resumed = !answer; // a reload picked it up: if it ends cut off, the reload cut it
-  answer = answer || new Answer($("msgs"), undefined, { regenerate });
+  answer = answer || new Answer($("msgs"), undefined, { regenerate, continue: more });
   if (!run || run.answer !== answer) { run = { chat: c, answer, controller }; setBusy(true); }
   c.pending = true;
   let saved = performance.now();
@@ -248,19 +249,28 @@ function stopRun() { // stop the running answer on the server too (with --redis,
 
 function setBusy(busy) { $("send").hidden = busy; $("stop").hidden = !busy; }
 
+function sendParts(text, files) {
+  const parts = [...(text ? [{ type: "text", text }] : []), ...files];
+  chat.messages.push({ id: newId().replace("chat", "msg"), role: "user", parts });
+  addUser(text, files); stick = true;
+  ask(chat, "submit-message");
+}
 $("form").addEventListener("submit", async (e) => {
   e.preventDefault();
   const text = $("input").value.trim();
   if ((!text && !hasFiles()) || run) return;
   $("input").value = ""; $("input").style.height = "";
-  const files = await takeParts();
-  const parts = [...(text ? [{ type: "text", text }] : []), ...files];
-  chat.messages.push({ id: newId().replace("chat", "msg"), role: "user", parts });
-  addUser(text, files); stick = true;
-  ask(chat, "submit-message");
+  sendParts(text, await takeParts());
 });
 wire();
 loadLimits(headers);
+// Continue on an answer cut at the token limit: the chat protocol (UI messages) takes a user
+// message last, never an assistant prefix, so Continue is a follow-up asking for the rest.
+const CONTINUE = "Continue from where you stopped.";
+function more(answer) {
+  if (run || !chat || chat.messages[chat.messages.length - 1] !== answer.msg) return;
+  sendParts(CONTINUE, []);
+}
 $("input").addEventListener("keydown", (e) => {
   if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); $("form").requestSubmit(); }
 });

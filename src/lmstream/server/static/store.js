@@ -17,15 +17,24 @@ function write(k, v) {
   try { localStorage.setItem(k, JSON.stringify(v)); return true; } catch (_) { return false; } // full or disabled
 }
 
+// Saved data may be old, hand-edited or written by another page: rows and messages that are
+// not what this page writes are skipped or given a plain title, never trusted to draw.
 export function listChats() {
   const list = read(INDEX, []);
-  return Array.isArray(list) ? list.filter((c) => c && typeof c.id === "string") : [];
+  if (!Array.isArray(list)) return [];
+  return list.filter((c) => c && typeof c === "object" && typeof c.id === "string")
+    .map((c) => ({ id: c.id, title: typeof c.title === "string" && c.title ? c.title : "Untitled chat", updated: c.updated }));
+}
+
+function goodMessage(m) {
+  return m && typeof m === "object" && (m.role === "user" || m.role === "assistant") && Array.isArray(m.parts)
+    && m.parts.every((p) => p && typeof p === "object" && typeof p.type === "string");
 }
 
 export function loadChat(id) {
   const c = read(key(id), null);
-  if (!c || !Array.isArray(c.messages)) return { id, messages: [], pending: false };
-  return c;
+  if (!c || typeof c !== "object" || !Array.isArray(c.messages)) return { id, messages: [], pending: false };
+  return { ...c, id, messages: c.messages.filter(goodMessage), pending: Boolean(c.pending) };
 }
 
 function titleOf(chat) {
